@@ -1,0 +1,53 @@
+# oblio: the targets a newcomer can guess.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+ARGS    ?=
+
+.PHONY: run test unit integration infra lint bench synth deploy clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[local,dev,cdk]'
+	touch $(STAMP)
+
+## run: start the local stack (embedded AWS + API) with the demo tenants and data
+run: $(STAMP)
+	$(BIN)/oblio local up $(ARGS)
+
+## test: the whole suite: unit (in-process moto), integration (local stack over HTTP), infra
+test: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/integration -q
+	$(BIN)/python -m pytest tests/infra -q
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit -q $(ARGS)
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest tests/integration -q $(ARGS)
+
+infra: $(STAMP)
+	$(BIN)/python -m pytest tests/infra -q $(ARGS)
+
+## lint: ruff and mypy (strict on the domain)
+lint: $(STAMP)
+	$(BIN)/ruff check layers functions infra tests
+	$(BIN)/mypy layers/common/oblio
+
+## bench: the benchmarks; they print figures, they do not assert timings
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench.erasure $(ARGS)
+
+## synth: write the CloudFormation template (no AWS credentials needed)
+synth: $(STAMP)
+	$(BIN)/python -m infra.cdk.synth
+
+## deploy: deploy the stack to the AWS account of your credentials (see README)
+deploy: $(STAMP)
+	npx --yes aws-cdk@2 deploy --app "$(BIN)/python -m infra.cdk.app" $(ARGS)
+
+clean:
+	rm -rf $(VENV) cdk.out .oblio .pytest_cache

@@ -1,0 +1,137 @@
+"""oblio's HTTP API (Chalice). Thin views: authenticate, parse, call the domain, answer."""
+
+from chalice import Chalice
+from chalicelib.edge import api, idempotent, json_body, operation, page_args, query
+
+from oblio import __version__, audit, openapi, requests, subjects, tenants
+from oblio.errors import Invalid
+
+app = Chalice(app_name="oblio")
+# JSON is parsed from the raw body whatever the client declared (curl -d sends form-urlencoded)
+BODY_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
+
+
+@app.route("/v1/health", methods=["GET"])
+@api(app)
+def health() -> dict:
+    return {"status": "ok", "version": __version__}
+
+
+@app.route("/v1/openapi.json", methods=["GET"])
+@api(app)
+def openapi_document() -> dict:
+    return openapi.document()
+
+
+@operation("create_request")
+def _create_request(principal, body, params):
+    return requests.create(principal, body)
+
+
+@app.route("/v1/requests", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="")  # dsr:write, or dsr:erase for irreversible types: checked by the domain
+def create_request(principal):
+    return idempotent(app, principal, "create_request", json_body(app))
+
+
+@app.route("/v1/requests", methods=["GET"])
+@api(app, scope="dsr:read")
+def list_requests(principal):
+    q = query(app)
+    limit, cursor = page_args(q)
+    if q.get("overdue", "false") not in ("true", "false"):
+        raise Invalid("overdue", "overdue must be true or false")
+    return requests.list_requests(principal.tenant_id, type_=q.get("type"),
+                                  status=q.get("status"), overdue=q.get("overdue") == "true",
+                                  limit=limit, cursor=cursor)
+
+
+@app.route("/v1/requests/{request_id}", methods=["GET"])
+@api(app, scope="dsr:read")
+def get_request(principal, request_id):
+    return requests.to_json(requests.load(principal.tenant_id, request_id))
+
+
+@operation("cancel_request")
+def _cancel(principal, body, params):
+    return 200, requests.cancel(principal, params["request_id"])
+
+
+@app.route("/v1/requests/{request_id}/cancel", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="dsr:write")
+def cancel_request(principal, request_id):
+    return idempotent(app, principal, "cancel_request", {}, {"request_id": request_id})
+
+
+@operation("retry_request")
+def _retry(principal, body, params):
+    return 200, requests.retry(principal, params["request_id"])
+
+
+@app.route("/v1/requests/{request_id}/retry", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="dsr:write")
+def retry_request(principal, request_id):
+    return idempotent(app, principal, "retry_request", {}, {"request_id": request_id})
+
+
+@operation("extend_request")
+def _extend(principal, body, params):
+    return 200, requests.extend(principal, params["request_id"], body)
+
+
+@app.route("/v1/requests/{request_id}/extend", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="dsr:write")
+def extend_request(principal, request_id):
+    return idempotent(app, principal, "extend_request", json_body(app),
+                      {"request_id": request_id})
+
+
+@app.route("/v1/subjects", methods=["GET"])
+@api(app, scope="dsr:read")
+def search_subject(principal):
+    return subjects.search(principal, query(app))
+
+
+@app.route("/v1/audit", methods=["GET"])
+@api(app, scope="audit:read")
+def list_audit(principal):
+    limit, cursor = page_args(query(app))
+    rows, nxt = audit.entries(principal.tenant_id, limit=limit, start=cursor)
+    return {"items": [audit.to_json(r) for r in rows], "next_cursor": nxt}
+
+
+@app.route("/v1/audit/verify", methods=["GET"])
+@api(app, scope="audit:read")
+def verify_audit(principal):
+    return audit.verify(principal.tenant_id)
+
+
+@app.route("/v1/tenant", methods=["GET"])
+@api(app, scope="admin")
+def get_tenant(principal):
+    t = tenants.get_tenant(principal.tenant_id)
+    return {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
+            "children": list(t.children), "settings": t.settings}
+
+
+@operation("create_key")
+def _create_key(principal, body, params):
+    if not isinstance(body, dict):
+        raise Invalid("scopes", "send {\"scopes\": [...], \"name\": ...}")
+    key_id, key = tenants.create_api_key(principal.tenant_id, body.get("scopes") or [],
+                                         name=str(body.get("name") or ""),
+                                         children=bool(body.get("children")) and
+                                         principal.children)
+    return 201, {"key_id": key_id, "api_key": key, "scopes": sorted(body["scopes"])}
+
+
+@app.route("/v1/keys", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+def create_key(principal):
+    return idempotent(app, principal, "create_key", json_body(app))
+
+
+@app.route("/v1/keys", methods=["GET"])
+@api(app, scope="admin")
+def list_keys(principal):
+    return {"items": tenants.list_api_keys(principal.tenant_id), "next_cursor": None}

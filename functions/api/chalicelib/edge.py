@@ -1,0 +1,152 @@
+"""The API's edge: authentication, the one error shape, JSON bodies, query parameters and
+idempotency keys. Route functions in app.py stay a few lines each."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from chalice import Chalice, Response
+
+from oblio import tenants
+from oblio.errors import BadRequest, Conflict, Invalid, OblioError
+from oblio.observability import logger
+from oblio.settings import get_settings
+from oblio.tenants import Principal
+
+JSON = {"Content-Type": "application/json"}
+
+
+def error_response(exc: OblioError) -> Response:
+    return Response(body=exc.to_body(), status_code=exc.status, headers=JSON)
+
+
+def json_body(app: Chalice) -> Any:
+    raw = app.current_request.raw_body
+    if not raw:
+        return {}
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body is not valid JSON; send a JSON object with "
+                         "'Content-Type: application/json'") from None
+
+
+def query(app: Chalice) -> dict[str, str]:
+    return dict(app.current_request.query_params or {})
+
+
+def page_args(params: dict[str, str]) -> tuple[int, str | None]:
+    raw = params.get("limit", "50")
+    try:
+        limit = int(raw)
+    except ValueError:
+        raise Invalid("limit", "limit must be a whole number between 1 and 500") from None
+    if not 1 <= limit <= 500:
+        raise Invalid("limit", "limit must be between 1 and 500")
+    return limit, params.get("cursor") or None
+
+
+def api(app: Chalice, scope: str | None = None) -> Callable[..., Any]:
+    """Authenticate (unless `scope` is None), check the scope (unless it is "": the route
+    checks itself), and turn domain errors into
+    the one error shape. The route receives the principal as its first argument."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def view(*args: Any, **kwargs: Any) -> Any:
+            try:
+                if scope is None:
+                    return fn(*args, **kwargs)
+                headers = app.current_request.headers
+                principal = tenants.authenticate(headers.get("authorization"))
+                if scope:
+                    principal.require(scope)
+                out = fn(principal, *args, **kwargs)
+                if isinstance(out, tuple):
+                    status, body = out
+                    return Response(body=body, status_code=status, headers=JSON)
+                return out
+            except OblioError as exc:
+                return error_response(exc)
+            except Exception:
+                logger.exception("unhandled error")
+                return error_response(OblioError(
+                    "an internal error occurred; it has been logged, try again later",
+                    code="internal_error"))
+
+        return view
+
+    return wrap
+
+
+_persistence: DynamoDBPersistenceLayer | None = None
+_OPERATIONS: dict[str, Callable[[Principal, Any, dict[str, str]], tuple[int, Any]]] = {}
+
+
+def operation(name: str) -> Callable[[Callable[..., tuple[int, Any]]],
+                                     Callable[..., tuple[int, Any]]]:
+    """Register a write operation that `idempotent` can replay by name."""
+
+    def reg(fn: Callable[..., tuple[int, Any]]) -> Callable[..., tuple[int, Any]]:
+        _OPERATIONS[name] = fn
+        return fn
+
+    return reg
+
+
+def _store() -> DynamoDBPersistenceLayer:
+    global _persistence
+    if _persistence is None:
+        _persistence = DynamoDBPersistenceLayer(table_name=get_settings().table("idempotency"))
+    return _persistence
+
+
+def _run(call: dict[str, Any]) -> dict[str, Any]:
+    p = call["principal"]
+    principal = Principal(p["tenant_id"], p["key_id"], frozenset(p["scopes"]), p["children"])
+    status, body = _OPERATIONS[call["op"]](principal, call["body"], call["params"])
+    return {"status": status, "body": body}
+
+
+def idempotent(app: Chalice, principal: Principal, op: str, body: Any,
+               params: dict[str, str] | None = None) -> tuple[int, Any]:
+    """Run a write once per `Idempotency-Key` (per tenant, 24 h): a replay with the same body
+    returns the first answer; another body with the same key is 409."""
+    params = params or {}
+    key = app.current_request.headers.get("idempotency-key")
+    if not key:
+        return _OPERATIONS[op](principal, body, params)
+    if len(key) > 255:
+        raise Invalid("Idempotency-Key", "the Idempotency-Key header must be at most 255 "
+                                         "characters")
+    call = {"tenant_id": principal.tenant_id, "key": key, "op": op, "body": body,
+            "params": params,
+            "principal": {"tenant_id": principal.tenant_id, "key_id": principal.key_id,
+                          "scopes": sorted(principal.scopes), "children": principal.children}}
+    fn = idempotent_function(
+        data_keyword_argument="call", persistence_store=_store(),
+        config=IdempotencyConfig(event_key_jmespath="[tenant_id, key]",
+                                 payload_validation_jmespath="[op, params, body]",
+                                 expires_after_seconds=24 * 3600))(_run)
+    try:
+        out = fn(call=call)
+    except IdempotencyValidationError:
+        raise Conflict("this Idempotency-Key was already used with another request body; "
+                       "use a new key for a new request", code="idempotency_key_reused") \
+            from None
+    except IdempotencyAlreadyInProgressError:
+        raise Conflict("a request with this Idempotency-Key is still in progress; retry in a "
+                       "moment", code="idempotency_in_progress") from None
+    return int(out["status"]), out["body"]

@@ -1,0 +1,136 @@
+"""Lambda invocations of the local stack, answered in-process by the project's own handlers.
+
+moto's Lambda would run functions in Docker; here its invoke is replaced by a dispatch to the
+handler the catalogue names (`functions/<name>/handler.py`). An exception in the handler is
+returned as AWS returns it (`X-Amz-Function-Error: Unhandled`, `{"errorType", "errorMessage"}`)
+so that the state machine's Retry and Catch see what they would see in AWS.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from moto.awslambda.models import LambdaFunction
+
+from oblio.catalogue import CATALOGUE
+
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = ROOT / "functions"
+
+
+@dataclass
+class Fault:
+    """An error to raise in a function's next invocations matching `when` (tests)."""
+
+    function: str
+    error: str
+    message: str
+    times: int = 1
+    when: dict[str, Any] = field(default_factory=dict)
+
+
+class _Faults:
+    def __init__(self) -> None:
+        self._items: list[Fault] = []
+        self._lock = threading.Lock()
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self._items.append(fault)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def take(self, function: str, event: dict[str, Any]) -> Fault | None:
+        with self._lock:
+            for f in self._items:
+                if f.function == function and f.times > 0 and all(
+                        _dig(event, k) == v for k, v in f.when.items()):
+                    f.times -= 1
+                    return f
+        return None
+
+
+def _dig(event: dict[str, Any], path: str) -> Any:
+    cur: Any = event
+    for part in path.split("."):
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    return cur
+
+
+faults = _Faults()
+
+
+class _Context:
+    def __init__(self, name: str, arn: str) -> None:
+        self.function_name = name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = arn
+        self.memory_limit_in_mb = 512
+        self.aws_request_id = str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{name}"
+        self.log_stream_name = "local"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 900_000
+
+
+class Dispatcher:
+    """Maps each deployed function name to its handler, imported once."""
+
+    def __init__(self, prefix: str) -> None:
+        for p in (str(FUNCTIONS), str(FUNCTIONS / "api")):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        self.targets = {f"{prefix}-{f.name}": (f.name, f.handler)
+                        for f in CATALOGUE.functions if f.name != "api"}
+        self._handlers: dict[str, Any] = {}
+
+    def handler(self, physical: str) -> tuple[str, Any]:
+        logical, spec = self.targets[physical]
+        if physical not in self._handlers:
+            module, _, attr = spec.rpartition(".")
+            self._handlers[physical] = getattr(importlib.import_module(module), attr)
+        return logical, self._handlers[physical]
+
+    def invoke(self, fn: LambdaFunction, body: str, request_headers: Any,
+               response_headers: Any) -> bytes:
+        event = json.loads(body) if body else {}
+        logical, handler = self.handler(fn.function_name)
+        try:
+            fault = faults.take(logical, event)
+            if fault:
+                raise type(fault.error, (Exception,), {})(fault.message)
+            result = handler(event, _Context(fn.function_name, fn.function_arn))
+            return json.dumps(result, default=str).encode()
+        except Exception as exc:  # noqa: BLE001 - returned to the caller as AWS does
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return json.dumps({"errorType": type(exc).__name__,
+                               "errorMessage": str(exc)}).encode()
+
+
+_original_invoke = LambdaFunction.invoke
+
+
+def install(dispatcher: Dispatcher) -> None:
+    """Route every moto Lambda invoke of this process to `dispatcher`."""
+
+    def invoke(self: LambdaFunction, body: str, request_headers: Any,
+               response_headers: Any) -> bytes:
+        if self.function_name in dispatcher.targets:
+            return dispatcher.invoke(self, body, request_headers, response_headers)
+        return _original_invoke(self, body, request_headers, response_headers)  # type: ignore[no-any-return]
+
+    LambdaFunction.invoke = invoke  # type: ignore[method-assign]
+
+
+def uninstall() -> None:
+    LambdaFunction.invoke = _original_invoke  # type: ignore[method-assign]

@@ -1,0 +1,171 @@
+"""The embedded local stack: moto in server mode on 127.0.0.1 executing the state machines for
+real, Lambda invocations dispatched in-process to the project's handlers, every resource made
+from the catalogue, the demo tenants with keys and data, and the Chalice API.
+
+`LocalStack.start()` is what `oblio local up` and the integration tests both call. Settings
+are read from the environment, so the environment is set before any oblio module reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.request import Request, urlopen
+
+ROOT = Path(__file__).resolve().parents[2]
+DEMO_ADMIN_SCOPES = ("admin",)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def configure_environment(aws_port: int, datamap: Path | None = None,
+                          region: str = "eu-west-1") -> None:
+    """Point every AWS client of this process at the local AWS. Call before importing oblio."""
+    endpoint = f"http://127.0.0.1:{aws_port}"
+    os.environ.update({
+        "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": region, "MOTO_PORT": str(aws_port),
+        "OBLIO_ACCOUNT_ID": "123456789012",
+        "POWERTOOLS_TRACE_DISABLED": "true", "POWERTOOLS_METRICS_NAMESPACE": "oblio",
+        "POWERTOOLS_DEV": os.environ.get("POWERTOOLS_DEV", "false"),
+    })
+    if datamap is not None:
+        os.environ["OBLIO_DATAMAP"] = str(Path(datamap).resolve())
+
+
+@dataclass
+class LocalStack:
+    api_port: int = 8000
+    aws_port: int = 5000
+    datamap: Path | None = None
+    demo: bool = True
+    demo_contacts: int = 1000
+    demo_api_key: str | None = None
+    write_state: bool = True
+    quiet: bool = False
+    info: dict[str, Any] = field(default_factory=dict)
+    _moto: Any = None
+    _api: Any = None
+    _api_thread: threading.Thread | None = None
+
+    def _say(self, message: str) -> None:
+        if not self.quiet:
+            print(message, flush=True)
+
+    def start(self) -> dict[str, Any]:
+        configure_environment(self.aws_port, self.datamap)
+        from moto.server import ThreadedMotoServer
+
+        from infra.local import lambdas, provision
+        from oblio import datamap as dmap
+        from oblio.settings import get_settings
+
+        import logging
+
+        # moto's server logs every request line: keep the console for what matters
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        settings = get_settings()
+        # refuse a bad data map before anything starts
+        dm = dmap.load(settings.datamap)
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port,
+                                        verbose=False)
+        self._moto.start()
+        endpoint = f"http://127.0.0.1:{self.aws_port}"
+        urlopen(Request(f"{endpoint}/moto-api/config", method="POST",
+                        data=json.dumps({"stepfunctions": {"execute_state_machine": True}})
+                        .encode(), headers={"Content-Type": "application/json"}), timeout=10)
+        lambdas.install(lambdas.Dispatcher(settings.resource_prefix))
+        t0 = time.monotonic()
+        provision.provision(settings)
+        self._say(f"provisioned the catalogue in {time.monotonic() - t0:.1f}s")
+        from oblio import aws
+
+        try:
+            dmap.check_tables(dm, aws.client("dynamodb"))
+        except Exception:
+            self.stop()
+            raise
+        tenants = self._tenants()
+        if self.demo:
+            from infra.local import demo
+
+            t0 = time.monotonic()
+            counts = demo.seed(dm, ["demo", "demo-child"], self.demo_contacts)
+            self._say(f"demo data: {sum(v for k, v in counts.items() if k != 'files')} items, "
+                      f"{counts.get('files', 0)} files in {time.monotonic() - t0:.1f}s")
+        self._serve_api()
+        self.info = {
+            "api_url": f"http://127.0.0.1:{self.api_port}",
+            "aws_endpoint_url": endpoint, "region": settings.region,
+            "tenants": tenants,
+        }
+        if self.write_state:
+            state = ROOT / ".oblio" / "local.json"
+            state.parent.mkdir(exist_ok=True)
+            state.write_text(json.dumps(self.info, indent=2))
+        return self.info
+
+    def _tenants(self) -> dict[str, Any]:
+        from oblio import tenants
+
+        tenants.create_tenant("demo", "Demo CRM", settings={"default_phone_region": "IT"})
+        tenants.create_tenant("demo-child", "Demo CRM (Italy branch)", parent_id="demo",
+                              settings={"default_phone_region": "IT"})
+        key = self.demo_api_key or os.environ.get("OBLIO_DEMO_API_KEY") or None
+        _, demo_key = tenants.create_api_key("demo", DEMO_ADMIN_SCOPES, name="demo admin",
+                                             children=True, api_key=key)
+        _, child_key = tenants.create_api_key("demo-child", DEMO_ADMIN_SCOPES,
+                                              name="demo-child admin")
+        return {"demo": {"api_key": demo_key}, "demo-child": {"api_key": child_key}}
+
+    def _serve_api(self) -> None:
+        import sys
+
+        from chalice.config import Config
+        from chalice.local import create_local_server
+
+        for p in (str(ROOT / "functions" / "api"), str(ROOT / "functions")):
+            if p not in sys.path:
+                sys.path.insert(0, p)
+        from app import app  # functions/api/app.py
+
+        config = Config.create(chalice_stage="dev", app_name="oblio", chalice_app=app,
+                               config_from_disk=json.loads((ROOT / "chalice.json")
+                                                           .read_text()))
+        self._api = create_local_server(app, config, "127.0.0.1", self.api_port)
+        self._api_thread = threading.Thread(target=self._api.server.serve_forever,
+                                            name="oblio-api", daemon=True)
+        self._api_thread.start()
+
+    def wait(self) -> None:
+        """Block until interrupted (the CLI's foreground)."""
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        from infra.local import lambdas
+
+        if self._api is not None:
+            self._api.server.shutdown()
+            self._api.server.server_close()
+            self._api = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+        lambdas.uninstall()

@@ -1,0 +1,265 @@
+"""The one resource catalogue: every table, bucket, function, state machine, bus, rule and
+queue that oblio needs. The CDK stack (`infra/cdk`) and the local embedded deployment
+(`oblio.local`) are both built from this module, so the two cannot drift.
+
+Names here are logical; `physical_name` turns them into the names resources get, prefixed by
+the deployment's `resource_prefix` setting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+
+T = TypeVar("T")
+
+KeyType = Literal["S", "N"]
+
+
+@dataclass(frozen=True)
+class Key:
+    name: str
+    type: KeyType = "S"
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition: Key
+    sort: Key | None = None
+    projection: Literal["ALL", "KEYS_ONLY"] = "ALL"
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    partition: Key
+    sort: Key | None = None
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+    purpose: str = ""
+    demo: bool = False  # a tenant's table of the demo domain, created by the local stack only
+
+
+@dataclass(frozen=True)
+class LifecycleRule:
+    id: str
+    prefix: str
+    expire_days: int
+    noncurrent_days: int = 1
+    tag: tuple[str, str] | None = None  # (key, value) filter, e.g. ("oblio-ttl", "14")
+
+
+@dataclass(frozen=True)
+class Bucket:
+    name: str
+    versioned: bool = True
+    lifecycle: tuple[LifecycleRule, ...] = ()
+    eventbridge: bool = False  # send object events to EventBridge (bulk uploads)
+    purpose: str = ""
+    demo: bool = False
+    #: prefixes whose objects hold personal data and must expire
+    expiring_prefixes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    handler: str  # "module.function" under functions/
+    timeout_seconds: int = 60
+    memory_mb: int = 512
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class StateMachine:
+    name: str
+    definition: str  # file under statemachines/
+    #: placeholder in the ASL -> function name whose ARN fills it
+    functions: dict[str, str] = field(default_factory=dict)
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class EventRule:
+    name: str
+    pattern: dict[str, object]
+    #: the target in AWS: ("function", name) or ("statemachine", name) or ("queue", name)
+    target: tuple[str, str]
+    #: locally moto delivers rules only to SQS: the local stack routes to this queue instead
+    local_queue: str | None = None
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    tables: tuple[Table, ...]
+    buckets: tuple[Bucket, ...]
+    functions: tuple[Function, ...]
+    state_machines: tuple[StateMachine, ...]
+    event_bus: str
+    rules: tuple[EventRule, ...]
+    queues: tuple[Queue, ...]
+    kms_alias: str
+
+    def table(self, name: str) -> Table:
+        return _by_name(self.tables, name, "table")
+
+    def bucket(self, name: str) -> Bucket:
+        return _by_name(self.buckets, name, "bucket")
+
+    def function(self, name: str) -> Function:
+        return _by_name(self.functions, name, "function")
+
+    def state_machine(self, name: str) -> StateMachine:
+        return _by_name(self.state_machines, name, "state machine")
+
+
+def _by_name(items: tuple[T, ...], name: str, kind: str) -> T:
+    for item in items:
+        if getattr(item, "name") == name:  # noqa: B009
+            return item
+    raise KeyError(f"the catalogue has no {kind} named {name!r}")
+
+
+_S = Key
+_TENANT = Key("tenant_id")
+
+
+def _demo_table(name: str, sort: str, *lookups: str, purpose: str) -> Table:
+    """A demo-domain table: keyed by tenant, each lookup an index keyed by tenant + attribute."""
+    return Table(
+        name=name,
+        partition=_TENANT,
+        sort=_S(sort),
+        indexes=tuple(Index(f"by_{a}", _TENANT, _S(a)) for a in lookups),
+        purpose=purpose,
+        demo=True,
+    )
+
+
+TASK_FUNCTIONS = {
+    "PlanFunctionArn": "plan",
+    "ApplyFunctionArn": "apply",
+    "VerifyFunctionArn": "verify",
+    "FinishFunctionArn": "finish",
+    "FailFunctionArn": "fail",
+}
+
+CATALOGUE = Catalogue(
+    tables=(
+        Table("tenants", _S("tenant_id"), purpose="tenants, parent/child links, settings"),
+        Table("api_keys", _S("key_hash"), indexes=(Index("by_tenant", _TENANT, _S("key_id")),),
+              purpose="API keys, stored hashed, with scopes"),
+        Table("requests", _TENANT, _S("sk"), purpose="data-subject requests and their state"),
+        Table("audit", _TENANT, _S("seq"), purpose="append-only hash-chained audit log"),
+        Table("suppression", _TENANT, _S("ref"),
+              purpose="HMACs of erased and objecting subjects"),
+        Table("idempotency", _S("id"), ttl_attribute="expiration",
+              purpose="Powertools idempotency records for write APIs"),
+        # the demo domain: a CRM / helpdesk / mailing product (a tenant's own tables)
+        _demo_table("demo-contacts", "contact_id", "email", "phone", "external_id",
+                    purpose="demo: contact profiles"),
+        _demo_table("demo-tickets", "ticket_id", "contact_id", purpose="demo: helpdesk tickets"),
+        _demo_table("demo-ticket-messages", "message_id", "ticket_id",
+                    purpose="demo: messages on tickets"),
+        _demo_table("demo-email-sends", "send_id", "recipient_email", "contact_id",
+                    purpose="demo: e-mails sent"),
+        _demo_table("demo-email-events", "event_id", "send_id",
+                    purpose="demo: opens and clicks"),
+        _demo_table("demo-subscriptions", "subscription_id", "email",
+                    purpose="demo: newsletter subscriptions"),
+        _demo_table("demo-blacklist", "email", purpose="demo: addresses never to e-mail"),
+        _demo_table("demo-documents", "document_id", "contact_id",
+                    purpose="demo: documents stored in S3"),
+        _demo_table("demo-scheduled-recipients", "recipient_id", "email", "contact_id",
+                    purpose="demo: recipients of scheduled sends (pending deliveries)"),
+    ),
+    buckets=(
+        Bucket("work", lifecycle=(LifecycleRule("work-expiry", "work/", 1),),
+               expiring_prefixes=("work/",),
+               purpose="plans and manifests of running requests (may hold item keys)"),
+        Bucket("exports", lifecycle=tuple(
+            LifecycleRule(f"exports-{d}d", "exports/", d, tag=("oblio-ttl", str(d)))
+            for d in (10, 14, 30)), expiring_prefixes=("exports/",),
+            purpose="access / portability archives"),
+        Bucket("ingest", eventbridge=True,
+               lifecycle=(LifecycleRule("ingest-expiry", "bulk/", 1),),
+               expiring_prefixes=("bulk/",), purpose="bulk erasure CSV uploads"),
+        Bucket("demo-files", purpose="demo: a tenant's attachments, photos and documents",
+               demo=True),
+    ),
+    functions=(
+        Function("api", "api.app.app", timeout_seconds=29, purpose="the HTTP API (Chalice)"),
+        Function("plan", "plan.handler.handler", timeout_seconds=300,
+                 purpose="walk the data map, freeze the plan"),
+        Function("apply", "apply.handler.handler", timeout_seconds=900,
+                 purpose="apply a request's action to one table"),
+        Function("verify", "verify.handler.handler", timeout_seconds=300,
+                 purpose="check that nothing of the subject is left"),
+        Function("finish", "finish.handler.handler", timeout_seconds=120,
+                 purpose="certificate, audit, suppression, events"),
+        Function("fail", "fail.handler.handler", timeout_seconds=60,
+                 purpose="record a failure on the request"),
+    ),
+    state_machines=(
+        StateMachine("erasure", "erasure.asl.json", functions=TASK_FUNCTIONS,
+                     purpose="erase one subject across every mapped table"),
+    ),
+    event_bus="events",
+    rules=(
+        EventRule("all-oblio-events", {"source": ["oblio"]}, target=("queue", "events"),
+                  local_queue="events"),
+    ),
+    queues=(Queue("events", purpose="a copy of every oblio event (local inspection, DLQ-like)"),),
+    kms_alias="oblio",
+)
+
+_NAME_RULES = {
+    "table": (re.compile(r"^[A-Za-z0-9_.-]{3,255}$"), "3-255 letters, digits, '_', '-', '.'"),
+    "bucket": (re.compile(r"^(?!-)[a-z0-9.-]{3,63}(?<!-)$"),
+               "3-63 lower-case letters, digits, '.', '-'"),
+    "function": (re.compile(r"^[A-Za-z0-9_-]{1,64}$"), "1-64 letters, digits, '_', '-'"),
+    "statemachine": (re.compile(r"^[A-Za-z0-9_-]{1,80}$"), "1-80 letters, digits, '_', '-'"),
+    "queue": (re.compile(r"^[A-Za-z0-9_-]{1,80}$"), "1-80 letters, digits, '_', '-'"),
+    "bus": (re.compile(r"^[A-Za-z0-9/_.-]{1,256}$"), "1-256 letters, digits, '/._-'"),
+}
+
+
+def physical_name(prefix: str, kind: str, name: str) -> str:
+    """The name a resource gets in a deployment; raises ValueError if AWS would reject it."""
+    full = f"{prefix}-{name}"
+    pattern, rule = _NAME_RULES[kind]
+    if not pattern.match(full):
+        raise ValueError(f"catalogue {kind} {name!r} becomes {full!r}, which AWS rejects: {rule}")
+    return full
+
+
+def check(catalogue: Catalogue, prefix: str) -> None:
+    """Reject a catalogue that could not deploy: bad names, unknown functions, buckets whose
+    personal-data prefixes have no expiring lifecycle rule."""
+    for t in catalogue.tables:
+        physical_name(prefix, "table", t.name)
+    for b in catalogue.buckets:
+        physical_name(prefix, "bucket", b.name)
+        for p in b.expiring_prefixes:
+            if not any(r.prefix.startswith(p) or p.startswith(r.prefix) for r in b.lifecycle):
+                raise ValueError(f"bucket {b.name!r}: prefix {p!r} holds personal data and "
+                                 "needs a lifecycle rule with an expiry")
+    names = {f.name for f in catalogue.functions}
+    for f in catalogue.functions:
+        physical_name(prefix, "function", f.name)
+    for sm in catalogue.state_machines:
+        physical_name(prefix, "statemachine", sm.name)
+        for placeholder, fn in sm.functions.items():
+            if fn not in names:
+                raise ValueError(f"state machine {sm.name!r}: {placeholder} names unknown "
+                                 f"function {fn!r}")
+    for q in catalogue.queues:
+        physical_name(prefix, "queue", q.name)

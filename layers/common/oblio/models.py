@@ -1,0 +1,131 @@
+"""PynamoDB models of oblio's own tables (the control plane). Table names come from the
+resource catalogue through the settings, read once at import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from oblio.settings import get_settings
+
+_s = get_settings()
+
+
+class _Meta:
+    region = _s.region
+    billing_mode = "PAY_PER_REQUEST"
+
+
+class TenantModel(Model):
+    class Meta(_Meta):
+        table_name = _s.table("tenants")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    parent_id = UnicodeAttribute(null=True)
+    children = UnicodeSetAttribute(null=True)
+    settings = MapAttribute[str, Any](default=dict)
+    key_blob = BinaryAttribute(legacy_encoding=False)
+    created_at = UnicodeAttribute()
+
+
+class KeysByTenant(GlobalSecondaryIndex["ApiKeyModel"]):
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute(range_key=True)
+
+
+class ApiKeyModel(Model):
+    class Meta(_Meta):
+        table_name = _s.table("api_keys")
+
+    key_hash = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute(default="")
+    scopes = UnicodeSetAttribute()
+    children = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+    revoked = BooleanAttribute(default=False)
+    by_tenant = KeysByTenant()
+
+
+class RequestModel(Model):
+    """A request (sk = request id), or the marker of an open request (sk = open#type#ref)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("requests")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    request_id = UnicodeAttribute()
+    type = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    subject_ref = UnicodeAttribute(null=True)
+    #: AES-GCM ciphertext of the identities while the request is open; removed when finished
+    identities_enc = UnicodeAttribute(null=True)
+    #: kind -> HMAC of each identity named (kept after the request ends)
+    identity_refs = MapAttribute[str, Any](null=True)
+    created_at = UnicodeAttribute(null=True)
+    due_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    requested_by = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    options = MapAttribute[str, Any](null=True)
+    timeline = ListAttribute[Any](null=True)
+    plan = MapAttribute[str, Any](null=True)
+    units = MapAttribute[str, Any](null=True)
+    io = MapAttribute[str, Any](null=True)
+    result = MapAttribute[str, Any](null=True)
+    error = MapAttribute[str, Any](null=True)
+    attempt = NumberAttribute(default=0)
+    execution_arn = UnicodeAttribute(null=True)
+    extended = MapAttribute[str, Any](null=True)
+
+
+class AuditModel(Model):
+    """One audit entry (seq = zero-padded number) or the chain's head (seq = HEAD)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("audit")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    seq = UnicodeAttribute(range_key=True)
+    at = UnicodeAttribute(null=True)
+    action = UnicodeAttribute(null=True)
+    actor = UnicodeAttribute(null=True)
+    request_id = UnicodeAttribute(null=True)
+    subject_ref = UnicodeAttribute(null=True)
+    details = MapAttribute[str, Any](null=True)
+    prev_hash = UnicodeAttribute(null=True)
+    hash = UnicodeAttribute(null=True)
+    last = NumberAttribute(null=True)  # on HEAD: the last seq number
+
+
+class SuppressionModel(Model):
+    class Meta(_Meta):
+        table_name = _s.table("suppression")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    ref = UnicodeAttribute(range_key=True)  # "<kind>#<hmac>"
+    reason = UnicodeAttribute()
+    request_id = UnicodeAttribute(null=True)
+    at = UnicodeAttribute()
+
+
+ALL_MODELS: tuple[type[Model], ...] = (TenantModel, ApiKeyModel, RequestModel, AuditModel,
+                                       SuppressionModel)

@@ -1,0 +1,356 @@
+"""Data-subject requests: the one durable state of each request (status, due date, timeline,
+result), and the moves between statuses. The identities of an open request are held
+encrypted; once it ends they are dropped and only their HMACs remain."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+from ulid import ULID
+
+from oblio import audit, aws, clock, datamap, planner
+from oblio.errors import BadRequest, Conflict, Invalid, NotFound
+from oblio.identity import parse_subject
+from oblio.models import RequestModel
+from oblio.settings import get_settings
+from oblio.tenants import Principal, Tenant, get_tenant, reachable_tenants
+
+TYPES = ("access", "erasure", "anonymisation", "rectification", "restriction", "objection")
+AVAILABLE = {"erasure": "erasure"}  # request type -> state machine
+IRREVERSIBLE = {"erasure", "anonymisation"}
+STATUSES = ("received", "awaiting_verification", "queued", "running", "completed",
+            "completed_with_errors", "failed", "cancelled")
+ENDED = frozenset({"completed", "completed_with_errors", "cancelled"})
+_REQ = "req#"
+
+
+def _sk(request_id: str) -> str:
+    return _REQ + request_id
+
+
+def _open_sk(type_: str, subject_ref: str) -> str:
+    return f"open#{type_}#{subject_ref}"
+
+
+def _plain(value: Any) -> Any:
+    if value is None:
+        return None
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def event(at: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"at": at or clock.iso(), **fields}
+
+
+def to_json(m: RequestModel) -> dict[str, Any]:
+    """The API's view of a request: no identity, only the subject's HMAC reference."""
+    options = _plain(m.options) or {}
+    overdue = (m.status not in ENDED and m.due_at is not None
+               and clock.parse(m.due_at) < clock.now())
+    return {
+        "id": m.request_id, "type": m.type, "status": m.status, "subject_ref": m.subject_ref,
+        "created_at": m.created_at, "due_at": m.due_at, "completed_at": m.completed_at,
+        "overdue": overdue, "reason": m.reason, "dry_run": bool(options.get("dry_run")),
+        "include_children": bool(options.get("include_children")),
+        "attempt": int(m.attempt or 0), "error": _plain(m.error),
+        "timeline": _plain(m.timeline) or [], "result": _plain(m.result),
+        "extension": _plain(m.extended),
+    }
+
+
+def load(tenant_id: str, request_id: str, consistent: bool = True) -> RequestModel:
+    """The tenant's request; 404 for an unknown id or another tenant's (never says which)."""
+    try:
+        return RequestModel.get(tenant_id, _sk(request_id), consistent_read=consistent)
+    except DoesNotExist:
+        raise NotFound(f"no request {request_id!r} in this tenant") from None
+
+
+def identities_of(m: RequestModel, tenant: Tenant) -> dict[str, str]:
+    if not m.identities_enc:
+        raise Conflict("the request has ended and no longer holds the subject's identities")
+    return tenant.keys.decrypt(m.identities_enc)
+
+
+def _validate(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object, e.g. {\"type\": \"erasure\", "
+                         "\"subject\": {\"email\": \"name@example.com\"}, \"confirm\": true}")
+    type_ = body.get("type")
+    if type_ not in TYPES:
+        raise Invalid("type", f"type must be one of {', '.join(TYPES)}", code="invalid_type")
+    if type_ not in AVAILABLE:
+        raise Invalid("type", f"requests of type '{type_}' are not available in this version "
+                              f"yet; available: {', '.join(AVAILABLE)}",
+                      code="unsupported_type")
+    for flag in ("confirm", "dry_run", "include_children"):
+        if flag in body and body[flag] is not None and not isinstance(body[flag], bool):
+            raise Invalid(flag, f"{flag} must be true or false")
+    if type_ in IRREVERSIBLE and not body.get("dry_run") and body.get("confirm") is not True:
+        raise Invalid("confirm", f"{type_} is irreversible: send \"confirm\": true to run it, "
+                                 "or \"dry_run\": true to see what it would do",
+                      code="confirmation_required")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
+        raise Invalid("reason", "reason must be a string of at most 1000 characters")
+    return body
+
+
+def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """What the request would do, table by table, without changing anything."""
+    from oblio import engine  # the planner's consumers; kept lazy for the API's cold start
+
+    dm = datamap.load(get_settings().datamap)
+    plans: dict[str, Any] = {}
+    for tenant in reachable_tenants(principal, bool(body.get("include_children"))):
+        ids = parse_subject(body.get("subject"), tenant.phone_region, tuple(dm.identities))
+        fp = planner.walk(dm, tenant.tenant_id, ids)
+        tables = {}
+        for name in dm.order:
+            t = dm.tables[name]
+            items = fp.items.get(name, [])
+            action = engine.mode(t, "erase")
+            tables[name] = {
+                "matched": len(items), "action": action if items else "none",
+                "would_delete": len(items) if action == "delete" else 0,
+                "would_anonymise": len(items) if action == "anonymise" else 0,
+                "files": len(planner.s3_refs(dm, t, items)),
+                "keys": [planner.key_of(t, i) for i in items],
+            }
+        plans[tenant.tenant_id] = {"subject_ref": tenant.keys.subject_ref(ids),
+                                   "tables": tables, "total": fp.total,
+                                   "queries": fp.queries}
+    own = plans[principal.tenant_id]
+    audit.append(principal.tenant_id, f"{body['type']}_dry_run", actor=principal.key_id,
+                 subject_ref=own["subject_ref"],
+                 details={"matched": {t: p["total"] for t, p in plans.items()}})
+    return {"dry_run": True, "type": body["type"], "subject_ref": own["subject_ref"],
+            "found": any(p["total"] for p in plans.values()),
+            "tables": own["tables"],
+            "tenants": {t: p for t, p in plans.items() if t != principal.tenant_id},
+            "changed": 0}
+
+
+def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
+    """File a request: 202 with a new one, or 200 with the open one it repeats."""
+    body = _validate(body)
+    principal.require("dsr:erase" if body["type"] in IRREVERSIBLE else "dsr:write")
+    if body.get("dry_run"):
+        return 200, dry_run(principal, body)
+    dm = datamap.load(get_settings().datamap)
+    tenant = get_tenant(principal.tenant_id)
+    reachable_tenants(principal, bool(body.get("include_children")))  # 403 if not allowed
+    ids = parse_subject(body.get("subject"), tenant.phone_region, tuple(dm.identities))
+    for child in reachable_tenants(principal, bool(body.get("include_children")))[1:]:
+        parse_subject(body.get("subject"), child.phone_region, tuple(dm.identities))
+    ref = tenant.keys.subject_ref(ids)
+    now = clock.now()
+    request_id = str(ULID())
+    m = RequestModel(
+        tenant_id=tenant.tenant_id, sk=_sk(request_id), request_id=request_id,
+        type=body["type"], status="received", subject_ref=ref,
+        identities_enc=tenant.keys.encrypt(ids),
+        identity_refs={k: tenant.keys.hmac(k, v) for k, v in ids.items()},
+        created_at=clock.iso(now),
+        due_at=clock.iso(clock.add_months(now, get_settings().due_months)),
+        requested_by=principal.key_id, reason=body.get("reason"),
+        options={"dry_run": False, "include_children": bool(body.get("include_children")),
+                 "tables": body.get("tables")},
+        timeline=[event(event="received", by=principal.key_id)], units={}, io={}, attempt=1)
+    marker = RequestModel(tenant_id=tenant.tenant_id, sk=_open_sk(body["type"], ref),
+                          request_id=request_id)
+    try:
+        with TransactWrite(connection=Connection(region=RequestModel.Meta.region)) as tx:
+            tx.save(marker, condition=RequestModel.sk.does_not_exist())
+            tx.save(m, condition=RequestModel.sk.does_not_exist())
+    except TransactWriteError:
+        existing = RequestModel.get(tenant.tenant_id, _open_sk(body["type"], ref),
+                                    consistent_read=True)
+        return 200, {**to_json(load(tenant.tenant_id, existing.request_id)),
+                     "duplicate_of_open_request": True}
+    audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
+                 request_id=request_id, subject_ref=ref,
+                 details={"type": body["type"], "include_children":
+                          bool(body.get("include_children"))})
+    _start(m)
+    return 202, {"request_id": request_id, "status": m.status, "due_at": m.due_at}
+
+
+def _start(m: RequestModel) -> None:
+    s = get_settings()
+    resp = aws.client("stepfunctions").start_execution(
+        stateMachineArn=s.state_machine_arn(AVAILABLE[m.type or ""]),
+        name=f"{m.request_id}-{int(m.attempt or 1)}",
+        input=json.dumps({"request_id": m.request_id, "tenant_id": m.tenant_id}))
+    m.update(actions=[
+        RequestModel.status.set("queued"),
+        RequestModel.execution_arn.set(resp["executionArn"]),
+        RequestModel.timeline.set(RequestModel.timeline.append(
+            [event(event="queued", attempt=int(m.attempt or 1))])),
+    ], condition=RequestModel.status.is_in("received", "failed", "completed_with_errors"))
+
+
+def list_requests(tenant_id: str, *, type_: str | None = None, status: str | None = None,
+                  overdue: bool = False, limit: int = 50, cursor: str | None = None,
+                  ) -> dict[str, Any]:
+    """The tenant's requests, newest first, filtered, one page at a time."""
+    if type_ is not None and type_ not in TYPES:
+        raise Invalid("type", f"type must be one of {', '.join(TYPES)}")
+    if status is not None and status not in STATUSES:
+        raise Invalid("status", f"status must be one of {', '.join(STATUSES)}")
+    start = None
+    if cursor:
+        try:
+            start = json.loads(base64.urlsafe_b64decode(cursor.encode()))["sk"]
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise Invalid("cursor", "cursor is not one this API gave out; start again "
+                                    "without it") from None
+    cond = RequestModel.sk < start if start else RequestModel.sk.startswith(_REQ)
+    if start:
+        cond = cond & RequestModel.sk.startswith(_REQ)
+    filt = None
+    if type_:
+        filt = RequestModel.type == type_
+    if status:
+        filt = (RequestModel.status == status) if filt is None else \
+            filt & (RequestModel.status == status)
+    if overdue:
+        o = (RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*ENDED)
+        filt = o if filt is None else filt & o
+    it = RequestModel.query(tenant_id, cond, filter_condition=filt, scan_index_forward=False,
+                            limit=limit, page_size=max(limit, 25))
+    rows = list(it)
+    nxt = None
+    if len(rows) == limit and it.last_evaluated_key is not None:
+        nxt = base64.urlsafe_b64encode(json.dumps({"sk": rows[-1].sk}).encode()).decode()
+    return {"items": [to_json(r) for r in rows], "next_cursor": nxt}
+
+
+def _finish_marker(m: RequestModel) -> None:
+    try:
+        RequestModel(tenant_id=m.tenant_id, sk=_open_sk(m.type or "", m.subject_ref or "")
+                     ).delete(condition=RequestModel.request_id == m.request_id)
+    except Exception:  # noqa: BLE001 - a marker of another request, or already gone
+        pass
+
+
+def cancel(principal: Principal, request_id: str) -> dict[str, Any]:
+    m = load(principal.tenant_id, request_id)
+    if m.status in ENDED:
+        raise Conflict(f"the request is already {m.status} and cannot be cancelled",
+                       details={"status": m.status})
+    if m.execution_arn and m.status in ("queued", "running"):
+        try:
+            aws.client("stepfunctions").stop_execution(executionArn=m.execution_arn,
+                                                       cause="cancelled by the tenant")
+        except Exception:  # noqa: BLE001 - the execution may have just ended
+            pass
+    m.update(actions=[
+        RequestModel.status.set("cancelled"), RequestModel.completed_at.set(clock.iso()),
+        RequestModel.identities_enc.remove(),
+        RequestModel.timeline.set(RequestModel.timeline.append(
+            [event(event="cancelled", by=principal.key_id,
+                   note="work already done on some tables is not undone")])),
+    ])
+    _finish_marker(m)
+    audit.append(principal.tenant_id, "request_cancelled", actor=principal.key_id,
+                 request_id=request_id, subject_ref=m.subject_ref)
+    return to_json(load(principal.tenant_id, request_id))
+
+
+def retry(principal: Principal, request_id: str) -> dict[str, Any]:
+    m = load(principal.tenant_id, request_id)
+    if m.status not in ("failed", "completed_with_errors"):
+        raise Conflict(f"only a failed request can be retried; this one is {m.status}",
+                       details={"status": m.status})
+    if not m.identities_enc:
+        raise Conflict("the request no longer holds the subject's identities; file a new one")
+    attempt = int(m.attempt or 1) + 1
+    m.update(actions=[RequestModel.attempt.set(attempt), RequestModel.error.remove(),
+                      RequestModel.timeline.set(RequestModel.timeline.append(
+                          [event(event="retry", by=principal.key_id, attempt=attempt)]))])
+    audit.append(principal.tenant_id, "request_retried", actor=principal.key_id,
+                 request_id=request_id, subject_ref=m.subject_ref,
+                 details={"attempt": attempt})
+    _start(m)
+    return to_json(load(principal.tenant_id, request_id))
+
+
+def extend(principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
+    """Move the due date by one or two months with a reason (Art. 12(3))."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object: {\"months\": 1, \"reason\": ...}")
+    months, reason = body.get("months"), body.get("reason")
+    if months not in (1, 2):
+        raise Invalid("months", "months must be 1 or 2 (Art. 12(3) allows two more months)")
+    if not isinstance(reason, str) or not reason.strip():
+        raise Invalid("reason", "reason is required: say why the request needs more time")
+    m = load(principal.tenant_id, request_id)
+    if m.status in ENDED:
+        raise Conflict(f"the request is already {m.status}")
+    done = int((_plain(m.extended) or {}).get("months", 0))
+    if done + months > 2:
+        raise Invalid("months", f"the due date was already extended by {done} month(s); the "
+                                "total extension cannot exceed two months")
+    due = clock.add_months(clock.parse(m.created_at or clock.iso()), 1 + done + months)
+    m.update(actions=[
+        RequestModel.due_at.set(clock.iso(due)),
+        RequestModel.extended.set({"months": done + months, "reason": reason.strip()}),
+        RequestModel.timeline.set(RequestModel.timeline.append(
+            [event(event="extended", months=months, by=principal.key_id)]))])
+    audit.append(principal.tenant_id, "request_extended", actor=principal.key_id,
+                 request_id=request_id, subject_ref=m.subject_ref, details={"months": months})
+    return to_json(load(principal.tenant_id, request_id))
+
+
+# -- used by the workflow's tasks -------------------------------------------------------------
+
+def append_timeline(m: RequestModel, **fields: Any) -> None:
+    m.update(actions=[RequestModel.timeline.set(RequestModel.timeline.append(
+        [event(**fields)]))])
+
+
+def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -> None:
+    """Close a request: final status and result; the identities go, their HMACs stay."""
+    m.update(actions=[
+        RequestModel.status.set(status), RequestModel.completed_at.set(clock.iso()),
+        RequestModel.result.set(result), RequestModel.identities_enc.remove(),
+        RequestModel.timeline.set(RequestModel.timeline.append([event(event=status,
+                                                                      **timeline)])),
+    ])
+    _finish_marker(m)
+
+
+def due_in(m: RequestModel) -> timedelta:
+    return clock.parse(m.due_at or clock.iso()) - clock.now()
+
+
+def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
+                io: dict[str, Any]) -> None:
+    """Store one table's outcome and add its AWS calls to the request's `io`, atomically
+    (parallel Map iterations write the same record)."""
+    from oblio.store.tables import to_ddb
+
+    names = {"#units": "units", "#io": "io", "#u": unit_id}
+    values: dict[str, Any] = {":v": to_ddb({"v": outcome})["v"], ":z": {"N": "0"}}
+    parts = ["#units.#u = :v"]
+    for i, (op, n) in enumerate(sorted(io.items())):
+        names[f"#o{i}"] = op
+        values[f":n{i}"] = {"N": str(n)}
+        parts.append(f"#io.#o{i} = if_not_exists(#io.#o{i}, :z) + :n{i}")
+    aws.client("dynamodb").update_item(
+        TableName=RequestModel.Meta.table_name,
+        Key={"tenant_id": {"S": m.tenant_id}, "sk": {"S": m.sk}},
+        UpdateExpression="SET " + ", ".join(parts),
+        ExpressionAttributeNames=names, ExpressionAttributeValues=values)

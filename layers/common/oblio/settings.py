@@ -1,0 +1,57 @@
+"""Settings, read once from the environment into a typed model."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from oblio.catalogue import physical_name
+
+DEMO_DATAMAP = Path(__file__).parent / "datamaps" / "demo.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OBLIO_", extra="ignore")
+
+    resource_prefix: str = "oblio"
+    region: str = Field(default="eu-west-1", validation_alias="AWS_DEFAULT_REGION")
+    account_id: str = "123456789012"
+    datamap: Path = DEMO_DATAMAP
+    #: how many tables a request's Map state works on at once
+    max_concurrency: int = 8
+    #: a presigned URL lives this long
+    presign_seconds: int = 300
+    #: requests are due one month after receipt (Art. 12(3)); the extension limit is two months
+    due_months: int = 1
+
+    def table(self, name: str) -> str:
+        return physical_name(self.resource_prefix, "table", name)
+
+    def bucket(self, name: str) -> str:
+        return physical_name(self.resource_prefix, "bucket", name)
+
+    def function(self, name: str) -> str:
+        return physical_name(self.resource_prefix, "function", name)
+
+    def state_machine_arn(self, name: str) -> str:
+        sm = physical_name(self.resource_prefix, "statemachine", name)
+        return f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{sm}"
+
+    def function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function(name)}"
+
+    @property
+    def event_bus(self) -> str:
+        return physical_name(self.resource_prefix, "bus", "events")
+
+    @property
+    def kms_alias(self) -> str:
+        return f"alias/{self.resource_prefix}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,160 @@
+"""The adapter for the tenants' mapped DynamoDB tables (low-level client, typed values).
+
+Every read is a Query on a key or an index, paginated; writes are batched (BatchWriteItem of
+25, UnprocessedItems retried with backoff). There is no Scan here.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+from oblio import aws
+from oblio.errors import TransientError
+
+_ser = TypeSerializer()
+_de = TypeDeserializer()
+MAX_ATTEMPTS = 8
+
+Item = dict[str, Any]
+
+
+def to_ddb(item: Item) -> dict[str, Any]:
+    return {k: _ser.serialize(v) for k, v in item.items()}
+
+
+def from_ddb(item: dict[str, Any]) -> Item:
+    return {k: _de.deserialize(v) for k, v in item.items()}
+
+
+def _backoff(attempt: int) -> None:
+    time.sleep(min(2.0, 0.05 * (2**attempt)) * (0.5 + random.random() / 2))
+
+
+def query_eq(table: str, partition: tuple[str, str], sort: tuple[str, Any],
+             index: str | None = None, projection: Iterable[str] | None = None,
+             ) -> Iterator[Item]:
+    """Items whose partition key and sort key (of the table or of `index`) equal the values."""
+    names = {"#p": partition[0], "#s": sort[0]}
+    params: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": "#p = :p AND #s = :s",
+        "ExpressionAttributeValues": {":p": _ser.serialize(partition[1]),
+                                      ":s": _ser.serialize(sort[1])},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    if index:
+        params["IndexName"] = index
+    if projection:
+        attrs = sorted(set(projection))
+        for i, a in enumerate(attrs):
+            names[f"#a{i}"] = a
+        params["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attrs)))
+    params["ExpressionAttributeNames"] = names
+    ddb = aws.client("dynamodb")
+    while True:
+        page = ddb.query(**params)
+        for raw in page.get("Items", []):
+            yield from_ddb(raw)
+        if "LastEvaluatedKey" not in page:
+            return
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def batch_get(table: str, keys: list[Item]) -> list[Item]:
+    """The items that exist among `keys` (100 a call, unprocessed keys retried)."""
+    ddb = aws.client("dynamodb")
+    out: list[Item] = []
+    for start in range(0, len(keys), 100):
+        pending: dict[str, Any] = {table: {"Keys": [to_ddb(k) for k in keys[start:start + 100]],
+                                           "ConsistentRead": True}}
+        for attempt in range(MAX_ATTEMPTS):
+            resp = ddb.batch_get_item(RequestItems=pending, ReturnConsumedCapacity="TOTAL")
+            out.extend(from_ddb(i) for i in resp.get("Responses", {}).get(table, []))
+            pending = resp.get("UnprocessedKeys") or {}
+            if not pending:
+                break
+            _backoff(attempt)
+        else:
+            raise TransientError(f"DynamoDB left keys of table {table} unprocessed")
+    return out
+
+
+def batch_delete(table: str, keys: list[Item]) -> int:
+    """Delete `keys` in BatchWriteItem calls of 25; returns how many deletes were sent."""
+    ddb = aws.client("dynamodb")
+    for start in range(0, len(keys), 25):
+        pending: dict[str, Any] = {table: [{"DeleteRequest": {"Key": to_ddb(k)}}
+                                           for k in keys[start:start + 25]]}
+        for attempt in range(MAX_ATTEMPTS):
+            resp = ddb.batch_write_item(RequestItems=pending, ReturnConsumedCapacity="TOTAL")
+            pending = resp.get("UnprocessedItems") or {}
+            if not pending:
+                break
+            _backoff(attempt)
+        else:
+            raise TransientError(f"DynamoDB left deletes on table {table} unprocessed")
+    return len(keys)
+
+
+def update(table: str, key: Item, set_values: dict[str, Any], remove: list[str],
+           condition_absent: str | None = None, marker: tuple[str, str] | None = None,
+           ) -> bool:
+    """Rewrite one existing item: SET and REMOVE attributes. With `marker` = (attribute,
+    value), the update applies only if the item does not already carry that marker value,
+    which makes a repeated pass a no-op. Returns False when the condition held it back."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets, removes = [], []
+    for i, (attr, value) in enumerate(sorted(set_values.items())):
+        names[f"#s{i}"] = attr
+        values[f":s{i}"] = _ser.serialize(value)
+        sets.append(f"#s{i} = :s{i}")
+    for i, attr in enumerate(sorted(remove)):
+        names[f"#r{i}"] = attr
+        removes.append(f"#r{i}")
+    key_attr = next(iter(key))
+    names["#k"] = key_attr
+    condition = "attribute_exists(#k)"
+    if marker:
+        names["#m"] = marker[0]
+        values[":m"] = _ser.serialize(marker[1])
+        condition += " AND (attribute_not_exists(#m) OR #m <> :m)"
+    expr = ""
+    if sets:
+        expr += "SET " + ", ".join(sets)
+    if removes:
+        expr += " REMOVE " + ", ".join(removes)
+    params: dict[str, Any] = {
+        "TableName": table, "Key": to_ddb(key), "UpdateExpression": expr.strip(),
+        "ConditionExpression": condition, "ExpressionAttributeNames": names,
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    if values:
+        params["ExpressionAttributeValues"] = values
+    ddb = aws.client("dynamodb")
+    try:
+        ddb.update_item(**params)
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def batch_put(table: str, items: list[Item]) -> None:
+    """Write items in batches of 25 (used by the demo loader and tests)."""
+    ddb = aws.client("dynamodb")
+    for start in range(0, len(items), 25):
+        pending: dict[str, Any] = {table: [{"PutRequest": {"Item": to_ddb(i)}}
+                                           for i in items[start:start + 25]]}
+        for attempt in range(MAX_ATTEMPTS):
+            resp = ddb.batch_write_item(RequestItems=pending)
+            pending = resp.get("UnprocessedItems") or {}
+            if not pending:
+                break
+            _backoff(attempt)
+        else:
+            raise TransientError(f"DynamoDB left writes on table {table} unprocessed")
