@@ -57,8 +57,8 @@ def _iso(dt: datetime) -> str:
 
 
 class _Builder:
-    def __init__(self, dm: DataMap, tenant_id: str, seed: int) -> None:
-        self.dm, self.tenant_id = dm, tenant_id
+    def __init__(self, dm: DataMap, tenant_id: str, seed: int, ns: str = "") -> None:
+        self.dm, self.tenant_id, self.ns = dm, tenant_id, ns
         self.rng = random.Random(seed)
         self.items: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.files: list[tuple[str, bytes]] = []
@@ -66,7 +66,21 @@ class _Builder:
 
     def _id(self, prefix: str) -> str:
         self.n += 1
-        return f"{prefix}_{self.tenant_id}_{self.n:08d}"
+        return f"{prefix}_{self.tenant_id}_{self.ns}{self.n:08d}"
+
+    def write(self) -> dict[str, int]:
+        """Write what was built; returns the item count per table (and files)."""
+        counts: dict[str, int] = {}
+        for table, items in self.items.items():
+            store.batch_put(self.dm.tables[table].table, items)
+            counts[table] = len(items)
+        s3 = aws.client("s3")
+        for key, body in self.files:
+            s3.put_object(Bucket=self.dm.buckets["files"], Key=key, Body=body)
+            # a second version, so that erasure must remove every version
+            s3.put_object(Bucket=self.dm.buckets["files"], Key=key, Body=body + b" (v2)")
+        counts["files"] = len(self.files)
+        return counts
 
     def add(self, table: str, **item: Any) -> dict[str, Any]:
         item = {"tenant_id": self.tenant_id, **{k: v for k, v in item.items() if v is not None}}
@@ -157,8 +171,6 @@ class _Builder:
 def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None) -> dict[str, int]:
     """Write the demo data of each tenant; returns the item count per mapped table."""
     totals: dict[str, int] = defaultdict(int)
-    bucket = dm.buckets["files"]
-    s3 = aws.client("s3")
     for index, tenant_id in enumerate(tenants):
         b = _Builder(dm, tenant_id, seed=20261123 + index)
         for subject in NAMED:
@@ -176,14 +188,23 @@ def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None) -
                       external_id=f"GEN-{i:07d}", first=b.rng.choice(FIRST),
                       last=b.rng.choice(LAST), city=city, country=country,
                       activity=EPOCH - timedelta(days=b.rng.randint(0, 4 * 365)), named=False)
-        for table, items in b.items.items():
-            store.batch_put(dm.tables[table].table, items)
-            totals[table] += len(items)
+        for table, n in b.write().items():
+            totals[table] += n
             if progress:
-                progress(tenant_id, table, len(items))
-        for key, body in b.files:
-            s3.put_object(Bucket=bucket, Key=key, Body=body)
-            # a second version, so that erasure must remove every version
-            s3.put_object(Bucket=bucket, Key=key, Body=body + b" (v2)")
-        totals["files"] += len(b.files)
+                progress(tenant_id, table, n)
     return dict(totals)
+
+
+def seed_subject(dm: DataMap, tenant_id: str, email: str, phone: str | None = None,
+                 external_id: str | None = None, first: str = "Test", last: str = "Subject",
+                 ) -> dict[str, Any]:
+    """One more named subject with the full set of items (for tests and benchmarks); returns
+    the item counts and the S3 keys of its files."""
+    import hashlib
+
+    ns = hashlib.sha256(email.encode()).hexdigest()[:6] + "_"
+    b = _Builder(dm, tenant_id, seed=int(ns[:6], 16), ns=ns)
+    b.contact(email=email, phone=phone, external_id=external_id, first=first, last=last,
+              city="Torino", country="IT", activity=EPOCH - timedelta(days=5), named=True)
+    counts = b.write()
+    return {"counts": counts, "files": [k for k, _ in b.files]}

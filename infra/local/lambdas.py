@@ -12,6 +12,7 @@ import importlib
 import json
 import sys
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,10 +31,12 @@ class Fault:
     """An error to raise in a function's next invocations matching `when` (tests)."""
 
     function: str
-    error: str
-    message: str
+    error: str | None = None
+    message: str = ""
     times: int = 1
     when: dict[str, Any] = field(default_factory=dict)
+    #: sleep this long first; with no `error`, only delay the invocation
+    delay: float = 0.0
 
 
 class _Faults:
@@ -107,7 +110,9 @@ class Dispatcher:
         logical, handler = self.handler(fn.function_name)
         try:
             fault = faults.take(logical, event)
-            if fault:
+            if fault and fault.delay:
+                time.sleep(fault.delay)
+            if fault and fault.error:
                 raise type(fault.error, (Exception,), {})(fault.message)
             result = handler(event, _Context(fn.function_name, fn.function_arn))
             return json.dumps(result, default=str).encode()

@@ -216,9 +216,7 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise Invalid("cursor", "cursor is not one this API gave out; start again "
                                     "without it") from None
-    cond = RequestModel.sk < start if start else RequestModel.sk.startswith(_REQ)
-    if start:
-        cond = cond & RequestModel.sk.startswith(_REQ)
+    cond = RequestModel.sk.startswith(_REQ)
     filt = None
     if type_:
         filt = RequestModel.type == type_
@@ -228,8 +226,9 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
     if overdue:
         o = (RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*ENDED)
         filt = o if filt is None else filt & o
+    after = {"tenant_id": {"S": tenant_id}, "sk": {"S": start}} if start else None
     it = RequestModel.query(tenant_id, cond, filter_condition=filt, scan_index_forward=False,
-                            limit=limit, page_size=max(limit, 25))
+                            limit=limit, page_size=max(limit, 25), last_evaluated_key=after)
     rows = list(it)
     nxt = None
     if len(rows) == limit and it.last_evaluated_key is not None:

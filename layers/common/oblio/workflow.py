@@ -57,18 +57,20 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     map_key = f"{_work(m)}datamap.json"
     objects.put_json(map_key, json.loads(dm.to_json()))
     units, refs, found, queries = [], {}, {}, 0
-    for t in tenants:
-        fp = planner.walk(dm, t.tenant_id, ids)
-        queries += fp.queries
-        refs[t.tenant_id] = planner.identity_refs(dm, t.keys, fp, ids, t.phone_region)
-        found[t.tenant_id] = {name: len(items) for name, items in fp.items.items()}
-        for name, items in fp.items.items():
-            unit = Unit(t.tenant_id, name)
-            table = dm.tables[name]
-            objects.put_json(_manifest_key(m, unit), {
-                "keys": [planner.key_of(table, i) for i in items],
-                "s3": planner.s3_refs(dm, table, items)})
-            units.append({"tenant_id": t.tenant_id, "table": name, "count": len(items)})
+    with aws.counting() as io:
+        for t in tenants:
+            fp = planner.walk(dm, t.tenant_id, ids)
+            queries += fp.queries
+            refs[t.tenant_id] = planner.identity_refs(dm, t.keys, fp, ids, t.phone_region)
+            found[t.tenant_id] = {name: len(items) for name, items in fp.items.items()}
+            for name, items in fp.items.items():
+                unit = Unit(t.tenant_id, name)
+                table = dm.tables[name]
+                objects.put_json(_manifest_key(m, unit), {
+                    "keys": [planner.key_of(table, i) for i in items],
+                    "s3": planner.s3_refs(dm, table, items)})
+                units.append({"tenant_id": t.tenant_id, "table": name, "count": len(items)})
+    reqs.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
     m.update(actions=[
         RequestModel.plan.set({"datamap_digest": dm.digest, "datamap_key": map_key,
                                "units": units, "identity_refs": refs, "found": found,
