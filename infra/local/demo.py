@@ -68,11 +68,11 @@ class _Builder:
         self.n += 1
         return f"{prefix}_{self.tenant_id}_{self.ns}{self.n:08d}"
 
-    def write(self) -> dict[str, int]:
+    def write(self, writer: Any = None) -> dict[str, int]:
         """Write what was built; returns the item count per table (and files)."""
         counts: dict[str, int] = {}
         for table, items in self.items.items():
-            store.batch_put(self.dm.tables[table].table, items)
+            (writer or store.batch_put)(self.dm.tables[table].table, items)
             counts[table] = len(items)
         s3 = aws.client("s3")
         for key, body in self.files:
@@ -168,7 +168,8 @@ class _Builder:
                      send_at=_iso(EPOCH + timedelta(days=27)), status="pending")
 
 
-def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None) -> dict[str, int]:
+def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None,
+         writer: Any = None) -> dict[str, int]:
     """Write the demo data of each tenant; returns the item count per mapped table."""
     totals: dict[str, int] = defaultdict(int)
     for index, tenant_id in enumerate(tenants):
@@ -188,7 +189,7 @@ def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None) -
                       external_id=f"GEN-{i:07d}", first=b.rng.choice(FIRST),
                       last=b.rng.choice(LAST), city=city, country=country,
                       activity=EPOCH - timedelta(days=b.rng.randint(0, 4 * 365)), named=False)
-        for table, n in b.write().items():
+        for table, n in b.write(writer).items():
             totals[table] += n
             if progress:
                 progress(tenant_id, table, n)

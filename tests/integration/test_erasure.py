@@ -291,7 +291,7 @@ def test_bad_json_is_400_in_the_error_shape(api):
 
 
 def test_authentication_and_scopes(api, anon, stack):
-    from tests.integration.conftest import Api
+    from tests.client import Api
 
     assert anon.get("/v1/requests").status_code == 401
     assert anon.get("/v1/health").status_code == 200

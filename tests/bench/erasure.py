@@ -1,0 +1,160 @@
+"""Erasure benchmark: the cost of erasing one subject at two table sizes.
+
+    python -m tests.bench.erasure                      # 1,000 and 100,000 contacts
+    python -m tests.bench.erasure --sizes 1000 --subjects 3
+
+Each size runs in a fresh process with its own local stack (moto server, real ASL execution,
+requests over HTTP). The demo tables are filled with `size` generated contacts and their
+items (loaded straight into moto's memory, which takes seconds instead of minutes), then
+`--subjects` named subjects with the full set of items are erased one by one through the API.
+Printed per erased subject: wall time, AWS calls by operation (from the request's `io`),
+DynamoDB calls divided by the minimum the plan needs, and Scan calls (must be 0). The call
+counts must not grow with the table size; the wall time in moto does, because moto answers an
+index Query by walking the whole table (DynamoDB does not).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import subprocess
+import sys
+import time
+from collections import Counter
+from typing import Any
+
+
+def _direct_writer() -> Any:
+    """Write items straight into moto's in-process DynamoDB backend (bench loading only)."""
+    from moto.dynamodb.models import dynamodb_backends
+    from oblio.settings import get_settings
+    from oblio.store.tables import to_ddb
+
+    s = get_settings()
+    backend = dynamodb_backends[s.account_id][s.region]
+
+    def write(table: str, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            backend.put_item(table, to_ddb(item))
+
+    return write
+
+
+def minimum_calls(dm: Any, result: dict[str, Any], kinds: set[str]) -> int:
+    """DynamoDB calls the plan cannot do without: one Query per lookup (planning and the
+    verification's fresh search), one BatchWriteItem per 25 deletes, one BatchGetItem per 100
+    items read back (apply for shells, verify for all), one UpdateItem per shell."""
+    from oblio import engine
+
+    n = result["queries_planned"]
+    n += sum(1 for t in dm.tables.values() for f in t.find if f.identity in kinds)
+    for name, c in result["tables"].items():
+        matched = c["matched"]
+        if not matched:
+            continue
+        if engine.mode(dm.tables[name], "erase") == "delete":
+            n += math.ceil(matched / 25)
+        else:
+            n += math.ceil(matched / 100) + matched
+        n += math.ceil(matched / 100)  # verification read-back
+    return n
+
+
+def run_one(size: int, subjects: int) -> dict[str, Any]:
+    from infra.local.stack import LocalStack, free_port
+
+    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
+                       write_state=False)
+    stack.start()
+    try:
+        from oblio import datamap
+        from oblio.settings import get_settings
+
+        from infra.local import demo
+        from tests.client import Api
+
+        dm = datamap.load(get_settings().datamap)
+        t0 = time.monotonic()
+        loaded = demo.seed(dm, ["demo"], size, writer=_direct_writer())
+        load_s = time.monotonic() - t0
+        api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
+        rows = []
+        for i in range(subjects):
+            email = f"bench.subject.{i}@example.com"
+            demo.seed_subject(dm, "demo", email, f"+39333{i:07d}")
+            t = time.monotonic()
+            done = api.erase({"email": email})
+            wall = time.monotonic() - t
+            assert done["status"] == "completed", done
+            io = {k: v for k, v in done["result"]["io"].items() if isinstance(v, int)}
+            ddb = sum(v for k, v in io.items() if k.startswith("dynamodb."))
+            rows.append({"wall_s": wall, "io": io, "items": done["result"]["totals"]["matched"],
+                         "ddb_calls": ddb, "ddb_min": minimum_calls(dm, done["result"], {"email"}),
+                         "scans": io.get("dynamodb.Scan", 0)})
+        items_total = sum(v for k, v in loaded.items() if k != "files")
+        return {"size": size, "table_items": items_total, "load_s": load_s, "rows": rows,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    finally:
+        stack.stop()
+
+
+def report(results: list[dict[str, Any]]) -> None:
+    print("\noblio erasure benchmark (local stack: moto server, real ASL, HTTP API)")
+    print(f"{'contacts':>9} {'items':>9} {'subj.':>5} {'items/subj':>10} {'wall s':>7} "
+          f"{'ddb calls':>9} {'minimum':>7} {'ratio':>5} {'Scan':>4} {'peak MB':>7}")
+    for r in results:
+        rows = r["rows"]
+        n = len(rows)
+        wall = sum(x["wall_s"] for x in rows) / n
+        calls = sum(x["ddb_calls"] for x in rows) / n
+        low = sum(x["ddb_min"] for x in rows) / n
+        print(f"{r['size']:>9} {r['table_items']:>9} {n:>5} "
+              f"{sum(x['items'] for x in rows) / n:>10.1f} {wall:>7.2f} {calls:>9.1f} "
+              f"{low:>7.1f} {calls / low:>5.2f} {sum(x['scans'] for x in rows):>4} "
+              f"{r['peak_rss_mb']:>7.0f}")
+    for r in results:
+        ops: Counter[str] = Counter()
+        for x in r["rows"]:
+            ops.update(x["io"])
+        n = len(r["rows"])
+        print(f"\n{r['size']} contacts: AWS calls per erased subject, by operation")
+        for op, v in sorted(ops.items()):
+            print(f"  {op:<28} {v / n:>7.1f}")
+    if len(results) > 1:
+        a, b = results[0], results[-1]
+        ca = sum(x["ddb_calls"] for x in a["rows"]) / len(a["rows"])
+        cb = sum(x["ddb_calls"] for x in b["rows"]) / len(b["rows"])
+        print(f"\nDynamoDB calls per subject at {b['size']} vs {a['size']} contacts: "
+              f"{cb / ca:.2f}x (table {b['table_items'] / a['table_items']:.0f}x larger)")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="1000,100000")
+    p.add_argument("--subjects", type=int, default=5)
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one is not None:
+        print("RESULT " + json.dumps(run_one(args.one, args.subjects)), flush=True)
+        return
+    results = []
+    for size in [int(s) for s in args.sizes.split(",")]:
+        print(f"running {size} contacts ...", flush=True)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("AWS_", "OBLIO_", "MOTO_"))}
+        out = subprocess.run([sys.executable, "-m", "tests.bench.erasure", "--one", str(size),
+                              "--subjects", str(args.subjects)], capture_output=True,
+                             text=True, env=env, check=False)
+        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+        if out.returncode or not line:
+            sys.exit(f"the {size} run failed:\n{out.stderr[-3000:]}")
+        results.append(json.loads(line[0][7:]))
+    report(results)
+
+
+if __name__ == "__main__":
+    main()
