@@ -2,7 +2,6 @@
 
 from chalice import Chalice
 from chalicelib.edge import api, idempotent, json_body, operation, page_args, query
-
 from oblio import __version__, audit, openapi, requests, subjects, tenants
 from oblio.errors import Invalid
 

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
-
 from oblio.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -129,10 +128,10 @@ def install(dispatcher: Dispatcher) -> None:
     """Route every moto Lambda invoke of this process to `dispatcher`."""
 
     def invoke(self: LambdaFunction, body: str, request_headers: Any,
-               response_headers: Any) -> bytes:
+               response_headers: Any) -> str | bytes:
         if self.function_name in dispatcher.targets:
             return dispatcher.invoke(self, body, request_headers, response_headers)
-        return _original_invoke(self, body, request_headers, response_headers)  # type: ignore[no-any-return]
+        return _original_invoke(self, body, request_headers, response_headers)
 
     LambdaFunction.invoke = invoke  # type: ignore[method-assign]
 

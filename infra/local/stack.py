@@ -65,13 +65,13 @@ class LocalStack:
 
     def start(self) -> dict[str, Any]:
         configure_environment(self.aws_port, self.datamap)
-        from moto.server import ThreadedMotoServer
+        import logging
 
-        from infra.local import lambdas, provision
+        from moto.server import ThreadedMotoServer
         from oblio import datamap as dmap
         from oblio.settings import get_settings
 
-        import logging
+        from infra.local import lambdas, provision
 
         # moto's server logs every request line: keep the console for what matters
         logging.getLogger("werkzeug").setLevel(logging.WARNING)

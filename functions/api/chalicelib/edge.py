@@ -18,7 +18,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from chalice import Chalice, Response
-
 from oblio import tenants
 from oblio.errors import BadRequest, Conflict, Invalid, OblioError
 from oblio.observability import logger
@@ -80,7 +79,7 @@ def api(app: Chalice, scope: str | None = None) -> Callable[..., Any]:
                 return out
             except OblioError as exc:
                 return error_response(exc)
-            except Exception:
+            except Exception:  # noqa: BLE001 - the last boundary: log it, answer the shape
                 logger.exception("unhandled error")
                 return error_response(OblioError(
                     "an internal error occurred; it has been logged, try again later",

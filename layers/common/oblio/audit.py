@@ -91,7 +91,7 @@ def to_json(m: AuditModel) -> dict[str, Any]:
 def entries(tenant_id: str, newest_first: bool = True, limit: int | None = None,
             start: str | None = None) -> tuple[list[AuditModel], str | None]:
     """One page of entries, and the id to continue after (None at the end)."""
-    cond = AuditModel.seq.between(_seq(1), _seq(10**_SEQ_WIDTH - 1))
+    cond: Any = AuditModel.seq.between(_seq(1), _seq(10**_SEQ_WIDTH - 1))
     if start:
         cond = AuditModel.seq < start if newest_first else AuditModel.seq > start
     it = AuditModel.query(tenant_id, cond, scan_index_forward=not newest_first, limit=limit,

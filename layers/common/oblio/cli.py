@@ -10,7 +10,6 @@ from pathlib import Path
 
 def _local_up(args: argparse.Namespace) -> int:
     from infra.local.stack import LocalStack  # heavy (moto, chalice): only for this command
-
     from oblio.errors import DataMapError
 
     stack = LocalStack(api_port=args.api_port, aws_port=args.aws_port, datamap=args.datamap,

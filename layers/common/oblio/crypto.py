@@ -50,7 +50,7 @@ class TenantKeys:
 
     def pseudonym_number(self, subject_ref: str, digits: int = 4) -> int:
         mac = hmac.new(self.hmac_key, f"pseudonym:{subject_ref}".encode(), hashlib.sha256)
-        return int(mac.hexdigest()[:12], 16) % (10**digits)
+        return int(mac.hexdigest()[:12], 16) % int(10**digits)
 
     def encrypt(self, data: dict[str, str]) -> str:
         nonce = os.urandom(12)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 from datetime import timedelta
 from typing import Any
 
 from pynamodb.connection import Connection
-from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 from ulid import ULID
 
@@ -19,6 +20,7 @@ from oblio import audit, aws, clock, datamap, planner
 from oblio.errors import BadRequest, Conflict, Invalid, NotFound
 from oblio.identity import parse_subject
 from oblio.models import RequestModel
+from oblio.observability import count
 from oblio.settings import get_settings
 from oblio.tenants import Principal, Tenant, get_tenant, reachable_tenants
 
@@ -184,6 +186,7 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
                  details={"type": body["type"], "include_children":
                           bool(body.get("include_children"))})
     _start(m)
+    count("RequestsCreated", type=body["type"])
     return 202, {"request_id": request_id, "status": m.status, "due_at": m.due_at}
 
 
@@ -237,11 +240,10 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
 
 
 def _finish_marker(m: RequestModel) -> None:
-    try:
+    # the marker may already be gone, or belong to a newer request: then it stays
+    with contextlib.suppress(DeleteError):
         RequestModel(tenant_id=m.tenant_id, sk=_open_sk(m.type or "", m.subject_ref or "")
                      ).delete(condition=RequestModel.request_id == m.request_id)
-    except Exception:  # noqa: BLE001 - a marker of another request, or already gone
-        pass
 
 
 def cancel(principal: Principal, request_id: str) -> dict[str, Any]:
@@ -250,11 +252,9 @@ def cancel(principal: Principal, request_id: str) -> dict[str, Any]:
         raise Conflict(f"the request is already {m.status} and cannot be cancelled",
                        details={"status": m.status})
     if m.execution_arn and m.status in ("queued", "running"):
-        try:
-            aws.client("stepfunctions").stop_execution(executionArn=m.execution_arn,
-                                                       cause="cancelled by the tenant")
-        except Exception:  # noqa: BLE001 - the execution may have just ended
-            pass
+        sfn = aws.client("stepfunctions")
+        with contextlib.suppress(sfn.exceptions.ExecutionDoesNotExist):
+            sfn.stop_execution(executionArn=m.execution_arn, cause="cancelled by the tenant")
     m.update(actions=[
         RequestModel.status.set("cancelled"), RequestModel.completed_at.set(clock.iso()),
         RequestModel.identities_enc.remove(),
@@ -329,6 +329,7 @@ def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -
                                                                       **timeline)])),
     ])
     _finish_marker(m)
+    count("RequestsCompleted", type=m.type or "", status=status)
 
 
 def due_in(m: RequestModel) -> timedelta:

@@ -44,7 +44,7 @@ def task(fn: Callable[[TaskEvent], dict[str, Any]]) -> Callable[[dict[str, Any],
         logger.append_keys(request_id=ev.request_id, tenant_id=ev.tenant_id)
         try:
             return fn(ev)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - re-raised, scrubbed
             name = type(exc).__name__
             logger.warning("task failed", extra={"error": name})
             raise type(name, (Exception,), {})(scrub(str(exc))) from None

@@ -12,7 +12,7 @@ from oblio import requests as reqs
 from oblio.datamap import DataMap
 from oblio.engine import Unit
 from oblio.models import RequestModel
-from oblio.observability import logger
+from oblio.observability import count, logger
 from oblio.settings import get_settings
 from oblio.store import objects
 from oblio.tenants import get_tenant
@@ -220,6 +220,7 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
         pass
     failure = {"code": code, "message": message[:500], "at": clock.iso(),
                "attempt": int(m.attempt or 1)}
+    count("RequestsCompleted", type=m.type or "", status="failed")
     m.update(actions=[
         RequestModel.status.set("failed"), RequestModel.error.set(failure),
         RequestModel.timeline.set(RequestModel.timeline.append([reqs.event(
