@@ -211,6 +211,10 @@ CATALOGUE = Catalogue(
     state_machines=(
         StateMachine("erasure", "erasure.asl.json", functions=TASK_FUNCTIONS,
                      purpose="erase one subject across every mapped table"),
+        StateMachine("anonymisation", "anonymisation.asl.json", functions=TASK_FUNCTIONS,
+                     purpose="anonymise one subject by the map's attribute rules"),
+        StateMachine("subject_update", "subject_update.asl.json", functions=TASK_FUNCTIONS,
+                     purpose="rectification, restriction (and lifting it), objection"),
     ),
     event_bus="events",
     rules=(

@@ -101,6 +101,10 @@ class TableMap(_Strict):
     on_anonymise: Literal["anonymise", "delete"] = "anonymise"
     #: the table holds pending deliveries (scheduled sends, subscriptions)
     pending_deliveries: bool = False
+    #: the purposes its pending deliveries serve (an objection to one removes the subject)
+    purposes: list[str] = Field(default_factory=list)
+    #: the attribute that marks the subject's processing as restricted (Art. 18)
+    restriction_flag: str | None = None
     attributes: dict[str, Attribute]
 
     def s3_attributes(self) -> dict[str, str]:
@@ -213,6 +217,12 @@ def _problems(dm: DataMap) -> list[str]:
                         dm.tables[src].key.names:
                     out.append(f"{fw}: 'from: {f.from_}': table '{src}' has no attribute "
                                f"'{attr}'")
+        if t.restriction_flag and t.restriction_flag not in t.attributes:
+            out.append(f"{where}: restriction_flag '{t.restriction_flag}' is not an attribute "
+                       "of the table")
+        if t.purposes and not t.pending_deliveries:
+            out.append(f"{where}: 'purposes' applies to pending deliveries; set "
+                       "pending_deliveries: true or remove it")
         for attr, a in t.attributes.items():
             aw = f"{where}, attribute '{attr}'"
             if a.category in PERSONAL and a.anonymise is None and attr not in t.key.names:

@@ -1,7 +1,8 @@
 """Actions on one table's share of a subject's items, and the check that they took.
 
-One engine for every action: `mode()` says whether the table's items are deleted or rewritten
-by the attribute rules (keep, null, mask, generalise, hmac, pseudonym) for an action, and
+One engine for every action. `mode()` says what an action does to a table's items: delete
+them, rewrite them by the attribute rules (keep, null, mask, generalise, hmac, pseudonym),
+update given attributes (rectification), set or clear the restriction flag, or nothing.
 `apply_unit` does it in batched calls: BatchWriteItem for deletes, BatchGetItem + one
 conditional UpdateItem per rewritten item, DeleteObjects for every version of the S3 objects
 the items point to. A unit applied twice changes nothing the second time.
@@ -15,13 +16,17 @@ from typing import Any, Literal
 
 from oblio.crypto import TenantKeys
 from oblio.datamap import DataMap, TableMap
+from oblio.identity import IDENTITY_KINDS
 from oblio.planner import Item
 from oblio.store import objects
 from oblio.store import tables as store
 
-Action = Literal["erase", "anonymise"]
+Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "object"]
+Mode = Literal["delete", "anonymise", "update", "flag", "unflag", "none"]
+ACTIONS: tuple[str, ...] = ("erase", "anonymise", "rectify", "restrict", "unrestrict", "object")
 MASK = "xxx"
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
+COUNTS = ("matched", "deleted", "anonymised", "updated", "kept", "files_deleted")
 
 
 @dataclass(frozen=True)
@@ -36,11 +41,53 @@ class Unit:
         return f"{self.tenant_id}/{self.table}"
 
 
-def mode(t: TableMap, action: Action) -> Literal["delete", "anonymise"]:
-    return t.on_erase if action == "erase" else t.on_anonymise
+def changes_for(t: TableMap, changes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of `t` that a rectification's `changes` set: an identity kind (email,
+    phone, external_id) reaches every attribute holding that identity; any other name, the
+    attribute of that name. Key attributes are never rewritten in place."""
+    out: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name in IDENTITY_KINDS:
+            for attr, kind in t.identity_attributes().items():
+                if kind == name:
+                    out[attr] = value
+        elif name in t.attributes:
+            out[name] = value
+    return {a: v for a, v in out.items() if a not in t.key.names}
 
 
-def rewrite(dm: DataMap, t: TableMap, item: Item, action: Action, keys: TenantKeys,
+def mode(t: TableMap, action: str, params: dict[str, Any] | None = None) -> Mode:
+    """What `action` does to the table's items."""
+    params = params or {}
+    if action == "erase":
+        return t.on_erase
+    if action == "anonymise":
+        scope = params.get("tables")
+        return t.on_anonymise if not scope or t.table in scope or \
+            params.get("_name") in scope else "none"
+    if action == "rectify":
+        return "update" if changes_for(t, params.get("changes") or {}) else "none"
+    if action == "restrict":
+        if t.restriction_flag:
+            return "flag"
+        return "delete" if t.pending_deliveries else "none"
+    if action == "unrestrict":
+        return "unflag" if t.restriction_flag else "none"
+    if action == "object":
+        wanted = set(params.get("purposes") or ())
+        if t.pending_deliveries and (not wanted or wanted & set(t.purposes)):
+            return "delete"
+        return "none"
+    raise ValueError(f"unknown action {action!r}")
+
+
+def table_mode(dm: DataMap, name: str, action: str, params: dict[str, Any] | None = None
+               ) -> Mode:
+    """`mode` for the table named `name` in the map (a `tables` scope names map tables)."""
+    return mode(dm.tables[name], action, {**(params or {}), "_name": name})
+
+
+def rewrite(dm: DataMap, t: TableMap, item: Item, action: str, keys: TenantKeys,
             subject_ref: str) -> tuple[dict[str, Any], list[str]]:
     """The SET values and REMOVE names that the table's rules make of one item."""
     sets: dict[str, Any] = {}
@@ -68,46 +115,88 @@ def rewrite(dm: DataMap, t: TableMap, item: Item, action: Action, keys: TenantKe
     return sets, removes
 
 
-def apply_unit(dm: DataMap, action: Action, unit: Unit, manifest: dict[str, Any],
-               keys: TenantKeys, subject_ref: str, marker: str) -> dict[str, int]:
+def value_refs(keys: TenantKeys, values: list[Any]) -> set[str]:
+    """HMACs of identifying values, compared without case or surrounding blanks."""
+    return {keys.hmac("value", str(v).strip().lower()) for v in values
+            if isinstance(v, str | int) and str(v).strip()}
+
+
+def identifying_values(dm: DataMap, name: str, items: list[Item]) -> list[Any]:
+    """The values of a table's identity attributes (category identity, or holding an
+    identity) in the subject's items: what must not survive anonymisation."""
+    t = dm.tables[name]
+    attrs = [a for a, spec in t.attributes.items()
+             if (spec.category == "identity" or spec.identity) and a not in t.key.names]
+    return [i[a] for i in items for a in attrs if a in i]
+
+
+def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
+               keys: TenantKeys, subject_ref: str, marker: str,
+               params: dict[str, Any] | None = None) -> dict[str, int]:
     """Apply `action` to the unit's items and S3 objects; returns its counts."""
     t = dm.tables[unit.table]
+    m = table_mode(dm, unit.table, action, params)
     item_keys: list[Item] = manifest["keys"]
-    counts = {"matched": len(item_keys), "deleted": 0, "anonymised": 0, "kept": 0,
-              "files_deleted": 0}
-    if mode(t, action) == "delete":
+    counts = dict.fromkeys(COUNTS, 0)
+    counts["matched"] = len(item_keys)
+    if m == "delete":
         store.batch_delete(t.table, item_keys)
         counts["deleted"] = len(item_keys)
-    else:
+    elif m == "anonymise":
         for item in store.batch_get(t.table, item_keys):
+            done = item.get(dm.anonymised_marker)
+            if done is not None:
+                # done by this request before a retry, or by an earlier request: not again
+                counts["anonymised" if done == marker else "kept"] += 1
+                continue
             sets, removes = rewrite(dm, t, item, action, keys, subject_ref)
             sets[dm.anonymised_marker] = marker
             store.update(t.table, {k: item[k] for k in t.key.names}, sets, removes,
-                         marker=(dm.anonymised_marker, marker))
+                         only_if_absent=dm.anonymised_marker)
             counts["anonymised"] += 1
+    elif m in ("update", "flag", "unflag"):
+        values = changes_for(t, (params or {}).get("changes") or {}) if m == "update" \
+            else {t.restriction_flag or "": m == "flag"}
+        for key in item_keys:
+            store.update(t.table, key, values, [])
+            counts["updated"] += 1
+    else:
+        counts["kept"] = len(item_keys)
     refs = [(b, k) for b, k in manifest.get("s3", [])]
-    if refs:
+    if refs and m in ("delete", "anonymise"):
         counts["files_deleted"] = objects.delete_all_versions(refs)
     return counts
 
 
-def check_unit(dm: DataMap, action: Action, unit: Unit, manifest: dict[str, Any],
-               marker: str) -> dict[str, int]:
-    """Read the unit's items back: deleted ones must be gone; rewritten ones must carry the
-    marker and no attribute whose rule removes it. Returns what is left that should not be."""
+def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
+               marker: str, params: dict[str, Any] | None = None,
+               keys: TenantKeys | None = None, identifying: set[str] | None = None,
+               ) -> dict[str, int]:
+    """Read the unit's items back and count those not as the action left them: deleted
+    ones must be gone; anonymised ones must carry the marker, no attribute whose rule removes
+    it and no value of the subject's identifying attributes; updated ones must hold the new
+    values; S3 objects must have no version left."""
     t = dm.tables[unit.table]
+    m = table_mode(dm, unit.table, action, params)
     item_keys: list[Item] = manifest["keys"]
-    left = store.batch_get(t.table, item_keys) if item_keys else []
+    left = store.batch_get(t.table, item_keys) if item_keys and m != "none" else []
     bad = 0
-    if mode(t, action) == "delete":
-        bad = len(left)
-    else:
-        for item in left:
-            if item.get(dm.anonymised_marker) != marker or any(
-                    t.rule(a, action) == "null" for a in item
-                    if a not in t.key.names and a != dm.anonymised_marker
-                    and a != dm.tenant_attribute):
+    for item in left:
+        if m == "delete":
+            bad += 1
+        elif m == "anonymise":
+            own = [a for a in item if a not in t.key.names and a != dm.anonymised_marker
+                   and a != dm.tenant_attribute]
+            leaked = bool(identifying and keys and
+                          value_refs(keys, [item[a] for a in own]) & identifying)
+            if item.get(dm.anonymised_marker) is None or leaked or any(
+                    t.rule(a, action) == "null" for a in own):
                 bad += 1
+        elif m == "update":
+            want = changes_for(t, (params or {}).get("changes") or {})
+            bad += any(item.get(a) != v for a, v in want.items())
+        elif m in ("flag", "unflag"):
+            bad += item.get(t.restriction_flag or "") is not (m == "flag")
     refs = [(b, k) for b, k in manifest.get("s3", [])]
-    return {"checked": len(item_keys), "items_remaining": bad,
-            "files_remaining": objects.versions_left(refs) if refs else 0}
+    files = objects.versions_left(refs) if refs and m in ("delete", "anonymise") else 0
+    return {"checked": len(item_keys), "items_remaining": bad, "files_remaining": files}

@@ -78,6 +78,8 @@ class RequestModel(Model):
     subject_ref = UnicodeAttribute(null=True)
     #: AES-GCM ciphertext of the identities while the request is open; removed when finished
     identities_enc = UnicodeAttribute(null=True)
+    #: AES-GCM ciphertext of a rectification's new values; removed when finished
+    changes_enc = UnicodeAttribute(null=True)
     #: kind -> HMAC of each identity named (kept after the request ends)
     identity_refs = MapAttribute[str, Any](null=True)
     created_at = UnicodeAttribute(null=True)

@@ -41,8 +41,10 @@ def key_of(t: TableMap, item: Item) -> Item:
 
 def _projection(dm: DataMap, name: str) -> set[str]:
     t = dm.tables[name]
+    identifying = {a for a, spec in t.attributes.items() if spec.category == "identity"}
+    flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set())
     return (set(t.key.names) | dm.referenced_attributes(name) | set(t.s3_attributes())
-            | set(t.identity_attributes()))
+            | set(t.identity_attributes()) | identifying | flags)
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:

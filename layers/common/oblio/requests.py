@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import importlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -16,7 +17,7 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 from ulid import ULID
 
-from oblio import audit, aws, clock, datamap, planner
+from oblio import audit, aws, clock, datamap, engine, planner
 from oblio.errors import BadRequest, Conflict, Invalid, NotFound
 from oblio.identity import parse_subject
 from oblio.models import RequestModel
@@ -25,7 +26,13 @@ from oblio.settings import get_settings
 from oblio.tenants import Principal, Tenant, get_tenant, reachable_tenants
 
 TYPES = ("access", "erasure", "anonymisation", "rectification", "restriction", "objection")
-AVAILABLE = {"erasure": "erasure"}  # request type -> state machine
+#: request type -> the state machine that carries it out
+AVAILABLE = {"erasure": "erasure", "anonymisation": "anonymisation",
+             "rectification": "subject_update", "restriction": "subject_update",
+             "objection": "subject_update"}
+#: request type -> the engine's action (restriction with "lift": unrestrict)
+ACTIONS = {"erasure": "erase", "anonymisation": "anonymise", "rectification": "rectify",
+           "restriction": "restrict", "objection": "object"}
 IRREVERSIBLE = {"erasure", "anonymisation"}
 STATUSES = ("received", "awaiting_verification", "queued", "running", "completed",
             "completed_with_errors", "failed", "cancelled")
@@ -96,7 +103,7 @@ def _validate(body: Any) -> dict[str, Any]:
         raise Invalid("type", f"requests of type '{type_}' are not available in this version "
                               f"yet; available: {', '.join(AVAILABLE)}",
                       code="unsupported_type")
-    for flag in ("confirm", "dry_run", "include_children"):
+    for flag in ("confirm", "dry_run", "include_children", "lift"):
         if flag in body and body[flag] is not None and not isinstance(body[flag], bool):
             raise Invalid(flag, f"{flag} must be true or false")
     if type_ in IRREVERSIBLE and not body.get("dry_run") and body.get("confirm") is not True:
@@ -109,27 +116,99 @@ def _validate(body: Any) -> dict[str, Any]:
     return body
 
 
-def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """What the request would do, table by table, without changing anything."""
-    from oblio import engine  # the planner's consumers; kept lazy for the API's cold start
+def action_of(body: dict[str, Any]) -> str:
+    if body["type"] == "restriction" and body.get("lift"):
+        return "unrestrict"
+    return str(ACTIONS.get(body["type"], body["type"]))
 
+
+def params_of(body: dict[str, Any], dm: Any, region: str | None) -> dict[str, Any]:
+    """The action's parameters, validated against the data map: `tables` (anonymisation),
+    `changes` (rectification, normalised like identities), `purposes` (objection)."""
+    from oblio import identity
+    from oblio.identity import IDENTITY_KINDS
+
+    params: dict[str, Any] = {"tables": None, "purposes": None, "changes": None}
+    tables = body.get("tables")
+    if tables is not None:
+        if body["type"] != "anonymisation":
+            raise Invalid("tables", "tables limits an anonymisation; leave it out for "
+                                    f"{body['type']}")
+        if not isinstance(tables, list) or not tables or \
+                not all(isinstance(t, str) for t in tables):
+            raise Invalid("tables", "tables must be a non-empty list of mapped table names")
+        unknown = [t for t in tables if t not in dm.tables]
+        if unknown:
+            raise Invalid("tables", f"tables names unmapped tables {unknown}; mapped: "
+                                    f"{', '.join(dm.order)}", code="unmapped_table")
+        params["tables"] = tables
+    if body["type"] == "rectification":
+        changes = body.get("changes")
+        if not isinstance(changes, dict) or not changes:
+            raise Invalid("changes", "rectification needs changes: {attribute: new value}, "
+                                     "e.g. {\"email\": \"new@example.com\"}")
+        held = {a for t in dm.tables.values() for a in t.attributes}
+        normalised: dict[str, Any] = {}
+        for name, value in changes.items():
+            field = f"changes.{name}"
+            if name in IDENTITY_KINDS:
+                normalised[name] = identity.normalise(name, value, region, field=field)
+            elif name not in held:
+                raise Invalid(field, f"no mapped table holds an attribute '{name}'; name a "
+                                     "mapped attribute or an identity (email, phone, "
+                                     "external_id)", code="unmapped_attribute")
+            elif not isinstance(value, str | int | bool):
+                raise Invalid(field, f"{field} must be a string, a whole number or a boolean")
+            else:
+                normalised[name] = value
+        if all(not engine.changes_for(t, normalised) for t in dm.tables.values()):
+            raise Invalid("changes", "no mapped table can take these changes in place (they "
+                                     "name only key attributes)", code="unmapped_attribute")
+        params["changes"] = normalised
+    elif body.get("changes") is not None:
+        raise Invalid("changes", f"changes applies to rectification, not {body['type']}")
+    if body["type"] == "objection":
+        known = sorted({p for t in dm.tables.values() for p in t.purposes})
+        purposes = body.get("purposes") or ["marketing"]
+        if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
+            raise Invalid("purposes", "purposes must be a list of purpose names")
+        unknown = [p for p in purposes if p not in known]
+        if unknown:
+            raise Invalid("purposes", f"unknown purposes {unknown}; this tenant's data map "
+                                      f"knows {', '.join(known)}", code="unknown_purpose")
+        params["purposes"] = purposes
+    return params
+
+
+def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """What the request would do, table by table (and for a rewrite, attribute by
+    attribute), without changing anything."""
     dm = datamap.load(get_settings().datamap)
+    action = action_of(body)
     plans: dict[str, Any] = {}
     for tenant in reachable_tenants(principal, bool(body.get("include_children"))):
         ids = parse_subject(body.get("subject"), tenant.phone_region, tuple(dm.identities))
+        params = params_of(body, dm, tenant.phone_region)
         fp = planner.walk(dm, tenant.tenant_id, ids)
         tables = {}
         for name in dm.order:
             t = dm.tables[name]
             items = fp.items.get(name, [])
-            action = engine.mode(t, "erase")
-            tables[name] = {
-                "matched": len(items), "action": action if items else "none",
-                "would_delete": len(items) if action == "delete" else 0,
-                "would_anonymise": len(items) if action == "anonymise" else 0,
-                "files": len(planner.s3_refs(dm, t, items)),
+            mode = engine.table_mode(dm, name, action, params)
+            plan: dict[str, Any] = {
+                "matched": len(items), "action": mode if items else "none",
+                "would_delete": len(items) if mode == "delete" else 0,
+                "would_anonymise": len(items) if mode == "anonymise" else 0,
+                "would_update": len(items) if mode in ("update", "flag", "unflag") else 0,
+                "files": len(planner.s3_refs(dm, t, items)) if mode in ("delete",
+                                                                       "anonymise") else 0,
                 "keys": [planner.key_of(t, i) for i in items],
             }
+            if mode == "anonymise":
+                plan["attributes"] = {a: t.rule(a, action) for a in t.attributes}
+            elif mode == "update":
+                plan["attributes"] = sorted(engine.changes_for(t, params["changes"]))
+            tables[name] = plan
         plans[tenant.tenant_id] = {"subject_ref": tenant.keys.subject_ref(ids),
                                    "tables": tables, "total": fp.total,
                                    "queries": fp.queries}
@@ -137,7 +216,8 @@ def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     audit.append(principal.tenant_id, f"{body['type']}_dry_run", actor=principal.key_id,
                  subject_ref=own["subject_ref"],
                  details={"matched": {t: p["total"] for t, p in plans.items()}})
-    return {"dry_run": True, "type": body["type"], "subject_ref": own["subject_ref"],
+    return {"dry_run": True, "type": body["type"], "action": action,
+            "subject_ref": own["subject_ref"],
             "found": any(p["total"] for p in plans.values()),
             "tables": own["tables"],
             "tenants": {t: p for t, p in plans.items() if t != principal.tenant_id},
@@ -152,42 +232,62 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
         return 200, dry_run(principal, body)
     dm = datamap.load(get_settings().datamap)
     tenant = get_tenant(principal.tenant_id)
-    reachable_tenants(principal, bool(body.get("include_children")))  # 403 if not allowed
+    reachable = reachable_tenants(principal, bool(body.get("include_children")))  # 403?
     ids = parse_subject(body.get("subject"), tenant.phone_region, tuple(dm.identities))
-    for child in reachable_tenants(principal, bool(body.get("include_children")))[1:]:
+    for child in reachable[1:]:
         parse_subject(body.get("subject"), child.phone_region, tuple(dm.identities))
+    params = params_of(body, dm, tenant.phone_region)
+    action = action_of(body)
     ref = tenant.keys.subject_ref(ids)
+    if body["type"] == "anonymisation" and tenant.settings.get(
+            "require_export_before_anonymisation"):
+        _require_export(tenant.tenant_id, ref)
     now = clock.now()
     request_id = str(ULID())
     m = RequestModel(
         tenant_id=tenant.tenant_id, sk=_sk(request_id), request_id=request_id,
         type=body["type"], status="received", subject_ref=ref,
         identities_enc=tenant.keys.encrypt(ids),
+        changes_enc=tenant.keys.encrypt(params["changes"]) if params["changes"] else None,
         identity_refs={k: tenant.keys.hmac(k, v) for k, v in ids.items()},
         created_at=clock.iso(now),
         due_at=clock.iso(clock.add_months(now, get_settings().due_months)),
         requested_by=principal.key_id, reason=body.get("reason"),
         options={"dry_run": False, "include_children": bool(body.get("include_children")),
-                 "tables": body.get("tables")},
+                 "tables": params["tables"], "purposes": params["purposes"],
+                 "action": action},
         timeline=[event(event="received", by=principal.key_id)], units={}, io={}, attempt=1)
-    marker = RequestModel(tenant_id=tenant.tenant_id, sk=_open_sk(body["type"], ref),
+    kind = body["type"] + ("-lift" if action == "unrestrict" else "")
+    marker = RequestModel(tenant_id=tenant.tenant_id, sk=_open_sk(kind, ref),
                           request_id=request_id)
     try:
         with TransactWrite(connection=Connection(region=RequestModel.Meta.region)) as tx:
             tx.save(marker, condition=RequestModel.sk.does_not_exist())
             tx.save(m, condition=RequestModel.sk.does_not_exist())
     except TransactWriteError:
-        existing = RequestModel.get(tenant.tenant_id, _open_sk(body["type"], ref),
+        existing = RequestModel.get(tenant.tenant_id, _open_sk(kind, ref),
                                     consistent_read=True)
         return 200, {**to_json(load(tenant.tenant_id, existing.request_id)),
                      "duplicate_of_open_request": True}
     audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
                  request_id=request_id, subject_ref=ref,
-                 details={"type": body["type"], "include_children":
-                          bool(body.get("include_children"))})
+                 details={"type": body["type"], "action": action, "include_children":
+                          bool(body.get("include_children")), "tables": params["tables"],
+                          "purposes": params["purposes"],
+                          "changes": sorted(params["changes"] or {})})
     _start(m)
     count("RequestsCreated", type=body["type"])
     return 202, {"request_id": request_id, "status": m.status, "due_at": m.due_at}
+
+
+def _require_export(tenant_id: str, subject_ref: str) -> None:
+    """The tenant wants an export of the subject before an anonymisation (Art. 20 first)."""
+    exporter = importlib.import_module("oblio.exporter")  # lazy: the API's cold start
+    found = exporter.latest_valid_export(tenant_id, subject_ref)
+    if found is None:
+        raise Conflict("this tenant requires an access export of the subject before an "
+                       "anonymisation, and there is none that has not expired: file an "
+                       "access request first, then anonymise", code="export_required")
 
 
 def _start(m: RequestModel) -> None:
@@ -195,7 +295,9 @@ def _start(m: RequestModel) -> None:
     resp = aws.client("stepfunctions").start_execution(
         stateMachineArn=s.state_machine_arn(AVAILABLE[m.type or ""]),
         name=f"{m.request_id}-{int(m.attempt or 1)}",
-        input=json.dumps({"request_id": m.request_id, "tenant_id": m.tenant_id}))
+        input=json.dumps({"request_id": m.request_id, "tenant_id": m.tenant_id,
+                          "action": (_plain(m.options) or {}).get("action")
+                          or ACTIONS.get(m.type or "", "")}))
     m.update(actions=[
         RequestModel.status.set("queued"),
         RequestModel.execution_arn.set(resp["executionArn"]),
@@ -257,7 +359,7 @@ def cancel(principal: Principal, request_id: str) -> dict[str, Any]:
             sfn.stop_execution(executionArn=m.execution_arn, cause="cancelled by the tenant")
     m.update(actions=[
         RequestModel.status.set("cancelled"), RequestModel.completed_at.set(clock.iso()),
-        RequestModel.identities_enc.remove(),
+        RequestModel.identities_enc.remove(), RequestModel.changes_enc.remove(),
         RequestModel.timeline.set(RequestModel.timeline.append(
             [event(event="cancelled", by=principal.key_id,
                    note="work already done on some tables is not undone")])),
@@ -325,6 +427,7 @@ def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -
     m.update(actions=[
         RequestModel.status.set(status), RequestModel.completed_at.set(clock.iso()),
         RequestModel.result.set(result), RequestModel.identities_enc.remove(),
+        RequestModel.changes_enc.remove(),
         RequestModel.timeline.set(RequestModel.timeline.append([event(event=status,
                                                                       **timeline)])),
     ])

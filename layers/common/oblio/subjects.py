@@ -34,12 +34,15 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
                             "files": len(planner.s3_refs(dm, t, items))}
             if t.pending_deliveries and items:
                 pending.append({"table": name, "count": len(items), "keys": keys})
+        restricted = any(i.get(t.restriction_flag) is True for name, t in dm.tables.items()
+                         if t.restriction_flag for i in fp.items.get(name, []))
         refs = {k: tenant.keys.hmac(k, v) for k, v in ids.items()}
         supp = suppression.lookup(tenant.tenant_id, refs)
         out[tenant.tenant_id] = {
             "subject_ref": tenant.keys.subject_ref(ids), "found": fp.total > 0,
             "total": fp.total, "tables": tables, "pending_deliveries": pending,
-            "suppressed": bool(supp), "suppression": supp, "queries": fp.queries,
+            "suppressed": bool(supp), "suppression": supp, "restricted": restricted,
+            "queries": fp.queries,
         }
     own = out.pop(principal.tenant_id)
     audit.append(principal.tenant_id, "subject_searched", actor=principal.key_id,

@@ -18,7 +18,11 @@ from oblio.store import objects
 from oblio.tenants import get_tenant
 
 _maps: dict[str, DataMap] = {}
-SUBJECT_EVENTS = {"erase": "SubjectErased", "anonymise": "SubjectAnonymised"}
+SUBJECT_EVENTS: dict[str, tuple[str, ...]] = {
+    "erase": ("SubjectErased",), "anonymise": ("SubjectAnonymised",),
+    "rectify": ("SubjectRectified",), "restrict": ("SubjectRestricted",),
+    "unrestrict": ("SubjectRestricted",), "object": ("SubjectRestricted", "ConsentChanged"),
+}
 
 
 def _work(m: RequestModel) -> str:
@@ -27,6 +31,21 @@ def _work(m: RequestModel) -> str:
 
 def _manifest_key(m: RequestModel, unit: Unit) -> str:
     return f"{_work(m)}units/{unit.tenant_id}/{unit.table}.json"
+
+
+def _identifying_key(m: RequestModel, tenant_id: str) -> str:
+    return f"{_work(m)}identifying/{tenant_id}.json"
+
+
+def request_params(m: RequestModel, tenant: Any) -> dict[str, Any]:
+    """What the action needs beyond the identities: a scope of tables, purposes, and (held
+    encrypted on the request) a rectification's new values."""
+    options = reqs._plain(m.options) or {}
+    params: dict[str, Any] = {"tables": options.get("tables"),
+                              "purposes": options.get("purposes")}
+    if m.changes_enc:
+        params["changes"] = tenant.keys.decrypt(m.changes_enc)
+    return params
 
 
 def frozen_map(m: RequestModel) -> DataMap:
@@ -56,6 +75,7 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         if options.get("include_children") else [tenant]
     map_key = f"{_work(m)}datamap.json"
     objects.put_json(map_key, json.loads(dm.to_json()))
+    params = request_params(m, tenant)
     units, refs, found, queries = [], {}, {}, 0
     with aws.counting() as io:
         for t in tenants:
@@ -63,7 +83,14 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             queries += fp.queries
             refs[t.tenant_id] = planner.identity_refs(dm, t.keys, fp, ids, t.phone_region)
             found[t.tenant_id] = {name: len(items) for name, items in fp.items.items()}
+            if action == "anonymise":
+                values = [v for name, items in fp.items.items()
+                          for v in engine.identifying_values(dm, name, items)]
+                objects.put_json(_identifying_key(m, t.tenant_id),
+                                 sorted(engine.value_refs(t.keys, [*values, *ids.values()])))
             for name, items in fp.items.items():
+                if engine.table_mode(dm, name, action, params) == "none":
+                    continue
                 unit = Unit(t.tenant_id, name)
                 table = dm.tables[name]
                 objects.put_json(_manifest_key(m, unit), {
@@ -93,15 +120,34 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     if done and done.get("status") == "done":
         return {"unit": u.id, "skipped": True}
     dm = frozen_map(m)
+    tenant = get_tenant(u.tenant_id)
+    params = request_params(m, get_tenant(tenant_id))
+    extra: dict[str, Any] = {}
     with aws.counting() as io:
         manifest = objects.get_json(_manifest_key(m, u))
-        counts = engine.apply_unit(dm, action, u, manifest,  # type: ignore[arg-type]
-                                   get_tenant(u.tenant_id).keys, m.subject_ref or "",
-                                   marker=request_id)
-    reqs.record_unit(m, u.id, {"status": "done", "at": clock.iso(), **counts},
+        if action == "rectify":
+            extra["old"] = rectified_refs(dm, u, manifest, params, tenant)
+        counts = engine.apply_unit(dm, action, u, manifest, tenant.keys, m.subject_ref or "",
+                                   marker=request_id, params=params)
+    reqs.record_unit(m, u.id, {"status": "done", "at": clock.iso(), **counts, **extra},
                      dict(io.calls))
     logger.info("unit done", extra={"request_id": request_id, "unit": u.id, **counts})
     return {"unit": u.id, **counts}
+
+
+def rectified_refs(dm: DataMap, u: Unit, manifest: dict[str, Any], params: dict[str, Any],
+                   tenant: Any) -> dict[str, list[str]]:
+    """HMACs of the values a rectification replaces, per attribute (for the audit entry)."""
+    from oblio.store import tables as store
+
+    t = dm.tables[u.table]
+    attrs = engine.changes_for(t, params.get("changes") or {})
+    out: dict[str, set[str]] = {a: set() for a in attrs}
+    for item in store.batch_get(t.table, manifest["keys"]):
+        for a in attrs:
+            if a in item:
+                out[a] |= engine.value_refs(tenant.keys, [item[a]])
+    return {a: sorted(v) for a, v in out.items()}
 
 
 def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
@@ -111,24 +157,33 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     dm = frozen_map(m)
     tenant = get_tenant(tenant_id)
     ids = reqs.identities_of(m, tenant)
+    params = request_params(m, tenant)
     remaining: dict[str, int] = {}
     checked = files_left = 0
     with aws.counting() as io:
         for u in _units(m):
-            r = engine.check_unit(dm, action, u, objects.get_json(_manifest_key(m, u)),  # type: ignore[arg-type]
-                                  marker=request_id)
+            identifying = set(objects.get_json(_identifying_key(m, u.tenant_id))) \
+                if action == "anonymise" else None
+            r = engine.check_unit(dm, action, u, objects.get_json(_manifest_key(m, u)),
+                                  marker=request_id, params=params,
+                                  keys=get_tenant(u.tenant_id).keys, identifying=identifying)
             checked += r["checked"]
             files_left += r["files_remaining"]
             if r["items_remaining"]:
                 remaining[u.id] = r["items_remaining"]
         tenants = {u.tenant_id for u in _units(m)} | {tenant_id}
-        for t in sorted(tenants):
-            fp = planner.walk(dm, t, ids)
-            for name, items in fp.items.items():
-                # a kept shell that an identity still finds is a failure too
-                if items:
-                    remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
-                                                   len(items))
+        if action in ("erase", "anonymise"):
+            for t in sorted(tenants):
+                fp = planner.walk(dm, t, ids)
+                for name, items in fp.items.items():
+                    if action == "anonymise":
+                        # found again is fine for what is out of scope or anonymised
+                        if engine.table_mode(dm, name, action, params) == "none":
+                            continue
+                        items = [i for i in items if dm.anonymised_marker not in i]
+                    if items:
+                        remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
+                                                       len(items))
     outcome = {"passed": not remaining and not files_left, "items_checked": checked,
                "remaining": remaining, "files_remaining": files_left,
                "identity_lookup_tenants": len(tenants), "at": clock.iso()}
@@ -145,62 +200,87 @@ def _counts(m: RequestModel, dm: DataMap) -> dict[str, dict[str, dict[str, int]]
         out[t] = {}
         for name in dm.order:
             got = units.get(f"{t}/{name}", {})
-            out[t][name] = {k: int(got.get(k, 0)) for k in
-                            ("matched", "deleted", "anonymised", "kept", "files_deleted")}
+            out[t][name] = {k: int(got.get(k, 0)) for k in engine.COUNTS}
     return out
 
 
+def _rectification_audit(m: RequestModel, tenant: Any) -> dict[str, Any]:
+    """HMACs of the new value of each change and of the old values of each attribute it
+    replaced: the audit proves what changed without holding either value."""
+    changes = tenant.keys.decrypt(m.changes_enc) if m.changes_enc else {}
+    old: dict[str, set[str]] = {}
+    for u in (reqs._plain(m.units) or {}).values():
+        for attr, refs in (u.get("old") or {}).items():
+            old.setdefault(attr, set()).update(refs)
+    return {"new": {name: sorted(engine.value_refs(tenant.keys, [value]))
+                    for name, value in changes.items()},
+            "old": {attr: sorted(refs) for attr, refs in sorted(old.items())}}
+
+
 def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
-    """Certificate, audit entry, suppression entries, events; the request completes."""
+    """Audit entry, certificate (erasure, anonymisation), suppression entries, events; the
+    request completes."""
     m = reqs.load(tenant_id, request_id)
     if m.status in reqs.ENDED:
         return {"status": m.status}
     dm = frozen_map(m)
+    tenant = get_tenant(tenant_id)
     plan_ = reqs._plain(m.plan) or {}
     units = reqs._plain(m.units) or {}
     verification = units.get("_verification", {"passed": False, "reason": "not run"})
     counts = _counts(m, dm)
-    total = sum(c["matched"] for t in counts.values() for c in t.values())
+    totals = {k: sum(c[k] for t in counts.values() for c in t.values()) for k in engine.COUNTS}
     status = "completed" if verification.get("passed") else "completed_with_errors"
     io = {k: int(v) for k, v in (reqs._plain(m.io) or {}).items()}
     io.setdefault("dynamodb.Scan", 0)
-    body = {"type": m.type, "counts": {t: {n: c for n, c in tables.items() if c["matched"]}
-                                       for t, tables in counts.items()},
-            "verification_passed": bool(verification.get("passed")), "total": total}
+    options = reqs._plain(m.options) or {}
+    body: dict[str, Any] = {
+        "type": m.type, "verification_passed": bool(verification.get("passed")),
+        "total": totals["matched"],
+        "counts": {t: {n: c for n, c in tables.items() if c["matched"]}
+                   for t, tables in counts.items()}}
+    if action == "rectify":
+        body.update(_rectification_audit(m, tenant))
+    if action == "object":
+        body["purposes"] = options.get("purposes") or ["marketing"]
     entry = audit.append(tenant_id, f"{m.type}_completed", actor="oblio",
                          request_id=request_id, subject_ref=m.subject_ref, details=body)
     refs = plan_.get("identity_refs", {})
     suppressed = 0
-    if action == "erase":
+    if action == "erase" or (action == "object" and "marketing" in body["purposes"]):
+        reason = "erasure" if action == "erase" else "objection:marketing"
         for t, kinds in refs.items():
-            suppressed += suppression.add(t, kinds, reason="erasure", request_id=request_id)
-    certificate = {
-        "request_id": request_id, "tenant_id": tenant_id, "type": m.type,
-        "subject_ref": m.subject_ref, "tables": counts[tenant_id],
-        "tenants": {t: c for t, c in counts.items() if t != tenant_id},
-        "verification": verification, "suppression_entries": suppressed,
-        "started_at": plan_.get("started_at"), "completed_at": clock.iso(),
-        "audit_entry": {"id": entry.id, "hash": entry.hash},
-        "datamap_digest": plan_.get("datamap_digest"),
-    }
-    result = {"found": total > 0, "tables": counts[tenant_id],
-              "tenants": {t: {"tables": c} for t, c in counts.items() if t != tenant_id},
-              "totals": {k: sum(c[k] for t in counts.values() for c in t.values())
-                         for k in ("matched", "deleted", "anonymised", "kept", "files_deleted")},
-              "verification": verification, "certificate": certificate, "io": io,
-              "queries_planned": plan_.get("queries", 0)}
-    if total == 0:
+            suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
+    result: dict[str, Any] = {
+        "found": totals["matched"] > 0, "tables": counts[tenant_id],
+        "tenants": {t: {"tables": c} for t, c in counts.items() if t != tenant_id},
+        "totals": totals, "verification": verification, "io": io,
+        "queries_planned": plan_.get("queries", 0), "audit_entry": entry.id}
+    if action in ("erase", "anonymise"):
+        result["certificate"] = {
+            "request_id": request_id, "tenant_id": tenant_id, "type": m.type,
+            "subject_ref": m.subject_ref, "tables": counts[tenant_id],
+            "tenants": {t: c for t, c in counts.items() if t != tenant_id},
+            "verification": verification, "suppression_entries": suppressed,
+            "started_at": plan_.get("started_at"), "completed_at": clock.iso(),
+            "audit_entry": {"id": entry.id, "hash": entry.hash},
+            "datamap_digest": plan_.get("datamap_digest"),
+        }
+    if suppressed:
+        result["suppression_entries"] = suppressed
+    if not any((plan_.get("found") or {}).values()):
         result["message"] = "no item of the subject was found in any mapped table"
+    elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
+        result["message"] = "the subject was already anonymised: nothing changed"
     reqs.end(m, status, result)
     objects.delete_prefix(_work(m))
-    detail = {"request_id": request_id, "subject_ref": m.subject_ref, "type": m.type,
-              "status": status}
-    if action in SUBJECT_EVENTS:
-        for t in counts:
-            events.emit(SUBJECT_EVENTS[action], t, request_id=request_id,
-                        subject_ref=m.subject_ref, parent_tenant_id=tenant_id
-                        if t != tenant_id else None)
-    events.emit("RequestCompleted", tenant_id, **detail)
+    for t in counts:
+        for detail_type in SUBJECT_EVENTS.get(action, ()):
+            events.emit(detail_type, t, request_id=request_id, subject_ref=m.subject_ref,
+                        type=m.type, parent_tenant_id=tenant_id if t != tenant_id else None,
+                        **({"purposes": body["purposes"]} if action == "object" else {}))
+    events.emit("RequestCompleted", tenant_id, request_id=request_id,
+                subject_ref=m.subject_ref, type=m.type, status=status)
     logger.info("request finished", extra={"request_id": request_id, "status": status,
                                            "subject_ref": m.subject_ref})
     return {"status": status}

@@ -102,11 +102,11 @@ def batch_delete(table: str, keys: list[Item]) -> int:
 
 
 def update(table: str, key: Item, set_values: dict[str, Any], remove: list[str],
-           condition_absent: str | None = None, marker: tuple[str, str] | None = None,
-           ) -> bool:
-    """Rewrite one existing item: SET and REMOVE attributes. With `marker` = (attribute,
-    value), the update applies only if the item does not already carry that marker value,
-    which makes a repeated pass a no-op. Returns False when the condition held it back."""
+           only_if_absent: str | None = None) -> bool:
+    """Rewrite one existing item: SET and REMOVE attributes. With `only_if_absent`, the
+    update applies only if the item does not carry that attribute yet (the anonymisation
+    marker), which makes a repeated pass a no-op. Returns False when a condition held it
+    back (the item is gone, or already marked)."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     sets, removes = [], []
@@ -120,10 +120,9 @@ def update(table: str, key: Item, set_values: dict[str, Any], remove: list[str],
     key_attr = next(iter(key))
     names["#k"] = key_attr
     condition = "attribute_exists(#k)"
-    if marker:
-        names["#m"] = marker[0]
-        values[":m"] = _ser.serialize(marker[1])
-        condition += " AND (attribute_not_exists(#m) OR #m <> :m)"
+    if only_if_absent:
+        names["#m"] = only_if_absent
+        condition += " AND attribute_not_exists(#m)"
     expr = ""
     if sets:
         expr += "SET " + ", ".join(sets)
