@@ -113,6 +113,21 @@ def get_tenant(principal):
             "children": list(t.children), "settings": t.settings}
 
 
+@operation("update_tenant")
+def _update_tenant(principal, body, params):
+    t = tenants.update_settings(principal.tenant_id, body)
+    audit.append(principal.tenant_id, "tenant_settings_changed", actor=principal.key_id,
+                 details={"settings": sorted((body.get("settings") or body).keys())})
+    return 200, {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
+                 "children": list(t.children), "settings": t.settings}
+
+
+@app.route("/v1/tenant", methods=["PATCH"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+def update_tenant(principal):
+    return idempotent(app, principal, "update_tenant", json_body(app))
+
+
 @operation("create_key")
 def _create_key(principal, body, params):
     if not isinstance(body, dict):

@@ -51,7 +51,9 @@ def document() -> dict[str, Any]:
             "/v1/health": {"get": _op("liveness and version", None)},
             "/v1/openapi.json": {"get": _op("this document", None)},
             "/v1/requests": {
-                "post": _op("file a request (erasure; 200 for a dry run or a repeat)", "dsr:write",
+                "post": _op("file a request (erasure, anonymisation, rectification, "
+                            "restriction, objection; 200 for a dry run or a repeat)",
+                            "dsr:write",
                             ok="202", body=True, idempotent=True),
                 "get": _op("history, newest first", "dsr:read",
                            params=["type", "status", "overdue", *PAGE]),
@@ -73,7 +75,11 @@ def document() -> dict[str, Any]:
             "/v1/audit": {"get": _op("audit entries, newest first", "audit:read",
                                      params=PAGE)},
             "/v1/audit/verify": {"get": _op("verify the hash chain", "audit:read")},
-            "/v1/tenant": {"get": _op("the tenant's settings and children", "admin")},
+            "/v1/tenant": {"get": _op("the tenant's settings and children", "admin"),
+                           "patch": _op("change settings: export_ttl_days (10, 14, 30), "
+                                        "require_export_before_anonymisation, "
+                                        "default_phone_region", "admin", body=True,
+                                        idempotent=True)},
             "/v1/keys": {
                 "post": _op("create an API key", "admin", ok="201", body=True,
                             idempotent=True),

@@ -148,3 +148,38 @@ def reachable_tenants(principal: Principal, include_children: bool) -> list[Tena
         raise Forbidden("this API key may not act on child tenants; use a parent key created "
                         "with children access", details={"field": "include_children"})
     return [tenant, *(get_tenant(c) for c in tenant.children)]
+
+
+EXPORT_TTL_DAYS = (10, 14, 30)
+
+
+def update_settings(tenant_id: str, changes: Any) -> Tenant:
+    """Change the tenant's settings; each value is checked, unknown names are refused."""
+    import phonenumbers
+
+    if not isinstance(changes, dict) or not isinstance(changes.get("settings", changes), dict):
+        raise Invalid("settings", "send {\"settings\": {name: value}}")
+    changes = changes.get("settings", changes)
+    for name, value in changes.items():
+        field = f"settings.{name}"
+        if name not in DEFAULT_SETTINGS:
+            raise Invalid(field, f"unknown setting '{name}'; settings are "
+                                 f"{', '.join(DEFAULT_SETTINGS)}")
+        if name == "export_ttl_days" and value not in EXPORT_TTL_DAYS:
+            raise Invalid(field, "export_ttl_days must be 10, 14 or 30")
+        if name == "require_export_before_anonymisation" and not isinstance(value, bool):
+            raise Invalid(field, f"{name} must be true or false")
+        if name == "default_phone_region" and value is not None and (
+                not isinstance(value, str) or
+                value.upper() not in phonenumbers.SUPPORTED_REGIONS):
+            raise Invalid(field, "default_phone_region must be a two-letter region code such "
+                                 "as 'IT' or 'FR', or null")
+    m = TenantModel.get(tenant_id)
+    merged = {**DEFAULT_SETTINGS, **dict(m.settings.as_dict() if hasattr(m.settings, "as_dict")
+                                           else m.settings or {}), **changes}
+    if merged.get("default_phone_region"):
+        merged["default_phone_region"] = str(merged["default_phone_region"]).upper()
+    m.update(actions=[TenantModel.settings.set(merged)])
+    with _lock:
+        _cache.pop(tenant_id, None)
+    return get_tenant(tenant_id)

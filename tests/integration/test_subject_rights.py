@@ -1,0 +1,229 @@
+"""Anonymisation, rectification, restriction and objection, over HTTP against the local
+stack, checked in the tables and buckets as a DPO would."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+JEANNE = {"email": "jeanne.dupont@example.com"}
+
+
+def items(aws_client: Any, table: str, attr: str, value: str) -> list[dict[str, Any]]:
+    """The demo table's items whose `attr` (an index of the demo tables) equals `value`."""
+    from oblio.store.tables import from_ddb
+
+    resp = aws_client("dynamodb").query(
+        TableName=table, IndexName=f"by_{attr}",
+        KeyConditionExpression="tenant_id = :t AND #a = :v",
+        ExpressionAttributeNames={"#a": attr},
+        ExpressionAttributeValues={":t": {"S": "demo"}, ":v": {"S": value}})
+    return [from_ddb(i) for i in resp["Items"]]
+
+
+def contact_of(aws_client: Any, subject: dict[str, Any]) -> dict[str, Any]:
+    found = items(aws_client, "demo-contacts", "external_id", subject["external_id"])
+    assert len(found) == 1
+    return found[0]
+
+
+def contact_by_id(aws_client: Any, contact_id: str) -> dict[str, Any]:
+    from oblio.store.tables import from_ddb
+
+    return from_ddb(aws_client("dynamodb").get_item(TableName="demo-contacts", Key={
+        "tenant_id": {"S": "demo"}, "contact_id": {"S": contact_id}})["Item"])
+
+
+def run(api: Any, body: dict[str, Any]) -> dict[str, Any]:
+    r = api.post("/v1/requests", body)
+    assert r.status_code == 202, r.text
+    return api.wait(r.json()["request_id"])
+
+
+def versions(aws_client: Any, key: str) -> int:
+    resp = aws_client("s3").list_object_versions(Bucket="demo-files", Prefix=key)
+    return len(resp.get("Versions", []) + resp.get("DeleteMarkers", []))
+
+
+def events_for(aws_client: Any, request_id: str) -> list[dict[str, Any]]:
+    from oblio.settings import get_settings
+
+    sqs = aws_client("sqs")
+    url = sqs.get_queue_url(QueueName=f"{get_settings().resource_prefix}-events")["QueueUrl"]
+    seen = []
+    while True:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not msgs:
+            break
+        seen += [json.loads(m["Body"]) for m in msgs]
+    return [e for e in seen if e["detail"].get("request_id") == request_id]
+
+
+def test_anonymisation_keeps_a_pseudonymous_contact_linked_to_its_tickets(api, subject,
+                                                                          aws_client):
+    jeanne = api.get("/v1/subjects", **JEANNE).json()["total"]
+    contact = contact_of(aws_client, subject)
+    tickets = items(aws_client, "demo-tickets", "contact_id", contact["contact_id"])
+    r = api.post("/v1/requests", {"type": "anonymisation",
+                                  "subject": {"email": subject["email"]}})
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "confirm"
+    done = run(api, {"type": "anonymisation", "subject": {"email": subject["email"]},
+                     "confirm": True})
+    assert done["status"] == "completed", done
+    result = done["result"]
+    assert result["verification"]["passed"] is True
+    assert result["certificate"]["verification"]["items_checked"] == result["totals"][
+        "matched"]
+    after = contact_by_id(aws_client, contact["contact_id"])
+    assert re.fullmatch(r"F_\d{1,4}", after["first_name"])
+    assert after["last_name"] == "L_" + after["first_name"][2:]  # one number per subject
+    assert not {"email", "phone", "address", "city", "photo_key", "notes"} & set(after)
+    assert after["birth_date"] == contact["birth_date"][:7]
+    assert after["country"] == contact["country"]
+    # tickets: still his, still countable by status and channel, no text
+    now = items(aws_client, "demo-tickets", "contact_id", contact["contact_id"])
+    assert len(now) == len(tickets)
+    for t in now:
+        assert {"status", "channel", "reason", "sla_resolution_min"} <= set(t)
+        assert not {"subject", "description"} & set(t)
+    # messages lose their content; files go, every version
+    for t in now:
+        for m in items(aws_client, "demo-ticket-messages", "ticket_id", t["ticket_id"]):
+            assert "body" not in m and "attachment_key" not in m
+    assert all(versions(aws_client, k) == 0 for k in subject["files"])
+    assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is False
+    assert api.get("/v1/subjects", **JEANNE).json()["total"] == jeanne
+    assert {"SubjectAnonymised", "RequestCompleted"} <= {
+        e["detail-type"] for e in events_for(aws_client, done["id"])}
+
+
+def test_anonymising_only_tickets_leaves_the_profile_as_it_was(api, subject, aws_client):
+    contact = contact_of(aws_client, subject)
+    plan = api.post("/v1/requests", {"type": "anonymisation", "dry_run": True,
+                                     "subject": {"email": subject["email"]},
+                                     "tables": ["tickets"]}).json()
+    assert plan["tables"]["tickets"]["action"] == "anonymise"
+    assert plan["tables"]["tickets"]["attributes"]["description"] == "null"
+    assert plan["tables"]["tickets"]["attributes"]["status"] == "keep"
+    assert plan["tables"]["contacts"]["action"] == "none"
+    done = run(api, {"type": "anonymisation", "subject": {"email": subject["email"]},
+                     "tables": ["tickets"], "confirm": True})
+    assert done["status"] == "completed", done
+    assert done["result"]["tables"]["tickets"]["anonymised"] == subject["counts"]["tickets"]
+    assert done["result"]["tables"]["contacts"]["matched"] == 0
+    assert contact_of(aws_client, subject) == contact
+    tickets = items(aws_client, "demo-tickets", "contact_id", contact["contact_id"])
+    assert tickets and all("description" not in t for t in tickets)
+    # again: nothing left to do, and it says so
+    again = run(api, {"type": "anonymisation", "subject": {"email": subject["email"]},
+                      "tables": ["tickets"], "confirm": True})
+    assert again["status"] == "completed"
+    assert again["result"]["totals"]["anonymised"] == 0
+    assert again["result"]["tables"]["tickets"]["kept"] == len(tickets)
+    assert "already anonymised" in again["result"]["message"]
+
+
+def test_anonymisation_of_unmapped_tables_is_refused(api, subject):
+    r = api.post("/v1/requests", {"type": "anonymisation", "confirm": True,
+                                  "subject": {"email": subject["email"]},
+                                  "tables": ["tickets", "invoices"]})
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "tables"
+    assert "invoices" in r.json()["error"]["message"]
+
+
+def test_rectifying_the_email_reaches_every_table_that_holds_it(api, subject, aws_client):
+    new = "Corrected.Address@Example.net"
+    done = run(api, {"type": "rectification", "subject": {"email": subject["email"]},
+                     "changes": {"email": new, "city": "Genova"}})
+    assert done["status"] == "completed", done
+    tables = done["result"]["tables"]
+    assert tables["contacts"]["updated"] == 1
+    assert tables["email_sends"]["updated"] == subject["counts"]["email_sends"]
+    assert tables["subscriptions"]["updated"] == 1
+    assert tables["scheduled_recipients"]["updated"] == 1
+    contact = contact_of(aws_client, subject)
+    assert contact["email"] == new.lower() and contact["city"] == "Genova"
+    assert items(aws_client, "demo-email-sends", "recipient_email", subject["email"]) == []
+    assert len(items(aws_client, "demo-email-sends", "recipient_email", new.lower())) == \
+        subject["counts"]["email_sends"]
+    assert api.get("/v1/subjects", email=new).json()["tables"]["contacts"]["count"] == 1
+    # the audit entry proves the change with HMACs, never the values
+    entry = next(e for e in api.get("/v1/audit", limit=50).json()["items"]
+                 if e["request_id"] == done["id"] and e["action"] == "rectification_completed")
+    raw = json.dumps(entry).lower()
+    assert subject["email"] not in raw and new.lower() not in raw and "genova" not in raw
+    assert entry["details"]["new"]["email"] and entry["details"]["old"]["email"]
+    assert "SubjectRectified" in {e["detail-type"] for e in events_for(aws_client,
+                                                                        done["id"])}
+
+
+def test_rectification_bad_input_names_the_field(api, subject):
+    base = {"type": "rectification", "subject": {"email": subject["email"]}}
+    r = api.post("/v1/requests", {**base, "changes": {"shoe_size": 42}})
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "changes.shoe_size"
+    r = api.post("/v1/requests", {**base, "changes": {"email": "not an email"}})
+    assert r.status_code == 422
+    assert r.json()["error"]["details"]["field"] == "changes.email"
+    r = api.post("/v1/requests", base)
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "changes"
+
+
+def test_restriction_removes_the_subject_from_pending_deliveries(api, subject, aws_client):
+    before = api.get("/v1/subjects", email=subject["email"]).json()
+    assert {p["table"] for p in before["pending_deliveries"]} == {"subscriptions",
+                                                                  "scheduled_recipients"}
+    assert before["restricted"] is False
+    done = run(api, {"type": "restriction", "subject": {"email": subject["email"]}})
+    assert done["status"] == "completed", done
+    assert done["result"]["tables"]["contacts"]["updated"] == 1
+    assert done["result"]["tables"]["scheduled_recipients"]["deleted"] == 1
+    after = api.get("/v1/subjects", email=subject["email"]).json()
+    assert after["restricted"] is True and after["pending_deliveries"] == []
+    assert after["tables"]["tickets"]["count"] == before["tables"]["tickets"]["count"]
+    assert contact_of(aws_client, subject)["restricted"] is True
+    assert "SubjectRestricted" in {e["detail-type"] for e in events_for(aws_client,
+                                                                         done["id"])}
+    lifted = run(api, {"type": "restriction", "lift": True,
+                       "subject": {"email": subject["email"]}})
+    assert lifted["status"] == "completed", lifted
+    assert api.get("/v1/subjects", email=subject["email"]).json()["restricted"] is False
+
+
+def test_objection_to_marketing_suppresses_at_once(api, subject, aws_client):
+    r = api.post("/v1/requests", {"type": "objection", "purposes": ["astrology"],
+                                  "subject": {"email": subject["email"]}})
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "purposes"
+    done = run(api, {"type": "objection", "subject": {"email": subject["email"]}})
+    assert done["status"] == "completed", done
+    assert done["result"]["tables"]["subscriptions"]["deleted"] == 1
+    after = api.get("/v1/subjects", email=subject["email"]).json()
+    assert after["pending_deliveries"] == []
+    assert after["suppressed"] is True
+    assert {s["reason"] for s in after["suppression"]} == {"objection:marketing"}
+    assert after["tables"]["contacts"]["count"] == 1  # an objection erases nothing
+    kinds = {e["detail-type"] for e in events_for(aws_client, done["id"])}
+    assert {"SubjectRestricted", "ConsentChanged"} <= kinds
+
+
+def test_tenant_settings_are_validated(child_api):
+    r = child_api.post("/v1/keys", {"scopes": ["dsr:read"]})
+    assert r.status_code == 201
+    import requests as http
+
+    def patch(body: dict[str, Any]) -> Any:
+        return http.patch(child_api.base + "/v1/tenant", json=body,
+                          headers={"Authorization": f"Bearer {child_api.key}"}, timeout=30)
+
+    bad = patch({"settings": {"export_ttl_days": 7}})
+    assert bad.status_code == 422
+    assert bad.json()["error"]["details"]["field"] == "settings.export_ttl_days"
+    assert patch({"settings": {"colour": "red"}}).status_code == 422
+    ok = patch({"settings": {"export_ttl_days": 30, "default_phone_region": "fr"}})
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["settings"]["export_ttl_days"] == 30
+    assert ok.json()["settings"]["default_phone_region"] == "FR"
+    assert patch({"settings": {"default_phone_region": "IT",
+                               "export_ttl_days": 14}}).status_code == 200
