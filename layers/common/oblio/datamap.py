@@ -304,3 +304,19 @@ def check_tables(dm: DataMap, dynamodb: Any) -> None:
                 problems.append(f"{where}: index '{f.index}' must project ALL attributes")
     if problems:
         raise DataMapError(problems)
+
+
+_current: dict[tuple[str, float], DataMap] = {}
+
+
+def current() -> DataMap:
+    """The deployment's data map (settings.datamap), validated once per process and read
+    again only when the file changes."""
+    from oblio.settings import get_settings
+
+    path = Path(get_settings().datamap)
+    key = (str(path), path.stat().st_mtime if path.exists() else 0.0)
+    found = _current.get(key)
+    if found is None:
+        found = _current[key] = load(path)
+    return found

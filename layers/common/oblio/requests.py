@@ -183,7 +183,7 @@ def params_of(body: dict[str, Any], dm: Any, region: str | None) -> dict[str, An
 def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """What the request would do, table by table (and for a rewrite, attribute by
     attribute), without changing anything."""
-    dm = datamap.load(get_settings().datamap)
+    dm = datamap.current()
     action = action_of(body)
     plans: dict[str, Any] = {}
     for tenant in reachable_tenants(principal, bool(body.get("include_children"))):
@@ -230,7 +230,7 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
     principal.require("dsr:erase" if body["type"] in IRREVERSIBLE else "dsr:write")
     if body.get("dry_run"):
         return 200, dry_run(principal, body)
-    dm = datamap.load(get_settings().datamap)
+    dm = datamap.current()
     tenant = get_tenant(principal.tenant_id)
     reachable = reachable_tenants(principal, bool(body.get("include_children")))  # 403?
     ids = parse_subject(body.get("subject"), tenant.phone_region, tuple(dm.identities))

@@ -8,12 +8,11 @@ from typing import Any
 from oblio import audit, datamap, planner, suppression
 from oblio.errors import Invalid
 from oblio.identity import parse_subject
-from oblio.settings import get_settings
 from oblio.tenants import Principal, reachable_tenants
 
 
 def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
-    dm = datamap.load(get_settings().datamap)
+    dm = datamap.current()
     include_children = params.get("include_children", "false").lower()
     if include_children not in ("true", "false"):
         raise Invalid("include_children", "include_children must be true or false")

@@ -13,7 +13,6 @@ from oblio.datamap import DataMap
 from oblio.engine import Unit
 from oblio.models import RequestModel
 from oblio.observability import count, logger
-from oblio.settings import get_settings
 from oblio.store import objects
 from oblio.tenants import get_tenant
 
@@ -67,7 +66,7 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     m = reqs.load(tenant_id, request_id)
     if m.plan is not None and reqs._plain(m.plan).get("units") is not None:
         return {"units": [{"tenant_id": u.tenant_id, "table": u.table} for u in _units(m)]}
-    dm = datamap.load(get_settings().datamap)
+    dm = datamap.current()
     tenant = get_tenant(tenant_id)
     ids = reqs.identities_of(m, tenant)
     options = reqs._plain(m.options) or {}
