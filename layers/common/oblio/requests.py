@@ -445,8 +445,9 @@ def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
     (parallel Map iterations write the same record)."""
     from oblio.store.tables import to_ddb
 
-    names = {"#units": "units", "#io": "io", "#u": unit_id}
-    values: dict[str, Any] = {":v": to_ddb({"v": outcome})["v"], ":z": {"N": "0"}}
+    names = {"#units": "units", "#u": unit_id, **({"#io": "io"} if io else {})}
+    values: dict[str, Any] = {":v": to_ddb({"v": outcome})["v"],
+                              **({":z": {"N": "0"}} if io else {})}
     parts = ["#units.#u = :v"]
     for i, (op, n) in enumerate(sorted(io.items())):
         names[f"#o{i}"] = op

@@ -242,8 +242,12 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         body.update(_rectification_audit(m, tenant))
     if action == "object":
         body["purposes"] = options.get("purposes") or ["marketing"]
-    entry = audit.append(tenant_id, f"{m.type}_completed", actor="oblio",
-                         request_id=request_id, subject_ref=m.subject_ref, details=body)
+    if "_audit" in units:  # a retried finish: the entry is written already
+        entry = audit.Entry(units["_audit"]["id"], units["_audit"]["hash"])
+    else:
+        entry = audit.append(tenant_id, f"{m.type}_completed", actor="oblio",
+                             request_id=request_id, subject_ref=m.subject_ref, details=body)
+        reqs.record_unit(m, "_audit", {"id": entry.id, "hash": entry.hash}, {})
     refs = plan_.get("identity_refs", {})
     suppressed = 0
     if action == "erase" or (action == "object" and "marketing" in body["purposes"]):
@@ -271,8 +275,7 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         result["message"] = "no item of the subject was found in any mapped table"
     elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
         result["message"] = "the subject was already anonymised: nothing changed"
-    reqs.end(m, status, result)
-    objects.delete_prefix(_work(m))
+    # events and clean-up before the status: a client that sees "completed" can rely on them
     for t in counts:
         for detail_type in SUBJECT_EVENTS.get(action, ()):
             events.emit(detail_type, t, request_id=request_id, subject_ref=m.subject_ref,
@@ -280,6 +283,8 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                         **({"purposes": body["purposes"]} if action == "object" else {}))
     events.emit("RequestCompleted", tenant_id, request_id=request_id,
                 subject_ref=m.subject_ref, type=m.type, status=status)
+    objects.delete_prefix(_work(m))
+    reqs.end(m, status, result)
     logger.info("request finished", extra={"request_id": request_id, "status": status,
                                            "subject_ref": m.subject_ref})
     return {"status": status}
