@@ -18,10 +18,11 @@ run: $(STAMP)
 	$(BIN)/oblio local up $(ARGS)
 
 ## test: the whole suite: unit (in-process moto), integration (local stack over HTTP), infra
+# two runs: the unit and infra suites use moto's in-process mock, the integration suite a
+# moto server in the same process, and the two cannot share a process
 test: $(STAMP)
-	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/unit tests/infra -q
 	$(BIN)/python -m pytest tests/integration -q
-	$(BIN)/python -m pytest tests/infra -q
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q $(ARGS)
