@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from oblio.settings import DEMO_DATAMAP
 
 from infra.local.stack import free_port
+from oblio.settings import DEMO_DATAMAP
 
 DEMO = yaml.safe_load(DEMO_DATAMAP.read_text())
 

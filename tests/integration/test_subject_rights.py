@@ -227,3 +227,23 @@ def test_tenant_settings_are_validated(child_api):
     assert ok.json()["settings"]["default_phone_region"] == "FR"
     assert patch({"settings": {"default_phone_region": "IT",
                                "export_ttl_days": 14}}).status_code == 200
+
+
+def test_anonymisation_waits_for_an_export_when_the_tenant_requires_one(child_api):
+    import requests as http
+
+    def patch(value: bool) -> None:
+        r = http.patch(child_api.base + "/v1/tenant", json={"settings": {
+            "require_export_before_anonymisation": value}},
+            headers={"Authorization": f"Bearer {child_api.key}"}, timeout=30)
+        assert r.status_code == 200, r.text
+
+    patch(True)
+    try:
+        r = child_api.post("/v1/requests", {"type": "anonymisation", "confirm": True,
+                                            "subject": {"email": "mario.rossi@example.com"}})
+        assert r.status_code == 409
+        assert r.json()["error"]["code"] == "export_required"
+        assert "access request first" in r.json()["error"]["message"]
+    finally:
+        patch(False)

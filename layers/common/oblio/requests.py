@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import importlib
 import json
 from datetime import timedelta
 from typing import Any
@@ -280,11 +279,23 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
     return 202, {"request_id": request_id, "status": m.status, "due_at": m.due_at}
 
 
+def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
+    """The newest completed access request of the subject whose archive has not expired."""
+    now = clock.iso()
+    for m in RequestModel.query(
+            tenant_id, RequestModel.sk.startswith(_REQ), scan_index_forward=False,
+            filter_condition=(RequestModel.type == "access")
+            & (RequestModel.subject_ref == subject_ref)
+            & RequestModel.status.is_in("completed", "completed_with_errors")):
+        expires = (_plain(m.result) or {}).get("expires_at")
+        if expires and expires > now:
+            return m
+    return None
+
+
 def _require_export(tenant_id: str, subject_ref: str) -> None:
     """The tenant wants an export of the subject before an anonymisation (Art. 20 first)."""
-    exporter = importlib.import_module("oblio.exporter")  # lazy: the API's cold start
-    found = exporter.latest_valid_export(tenant_id, subject_ref)
-    if found is None:
+    if latest_valid_export(tenant_id, subject_ref) is None:
         raise Conflict("this tenant requires an access export of the subject before an "
                        "anonymisation, and there is none that has not expired: file an "
                        "access request first, then anonymise", code="export_required")
