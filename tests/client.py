@@ -42,8 +42,9 @@ class Api:
             time.sleep(0.3)
         raise AssertionError(f"request {request_id} did not finish in {timeout}s")
 
-    def erase(self, subject: dict[str, str], **extra: Any) -> dict[str, Any]:
+    def erase(self, subject: dict[str, str], timeout: float = 60,
+              **extra: Any) -> dict[str, Any]:
         r = self.post("/v1/requests", {"type": "erasure", "subject": subject, "confirm": True,
                                        **extra})
         assert r.status_code == 202, r.text
-        return self.wait(r.json()["request_id"])
+        return self.wait(r.json()["request_id"], timeout=timeout)
