@@ -12,15 +12,12 @@ grow with the table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import resource
-import subprocess
-import sys
 import time
 from typing import Any
 
 from tests.bench.erasure import _direct_writer, minimum_calls
+from tests.bench.harness import emit, run_sizes
 
 
 def add_tickets(dm: Any, email: str, n: int) -> None:
@@ -82,20 +79,14 @@ def main() -> None:
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one is not None:
-        print("RESULT " + json.dumps(run_one(args.one, args.heavy)), flush=True)
+        emit(run_one(args.one, args.heavy))
         return
+    results = run_sizes("tests.bench.anonymisation", args.sizes, "--heavy", str(args.heavy))
     print("\noblio anonymisation benchmark (local stack: moto server, real ASL, HTTP API)")
     print(f"{'contacts':>9} {'subject':>8} {'items':>6} {'wall s':>7} {'UpdateItem':>10} "
           f"{'rewritten':>9} {'ddb calls':>9} {'minimum':>7} {'ratio':>5} {'Scan':>4}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OBLIO_", "MOTO_"))}
-    for size in [int(s) for s in args.sizes.split(",")]:
-        out = subprocess.run([sys.executable, "-m", "tests.bench.anonymisation", "--one",
-                              str(size), "--heavy", str(args.heavy)], capture_output=True,
-                             text=True, env=env, check=False)
-        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-        if out.returncode or not line:
-            sys.exit(f"the {size} run failed:\n{out.stderr[-3000:]}")
-        r = json.loads(line[0][7:])
+    for r in results:
+        size = r["size"]
         for x in r["rows"]:
             print(f"{size:>9} {x['subject']:>8} {x['items']:>6} {x['wall_s']:>7.2f} "
                   f"{x['io'].get('dynamodb.UpdateItem', 0):>10} {x['rewritten']:>9} "

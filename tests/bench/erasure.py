@@ -16,15 +16,13 @@ index Query by walking the whole table (DynamoDB does not).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import resource
-import subprocess
-import sys
 import time
 from collections import Counter
 from typing import Any
+
+from tests.bench.harness import emit, run_sizes
 
 
 def _direct_writer() -> Any:
@@ -140,20 +138,9 @@ def main() -> None:
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.one is not None:
-        print("RESULT " + json.dumps(run_one(args.one, args.subjects)), flush=True)
+        emit(run_one(args.one, args.subjects))
         return
-    results = []
-    for size in [int(s) for s in args.sizes.split(",")]:
-        print(f"running {size} contacts ...", flush=True)
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith(("AWS_", "OBLIO_", "MOTO_"))}
-        out = subprocess.run([sys.executable, "-m", "tests.bench.erasure", "--one", str(size),
-                              "--subjects", str(args.subjects)], capture_output=True,
-                             text=True, env=env, check=False)
-        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-        if out.returncode or not line:
-            sys.exit(f"the {size} run failed:\n{out.stderr[-3000:]}")
-        results.append(json.loads(line[0][7:]))
+    results = run_sizes("tests.bench.erasure", args.sizes, "--subjects", str(args.subjects))
     report(results)
 
 
