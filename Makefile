@@ -41,6 +41,7 @@ lint: $(STAMP)
 ## bench: the benchmarks; they print figures, they do not assert timings
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.erasure $(ARGS)
+	$(BIN)/python -m tests.bench.anonymisation $(ARGS)
 
 ## synth: write the CloudFormation template (no AWS credentials needed)
 synth: $(STAMP)
