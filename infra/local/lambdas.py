@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from moto.awslambda.models import LambdaFunction
+
 from oblio.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]

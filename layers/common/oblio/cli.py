@@ -9,7 +9,13 @@ from pathlib import Path
 
 
 def _local_up(args: argparse.Namespace) -> int:
+    import logging
+
     from infra.local.stack import LocalStack  # heavy (moto, chalice): only for this command
+
+    access = logging.getLogger("oblio.access")
+    access.addHandler(logging.StreamHandler())
+    access.setLevel(logging.INFO)
     from oblio.errors import DataMapError
 
     stack = LocalStack(api_port=args.api_port, aws_port=args.aws_port, datamap=args.datamap,
