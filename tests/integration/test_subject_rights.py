@@ -75,6 +75,7 @@ def test_anonymisation_keeps_a_pseudonymous_contact_linked_to_its_tickets(api, s
     assert result["verification"]["passed"] is True
     assert result["certificate"]["verification"]["items_checked"] == result["totals"][
         "matched"]
+    assert result["certificate"]["verification"]["identifying_values_compared"] >= 5
     after = contact_by_id(aws_client, contact["contact_id"])
     assert re.fullmatch(r"F_\d{1,4}", after["first_name"])
     assert after["last_name"] == "L_" + after["first_name"][2:]  # one number per subject

@@ -159,10 +159,13 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     params = request_params(m, tenant)
     remaining: dict[str, int] = {}
     checked = files_left = 0
+    compared: dict[str, int] = {}
     with aws.counting() as io:
         for u in _units(m):
             identifying = set(objects.get_json(_identifying_key(m, u.tenant_id))) \
                 if action == "anonymise" else None
+            if identifying is not None:
+                compared[u.tenant_id] = len(identifying)
             r = engine.check_unit(dm, action, u, objects.get_json(_manifest_key(m, u)),
                                   marker=request_id, params=params,
                                   keys=get_tenant(u.tenant_id).keys, identifying=identifying)
@@ -186,6 +189,9 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     outcome = {"passed": not remaining and not files_left, "items_checked": checked,
                "remaining": remaining, "files_remaining": files_left,
                "identity_lookup_tenants": len(tenants), "at": clock.iso()}
+    if action == "anonymise":
+        # no value of the subject's identifying attributes may survive in a rewritten item
+        outcome["identifying_values_compared"] = sum(compared.values())
     reqs.record_unit(m, "_verification", outcome, dict(io.calls))
     return {"passed": outcome["passed"]}
 
