@@ -1,8 +1,9 @@
 """oblio's HTTP API (Chalice). Thin views: authenticate, parse, call the domain, answer."""
 
 from chalice import Chalice
+
 from chalicelib.edge import api, idempotent, json_body, operation, page_args, query
-from oblio import __version__, audit, openapi, requests, subjects, tenants
+from oblio import __version__, audit, bulk, openapi, requests, subjects, tenants
 from oblio.errors import Invalid
 
 app = Chalice(app_name="oblio")
@@ -149,3 +150,20 @@ def create_key(principal):
 @api(app, scope="admin")
 def list_keys(principal):
     return {"items": tenants.list_api_keys(principal.tenant_id), "next_cursor": None}
+
+
+@operation("create_bulk_erasure")
+def _create_bulk(principal, body, params):
+    return 201, bulk.create_job(principal, body)
+
+
+@app.route("/v1/bulk-erasures", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="dsr:erase")
+def create_bulk_erasure(principal):
+    return idempotent(app, principal, "create_bulk_erasure", json_body(app))
+
+
+@app.route("/v1/bulk-erasures/{job_id}", methods=["GET"])
+@api(app, scope="dsr:read")
+def get_bulk_erasure(principal, job_id):
+    return bulk.to_json(bulk.load(principal.tenant_id, job_id))

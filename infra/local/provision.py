@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from oblio import aws
-from oblio.catalogue import CATALOGUE, Bucket, Catalogue, Table
+from oblio.catalogue import CATALOGUE, Bucket, Catalogue, EventRule, Table
 from oblio.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -73,6 +73,9 @@ def _create_bucket(s: Settings, b: Bucket, key_arn: str) -> None:
     s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration={
         "BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
         "RestrictPublicBuckets": True})
+    if b.eventbridge:
+        s3.put_bucket_notification_configuration(
+            Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}})
     if b.lifecycle:
         rules = []
         for r in b.lifecycle:
@@ -101,6 +104,8 @@ def definition(s: Settings, sm_name: str, catalogue: Catalogue = CATALOGUE) -> s
     text = (STATEMACHINES / sm.definition).read_text()
     for placeholder, fn in sm.functions.items():
         text = text.replace("${" + placeholder + "}", s.function_arn(fn))
+    for placeholder, (local, _aws) in sm.values.items():
+        text = text.replace("${" + placeholder + "}", local)
     if "${" in text:
         raise ValueError(f"state machine {sm_name!r} has a placeholder the catalogue does "
                          "not fill")
@@ -144,10 +149,21 @@ def provision(s: Settings, catalogue: Catalogue = CATALOGUE) -> None:
             "Attributes"]["QueueArn"]
     for rule in catalogue.rules:
         name = f"{s.resource_prefix}-{rule.name}"
-        events.put_rule(Name=name, EventBusName=s.event_bus,
-                        EventPattern=json.dumps(rule.pattern))
+        bus = s.event_bus if rule.bus == "oblio" else "default"
+        events.put_rule(Name=name, EventBusName=bus,
+                        EventPattern=rule_pattern(s, rule, catalogue))
         # moto delivers rules to SQS only: locally every rule lands on its queue
         target = rule.local_queue or (rule.target[1] if rule.target[0] == "queue" else None)
         if target:
-            events.put_targets(Rule=name, EventBusName=s.event_bus,
+            events.put_targets(Rule=name, EventBusName=bus,
                                Targets=[{"Id": "local", "Arn": queues[target]}])
+
+
+def rule_pattern(s: Settings, rule: EventRule, catalogue: Catalogue = CATALOGUE) -> str:
+    """The rule's event pattern with `${bucket:NAME}` filled with physical bucket names."""
+    text = json.dumps(rule.pattern)
+    for b in catalogue.buckets:
+        text = text.replace("${bucket:" + b.name + "}", bucket_name(s, b))
+    if "${" in text:
+        raise ValueError(f"rule {rule.name!r} names a bucket the catalogue does not have")
+    return text

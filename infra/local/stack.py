@@ -44,6 +44,51 @@ def configure_environment(aws_port: int, datamap: Path | None = None,
         os.environ["OBLIO_DATAMAP"] = str(Path(datamap).resolve())
 
 
+class EventPump(threading.Thread):
+    """moto's EventBridge delivers rules only to SQS: drain each rule's local queue into the
+    target it has in AWS (a function), as EventBridge would."""
+
+    def __init__(self, settings: Any) -> None:
+        super().__init__(name="oblio-event-pump", daemon=True)
+        from oblio.catalogue import CATALOGUE
+
+        self.settings = settings
+        self.routes = [(r.local_queue, r.target) for r in CATALOGUE.rules
+                       if r.local_queue and r.target[0] == "function"]
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import logging
+
+        from oblio import aws
+
+        sqs, lam = aws.client("sqs"), aws.client("lambda")
+        urls = {q: sqs.get_queue_url(QueueName=f"{self.settings.resource_prefix}-{q}")[
+            "QueueUrl"] for q, _ in self.routes}
+        while not self._halt.is_set():
+            idle = True
+            for queue, (_, fn) in self.routes:
+                try:
+                    msgs = sqs.receive_message(QueueUrl=urls[queue], MaxNumberOfMessages=10,
+                                               WaitTimeSeconds=0).get("Messages", [])
+                    for msg in msgs:
+                        idle = False
+                        lam.invoke(FunctionName=self.settings.function(fn),
+                                   Payload=msg["Body"].encode())
+                        sqs.delete_message(QueueUrl=urls[queue],
+                                           ReceiptHandle=msg["ReceiptHandle"])
+                except Exception:
+                    if self._halt.is_set():
+                        return
+                    logging.getLogger("oblio.local").exception("event pump: delivery failed")
+            if idle:
+                self._halt.wait(0.2)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
 @dataclass
 class LocalStack:
     api_port: int = 8000
@@ -58,6 +103,7 @@ class LocalStack:
     _moto: Any = None
     _api: Any = None
     _api_thread: threading.Thread | None = None
+    _pump: Any = None
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -104,6 +150,8 @@ class LocalStack:
             counts = demo.seed(dm, ["demo", "demo-child"], self.demo_contacts)
             self._say(f"demo data: {sum(v for k, v in counts.items() if k != 'files')} items, "
                       f"{counts.get('files', 0)} files in {time.monotonic() - t0:.1f}s")
+        self._pump = EventPump(settings)
+        self._pump.start()
         self._serve_api()
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
@@ -181,6 +229,9 @@ class LocalStack:
     def stop(self) -> None:
         from infra.local import lambdas
 
+        if self._pump is not None:
+            self._pump.stop()
+            self._pump = None
         if self._api is not None:
             self._api.server.shutdown()
             self._api.server.server_close()

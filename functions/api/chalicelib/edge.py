@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyValidationError,
 )
 from chalice import Chalice, Response
+
 from oblio import tenants
 from oblio.errors import BadRequest, Conflict, Invalid, OblioError
 from oblio.observability import logger

@@ -79,22 +79,31 @@ class StateMachine:
     #: placeholder in the ASL -> function name whose ARN fills it
     functions: dict[str, str] = field(default_factory=dict)
     purpose: str = ""
+    #: placeholder -> (value in the local stack, value in AWS): e.g. a Distributed Map's child
+    #: execution type, EXPRESS in AWS where moto's parser only takes STANDARD
+    values: dict[str, tuple[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class EventRule:
     name: str
+    #: the event pattern; "${bucket:NAME}" stands for the physical name of catalogue bucket NAME
     pattern: dict[str, object]
     #: the target in AWS: ("function", name) or ("statemachine", name) or ("queue", name)
     target: tuple[str, str]
-    #: locally moto delivers rules only to SQS: the local stack routes to this queue instead
+    #: locally moto delivers rules only to SQS: the local stack routes to this queue instead,
+    #: and its runtime drains the queue into the target
     local_queue: str | None = None
+    #: "oblio" (the catalogue's bus) or "default" (where AWS services such as S3 send events)
+    bus: str = "oblio"
 
 
 @dataclass(frozen=True)
 class Queue:
     name: str
     purpose: str = ""
+    #: only the local stack needs it (its stand-in for an EventBridge target moto lacks)
+    local_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +153,13 @@ def _demo_table(name: str, sort: str, *lookups: str, purpose: str) -> Table:
     )
 
 
+BULK_FUNCTIONS = {
+    "ValidateFunctionArn": "bulk_validate",
+    "ChunkFunctionArn": "bulk_chunk",
+    "ReportFunctionArn": "bulk_report",
+    "BulkFailFunctionArn": "bulk_fail",
+}
+
 TASK_FUNCTIONS = {
     "PlanFunctionArn": "plan",
     "ApplyFunctionArn": "apply",
@@ -163,6 +179,7 @@ CATALOGUE = Catalogue(
               purpose="HMACs of erased and objecting subjects"),
         Table("idempotency", _S("id"), ttl_attribute="expiration",
               purpose="Powertools idempotency records for write APIs"),
+        Table("bulk_jobs", _TENANT, _S("job_id"), purpose="bulk erasure jobs and counters"),
         # the demo domain: a CRM / helpdesk / mailing product (a tenant's own tables)
         _demo_table("demo-contacts", "contact_id", "email", "phone", "external_id",
                     purpose="demo: contact profiles"),
@@ -186,9 +203,10 @@ CATALOGUE = Catalogue(
                expiring_prefixes=("work/",),
                purpose="plans and manifests of running requests (may hold item keys)"),
         Bucket("exports", lifecycle=tuple(
-            LifecycleRule(f"exports-{d}d", "exports/", d, tag=("oblio-ttl", str(d)))
-            for d in (10, 14, 30)), expiring_prefixes=("exports/",),
-            purpose="access / portability archives"),
+            LifecycleRule(f"{p}-{d}d", f"{p}/", d, tag=("oblio-ttl", str(d)))
+            for p in ("exports", "reports") for d in (10, 14, 30)),
+            expiring_prefixes=("exports/", "reports/"),
+            purpose="access / portability archives and bulk erasure reports"),
         Bucket("ingest", eventbridge=True,
                lifecycle=(LifecycleRule("ingest-expiry", "bulk/", 1),),
                expiring_prefixes=("bulk/",), purpose="bulk erasure CSV uploads"),
@@ -207,6 +225,16 @@ CATALOGUE = Catalogue(
                  purpose="certificate, audit, suppression, events"),
         Function("fail", "fail.handler.handler", timeout_seconds=60,
                  purpose="record a failure on the request"),
+        Function("bulk_start", "bulk_start.handler.handler", timeout_seconds=60,
+                 purpose="a CSV landed under a tenant's bulk prefix: start its job"),
+        Function("bulk_validate", "bulk_validate.handler.handler", timeout_seconds=900,
+                 memory_mb=1024, purpose="stream, check and cut a bulk CSV into chunks"),
+        Function("bulk_chunk", "bulk_chunk.handler.handler", timeout_seconds=900,
+                 purpose="erase one chunk of a bulk job"),
+        Function("bulk_report", "bulk_report.handler.handler", timeout_seconds=900,
+                 purpose="merge a bulk job's outcomes into its report"),
+        Function("bulk_fail", "bulk_fail.handler.handler", timeout_seconds=60,
+                 purpose="record a bulk job's failure"),
     ),
     state_machines=(
         StateMachine("erasure", "erasure.asl.json", functions=TASK_FUNCTIONS,
@@ -215,13 +243,23 @@ CATALOGUE = Catalogue(
                      purpose="anonymise one subject by the map's attribute rules"),
         StateMachine("subject_update", "subject_update.asl.json", functions=TASK_FUNCTIONS,
                      purpose="rectification, restriction (and lifting it), objection"),
+        StateMachine("bulk_erasure", "bulk_erasure.asl.json", functions=BULK_FUNCTIONS,
+                     values={"ChildExecutionType": ("STANDARD", "EXPRESS")},
+                     purpose="erase the people of a CSV, chunk by chunk (Distributed Map)"),
     ),
     event_bus="events",
     rules=(
         EventRule("all-oblio-events", {"source": ["oblio"]}, target=("queue", "events"),
                   local_queue="events"),
+        EventRule("bulk-uploads", {
+            "source": ["aws.s3"], "detail-type": ["Object Created"],
+            "detail": {"bucket": {"name": ["${bucket:ingest}"]},
+                       "object": {"key": [{"prefix": "bulk/"}]}}},
+            target=("function", "bulk_start"), local_queue="bulk-uploads", bus="default"),
     ),
-    queues=(Queue("events", purpose="a copy of every oblio event (local inspection, DLQ-like)"),),
+    queues=(Queue("events", purpose="a copy of every oblio event (local inspection, DLQ-like)"),
+            Queue("bulk-uploads", purpose="S3 upload events for bulk_start",
+                  local_only=True)),
     kms_alias="oblio",
 )
 

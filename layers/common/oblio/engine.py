@@ -168,35 +168,48 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
     return counts
 
 
-def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
-               marker: str, params: dict[str, Any] | None = None,
-               keys: TenantKeys | None = None, identifying: set[str] | None = None,
-               ) -> dict[str, int]:
-    """Read the unit's items back and count those not as the action left them: deleted
+def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
+                   marker: str, params: dict[str, Any] | None = None,
+                   keys: TenantKeys | None = None, identifying: set[str] | None = None,
+                   ) -> list[Item]:
+    """Read the unit's items back; the keys of those not as the action left them: deleted
     ones must be gone; anonymised ones must carry the marker, no attribute whose rule removes
     it and no value of the subject's identifying attributes; updated ones must hold the new
-    values; S3 objects must have no version left."""
+    values."""
     t = dm.tables[unit.table]
     m = table_mode(dm, unit.table, action, params)
     item_keys: list[Item] = manifest["keys"]
     left = store.batch_get(t.table, item_keys) if item_keys and m != "none" else []
-    bad = 0
+    bad: list[Item] = []
     for item in left:
+        wrong = False
         if m == "delete":
-            bad += 1
+            wrong = True
         elif m == "anonymise":
             own = [a for a in item if a not in t.key.names and a != dm.anonymised_marker
                    and a != dm.tenant_attribute]
             leaked = bool(identifying and keys and
                           value_refs(keys, [item[a] for a in own]) & identifying)
-            if item.get(dm.anonymised_marker) is None or leaked or any(
-                    t.rule(a, action) == "null" for a in own):
-                bad += 1
+            wrong = item.get(dm.anonymised_marker) is None or leaked or any(
+                t.rule(a, action) == "null" for a in own)
         elif m == "update":
             want = changes_for(t, (params or {}).get("changes") or {})
-            bad += any(item.get(a) != v for a, v in want.items())
+            wrong = any(item.get(a) != v for a, v in want.items())
         elif m in ("flag", "unflag"):
-            bad += item.get(t.restriction_flag or "") is not (m == "flag")
+            wrong = item.get(t.restriction_flag or "") is not (m == "flag")
+        if wrong:
+            bad.append({k: item[k] for k in t.key.names})
+    return bad
+
+
+def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
+               marker: str, params: dict[str, Any] | None = None,
+               keys: TenantKeys | None = None, identifying: set[str] | None = None,
+               ) -> dict[str, int]:
+    """What `remaining_keys` finds, counted, and S3 objects with any version left."""
+    m = table_mode(dm, unit.table, action, params)
+    bad = remaining_keys(dm, action, unit, manifest, marker, params, keys, identifying)
     refs = [(b, k) for b, k in manifest.get("s3", [])]
     files = objects.versions_left(refs) if refs and m in ("delete", "anonymise") else 0
-    return {"checked": len(item_keys), "items_remaining": bad, "files_remaining": files}
+    return {"checked": len(manifest["keys"]), "items_remaining": len(bad),
+            "files_remaining": files}

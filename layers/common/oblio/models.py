@@ -118,6 +118,42 @@ class AuditModel(Model):
     last = NumberAttribute(null=True)  # on HEAD: the last seq number
 
 
+class BulkJobModel(Model):
+    """A bulk erasure job: its counters move as chunks finish (ADD, so chunks in parallel
+    never lose a count)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("bulk_jobs")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    job_id = UnicodeAttribute(range_key=True)
+    status = UnicodeAttribute()
+    upload_key = UnicodeAttribute(null=True)
+    dry_run = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+    requested_by = UnicodeAttribute(null=True)
+    rows_total = NumberAttribute(null=True)
+    rows_done = NumberAttribute(null=True)
+    erased = NumberAttribute(null=True)
+    not_found = NumberAttribute(null=True)
+    invalid = NumberAttribute(null=True)
+    duplicates = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    would_erase = NumberAttribute(null=True)
+    blank_lines = NumberAttribute(null=True)
+    ignored_columns = UnicodeSetAttribute(null=True)
+    chunks = NumberAttribute(null=True)
+    index_key = UnicodeAttribute(null=True)
+    reject_keys = ListAttribute[str](null=True)
+    chunks_done = UnicodeSetAttribute(null=True)
+    report_parts = UnicodeSetAttribute(null=True)
+    report_key = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    message = UnicodeAttribute(null=True)
+    io = MapAttribute[str, Any](null=True)
+
+
 class SuppressionModel(Model):
     class Meta(_Meta):
         table_name = _s.table("suppression")
@@ -128,6 +164,3 @@ class SuppressionModel(Model):
     request_id = UnicodeAttribute(null=True)
     at = UnicodeAttribute()
 
-
-ALL_MODELS: tuple[type[Model], ...] = (TenantModel, ApiKeyModel, RequestModel, AuditModel,
-                                       SuppressionModel)

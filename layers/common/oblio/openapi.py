@@ -80,6 +80,12 @@ def document() -> dict[str, Any]:
                                         "require_export_before_anonymisation, "
                                         "default_phone_region", "admin", body=True,
                                         idempotent=True)},
+            "/v1/bulk-erasures": {"post": _op(
+                "a bulk erasure job: a presigned PUT for its CSV (or drop the CSV under "
+                "bulk/<tenant>/ in the ingest bucket)", "dsr:erase", ok="201", body=True,
+                idempotent=True)},
+            "/v1/bulk-erasures/{job_id}": {"get": _path_param(
+                _op("a bulk job's progress, outcome and report URL", "dsr:read"), "job_id")},
             "/v1/keys": {
                 "post": _op("create an API key", "admin", ok="201", body=True,
                             idempotent=True),

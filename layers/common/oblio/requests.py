@@ -469,3 +469,60 @@ def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
         Key={"tenant_id": {"S": m.tenant_id}, "sk": {"S": m.sk}},
         UpdateExpression="SET " + ", ".join(parts),
         ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+
+def certificate(*, request_id: str, tenant_id: str, type_: str, subject_ref: str,
+                tables: dict[str, Any], tenants: dict[str, Any], verification: dict[str, Any],
+                suppressed: int, started_at: str | None, entry: audit.Entry,
+                datamap_digest: str | None) -> dict[str, Any]:
+    """The evidence of an erasure or anonymisation: no personal data, only counts, the
+    verification's outcome and the hash of the audit entry that records it."""
+    return {"request_id": request_id, "tenant_id": tenant_id, "type": type_,
+            "subject_ref": subject_ref, "tables": tables, "tenants": tenants,
+            "verification": verification, "suppression_entries": suppressed,
+            "started_at": started_at, "completed_at": clock.iso(),
+            "audit_entry": {"id": entry.id, "hash": entry.hash},
+            "datamap_digest": datamap_digest}
+
+
+def record_bulk_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
+                        tables: dict[str, dict[str, int]], verification: dict[str, Any],
+                        refs: dict[str, list[str]]) -> str:
+    """One subject of a bulk job, erased: the same request record, certificate, audit entry,
+    suppression entries and event as a single erasure. Returns the request id."""
+    from oblio import events, suppression
+
+    request_id, started = str(ULID()), clock.iso()
+    ref = tenant.keys.subject_ref(ids)
+    passed = bool(verification.get("passed"))
+    status = "completed" if passed else "completed_with_errors"
+    actor = f"bulk:{job_id}"
+    entry = audit.append(tenant.tenant_id, "erasure_completed", actor=actor,
+                         request_id=request_id, subject_ref=ref,
+                         details={"type": "erasure", "bulk_job": job_id,
+                                  "verification_passed": passed,
+                                  "counts": {n: c for n, c in tables.items() if c["matched"]}})
+    suppressed = suppression.add(tenant.tenant_id, refs, reason="erasure",
+                                 request_id=request_id) if passed else 0
+    totals = {k: sum(c.get(k, 0) for c in tables.values()) for k in engine.COUNTS}
+    cert = certificate(request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure",
+                       subject_ref=ref, tables=tables, tenants={}, verification=verification,
+                       suppressed=suppressed, started_at=started, entry=entry,
+                       datamap_digest=datamap.current().digest)
+    now = clock.now()
+    RequestModel(
+        tenant_id=tenant.tenant_id, sk=_sk(request_id), request_id=request_id, type="erasure",
+        status=status, subject_ref=ref,
+        identity_refs={k: tenant.keys.hmac(k, v) for k, v in ids.items()},
+        created_at=started, completed_at=clock.iso(now),
+        due_at=clock.iso(clock.add_months(now, get_settings().due_months)),
+        requested_by=actor, reason=f"bulk erasure job {job_id}",
+        options={"bulk_job": job_id, "action": "erase"},
+        timeline=[event(at=started, event="received", by=actor), event(event=status)],
+        result={"found": True, "tables": tables, "tenants": {}, "totals": totals,
+                "verification": verification, "certificate": cert, "bulk_job": job_id},
+        units={}, io={}, attempt=1).save()
+    events.emit("SubjectErased", tenant.tenant_id, request_id=request_id, subject_ref=ref,
+                type="erasure", bulk_job=job_id)
+    count("RequestsCompleted", type="erasure", status=status)
+    return request_id

@@ -26,6 +26,11 @@ class Settings(BaseSettings):
     presign_seconds: int = 300
     #: requests are due one month after receipt (Art. 12(3)); the extension limit is two months
     due_months: int = 1
+    #: bulk erasure: the largest CSV accepted, in bytes and in rows, and how many chunks of
+    #: 500 subjects are erased at once
+    bulk_max_bytes: int = 200 * 1024 * 1024
+    bulk_max_rows: int = 1_000_000
+    bulk_concurrency: int = 4
 
     def table(self, name: str) -> str:
         return physical_name(self.resource_prefix, "table", name)

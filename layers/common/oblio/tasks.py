@@ -8,6 +8,7 @@ like an identity before it leaves."""
 from __future__ import annotations
 
 import functools
+import json
 import re
 from collections.abc import Callable
 from typing import Any
@@ -30,18 +31,41 @@ class TaskEvent(BaseModel):
     error: dict[str, Any] | None = None
 
 
+def caught(error: dict[str, Any]) -> tuple[str, str]:
+    """(error name, message) of what a state machine's Catch put in `$.error`: a Lambda's
+    error arrives as {"Error", "Cause": "{\"errorType\", \"errorMessage\"}"}."""
+    code, message = str(error.get("Error", "Error")), str(error.get("Cause", ""))
+    try:
+        cause = json.loads(message)
+        code = str(cause.get("errorType", code))
+        message = str(cause.get("errorMessage", ""))
+    except (ValueError, AttributeError):
+        pass
+    return code, message[:500]
+
+
 def scrub(message: str) -> str:
     return _DIGITS.sub("[number]", _EMAIL.sub("[email]", message))[:1000]
 
 
-def task(fn: Callable[[TaskEvent], dict[str, Any]]) -> Callable[[dict[str, Any], Any],
-                                                                 dict[str, Any]]:
-    """Parse the event into a TaskEvent, call the step, scrub what escapes."""
+class BulkEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
 
+    tenant_id: str
+    job_id: str
+    bucket: str | None = None
+    key: str | None = None
+    chunk: str | None = None
+    error: dict[str, Any] | None = None
+
+
+def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
+              ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     @functools.wraps(fn)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        ev = TaskEvent.model_validate(event)
-        logger.append_keys(request_id=ev.request_id, tenant_id=ev.tenant_id)
+        ev = model.model_validate(event)
+        logger.append_keys(**{k: getattr(ev, k) for k in ("request_id", "job_id", "tenant_id")
+                              if hasattr(ev, k)})
         try:
             return fn(ev)
         except Exception as exc:  # noqa: BLE001 - re-raised, scrubbed
@@ -50,3 +74,11 @@ def task(fn: Callable[[TaskEvent], dict[str, Any]]) -> Callable[[dict[str, Any],
             raise type(name, (Exception,), {})(scrub(str(exc))) from None
 
     return handler
+
+
+def task(arg: Any) -> Any:
+    """Parse the event into a model (TaskEvent unless given, as `@task(BulkEvent)`), call
+    the step, scrub what escapes."""
+    if isinstance(arg, type) and issubclass(arg, BaseModel):
+        return lambda fn: _boundary(fn, arg)
+    return _boundary(arg, TaskEvent)

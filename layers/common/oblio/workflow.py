@@ -14,6 +14,7 @@ from oblio.engine import Unit
 from oblio.models import RequestModel
 from oblio.observability import count, logger
 from oblio.store import objects
+from oblio.tasks import caught
 from oblio.tenants import get_tenant
 
 _maps: dict[str, DataMap] = {}
@@ -266,15 +267,13 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         "totals": totals, "verification": verification, "io": io,
         "queries_planned": plan_.get("queries", 0), "audit_entry": entry.id}
     if action in ("erase", "anonymise"):
-        result["certificate"] = {
-            "request_id": request_id, "tenant_id": tenant_id, "type": m.type,
-            "subject_ref": m.subject_ref, "tables": counts[tenant_id],
-            "tenants": {t: c for t, c in counts.items() if t != tenant_id},
-            "verification": verification, "suppression_entries": suppressed,
-            "started_at": plan_.get("started_at"), "completed_at": clock.iso(),
-            "audit_entry": {"id": entry.id, "hash": entry.hash},
-            "datamap_digest": plan_.get("datamap_digest"),
-        }
+        result["certificate"] = reqs.certificate(
+            request_id=request_id, tenant_id=tenant_id, type_=m.type or "",
+            subject_ref=m.subject_ref or "", tables=counts[tenant_id],
+            tenants={t: c for t, c in counts.items() if t != tenant_id},
+            verification=verification, suppressed=suppressed,
+            started_at=plan_.get("started_at"), entry=entry,
+            datamap_digest=plan_.get("datamap_digest"))
     if suppressed:
         result["suppression_entries"] = suppressed
     if not any((plan_.get("found") or {}).values()):
@@ -301,14 +300,8 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
     m = reqs.load(tenant_id, request_id)
     if m.status in reqs.ENDED:
         return {"status": m.status}
-    code, message = str(error.get("Error", "Error")), str(error.get("Cause", ""))
-    try:
-        cause = json.loads(message)
-        code = str(cause.get("errorType", code))
-        message = str(cause.get("errorMessage", ""))
-    except (ValueError, AttributeError):
-        pass
-    failure = {"code": code, "message": message[:500], "at": clock.iso(),
+    code, message = caught(error)
+    failure = {"code": code, "message": message, "at": clock.iso(),
                "attempt": int(m.attempt or 1)}
     count("RequestsCompleted", type=m.type or "", status="failed")
     m.update(actions=[

@@ -1,0 +1,11 @@
+"""Validate: stream the CSV, check each row, cut the good ones into chunk manifests."""
+
+from oblio import bulk
+from oblio.observability import logger
+from oblio.tasks import BulkEvent, task
+
+
+@logger.inject_lambda_context
+@task(BulkEvent)
+def handler(ev: BulkEvent) -> dict:
+    return bulk.validate(ev.tenant_id, ev.job_id, ev.bucket or "", ev.key or "")
