@@ -163,6 +163,13 @@ def create_bulk_erasure(principal):
     return idempotent(app, principal, "create_bulk_erasure", json_body(app))
 
 
+@app.route("/v1/bulk-erasures", methods=["GET"])
+@api(app, scope="dsr:read")
+def list_bulk_erasures(principal):
+    limit, cursor = page_args(query(app))
+    return bulk.list_jobs(principal.tenant_id, limit, cursor)
+
+
 @app.route("/v1/bulk-erasures/{job_id}", methods=["GET"])
 @api(app, scope="dsr:read")
 def get_bulk_erasure(principal, job_id):

@@ -70,7 +70,7 @@ class EventPump(threading.Thread):
             for queue, (_, fn) in self.routes:
                 try:
                     msgs = sqs.receive_message(QueueUrl=urls[queue], MaxNumberOfMessages=10,
-                                               WaitTimeSeconds=0).get("Messages", [])
+                                               WaitTimeSeconds=1).get("Messages", [])
                     for msg in msgs:
                         idle = False
                         lam.invoke(FunctionName=self.settings.function(fn),
@@ -81,8 +81,8 @@ class EventPump(threading.Thread):
                     if self._halt.is_set():
                         return
                     logging.getLogger("oblio.local").exception("event pump: delivery failed")
-            if idle:
-                self._halt.wait(0.2)
+            if idle:  # the long poll above already waited
+                self._halt.wait(0.05)
 
     def stop(self) -> None:
         self._halt.set()
@@ -115,7 +115,7 @@ class LocalStack:
 
         from moto.server import ThreadedMotoServer
 
-        from infra.local import lambdas, provision
+        from infra.local import lambdas, moto_speed, provision
         from oblio import datamap as dmap
         from oblio.settings import get_settings
 
@@ -132,6 +132,7 @@ class LocalStack:
                         data=json.dumps({"stepfunctions": {"execute_state_machine": True}})
                         .encode(), headers={"Content-Type": "application/json"}), timeout=10)
         lambdas.install(lambdas.Dispatcher(settings.resource_prefix))
+        moto_speed.install()
         t0 = time.monotonic()
         provision.provision(settings)
         self._say(f"provisioned the catalogue in {time.monotonic() - t0:.1f}s")
@@ -240,3 +241,6 @@ class LocalStack:
             self._moto.stop()
             self._moto = None
         lambdas.uninstall()
+        from infra.local import moto_speed
+
+        moto_speed.uninstall()

@@ -44,7 +44,7 @@ def stack(logs: LogCapture) -> Iterator[LocalStack]:
     aws_port, api_port = free_port(), free_port()
     configure_environment(aws_port)
     stdout = io.StringIO()
-    s = LocalStack(api_port=api_port, aws_port=aws_port, demo_contacts=300, quiet=True,
+    s = LocalStack(api_port=api_port, aws_port=aws_port, demo_contacts=400, quiet=True,
                    write_state=False)
     s.start()
     for name in ("oblio", ""):

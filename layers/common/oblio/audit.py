@@ -9,7 +9,6 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
@@ -55,7 +54,8 @@ def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = 
            subject_ref: str | None = None, details: dict[str, Any] | None = None) -> Entry:
     """Append one entry to the tenant's chain; returns its id (sequence) and hash."""
     details = json.loads(json.dumps(details or {}, default=str))
-    conn = Connection(region=AuditModel.Meta.region)
+    # the model's own connection: a new one would build a new botocore client each time
+    conn = AuditModel._get_connection().connection
     for _ in range(20):
         try:
             head = AuditModel.get(tenant_id, HEAD, consistent_read=True)

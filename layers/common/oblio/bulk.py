@@ -88,6 +88,17 @@ def to_json(job: BulkJobModel) -> dict[str, Any]:
     }
 
 
+def list_jobs(tenant_id: str, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+    """The tenant's jobs, newest first (job ids are ULIDs), one page at a time."""
+    after = {"tenant_id": {"S": tenant_id}, "job_id": {"S": cursor}} if cursor else None
+    it = BulkJobModel.query(tenant_id, scan_index_forward=False, limit=limit,
+                            last_evaluated_key=after)
+    rows = list(it)
+    more = len(rows) == limit and it.last_evaluated_key is not None
+    return {"items": [to_json(j) for j in rows], "next_cursor": rows[-1].job_id if more
+            else None}
+
+
 def load(tenant_id: str, job_id: str) -> BulkJobModel:
     try:
         return BulkJobModel.get(tenant_id, job_id, consistent_read=True)
@@ -212,6 +223,8 @@ def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, An
     s3 = aws.client("s3")
     try:
         head = s3.head_object(Bucket=bucket, Key=key)
+        if head["ContentLength"] == 0:
+            _sniff(b"")  # says it is empty
         if head["ContentLength"] > s.bulk_max_bytes:
             raise _Rejected(f"the file is {head['ContentLength']} bytes, over the limit of "
                             f"{s.bulk_max_bytes}: split it into smaller files")

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _local_up(args: argparse.Namespace) -> int:
@@ -32,6 +33,56 @@ def _local_up(args: argparse.Namespace) -> int:
     print("  state:      .oblio/local.json\nPress Ctrl-C to stop.", flush=True)
     stack.wait()
     return 0
+
+
+def _bulk_erase(args: argparse.Namespace) -> int:
+    """Upload a CSV for bulk erasure and follow the job with a progress bar."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    from tqdm import tqdm
+
+    api_url, key = args.api_url, args.api_key
+    if not (api_url and key):
+        state = json.loads(Path(".oblio/local.json").read_text())
+        api_url = api_url or state["api_url"]
+        key = key or state["tenants"]["demo"]["api_key"]
+
+    def call(method: str, path: str, body: Any = None) -> Any:
+        req = urllib.request.Request(
+            api_url + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            return json.loads(resp.read())
+
+    try:
+        job = call("POST", "/v1/bulk-erasures", {"dry_run": args.dry_run})
+        with open(args.file, "rb") as fh:
+            urllib.request.urlopen(urllib.request.Request(
+                job["upload_url"], data=fh.read(), method="PUT"), timeout=300).read()
+    except urllib.error.HTTPError as exc:
+        print(f"oblio bulk-erase: {exc.code}: {exc.read().decode()}", file=sys.stderr)
+        return 2
+    print(f"job {job['job_id']}: uploaded {args.file}")
+    bar = tqdm(total=None, unit="row", desc="erasing")
+    while True:
+        state = call("GET", f"/v1/bulk-erasures/{job['job_id']}")
+        if state["rows_total"] and bar.total is None:
+            bar.total = state["rows_total"]
+            bar.refresh()
+        bar.n = state["rows_done"]
+        bar.set_postfix(erased=state["erased"], not_found=state["not_found"],
+                        invalid=state["invalid"], failed=state["failed"])
+        if state["status"] in ("completed", "completed_with_errors", "failed"):
+            break
+        time.sleep(args.poll)
+    bar.close()
+    print(json.dumps({k: v for k, v in state.items() if k != "report_url"}, indent=2))
+    if state.get("report_url"):
+        print(f"report (valid for minutes): {state['report_url']}")
+    return 0 if state["status"] == "completed" else 1
 
 
 def _datamap_check(args: argparse.Namespace) -> int:
@@ -68,6 +119,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="generated contacts around the named demo subjects")
     up.add_argument("--no-demo", action="store_true", help="provision only, no demo data")
     up.set_defaults(fn=_local_up)
+    be = sub.add_parser("bulk-erase", help="erase the people of a CSV (email, phone, "
+                                           "external_id columns) and follow the job")
+    be.add_argument("file", type=Path)
+    be.add_argument("--dry-run", action="store_true", help="report what would be erased")
+    be.add_argument("--api-url", help="default: .oblio/local.json")
+    be.add_argument("--api-key", help="default: the demo key in .oblio/local.json")
+    be.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    be.set_defaults(fn=_bulk_erase)
     dmp = sub.add_parser("datamap", help="data map tools").add_subparsers(
         dest="datamap_command", required=True)
     check = dmp.add_parser("check", help="validate a data map file")

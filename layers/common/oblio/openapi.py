@@ -83,7 +83,8 @@ def document() -> dict[str, Any]:
             "/v1/bulk-erasures": {"post": _op(
                 "a bulk erasure job: a presigned PUT for its CSV (or drop the CSV under "
                 "bulk/<tenant>/ in the ingest bucket)", "dsr:erase", ok="201", body=True,
-                idempotent=True)},
+                idempotent=True),
+                "get": _op("bulk jobs, newest first", "dsr:read", params=PAGE)},
             "/v1/bulk-erasures/{job_id}": {"get": _path_param(
                 _op("a bulk job's progress, outcome and report URL", "dsr:read"), "job_id")},
             "/v1/keys": {

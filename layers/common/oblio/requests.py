@@ -11,7 +11,6 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.connection import Connection
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 from ulid import ULID
@@ -260,7 +259,7 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
     marker = RequestModel(tenant_id=tenant.tenant_id, sk=_open_sk(kind, ref),
                           request_id=request_id)
     try:
-        with TransactWrite(connection=Connection(region=RequestModel.Meta.region)) as tx:
+        with TransactWrite(connection=RequestModel._get_connection().connection) as tx:
             tx.save(marker, condition=RequestModel.sk.does_not_exist())
             tx.save(m, condition=RequestModel.sk.does_not_exist())
     except TransactWriteError:

@@ -1,0 +1,169 @@
+"""Bulk erasure over HTTP and S3 against the local stack: the CSV goes up through a presigned
+URL (or straight into the ingest bucket), S3's event starts the job, a Distributed Map erases
+the chunks, and the report and the job's counters say what happened to every line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Any
+
+import requests as http
+
+# 200, not the issue's 1,000: in moto every AWS call costs ~13 ms and a subject ~25 calls, so
+# 1,000 would add ~7 minutes to the suite; tests/bench/bulk.py runs 1,000 and 10,000
+N = 200
+GENERATED = [f"contact{i:07d}@demo.example.org" for i in range(N)]
+
+
+def finished(api: Any, job_id: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = api.get(f"/v1/bulk-erasures/{job_id}").json()
+        if job["status"] in ("completed", "completed_with_errors", "failed"):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"bulk job {job_id} did not finish")
+
+
+def upload(api: Any, content: bytes, **options: Any) -> dict[str, Any]:
+    r = api.post("/v1/bulk-erasures", options)
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert http.put(job["upload_url"], data=content, timeout=60).status_code == 200
+    return finished(api, job["job_id"])
+
+
+def report_rows(job: dict[str, Any]) -> list[dict[str, str]]:
+    text = http.get(job["report_url"], timeout=60).text
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def versions(aws_client: Any, bucket: str, prefix: str) -> int:
+    resp = aws_client("s3").list_object_versions(Bucket=bucket, Prefix=prefix)
+    return len(resp.get("Versions", []) + resp.get("DeleteMarkers", []))
+
+
+def test_bulk_erasure_of_hundreds_of_subjects_with_malformed_rows(api, aws_client):
+    from oblio.settings import get_settings
+
+    jeanne = api.get("/v1/subjects", email="jeanne.dupont@example.com").json()["total"]
+    bad = ["not-an-email", "=HYPERLINK(\"http://evil\")", "@SUM(A1)", "mario@", "+33 12",
+           "-1+1", "a@b", "x" * 300, "no at sign", "two@@example.com"]
+    lines = ["email;phone;comment"]
+    lines += [f"{e};;customer" for e in GENERATED]
+    lines += [f"{b};;bad" for b in bad]
+    lines += ["", f"{GENERATED[0]};;duplicate", ";+39 12;bad phone", ";;=cmd|' /C calc'!A0"]
+    content = ("\ufeff" + "\n".join(lines) + "\n").encode()  # UTF-8 with BOM, semicolons
+
+    job = upload(api, content)
+
+    assert job["status"] == "completed", job
+    assert job["erased"] == N
+    assert job["invalid"] == len(bad) + 2 and job["duplicates"] == 1
+    assert job["blank_lines"] == 1 and job["failed"] == 0
+    assert job["rows_total"] == job["rows_done"] == N + len(bad) + 3
+    assert job["ignored_columns"] == ["comment"]
+    rows = report_rows(job)
+    assert len(rows) == job["rows_total"]
+    by_outcome: dict[str, int] = {}
+    for row in rows:
+        by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + 1
+    assert by_outcome == {"erased": N, "invalid": len(bad) + 2, "duplicate": 1}
+    assert [int(r["line"]) for r in rows] == sorted(int(r["line"]) for r in rows)
+    invalid = [r for r in rows if r["outcome"] == "invalid"]
+    assert all(r["reason"] and r["line"] for r in invalid)
+    report = http.get(job["report_url"], timeout=60).text
+    assert "example.org" not in report and "HYPERLINK" not in report
+    assert all(not cell.startswith(("=", "+", "-", "@")) for r in rows for cell in r.values())
+    # every erased subject has a request with its certificate; they are gone; others stay
+    erased = [r for r in rows if r["outcome"] == "erased"]
+    one = api.get(f"/v1/requests/{erased[0]['request_id']}").json()
+    assert one["status"] == "completed" and one["result"]["certificate"]["audit_entry"]
+    for email in GENERATED[:5] + GENERATED[-5:]:
+        after = api.get("/v1/subjects", email=email).json()
+        assert after["found"] is False and after["suppressed"] is True
+    assert api.get("/v1/subjects", email="contact0000350@demo.example.org").json()["found"]
+    assert api.get("/v1/subjects", email="jeanne.dupont@example.com").json()["total"] == \
+        jeanne
+    assert api.get("/v1/audit/verify").json()["valid"] is True
+    # the upload held personal data: no version of it is left
+    from oblio.bulk import prefix
+
+    assert versions(aws_client, get_settings().bucket("ingest"), prefix("demo")) == 0
+
+
+def test_the_same_file_twice_finds_nobody_left_the_second_time(api, subject):
+    content = f"email,phone\n{subject['email']},\n,{subject['phone']}\n".encode()
+    first = upload(api, content)
+    # two lines name the same person by two identities: both lines are erased
+    assert first["status"] == "completed" and first["erased"] == 2, first
+    again = upload(api, content)
+    assert again["status"] == "completed" and again["erased"] == 0
+    assert again["not_found"] == 2
+    assert "nobody in the file was found" in again["message"]
+
+
+def test_bulk_dry_run_erases_nothing(api, subject):
+    job = upload(api, f"email\n{subject['email']}\n".encode(), dry_run=True)
+    assert job["status"] == "completed" and job["would_erase"] == 1 and job["erased"] == 0
+    assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is True
+    assert report_rows(job)[0]["outcome"] == "would_erase"
+
+
+def test_a_csv_dropped_straight_into_the_ingest_bucket_starts_a_job(api, subject,
+                                                                    aws_client):
+    from oblio.settings import get_settings
+
+    aws_client("s3").put_object(Bucket=get_settings().bucket("ingest"),
+                                Key="bulk/demo/from-our-crm.csv",
+                                Body=f"external_id,email\n,{subject['email']}\n".encode())
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        jobs = api.get("/v1/bulk-erasures", limit=5).json()["items"]
+        mine = [j for j in jobs if j["erased"] == 1 and j["status"] == "completed"]
+        if mine:
+            break
+        time.sleep(0.5)
+    assert mine, jobs
+    assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is False
+
+
+def test_bad_files_fail_at_once_and_erase_nothing(api, subject):
+    from oblio.settings import get_settings
+
+    cases = {
+        b"": "empty",
+        b"name,city\nMario,Roma\n": "no identity column",
+        b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)): "binary",
+    }
+    for content, reason in cases.items():
+        job = upload(api, content)
+        assert job["status"] == "failed", (reason, job)
+        assert reason.split()[0] in job["error"], (reason, job["error"])
+        assert job["erased"] == 0
+    settings = get_settings()
+    limit = settings.bulk_max_bytes
+    settings.bulk_max_bytes = 10
+    try:
+        job = upload(api, f"email\n{subject['email']}\n".encode())
+    finally:
+        settings.bulk_max_bytes = limit
+    assert job["status"] == "failed" and "over the limit" in job["error"]
+    assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is True
+
+
+def test_a_file_of_unknown_people_reports_each_as_not_found(api):
+    job = upload(api, b"email\nghost1@example.org\nghost2@example.org\n")
+    assert job["status"] == "completed" and job["not_found"] == 2 and job["erased"] == 0
+    assert {r["outcome"] for r in report_rows(job)} == {"not_found"}
+
+
+def test_bulk_jobs_need_the_erase_scope(api, stack):
+    from tests.client import Api
+
+    reader = Api(stack.info["api_url"],
+                 api.post("/v1/keys", {"scopes": ["dsr:read"]}).json()["api_key"])
+    assert reader.post("/v1/bulk-erasures", {}).status_code == 403
+    assert api.get("/v1/bulk-erasures/01NOTAJOB").status_code == 404
