@@ -108,3 +108,32 @@ def aws_client(stack: LocalStack) -> Any:
     from oblio import aws
 
     return aws.client
+
+
+class EventLog:
+    """Every oblio event so far (the local stack copies the bus to an SQS queue)."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+
+    def for_request(self, request_id: str) -> list[dict[str, Any]]:
+        from oblio import aws
+        from oblio.settings import get_settings
+
+        sqs = aws.client("sqs")
+        url = sqs.get_queue_url(QueueName=f"{get_settings().resource_prefix}-events")[
+            "QueueUrl"]
+        while True:
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages",
+                                                                                 [])
+            if not msgs:
+                break
+            self.seen += [json.loads(m["Body"]) for m in msgs]
+            sqs.delete_message_batch(QueueUrl=url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+        return [e for e in self.seen if e["detail"].get("request_id") == request_id]
+
+
+@pytest.fixture(scope="session")
+def event_log(stack: LocalStack) -> EventLog:
+    return EventLog()

@@ -108,19 +108,9 @@ def test_erasure_of_mario_end_to_end(api, child_api, dm, aws_client):
     assert api.get("/v1/audit/verify").json()["valid"] is True
 
 
-def test_erasure_emits_subject_erased_event_without_identity(api, subject, aws_client, stack):
+def test_erasure_emits_subject_erased_event_without_identity(api, subject, event_log):
     done = api.erase({"email": subject["email"]})
-    from oblio.settings import get_settings
-
-    sqs = aws_client("sqs")
-    url = sqs.get_queue_url(QueueName=f"{get_settings().resource_prefix}-events")["QueueUrl"]
-    seen: list[dict[str, Any]] = []
-    for _ in range(10):
-        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        seen += [json.loads(m["Body"]) for m in msgs]
-        if not msgs:
-            break
-    mine = [e for e in seen if e["detail"].get("request_id") == done["id"]]
+    mine = event_log.for_request(done["id"])
     assert {e["detail-type"] for e in mine} >= {"SubjectErased", "RequestCompleted"}
     raw = json.dumps(mine)
     assert subject["email"] not in raw and subject["phone"] not in raw

@@ -46,22 +46,8 @@ def versions(aws_client: Any, key: str) -> int:
     return len(resp.get("Versions", []) + resp.get("DeleteMarkers", []))
 
 
-def events_for(aws_client: Any, request_id: str) -> list[dict[str, Any]]:
-    from oblio.settings import get_settings
-
-    sqs = aws_client("sqs")
-    url = sqs.get_queue_url(QueueName=f"{get_settings().resource_prefix}-events")["QueueUrl"]
-    seen = []
-    while True:
-        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not msgs:
-            break
-        seen += [json.loads(m["Body"]) for m in msgs]
-    return [e for e in seen if e["detail"].get("request_id") == request_id]
-
-
 def test_anonymisation_keeps_a_pseudonymous_contact_linked_to_its_tickets(api, subject,
-                                                                          aws_client):
+                                                                          aws_client, event_log):
     jeanne = api.get("/v1/subjects", **JEANNE).json()["total"]
     contact = contact_of(aws_client, subject)
     tickets = items(aws_client, "demo-tickets", "contact_id", contact["contact_id"])
@@ -96,7 +82,7 @@ def test_anonymisation_keeps_a_pseudonymous_contact_linked_to_its_tickets(api, s
     assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is False
     assert api.get("/v1/subjects", **JEANNE).json()["total"] == jeanne
     assert {"SubjectAnonymised", "RequestCompleted"} <= {
-        e["detail-type"] for e in events_for(aws_client, done["id"])}
+        e["detail-type"] for e in event_log.for_request(done["id"])}
 
 
 def test_anonymising_only_tickets_leaves_the_profile_as_it_was(api, subject, aws_client):
@@ -134,7 +120,7 @@ def test_anonymisation_of_unmapped_tables_is_refused(api, subject):
     assert "invoices" in r.json()["error"]["message"]
 
 
-def test_rectifying_the_email_reaches_every_table_that_holds_it(api, subject, aws_client):
+def test_rectifying_the_email_reaches_every_table_that_holds_it(api, subject, aws_client, event_log):
     new = "Corrected.Address@Example.net"
     done = run(api, {"type": "rectification", "subject": {"email": subject["email"]},
                      "changes": {"email": new, "city": "Genova"}})
@@ -156,8 +142,7 @@ def test_rectifying_the_email_reaches_every_table_that_holds_it(api, subject, aw
     raw = json.dumps(entry).lower()
     assert subject["email"] not in raw and new.lower() not in raw and "genova" not in raw
     assert entry["details"]["new"]["email"] and entry["details"]["old"]["email"]
-    assert "SubjectRectified" in {e["detail-type"] for e in events_for(aws_client,
-                                                                        done["id"])}
+    assert "SubjectRectified" in {e["detail-type"] for e in event_log.for_request(done["id"])}
 
 
 def test_rectification_bad_input_names_the_field(api, subject):
@@ -172,7 +157,7 @@ def test_rectification_bad_input_names_the_field(api, subject):
     assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "changes"
 
 
-def test_restriction_removes_the_subject_from_pending_deliveries(api, subject, aws_client):
+def test_restriction_removes_the_subject_from_pending_deliveries(api, subject, aws_client, event_log):
     before = api.get("/v1/subjects", email=subject["email"]).json()
     assert {p["table"] for p in before["pending_deliveries"]} == {"subscriptions",
                                                                   "scheduled_recipients"}
@@ -185,15 +170,14 @@ def test_restriction_removes_the_subject_from_pending_deliveries(api, subject, a
     assert after["restricted"] is True and after["pending_deliveries"] == []
     assert after["tables"]["tickets"]["count"] == before["tables"]["tickets"]["count"]
     assert contact_of(aws_client, subject)["restricted"] is True
-    assert "SubjectRestricted" in {e["detail-type"] for e in events_for(aws_client,
-                                                                         done["id"])}
+    assert "SubjectRestricted" in {e["detail-type"] for e in event_log.for_request(done["id"])}
     lifted = run(api, {"type": "restriction", "lift": True,
                        "subject": {"email": subject["email"]}})
     assert lifted["status"] == "completed", lifted
     assert api.get("/v1/subjects", email=subject["email"]).json()["restricted"] is False
 
 
-def test_objection_to_marketing_suppresses_at_once(api, subject, aws_client):
+def test_objection_to_marketing_suppresses_at_once(api, subject, aws_client, event_log):
     r = api.post("/v1/requests", {"type": "objection", "purposes": ["astrology"],
                                   "subject": {"email": subject["email"]}})
     assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "purposes"
@@ -205,7 +189,7 @@ def test_objection_to_marketing_suppresses_at_once(api, subject, aws_client):
     assert after["suppressed"] is True
     assert {s["reason"] for s in after["suppression"]} == {"objection:marketing"}
     assert after["tables"]["contacts"]["count"] == 1  # an objection erases nothing
-    kinds = {e["detail-type"] for e in events_for(aws_client, done["id"])}
+    kinds = {e["detail-type"] for e in event_log.for_request(done["id"])}
     assert {"SubjectRestricted", "ConsentChanged"} <= kinds
 
 
