@@ -42,6 +42,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench.erasure $(ARGS)
 	$(BIN)/python -m tests.bench.anonymisation $(ARGS)
+	$(BIN)/python -m tests.bench.bulk $(ARGS)
 
 ## synth: write the CloudFormation template (no AWS credentials needed)
 synth: $(STAMP)

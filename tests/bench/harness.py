@@ -10,18 +10,24 @@ import sys
 from typing import Any
 
 
-def run_sizes(module: str, sizes: str, *args: str) -> list[dict[str, Any]]:
-    """Run `python -m module --one SIZE *args` for each size; collect their RESULT lines."""
+def run_module(module: str, *args: str) -> dict[str, Any]:
+    """Run `python -m module *args` in a fresh process; its RESULT line, parsed."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OBLIO_", "MOTO_"))}
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True,
+                         text=True, env=env, check=False)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if out.returncode or not line:
+        sys.exit(f"{module} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(line[0][len("RESULT "):])
+    return result
+
+
+def run_sizes(module: str, sizes: str, *args: str) -> list[dict[str, Any]]:
+    """Run `python -m module --one SIZE *args` for each size; collect their results."""
     results = []
     for size in [int(s) for s in sizes.split(",")]:
-        print(f"running {size} contacts ...", flush=True)
-        out = subprocess.run([sys.executable, "-m", module, "--one", str(size), *args],
-                             capture_output=True, text=True, env=env, check=False)
-        line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
-        if out.returncode or not line:
-            sys.exit(f"the {size} run failed:\n{out.stderr[-3000:]}")
-        results.append(json.loads(line[0][len("RESULT "):]))
+        print(f"running {size} ...", flush=True)
+        results.append(run_module(module, "--one", str(size), *args))
     return results
 
 

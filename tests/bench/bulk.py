@@ -1,0 +1,169 @@
+"""Bulk erasure benchmark.
+
+    python -m tests.bench.bulk                         # 1,000 subjects, and 1,000,000 rows
+    python -m tests.bench.bulk --subjects 1000,3000 --validate-rows 1000000
+
+For each count of subjects (a fresh local stack each): a CSV of that many demo contacts goes
+through the whole pipeline (presigned PUT, S3 event, validation, Distributed Map, report),
+then as many other demo contacts are erased one by one as single requests, for the same
+table; printed: subjects per second both ways and their ratio, AWS calls per subject by
+operation (from the job's `io`), and the peak memory (tracemalloc) of one chunk worker.
+Then the validator alone reads a generated file of `--validate-rows` rows from S3 and its
+peak memory is printed at two file sizes: it must not grow with the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from typing import Any
+
+import requests as http
+
+from tests.bench.harness import emit, run_module, run_sizes
+
+
+def _wait(api: Any, job_id: str) -> dict[str, Any]:
+    while True:
+        job = api.get(f"/v1/bulk-erasures/{job_id}").json()
+        if job["status"] in ("completed", "completed_with_errors", "failed"):
+            return job
+        time.sleep(0.5)
+
+
+def run_one(subjects: int, singles: int) -> dict[str, Any]:
+    from infra.local.stack import LocalStack, free_port
+
+    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
+                       write_state=False)
+    stack.start()
+    try:
+        from infra.local import demo
+        from oblio import bulk, datamap
+        from oblio.models import BulkJobModel
+        from tests.bench.erasure import _direct_writer
+        from tests.client import Api
+
+        dm = datamap.current()
+        demo.seed(dm, ["demo"], subjects + singles, writer=_direct_writer())
+        api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
+        emails = [f"contact{i:07d}@demo.example.org" for i in range(subjects + singles)]
+        job = api.post("/v1/bulk-erasures", {}).json()
+        t = time.monotonic()
+        http.put(job["upload_url"], timeout=60,
+                 data=("email\n" + "\n".join(emails[:subjects]) + "\n").encode())
+        done = _wait(api, job["job_id"])
+        bulk_s = time.monotonic() - t
+        assert done["status"] == "completed" and done["erased"] == subjects, done
+        io = {k: int(v) for k, v in (BulkJobModel.get("demo", job["job_id"]).io or {}).items()}
+        t = time.monotonic()
+        for email in emails[subjects:]:
+            assert api.erase({"email": email}, timeout=600)["status"] == "completed"
+        single_s = time.monotonic() - t
+        # one chunk worker's memory, measured on a chunk of 500 more subjects
+        demo.seed_subject(dm, "demo", "probe@example.com")
+        return {"subjects": subjects, "bulk_s": bulk_s, "singles": singles,
+                "single_s": single_s, "io": io, "chunk_peak_mb": _chunk_peak(dm, bulk)}
+    finally:
+        stack.stop()
+
+
+def _chunk_peak(dm: Any, bulk: Any) -> float:
+    from infra.local import demo
+    from oblio import clock
+    from oblio.models import BulkJobModel
+    from oblio.store import objects
+
+    rows = []
+    for i in range(500):
+        email = f"chunk.probe.{i}@example.com"
+        demo.seed_subject(dm, "demo", email)
+        rows.append({"line": i + 2, "identities": {"email": email}, "dry_run": False})
+    BulkJobModel(tenant_id="demo", job_id="PROBE", status="running", created_at=clock.iso(),
+                 io={}).save()
+    objects.put_json("work/demo/bulk/PROBE/chunks/000000.json", rows)
+    tracemalloc.start()
+    bulk.erase_chunk("demo", "PROBE", "work/demo/bulk/PROBE/chunks/000000.json")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak / 1e6
+
+
+def run_validation(rows: int) -> dict[str, Any]:
+    """The validator alone on generated files of rows/10 and rows lines."""
+    from infra.local.stack import LocalStack, free_port
+
+    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
+                       write_state=False)
+    stack.start()
+    try:
+        from oblio import aws, bulk, clock
+        from oblio.models import BulkJobModel
+        from oblio.settings import get_settings
+
+        s = get_settings()
+        out = []
+        for n in (rows // 10, rows):
+            body = ("email;phone\n" + "".join(f"person{i}@example.net;\n" for i in range(n))
+                    ).encode()
+            key = f"bulk/demo/bench-{n}.csv"
+            aws.client("s3").put_object(Bucket=s.bucket("ingest"), Key=key, Body=body)
+            job_id = f"VALIDATE{n}"
+            BulkJobModel(tenant_id="demo", job_id=job_id, status="validating",
+                         created_at=clock.iso(), io={}).save()
+            del body
+            tracemalloc.start()
+            t = time.monotonic()
+            result = bulk.validate("demo", job_id, s.bucket("ingest"), key)
+            seconds = time.monotonic() - t
+            peak = tracemalloc.get_traced_memory()[1]
+            tracemalloc.stop()
+            out.append({"rows": n, "seconds": seconds, "chunks": result["chunks"],
+                        "peak_mb": peak / 1e6})
+        return {"validation": out}
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--subjects", default="1000")
+    p.add_argument("--singles", type=int, default=50,
+                   help="how many single erasures to time for the comparison")
+    p.add_argument("--validate-rows", type=int, default=1_000_000)
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--validate-only", action="store_true", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.validate_only:
+        emit(run_validation(args.validate_rows))
+        return
+    if args.one is not None:
+        emit({"size": args.one, **run_one(args.one, args.singles)})
+        return
+    results = run_sizes("tests.bench.bulk", args.subjects, "--singles", str(args.singles))
+    print("\noblio bulk erasure benchmark (local stack: moto server, real ASL, HTTP API)")
+    print(f"{'subjects':>8} {'bulk s':>8} {'subj/s':>7} {'single subj/s':>13} {'ratio':>6} "
+          f"{'chunk peak MB':>13}")
+    for r in results:
+        rate = r["subjects"] / r["bulk_s"]
+        single = r["singles"] / r["single_s"]
+        print(f"{r['subjects']:>8} {r['bulk_s']:>8.1f} {rate:>7.2f} {single:>13.2f} "
+              f"{rate / single:>6.2f} {r['chunk_peak_mb']:>13.1f}")
+    for r in results:
+        print(f"\n{r['subjects']} subjects: AWS calls per subject in the chunk workers")
+        for op, n in sorted(r["io"].items()):
+            print(f"  {op:<28} {n / r['subjects']:>7.2f}")
+    if args.validate_rows:
+        validation = run_module("tests.bench.bulk", "--validate-only", "--validate-rows",
+                                str(args.validate_rows))
+        print("\nvalidation alone (streamed from S3, chunks written to S3)")
+        for v in validation["validation"]:
+            print(f"  {v['rows']:>9} rows: {v['seconds']:>6.1f} s, "
+                  f"{v['rows'] / v['seconds']:>8.0f} rows/s, {v['chunks']} chunks, "
+                  f"peak {v['peak_mb']:.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
