@@ -93,10 +93,11 @@ def entries(tenant_id: str, newest_first: bool = True, limit: int | None = None,
     """One page of entries, and the id to continue after (None at the end)."""
     cond: Any = AuditModel.seq.between(_seq(1), _seq(10**_SEQ_WIDTH - 1))
     if start:
-        cond = AuditModel.seq < start if newest_first else AuditModel.seq > start
+        # HEAD sorts after every entry id: whatever the cursor, it is never an entry
+        cond = AuditModel.seq < min(start, HEAD) if newest_first else AuditModel.seq > start
     it = AuditModel.query(tenant_id, cond, scan_index_forward=not newest_first, limit=limit,
                           page_size=limit)
-    out = list(it)
+    out = [m for m in it if m.seq != HEAD]
     more = limit is not None and len(out) == limit and it.last_evaluated_key is not None
     return out, (out[-1].seq if more else None)
 

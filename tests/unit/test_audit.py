@@ -1,0 +1,155 @@
+"""The audit log is append-only and hash-chained: an entry edited or removed in the table is
+detected, and the check names where the chain breaks."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from oblio import audit
+
+
+def _ddb():
+    from oblio import aws
+
+    return aws.client("dynamodb")
+
+
+def _table() -> str:
+    from oblio.models import AuditModel
+
+    return AuditModel.Meta.table_name
+
+
+def _seq(n: int) -> str:
+    return str(n).zfill(12)
+
+
+def _chain(tenant: str, n: int = 5) -> list[audit.Entry]:
+    return [audit.append(tenant, "erasure.completed", actor="key_1", request_id=f"r{i}",
+                         subject_ref=f"s_{i}", details={"n": i, "tables": {"contacts": i}})
+            for i in range(1, n + 1)]
+
+
+def _delete(tenant: str, seq: str) -> None:
+    _ddb().delete_item(TableName=_table(), Key={"tenant_id": {"S": tenant}, "seq": {"S": seq}})
+
+
+@pytest.fixture
+def t1(module_aws, tenant) -> str:
+    """A tenant with a chain of 5 entries, beside another tenant's chain of 2."""
+    _chain(tenant)
+    _chain(f"{tenant}-other", 2)
+    return tenant
+
+
+@pytest.fixture
+def t2(t1) -> str:
+    return f"{t1}-other"
+
+
+def test_append_builds_a_chain_that_verifies(module_aws, tenant):
+    chain = _chain(tenant)
+    _chain(f"{tenant}-other", 2)
+    assert [e.id for e in chain] == [_seq(i) for i in range(1, 6)]
+    assert len({e.hash for e in chain}) == 5
+    assert audit.verify(tenant) == {"valid": True, "entries": 5, "first_broken": None}
+    assert audit.verify(f"{tenant}-other") == {"valid": True, "entries": 2,
+                                               "first_broken": None}
+
+
+def test_each_entry_carries_the_previous_entrys_hash(t1):
+    page, _ = audit.entries(t1, newest_first=False)
+    rows = [audit.to_json(m) for m in page]
+    assert rows[0]["prev_hash"] == audit.GENESIS
+    for before, after in itertools.pairwise(rows):
+        assert after["prev_hash"] == before["hash"]
+    assert rows[2]["details"] == {"n": 3, "tables": {"contacts": 3}}
+    assert rows[2]["subject_ref"] == "s_3" and rows[2]["request_id"] == "r3"
+
+
+def test_an_empty_log_verifies(module_aws, tenant):
+    assert audit.verify(tenant) == {"valid": True, "entries": 0, "first_broken": None}
+
+
+def test_editing_an_entrys_details_breaks_the_chain_at_that_entry(t1, t2):
+    _ddb().update_item(TableName=_table(),
+                       Key={"tenant_id": {"S": t1}, "seq": {"S": _seq(3)}},
+                       UpdateExpression="SET details.#n = :v",
+                       ExpressionAttributeNames={"#n": "n"},
+                       ExpressionAttributeValues={":v": {"N": "99"}})
+    result = audit.verify(t1)
+    assert result["valid"] is False and result["first_broken"] == _seq(3)
+    assert audit.verify(t2)["valid"] is True
+    # putting the original value back makes the chain whole again: the hash covers content
+    _ddb().update_item(TableName=_table(),
+                       Key={"tenant_id": {"S": t1}, "seq": {"S": _seq(3)}},
+                       UpdateExpression="SET details.#n = :v",
+                       ExpressionAttributeNames={"#n": "n"},
+                       ExpressionAttributeValues={":v": {"N": "3"}})
+    assert audit.verify(t1)["valid"] is True
+
+
+def test_editing_an_entry_and_its_hash_breaks_the_chain_at_the_next_entry(t1):
+    from oblio.models import AuditModel
+
+    m = AuditModel.get(t1, _seq(2))
+    m.action = "nothing.happened"
+    m.hash = audit._digest(m.prev_hash, audit._body(m))
+    m.save()
+    assert audit.verify(t1)["first_broken"] == _seq(3)
+
+
+def test_deleting_the_last_entry_is_detected(t1):
+    _delete(t1, _seq(5))
+    assert audit.verify(t1) == {"valid": False, "entries": 4, "first_broken": _seq(5)}
+
+
+def test_deleting_a_middle_entry_is_detected(t1):
+    _delete(t1, _seq(3))
+    result = audit.verify(t1)
+    assert result["valid"] is False and result["first_broken"] == _seq(4)
+
+
+def test_deleting_the_head_is_detected(t1):
+    _delete(t1, audit.HEAD)
+    assert audit.verify(t1)["valid"] is False
+
+
+def test_appending_after_a_verified_chain_continues_it(t1):
+    entry = audit.append(t1, "export.completed", actor="key_2")
+    assert entry.id == _seq(6)
+    assert audit.verify(t1) == {"valid": True, "entries": 6, "first_broken": None}
+
+
+def test_entries_are_paged_newest_first(t1):
+    page, cursor = audit.entries(t1, limit=2)
+    assert [m.seq for m in page] == [_seq(5), _seq(4)] and cursor == _seq(4)
+    page, cursor = audit.entries(t1, limit=2, start=cursor)
+    assert [m.seq for m in page] == [_seq(3), _seq(2)] and cursor == _seq(2)
+    page, cursor = audit.entries(t1, limit=2, start=cursor)
+    assert [m.seq for m in page] == [_seq(1)] and cursor is None
+
+
+def test_entries_oldest_first_and_never_the_head(t1):
+    page, cursor = audit.entries(t1, newest_first=False)
+    assert [m.seq for m in page] == [_seq(i) for i in range(1, 6)] and cursor is None
+    page, cursor = audit.entries(t1, newest_first=False, limit=3)
+    assert [m.seq for m in page] == [_seq(1), _seq(2), _seq(3)]
+    page, _ = audit.entries(t1, newest_first=False, limit=3, start=cursor)
+    assert [m.seq for m in page] == [_seq(4), _seq(5)]
+
+
+def test_to_json_has_no_internal_fields(t1):
+    page, _ = audit.entries(t1, limit=1)
+    row = audit.to_json(page[0])
+    assert set(row) == {"id", "at", "action", "actor", "request_id", "subject_ref", "details",
+                        "prev_hash", "hash"}
+    assert row["id"] == _seq(5) and row["action"] == "erasure.completed"
+
+
+@pytest.mark.parametrize("cursor", ["HEAD", "ZZZ", "~"])
+def test_a_cursor_from_a_client_never_pages_onto_the_chains_head(t1, cursor):
+    page, _ = audit.entries(t1, limit=2, start=cursor)
+    assert [m.seq for m in page] == [_seq(5), _seq(4)]

@@ -1,0 +1,78 @@
+"""Due dates in calendar months; task errors scrubbed of identities before they leave."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from oblio import clock
+from oblio.tasks import caught, scrub
+
+
+@pytest.mark.parametrize("start, months, due", [
+    (datetime(2026, 1, 31), 1, datetime(2026, 2, 28)),
+    (datetime(2028, 1, 31), 1, datetime(2028, 2, 29)),   # a leap year
+    (datetime(2026, 3, 31), 1, datetime(2026, 4, 30)),
+    (datetime(2026, 1, 31), 3, datetime(2026, 4, 30)),
+    (datetime(2026, 11, 23), 2, datetime(2027, 1, 23)),  # over the year's end
+    (datetime(2026, 12, 31), 1, datetime(2027, 1, 31)),
+    (datetime(2026, 3, 31), -1, datetime(2026, 2, 28)),
+    (datetime(2026, 1, 15), -1, datetime(2025, 12, 15)),
+    (datetime(2026, 5, 17), 0, datetime(2026, 5, 17)),
+])
+def test_add_months_keeps_the_day_or_clamps_to_the_months_end(start, months, due):
+    assert clock.add_months(start, months) == due
+
+
+def test_add_months_keeps_time_and_zone():
+    start = datetime(2026, 1, 31, 13, 45, tzinfo=UTC)
+    assert clock.add_months(start, 1) == datetime(2026, 2, 28, 13, 45, tzinfo=UTC)
+
+
+def test_iso_is_utc_with_milliseconds_and_parses_back():
+    dt = datetime(2026, 1, 31, 23, 59, 58, 123456, tzinfo=UTC)
+    assert clock.iso(dt) == "2026-01-31T23:59:58.123Z"
+    assert clock.parse(clock.iso(dt)) == dt.replace(microsecond=123000)
+
+
+def test_the_clock_moves_forward_and_back():
+    try:
+        before = clock.now()
+        clock.advance(timedelta(days=30))
+        assert clock.now() - before >= timedelta(days=30)
+    finally:
+        clock.reset()
+    assert clock.now() - before < timedelta(days=1)
+
+
+@pytest.mark.parametrize("message, gone", [
+    ("no item for mario.rossi@example.com in table demo-contacts", "mario.rossi@example.com"),
+    ("phone +39 333 123 4567 not found in table demo-contacts", "333 123 4567"),
+    ("phone +393331234567 not found in table demo-contacts", "+393331234567"),
+    ("phone (02) 1234-5678 not found in table demo-contacts", "1234-5678"),
+    ("key {'email': 'jeanne.dupont@example.com'} in table demo-contacts",
+     "jeanne.dupont@example.com"),
+])
+def test_scrub_removes_emails_and_phone_numbers_from_a_message(message, gone):
+    out = scrub(message)
+    assert gone not in out and "table demo-contacts" in out
+    assert "[email]" in out or "[number]" in out
+
+
+def test_scrub_keeps_short_numbers_and_ids_that_say_what_went_wrong():
+    msg = "ConditionalCheckFailed on request 01JABCDXYZ after 3 attempts (HTTP 400)"
+    assert scrub(msg) == msg
+
+
+def test_scrub_cuts_long_messages():
+    assert len(scrub("x" * 5000)) == 1000
+
+
+def test_caught_reads_a_lambda_error_from_the_state_machines_catch():
+    cause = json.dumps({"errorType": "TransientError", "errorMessage": "throttled"})
+    assert caught({"Error": "Lambda.Unknown", "Cause": cause}) == ("TransientError",
+                                                                   "throttled")
+    assert caught({"Error": "States.Timeout", "Cause": "took too long"}) == (
+        "States.Timeout", "took too long")
