@@ -43,6 +43,8 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.erasure $(ARGS)
 	$(BIN)/python -m tests.bench.anonymisation $(ARGS)
 	$(BIN)/python -m tests.bench.bulk $(ARGS)
+	$(BIN)/python -m tests.bench.access $(ARGS)
+	$(BIN)/python -m tests.bench.consent $(ARGS)
 
 ## synth: write the CloudFormation template (no AWS credentials needed)
 synth: $(STAMP)

@@ -2,8 +2,29 @@
 
 from chalice import Chalice
 
-from chalicelib.edge import api, idempotent, json_body, operation, page_args, query
-from oblio import __version__, audit, bulk, openapi, requests, subjects, tenants
+from chalicelib.edge import (
+    api,
+    base_url,
+    html_page,
+    idempotent,
+    json_body,
+    operation,
+    page_args,
+    query,
+    source_ip,
+)
+from oblio import (
+    __version__,
+    audit,
+    bulk,
+    consent,
+    exporter,
+    openapi,
+    requests,
+    selfservice,
+    subjects,
+    tenants,
+)
 from oblio.errors import Invalid
 
 app = Chalice(app_name="oblio")
@@ -86,10 +107,89 @@ def extend_request(principal, request_id):
                       {"request_id": request_id})
 
 
+@app.route("/v1/requests/{request_id}/download", methods=["GET"])
+@api(app, scope="dsr:read")
+def download_export(principal, request_id):
+    return exporter.download(principal, request_id)
+
+
 @app.route("/v1/subjects", methods=["GET"])
 @api(app, scope="dsr:read")
 def search_subject(principal):
     return subjects.search(principal, query(app))
+
+
+# -- consent ledger and self-service requests ---------------------------------------------------
+
+@operation("record_consent")
+def _record_consent(principal, body, params):
+    return consent.record(principal, body)
+
+
+@app.route("/v1/consents", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="consent:write")
+def record_consent(principal):
+    return idempotent(app, principal, "record_consent", json_body(app))
+
+
+@app.route("/v1/consents", methods=["GET"])
+@api(app, scope="consent:read")
+def read_consents(principal):
+    return consent.read(principal, query(app))
+
+
+@operation("consent_link")
+def _consent_link(principal, body, params):
+    return consent.link(principal, body, params["base_url"])
+
+
+@app.route("/v1/consents/links", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="consent:write")
+def create_consent_link(principal):
+    return idempotent(app, principal, "consent_link", json_body(app),
+                      {"base_url": base_url(app)})
+
+
+@app.route("/v1/public/unsubscribe", methods=["GET", "POST"], content_types=BODY_TYPES)
+@api(app)  # the signed token is the credential; POST is RFC 8058 one-click from mail clients
+def unsubscribe():
+    return html_page(*consent.unsubscribe(query(app).get("token")))
+
+
+@app.route("/v1/public/requests", methods=["POST"], content_types=BODY_TYPES)
+@api(app)
+def public_request():
+    return selfservice.create(json_body(app), source_ip(app))
+
+
+@app.route("/v1/public/requests/{request_id}/verify", methods=["POST"],
+           content_types=BODY_TYPES)
+@api(app)
+def verify_public_request(request_id):
+    return selfservice.verify(request_id, json_body(app))
+
+
+@operation("approve_request")
+def _approve(principal, body, params):
+    return 200, selfservice.approve(principal, params["request_id"])
+
+
+@app.route("/v1/requests/{request_id}/approve", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="")  # dsr:erase for an erasure, dsr:write otherwise: checked by the domain
+def approve_request(principal, request_id):
+    return idempotent(app, principal, "approve_request", {}, {"request_id": request_id})
+
+
+@operation("deny_request")
+def _deny(principal, body, params):
+    return 200, selfservice.deny(principal, params["request_id"], body)
+
+
+@app.route("/v1/requests/{request_id}/deny", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="")
+def deny_request(principal, request_id):
+    return idempotent(app, principal, "deny_request", json_body(app),
+                      {"request_id": request_id})
 
 
 @app.route("/v1/audit", methods=["GET"])

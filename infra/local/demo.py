@@ -193,6 +193,11 @@ def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None,
             totals[table] += n
             if progress:
                 progress(tenant_id, table, n)
+        for subject in NAMED:  # their consent history, in oblio's ledger
+            if subject.tenant_id == tenant_id:
+                from oblio import consent
+
+                totals["consent_events"] += consent.seed_demo(tenant_id, subject.email)
     return dict(totals)
 
 

@@ -116,6 +116,8 @@ def provision(s: Settings, catalogue: Catalogue = CATALOGUE) -> None:
     kms = aws.client("kms")
     key = kms.create_key(Description="oblio local key")["KeyMetadata"]
     kms.create_alias(AliasName=s.kms_alias, TargetKeyId=key["KeyId"])
+    # the sender of "your export is ready" e-mails (moto keeps what is sent)
+    aws.client("ses").verify_email_identity(EmailAddress=s.ses_sender)
     for t in catalogue.tables:
         _create_table(s, t)
     for b in catalogue.buckets:
@@ -142,6 +144,8 @@ def provision(s: Settings, catalogue: Catalogue = CATALOGUE) -> None:
     events = aws.client("events")
     sqs = aws.client("sqs")
     events.create_event_bus(Name=s.event_bus)
+    for topic in catalogue.topics:  # moto keeps what is published (self-service SMS codes)
+        aws.client("sns").create_topic(Name=s.topic_arn(topic.name).rsplit(":", 1)[1])
     queues = {}
     for q in catalogue.queues:
         url = sqs.create_queue(QueueName=f"{s.resource_prefix}-{q.name}")["QueueUrl"]

@@ -124,6 +124,15 @@ class LocalStack:
         settings = get_settings()
         # refuse a bad data map before anything starts
         dm = dmap.load(settings.datamap)
+        for port in (self.aws_port, self.api_port):
+            # moto's server binds in a thread, where a taken port would go unnoticed and the
+            # clients would talk to whatever listens there: refuse here instead
+            with socket.socket() as probe:
+                try:
+                    probe.bind(("127.0.0.1", port))
+                except OSError:
+                    raise RuntimeError(f"port {port} on 127.0.0.1 is in use: choose another "
+                                       "with --aws-port / --api-port") from None
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port,
                                         verbose=False)
         self._moto.start()
@@ -171,6 +180,8 @@ class LocalStack:
         tenants.create_tenant("demo", "Demo CRM", settings={"default_phone_region": "IT"})
         tenants.create_tenant("demo-child", "Demo CRM (Italy branch)", parent_id="demo",
                               settings={"default_phone_region": "IT"})
+        # the demo's self-service page: POST /v1/public/requests {"tenant": "demo", ...}
+        tenants.update_settings("demo", {"public_slug": "demo"})
         key = self.demo_api_key or os.environ.get("OBLIO_DEMO_API_KEY") or None
         _, demo_key = tenants.create_api_key("demo", DEMO_ADMIN_SCOPES, name="demo admin",
                                              children=True, api_key=key)

@@ -56,7 +56,8 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
         done = _wait(api, job["job_id"])
         bulk_s = time.monotonic() - t
         assert done["status"] == "completed" and done["erased"] == subjects, done
-        io = {k: int(v) for k, v in (BulkJobModel.get("demo", job["job_id"]).io or {}).items()}
+        raw = BulkJobModel.get("demo", job["job_id"]).io
+        io = {k: int(v) for k, v in (raw.as_dict() if raw is not None else {}).items()}
         t = time.monotonic()
         for email in emails[subjects:]:
             assert api.erase({"email": email}, timeout=600)["status"] == "completed"

@@ -47,6 +47,31 @@ def query(app: Chalice) -> dict[str, str]:
     return dict(app.current_request.query_params or {})
 
 
+def source_ip(app: Chalice) -> str:
+    """The caller's address as API Gateway saw it (never a client-set header)."""
+    identity = (app.current_request.context or {}).get("identity") or {}
+    return str(identity.get("sourceIp") or "unknown")
+
+
+def base_url(app: Chalice) -> str:
+    """Where people reach this API (links put in messages): the setting, else the host."""
+    configured = get_settings().public_base_url
+    if configured:
+        return configured.rstrip("/")
+    req = app.current_request
+    host = req.headers.get("host", "127.0.0.1")
+    local = host.startswith(("127.0.0.1", "localhost"))
+    proto = req.headers.get("x-forwarded-proto", "http" if local else "https")
+    stage = (req.context or {}).get("stage") if ".execute-api." in host else None
+    return f"{proto}://{host}" + (f"/{stage}" if stage else "")
+
+
+def html_page(status: int, page: str) -> Response:
+    return Response(body=page, status_code=status, headers={
+        "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
+        "Referrer-Policy": "no-referrer"})
+
+
 def page_args(params: dict[str, str]) -> tuple[int, str | None]:
     raw = params.get("limit", "50")
     try:
@@ -68,12 +93,13 @@ def api(app: Chalice, scope: str | None = None) -> Callable[..., Any]:
         def view(*args: Any, **kwargs: Any) -> Any:
             try:
                 if scope is None:
-                    return fn(*args, **kwargs)
-                headers = app.current_request.headers
-                principal = tenants.authenticate(headers.get("authorization"))
-                if scope:
-                    principal.require(scope)
-                out = fn(principal, *args, **kwargs)
+                    out = fn(*args, **kwargs)
+                else:
+                    headers = app.current_request.headers
+                    principal = tenants.authenticate(headers.get("authorization"))
+                    if scope:
+                        principal.require(scope)
+                    out = fn(principal, *args, **kwargs)
                 if isinstance(out, tuple):
                     status, body = out
                     return Response(body=body, status_code=status, headers=JSON)

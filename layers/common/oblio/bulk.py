@@ -41,6 +41,7 @@ from oblio.models import BulkJobModel
 from oblio.observability import logger
 from oblio.settings import get_settings
 from oblio.store import objects
+from oblio.store.tables import add_to_map
 from oblio.tasks import caught
 from oblio.tenants import Principal, Tenant, get_tenant
 
@@ -356,25 +357,9 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
         BulkJobModel.chunks_done.add({chunk_key}),
         BulkJobModel.report_parts.add({part}),
     ])
-    _add_io(job, dict(io_.calls))
+    add_to_map(BulkJobModel.Meta.table_name, {"tenant_id": tenant_id, "job_id": job_id}, "io",
+               dict(io_.calls))
     return {"chunk": chunk_key, **counts}
-
-
-def _add_io(job: BulkJobModel, calls: dict[str, int]) -> None:
-    if not calls:
-        return
-    names = {"#io": "io"}
-    values: dict[str, Any] = {":z": {"N": "0"}}
-    parts = []
-    for i, (op, n) in enumerate(sorted(calls.items())):
-        names[f"#o{i}"] = op
-        values[f":n{i}"] = {"N": str(n)}
-        parts.append(f"#io.#o{i} = if_not_exists(#io.#o{i}, :z) + :n{i}")
-    aws.client("dynamodb").update_item(
-        TableName=BulkJobModel.Meta.table_name,
-        Key={"tenant_id": {"S": job.tenant_id}, "job_id": {"S": job.job_id}},
-        UpdateExpression="SET " + ", ".join(parts), ExpressionAttributeNames=names,
-        ExpressionAttributeValues=values)
 
 
 def _erase_merged(dm: datamap.DataMap, tenant: Tenant,

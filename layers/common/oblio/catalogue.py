@@ -107,6 +107,15 @@ class Queue:
 
 
 @dataclass(frozen=True)
+class Topic:
+    """An SNS topic that tenants subscribe to (the one-time codes of self-service requests
+    named by a phone: each message carries a `tenant_id` attribute to filter on)."""
+
+    name: str
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
 class Catalogue:
     tables: tuple[Table, ...]
     buckets: tuple[Bucket, ...]
@@ -116,6 +125,7 @@ class Catalogue:
     rules: tuple[EventRule, ...]
     queues: tuple[Queue, ...]
     kms_alias: str
+    topics: tuple[Topic, ...] = ()
 
     def table(self, name: str) -> Table:
         return _by_name(self.tables, name, "table")
@@ -168,6 +178,14 @@ TASK_FUNCTIONS = {
     "FailFunctionArn": "fail",
 }
 
+EXPORT_FUNCTIONS = {
+    "PlanFunctionArn": "plan",
+    "CollectFunctionArn": "export_collect",
+    "PackageFunctionArn": "export_package",
+    "ExportFinishFunctionArn": "export_finish",
+    "FailFunctionArn": "fail",
+}
+
 CATALOGUE = Catalogue(
     tables=(
         Table("tenants", _S("tenant_id"), purpose="tenants, parent/child links, settings"),
@@ -180,6 +198,11 @@ CATALOGUE = Catalogue(
         Table("idempotency", _S("id"), ttl_attribute="expiration",
               purpose="Powertools idempotency records for write APIs"),
         Table("bulk_jobs", _TENANT, _S("job_id"), purpose="bulk erasure jobs and counters"),
+        Table("consents", _TENANT, _S("sk"),
+              purpose="consent ledger: append-only events and the current state per purpose"),
+        Table("selfservice", _TENANT, _S("sk"), ttl_attribute="expires",
+              purpose="self-service one-time codes (HMACs) and per-address rate counters"),
+        Table("public_slugs", _S("slug"), purpose="public tenant names of self-service pages"),
         # the demo domain: a CRM / helpdesk / mailing product (a tenant's own tables)
         _demo_table("demo-contacts", "contact_id", "email", "phone", "external_id",
                     purpose="demo: contact profiles"),
@@ -225,6 +248,12 @@ CATALOGUE = Catalogue(
                  purpose="certificate, audit, suppression, events"),
         Function("fail", "fail.handler.handler", timeout_seconds=60,
                  purpose="record a failure on the request"),
+        Function("export_collect", "export_collect.handler.handler", timeout_seconds=900,
+                 purpose="read one table's items of an access export into its part"),
+        Function("export_package", "export_package.handler.handler", timeout_seconds=900,
+                 purpose="stream an access export's parts and files into one ZIP in S3"),
+        Function("export_finish", "export_finish.handler.handler", timeout_seconds=120,
+                 purpose="an access export's result, audit entry, event and e-mail"),
         Function("bulk_start", "bulk_start.handler.handler", timeout_seconds=60,
                  purpose="a CSV landed under a tenant's bulk prefix: start its job"),
         Function("bulk_validate", "bulk_validate.handler.handler", timeout_seconds=900,
@@ -243,6 +272,8 @@ CATALOGUE = Catalogue(
                      purpose="anonymise one subject by the map's attribute rules"),
         StateMachine("subject_update", "subject_update.asl.json", functions=TASK_FUNCTIONS,
                      purpose="rectification, restriction (and lifting it), objection"),
+        StateMachine("access_export", "access_export.asl.json", functions=EXPORT_FUNCTIONS,
+                     purpose="access / portability: the subject's data as one expiring ZIP"),
         StateMachine("bulk_erasure", "bulk_erasure.asl.json", functions=BULK_FUNCTIONS,
                      values={"ChildExecutionType": ("STANDARD", "EXPRESS")},
                      purpose="erase the people of a CSV, chunk by chunk (Distributed Map)"),
@@ -261,6 +292,8 @@ CATALOGUE = Catalogue(
             Queue("bulk-uploads", purpose="S3 upload events for bulk_start",
                   local_only=True)),
     kms_alias="oblio",
+    topics=(Topic("verification-codes",
+                  purpose="one-time codes of self-service requests named by a phone (SMS)"),),
 )
 
 _NAME_RULES = {
@@ -270,6 +303,7 @@ _NAME_RULES = {
     "function": (re.compile(r"^[A-Za-z0-9_-]{1,64}$"), "1-64 letters, digits, '_', '-'"),
     "statemachine": (re.compile(r"^[A-Za-z0-9_-]{1,80}$"), "1-80 letters, digits, '_', '-'"),
     "queue": (re.compile(r"^[A-Za-z0-9_-]{1,80}$"), "1-80 letters, digits, '_', '-'"),
+    "topic": (re.compile(r"^[A-Za-z0-9_-]{1,256}$"), "1-256 letters, digits, '_', '-'"),
     "bus": (re.compile(r"^[A-Za-z0-9/_.-]{1,256}$"), "1-256 letters, digits, '/._-'"),
 }
 
@@ -305,3 +339,5 @@ def check(catalogue: Catalogue, prefix: str) -> None:
                                  f"function {fn!r}")
     for q in catalogue.queues:
         physical_name(prefix, "queue", q.name)
+    for topic in catalogue.topics:
+        physical_name(prefix, "topic", topic.name)

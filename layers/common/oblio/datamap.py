@@ -57,10 +57,21 @@ class Attribute(_Strict):
     @field_validator("anonymise", "erase")
     @classmethod
     def _strategy(cls, v: str | None) -> str | None:
-        if v is not None and not _STRATEGY.match(v):
+        if v is not None and (not _STRATEGY.match(v) or not _renders(v)):
             raise ValueError("must be keep, null, mask, generalise, hmac or "
                              "'pseudonym:<template with {n}>' (e.g. 'pseudonym:L_{n}')")
         return v
+
+
+def _renders(rule: str) -> bool:
+    """A pseudonym template must format with `n` alone, as the engine formats it."""
+    if not rule.startswith("pseudonym:"):
+        return True
+    try:
+        rule.split(":", 1)[1].format(n=0)
+    except (KeyError, IndexError, ValueError, AttributeError):
+        return False
+    return True
 
 
 class KeySchema(_Strict):
@@ -125,6 +136,43 @@ class TableMap(_Strict):
         return a.anonymise or "keep"
 
 
+class RegisterEntry(_Strict):
+    """What the processing register says about one table's processing (Art. 15(1)): an
+    access export hands it to the subject. Empty fields fall back to the register's default."""
+
+    legal_basis: str = ""
+    #: recipients or categories of recipients the data is disclosed to
+    recipients: list[str] = Field(default_factory=list)
+    #: how long the data is kept, or the criteria that decide it
+    retention: str = ""
+    #: where the data comes from when not from the subject
+    source: str = ""
+
+
+class Register(_Strict):
+    """The controller's processing register, as far as an access export needs it."""
+
+    controller: str = ""
+    #: the data protection officer or privacy contact
+    contact: str = ""
+    rights: str = ("You may ask for a copy of your data (Art. 15), its rectification (Art. 16), "
+                   "its erasure (Art. 17), the restriction of its processing (Art. 18), a copy "
+                   "in a machine-readable format (Art. 20), and object to its processing "
+                   "(Art. 21).")
+    complaint: str = ("You may lodge a complaint with a data protection supervisory authority, "
+                      "in particular in the member state where you live or work.")
+    automated_decisions: str = "none"
+    #: what applies to every table unless its entry says otherwise
+    default: RegisterEntry = Field(default_factory=RegisterEntry)
+    tables: dict[str, RegisterEntry] = Field(default_factory=dict)
+
+    def entry(self, table: str) -> RegisterEntry:
+        """The table's entry, with the default filling what it leaves empty."""
+        own = self.tables.get(table, RegisterEntry())
+        return RegisterEntry(**{f: getattr(own, f) or getattr(self.default, f)
+                                for f in RegisterEntry.model_fields})
+
+
 class DataMap(_Strict):
     version: Literal[1] = 1
     name: str
@@ -134,6 +182,9 @@ class DataMap(_Strict):
     buckets: dict[str, str] = Field(default_factory=dict)
     #: set on items that oblio anonymised, so that a repeat pass changes nothing
     anonymised_marker: str = "_oblio_anonymised"
+    #: the processing register (purposes are each table's `purpose`): the Art. 15 information
+    #: sheet of access exports (`register:` in the file)
+    processing_register: Register = Field(default_factory=Register, alias="register")
     tables: dict[str, TableMap]
 
     @cached_property
@@ -188,7 +239,8 @@ def _topological(dm: DataMap) -> list[str]:
 
 
 def _problems(dm: DataMap) -> list[str]:
-    out: list[str] = []
+    out: list[str] = [f"register: tables names an unmapped table '{n}'"
+                      for n in dm.processing_register.tables if n not in dm.tables]
     for name, t in dm.tables.items():
         where = f"table '{name}'"
         if t.key.partition != dm.tenant_attribute:
@@ -237,6 +289,11 @@ def _problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its rule is '{a.anonymise}'; make the rule 'keep' or "
                            "make on_erase and on_anonymise 'delete'")
+            if attr in t.key.names and a.erase not in (None, "keep") and \
+                    t.on_erase == "anonymise":
+                out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
+                           f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
+                           "make on_erase 'delete'")
     return out
 
 
@@ -249,9 +306,12 @@ def parse(data: Any, source: str = "data map") -> DataMap:
             f"{'.'.join(str(p) for p in e['loc']) or source}: {e['msg']}" for e in exc.errors()
         ]) from None
     problems = _problems(dm)
+    try:
+        _ = dm.order  # raises on a cycle
+    except DataMapError as exc:
+        problems += exc.problems
     if problems:
         raise DataMapError(problems)
-    _ = dm.order  # raises on a cycle
     return dm
 
 

@@ -21,9 +21,11 @@ from oblio.planner import Item
 from oblio.store import objects
 from oblio.store import tables as store
 
-Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "object"]
-Mode = Literal["delete", "anonymise", "update", "flag", "unflag", "none"]
-ACTIONS: tuple[str, ...] = ("erase", "anonymise", "rectify", "restrict", "unrestrict", "object")
+Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "object", "export"]
+#: "read": the items are collected into an access export (oblio.exporter), not changed
+Mode = Literal["delete", "anonymise", "update", "flag", "unflag", "read", "none"]
+ACTIONS: tuple[str, ...] = ("erase", "anonymise", "rectify", "restrict", "unrestrict", "object",
+                            "export")
 MASK = "xxx"
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
 COUNTS = ("matched", "deleted", "anonymised", "updated", "kept", "files_deleted")
@@ -59,6 +61,8 @@ def changes_for(t: TableMap, changes: dict[str, Any]) -> dict[str, Any]:
 def mode(t: TableMap, action: str, params: dict[str, Any] | None = None) -> Mode:
     """What `action` does to the table's items."""
     params = params or {}
+    if action == "export":
+        return "read"
     if action == "erase":
         return t.on_erase
     if action == "anonymise":

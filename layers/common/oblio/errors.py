@@ -38,6 +38,12 @@ class Conflict(OblioError):
     code, status = "conflict", 409
 
 
+class Gone(OblioError):
+    """It existed and has expired (an access export past its date)."""
+
+    code, status = "gone", 410
+
+
 class BadRequest(OblioError):
     code, status = "bad_request", 400
 

@@ -164,3 +164,61 @@ class SuppressionModel(Model):
     request_id = UnicodeAttribute(null=True)
     at = UnicodeAttribute()
 
+
+class ConsentModel(Model):
+    """The consent ledger, per identity `<kind>#<hmac>`: an event (sk = <ident>#e#<at>#<id>,
+    written once, never changed) or the current state of one purpose (sk = <ident>#s#<purpose>,
+    moved in the same transaction as the event that changes it)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("consents")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    #: "<at>#<event id>": the order of events; a state holds the newest event's
+    order = UnicodeAttribute()
+    subject_ref = UnicodeAttribute(null=True)
+    purpose = UnicodeAttribute()
+    status = UnicodeAttribute()
+    channel = UnicodeAttribute()
+    source = UnicodeAttribute(null=True)
+    policy_version = UnicodeAttribute(null=True)
+    notice_hash = UnicodeAttribute(null=True)
+    proof = MapAttribute[str, Any](null=True)
+    at = UnicodeAttribute()
+    recorded_at = UnicodeAttribute(null=True)
+    recorded_by = UnicodeAttribute(null=True)
+    request_id = UnicodeAttribute(null=True)
+    hash = UnicodeAttribute(null=True)
+
+
+class SelfServiceModel(Model):
+    """A self-service request's one-time code (sk = otp#<request id>: its HMAC, expiry and
+    attempts) or a rate counter (sk = rate#<address hmac>#<window>); both expire (TTL)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("selfservice")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    request_id = UnicodeAttribute(null=True)
+    code_mac = UnicodeAttribute(null=True)
+    channel = UnicodeAttribute(null=True)
+    expires_at = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    verified_at = UnicodeAttribute(null=True)
+    hits = NumberAttribute(null=True)
+    expires = NumberAttribute(null=True)  # epoch seconds (DynamoDB TTL)
+
+
+class PublicSlugModel(Model):
+    """A tenant's public name (the self-service pages' `tenant`), unique across tenants."""
+
+    class Meta(_Meta):
+        table_name = _s.table("public_slugs")
+
+    slug = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+

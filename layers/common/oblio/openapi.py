@@ -37,6 +37,12 @@ def _path_param(op: dict[str, Any], name: str) -> dict[str, Any]:
     return op
 
 
+def _errors(op: dict[str, Any], *codes: str) -> dict[str, Any]:
+    for code in codes:
+        op["responses"][code] = _ERROR
+    return op
+
+
 PAGE = ["limit", "cursor"]
 
 
@@ -51,7 +57,7 @@ def document() -> dict[str, Any]:
             "/v1/health": {"get": _op("liveness and version", None)},
             "/v1/openapi.json": {"get": _op("this document", None)},
             "/v1/requests": {
-                "post": _op("file a request (erasure, anonymisation, rectification, "
+                "post": _op("file a request (access, erasure, anonymisation, rectification, "
                             "restriction, objection; 200 for a dry run or a repeat)",
                             "dsr:write",
                             ok="202", body=True, idempotent=True),
@@ -69,16 +75,58 @@ def document() -> dict[str, Any]:
             "/v1/requests/{request_id}/extend": {"post": _path_param(
                 _op("extend the due date by 1 or 2 months with a reason", "dsr:write",
                     body=True, idempotent=True), rid)},
+            "/v1/requests/{request_id}/download": {"get": _errors(_path_param(
+                _op("an access request's archive: {url, expires_at}, a presigned URL valid "
+                    "for minutes; 409 when the request is not an access request or not "
+                    "finished, 410 once the archive has expired", "dsr:read"), rid),
+                "409", "410")},
             "/v1/subjects": {"get": _op("where a subject appears", "dsr:read",
                                         params=["email", "phone", "external_id",
                                                 "include_children"])},
+            "/v1/consents": {
+                "post": _op("record a consent grant or withdrawal (append-only): subject, "
+                            "purpose, channel, status, source, policy_version, notice_hash, "
+                            "proof, at", "consent:write", ok="201", body=True,
+                            idempotent=True),
+                "get": _op("a subject's current state per purpose and full history, oldest "
+                           "first", "consent:read", params=["email", "phone", "external_id"]),
+            },
+            "/v1/consents/links": {"post": _op(
+                "a signed one-click withdrawal URL for a subject and purpose", "consent:write",
+                ok="201", body=True, idempotent=True)},
+            "/v1/public/unsubscribe": {
+                "get": _errors(_op("one-click withdrawal (signed token; answers a small HTML "
+                                   "page; 400 for a link not signed as it is, 410 expired)",
+                                   None, params=["token"]), "400", "410"),
+                "post": _errors(_op("the same, for mail clients' one-click unsubscribe "
+                                    "(RFC 8058)", None, params=["token"]), "400", "410"),
+            },
+            "/v1/public/requests": {"post": _errors(_op(
+                "self-service: a person files an access, erasure or objection request for "
+                "their own e-mail or phone ({tenant: public slug, type, subject}); it awaits "
+                "the one-time code sent to it; 429 beyond the address's hourly limit", None,
+                ok="202", body=True), "400", "404", "422", "429", "503")},
+            "/v1/public/requests/{request_id}/verify": {"post": _errors(_path_param(_op(
+                "self-service: the one-time code ({tenant, code}); 400 with the attempts left "
+                "when wrong, the request cancelled after the last", None, body=True), rid),
+                "400", "409", "410", "422")},
+            "/v1/requests/{request_id}/approve": {"post": _errors(_path_param(
+                _op("let a verified self-service request awaiting approval run (dsr:erase "
+                    "for an erasure)", "dsr:write", idempotent=True), rid), "409")},
+            "/v1/requests/{request_id}/deny": {"post": _errors(_path_param(
+                _op("refuse a self-service request awaiting approval, with a reason the "
+                    "person is told (Art. 12(4))", "dsr:write", body=True, idempotent=True),
+                rid), "409")},
             "/v1/audit": {"get": _op("audit entries, newest first", "audit:read",
                                      params=PAGE)},
             "/v1/audit/verify": {"get": _op("verify the hash chain", "audit:read")},
             "/v1/tenant": {"get": _op("the tenant's settings and children", "admin"),
                            "patch": _op("change settings: export_ttl_days (10, 14, 30), "
                                         "require_export_before_anonymisation, "
-                                        "default_phone_region", "admin", body=True,
+                                        "default_phone_region, purposes (consent), "
+                                        "public_slug, selfservice_requires_approval, "
+                                        "selfservice_due_pauses_until_verified, "
+                                        "public_requests_per_hour", "admin", body=True,
                                         idempotent=True)},
             "/v1/bulk-erasures": {"post": _op(
                 "a bulk erasure job: a presigned PUT for its CSV (or drop the CSV under "

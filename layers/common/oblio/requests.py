@@ -27,13 +27,13 @@ TYPES = ("access", "erasure", "anonymisation", "rectification", "restriction", "
 #: request type -> the state machine that carries it out
 AVAILABLE = {"erasure": "erasure", "anonymisation": "anonymisation",
              "rectification": "subject_update", "restriction": "subject_update",
-             "objection": "subject_update"}
+             "objection": "subject_update", "access": "access_export"}
 #: request type -> the engine's action (restriction with "lift": unrestrict)
 ACTIONS = {"erasure": "erase", "anonymisation": "anonymise", "rectification": "rectify",
-           "restriction": "restrict", "objection": "object"}
+           "restriction": "restrict", "objection": "object", "access": "export"}
 IRREVERSIBLE = {"erasure", "anonymisation"}
-STATUSES = ("received", "awaiting_verification", "queued", "running", "completed",
-            "completed_with_errors", "failed", "cancelled")
+STATUSES = ("received", "awaiting_verification", "awaiting_approval", "queued", "running",
+            "completed", "completed_with_errors", "failed", "cancelled")
 ENDED = frozenset({"completed", "completed_with_errors", "cancelled"})
 _REQ = "req#"
 
@@ -236,6 +236,9 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
         parse_subject(body.get("subject"), child.phone_region, tuple(dm.identities))
     params = params_of(body, dm, tenant.phone_region)
     action = action_of(body)
+    from oblio import exporter  # it imports this module
+
+    notify = exporter.notify_option(body, tenant)  # access: the requester's address
     ref = tenant.keys.subject_ref(ids)
     if body["type"] == "anonymisation" and tenant.settings.get(
             "require_export_before_anonymisation"):
@@ -253,7 +256,7 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
         requested_by=principal.key_id, reason=body.get("reason"),
         options={"dry_run": False, "include_children": bool(body.get("include_children")),
                  "tables": params["tables"], "purposes": params["purposes"],
-                 "action": action},
+                 "action": action, **notify},
         timeline=[event(event="received", by=principal.key_id)], units={}, io={}, attempt=1)
     kind = body["type"] + ("-lift" if action == "unrestrict" else "")
     marker = RequestModel(tenant_id=tenant.tenant_id, sk=_open_sk(kind, ref),
@@ -453,21 +456,10 @@ def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
                 io: dict[str, Any]) -> None:
     """Store one table's outcome and add its AWS calls to the request's `io`, atomically
     (parallel Map iterations write the same record)."""
-    from oblio.store.tables import to_ddb
+    from oblio.store.tables import add_to_map
 
-    names = {"#units": "units", "#u": unit_id, **({"#io": "io"} if io else {})}
-    values: dict[str, Any] = {":v": to_ddb({"v": outcome})["v"],
-                              **({":z": {"N": "0"}} if io else {})}
-    parts = ["#units.#u = :v"]
-    for i, (op, n) in enumerate(sorted(io.items())):
-        names[f"#o{i}"] = op
-        values[f":n{i}"] = {"N": str(n)}
-        parts.append(f"#io.#o{i} = if_not_exists(#io.#o{i}, :z) + :n{i}")
-    aws.client("dynamodb").update_item(
-        TableName=RequestModel.Meta.table_name,
-        Key={"tenant_id": {"S": m.tenant_id}, "sk": {"S": m.sk}},
-        UpdateExpression="SET " + ", ".join(parts),
-        ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    add_to_map(RequestModel.Meta.table_name, {"tenant_id": m.tenant_id, "sk": m.sk}, "io",
+               io, {unit_id: ("units", outcome)})
 
 
 def certificate(*, request_id: str, tenant_id: str, type_: str, subject_ref: str,
@@ -489,17 +481,19 @@ def record_bulk_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                         refs: dict[str, list[str]]) -> str:
     """One subject of a bulk job, erased: the same request record, certificate, audit entry,
     suppression entries and event as a single erasure. Returns the request id."""
-    from oblio import events, suppression
+    from oblio import consent, events, suppression
 
     request_id, started = str(ULID()), clock.iso()
     ref = tenant.keys.subject_ref(ids)
     passed = bool(verification.get("passed"))
     status = "completed" if passed else "completed_with_errors"
     actor = f"bulk:{job_id}"
+    consents = consent.erase_subject(tenant.tenant_id, refs)  # the ledger goes too
     entry = audit.append(tenant.tenant_id, "erasure_completed", actor=actor,
                          request_id=request_id, subject_ref=ref,
                          details={"type": "erasure", "bulk_job": job_id,
                                   "verification_passed": passed,
+                                  "consent_records_deleted": consents,
                                   "counts": {n: c for n, c in tables.items() if c["matched"]}})
     suppressed = suppression.add(tenant.tenant_id, refs, reason="erasure",
                                  request_id=request_id) if passed else 0
@@ -508,6 +502,7 @@ def record_bulk_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                        subject_ref=ref, tables=tables, tenants={}, verification=verification,
                        suppressed=suppressed, started_at=started, entry=entry,
                        datamap_digest=datamap.current().digest)
+    cert["consent_records_deleted"] = consents
     now = clock.now()
     RequestModel(
         tenant_id=tenant.tenant_id, sk=_sk(request_id), request_id=request_id, type="erasure",

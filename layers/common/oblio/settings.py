@@ -31,6 +31,16 @@ class Settings(BaseSettings):
     bulk_max_bytes: int = 200 * 1024 * 1024
     bulk_max_rows: int = 1_000_000
     bulk_concurrency: int = 4
+    #: access exports: the SES identity that tells requesters their archive is ready, and the
+    #: size of the multipart upload parts an archive is streamed in (S3's minimum is 5 MiB)
+    ses_sender: str = "privacy@oblio.local"
+    export_part_mb: int = 8
+    #: self-service requests: a one-time code lives this many minutes and allows this many
+    #: attempts (the same SES sender e-mails it); consent links and pages are served under
+    #: this base URL (default: the host the API was called on)
+    selfservice_code_minutes: int = 15
+    selfservice_code_attempts: int = 3
+    public_base_url: str | None = None
 
     def table(self, name: str) -> str:
         return physical_name(self.resource_prefix, "table", name)
@@ -44,6 +54,10 @@ class Settings(BaseSettings):
     def state_machine_arn(self, name: str) -> str:
         sm = physical_name(self.resource_prefix, "statemachine", name)
         return f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{sm}"
+
+    def topic_arn(self, name: str) -> str:
+        topic = physical_name(self.resource_prefix, "topic", name)
+        return f"arn:aws:sns:{self.region}:{self.account_id}:{topic}"
 
     def function_arn(self, name: str) -> str:
         return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function(name)}"

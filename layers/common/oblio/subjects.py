@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oblio import audit, datamap, planner, suppression
+from oblio import audit, consent, datamap, planner, suppression
 from oblio.errors import Invalid
 from oblio.identity import parse_subject
 from oblio.tenants import Principal, reachable_tenants
@@ -41,6 +41,7 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             "subject_ref": tenant.keys.subject_ref(ids), "found": fp.total > 0,
             "total": fp.total, "tables": tables, "pending_deliveries": pending,
             "suppressed": bool(supp), "suppression": supp, "restricted": restricted,
+            "consents": consent.current(tenant, ids),
             "queries": fp.queries,
         }
     own = out.pop(principal.tenant_id)

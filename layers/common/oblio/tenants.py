@@ -22,6 +22,12 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "export_ttl_days": 14,
     "require_export_before_anonymisation": False,
     "default_phone_region": None,
+    # consent ledger (oblio.consent) and self-service requests (oblio.selfservice)
+    "purposes": ["marketing", "newsletter", "analytics", "profiling"],
+    "public_slug": None,
+    "selfservice_requires_approval": False,
+    "selfservice_due_pauses_until_verified": False,
+    "public_requests_per_hour": 20,
 }
 
 
@@ -159,7 +165,7 @@ def update_settings(tenant_id: str, changes: Any) -> Tenant:
 
     if not isinstance(changes, dict) or not isinstance(changes.get("settings", changes), dict):
         raise Invalid("settings", "send {\"settings\": {name: value}}")
-    changes = changes.get("settings", changes)
+    changes = dict(changes.get("settings", changes))
     for name, value in changes.items():
         field = f"settings.{name}"
         if name not in DEFAULT_SETTINGS:
@@ -174,9 +180,18 @@ def update_settings(tenant_id: str, changes: Any) -> Tenant:
                 value.upper() not in phonenumbers.SUPPORTED_REGIONS):
             raise Invalid(field, "default_phone_region must be a two-letter region code such "
                                  "as 'IT' or 'FR', or null")
+        if name == "purposes" or name.startswith(("public_", "selfservice_")):
+            from oblio import consent, selfservice  # both import this module
+
+            check = consent.check_setting if name == "purposes" else selfservice.check_setting
+            changes[name] = check(name, value, field)
     m = TenantModel.get(tenant_id)
-    merged = {**DEFAULT_SETTINGS, **dict(m.settings.as_dict() if hasattr(m.settings, "as_dict")
-                                           else m.settings or {}), **changes}
+    stored = dict(m.settings.as_dict() if hasattr(m.settings, "as_dict") else m.settings or {})
+    merged = {**DEFAULT_SETTINGS, **stored, **changes}
+    if "public_slug" in changes:  # unique across tenants: claimed before it is set
+        from oblio import selfservice
+
+        selfservice.claim_slug(tenant_id, changes["public_slug"], stored.get("public_slug"))
     if merged.get("default_phone_region"):
         merged["default_phone_region"] = str(merged["default_phone_region"]).upper()
     m.update(actions=[TenantModel.settings.set(merged)])

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oblio import audit, aws, clock, datamap, engine, events, planner, suppression
+from oblio import audit, aws, clock, consent, datamap, engine, events, planner, suppression
 from oblio import requests as reqs
 from oblio.datamap import DataMap
 from oblio.engine import Unit
@@ -21,7 +21,8 @@ _maps: dict[str, DataMap] = {}
 SUBJECT_EVENTS: dict[str, tuple[str, ...]] = {
     "erase": ("SubjectErased",), "anonymise": ("SubjectAnonymised",),
     "rectify": ("SubjectRectified",), "restrict": ("SubjectRestricted",),
-    "unrestrict": ("SubjectRestricted",), "object": ("SubjectRestricted", "ConsentChanged"),
+    # an objection's ConsentChanged events come from the ledger, one per purpose withdrawn
+    "unrestrict": ("SubjectRestricted",), "object": ("SubjectRestricted",),
 }
 
 
@@ -249,6 +250,15 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         body.update(_rectification_audit(m, tenant))
     if action == "object":
         body["purposes"] = options.get("purposes") or ["marketing"]
+    # the consent ledger: an erasure removes the subject's records, an objection records the
+    # withdrawals (once: a retried finish reuses the outcome)
+    ledger = units.get("_consent") or {}
+    if action in ("erase", "object") and "_consent" not in units:
+        ledger = consent.on_request_finished(m, action, plan_.get("identity_refs", {}),
+                                             body.get("purposes") or [])
+        reqs.record_unit(m, "_consent", ledger, {})
+    if action == "erase":
+        body["consent_records_deleted"] = sum(ledger.get("deleted", {}).values())
     if "_audit" in units:  # a retried finish: the entry is written already
         entry = audit.Entry(units["_audit"]["id"], units["_audit"]["hash"])
     else:
@@ -274,6 +284,10 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             verification=verification, suppressed=suppressed,
             started_at=plan_.get("started_at"), entry=entry,
             datamap_digest=plan_.get("datamap_digest"))
+    if action == "erase":
+        result["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
+    if ledger:
+        result["consent"] = ledger
     if suppressed:
         result["suppression_entries"] = suppressed
     if not any((plan_.get("found") or {}).values()):

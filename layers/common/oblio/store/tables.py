@@ -157,3 +157,29 @@ def batch_put(table: str, items: list[Item]) -> None:
             _backoff(attempt)
         else:
             raise TransientError(f"DynamoDB left writes on table {table} unprocessed")
+
+
+def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
+               entries: dict[str, tuple[str, Any]] | None = None) -> None:
+    """One atomic update: add `counts` into the map `attribute` (which must exist), and set
+    `entries`, each `name -> (map attribute, value)`. Parallel writers never lose a count
+    (DynamoDB's ADD does not reach into maps; SET with if_not_exists does)."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    parts = []
+    for i, (entry, (container, value)) in enumerate(sorted((entries or {}).items())):
+        names[f"#c{i}"], names[f"#e{i}"] = container, entry
+        values[f":e{i}"] = _ser.serialize(value)
+        parts.append(f"#c{i}.#e{i} = :e{i}")
+    if counts:
+        names["#m"] = attribute
+        values[":z"] = {"N": "0"}
+    for i, (name, n) in enumerate(sorted(counts.items())):
+        names[f"#o{i}"] = name
+        values[f":n{i}"] = {"N": str(n)}
+        parts.append(f"#m.#o{i} = if_not_exists(#m.#o{i}, :z) + :n{i}")
+    if not parts:
+        return
+    aws.client("dynamodb").update_item(
+        TableName=table, Key=to_ddb(key), UpdateExpression="SET " + ", ".join(parts),
+        ExpressionAttributeNames=names, ExpressionAttributeValues=values)

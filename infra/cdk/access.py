@@ -1,0 +1,152 @@
+"""What each function may touch: the input of its least-privilege IAM policy.
+
+The catalogue says which resources exist; this map says which of them each function uses,
+read from the domain code each handler calls (the comments say where). The stack turns it
+into IAM statements on exact ARNs: table and index ARNs, a bucket's object prefixes (its
+catalogue `expiring_prefixes`), one event bus, the state machines a function starts.
+
+A catalogue function without an entry here, or an entry naming something the catalogue
+lacks, fails the synth with a message naming it: adding a function is two changes on purpose,
+as its permissions are a security decision.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+from oblio.catalogue import Catalogue
+
+TableUse = Literal["r", "rw"]
+#: get: read objects (and HEAD); put: write objects (multipart included); tag: write with tags;
+#: list: list keys and versions (a 404 needs it too); delete: delete objects and versions
+BucketOp = Literal["get", "put", "tag", "list", "delete"]
+
+DYNAMODB_READ = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                 "dynamodb:ConditionCheckItem")
+DYNAMODB_WRITE = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                  "dynamodb:BatchWriteItem")
+S3_OBJECT_ACTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "get": ("s3:GetObject",),
+    "put": ("s3:PutObject", "s3:AbortMultipartUpload"),
+    "tag": ("s3:PutObjectTagging",),
+    "delete": ("s3:DeleteObject", "s3:DeleteObjectVersion"),
+})
+S3_BUCKET_ACTIONS: Mapping[str, tuple[str, ...]] = MappingProxyType({
+    "list": ("s3:ListBucket", "s3:ListBucketVersions"),
+})
+
+
+@dataclass(frozen=True)
+class Access:
+    tables: Mapping[str, TableUse] = field(default_factory=dict)
+    buckets: Mapping[str, tuple[BucketOp, ...]] = field(default_factory=dict)
+    #: the tenants' own tables and objects (the data map's): "r" reads them (items by key or
+    #: index, objects and their versions), "rw" also updates and deletes them
+    tenant_data: Literal["", "r", "rw"] = ""
+    #: state machines it starts (StartExecution) and stops (StopExecution of their executions)
+    starts: tuple[str, ...] = ()
+    stops: tuple[str, ...] = ()
+    events: bool = False  # PutEvents on oblio's bus
+    email: bool = False  # SES SendEmail from the configured sender
+    topics: tuple[str, ...] = ()  # SNS Publish
+    #: KMS on the deployment key: decrypt (tenant data keys, SSE-KMS reads) always; encrypt
+    #: (GenerateDataKey) to write SSE-KMS objects and publish to encrypted topics
+    encrypt: bool = False
+
+
+_CONTROL = {"requests": "rw", "tenants": "r"}  # every request step reads and moves its request
+_REQUEST_API = ("erasure", "anonymisation", "subject_update", "access_export")
+
+ACCESS: Mapping[str, Access] = MappingProxyType({
+    # the HTTP API (functions/api): keys, tenants, requests, consent, self-service, bulk jobs;
+    # reads tenant data for search and dry runs only (it never changes subject data); signs
+    # download URLs (exports) and upload URLs (ingest): a presigned request runs with the
+    # signer's permissions, hence get/put and KMS encrypt there
+    "api": Access(
+        tables={"tenants": "rw", "api_keys": "rw", "requests": "rw", "audit": "rw",
+                "suppression": "rw", "idempotency": "rw", "bulk_jobs": "rw",
+                "consents": "rw", "selfservice": "rw", "public_slugs": "rw"},
+        buckets={"exports": ("get", "list"), "ingest": ("put",)},
+        tenant_data="r", starts=_REQUEST_API, stops=_REQUEST_API, events=True, email=True,
+        topics=("verification-codes",), encrypt=True),
+    # workflow.plan: walks the map (queries), writes manifests and the frozen map to work/
+    "plan": Access(tables=_CONTROL, buckets={"work": ("put",)}, tenant_data="r",
+                   encrypt=True),
+    # workflow.apply: reads its manifest, deletes / rewrites items, deletes object versions
+    "apply": Access(tables=_CONTROL, buckets={"work": ("get",)}, tenant_data="rw"),
+    # workflow.verify: reads items and object versions back, walks the map again
+    "verify": Access(tables=_CONTROL, buckets={"work": ("get",)}, tenant_data="r"),
+    # workflow.finish: audit, suppression, consent ledger, events, cleans the request's work/
+    "finish": Access(tables={**_CONTROL, "audit": "rw", "suppression": "rw", "consents": "rw"},
+                     buckets={"work": ("get", "list", "delete")}, events=True),
+    # workflow.fail: records the failure, audits it, emits RequestFailed
+    "fail": Access(tables={"requests": "rw", "audit": "rw"}, events=True),
+    # exporter.collect: one table's items into its part files in work/
+    "export_collect": Access(tables=_CONTROL, buckets={"work": ("get", "put")},
+                             tenant_data="r", encrypt=True),
+    # exporter.package: parts, the subject's files and consent ledger into one ZIP in exports/
+    "export_package": Access(tables={**_CONTROL, "consents": "r"},
+                             buckets={"work": ("get",), "exports": ("put",)},
+                             tenant_data="r", encrypt=True),
+    # exporter.finish: result, audit, event, the requester's e-mail, cleans work/
+    "export_finish": Access(tables={**_CONTROL, "audit": "rw"},
+                            buckets={"work": ("list", "delete")}, events=True, email=True),
+    # bulk.start_from_upload: creates or moves the job, starts bulk_erasure
+    "bulk_start": Access(tables={"tenants": "r", "bulk_jobs": "rw"},
+                         starts=("bulk_erasure",)),
+    # bulk.validate: streams the upload, deletes it (every version), writes chunk manifests
+    "bulk_validate": Access(tables={"tenants": "r", "bulk_jobs": "rw"},
+                            buckets={"ingest": ("get", "list", "delete"), "work": ("put",)},
+                            encrypt=True),
+    # bulk.erase_chunk: erases each subject of a chunk through the engine and records each
+    # as a finished erasure request (audit, suppression, consent ledger, events)
+    "bulk_chunk": Access(tables={"tenants": "r", "bulk_jobs": "rw", "requests": "rw",
+                                 "audit": "rw", "suppression": "rw", "consents": "rw"},
+                         buckets={"work": ("get", "put")}, tenant_data="rw", events=True,
+                         encrypt=True),
+    # bulk.report: merges the parts into the tagged report in exports/, cleans work/
+    "bulk_report": Access(tables={"tenants": "r", "bulk_jobs": "rw", "audit": "rw"},
+                          buckets={"work": ("get", "list", "delete"),
+                                   "exports": ("put", "tag")},
+                          events=True, encrypt=True),
+    # bulk.fail: records the failure, cleans work/
+    "bulk_fail": Access(tables={"bulk_jobs": "rw", "audit": "rw"},
+                        buckets={"work": ("list", "delete")}, events=True),
+})
+
+
+def check(catalogue: Catalogue, access: Mapping[str, Access] = ACCESS) -> None:
+    """Every deployed function has an access entry, and every entry names catalogue
+    resources; raises ValueError naming the first that does not."""
+    tables = {t.name for t in catalogue.tables if not t.demo}
+    buckets = {b.name for b in catalogue.buckets if not b.demo}
+    machines = {sm.name for sm in catalogue.state_machines}
+    topics = {t.name for t in catalogue.topics}
+    for f in catalogue.functions:
+        if f.name not in access:
+            raise ValueError(f"catalogue function {f.name!r} has no entry in "
+                             "infra/cdk/access.py: say what it may touch")
+    for name, a in access.items():
+        for t in a.tables:
+            if t not in tables:
+                raise ValueError(f"access of function {name!r} names table {t!r}, which the "
+                                 "catalogue does not deploy")
+        for b in a.buckets:
+            if b not in buckets:
+                raise ValueError(f"access of function {name!r} names bucket {b!r}, which the "
+                                 "catalogue does not deploy")
+        for sm in (*a.starts, *a.stops):
+            if sm not in machines:
+                raise ValueError(f"access of function {name!r} names state machine {sm!r}, "
+                                 "which the catalogue does not have")
+        for topic in a.topics:
+            if topic not in topics:
+                raise ValueError(f"access of function {name!r} names topic {topic!r}, which "
+                                 "the catalogue does not have")
+    started = {sm for a in access.values() for sm in a.starts}
+    for sm in sorted(machines - started):
+        raise ValueError(f"state machine {sm!r} is started by no function: give one "
+                         "`starts` in infra/cdk/access.py")

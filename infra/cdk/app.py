@@ -1,0 +1,56 @@
+"""The CDK app: `python -m infra.cdk.app` (what `cdk deploy --app ...` runs, from the repo
+root). Reads the context values (infra/cdk/config.py), refuses a catalogue that could not
+deploy, builds the stack and runs the cdk-nag AwsSolutions checks on it."""
+
+from __future__ import annotations
+
+import os
+
+# jsii prints a banner on every start when Node is older than it would like; Node 20 (this
+# machine's) synthesizes fine. The values are the Node major versions to stay quiet about.
+for _var in ("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
+             "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"):
+    os.environ.setdefault(_var, "18,20")
+
+from typing import Any  # noqa: E402
+
+from aws_cdk import App, Aspects  # noqa: E402
+from cdk_nag import AwsSolutionsChecks  # noqa: E402
+
+from infra.cdk.config import DeployConfig  # noqa: E402
+from infra.cdk.stack import OblioStack  # noqa: E402
+from infra.cdk.validate import validate  # noqa: E402
+from oblio.catalogue import CATALOGUE, Catalogue  # noqa: E402
+
+STACK_ID = "Oblio"
+#: CDK feature flags this app relies on (a cdk.json would carry them otherwise)
+FEATURE_FLAGS = {
+    # server access logs are delivered through a bucket policy, not the LogDeliveryWrite ACL
+    # (which the bucket-owner-enforced object ownership of the log bucket forbids)
+    "@aws-cdk/aws-s3:serverAccessLogsUseBucketPolicy": True,
+    # one IAM statement per resource set instead of one per grant
+    "@aws-cdk/aws-iam:minimizePolicies": True,
+}
+
+
+def build(context: dict[str, Any] | None = None, catalogue: Catalogue = CATALOGUE,
+          outdir: str | None = None) -> tuple[App, OblioStack]:
+    """The app and its one stack. Raises ValueError, naming the entry or value at fault,
+    for a catalogue or a context value that could not deploy."""
+    app = App(context={**FEATURE_FLAGS, **(context or {})},
+              outdir=outdir or os.environ.get("CDK_OUTDIR") or "cdk.out")
+    config = DeployConfig.from_context(app.node.try_get_context)
+    validate(catalogue, config.prefix)
+    stack = OblioStack(app, STACK_ID, config=config, catalogue=catalogue,
+                       stack_name=config.prefix)
+    Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
+    return app, stack
+
+
+def main() -> None:
+    app, _stack = build()
+    app.synth()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,503 @@
+"""The consent ledger (Art. 7(1), 7(3)): append-only events of grants and withdrawals, the
+current state per purpose kept in step with them, and signed one-click links that withdraw
+without a login.
+
+Layout (table `consents`, partition = the tenant). An event is filed under every identity it
+names, each copy keyed by the identity's HMAC (`<kind>#<hmac>`), never the identity:
+
+    <kind>#<hmac>#e#<at>#<event id>   an event: written once, with a condition, never changed
+    <kind>#<hmac>#s#<purpose>         the current state of one purpose: the newest event's copy,
+                                      moved in the same transaction as that event
+
+Reading a subject is one Query per identity on its prefix (events oldest first, then the
+states): its cost grows with the subject's own events, never with the ledger. The API offers
+no update and no delete; only an erasure of the subject removes its records.
+
+The purposes a tenant records consent for are its setting `purposes` (default: marketing,
+newsletter, analytics, profiling); channels are those of `CHANNELS`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import html
+import ipaddress
+import json
+import re
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.connection import Connection
+from pynamodb.exceptions import DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+from ulid import ULID
+
+from oblio import aws, clock, crypto, events, suppression
+from oblio.errors import BadRequest, Invalid, OblioError, TransientError
+from oblio.identity import IDENTITY_KINDS, parse_subject
+from oblio.models import ConsentModel, RequestModel
+from oblio.observability import count, logger
+from oblio.tenants import Principal, Tenant, get_tenant
+
+CHANNELS = ("email", "sms", "phone", "post", "web")
+STATUSES = ("granted", "withdrawn")
+#: what `proof` may hold; an IP address is kept only as its HMAC (`ip_ref`)
+PROOF_FIELDS = ("submission_id", "form_id", "campaign_id", "message_id", "ip_address")
+#: the channel of events oblio records itself (an objection request withdraws consent)
+REQUEST_CHANNEL = "request"
+LINK_SOURCE = "one-click link"
+_PURPOSE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MAX_PURPOSES = 50
+LINK_DAYS = (1, 730)
+DEFAULT_LINK_DAYS = 90
+_ATTEMPTS = 10
+
+
+# -- settings ---------------------------------------------------------------------------------
+
+def check_setting(name: str, value: Any, field: str) -> list[str]:
+    """The tenant setting `purposes`: a list of distinct lower-case names."""
+    if not isinstance(value, list) or not value or len(value) > _MAX_PURPOSES or \
+            not all(isinstance(p, str) and _PURPOSE.match(p) for p in value):
+        raise Invalid(field, f"{name} must be a list of 1 to {_MAX_PURPOSES} purpose names of "
+                             "lower-case letters, digits, '_' or '-' (at most 40 characters), "
+                             "e.g. [\"marketing\", \"newsletter\"]")
+    if len(set(value)) != len(value):
+        raise Invalid(field, f"{name} names a purpose twice")
+    return list(value)
+
+
+def purposes_of(tenant: Tenant) -> list[str]:
+    return [str(p) for p in tenant.settings.get("purposes") or []]
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+def subject_keys(tenant: Tenant, ids: dict[str, str]) -> list[str]:
+    """The ledger keys of a subject: one per identity, `<kind>#<hmac>`."""
+    return [f"{kind}#{tenant.keys.hmac(kind, value)}" for kind, value in sorted(ids.items())]
+
+
+def _event_sk(key: str, order: str) -> str:
+    return f"{key}#e#{order}"
+
+
+def _state_sk(key: str, purpose: str) -> str:
+    return f"{key}#s#{purpose}"
+
+
+_counted: set[int] = set()
+
+
+def _connection() -> Connection:
+    """PynamoDB's connection for the ledger, its calls counted like every oblio AWS call
+    (a request's `io`, the benchmark's calls per read)."""
+    conn = ConsentModel._get_connection().connection
+    client = conn.client
+    if id(client) not in _counted:
+        client.meta.events.register("after-call.*.*", aws._after_call)
+        _counted.add(id(client))
+    return conn
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+def _parse_at(value: Any) -> str:
+    """An RFC 3339 time, not in the future, as the ledger writes times."""
+    if not isinstance(value, str):
+        raise Invalid("at", "at must be an RFC 3339 time such as '2026-03-01T10:00:00Z'")
+    try:
+        when = clock.parse(value.strip())
+    except ValueError:
+        raise Invalid("at", "at must be an RFC 3339 time such as '2026-03-01T10:00:00Z'") \
+            from None
+    if when.tzinfo is None:
+        raise Invalid("at", "at must say its time zone, e.g. '2026-03-01T10:00:00Z'")
+    if when > clock.now() + timedelta(minutes=5):
+        raise Invalid("at", "at is in the future: give the time the consent was given or "
+                            "withdrawn, or leave it out for now")
+    return clock.iso(when)
+
+
+def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > limit:
+        raise Invalid(name, f"{name} must be a non-empty string of at most {limit} characters")
+    return value.strip()
+
+
+def _proof(tenant: Tenant, raw: Any) -> dict[str, str] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise Invalid("proof", "proof must be an object, e.g. {\"submission_id\": \"f-123\", "
+                               "\"ip_address\": \"203.0.113.7\"}")
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        field = f"proof.{name}"
+        if name not in PROOF_FIELDS:
+            raise Invalid(field, f"proof may hold {', '.join(PROOF_FIELDS)}; '{name}' is not "
+                                 "one of them")
+        if not isinstance(value, str) or not value.strip() or len(value) > 200:
+            raise Invalid(field, f"{field} must be a non-empty string of at most 200 "
+                                 "characters")
+        if name == "ip_address":
+            try:
+                ip = ipaddress.ip_address(value.strip())
+            except ValueError:
+                raise Invalid(field, f"{field} is not an IPv4 or IPv6 address") from None
+            out["ip_ref"] = tenant.keys.hmac("ip", str(ip))  # never the address itself
+        else:
+            out[name] = value.strip()
+    return out or None
+
+
+def validate(tenant: Tenant, body: Any) -> dict[str, Any]:
+    """A `POST /v1/consents` body -> the event's fields (without the subject). An unknown
+    purpose or channel is 422 naming it."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object, e.g. {\"subject\": {\"email\": ...}, "
+                         "\"purpose\": \"newsletter\", \"channel\": \"web\", \"status\": "
+                         "\"granted\"}")
+    purposes = purposes_of(tenant)
+    purpose = body.get("purpose")
+    if not isinstance(purpose, str) or purpose not in purposes:
+        shown = purpose if isinstance(purpose, str) and len(purpose) <= 40 else "?"
+        raise Invalid("purpose", f"unknown purpose '{shown}': this tenant records consent for "
+                                 f"{', '.join(purposes)} (an admin adds purposes with PATCH "
+                                 "/v1/tenant settings.purposes)", code="unknown_purpose")
+    channel = body.get("channel")
+    if not isinstance(channel, str) or channel not in CHANNELS:
+        shown = channel if isinstance(channel, str) and len(channel) <= 40 else "?"
+        raise Invalid("channel", f"unknown channel '{shown}': use one of "
+                                 f"{', '.join(CHANNELS)}", code="unknown_channel")
+    status = body.get("status")
+    if status not in STATUSES:
+        raise Invalid("status", "status must be 'granted' or 'withdrawn'")
+    notice = body.get("notice_hash")
+    if notice is not None and (not isinstance(notice, str) or not _HEX64.match(notice.lower())):
+        raise Invalid("notice_hash", "notice_hash must be the SHA-256 of the notice text shown, "
+                                     "64 hexadecimal characters")
+    return {"purpose": purpose, "channel": channel, "status": status,
+            "source": _text(body, "source", 200) or "api",
+            "policy_version": _text(body, "policy_version", 64),
+            "notice_hash": notice.lower() if isinstance(notice, str) else None,
+            "proof": _proof(tenant, body.get("proof")),
+            "at": _parse_at(body["at"]) if body.get("at") is not None else None}
+
+
+def append(tenant: Tenant, keys: list[str], subject_ref: str | None, fields: dict[str, Any],
+           *, recorded_by: str, request_id: str | None = None,
+           emit: bool = True) -> dict[str, Any]:
+    """Write one event under each ledger key, and move each key's state of the purpose when
+    the event is its newest, in one transaction (retried when another writer moved a state in
+    between). Returns what was recorded and what it changed."""
+    if not keys or len(keys) > 50:
+        raise Invalid("subject", "a consent names 1 to 50 identities")
+    event_id = str(ULID())
+    recorded_at = clock.iso()
+    at = fields.get("at") or recorded_at
+    order = f"{at}#{event_id}"
+    purpose = str(fields["purpose"])
+    content = {"tenant_id": tenant.tenant_id, "event_id": event_id, "order": order,
+               "subject_ref": subject_ref, "purpose": purpose, "status": fields["status"],
+               "channel": fields["channel"], "source": fields.get("source"),
+               "policy_version": fields.get("policy_version"),
+               "notice_hash": fields.get("notice_hash"), "proof": fields.get("proof"),
+               "at": at, "recorded_at": recorded_at, "recorded_by": recorded_by,
+               "request_id": request_id}
+    digest = crypto.sha256_hex(json.dumps(content, sort_keys=True, separators=(",", ":")))
+    conn = _connection()
+    for _ in range(_ATTEMPTS):
+        states = {m.sk: m for m in ConsentModel.batch_get(
+            [(tenant.tenant_id, _state_sk(k, purpose)) for k in keys], consistent_read=True)}
+        newest = max(states.values(), key=lambda m: m.order, default=None)
+        try:
+            with TransactWrite(connection=conn) as tx:
+                for k in keys:
+                    tx.save(ConsentModel(sk=_event_sk(k, order), hash=digest, **content),
+                            condition=ConsentModel.sk.does_not_exist())
+                    state = states.get(_state_sk(k, purpose))
+                    if state is None:
+                        tx.save(ConsentModel(sk=_state_sk(k, purpose), hash=digest, **content),
+                                condition=ConsentModel.sk.does_not_exist())
+                    elif state.order < order:
+                        tx.save(ConsentModel(sk=_state_sk(k, purpose), hash=digest, **content),
+                                condition=ConsentModel.order == state.order)
+        except TransactWriteError:
+            continue  # another writer moved a state: read them again
+        break
+    else:
+        raise TransientError("the consent ledger is busy for this subject; try again")
+    previous = newest.status if newest is not None else None
+    is_newest = newest is None or newest.order < order
+    changed = is_newest and previous != fields["status"]
+    if emit:
+        events.emit("ConsentChanged", tenant.tenant_id, subject_ref=subject_ref,
+                    event_id=event_id, purpose=purpose, status=fields["status"],
+                    previous_status=previous, state_changed=changed,
+                    channel=fields["channel"], request_id=request_id)
+    count("ConsentEvents", status=str(fields["status"]))
+    return {"event_id": event_id, "subject_ref": subject_ref, "purpose": purpose,
+            "status": fields["status"], "previous_status": previous,
+            "state_changed": changed, "current_status": fields["status"] if is_newest
+            else previous, "at": at, "recorded_at": recorded_at, "hash": digest}
+
+
+def record(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
+    """`POST /v1/consents`: record a grant or a withdrawal (a withdrawal of a purpose never
+    granted is recorded too: it is evidence)."""
+    tenant = get_tenant(principal.tenant_id)
+    fields = validate(tenant, body)
+    ids = parse_subject(body.get("subject"), tenant.phone_region)
+    out = append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
+                 recorded_by=principal.key_id)
+    return 201, out
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+def _plain(value: Any) -> Any:
+    return value.as_dict() if hasattr(value, "as_dict") else value
+
+
+def _event_json(m: ConsentModel) -> dict[str, Any]:
+    proof = _plain(m.proof) or None
+    return {"event_id": m.event_id, "purpose": m.purpose, "status": m.status,
+            "channel": m.channel, "source": m.source, "policy_version": m.policy_version,
+            "notice_hash": m.notice_hash, "proof": proof, "at": m.at,
+            "recorded_at": m.recorded_at, "recorded_by": m.recorded_by,
+            "request_id": m.request_id, "hash": m.hash}
+
+
+def ledger(tenant: Tenant, ids: dict[str, str]) -> dict[str, Any]:
+    """A subject's consents: the state of each of the tenant's purposes (`none` where nothing
+    was recorded) and every event, oldest first. One Query per identity named."""
+    _connection()
+    history: dict[str, ConsentModel] = {}
+    states: dict[str, ConsentModel] = {}
+    for key in subject_keys(tenant, ids):
+        for m in ConsentModel.query(tenant.tenant_id, ConsentModel.sk.startswith(f"{key}#"),
+                                    consistent_read=True):
+            if m.sk.startswith(f"{key}#e#"):
+                history[m.event_id] = m
+            elif m.purpose not in states or states[m.purpose].order < m.order:
+                states[m.purpose] = m
+    state: dict[str, Any] = {p: {"status": "none"} for p in purposes_of(tenant)}
+    for purpose, m in sorted(states.items()):
+        state[purpose] = {"status": m.status, "at": m.at, "event_id": m.event_id,
+                          "channel": m.channel, "source": m.source,
+                          "policy_version": m.policy_version}
+    return {"subject_ref": tenant.keys.subject_ref(ids), "state": state,
+            "history": [_event_json(m) for m in sorted(history.values(),
+                                                        key=lambda m: m.order)]}
+
+
+def read(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    """`GET /v1/consents?email=...` (or phone, external_id)."""
+    tenant = get_tenant(principal.tenant_id)
+    raw = {k: v for k, v in params.items() if k in IDENTITY_KINDS}
+    if not raw:
+        raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
+    return ledger(tenant, parse_subject(raw, tenant.phone_region))
+
+
+def current(tenant: Tenant, ids: dict[str, str]) -> dict[str, str]:
+    """purpose -> its current status (`granted`, `withdrawn`, `none`): what a search shows."""
+    return {p: s["status"] for p, s in ledger(tenant, ids)["state"].items()}
+
+
+# -- erasure and objection --------------------------------------------------------------------
+
+def erase_subject(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
+    """Delete every ledger record (events and states) filed under these identities' HMACs
+    (`kind -> [hmac, ...]`); returns how many went. Queries the subject's keys only."""
+    _connection()
+    n = 0
+    with ConsentModel.batch_write() as batch:
+        for kind, macs in sorted(identity_refs.items()):
+            for mac in sorted(set(macs)):
+                for m in ConsentModel.query(tenant_id, ConsentModel.sk.startswith(
+                        f"{kind}#{mac}#"), consistent_read=True,
+                        attributes_to_get=["tenant_id", "sk"]):
+                    batch.delete(m)
+                    n += 1
+    return n
+
+
+def on_request_finished(m: RequestModel, action: str,
+                        identity_refs: dict[str, dict[str, list[str]]],
+                        purposes: list[str]) -> dict[str, Any]:
+    """What a finished request does to the ledger, per tenant it reached: an erasure removes
+    the subject's records; an objection records a withdrawal of each of its purposes that the
+    tenant records consent for (source "objection request")."""
+    if action == "erase":
+        return {"deleted": {t: erase_subject(t, kinds) for t, kinds in identity_refs.items()}}
+    if action != "object":
+        return {}
+    withdrawn: dict[str, list[str]] = {}
+    for t, kinds in identity_refs.items():
+        tenant = get_tenant(t)
+        keys = [f"{kind}#{mac}" for kind, macs in sorted(kinds.items())
+                for mac in sorted(set(macs))]
+        withdrawn[t] = [p for p in purposes if p in purposes_of(tenant)]
+        for purpose in withdrawn[t]:
+            append(tenant, keys, m.subject_ref,
+                   {"purpose": purpose, "status": "withdrawn", "channel": REQUEST_CHANNEL,
+                    "source": "objection request"},
+                   recorded_by=f"request:{m.request_id}", request_id=m.request_id)
+    return {"withdrawn": withdrawn}
+
+
+# -- signed one-click links -------------------------------------------------------------------
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signature(tenant: Tenant, payload: str) -> str:
+    return _b64(hmac.new(tenant.keys.link_key, b"consent-link:" + payload.encode(),
+                         hashlib.sha256).digest())
+
+
+def sign(tenant: Tenant, claims: dict[str, Any]) -> str:
+    payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
+    return f"{payload}.{_signature(tenant, payload)}"
+
+
+class InvalidLink(OblioError):
+    """A link oblio did not sign as it is (cut, altered, made up)."""
+
+    code, status = "invalid_link", 400
+
+
+class ExpiredLink(OblioError):
+    code, status = "link_expired", 410
+
+
+def verify(token: str | None) -> tuple[Tenant, dict[str, Any]]:
+    """The tenant and claims of a token oblio signed; InvalidLink or ExpiredLink otherwise. The signature is
+    checked before any claim is trusted."""
+    invalid = InvalidLink("this link is not valid")
+    if not token or len(token) > 2000 or token.count(".") != 1:
+        raise invalid
+    payload, signature = token.split(".")
+    try:
+        claims = json.loads(_unb64(payload))
+        tenant = get_tenant(str(claims["t"]))
+    except (ValueError, KeyError, TypeError, binascii.Error, OblioError):
+        raise invalid from None
+    if not hmac.compare_digest(signature, _signature(tenant, payload)):
+        raise invalid
+    if not isinstance(claims.get("x"), int) or claims["x"] < clock.now().timestamp():
+        raise ExpiredLink("this link has expired")
+    return tenant, claims
+
+
+def link(principal: Principal, body: Any, base_url: str) -> tuple[int, dict[str, Any]]:
+    """`POST /v1/consents/links`: a signed one-click withdrawal URL for a subject and purpose,
+    for the tenant to put in its messages. The token holds HMACs, never the identity."""
+    tenant = get_tenant(principal.tenant_id)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object: {\"subject\": {\"email\": ...}, "
+                         "\"purpose\": \"newsletter\"}")
+    fields = validate(tenant, {**body, "status": "withdrawn",
+                               "channel": body.get("channel", "email")})
+    days = body.get("expires_in_days", DEFAULT_LINK_DAYS)
+    if not isinstance(days, int) or isinstance(days, bool) or \
+            not LINK_DAYS[0] <= days <= LINK_DAYS[1]:
+        raise Invalid("expires_in_days", f"expires_in_days must be a whole number from "
+                                         f"{LINK_DAYS[0]} to {LINK_DAYS[1]}")
+    ids = parse_subject(body.get("subject"), tenant.phone_region)
+    expires = clock.now() + timedelta(days=days)
+    token = sign(tenant, {"v": 1, "t": tenant.tenant_id, "k": subject_keys(tenant, ids),
+                          "r": tenant.keys.subject_ref(ids), "p": fields["purpose"],
+                          "c": fields["channel"], "x": int(expires.timestamp()),
+                          "n": secrets.token_hex(8)})
+    return 201, {"url": f"{base_url.rstrip('/')}/v1/public/unsubscribe?token={token}",
+                 "token": token, "purpose": fields["purpose"], "channel": fields["channel"],
+                 "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
+
+
+def _page(title: str, text: str) -> str:
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            "<meta name=\"robots\" content=\"noindex\">"
+            f"<title>{html.escape(title)}</title></head>"
+            "<body style=\"font-family: sans-serif; max-width: 32em; margin: 3em auto\">"
+            f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+
+
+def unsubscribe(token: str | None) -> tuple[int, str]:
+    """`GET /v1/public/unsubscribe?token=...`: withdraw the link's purpose, answer a small
+    page. A link not signed by oblio, or expired, changes nothing and says so. A second click
+    of the same link records nothing more."""
+    try:
+        tenant, claims = verify(token)
+    except ExpiredLink as exc:
+        return exc.status, _page("This link has expired",
+                                 "Nothing was changed. Use the link in a more recent "
+                                 "message, or contact the sender to withdraw your consent.")
+    except InvalidLink as exc:
+        return exc.status, _page("This link is not valid",
+                                 "Nothing was changed. The link may have been cut or altered: "
+                                 "copy the whole link from the message and try again.")
+    purpose, keys = str(claims["p"]), [str(k) for k in claims["k"]]
+    done = _page("You are unsubscribed", f"{tenant.name} will no longer use your data for "
+                                         f"{purpose}. You can close this page.")
+    refs = {k.split("#", 1)[0]: k.split("#", 1)[1] for k in keys}
+    if any(s["reason"] == "erasure" for s in suppression.lookup(tenant.tenant_id, refs)):
+        return 200, done  # the person was erased: nothing is kept about them, nothing to add
+    _connection()
+    states = ConsentModel.batch_get([(tenant.tenant_id, _state_sk(k, purpose)) for k in keys],
+                                    consistent_read=True)
+    for state in states:
+        proof = _plain(state.proof)
+        if state.status == "withdrawn" and (proof or {}).get("link_id") == claims["n"]:
+            return 200, done
+    append(tenant, keys, str(claims.get("r") or "") or None,
+           {"purpose": purpose, "status": "withdrawn", "channel": str(claims["c"]),
+            "source": LINK_SOURCE, "proof": {"link_id": str(claims["n"])}},
+           recorded_by=LINK_SOURCE)
+    logger.info("consent withdrawn through a link", extra={"tenant_id": tenant.tenant_id,
+                                                           "subject_ref": claims.get("r")})
+    return 200, done
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+def seed_demo(tenant_id: str, email: str) -> int:
+    """A named demo subject's consent history: a newsletter grant at sign-up, a marketing
+    grant, and a withdrawal of marketing through a link. Returns the events written."""
+    tenant = get_tenant(tenant_id)
+    ids = {"email": email}
+    keys, ref = subject_keys(tenant, ids), tenant.keys.subject_ref(ids)
+    history = [
+        ("newsletter", "granted", "web", "signup-form", "2025-03-02T09:14:00Z"),
+        ("marketing", "granted", "web", "signup-form", "2025-03-02T09:14:00Z"),
+        ("marketing", "withdrawn", "email", LINK_SOURCE, "2026-06-11T18:40:00Z"),
+    ]
+    for purpose, status, channel, source, at in history:
+        append(tenant, keys, ref, {"purpose": purpose, "status": status, "channel": channel,
+                                   "source": source, "policy_version": "2025-01",
+                                   "at": _parse_at(at)}, recorded_by="demo", emit=False)
+    return len(history)
+
+
+def load_state(tenant_id: str, key: str, purpose: str) -> ConsentModel | None:
+    """One ledger key's state of a purpose (tests, tools)."""
+    try:
+        return ConsentModel.get(tenant_id, _state_sk(key, purpose), consistent_read=True)
+    except DoesNotExist:
+        return None

@@ -1,0 +1,300 @@
+"""The consent ledger and self-service requests in-process: the ledger's layout and its
+state kept in step, signed links, reads that do not grow with the ledger, erasure, the rate
+limit and the one-time code's attempts."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from oblio import aws, clock, consent, selfservice, tenants
+from oblio.errors import Conflict, Invalid, OblioError
+
+pytestmark = pytest.mark.usefixtures("module_aws", "cheap_transactions")
+
+
+@pytest.fixture(scope="module", autouse=False)
+def cheap_transactions():
+    """moto copies whole tables for each transaction; the local shim copies what it names."""
+    from infra.local import moto_transactions
+
+    moto_transactions.install()
+    yield
+    moto_transactions.uninstall()
+
+
+@pytest.fixture
+def t(tenant: str) -> tenants.Tenant:
+    return tenants.create_tenant(tenant, f"Tenant {tenant}",
+                                 settings={"default_phone_region": "IT"})
+
+
+def _record(t: tenants.Tenant, ids: dict[str, str], purpose: str = "newsletter",
+            status: str = "granted", **extra: Any) -> dict[str, Any]:
+    fields = consent.validate(t, {"purpose": purpose, "channel": "web", "status": status,
+                                  **extra})
+    return consent.append(t, consent.subject_keys(t, ids), t.keys.subject_ref(ids), fields,
+                          recorded_by="key_test", emit=False)
+
+
+ANNA = {"email": "anna@example.com"}
+
+
+def test_grants_and_withdrawals_keep_the_state_in_step_with_the_newest_event(t):
+    a = _record(t, ANNA)
+    b = _record(t, ANNA, source="preference-centre")
+    c = _record(t, ANNA, status="withdrawn")
+    assert (a["state_changed"], b["state_changed"], c["state_changed"]) == (True, False, True)
+    assert c["previous_status"] == "granted"
+    got = consent.ledger(t, ANNA)
+    assert [e["event_id"] for e in got["history"]] == [a["event_id"], b["event_id"],
+                                                       c["event_id"]]
+    assert got["state"]["newsletter"]["status"] == "withdrawn"
+    assert got["state"]["newsletter"]["event_id"] == c["event_id"]
+    assert set(got["state"]) == {"marketing", "newsletter", "analytics", "profiling"}
+
+
+def test_an_older_event_imported_later_does_not_move_the_state(t):
+    _record(t, ANNA, purpose="analytics")
+    old = _record(t, ANNA, purpose="analytics", status="withdrawn",
+                  at="2024-01-01T00:00:00+00:00")
+    assert old["state_changed"] is False and old["current_status"] == "granted"
+    got = consent.ledger(t, ANNA)
+    assert got["state"]["analytics"]["status"] == "granted"
+    assert [e["status"] for e in got["history"]] == ["withdrawn", "granted"]
+
+
+def test_an_event_naming_two_identities_is_found_by_either(t):
+    both = {"email": "bruno@example.com", "phone": "+393331112233"}
+    _record(t, both, purpose="marketing")
+    by_phone = consent.ledger(t, {"phone": "+393331112233"})
+    assert by_phone["state"]["marketing"]["status"] == "granted"
+    assert len(consent.ledger(t, both)["history"]) == 1  # the copies are one event
+
+
+def test_the_ledger_keeps_hmacs_never_identities_or_addresses(t):
+    from oblio.models import ConsentModel
+
+    _record(t, ANNA, proof={"submission_id": "f-1", "ip_address": "203.0.113.9"})
+    raw = str([m.attribute_values for m in ConsentModel.query(t.tenant_id)])
+    assert "anna@example.com" not in raw and "203.0.113.9" not in raw
+    assert t.keys.hmac("ip", "203.0.113.9") in raw
+
+
+@pytest.mark.parametrize("body, field, code", [
+    ({"purpose": "astrology"}, "purpose", "unknown_purpose"),
+    ({"channel": "fax"}, "channel", "unknown_channel"),
+    ({"status": "perhaps"}, "status", "invalid_field"),
+    ({"notice_hash": "abc"}, "notice_hash", "invalid_field"),
+    ({"proof": {"ip_address": "not an ip"}}, "proof.ip_address", "invalid_field"),
+    ({"proof": {"name": "Anna"}}, "proof.name", "invalid_field"),
+    ({"at": "yesterday"}, "at", "invalid_field"),
+])
+def test_bad_consent_fields_are_422_naming_the_field(t, body, field, code):
+    with pytest.raises(Invalid) as err:
+        consent.validate(t, {"purpose": "newsletter", "channel": "web", "status": "granted",
+                             **body})
+    assert err.value.field == field and err.value.code == code
+
+
+def test_the_purposes_setting_is_validated_and_used(t):
+    with pytest.raises(Invalid) as err:
+        tenants.update_settings(t.tenant_id, {"settings": {"purposes": ["Bad Name"]}})
+    assert err.value.field == "settings.purposes"
+    with pytest.raises(Invalid):
+        tenants.update_settings(t.tenant_id, {"settings": {"purposes": ["a", "a"]}})
+    t2 = tenants.update_settings(t.tenant_id, {"settings": {"purposes": ["surveys"]}})
+    assert consent.validate(t2, {"purpose": "surveys", "channel": "web",
+                                 "status": "granted"})["purpose"] == "surveys"
+
+
+def test_reading_one_subject_costs_the_same_however_large_the_ledger(t):
+    def calls() -> int:
+        with aws.counting() as io:
+            consent.ledger(t, ANNA)
+        return sum(v for k, v in io.calls.items() if k.startswith("dynamodb."))
+
+    _record(t, ANNA)
+    alone = calls()
+    for i in range(150):
+        _record(t, {"email": f"other{i}@example.com"}, purpose="marketing")
+    assert calls() == alone == 1
+
+
+def test_a_cancelled_transaction_writes_nothing(t):
+    from pynamodb.exceptions import TransactWriteError
+    from pynamodb.transactions import TransactWrite
+
+    from oblio.models import ConsentModel
+
+    _record(t, ANNA)
+    state = next(m for m in ConsentModel.query(t.tenant_id) if "#s#" in m.sk)
+    fresh = ConsentModel(tenant_id=t.tenant_id, sk="email#x#e#new", event_id="e", order="o",
+                         purpose="p", status="granted", channel="web", at="a")
+    changed = ConsentModel(**{**state.attribute_values, "status": "withdrawn"})
+    with pytest.raises(TransactWriteError), \
+            TransactWrite(connection=consent._connection()) as tx:
+        tx.save(fresh, condition=ConsentModel.sk.does_not_exist())
+        tx.save(changed)
+        tx.save(ConsentModel(tenant_id=t.tenant_id, sk="email#y#s#p", event_id="e",
+                             order="o", purpose="p", status="x", channel="c", at="a"),
+                condition=ConsentModel.sk.exists())  # it does not: all is cancelled
+    assert not list(ConsentModel.query(t.tenant_id, ConsentModel.sk == "email#x#e#new"))
+    assert consent.ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"
+
+
+def test_erasing_a_subject_removes_its_records_only(t):
+    _record(t, ANNA)
+    _record(t, ANNA, purpose="marketing", status="withdrawn")
+    _record(t, {"email": "carla@example.com"})
+    refs = {"email": [t.keys.hmac("email", "anna@example.com")]}
+    assert consent.erase_subject(t.tenant_id, refs) == 4  # two events, two states
+    assert consent.ledger(t, ANNA)["history"] == []
+    assert consent.erase_subject(t.tenant_id, refs) == 0
+    assert len(consent.ledger(t, {"email": "carla@example.com"})["history"]) == 1
+
+
+def _token(t: tenants.Tenant, days: int = 30) -> str:
+    from oblio.tenants import Principal
+
+    p = Principal(t.tenant_id, "key_test", frozenset({"consent:write"}), False)
+    return consent.link(p, {"subject": ANNA, "purpose": "newsletter",
+                            "expires_in_days": days}, "https://x")[1]["token"]
+
+
+def test_a_signed_link_withdraws_once_and_a_forged_one_changes_nothing(t, tenant):
+    from oblio.settings import get_settings
+
+    aws.client("events").create_event_bus(Name=get_settings().event_bus)
+    _record(t, ANNA)
+    token = _token(t)
+    payload, sig = token.split(".")
+    other = tenants.create_tenant(f"{tenant}-b", "B")
+    forged_for_other = consent.sign(other, {"t": t.tenant_id, "x": 2**40})
+    for bad in (f"{payload}.{sig[:-1]}A" if sig[-1] != "A" else f"{payload}.{sig[:-1]}B",
+                forged_for_other, "", None, "a.b.c", "%%%.%%%"):
+        status, page = consent.unsubscribe(bad)
+        assert status == 400 and "Nothing was changed" in page
+    assert consent.ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"
+    status, page = consent.unsubscribe(token)
+    assert status == 200 and "unsubscribed" in page
+    assert consent.unsubscribe(token)[0] == 200  # a second click records nothing more
+    history = consent.ledger(t, ANNA)["history"]
+    assert [e["status"] for e in history] == ["granted", "withdrawn"]
+
+
+def test_an_expired_link_changes_nothing(t):
+    _record(t, ANNA)
+    token = _token(t, days=1)
+    clock.advance(timedelta(days=2))
+    try:
+        status, page = consent.unsubscribe(token)
+    finally:
+        clock.advance(timedelta(days=-2))
+    assert status == 410 and "expired" in page
+    assert len(consent.ledger(t, ANNA)["history"]) == 1
+
+
+# -- self-service -------------------------------------------------------------------------------
+
+def test_public_slugs_are_unique_and_freed_when_changed(t, tenant):
+    tenants.update_settings(t.tenant_id, {"settings": {"public_slug": f"{tenant}-page"}})
+    assert selfservice.resolve(f"{tenant}-page").tenant_id == t.tenant_id
+    other = tenants.create_tenant(f"{tenant}-x", "X")
+    with pytest.raises(Conflict):
+        tenants.update_settings(other.tenant_id, {"settings": {"public_slug": f"{tenant}-page"}})
+    tenants.update_settings(t.tenant_id, {"settings": {"public_slug": f"{tenant}-new"}})
+    tenants.update_settings(other.tenant_id, {"settings": {"public_slug": f"{tenant}-page"}})
+    assert selfservice.resolve(f"{tenant}-page").tenant_id == other.tenant_id
+    with pytest.raises(Invalid):
+        tenants.update_settings(t.tenant_id, {"settings": {"public_slug": "-bad-"}})
+
+
+def test_the_rate_limit_counts_per_address_in_one_window(t):
+    t = tenants.update_settings(t.tenant_id, {"settings": {"public_requests_per_hour": 2}})
+    selfservice.limit(t, "198.51.100.1")
+    selfservice.limit(t, "198.51.100.1")
+    with pytest.raises(selfservice.RateLimited) as err:
+        selfservice.limit(t, "198.51.100.1")
+    assert err.value.status == 429 and err.value.details["retry_after_seconds"] > 0
+    selfservice.limit(t, "198.51.100.2")  # another address has its own count
+
+
+@pytest.fixture
+def page(t, tenant) -> tenants.Tenant:
+    from oblio.settings import get_settings
+
+    aws.client("ses").verify_email_identity(EmailAddress=get_settings().ses_sender)
+    return tenants.update_settings(t.tenant_id, {"settings": {
+        "public_slug": f"{tenant}-p", "selfservice_requires_approval": True,
+        "selfservice_due_pauses_until_verified": True}})
+
+
+def _sent_code(address: str) -> str:
+    import re
+
+    from moto.ses.models import ses_backends
+
+    from oblio.settings import get_settings
+
+    s = get_settings()
+    body = [m for m in ses_backends[s.account_id][s.region].sent_messages
+            if address in m.destinations["ToAddresses"]][-1].body
+    found = re.search(r"\b(\d{6})\b", body)
+    assert found
+    return found.group(1)
+
+
+def test_wrong_codes_are_counted_and_the_last_one_cancels(page):
+    from oblio import requests as reqs
+
+    _, answer = selfservice.create({"tenant": page.settings["public_slug"], "type": "erasure",
+                                    "subject": {"email": "dora@example.com"}}, "192.0.2.1")
+    rid = answer["request_id"]
+    code = _sent_code("dora@example.com")
+    wrong = f"{(int(code) + 1) % 10**6:06d}"
+    lefts = []
+    for _ in range(3):
+        with pytest.raises(OblioError) as err:
+            selfservice.verify(rid, {"tenant": page.settings["public_slug"], "code": wrong})
+        lefts.append(err.value.details["attempts_left"])
+    assert lefts == [2, 1, 0]
+    m = reqs.load(page.tenant_id, rid)
+    assert m.status == "cancelled" and m.identities_enc is None
+    with pytest.raises(Conflict):
+        selfservice.verify(rid, {"tenant": page.settings["public_slug"], "code": code})
+
+
+def test_a_verified_request_waits_for_approval_and_its_due_date_pauses(page):
+    from oblio import requests as reqs
+
+    _, answer = selfservice.create({"tenant": page.settings["public_slug"], "type": "access",
+                                    "subject": {"email": "emil@example.com"}}, "192.0.2.2")
+    rid = answer["request_id"]
+    due = clock.parse(answer["due_at"])
+    clock.advance(timedelta(minutes=10))  # the code lives 15
+    try:
+        _, done = selfservice.verify(rid, {"tenant": page.settings["public_slug"],
+                                           "code": _sent_code("emil@example.com")})
+    finally:
+        clock.advance(timedelta(minutes=-10))
+    assert done["status"] == "awaiting_approval"
+    m = reqs.load(page.tenant_id, rid)
+    assert clock.parse(m.due_at or "") - due >= timedelta(minutes=10)
+    assert [e["event"] for e in reqs.to_json(m)["timeline"]][-1] == "verified"
+
+
+def test_a_code_past_its_time_cancels_the_request(page):
+    from oblio.errors import Gone
+
+    _, answer = selfservice.create({"tenant": page.settings["public_slug"], "type": "access",
+                                    "subject": {"email": "fred@example.com"}}, "192.0.2.3")
+    clock.advance(timedelta(hours=1))
+    try:
+        with pytest.raises(Gone):
+            selfservice.verify(answer["request_id"], {"tenant": page.settings["public_slug"],
+                                                      "code": _sent_code("fred@example.com")})
+    finally:
+        clock.advance(timedelta(hours=-1))
