@@ -43,13 +43,23 @@ def _candidates(table: Table, attr: str, value: Any) -> list[Any]:
         version = _versions[table.name]
         hit = _cache.get(key)
         if hit is None or hit[0] != version:
+            hit = _cache[key] = (version, _groups(table, attr))
+    return hit[1].get(value, [])
+
+
+def _groups(table: Table, attr: str) -> dict[Any, list[Any]]:
+    # moto's server writes from other threads without this lock: a table that changes while
+    # it is read raises, and is read again (the version bump after that write follows)
+    while True:
+        try:
             groups: dict[Any, list[Any]] = defaultdict(list)
-            for item in _orig_all_items(table):
+            for item in list(_orig_all_items(table)):
                 v = item.attrs.get(attr)
                 if v is not None:
                     groups[v].append(item)
-            hit = _cache[key] = (version, groups)
-    return hit[1].get(value, [])
+            return groups
+        except RuntimeError:
+            continue
 
 
 def _all_items(self: Table) -> Any:
@@ -71,6 +81,19 @@ def _query(self: Table, hash_key: Any, range_comparison: str | None, range_objs:
             ranges = [self.range_key_attr] if self.range_key_attr else []
         if len(ranges) == 1:
             _local.override = (self, _candidates(self, ranges[0], range_objs[0]))
+            try:
+                return _orig_query(self, hash_key, range_comparison, range_objs, *args,
+                                   **kwargs)
+            finally:
+                _local.override = None
+    if index_name:
+        # any other condition on an index whose partition is not the tenant (the retention
+        # sweep index, `<tenant>#<month>`): the items of that partition only
+        index = {i.name: i for i in self.all_indexes()}.get(index_name)
+        hashes = [k["AttributeName"] for k in (index.schema if index else [])
+                  if k["KeyType"] == "HASH"]
+        if len(hashes) == 1 and hashes[0] != "tenant_id" and hash_key is not None:
+            _local.override = (self, _candidates(self, hashes[0], hash_key))
             try:
                 return _orig_query(self, hash_key, range_comparison, range_objs, *args,
                                    **kwargs)
@@ -100,6 +123,12 @@ def _writer(name: str) -> Any:
 
 
 def install() -> None:
+    """Both local shims: this equality index and the transaction backup of only the items a
+    transaction names (moto_transactions), without which each TransactWriteItems deep-copies
+    whole tables and fails when another thread writes meanwhile."""
+    from infra.local import moto_transactions
+
+    moto_transactions.install()
     Table.all_items = _all_items  # type: ignore[method-assign]
     Table.query = _query  # type: ignore[method-assign]
     for name in ("put_item", "update_item", "delete_item", "transact_write_items",
@@ -108,6 +137,9 @@ def install() -> None:
 
 
 def uninstall() -> None:
+    from infra.local import moto_transactions
+
+    moto_transactions.uninstall()
     Table.all_items = _orig_all_items  # type: ignore[method-assign]
     Table.query = _orig_query  # type: ignore[method-assign]
     for name, original in _patched.items():

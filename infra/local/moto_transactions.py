@@ -76,7 +76,7 @@ def install() -> None:
         if _original is not None:
             return
         _original = DynamoDBBackend.transact_write_items
-        _models.copy = _shim  # type: ignore[assignment]
+        _models.copy = _shim  # type: ignore[assignment,attr-defined]
         DynamoDBBackend.transact_write_items = _transact  # type: ignore[method-assign]
 
 

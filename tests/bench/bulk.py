@@ -23,6 +23,8 @@ import requests as http
 
 from tests.bench.harness import emit, run_module, run_sizes
 
+PROBE = 500  # subjects in the chunk whose worker's memory is measured (bulk.CHUNK)
+
 
 def _wait(api: Any, job_id: str) -> dict[str, Any]:
     while True:
@@ -46,9 +48,10 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
         from tests.client import Api
 
         dm = datamap.current()
-        demo.seed(dm, ["demo"], subjects + singles, writer=_direct_writer())
+        # the bulk file's subjects, the single erasures', and a probe chunk's
+        demo.seed(dm, ["demo"], subjects + singles + PROBE, writer=_direct_writer())
         api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
-        emails = [f"contact{i:07d}@demo.example.org" for i in range(subjects + singles)]
+        emails = [f"contact{i:07d}@demo.example.org" for i in range(subjects + singles + PROBE)]
         job = api.post("/v1/bulk-erasures", {}).json()
         t = time.monotonic()
         http.put(job["upload_url"], timeout=60,
@@ -59,35 +62,32 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
         raw = BulkJobModel.get("demo", job["job_id"]).io
         io = {k: int(v) for k, v in (raw.as_dict() if raw is not None else {}).items()}
         t = time.monotonic()
-        for email in emails[subjects:]:
+        for email in emails[subjects:subjects + singles]:
             assert api.erase({"email": email}, timeout=600)["status"] == "completed"
         single_s = time.monotonic() - t
-        # one chunk worker's memory, measured on a chunk of 500 more subjects
-        demo.seed_subject(dm, "demo", "probe@example.com")
+        # one chunk worker's memory, measured on a chunk of PROBE more subjects
         return {"subjects": subjects, "bulk_s": bulk_s, "singles": singles,
-                "single_s": single_s, "io": io, "chunk_peak_mb": _chunk_peak(dm, bulk)}
+                "single_s": single_s, "io": io,
+                "chunk_peak_mb": _chunk_peak(bulk, emails[subjects + singles:])}
     finally:
         stack.stop()
 
 
-def _chunk_peak(dm: Any, bulk: Any) -> float:
-    from infra.local import demo
+def _chunk_peak(bulk: Any, emails: list[str]) -> float:
     from oblio import clock
     from oblio.models import BulkJobModel
     from oblio.store import objects
 
-    rows = []
-    for i in range(500):
-        email = f"chunk.probe.{i}@example.com"
-        demo.seed_subject(dm, "demo", email)
-        rows.append({"line": i + 2, "identities": {"email": email}, "dry_run": False})
+    rows = [{"line": i + 2, "identities": {"email": e}, "dry_run": False}
+            for i, e in enumerate(emails)]
     BulkJobModel(tenant_id="demo", job_id="PROBE", status="running", created_at=clock.iso(),
                  io={}).save()
     objects.put_json("work/demo/bulk/PROBE/chunks/000000.json", rows)
     tracemalloc.start()
-    bulk.erase_chunk("demo", "PROBE", "work/demo/bulk/PROBE/chunks/000000.json")
+    out = bulk.erase_chunk("demo", "PROBE", "work/demo/bulk/PROBE/chunks/000000.json")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
+    assert out["erased"] == len(rows), out
     return peak / 1e6
 
 

@@ -167,3 +167,54 @@ def test_bulk_jobs_need_the_erase_scope(api, stack):
                  api.post("/v1/keys", {"scopes": ["dsr:read"]}).json()["api_key"])
     assert reader.post("/v1/bulk-erasures", {}).status_code == 403
     assert api.get("/v1/bulk-erasures/01NOTAJOB").status_code == 404
+
+
+def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(api, dm, monkeypatch):
+    """The first attempt erases every line's items and certifies one line, then fails; the
+    retry finds nothing left to erase but reports every line as erased, once each."""
+    from infra.local import demo
+    from oblio import bulk, clock
+    from oblio import requests as reqs
+    from oblio.errors import TransientError
+    from oblio.models import BulkJobModel, RequestModel
+    from oblio.store import objects
+
+    emails = [f"chunk.retry.{i}@example.net" for i in range(3)]
+    for email in emails:
+        demo.seed_subject(dm, "demo", email)
+    job_id = f"RETRY{time.time_ns()}"
+    BulkJobModel(tenant_id="demo", job_id=job_id, status="running", created_at=clock.iso(),
+                 io={}).save()
+    chunk = f"work/demo/bulk/{job_id}/chunks/000000.json"
+    objects.put_json(chunk, [{"line": i + 2, "identities": {"email": e}, "dry_run": False}
+                             for i, e in enumerate(emails)])
+    record, calls = reqs.record_bulk_erasure, []
+
+    def fail_on_the_second(*args: Any, **kwargs: Any) -> str:
+        calls.append(1)
+        if len(calls) == 2:
+            raise TransientError("the chunk worker died")
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(reqs, "record_bulk_erasure", fail_on_the_second)
+    try:
+        bulk.erase_chunk("demo", job_id, chunk)
+        raise AssertionError("the first attempt should have failed")
+    except TransientError:
+        pass
+    assert all(api.get("/v1/subjects", email=e).json()["total"] == 0 for e in emails)
+    monkeypatch.setattr(reqs, "record_bulk_erasure", record)
+
+    out = bulk.erase_chunk("demo", job_id, chunk)
+
+    assert (out["erased"], out["not_found"], out["failed"]) == (3, 0, 0), out
+    job = BulkJobModel.get("demo", job_id)
+    assert (int(job.erased), int(job.not_found or 0)) == (3, 0)
+    parts = objects.get_json(f"work/demo/bulk/{job_id}/report/000000.json")
+    assert [p["outcome"] for p in parts] == ["erased"] * 3
+    assert all(p["matched"] > 0 for p in parts)
+    records = [r for r in RequestModel.query("demo", RequestModel.sk.startswith("req#"),
+                                             filter_condition=RequestModel.requested_by ==
+                                             f"bulk:{job_id}")]
+    assert len(records) == 3 and all(r.result["certificate"] for r in records)
+    assert bulk.erase_chunk("demo", job_id, chunk)["skipped"] is True

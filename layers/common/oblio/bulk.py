@@ -319,7 +319,12 @@ def _map_input(job: BulkJobModel, work: str) -> dict[str, Any]:
 # -- erasure of one chunk ----------------------------------------------------------------------
 
 def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
-    """Erase a chunk's subjects, batched across the chunk; a chunk done is not done again."""
+    """Erase a chunk's subjects, batched across the chunk; a chunk done is not done again.
+
+    The chunk's plan (per line: the keys and files found, the identities' HMACs, the request
+    id to record) is saved before anything is erased, so that a retry of a half-done chunk
+    erases what is left of the same plan and reports each line as the first attempt would
+    have, instead of finding nothing and calling everyone not found."""
     job = load(tenant_id, job_id)
     if chunk_key in (job.chunks_done or set()):
         return {"chunk": chunk_key, "skipped": True}
@@ -327,23 +332,28 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     tenant = get_tenant(tenant_id)
     rows: list[dict[str, Any]] = objects.get_json(chunk_key)
     marker = f"bulk:{job_id}"
+    plan_key = f"{_work(tenant_id, job_id)}plans/{chunk_key.rsplit('/', 1)[1]}"
     outcomes: list[dict[str, Any]] = []
-    todo: list[tuple[dict[str, Any], planner.Footprint]] = []
     with aws.counting() as io_:
-        for row in rows:
-            fp = planner.walk(dm, tenant_id, row["identities"])
+        plans: list[dict[str, Any]] | None = objects.get_json(plan_key) \
+            if objects.exists(plan_key) else None
+        if plans is None:
+            plans = [_plan_line(dm, tenant, row) for row in rows]
+            objects.put_json(plan_key, plans)
+        todo: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for row, plan in zip(rows, plans, strict=True):
             ref = tenant.keys.subject_ref(row["identities"])
-            if not fp.total:
+            if not plan["matched"]:
                 outcomes.append({"line": row["line"], "outcome": "not_found",
                                  "subject_ref": ref})
             elif job.dry_run or row.get("dry_run"):
                 outcomes.append({"line": row["line"], "outcome": "would_erase",
-                                 "subject_ref": ref, "matched": fp.total})
+                                 "subject_ref": ref, "matched": plan["matched"]})
             else:
-                todo.append((row, fp))
-        left = _erase_merged(dm, tenant, todo, marker)
-    for row, fp in todo:
-        outcomes.append(_certify(dm, tenant, job, row, fp, left, marker))
+                todo.append((row, plan))
+        left = _erase_merged(dm, tenant, [p for _, p in todo], marker)
+    for row, plan in todo:
+        outcomes.append(_certify(dm, tenant, job, row, plan, left))
     outcomes.sort(key=lambda o: int(o["line"]))
     part = f"{_work(tenant_id, job_id)}report/{chunk_key.rsplit('/', 1)[1]}"
     objects.put_json(part, outcomes)
@@ -362,8 +372,21 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     return {"chunk": chunk_key, **counts}
 
 
-def _erase_merged(dm: datamap.DataMap, tenant: Tenant,
-                  todo: list[tuple[dict[str, Any], planner.Footprint]],
+def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict[str, Any]:
+    """What one line will erase, kept without personal values: item keys and file keys per
+    table, the HMACs of the identities named and found (for the suppression list), and the id
+    of the request record that will certify it."""
+    fp = planner.walk(dm, tenant.tenant_id, row["identities"])
+    tables = {name: {"keys": [planner.key_of(dm.tables[name], i) for i in items],
+                     "files": [list(r) for r in planner.s3_refs(dm, dm.tables[name], items)]}
+              for name, items in fp.items.items() if items}
+    return {"line": row["line"], "matched": fp.total, "tables": tables,
+            "refs": planner.identity_refs(dm, tenant.keys, fp, row["identities"],
+                                          tenant.phone_region) if fp.total else {},
+            "request_id": str(ULID())}
+
+
+def _erase_merged(dm: datamap.DataMap, tenant: Tenant, plans: list[dict[str, Any]],
                   marker: str) -> set[tuple[str, tuple[Any, ...]]]:
     """Apply the erasure to every table once for all the chunk's subjects, then read back;
     returns the (table, key) of items that are not as they should be."""
@@ -371,13 +394,14 @@ def _erase_merged(dm: datamap.DataMap, tenant: Tenant,
     for name in dm.order:
         t = dm.tables[name]
         keys, refs, seen = [], [], set()
-        for _, fp in todo:
-            for item in fp.items.get(name, []):
-                k = tuple(item[a] for a in t.key.names)
+        for plan in plans:
+            planned = plan["tables"].get(name, {"keys": [], "files": []})
+            for key in planned["keys"]:
+                k = tuple(key[a] for a in t.key.names)
                 if k not in seen:
                     seen.add(k)
-                    keys.append(planner.key_of(t, item))
-            refs += planner.s3_refs(dm, t, fp.items.get(name, []))
+                    keys.append(key)
+            refs += [tuple(r) for r in planned["files"]]
         if not keys:
             continue
         unit = engine.Unit(tenant.tenant_id, name)
@@ -391,29 +415,28 @@ def _erase_merged(dm: datamap.DataMap, tenant: Tenant,
 
 
 def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[str, Any],
-             fp: planner.Footprint, left: set[tuple[str, tuple[Any, ...]]],
-             marker: str) -> dict[str, Any]:
+             plan: dict[str, Any], left: set[tuple[str, tuple[Any, ...]]]) -> dict[str, Any]:
     """The same evidence as a single erasure: a request record with its certificate, an
-    audit entry, suppression entries, a SubjectErased event."""
+    audit entry, suppression entries, a SubjectErased event (once per line, retries too)."""
     ids = row["identities"]
     again = planner.walk(dm, tenant.tenant_id, ids)
-    mine = {(name, tuple(i[a] for a in dm.tables[name].key.names))
-            for name, items in fp.items.items() for i in items}
-    remaining = {n: 1 for n, k in left if (n, k) in mine} | \
+    planned = {name: plan["tables"].get(name, {"keys": [], "files": []}) for name in dm.order}
+    mine = {(name, tuple(k[a] for a in dm.tables[name].key.names))
+            for name, p in planned.items() for k in p["keys"]}
+    remaining = {n: 1 for n, k in left if (n, k) in mine or (k == ("files",) and
+                                                            planned[n]["files"])} | \
         {n: len(i) for n, i in again.items.items() if i}
     tables: dict[str, dict[str, int]] = {}
-    for name in dm.order:
-        items = fp.items.get(name, [])
+    for name, p in planned.items():
         mode = engine.mode(dm.tables[name], "erase")
-        tables[name] = {"matched": len(items),
-                        "deleted": len(items) if mode == "delete" else 0,
-                        "anonymised": len(items) if mode == "anonymise" else 0,
-                        "updated": 0, "kept": 0,
-                        "files_deleted": len(planner.s3_refs(dm, dm.tables[name], items))}
-    verification = {"passed": not remaining, "items_checked": fp.total,
+        n = len(p["keys"])
+        tables[name] = {"matched": n, "deleted": n if mode == "delete" else 0,
+                        "anonymised": n if mode == "anonymise" else 0, "updated": 0,
+                        "kept": 0, "files_deleted": len(p["files"])}
+    verification = {"passed": not remaining, "items_checked": plan["matched"],
                     "remaining": remaining, "at": clock.iso()}
-    refs = planner.identity_refs(dm, tenant.keys, fp, ids, tenant.phone_region)
-    request_id = reqs.record_bulk_erasure(tenant, ids, job.job_id, tables, verification, refs)
+    request_id = reqs.record_bulk_erasure(tenant, ids, job.job_id, tables, verification,
+                                          plan["refs"], request_id=plan["request_id"])
     if not verification["passed"]:
         return {"line": row["line"], "outcome": "failed", "subject_ref":
                 tenant.keys.subject_ref(ids), "request_id": request_id,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from decimal import Decimal
 from typing import Any
 
 from oblio import aws
@@ -53,9 +54,16 @@ def _work_bucket() -> str:
     return get_settings().bucket("work")
 
 
+def _number(value: Any) -> Any:
+    """DynamoDB numbers stay numbers in manifests (a key written as text would miss its item)."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    return str(value)
+
+
 def put_json(key: str, data: Any) -> None:
     aws.client("s3").put_object(Bucket=_work_bucket(), Key=key,
-                                Body=json.dumps(data, default=str).encode(),
+                                Body=json.dumps(data, default=_number).encode(),
                                 ServerSideEncryption="aws:kms",
                                 SSEKMSKeyId=get_settings().kms_alias,
                                 ContentType="application/json")
@@ -63,7 +71,9 @@ def put_json(key: str, data: Any) -> None:
 
 def get_json(key: str) -> Any:
     body = aws.client("s3").get_object(Bucket=_work_bucket(), Key=key)["Body"].read()
-    return json.loads(body)
+    # numbers come back as DynamoDB wants them (int or Decimal, never float): a numeric key
+    # read from a manifest must address the same item
+    return json.loads(body, parse_float=Decimal)
 
 
 def exists(key: str) -> bool:
