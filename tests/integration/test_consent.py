@@ -75,8 +75,20 @@ def test_grant_second_grant_and_one_click_withdrawal_leave_an_ordered_history_wi
     assert len(changed) == 3
     assert all(e["detail"]["subject_ref"] == body["subject_ref"] for e in changed)
     assert email not in str(changed)
-    # the search shows the current consents
-    assert api.get("/v1/subjects", email=email).json()["consents"]["newsletter"] == "withdrawn"
+    # the search shows the current consents and the same history
+    found = api.get("/v1/subjects", email=email).json()
+    assert found["consents"]["newsletter"] == "withdrawn"
+    assert found["consent_history"] == history
+    # RFC 8058 one-click from a mail client: a POST to the same link; already withdrawn, so
+    # nothing more is recorded
+    assert http.post(url, data="List-Unsubscribe=One-Click", timeout=30).status_code == 200
+    assert len(api.get("/v1/consents", email=email).json()["history"]) == 3
+    # append-only: the API offers no way to change or remove an event
+    for method in ("PUT", "PATCH", "DELETE"):
+        r = http.request(method, api.base + "/v1/consents", params={"email": email},
+                         headers={"Authorization": f"Bearer {api.key}"}, timeout=30)
+        assert r.status_code in (403, 404, 405), (method, r.status_code)
+    assert api.get("/v1/consents", email=email).json()["history"] == history
 
 
 def test_tampered_or_expired_link_changes_nothing(api, subject):
@@ -102,6 +114,19 @@ def test_tampered_or_expired_link_changes_nothing(api, subject):
     body = api.get("/v1/consents", email=email).json()
     assert body["state"]["marketing"]["status"] == "granted"
     assert len(body["history"]) == 1
+
+
+def test_a_mail_clients_one_click_post_withdraws(api, subject):
+    email = subject["email"]
+    assert grant(api, email, purpose="analytics").status_code == 201
+    url = api.post("/v1/consents/links", {"subject": {"email": email},
+                                          "purpose": "analytics"}).json()["url"]
+    r = http.post(url, data="List-Unsubscribe=One-Click", timeout=30,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 200 and "unsubscribed" in r.text
+    body = api.get("/v1/consents", email=email).json()
+    assert body["state"]["analytics"]["status"] == "withdrawn"
+    assert [e["source"] for e in body["history"]] == ["api", "one-click link"]
 
 
 def test_unknown_purpose_or_channel_is_422_naming_it(api, subject):

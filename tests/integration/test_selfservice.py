@@ -85,6 +85,54 @@ def test_self_service_erasure_waits_for_its_code_then_runs(api, anon, subject):
         "not_awaiting_verification"
 
 
+def test_a_self_service_access_export_reaches_the_person_through_a_signed_link(
+        api, anon, subject):
+    import io
+    import zipfile
+    from datetime import timedelta
+
+    from oblio import clock
+
+    email = subject["email"]
+    rid = file(anon, {"email": email}, type_="access").json()["request_id"]
+    assert verify(anon, rid, code_in(mails_to(email)[-1])).json()["status"] == "queued"
+    done = api.wait(rid)
+    assert done["status"] == "completed", done
+    assert done["result"]["notified"] is True
+    ready = mails_to(email)[-1]
+    assert rid in ready.body and "ready" in ready.subject
+    link = re.search(r"(http\S+/v1/public/requests/\S+/download\?token=\S+)", ready.body)
+    assert link, ready.body
+    url = link.group(1)
+    assert email not in url and "%40" not in url  # the link names the request, not the person
+    r = http.get(url, allow_redirects=False, timeout=30)  # no key: the signature is enough
+    assert r.status_code == 302, r.text
+    archive = http.get(r.headers["Location"], timeout=30)
+    z = zipfile.ZipFile(io.BytesIO(archive.content))
+    profile = json.loads(z.read("subject.json"))["tables"]["contacts"]["items"][0]
+    assert profile["email"] == email
+    # a link altered, one made for another request, or a consent link: refused, nothing given
+    other = file(anon, {"email": email}, type_="objection").json()["request_id"]
+    consent_token = api.post("/v1/consents/links", {"subject": {"email": email},
+                                                    "purpose": "newsletter"}).json()["token"]
+    base = url.split("/v1/")[0]
+    for bad in (f"{url[:-3]}AAA", url.replace(rid, other),
+                f"{base}/v1/public/requests/{rid}/download?token={consent_token}",
+                f"{base}/v1/public/requests/{rid}/download"):
+        r = http.get(bad, allow_redirects=False, timeout=30)
+        assert r.status_code == 400 and "not valid" in r.text, bad
+    # once the archive has expired the link says so
+    clock.advance(timedelta(days=15))
+    try:
+        r = http.get(url, allow_redirects=False, timeout=30)
+    finally:
+        clock.reset()
+    assert r.status_code == 410 and "expired" in r.text
+    actors = {e["actor"] for e in api.get("/v1/audit", limit=30).json()["items"]
+              if e["request_id"] == rid and e["action"] == "export_downloaded"}
+    assert actors == {"self-service"}
+
+
 def test_a_wrong_code_three_times_cancels_the_request(api, anon, subject):
     email = subject["email"]
     rid = file(anon, {"email": email}).json()["request_id"]
@@ -140,6 +188,26 @@ def test_a_phone_code_goes_to_the_codes_topic(api, anon, subject):
     assert done["status"] == "completed"
     assert api.get("/v1/consents", phone=subject["phone"]).json()["state"]["marketing"][
         "status"] == "withdrawn"
+
+
+def test_a_phone_verified_access_export_sends_its_link_to_the_codes_topic(api, anon, subject):
+    from moto.sns.models import sns_backends
+
+    from oblio.settings import get_settings
+
+    s = get_settings()
+    topic = sns_backends[s.account_id][s.region].topics[s.topic_arn("verification-codes")]
+    before = len(topic.sent_notifications)
+    rid = file(anon, {"phone": subject["phone"]}, type_="access").json()["request_id"]
+    code = re.search(r"\b(\d{6})\b", json.loads(topic.sent_notifications[-1][1])["text"])
+    assert verify(anon, rid, code.group(1)).json()["status"] == "queued"
+    done = api.wait(rid)
+    assert done["status"] == "completed" and done["result"]["notified"] is True
+    sent = [json.loads(n[1]) for n in topic.sent_notifications[before:]]
+    assert [m["request_id"] for m in sent] == [rid, rid]  # the code, then the link
+    assert sent[1]["phone"] == subject["phone"] and sent[1]["tenant_id"] == "demo"
+    url = re.search(r"(http\S+download\?token=\S+)", sent[1]["text"]).group(1)
+    assert http.get(url, allow_redirects=False, timeout=30).status_code == 302
 
 
 def test_a_dpo_approves_or_denies_a_verified_request(api, anon, subject, demo_settings):

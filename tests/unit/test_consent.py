@@ -185,6 +185,16 @@ def test_a_signed_link_withdraws_once_and_a_forged_one_changes_nothing(t, tenant
     assert [e["status"] for e in history] == ["granted", "withdrawn"]
 
 
+def test_a_token_signed_for_one_use_is_refused_for_another(t):
+    claims = {"t": t.tenant_id, "x": 2**40, "r": "01REQ", "p": "newsletter", "k": []}
+    for_export = consent.sign(t, claims, use="export-link")
+    with pytest.raises(consent.InvalidLink):
+        consent.verify(for_export)  # a consent link's use, by default
+    with pytest.raises(consent.InvalidLink):
+        consent.verify(consent.sign(t, claims), use="export-link")
+    assert consent.verify(for_export, use="export-link")[1] == claims
+
+
 def test_an_expired_link_changes_nothing(t):
     _record(t, ANNA)
     token = _token(t, days=1)
@@ -265,6 +275,31 @@ def test_wrong_codes_are_counted_and_the_last_one_cancels(page):
     assert m.status == "cancelled" and m.identities_enc is None
     with pytest.raises(Conflict):
         selfservice.verify(rid, {"tenant": page.settings["public_slug"], "code": code})
+
+
+def test_attempts_are_counted_by_the_store_not_by_what_a_reader_saw(page, monkeypatch):
+    """Parallel guesses each read the code's record before any of them counts: the count is
+    a conditional update, so the attempt past the limit is refused even with the right code
+    by a reader that saw no attempt at all."""
+    from oblio import requests as reqs
+    from oblio.models import SelfServiceModel
+
+    slug = page.settings["public_slug"]
+    _, answer = selfservice.create({"tenant": slug, "type": "erasure",
+                                    "subject": {"email": "gus@example.com"}}, "192.0.2.4")
+    rid = answer["request_id"]
+    stale = SelfServiceModel.get(page.tenant_id, f"otp#{rid}", consistent_read=True)
+    assert stale.attempts == 0
+    for _ in range(3):  # three other guesses land first
+        SelfServiceModel(tenant_id=page.tenant_id, sk=f"otp#{rid}").update(
+            actions=[SelfServiceModel.attempts.add(1)])
+    monkeypatch.setattr(SelfServiceModel, "get", classmethod(lambda cls, *a, **k: stale))
+    with pytest.raises(Conflict) as err:
+        selfservice.verify(rid, {"tenant": slug, "code": _sent_code("gus@example.com")})
+    assert err.value.code == "too_many_attempts"
+    m = reqs.load(page.tenant_id, rid)
+    assert m.status == "cancelled"
+    assert reqs.to_json(m)["result"]["cancelled"]["reason"] == "too_many_attempts"
 
 
 def test_a_verified_request_waits_for_approval_and_its_due_date_pauses(page):

@@ -309,11 +309,6 @@ def read(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
     return ledger(tenant, parse_subject(raw, tenant.phone_region))
 
 
-def current(tenant: Tenant, ids: dict[str, str]) -> dict[str, str]:
-    """purpose -> its current status (`granted`, `withdrawn`, `none`): what a search shows."""
-    return {p: s["status"] for p, s in ledger(tenant, ids)["state"].items()}
-
-
 # -- erasure and objection --------------------------------------------------------------------
 
 def erase_subject(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
@@ -366,14 +361,19 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
-def _signature(tenant: Tenant, payload: str) -> str:
-    return _b64(hmac.new(tenant.keys.link_key, b"consent-link:" + payload.encode(),
+#: what a link is for, signed with it: a token made for one use is refused for another
+CONSENT_LINK = "consent-link"
+
+
+def _signature(tenant: Tenant, payload: str, use: str) -> str:
+    return _b64(hmac.new(tenant.keys.link_key, f"{use}:".encode() + payload.encode(),
                          hashlib.sha256).digest())
 
 
-def sign(tenant: Tenant, claims: dict[str, Any]) -> str:
+def sign(tenant: Tenant, claims: dict[str, Any], use: str = CONSENT_LINK) -> str:
+    """A token of `claims` (`t` the tenant, `x` the expiry as a Unix time) signed for `use`."""
     payload = _b64(json.dumps(claims, separators=(",", ":"), sort_keys=True).encode())
-    return f"{payload}.{_signature(tenant, payload)}"
+    return f"{payload}.{_signature(tenant, payload, use)}"
 
 
 class InvalidLink(OblioError):
@@ -386,9 +386,9 @@ class ExpiredLink(OblioError):
     code, status = "link_expired", 410
 
 
-def verify(token: str | None) -> tuple[Tenant, dict[str, Any]]:
-    """The tenant and claims of a token oblio signed; InvalidLink or ExpiredLink otherwise. The signature is
-    checked before any claim is trusted."""
+def verify(token: str | None, use: str = CONSENT_LINK) -> tuple[Tenant, dict[str, Any]]:
+    """The tenant and claims of a token oblio signed for `use`; InvalidLink or ExpiredLink
+    otherwise. The signature is checked before any claim is trusted."""
     invalid = InvalidLink("this link is not valid")
     if not token or len(token) > 2000 or token.count(".") != 1:
         raise invalid
@@ -398,7 +398,7 @@ def verify(token: str | None) -> tuple[Tenant, dict[str, Any]]:
         tenant = get_tenant(str(claims["t"]))
     except (ValueError, KeyError, TypeError, binascii.Error, OblioError):
         raise invalid from None
-    if not hmac.compare_digest(signature, _signature(tenant, payload)):
+    if not hmac.compare_digest(signature, _signature(tenant, payload, use)):
         raise invalid
     if not isinstance(claims.get("x"), int) or claims["x"] < clock.now().timestamp():
         raise ExpiredLink("this link has expired")
@@ -430,7 +430,8 @@ def link(principal: Principal, body: Any, base_url: str) -> tuple[int, dict[str,
                  "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
 
 
-def _page(title: str, text: str) -> str:
+def page(title: str, text: str) -> str:
+    """A small HTML page for a person who followed a link (no key, no script)."""
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
             "<meta name=\"robots\" content=\"noindex\">"
@@ -446,16 +447,16 @@ def unsubscribe(token: str | None) -> tuple[int, str]:
     try:
         tenant, claims = verify(token)
     except ExpiredLink as exc:
-        return exc.status, _page("This link has expired",
-                                 "Nothing was changed. Use the link in a more recent "
-                                 "message, or contact the sender to withdraw your consent.")
+        return exc.status, page("This link has expired",
+                                "Nothing was changed. Use the link in a more recent "
+                                "message, or contact the sender to withdraw your consent.")
     except InvalidLink as exc:
-        return exc.status, _page("This link is not valid",
-                                 "Nothing was changed. The link may have been cut or altered: "
-                                 "copy the whole link from the message and try again.")
+        return exc.status, page("This link is not valid",
+                                "Nothing was changed. The link may have been cut or altered: "
+                                "copy the whole link from the message and try again.")
     purpose, keys = str(claims["p"]), [str(k) for k in claims["k"]]
-    done = _page("You are unsubscribed", f"{tenant.name} will no longer use your data for "
-                                         f"{purpose}. You can close this page.")
+    done = page("You are unsubscribed", f"{tenant.name} will no longer use your data for "
+                                        f"{purpose}. You can close this page.")
     refs = {k.split("#", 1)[0]: k.split("#", 1)[1] for k in keys}
     if any(s["reason"] == "erasure" for s in suppression.lookup(tenant.tenant_id, refs)):
         return 200, done  # the person was erased: nothing is kept about them, nothing to add

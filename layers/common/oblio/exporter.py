@@ -17,7 +17,8 @@ The steps of `statemachines/access_export.asl.json` after the plan that every ac
   item points to but S3 no longer holds is listed as missing in `subject.json`.
 - `finish`: the result (archive size, items per table, expiry, io), the audit entry, the
   `RequestCompleted` event, and an e-mail through SES to the requester's address that says
-  nothing about the subject. `completed_with_errors` when a file was missing.
+  nothing about the subject (a self-service request's person gets a signed link to the
+  archive instead). `completed_with_errors` when a file was missing.
 
 `download` answers `GET /v1/requests/{id}/download`: a presigned URL of minutes; 409 when
 there is no archive to give; 410 once the archive's date has passed, whatever S3 still holds.
@@ -609,8 +610,14 @@ def _counts(m: RequestModel, units: dict[str, Any]) -> dict[str, dict[str, dict[
 
 def _notify(m: RequestModel, tenant: Tenant, expires: str) -> dict[str, Any]:
     """E-mail the requester that the archive is ready: the request id and the date, nothing
-    about the subject. A refused address does not fail the export; throttling is retried."""
-    blob = (reqs._plain(m.options) or {}).get("notify_enc")
+    about the subject. A refused address does not fail the export; throttling is retried.
+    When the person asked through the self-service page, they get a signed link instead."""
+    options = reqs._plain(m.options) or {}
+    if options.get("self_service"):  # the person asked: they get a signed link
+        from oblio import selfservice
+
+        return selfservice.tell_export_ready(m, tenant, expires)
+    blob = options.get("notify_enc")
     if not blob:
         return {"sent": False, "reason": "no notify_email in the request"}
     s = get_settings()
@@ -699,7 +706,13 @@ def finish(request_id: str, tenant_id: str) -> dict[str, Any]:
 def download(principal: Principal, request_id: str) -> dict[str, Any]:
     """A presigned URL of the request's archive, valid for minutes (never past the archive's
     own expiry); 409 when there is no archive to give, 410 when it has expired."""
-    m = reqs.load(principal.tenant_id, request_id)
+    return presigned(reqs.load(principal.tenant_id, request_id), actor=principal.key_id)
+
+
+def presigned(m: RequestModel, actor: str) -> dict[str, Any]:
+    """What `download` answers, for a request already loaded (the API key's tenant, or the
+    person's signed link of a self-service request); the download is audited as `actor`'s."""
+    request_id = m.request_id
     if m.type != "access":
         raise Conflict(f"request {request_id} is of type {m.type}; only access requests "
                        "have an archive to download", code="not_an_access_request",
@@ -716,13 +729,13 @@ def download(principal: Principal, request_id: str) -> dict[str, Any]:
                    "one", code="export_expired", details={"expired_at": expires})
     s = get_settings()
     bucket = s.bucket("exports")
-    key = archive_key(principal.tenant_id, request_id)
+    key = archive_key(m.tenant_id, request_id)
     if not archives.exists(bucket, key):
         raise Gone("the archive is no longer stored; file a new access request for a fresh "
                    "one", code="export_expired", details={"expired_at": expires})
     seconds = int(min(s.presign_seconds, (clock.parse(expires) - now).total_seconds()))
     url = archives.presign_get(bucket, key, seconds, archive_name(request_id))
-    audit.append(principal.tenant_id, "export_downloaded", actor=principal.key_id,
+    audit.append(m.tenant_id, "export_downloaded", actor=actor,
                  request_id=request_id, subject_ref=m.subject_ref,
                  details={"url_seconds": seconds})
     return {"url": url, "expires_at": clock.iso(now + timedelta(seconds=seconds)),

@@ -18,6 +18,9 @@ sent to it.
   address and fixed window, in DynamoDB with a TTL): beyond the limit, 429.
 - The due date counts from receipt; the tenant may pause it while the request waits for its
   code (`selfservice_due_pauses_until_verified`).
+- An access export asked for this way is handed to the person: when it is ready they receive,
+  at the address they proved, a link signed for that request alone and valid until the
+  archive expires; each opening of it is a fresh presigned download of minutes.
 """
 
 from __future__ import annotations
@@ -187,7 +190,8 @@ def _subject(tenant: Tenant, raw: Any) -> tuple[str, str]:
     return kind, value
 
 
-def create(body: Any, source_ip: str) -> tuple[int, dict[str, Any]]:
+def create(body: Any, source_ip: str, base_url: str | None = None,
+           ) -> tuple[int, dict[str, Any]]:
     """`POST /v1/public/requests`: file a request that waits for its one-time code, and send
     the code. The answer is the same whether or not the person is in the tenant's data."""
     if not isinstance(body, dict):
@@ -218,7 +222,7 @@ def create(body: Any, source_ip: str) -> tuple[int, dict[str, Any]]:
         reason="asked by the person through the self-service page",
         options={"dry_run": False, "include_children": False, "tables": None,
                  "purposes": params["purposes"], "action": reqs.ACTIONS[type_],
-                 "self_service": {"verify_by": kind}},
+                 "self_service": {"verify_by": kind, "base_url": base_url}},
         timeline=[reqs.event(event="received", by=ACTOR),
                   reqs.event(event="verification_code_sent", channel=kind)],
         units={}, io={}, attempt=1)
@@ -443,3 +447,69 @@ def deny(principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
     reqs.append_timeline(m, event="denial_sent" if told else "denial_not_sent")
     return reqs.to_json(reqs.load(principal.tenant_id, request_id))
 
+
+# -- the export, handed to the person ---------------------------------------------------------
+
+EXPORT_LINK = "export-link"
+
+
+def export_link(m: RequestModel, tenant: Tenant, expires: str) -> str:
+    """The person's link to their archive: signed for this request, valid until the archive
+    expires. It names the request, never the person."""
+    from oblio import consent
+
+    options = reqs._plain(m.options) or {}
+    base = get_settings().public_base_url or \
+        (options.get("self_service") or {}).get("base_url") or ""
+    token = consent.sign(tenant, {"v": 1, "t": tenant.tenant_id, "r": m.request_id,
+                                  "x": int(clock.parse(expires).timestamp())}, use=EXPORT_LINK)
+    return f"{base.rstrip('/')}/v1/public/requests/{m.request_id}/download?token={token}"
+
+
+def tell_export_ready(m: RequestModel, tenant: Tenant, expires: str) -> dict[str, Any]:
+    """Send the person who asked for their data the link to it, at the address they proved.
+    A message that cannot be sent does not fail the export: the result says so, and the
+    tenant can still download the archive and hand it over."""
+    kind, address = next(iter(reqs.identities_of(m, tenant).items()))
+    until = expires[:16].replace("T", " ")
+    try:
+        _send(tenant, kind, address, m.request_id, f"Your data from {tenant.name} is ready",
+              f"The copy of your data that you asked {tenant.name} for (request "
+              f"{m.request_id}) is ready.\n\nDownload it here before {until} UTC:\n"
+              f"{export_link(m, tenant, expires)}\n\nAfter that date it is deleted. Keep "
+              "this link to yourself: anyone who has it can download your data.\n")
+    except TransientError:
+        return {"sent": False, "reason": "not_sent", "at": clock.iso(), "to": "subject"}
+    return {"sent": True, "at": clock.iso(), "to": "subject"}
+
+
+def public_download(request_id: str, token: str | None) -> tuple[int, str]:
+    """`GET /v1/public/requests/{id}/download?token=...`: (302, a presigned URL of minutes)
+    for the person's link; otherwise the status and a small page that says why (a link not
+    signed as it is: 400; the archive expired: 410)."""
+    from oblio import consent, exporter
+
+    invalid = (400, consent.page("This link is not valid",
+                                 "The link may have been cut or altered: copy the whole link "
+                                 "from the message and try again."))
+    expired = (410, consent.page("This download has expired",
+                                 "Your data was deleted on the date the message gave. You "
+                                 "can ask for a new copy."))
+    try:
+        tenant, claims = consent.verify(token, use=EXPORT_LINK)
+    except consent.ExpiredLink:
+        return expired
+    except consent.InvalidLink:
+        return invalid
+    if claims.get("r") != request_id:
+        return invalid
+    try:
+        m = reqs.load(tenant.tenant_id, request_id)
+        if m.requested_by != ACTOR:
+            return invalid
+        got = exporter.presigned(m, actor=ACTOR)
+    except Gone:
+        return expired
+    except (Conflict, NotFound):
+        return invalid
+    return 302, str(got["url"])

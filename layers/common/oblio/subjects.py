@@ -37,11 +37,13 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
                          if t.restriction_flag for i in fp.items.get(name, []))
         refs = {k: tenant.keys.hmac(k, v) for k, v in ids.items()}
         supp = suppression.lookup(tenant.tenant_id, refs)
+        consents = consent.ledger(tenant, ids)  # one Query per identity
         out[tenant.tenant_id] = {
             "subject_ref": tenant.keys.subject_ref(ids), "found": fp.total > 0,
             "total": fp.total, "tables": tables, "pending_deliveries": pending,
             "suppressed": bool(supp), "suppression": supp, "restricted": restricted,
-            "consents": consent.current(tenant, ids),
+            "consents": {p: s["status"] for p, s in consents["state"].items()},
+            "consent_history": consents["history"],
             "queries": fp.queries,
         }
     own = out.pop(principal.tenant_id)
