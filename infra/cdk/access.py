@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from infra.cdk.routes import routes
 from oblio.catalogue import Catalogue
 
 TableUse = Literal["r", "rw"]
@@ -55,23 +56,33 @@ class Access:
     #: KMS on the deployment key: decrypt (tenant data keys, SSE-KMS reads) always; encrypt
     #: (GenerateDataKey) to write SSE-KMS objects and publish to encrypted topics
     encrypt: bool = False
+    #: oblio tables it may Scan (small tables only: never a per-subject path)
+    scans: tuple[str, ...] = ()
+    #: Scan the tenants' tables: the retention sweep's declared fallback for a table without
+    #: a sweep index. Not granted under `tenant_leading_keys` (a Scan has no leading key)
+    tenant_scan: bool = False
 
 
 _CONTROL = {"requests": "rw", "tenants": "r"}  # every request step reads and moves its request
 _REQUEST_API = ("erasure", "anonymisation", "subject_update", "access_export")
+_SWEEP = {"retention": "rw", "tenants": "r"}  # every sweep step reads and moves its sweep
 
 ACCESS: Mapping[str, Access] = MappingProxyType({
     # the HTTP API (functions/api): keys, tenants, requests, consent, self-service, bulk jobs;
     # reads tenant data for search and dry runs only (it never changes subject data); signs
     # download URLs (exports) and upload URLs (ingest): a presigned request runs with the
     # signer's permissions, hence get/put and KMS encrypt there
+    # retention policies and sweeps: starts a sweep, and its dry run reads candidates as the
+    # sweep would (through the sweep index, or the table's declared Scan fallback)
     "api": Access(
         tables={"tenants": "rw", "api_keys": "rw", "requests": "rw", "audit": "rw",
                 "suppression": "rw", "idempotency": "rw", "bulk_jobs": "rw",
-                "consents": "rw", "selfservice": "rw", "public_slugs": "rw"},
+                "consents": "rw", "selfservice": "rw", "public_slugs": "rw",
+                "retention": "rw"},
         buckets={"exports": ("get", "list"), "ingest": ("put",)},
-        tenant_data="r", starts=_REQUEST_API, stops=_REQUEST_API, events=True, email=True,
-        topics=("verification-codes",), encrypt=True),
+        tenant_data="r", tenant_scan=True, starts=(*_REQUEST_API, "retention_sweep"),
+        stops=_REQUEST_API, events=True, email=True, topics=("verification-codes",),
+        encrypt=True),
     # workflow.plan: walks the map (queries), writes manifests and the frozen map to work/
     "plan": Access(tables=_CONTROL, buckets={"work": ("put",)}, tenant_data="r",
                    encrypt=True),
@@ -89,11 +100,13 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
                              tenant_data="r", encrypt=True),
     # exporter.package: parts, the subject's files and consent ledger into one ZIP in exports/
     "export_package": Access(tables={**_CONTROL, "consents": "r"},
-                             buckets={"work": ("get",), "exports": ("put",)},
+                             buckets={"work": ("get",), "exports": ("put", "tag")},
                              tenant_data="r", encrypt=True),
     # exporter.finish: result, audit, event, the requester's e-mail, cleans work/
     "export_finish": Access(tables={**_CONTROL, "audit": "rw"},
-                            buckets={"work": ("list", "delete")}, events=True, email=True),
+                            buckets={"work": ("list", "delete")}, events=True, email=True,
+                            # a phone-verified self-service export's link goes to the topic
+                            topics=("verification-codes",), encrypt=True),
     # bulk.start_from_upload: creates or moves the job, starts bulk_erasure
     "bulk_start": Access(tables={"tenants": "r", "bulk_jobs": "rw"},
                          starts=("bulk_erasure",)),
@@ -115,6 +128,24 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
     # bulk.fail: records the failure, cleans work/
     "bulk_fail": Access(tables={"bulk_jobs": "rw", "audit": "rw"},
                         buckets={"work": ("list", "delete")}, events=True),
+    # retention.run_scheduled: lists the tenants (oblio's own small table), takes each enabled
+    # policy's lock, starts its sweep, audits it
+    "sweep_schedule": Access(tables={**_SWEEP, "audit": "rw"}, scans=("tenants",),
+                             starts=("retention_sweep",)),
+    # retention.find: candidates through the sweep index (or the declared Scan fallback) into
+    # chunk manifests and their index in work/
+    "sweep_find": Access(tables=_SWEEP, buckets={"work": ("put",)}, tenant_data="r",
+                         tenant_scan=True, encrypt=True),
+    # retention.apply_chunk: the engine on one chunk (items and their files); export actions
+    # write the items, tagged to expire, to exports/ first
+    "sweep_chunk": Access(tables=_SWEEP, buckets={"work": ("get",), "exports": ("put", "tag")},
+                          tenant_data="rw", encrypt=True),
+    # retention.report: the tagged report in reports/, audit, event, cleans work/
+    "sweep_report": Access(tables={**_SWEEP, "audit": "rw"},
+                           buckets={"work": ("list", "delete"), "exports": ("put", "tag")},
+                           events=True, encrypt=True),
+    # retention.fail: records the failure on the sweep and its policy, audits, emits
+    "sweep_fail": Access(tables={**_SWEEP, "audit": "rw"}, events=True),
 })
 
 
@@ -130,7 +161,7 @@ def check(catalogue: Catalogue, access: Mapping[str, Access] = ACCESS) -> None:
             raise ValueError(f"catalogue function {f.name!r} has no entry in "
                              "infra/cdk/access.py: say what it may touch")
     for name, a in access.items():
-        for t in a.tables:
+        for t in (*a.tables, *a.scans):
             if t not in tables:
                 raise ValueError(f"access of function {name!r} names table {t!r}, which the "
                                  "catalogue does not deploy")
@@ -147,6 +178,7 @@ def check(catalogue: Catalogue, access: Mapping[str, Access] = ACCESS) -> None:
                 raise ValueError(f"access of function {name!r} names topic {topic!r}, which "
                                  "the catalogue does not have")
     started = {sm for a in access.values() for sm in a.starts}
+    started |= {r.target[1] for r in routes(catalogue) if r.target[0] == "statemachine"}
     for sm in sorted(machines - started):
-        raise ValueError(f"state machine {sm!r} is started by no function: give one "
-                         "`starts` in infra/cdk/access.py")
+        raise ValueError(f"state machine {sm!r} is started by no function and no rule or "
+                         "schedule: give one `starts` in infra/cdk/access.py")

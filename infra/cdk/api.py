@@ -35,6 +35,7 @@ PROJECT = ROOT / "functions" / "api"
 @contextlib.contextmanager
 def _contained(cwd: Path) -> Iterator[None]:
     environ, path, old_cwd = dict(os.environ), list(sys.path), os.getcwd()
+    modules = set(sys.modules)
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # chalice wants one; unused
     os.chdir(cwd)
     try:
@@ -44,6 +45,10 @@ def _contained(cwd: Path) -> Iterator[None]:
         os.environ.clear()
         os.environ.update(environ)
         sys.path[:] = path
+        # the staged copy's modules (chalicelib...) must not shadow the real ones afterwards
+        for name in set(sys.modules) - modules:
+            if str(getattr(sys.modules[name], "__file__", "") or "").startswith(str(cwd)):
+                del sys.modules[name]
 
 
 def stage_project(stage: str, chalice_stage: str) -> tuple[Path, dict[str, Any]]:

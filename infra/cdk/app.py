@@ -5,14 +5,23 @@ deploy, builds the stack and runs the cdk-nag AwsSolutions checks on it."""
 from __future__ import annotations
 
 import os
+from typing import Any
 
-# jsii prints a banner on every start when Node is older than it would like; Node 20 (this
-# machine's) synthesizes fine. The values are the Node major versions to stay quiet about.
-for _var in ("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
-             "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION"):
-    os.environ.setdefault(_var, "18,20")
-
-from typing import Any  # noqa: E402
+_QUIET = ("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION",
+          "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION")
+# jsii prints a banner when it starts on a Node it calls old; Node 20 synthesizes fine. The
+# runtime starts (and reads these) on the first import of aws_cdk: set them for that moment
+# only, so that a test process importing this module keeps its environment as it was.
+_saved = {v: os.environ.get(v) for v in _QUIET}
+os.environ.update({v: os.environ.get(v) or "18,20" for v in _QUIET})
+try:
+    import aws_cdk  # noqa: F401
+finally:
+    for _var, _value in _saved.items():
+        if _value is None:
+            os.environ.pop(_var, None)
+        else:
+            os.environ[_var] = _value
 
 from aws_cdk import App, Aspects  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
@@ -40,7 +49,7 @@ def build(context: dict[str, Any] | None = None, catalogue: Catalogue = CATALOGU
     app = App(context={**FEATURE_FLAGS, **(context or {})},
               outdir=outdir or os.environ.get("CDK_OUTDIR") or "cdk.out")
     config = DeployConfig.from_context(app.node.try_get_context)
-    validate(catalogue, config.prefix)
+    validate(catalogue, config.prefix, config.schedules)
     stack = OblioStack(app, STACK_ID, config=config, catalogue=catalogue,
                        stack_name=config.prefix)
     Aspects.of(app).add(AwsSolutionsChecks(verbose=True))

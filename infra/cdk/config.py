@@ -25,7 +25,7 @@ LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 
 
 @dataclass(frozen=True)
 class DeployConfig:
-    """What a deployment may change without touching code. See infra/cdk/README.md."""
+    """What a deployment may change without touching code. See README.md, "Deploy to AWS"."""
 
     #: the resource prefix: physical names are `<prefix>-<name>` (the runtime computes the same
     #: names from OBLIO_RESOURCE_PREFIX). Bucket names are global: in AWS make it unique to you,
@@ -65,6 +65,9 @@ class DeployConfig:
     layer_deps: str = "pip"
     #: the stage of chalice.json whose settings the API takes
     chalice_stage: str = "dev"
+    #: schedule expressions by catalogue rule name, overriding the catalogue's
+    #: (`-c schedules='{"retention-nightly": "cron(0 3 * * ? *)"}'`)
+    schedules: dict[str, str] = field(default_factory=dict)
     #: tables refuse deletion (and are retained, like buckets and the key, when the stack goes)
     deletion_protection: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
@@ -111,6 +114,20 @@ class DeployConfig:
                 raise ValueError(f"context value {name!r} must be a list of strings")
             return tuple(value)
 
+        def mapping(name: str) -> dict[str, str]:
+            value = get(name)
+            if value is None or value == "":
+                return {}
+            if isinstance(value, str):
+                try:
+                    value = json.loads(value)
+                except ValueError:
+                    value = None
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise ValueError(f"context value {name!r} must be a JSON object of strings")
+            return dict(value)
+
         datamap = text("datamap", None)
         cfg = cls(
             prefix=text("prefix", d.prefix) or d.prefix,
@@ -131,6 +148,7 @@ class DeployConfig:
             layer_deps=text("layer_deps", d.layer_deps) or d.layer_deps,
             chalice_stage=text("chalice_stage", d.chalice_stage) or d.chalice_stage,
             deletion_protection=flag("deletion_protection", d.deletion_protection),
+            schedules=mapping("schedules"),
         )
         cfg.validate()
         return cfg

@@ -59,7 +59,7 @@ SUPPRESSIONS: dict[str, Suppression] = {
         "this stack does not create; the grant is on the context value tenant_bucket_arns "
         "(default: any bucket owned by this account, enforced with s3:ResourceAccount, or the "
         "buckets of the data map given with -c datamap) and their objects",
-        ("/^Resource::arn:aws:s3:::.*$/g",)),
+        ("/^Resource::arn:(aws|<AWS::Partition>):s3:::.*$/g",)),
     "python-runtime": Suppression(
         "AwsSolutions-L1",
         "The functions run Python 3.11, the version the test suite runs on and the layer's "

@@ -12,7 +12,6 @@ role per function (`infra/cdk/access.py`), logs, X-Ray, alarms and a dashboard.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_cdk import (
@@ -54,6 +53,7 @@ from infra.cdk.access import (
 from infra.cdk.api import chalice_api
 from infra.cdk.config import DeployConfig
 from infra.cdk.nag import suppress
+from infra.cdk.routes import Route, routes
 from infra.cdk.validate import (
     BUCKET_REF,
     FUNCTIONS,
@@ -125,7 +125,7 @@ class OblioStack(Stack):
         for f in catalogue.functions:
             if is_chalice(f):
                 self.api = self._api(f)
-        for rule in catalogue.rules:
+        for rule in routes(catalogue, config.schedules):
             self._rule(rule)
         self._alarms()
         self._dashboard()
@@ -338,7 +338,7 @@ class OblioStack(Stack):
             suppress(role, "apigw-logs-role")
             account = apigw.CfnAccount(self, "ApiGatewayAccount",
                                        cloud_watch_role_arn=role.role_arn)
-            rest.add_dependency(account)
+            rest.add_resource_dependency(account)
         return api
 
     # -- permissions ----------------------------------------------------------------------
@@ -368,8 +368,8 @@ class OblioStack(Stack):
             from oblio import datamap
 
             dm = datamap.load(self.config.datamap)
-            return sorted(f"arn:aws:s3:::{b}" for b in set(dm.buckets.values()))
-        return ["arn:aws:s3:::*"]
+            return sorted(f"arn:{Aws.PARTITION}:s3:::{b}" for b in set(dm.buckets.values()))
+        return [f"arn:{Aws.PARTITION}:s3:::*"]
 
     def _grant(self, name: str, role: iam.Role, a: Access) -> None:
         """The role's least-privilege statements, from the function's access entry."""
@@ -383,6 +383,10 @@ class OblioStack(Stack):
                 role.add_to_policy(iam.PolicyStatement(
                     sid=f"OblioTables{use.upper()}", resources=resources,
                     actions=[*DYNAMODB_READ, *(DYNAMODB_WRITE if use == "rw" else ())]))
+        if a.scans:
+            role.add_to_policy(iam.PolicyStatement(
+                sid="OblioTablesScan", actions=["dynamodb:Scan"],
+                resources=[self.tables[t].table_arn for t in sorted(a.scans)]))
         for b, ops in sorted(a.buckets.items()):
             actions = [x for op in ops for x in S3_OBJECT_ACTIONS.get(op, ())]
             if actions:
@@ -400,7 +404,7 @@ class OblioStack(Stack):
             actions=["kms:Decrypt", "kms:DescribeKey",
                      *(("kms:Encrypt", "kms:GenerateDataKey") if writes else ())]))
         if a.tenant_data:
-            self._grant_tenant_data(role, a.tenant_data)
+            self._grant_tenant_data(role, a.tenant_data, scan=a.tenant_scan)
         if a.starts:
             role.add_to_policy(iam.PolicyStatement(
                 sid="StartExecutions", actions=["states:StartExecution"],
@@ -424,14 +428,23 @@ class OblioStack(Stack):
                 sid="Publish", actions=["sns:Publish"],
                 resources=[self.topics[t].topic_arn for t in a.topics]))
 
-    def _grant_tenant_data(self, role: iam.Role, use: str) -> None:
+    def _grant_tenant_data(self, role: iam.Role, use: str, scan: bool = False) -> None:
         conditions: dict[str, Any] = {}
         if self.config.tenant_leading_keys:
+            # a tenant's partition keys: its id, and `<id>#...` (the retention sweep index
+            # is partitioned by `<tenant>#<YYYY-MM>`)
+            keys = self.config.tenant_leading_keys
             conditions = {"ForAllValues:StringLike": {
-                "dynamodb:LeadingKeys": list(self.config.tenant_leading_keys)}}
+                "dynamodb:LeadingKeys": [*keys, *(f"{k}#*" for k in keys)]}}
         role.add_to_policy(iam.PolicyStatement(
             sid="TenantTables", resources=self._tenant_tables(), conditions=conditions or None,
             actions=[*DYNAMODB_READ, *(DYNAMODB_WRITE if use == "rw" else ())]))
+        if scan and not self.config.tenant_leading_keys:
+            # the retention sweep's fallback for a table without a sweep index; a Scan has
+            # no leading key, so a deployment limited to some tenants' keys gets none
+            role.add_to_policy(iam.PolicyStatement(
+                sid="TenantTablesScan", resources=self._tenant_tables(),
+                actions=["dynamodb:Scan"]))
         buckets = self._tenant_buckets()
         same_account = {"StringEquals": {"s3:ResourceAccount": Aws.ACCOUNT_ID}}
         role.add_to_policy(iam.PolicyStatement(
@@ -511,17 +524,21 @@ class OblioStack(Stack):
 
     # -- events -----------------------------------------------------------------------------
 
-    def _rule(self, rule: Any) -> None:
-        text = json.dumps(rule.pattern)
-        for name in set(BUCKET_REF.findall(text)):
-            text = text.replace("${bucket:" + name + "}", self.physical("bucket", name))
-        pattern = {k.replace("-", "_"): v for k, v in json.loads(text).items()}
-        bus = self.bus if rule.bus == "oblio" else events.EventBus.from_event_bus_name(
-            self, f"{_id(rule.name)}DefaultBus", "default")
+    def _rule(self, rule: Route) -> None:
+        pattern = None
+        if rule.pattern:
+            text = json.dumps(rule.pattern)
+            for name in set(BUCKET_REF.findall(text)):
+                text = text.replace("${bucket:" + name + "}", self.physical("bucket", name))
+            pattern = events.EventPattern(
+                **{k.replace("-", "_"): v for k, v in json.loads(text).items()})
+        bus = self.bus if rule.bus == "oblio" else None  # None: the account's default bus
         kind, name = rule.target
-        common: Mapping[str, Any] = {"dead_letter_queue": self.dead_letters,
-                                     "retry_attempts": TARGET_RETRIES,
-                                     "max_event_age": Duration.hours(24)}
+        common: dict[str, Any] = {"dead_letter_queue": self.dead_letters,
+                                  "retry_attempts": TARGET_RETRIES,
+                                  "max_event_age": Duration.hours(24)}
+        if rule.input is not None:
+            common["input"] = events.RuleTargetInput.from_object(rule.input)
         target: events.IRuleTarget
         if kind == "function":
             target = targets.LambdaFunction(self.functions[name], **common)
@@ -529,9 +546,12 @@ class OblioStack(Stack):
             target = targets.SfnStateMachine(self.state_machines[name], **common)
         else:
             target = targets.SqsQueue(self.queues[name], **common)
+        what = f"on {rule.schedule}" if rule.schedule else "events"
         events.Rule(self, f"{_id(rule.name)}Rule", rule_name=f"{self.prefix}-{rule.name}",
-                    event_bus=bus, event_pattern=events.EventPattern(**pattern),
-                    targets=[target], description=f"oblio: {rule.name} -> {kind} {name}")
+                    event_bus=bus, event_pattern=pattern,
+                    schedule=events.Schedule.expression(rule.schedule) if rule.schedule
+                    else None,
+                    targets=[target], description=f"oblio: {rule.name}: {what} -> {kind} {name}")
 
     # -- operations -------------------------------------------------------------------------
 
@@ -568,18 +588,20 @@ class OblioStack(Stack):
     def _dashboard(self) -> None:
         hour = Duration.hours(1)
 
-        def search(metric: str, dims: Sequence[str], label: str) -> cw.MathExpression:
-            schema = ",".join(["oblio", *dims])
+        def search(metric: str, label: str) -> cw.MathExpression:
+            # every dimension set of the metric: the API adds a `service` dimension to the
+            # type (and status) that the task functions emit, so no one schema fits all
             return cw.MathExpression(
-                expression=f"SEARCH('{{{schema}}} MetricName=\"{metric}\"', 'Sum', 3600)",
+                expression=f"SEARCH('Namespace=\"oblio\" MetricName=\"{metric}\"', "
+                           "'Sum', 3600)",
                 label=label, period=hour, using_metrics={})
 
         board = cw.Dashboard(self, "Dashboard", dashboard_name=f"{self.prefix}-requests")
         board.add_widgets(
             cw.GraphWidget(title="Requests received, by type", width=12,
-                           left=[search("RequestsCreated", ["type"], "")]),
+                           left=[search("RequestsCreated", "")]),
             cw.GraphWidget(title="Requests ended, by status and type", width=12,
-                           left=[search("RequestsCompleted", ["status", "type"], "")]))
+                           left=[search("RequestsCompleted", "")]))
         board.add_widgets(
             cw.SingleValueWidget(title="Overdue requests", width=6, metrics=[cw.Metric(
                 namespace="oblio", metric_name="OverdueRequests", statistic="Maximum",

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from infra.cdk import access
 from infra.cdk.config import ROOT
+from infra.cdk.routes import routes
 from oblio.catalogue import Catalogue, Function, StateMachine, check
 
 FUNCTIONS = ROOT / "functions"
@@ -20,6 +21,7 @@ STATEMACHINES = ROOT / "statemachines"
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 BUCKET_REF = re.compile(r"\$\{bucket:([^}]*)\}")
 RULE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(\S+( \S+){5}\))$")
 #: top-level fields of an EventBridge event pattern
 PATTERN_FIELDS = ("source", "detail-type", "detail", "account", "region", "resources", "id",
                   "time", "version")
@@ -86,14 +88,18 @@ def _check_state_machine(sm: StateMachine, functions: set[str]) -> None:
                                  f"placeholders, {', '.join(INTEGRATIONS)})")
 
 
-def validate(catalogue: Catalogue, prefix: str) -> None:
-    """Raise ValueError, naming the entry, if the catalogue cannot be deployed to AWS."""
+def validate(catalogue: Catalogue, prefix: str,
+             schedules: Mapping[str, str] | None = None) -> None:
+    """Raise ValueError, naming the entry, if the catalogue (with the deployment's schedule
+    overrides) cannot be deployed to AWS."""
     check(catalogue, prefix)
     for b in catalogue.buckets:
         for r in b.lifecycle:
-            if r.expire_days < 1 or r.noncurrent_days < 1:
-                raise ValueError(f"bucket {b.name!r}: lifecycle rule {r.id!r} must expire "
-                                 "objects and old versions after at least one day")
+            if not all(isinstance(d, int) and d >= 1
+                       for d in (r.expire_days, r.noncurrent_days)):
+                raise ValueError(f"bucket {b.name!r}: lifecycle rule {r.id!r} (prefix "
+                                 f"{r.prefix!r}) has no expiry: it must expire objects and "
+                                 "old versions after at least one day")
         ids = [r.id for r in b.lifecycle]
         for dup in sorted({i for i in ids if ids.count(i) > 1}):
             raise ValueError(f"bucket {b.name!r}: lifecycle rule id {dup!r} is used twice")
@@ -114,7 +120,10 @@ def validate(catalogue: Catalogue, prefix: str) -> None:
     deployed_buckets = {b.name for b in catalogue.buckets if not b.demo}
     kinds = {"function": functions, "statemachine": {sm.name for sm in catalogue.state_machines},
              "queue": {q.name for q in catalogue.queues if not q.local_only}}
-    for rule in catalogue.rules:
+    names = [r.name for r in routes(catalogue, schedules)]
+    for dup in sorted({n for n in names if names.count(n) > 1}):
+        raise ValueError(f"event rule {dup!r}: two catalogue rules or schedules share the name")
+    for rule in routes(catalogue, schedules):
         if not RULE_NAME.match(f"{prefix}-{rule.name}"):
             raise ValueError(f"event rule {rule.name!r} becomes {prefix}-{rule.name!r}, which "
                              "AWS rejects: 1-64 letters, digits, '.', '_', '-'")
@@ -127,7 +136,16 @@ def validate(catalogue: Catalogue, prefix: str) -> None:
                              "deployed by the catalogue")
         if rule.bus not in ("oblio", "default"):
             raise ValueError(f"event rule {rule.name!r}: bus must be 'oblio' or 'default'")
-        for key in rule.pattern:
+        if rule.pattern is None and rule.schedule is None:
+            raise ValueError(f"event rule {rule.name!r} has neither an event pattern nor a "
+                             "schedule")
+        if rule.schedule is not None and rule.bus != "default":
+            raise ValueError(f"schedule {rule.name!r}: EventBridge runs schedules on the "
+                             "default bus only")
+        if rule.schedule is not None and not SCHEDULE.match(rule.schedule):
+            raise ValueError(f"schedule {rule.name!r}: {rule.schedule!r} is not an "
+                             "EventBridge schedule expression (rate(...) or cron(...))")
+        for key in rule.pattern or {}:
             if key not in PATTERN_FIELDS:
                 raise ValueError(f"event rule {rule.name!r}: {key!r} is not a field of an "
                                  "EventBridge event pattern")
