@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.bulk $(ARGS)
 	$(BIN)/python -m tests.bench.access $(ARGS)
 	$(BIN)/python -m tests.bench.consent $(ARGS)
+	$(BIN)/python -m tests.bench.retention $(ARGS)
 
 ## synth: write the CloudFormation template (no AWS credentials needed)
 synth: $(STAMP)

@@ -30,6 +30,10 @@ class Api:
         return http.post(self.base + path, data=data, headers=self._headers(headers),
                          timeout=60)
 
+    def put(self, path: str, body: Any = None) -> http.Response:
+        return http.put(self.base + path, data=json.dumps(body if body is not None else {}),
+                        headers=self._headers(), timeout=60)
+
     def wait(self, request_id: str, timeout: float = 60) -> dict[str, Any]:
         """Poll a request until it leaves queued/running."""
         deadline = time.monotonic() + timeout

@@ -10,6 +10,7 @@ from chalicelib.edge import (
     json_body,
     operation,
     page_args,
+    page_or_redirect,
     query,
     source_ip,
 )
@@ -21,6 +22,7 @@ from oblio import (
     exporter,
     openapi,
     requests,
+    retention,
     selfservice,
     subjects,
     tenants,
@@ -159,7 +161,7 @@ def unsubscribe():
 @app.route("/v1/public/requests", methods=["POST"], content_types=BODY_TYPES)
 @api(app)
 def public_request():
-    return selfservice.create(json_body(app), source_ip(app))
+    return selfservice.create(json_body(app), source_ip(app), base_url(app))
 
 
 @app.route("/v1/public/requests/{request_id}/verify", methods=["POST"],
@@ -167,6 +169,12 @@ def public_request():
 @api(app)
 def verify_public_request(request_id):
     return selfservice.verify(request_id, json_body(app))
+
+
+@app.route("/v1/public/requests/{request_id}/download", methods=["GET"])
+@api(app)  # the signed link sent to the person who asked is the credential
+def public_download(request_id):
+    return page_or_redirect(*selfservice.public_download(request_id, query(app).get("token")))
 
 
 @operation("approve_request")
@@ -274,3 +282,50 @@ def list_bulk_erasures(principal):
 @api(app, scope="dsr:read")
 def get_bulk_erasure(principal, job_id):
     return bulk.to_json(bulk.load(principal.tenant_id, job_id))
+
+
+# -- retention policies and sweeps --------------------------------------------------------------
+
+@app.route("/v1/retention-policies", methods=["GET"])
+@api(app, scope="admin")
+def list_retention_policies(principal):
+    return retention.list_policies(principal.tenant_id)
+
+
+@operation("put_retention_policy")
+def _put_policy(principal, body, params):
+    return retention.put_policy(principal.tenant_id, params["policy_id"], body,
+                                actor=principal.key_id)
+
+
+@app.route("/v1/retention-policies/{policy_id}", methods=["PUT"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+def put_retention_policy(principal, policy_id):
+    return idempotent(app, principal, "put_retention_policy", json_body(app),
+                      {"policy_id": policy_id})
+
+
+@operation("run_retention_policy")
+def _run_policy(principal, body, params):
+    return retention.run(principal, params["policy_id"], body)
+
+
+@app.route("/v1/retention-policies/{policy_id}/run", methods=["POST"],
+           content_types=BODY_TYPES)
+@api(app, scope="dsr:erase")
+def run_retention_policy(principal, policy_id):
+    return idempotent(app, principal, "run_retention_policy", json_body(app),
+                      {"policy_id": policy_id})
+
+
+@app.route("/v1/retention-sweeps", methods=["GET"])
+@api(app, scope="dsr:read")
+def list_retention_sweeps(principal):
+    limit, cursor = page_args(query(app))
+    return retention.list_sweeps(principal.tenant_id, limit, cursor)
+
+
+@app.route("/v1/retention-sweeps/{sweep_id}", methods=["GET"])
+@api(app, scope="dsr:read")
+def get_retention_sweep(principal, sweep_id):
+    return retention.sweep_json(retention.load_sweep(principal.tenant_id, sweep_id))

@@ -28,6 +28,8 @@ CITIES = [("Milano", "IT"), ("Paris", "FR"), ("Berlin", "DE"), ("Madrid", "ES"),
           ("Lisboa", "PT"), ("Wien", "AT"), ("Praha", "CZ"), ("Dublin", "IE")]
 CHANNELS = ["email", "phone", "chat", "web"]
 REASONS = ["billing", "delivery", "bug", "account", "refund"]
+#: a soft-deleted ticket's purge date (its TTL attribute) is this many days after deletion
+TRASH_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,9 @@ class _Builder:
     def __init__(self, dm: DataMap, tenant_id: str, seed: int, ns: str = "") -> None:
         self.dm, self.tenant_id, self.ns = dm, tenant_id, ns
         self.rng = random.Random(seed)
+        # retention's additions (legal holds, the tickets' trash) draw from their own stream,
+        # so that every other value stays what it was
+        self.aux = random.Random(seed * 31 + 7)
         self.items: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.files: list[tuple[str, bytes]] = []
         self.n = 0
@@ -107,12 +112,22 @@ class _Builder:
                  notes="prefers e-mail" if named else None, photo_key=photo,
                  created_at=_iso(activity - timedelta(days=rng.randint(30, 900))),
                  last_activity_at=_iso(activity), activity_month=_iso(activity)[:7],
-                 restricted=False, legal_hold=False)
+                 sweep_bucket=f"{self.tenant_id}#{_iso(activity)[:7]}",
+                 restricted=False, legal_hold=not named and self.aux.random() < 0.05)
         n_tickets = rng.randint(2, 3) if named else rng.choices([0, 1, 2], [5, 4, 1])[0]
         for t in range(n_tickets):
             tid = self._id("t")
             opened = activity - timedelta(days=rng.randint(1, 400))
             closed = rng.random() < 0.8
+            trash: dict[str, Any] = {}
+            if not named and self.aux.random() < 0.15:  # soft-deleted: in the trash
+                deleted = EPOCH - timedelta(days=self.aux.randint(0, 90),
+                                            minutes=self.aux.randint(0, 1439))
+                trash = {"deleted_at": _iso(deleted),
+                         "sweep_bucket": f"{self.tenant_id}#{_iso(deleted)[:7]}",
+                         "legal_hold": self.aux.random() < 0.1}
+                if not trash["legal_hold"]:  # a hold suspends the TTL
+                    trash["purge_at"] = int((deleted + timedelta(days=TRASH_DAYS)).timestamp())
             self.add("tickets", ticket_id=tid, contact_id=cid,
                      subject=f"Question about order {rng.randint(1000, 9999)}",
                      description=f"{first} writes about a {rng.choice(REASONS)} problem",
@@ -121,7 +136,8 @@ class _Builder:
                      closed_at=_iso(opened + timedelta(hours=rng.randint(1, 96)))
                      if closed else None,
                      sla_first_response_min=rng.randint(5, 600),
-                     sla_resolution_min=rng.randint(60, 6000), assignee="agent.bianchi")
+                     sla_resolution_min=rng.randint(60, 6000), assignee="agent.bianchi",
+                     **trash)
             for m in range(rng.randint(2, 3) if named else rng.randint(1, 2)):
                 attach = self.file("attachments", tid, b"%PDF demo attachment of " +
                                    tid.encode()) if (named and t == 0 and m == 0) or \
@@ -143,8 +159,9 @@ class _Builder:
             kinds = ["open", "click"] if named and s == 0 else \
                 rng.choices([[], ["open"], ["open", "click"]], [4, 4, 2])[0]
             for kind in kinds:
+                at = _iso(sent + timedelta(minutes=rng.randint(1, 600)))
                 self.add("email_events", event_id=self._id("e"), send_id=sid, type=kind,
-                         at=_iso(sent + timedelta(minutes=rng.randint(1, 600))),
+                         at=at, sweep_bucket=f"{self.tenant_id}#{at[:7]}",
                          url="https://shop.example/autumn" if kind == "click" else None,
                          ip_address=f"203.0.113.{rng.randint(1, 254)}",
                          user_agent="Mozilla/5.0 (demo)")

@@ -154,6 +154,12 @@ def provision(s: Settings, catalogue: Catalogue = CATALOGUE) -> None:
     for rule in catalogue.rules:
         name = f"{s.resource_prefix}-{rule.name}"
         bus = s.event_bus if rule.bus == "oblio" else "default"
+        if rule.schedule:
+            # moto keeps the schedule but never fires it: the local stack's timer runs the
+            # target (settings.local_schedule_seconds)
+            events.put_rule(Name=name, EventBusName="default",
+                            ScheduleExpression=rule.schedule)
+            continue
         events.put_rule(Name=name, EventBusName=bus,
                         EventPattern=rule_pattern(s, rule, catalogue))
         # moto delivers rules to SQS only: locally every rule lands on its queue

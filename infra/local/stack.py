@@ -89,6 +89,40 @@ class EventPump(threading.Thread):
         self.join(timeout=5)
 
 
+class ScheduleTimer(threading.Thread):
+    """moto keeps schedule rules but never fires them: invoke each scheduled rule's function
+    every `seconds` (settings.local_schedule_seconds; 0 turns the timer off), as EventBridge
+    would on its schedule."""
+
+    def __init__(self, settings: Any, seconds: float) -> None:
+        super().__init__(name="oblio-schedules", daemon=True)
+        from oblio.catalogue import CATALOGUE
+
+        self.settings, self.seconds = settings, seconds
+        self.rules = [r for r in CATALOGUE.rules if r.schedule and r.target[0] == "function"]
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        import logging
+
+        from oblio import aws
+
+        while not self._halt.wait(self.seconds):
+            for rule in self.rules:
+                try:
+                    aws.client("lambda").invoke(
+                        FunctionName=self.settings.function(rule.target[1]),
+                        Payload=json.dumps({"source": "aws.events",
+                                            "detail-type": "Scheduled Event",
+                                            "resources": [rule.name], "detail": {}}).encode())
+                except Exception:
+                    logging.getLogger("oblio.local").exception("schedule %s failed", rule.name)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=5)
+
+
 @dataclass
 class LocalStack:
     api_port: int = 8000
@@ -104,6 +138,7 @@ class LocalStack:
     _api: Any = None
     _api_thread: threading.Thread | None = None
     _pump: Any = None
+    _timer: Any = None
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -160,8 +195,14 @@ class LocalStack:
             counts = demo.seed(dm, ["demo", "demo-child"], self.demo_contacts)
             self._say(f"demo data: {sum(v for k, v in counts.items() if k != 'files')} items, "
                       f"{counts.get('files', 0)} files in {time.monotonic() - t0:.1f}s")
+            from oblio import retention
+
+            retention.seed_demo_policies("demo")
         self._pump = EventPump(settings)
         self._pump.start()
+        if settings.local_schedule_seconds > 0:
+            self._timer = ScheduleTimer(settings, settings.local_schedule_seconds)
+            self._timer.start()
         self._serve_api()
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
@@ -244,6 +285,9 @@ class LocalStack:
         if self._pump is not None:
             self._pump.stop()
             self._pump = None
+        if self._timer is not None:
+            self._timer.stop()
+            self._timer = None
         if self._api is not None:
             self._api.server.shutdown()
             self._api.server.server_close()

@@ -19,6 +19,7 @@ from infra.local.stack import LocalStack, configure_environment, free_port
 from tests.client import Api
 
 os.environ["POWERTOOLS_LOG_LEVEL"] = "DEBUG"  # the strictest case for the no-PII-in-logs check
+os.environ["OBLIO_LOCAL_SCHEDULE_SECONDS"] = "0"  # no nightly sweep behind the tests' backs
 
 
 class LogCapture(logging.Handler):

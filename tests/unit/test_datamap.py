@@ -364,8 +364,16 @@ def _create(name: str, sort: str, indexes: dict[str, tuple[str, str]] | None = N
 
 
 def check_problems(edit: Callable[[dict[str, Any]], Any]) -> list[str]:
+    def edit_without_sweeps(d: dict[str, Any]) -> None:
+        # the tables these tests create have no retention sweep index (test_retention checks
+        # that one)
+        edit(d)
+        for t in d["tables"].values():
+            if t["table"].startswith("tenant-"):
+                t.pop("sweep", None)
+
     with pytest.raises(DataMapError) as err:
-        datamap.check_tables(datamap.parse(demo_with(edit)), _ddb())
+        datamap.check_tables(datamap.parse(demo_with(edit_without_sweeps)), _ddb())
     return err.value.problems
 
 

@@ -96,6 +96,10 @@ class EventRule:
     local_queue: str | None = None
     #: "oblio" (the catalogue's bus) or "default" (where AWS services such as S3 send events)
     bus: str = "oblio"
+    #: a schedule expression ("cron(...)" or "rate(...)") instead of a pattern: the rule fires
+    #: on time (on the default bus). moto does not fire schedules: the local stack runs them
+    #: on a timer (setting `local_schedule_seconds`)
+    schedule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -151,13 +155,18 @@ _S = Key
 _TENANT = Key("tenant_id")
 
 
-def _demo_table(name: str, sort: str, *lookups: str, purpose: str) -> Table:
-    """A demo-domain table: keyed by tenant, each lookup an index keyed by tenant + attribute."""
+def _demo_table(name: str, sort: str, *lookups: str, purpose: str,
+                sweep: str | None = None, ttl: str | None = None) -> Table:
+    """A demo-domain table: keyed by tenant, each lookup an index keyed by tenant + attribute;
+    with `sweep` (a date attribute), the retention sweep index `by_sweep`: partition
+    `sweep_bucket` (`<tenant>#<YYYY-MM>` of the date), sort key the date."""
+    sweep_index = (Index("by_sweep", _S("sweep_bucket"), _S(sweep)),) if sweep else ()
     return Table(
         name=name,
         partition=_TENANT,
         sort=_S(sort),
-        indexes=tuple(Index(f"by_{a}", _TENANT, _S(a)) for a in lookups),
+        indexes=tuple(Index(f"by_{a}", _TENANT, _S(a)) for a in lookups) + sweep_index,
+        ttl_attribute=ttl,
         purpose=purpose,
         demo=True,
     )
@@ -177,6 +186,18 @@ TASK_FUNCTIONS = {
     "FinishFunctionArn": "finish",
     "FailFunctionArn": "fail",
 }
+
+SWEEP_FUNCTIONS = {
+    "FindFunctionArn": "sweep_find",
+    "SweepChunkFunctionArn": "sweep_chunk",
+    "SweepReportFunctionArn": "sweep_report",
+    "SweepFailFunctionArn": "sweep_fail",
+}
+
+#: when the nightly retention sweeps start, 02:30 UTC (the CDK app's `schedules` setting
+#: overrides it: `-c schedules='{"retention-nightly": "cron(0 3 * * ? *)"}'`; locally the
+#: `OBLIO_LOCAL_SCHEDULE_SECONDS` timer stands in for it)
+RETENTION_SCHEDULE = "cron(30 2 * * ? *)"
 
 EXPORT_FUNCTIONS = {
     "PlanFunctionArn": "plan",
@@ -203,16 +224,19 @@ CATALOGUE = Catalogue(
         Table("selfservice", _TENANT, _S("sk"), ttl_attribute="expires",
               purpose="self-service one-time codes (HMACs) and per-address rate counters"),
         Table("public_slugs", _S("slug"), purpose="public tenant names of self-service pages"),
+        Table("retention", _TENANT, _S("sk"),
+              purpose="retention policies, sweeps (counters, progress) and their locks"),
         # the demo domain: a CRM / helpdesk / mailing product (a tenant's own tables)
         _demo_table("demo-contacts", "contact_id", "email", "phone", "external_id",
-                    purpose="demo: contact profiles"),
-        _demo_table("demo-tickets", "ticket_id", "contact_id", purpose="demo: helpdesk tickets"),
+                    purpose="demo: contact profiles", sweep="last_activity_at"),
+        _demo_table("demo-tickets", "ticket_id", "contact_id", purpose="demo: helpdesk tickets",
+                    sweep="deleted_at", ttl="purge_at"),
         _demo_table("demo-ticket-messages", "message_id", "ticket_id",
                     purpose="demo: messages on tickets"),
         _demo_table("demo-email-sends", "send_id", "recipient_email", "contact_id",
                     purpose="demo: e-mails sent"),
         _demo_table("demo-email-events", "event_id", "send_id",
-                    purpose="demo: opens and clicks"),
+                    purpose="demo: opens and clicks", sweep="at"),
         _demo_table("demo-subscriptions", "subscription_id", "email",
                     purpose="demo: newsletter subscriptions"),
         _demo_table("demo-blacklist", "email", purpose="demo: addresses never to e-mail"),
@@ -227,7 +251,9 @@ CATALOGUE = Catalogue(
                purpose="plans and manifests of running requests (may hold item keys)"),
         Bucket("exports", lifecycle=tuple(
             LifecycleRule(f"{p}-{d}d", f"{p}/", d, tag=("oblio-ttl", str(d)))
-            for p in ("exports", "reports") for d in (10, 14, 30)),
+            for p in ("exports", "reports") for d in (10, 14, 30)) + tuple(
+            # an object saved without its tag must still go: the longest TTL, whatever tag
+            LifecycleRule(f"{p}-untagged", f"{p}/", 31) for p in ("exports", "reports")),
             expiring_prefixes=("exports/", "reports/"),
             purpose="access / portability archives and bulk erasure reports"),
         Bucket("ingest", eventbridge=True,
@@ -264,6 +290,16 @@ CATALOGUE = Catalogue(
                  purpose="merge a bulk job's outcomes into its report"),
         Function("bulk_fail", "bulk_fail.handler.handler", timeout_seconds=60,
                  purpose="record a bulk job's failure"),
+        Function("sweep_schedule", "sweep_schedule.handler.handler", timeout_seconds=300,
+                 purpose="nightly: start a retention sweep per tenant and enabled policy"),
+        Function("sweep_find", "sweep_find.handler.handler", timeout_seconds=900,
+                 purpose="find a sweep's candidates page by page into chunk manifests"),
+        Function("sweep_chunk", "sweep_chunk.handler.handler", timeout_seconds=900,
+                 purpose="apply a retention policy's action to one chunk of candidates"),
+        Function("sweep_report", "sweep_report.handler.handler", timeout_seconds=300,
+                 purpose="a sweep's report in S3, audit entry and event"),
+        Function("sweep_fail", "sweep_fail.handler.handler", timeout_seconds=60,
+                 purpose="record a sweep's failure (the next run resumes it)"),
     ),
     state_machines=(
         StateMachine("erasure", "erasure.asl.json", functions=TASK_FUNCTIONS,
@@ -277,6 +313,10 @@ CATALOGUE = Catalogue(
         StateMachine("bulk_erasure", "bulk_erasure.asl.json", functions=BULK_FUNCTIONS,
                      values={"ChildExecutionType": ("STANDARD", "EXPRESS")},
                      purpose="erase the people of a CSV, chunk by chunk (Distributed Map)"),
+        StateMachine("retention_sweep", "retention_sweep.asl.json", functions=SWEEP_FUNCTIONS,
+                     values={"ChildExecutionType": ("STANDARD", "EXPRESS")},
+                     purpose="apply one retention policy: candidates by the sweep index, "
+                             "chunks through the engine (Distributed Map), report"),
     ),
     event_bus="events",
     rules=(
@@ -287,6 +327,8 @@ CATALOGUE = Catalogue(
             "detail": {"bucket": {"name": ["${bucket:ingest}"]},
                        "object": {"key": [{"prefix": "bulk/"}]}}},
             target=("function", "bulk_start"), local_queue="bulk-uploads", bus="default"),
+        EventRule("retention-nightly", {}, target=("function", "sweep_schedule"),
+                  bus="default", schedule=RETENTION_SCHEDULE),
     ),
     queues=(Queue("events", purpose="a copy of every oblio event (local inspection, DLQ-like)"),
             Queue("bulk-uploads", purpose="S3 upload events for bulk_start",

@@ -85,6 +85,58 @@ def _bulk_erase(args: argparse.Namespace) -> int:
     return 0 if state["status"] == "completed" else 1
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    """Run a tenant's retention policies by hand (all enabled ones, or --policy), through
+    the API of the local stack (or --api-url / --api-key), and print each sweep's counts."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    api_url, key = args.api_url, args.api_key
+    if not (api_url and key):
+        state = json.loads(Path(".oblio/local.json").read_text())
+        api_url = api_url or state["api_url"]
+        if not key:
+            if args.tenant not in state["tenants"]:
+                print(f"oblio sweep: no key for tenant {args.tenant!r} in .oblio/local.json",
+                      file=sys.stderr)
+                return 2
+            key = state["tenants"][args.tenant]["api_key"]
+
+    def call(method: str, path: str, body: Any = None) -> Any:
+        req = urllib.request.Request(
+            api_url + path, method=method,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=120) as resp:
+            return json.loads(resp.read())
+
+    worst = 0
+    try:
+        policies = call("GET", "/v1/retention-policies")["items"]
+        chosen = [p for p in policies if (p["id"] == args.policy if args.policy
+                                          else p["enabled"])]
+        if args.policy and not chosen:
+            print(f"oblio sweep: no policy {args.policy!r}", file=sys.stderr)
+            return 2
+        for p in chosen:
+            out = call("POST", f"/v1/retention-policies/{p['id']}/run",
+                       {"dry_run": args.dry_run})
+            if not args.dry_run:
+                while out.get("status") not in ("completed", "completed_with_errors",
+                                                "failed"):
+                    time.sleep(args.poll)
+                    out = call("GET", f"/v1/retention-sweeps/{out['sweep_id']}")
+                worst = max(worst, 0 if out["status"] == "completed" else 1)
+            print(json.dumps({"policy": p["id"], **{k: out.get(k) for k in (
+                "sweep_id", "status", "dry_run", "action", "cutoff", "tables")
+                if k in out}}, indent=2))
+    except urllib.error.HTTPError as exc:
+        print(f"oblio sweep: {exc.code}: {exc.read().decode()}", file=sys.stderr)
+        return 2
+    return worst
+
+
 def _datamap_check(args: argparse.Namespace) -> int:
     from oblio import datamap
     from oblio.errors import DataMapError
@@ -127,6 +179,14 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("--api-key", help="default: the demo key in .oblio/local.json")
     be.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     be.set_defaults(fn=_bulk_erase)
+    sw = sub.add_parser("sweep", help="run a tenant's retention policies now")
+    sw.add_argument("--tenant", default="demo")
+    sw.add_argument("--policy", help="one policy (default: every enabled one)")
+    sw.add_argument("--dry-run", action="store_true", help="report what would be done")
+    sw.add_argument("--api-url", help="default: .oblio/local.json")
+    sw.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
+    sw.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    sw.set_defaults(fn=_sweep)
     dmp = sub.add_parser("datamap", help="data map tools").add_subparsers(
         dest="datamap_command", required=True)
     check = dmp.add_parser("check", help="validate a data map file")

@@ -101,6 +101,21 @@ class Find(_Strict):
         return table, attr
 
 
+class Sweep(_Strict):
+    """How retention sweeps find a table's old items. With `index`: a GSI partitioned by
+    `bucket_attribute` (`<tenant>#<YYYY-MM>` of `date_attribute`) and sorted by
+    `date_attribute`, so a sweep queries only the month buckets older than its cutoff. Without
+    one, `scan_segments` declares the fallback: a parallel segmented Scan of the table (its
+    cost grows with the table, not with the candidates)."""
+
+    index: str | None = None
+    bucket_attribute: str = "sweep_bucket"
+    date_attribute: str | None = None
+    #: the oldest month bucket a sweep looks at, counted back from its cutoff
+    horizon_months: int = Field(default=120, ge=1, le=1200)
+    scan_segments: int = Field(default=0, ge=0, le=64)
+
+
 class TableMap(_Strict):
     table: str  # the physical DynamoDB table name
     purpose: str = ""
@@ -116,6 +131,11 @@ class TableMap(_Strict):
     purposes: list[str] = Field(default_factory=list)
     #: the attribute that marks the subject's processing as restricted (Art. 18)
     restriction_flag: str | None = None
+    #: retention sweeps: the sweep index, or the declared Scan fallback
+    sweep: Sweep | None = None
+    #: a DynamoDB TTL attribute (epoch seconds): an item past it is never returned by a read
+    #: (TTL deletion is lazy) and retention sweeps purge it
+    ttl_attribute: str | None = None
     attributes: dict[str, Attribute]
 
     def s3_attributes(self) -> dict[str, str]:
@@ -272,6 +292,21 @@ def _problems(dm: DataMap) -> list[str]:
         if t.restriction_flag and t.restriction_flag not in t.attributes:
             out.append(f"{where}: restriction_flag '{t.restriction_flag}' is not an attribute "
                        "of the table")
+        if t.sweep is not None:
+            sw = t.sweep
+            if sw.index is None and not sw.scan_segments:
+                out.append(f"{where}: sweep needs an 'index' (keyed by its bucket and date "
+                           "attributes) or 'scan_segments' (the declared Scan fallback)")
+            for attr in ([sw.bucket_attribute] if sw.index else []) + \
+                    ([sw.date_attribute] if sw.date_attribute else []):
+                if attr not in known:
+                    out.append(f"{where}: sweep attribute '{attr}' is not an attribute of "
+                               "the table")
+            if sw.index and not sw.date_attribute:
+                out.append(f"{where}: a sweep index needs its 'date_attribute'")
+        if t.ttl_attribute and t.ttl_attribute not in known:
+            out.append(f"{where}: ttl_attribute '{t.ttl_attribute}' is not an attribute of "
+                       "the table")
         if t.purposes and not t.pending_deliveries:
             out.append(f"{where}: 'purposes' applies to pending deliveries; set "
                        "pending_deliveries: true or remove it")
@@ -362,6 +397,16 @@ def check_tables(dm: DataMap, dynamodb: Any) -> None:
                                 f"{f.attribute})")
             if idx["Projection"]["ProjectionType"] != "ALL":
                 problems.append(f"{where}: index '{f.index}' must project ALL attributes")
+        sw = t.sweep
+        if sw is not None and sw.index:
+            idx = indexes.get(sw.index)
+            ik = {k["KeyType"]: k["AttributeName"] for k in (idx or {}).get("KeySchema", [])}
+            if idx is None:
+                problems.append(f"{where}: sweep index '{sw.index}' does not exist")
+            elif (ik.get("HASH"), ik.get("RANGE")) != (sw.bucket_attribute, sw.date_attribute):
+                problems.append(f"{where}: sweep index '{sw.index}' is keyed ({ik.get('HASH')}"
+                                f", {ik.get('RANGE')}), not ({sw.bucket_attribute}, "
+                                f"{sw.date_attribute})")
     if problems:
         raise DataMapError(problems)
 

@@ -21,11 +21,13 @@ from oblio.planner import Item
 from oblio.store import objects
 from oblio.store import tables as store
 
-Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "object", "export"]
+Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "object", "export",
+                 "purge"]
 #: "read": the items are collected into an access export (oblio.exporter), not changed
 Mode = Literal["delete", "anonymise", "update", "flag", "unflag", "read", "none"]
+#: "purge": a retention policy's delete, the items go whatever erasure would keep
 ACTIONS: tuple[str, ...] = ("erase", "anonymise", "rectify", "restrict", "unrestrict", "object",
-                            "export")
+                            "export", "purge")
 MASK = "xxx"
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
 COUNTS = ("matched", "deleted", "anonymised", "updated", "kept", "files_deleted")
@@ -63,6 +65,8 @@ def mode(t: TableMap, action: str, params: dict[str, Any] | None = None) -> Mode
     params = params or {}
     if action == "export":
         return "read"
+    if action == "purge":
+        return "delete"
     if action == "erase":
         return t.on_erase
     if action == "anonymise":

@@ -222,3 +222,53 @@ class PublicSlugModel(Model):
     tenant_id = UnicodeAttribute()
     at = UnicodeAttribute()
 
+
+
+class RetentionPolicyModel(Model):
+    """A tenant's retention policy (sk = policy#<id>). `resume_sweep` names a sweep that
+    failed: the next run of the policy picks it up instead of starting again."""
+
+    class Meta(_Meta):
+        table_name = _s.table("retention")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    policy_id = UnicodeAttribute()
+    spec = MapAttribute[str, Any]()
+    updated_at = UnicodeAttribute()
+    updated_by = UnicodeAttribute(null=True)
+    last_sweep_id = UnicodeAttribute(null=True)
+    resume_sweep = UnicodeAttribute(null=True)
+
+
+class RetentionSweepModel(Model):
+    """One run of a policy (sk = sweep#<id>), or the lock of a policy (sk = lock#<policy id>,
+    `sweep_id` the holder, `expires` when a dead holder's lock may be taken over). Counters move
+    with ADD as chunks finish; `chunks_done` makes a chunk run once."""
+
+    class Meta(_Meta):
+        table_name = _s.table("retention")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    sweep_id = UnicodeAttribute()
+    policy_id = UnicodeAttribute(null=True)
+    policy = MapAttribute[str, Any](null=True)
+    status = UnicodeAttribute(null=True)
+    trigger = UnicodeAttribute(null=True)
+    cutoff = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    attempt = NumberAttribute(default=0)
+    #: the find step's progress: per part (month bucket or scan segment) its resume point
+    find_state = MapAttribute[str, Any](null=True)
+    find_done = BooleanAttribute(default=False)
+    chunks = NumberAttribute(null=True)
+    index_key = UnicodeAttribute(null=True)
+    chunks_done = UnicodeSetAttribute(null=True)
+    counts = MapAttribute[str, Any](null=True)
+    io = MapAttribute[str, Any](null=True)
+    report_key = UnicodeAttribute(null=True)
+    audit_entry = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    expires = NumberAttribute(null=True)

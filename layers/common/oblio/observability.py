@@ -18,3 +18,10 @@ def count(name: str, **dimensions: str) -> None:
                        namespace="oblio") as metric:
         for key, value in dimensions.items():
             metric.add_dimension(name=key, value=value)
+
+
+def gauge(name: str, value: float) -> None:
+    """Emit one measured value now, without dimensions, so that one alarm on the metric's
+    Maximum covers every tenant (e.g. OverdueRequests)."""
+    with single_metric(name=name, unit=MetricUnit.Count, value=value, namespace="oblio"):
+        pass

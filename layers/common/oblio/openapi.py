@@ -110,6 +110,11 @@ def document() -> dict[str, Any]:
                 "self-service: the one-time code ({tenant, code}); 400 with the attempts left "
                 "when wrong, the request cancelled after the last", None, body=True), rid),
                 "400", "409", "410", "422")},
+            "/v1/public/requests/{request_id}/download": {"get": _errors(_path_param(_op(
+                "self-service access: the signed link sent to the person when their archive "
+                "is ready; 302 to a presigned download of minutes, 400 for a link not signed "
+                "as it is, 410 once the archive has expired", None, ok="302",
+                params=["token"]), rid), "400", "410")},
             "/v1/requests/{request_id}/approve": {"post": _errors(_path_param(
                 _op("let a verified self-service request awaiting approval run (dsr:erase "
                     "for an erasure)", "dsr:write", idempotent=True), rid), "409")},
@@ -135,6 +140,24 @@ def document() -> dict[str, Any]:
                 "get": _op("bulk jobs, newest first", "dsr:read", params=PAGE)},
             "/v1/bulk-erasures/{job_id}": {"get": _path_param(
                 _op("a bulk job's progress, outcome and report URL", "dsr:read"), "job_id")},
+            "/v1/retention-policies": {"get": _op(
+                "the tenant's retention policies", "admin")},
+            "/v1/retention-policies/{policy_id}": {"put": _path_param(_op(
+                "create or replace a retention policy: table, date_attribute, older_than "
+                "(ISO 8601 duration), action (anonymise, delete, export_then_delete, "
+                "export_only), filter, hold_attribute, enabled, description, scope (items, "
+                "or subjects: everything of the subjects the items name); 201 when new",
+                "admin", body=True, idempotent=True), "policy_id")},
+            "/v1/retention-policies/{policy_id}/run": {"post": _errors(_path_param(_op(
+                "run a policy now: {\"dry_run\": true} answers at once with what it would do "
+                "(counts per table); otherwise 202 with the sweep id (a failed sweep is "
+                "resumed); 409 while a sweep of the policy runs", "dsr:erase", ok="202",
+                body=True, idempotent=True), "policy_id"), "409")},
+            "/v1/retention-sweeps": {"get": _op("retention sweeps, newest first", "dsr:read",
+                                                params=PAGE)},
+            "/v1/retention-sweeps/{sweep_id}": {"get": _path_param(_op(
+                "a sweep's progress, counts per table, AWS calls and report URL", "dsr:read"),
+                "sweep_id")},
             "/v1/keys": {
                 "post": _op("create an API key", "admin", ok="201", body=True,
                             idempotent=True),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from oblio import identity
+from oblio import clock, identity
 from oblio.crypto import TenantKeys
 from oblio.datamap import DataMap, TableMap
 from oblio.store import tables as store
@@ -42,7 +43,8 @@ def key_of(t: TableMap, item: Item) -> Item:
 def _projection(dm: DataMap, name: str) -> set[str]:
     t = dm.tables[name]
     identifying = {a for a, spec in t.attributes.items() if spec.category == "identity"}
-    flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set())
+    flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set()) \
+        | ({t.ttl_attribute} if t.ttl_attribute else set())
     return (set(t.key.names) | dm.referenced_attributes(name) | set(t.s3_attributes())
             | set(t.identity_attributes()) | identifying | flags)
 
@@ -55,12 +57,20 @@ def _unique(values: Iterable[Any]) -> list[Any]:
     return list(seen)
 
 
+def expired(t: TableMap, item: Item, now: float) -> bool:
+    """The item is past its DynamoDB TTL (which AWS deletes lazily, and moto never)."""
+    ttl = item.get(t.ttl_attribute) if t.ttl_attribute else None
+    return isinstance(ttl, int | float | Decimal) and not isinstance(ttl, bool) and ttl <= now
+
+
 def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
          full_items: bool = False) -> Footprint:
-    """Every item of the subject named by `identities` in `tenant_id`.
+    """Every item of the subject named by `identities` in `tenant_id`; an item past its TTL
+    is never returned (retention sweeps purge it).
 
     Items carry the key, the attributes other tables' finds read, S3 references and identity
     attributes; with `full_items`, every attribute."""
+    now = clock.now().timestamp()
     fp = Footprint(tenant_id)
     found: dict[str, dict[tuple[Any, ...], Item]] = {}
     for name in dm.order:
@@ -78,6 +88,8 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
                 for item in store.query_eq(t.table, (dm.tenant_attribute, tenant_id),
                                            (f.attribute, value), index=f.index,
                                            projection=proj):
+                    if expired(t, item, now):
+                        continue
                     hits.setdefault(tuple(item[k] for k in t.key.names), item)
         found[name] = hits
         if hits:

@@ -354,6 +354,14 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
     return {"items": [to_json(r) for r in rows], "next_cursor": nxt}
 
 
+def overdue_count(tenant_id: str) -> int:
+    """How many of the tenant's requests are open past their due date (Art. 12(3)), counted
+    by DynamoDB (Select=COUNT) without reading the requests into memory."""
+    return int(RequestModel.count(
+        tenant_id, RequestModel.sk.startswith(_REQ),
+        filter_condition=(RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*ENDED)))
+
+
 def _finish_marker(m: RequestModel) -> None:
     # the marker may already be gone, or belong to a newer request: then it stays
     with contextlib.suppress(DeleteError):
@@ -478,12 +486,18 @@ def certificate(*, request_id: str, tenant_id: str, type_: str, subject_ref: str
 
 def record_bulk_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                         tables: dict[str, dict[str, int]], verification: dict[str, Any],
-                        refs: dict[str, list[str]]) -> str:
+                        refs: dict[str, list[str]], request_id: str | None = None) -> str:
     """One subject of a bulk job, erased: the same request record, certificate, audit entry,
-    suppression entries and event as a single erasure. Returns the request id."""
+    suppression entries and event as a single erasure. Returns the request id. Recording a
+    request id that is already recorded (a retried chunk) does nothing again."""
     from oblio import consent, events, suppression
 
-    request_id, started = str(ULID()), clock.iso()
+    request_id, started = request_id or str(ULID()), clock.iso()
+    try:
+        RequestModel.get(tenant.tenant_id, _sk(request_id))
+        return request_id
+    except DoesNotExist:
+        pass
     ref = tenant.keys.subject_ref(ids)
     passed = bool(verification.get("passed"))
     status = "completed" if passed else "completed_with_errors"

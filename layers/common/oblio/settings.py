@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     selfservice_code_minutes: int = 15
     selfservice_code_attempts: int = 3
     public_base_url: str | None = None
+    #: retention sweeps: candidates per chunk manifest (a chunk holds this many to twice as
+    #: many), chunks applied at once, and the local stack's stand-in for the nightly schedule
+    #: (moto fires no schedules): run it every this many seconds, 0 = never (tests)
+    retention_chunk_size: int = 500
+    retention_concurrency: int = 4
+    local_schedule_seconds: int = 24 * 3600
 
     def table(self, name: str) -> str:
         return physical_name(self.resource_prefix, "table", name)

@@ -59,12 +59,22 @@ class BulkEvent(BaseModel):
     error: dict[str, Any] | None = None
 
 
+class SweepEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: str
+    sweep_id: str
+    chunk: str | None = None
+    error: dict[str, Any] | None = None
+
+
 def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
               ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     @functools.wraps(fn)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ev = model.model_validate(event)
-        logger.append_keys(**{k: getattr(ev, k) for k in ("request_id", "job_id", "tenant_id")
+        logger.append_keys(**{k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id",
+                                                           "tenant_id")
                               if hasattr(ev, k)})
         try:
             return fn(ev)

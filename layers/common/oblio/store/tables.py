@@ -1,7 +1,8 @@
 """The adapter for the tenants' mapped DynamoDB tables (low-level client, typed values).
 
 Every read is a Query on a key or an index, paginated; writes are batched (BatchWriteItem of
-25, UnprocessedItems retried with backoff). There is no Scan here.
+25, UnprocessedItems retried with backoff). The one Scan is `scan_page`: the fallback a data
+map must declare (`sweep: {scan_segments: N}`) for a table that retention sweeps cannot query.
 """
 
 from __future__ import annotations
@@ -183,3 +184,51 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
     aws.client("dynamodb").update_item(
         TableName=table, Key=to_ddb(key), UpdateExpression="SET " + ", ".join(parts),
         ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+
+
+def _projected(params: dict[str, Any], names: dict[str, str],
+               projection: Iterable[str] | None) -> None:
+    if projection:
+        attrs = sorted(set(projection))
+        for i, a in enumerate(attrs):
+            names[f"#a{i}"] = a
+        params["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attrs)))
+    params["ExpressionAttributeNames"] = names
+
+
+def query_below(table: str, index: str, partition: tuple[str, str], sort: tuple[str, str],
+                limit: int, start: dict[str, Any] | None = None,
+                projection: Iterable[str] | None = None,
+                ) -> tuple[list[Item], dict[str, Any] | None]:
+    """One page of `index`'s items in one partition whose sort key is below a value (the
+    retention sweep index: a month bucket, dates before the cutoff); returns the items and
+    the page's LastEvaluatedKey (raw, to resume from), or None at the end."""
+    params: dict[str, Any] = {
+        "TableName": table, "IndexName": index, "Limit": limit,
+        "KeyConditionExpression": "#p = :p AND #s < :s",
+        "ExpressionAttributeValues": {":p": _ser.serialize(partition[1]),
+                                      ":s": _ser.serialize(sort[1])},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    if start:
+        params["ExclusiveStartKey"] = start
+    _projected(params, {"#p": partition[0], "#s": sort[0]}, projection)
+    page = aws.client("dynamodb").query(**params)
+    return [from_ddb(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
+
+
+def scan_page(table: str, segment: int, segments: int, limit: int,
+              start: dict[str, Any] | None = None, projection: Iterable[str] | None = None,
+              ) -> tuple[list[Item], dict[str, Any] | None]:
+    """One page of one segment of a parallel Scan (the declared retention fallback only: its
+    cost grows with the table); returns the items and the LastEvaluatedKey or None."""
+    params: dict[str, Any] = {"TableName": table, "Segment": segment,
+                              "TotalSegments": segments, "Limit": limit,
+                              "ReturnConsumedCapacity": "TOTAL"}
+    if start:
+        params["ExclusiveStartKey"] = start
+    names: dict[str, str] = {}
+    if projection:
+        _projected(params, names, projection)
+    page = aws.client("dynamodb").scan(**params)
+    return [from_ddb(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")

@@ -1,0 +1,11 @@
+"""The nightly schedule (EventBridge): a retention sweep per tenant and enabled policy."""
+
+from typing import Any
+
+from oblio import retention
+from oblio.observability import logger
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict:
+    return retention.run_scheduled()

@@ -1,0 +1,384 @@
+"""Retention policies and sweeps in-process: validation names the field, candidates come from
+the sweep index (no Scan) or the declared Scan fallback, the action goes through the engine,
+items on hold are skipped and counted, a second sweep is refused, a failed sweep resumes
+without doing anything twice, and expired (TTL) items are never read."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from oblio.errors import Conflict, Invalid
+
+
+@pytest.fixture
+def world(aws, monkeypatch):
+    """A tenant, the work/exports buckets, the bus and the sweep's state machine."""
+    from infra.local import provision
+    from oblio import aws as oblio_aws
+    from oblio import tenants
+    from oblio.settings import get_settings
+
+    s = get_settings()
+    s3 = oblio_aws.client("s3")
+    for b in ("work", "exports"):
+        s3.create_bucket(Bucket=s.bucket(b),
+                         CreateBucketConfiguration={"LocationConstraint": s.region})
+    oblio_aws.client("events").create_event_bus(Name=s.event_bus)
+    role = oblio_aws.client("iam").create_role(
+        RoleName="r", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    oblio_aws.client("stepfunctions").create_state_machine(
+        name=s.state_machine_arn("retention_sweep").rsplit(":", 1)[1],
+        definition=provision.definition(s, "retention_sweep"), roleArn=role)
+    tenants.create_tenant("acme", "Acme")
+    monkeypatch.setattr(s, "retention_chunk_size", 5)
+    return "acme"
+
+
+def _iso(days_ago: int) -> str:
+    from oblio import clock
+
+    return clock.iso(clock.now() - timedelta(days=days_ago))
+
+
+def _contacts(tenant: str, ages: list[tuple[int, bool]]) -> list[dict[str, Any]]:
+    from oblio.store import tables as store
+
+    items = []
+    for i, (days, hold) in enumerate(ages):
+        at = _iso(days)
+        items.append({"tenant_id": tenant, "contact_id": f"c{i:03d}", "email": f"p{i}@x.org",
+                      "first_name": "Ann", "last_name": "Lee", "last_activity_at": at,
+                      "sweep_bucket": f"{tenant}#{at[:7]}", "legal_hold": hold})
+    store.batch_put("demo-contacts", items)
+    return items
+
+
+def _sweep_all(tenant: str, policy: str) -> dict[str, Any]:
+    """What the state machine does: start, find until done, every chunk, report."""
+    from oblio import retention
+
+    started = retention.start(tenant, policy, trigger="test")
+    sid = started["sweep_id"]
+    out = {"done": False}
+    while not out["done"]:
+        out = retention.find(tenant, sid)
+    work = f"work/{tenant}/sweeps/{sid}/chunks/"
+    for n in range(out["chunks"]):
+        retention.apply_chunk(tenant, sid, f"{work}{n:06d}.json")
+    retention.report(tenant, sid)
+    return retention.sweep_json(retention.load_sweep(tenant, sid))
+
+
+# -- durations and validation ------------------------------------------------------------------
+
+@pytest.mark.parametrize("text,months,days", [("P18M", 18, 0), ("P30D", 0, 30), ("P2Y", 24, 0),
+                                               ("P1Y6M", 18, 0), ("P2W", 0, 14)])
+def test_iso_durations_parse(text, months, days):
+    from oblio import retention
+
+    m, rest = retention.parse_duration(text)
+    assert (m, rest.days) == (months, days)
+
+
+@pytest.mark.parametrize("text", ["18 months", "P", "PT", "P0D", "P1.5Y", "", None, 30, "p1y"])
+def test_bad_durations_are_refused(text):
+    from oblio import retention
+
+    with pytest.raises(ValueError):
+        retention.parse_duration(text)
+
+
+GOOD = {"table": "contacts", "date_attribute": "last_activity_at", "older_than": "P18M",
+        "action": "anonymise"}
+
+
+@pytest.mark.parametrize("change,field,code", [
+    ({"table": "orders"}, "table", "unmapped_table"),
+    ({"date_attribute": "last_login"}, "date_attribute", "unmapped_attribute"),
+    ({"older_than": "18 months"}, "older_than", "invalid_duration"),
+    ({"action": "shred"}, "action", "invalid_action"),
+    ({"table": "subscriptions", "date_attribute": "subscribed_at"}, "date_attribute",
+     "not_sweepable"),
+    ({"filter": {"colour": "red"}}, "filter", "unmapped_attribute"),
+    ({"hold_attribute": "frozen"}, "hold_attribute", "unmapped_attribute"),
+    ({"enabled": "yes"}, "enabled", "invalid_field"),
+    ({"schedule": "daily"}, "schedule", "invalid_field"),
+])
+def test_a_bad_policy_is_refused_naming_the_field(demo_map, change, field, code):
+    from oblio import retention
+
+    body = {**GOOD, **change}
+    with pytest.raises(Invalid) as err:
+        retention.validate(demo_map, {k: v for k, v in body.items() if v is not None})
+    assert (err.value.field, err.value.code, err.value.status) == (field, code, 422)
+
+
+def test_anonymise_on_a_table_without_anonymise_rules_is_refused(demo_map):
+    """email_sends has a sweep (the Scan fallback); documents' items are deleted, never
+    anonymised: a policy that would anonymise them is refused on `action`."""
+    import copy
+
+    from oblio import datamap, retention
+
+    data = json.loads(demo_map.to_json())
+    data["tables"]["documents"]["sweep"] = {"date_attribute": "uploaded_at", "scan_segments": 2}
+    dm = datamap.parse(copy.deepcopy(data))
+    with pytest.raises(Invalid) as err:
+        retention.validate(dm, {"table": "documents", "older_than": "P10Y",
+                                "action": "anonymise"})
+    assert err.value.field == "action" and err.value.code == "action_not_allowed"
+    ok = retention.validate(dm, {"table": "documents", "older_than": "P10Y",
+                                 "action": "export_then_delete"})
+    assert ok["finder"] == "scan" and ok["hold_attribute"] is None
+
+
+def test_the_demo_policies_validate_and_use_the_sweep_index(demo_map):
+    from oblio import retention
+
+    for body in retention.DEMO_POLICIES.values():
+        assert retention.validate(demo_map, body)["finder"] == "index"
+
+
+def test_the_data_map_refuses_a_sweep_without_index_or_fallback(demo_map):
+    from oblio import datamap
+    from oblio.errors import DataMapError
+
+    data = json.loads(demo_map.to_json())
+    data["tables"]["documents"]["sweep"] = {"date_attribute": "uploaded_at"}
+    data["tables"]["tickets"]["ttl_attribute"] = "purge_date"
+    with pytest.raises(DataMapError) as err:
+        datamap.parse(data)
+    text = " ".join(err.value.problems)
+    assert "table 'documents': sweep needs an 'index'" in text
+    assert "ttl_attribute 'purge_date' is not an attribute" in text
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+def test_sweep_anonymises_exactly_the_inactive_contacts_not_on_hold_without_scan(world):
+    from oblio import audit, retention
+    from oblio.models import AuditModel
+    from oblio.store import tables as store
+
+    ages = [(30, False), (400, False), (600, False), (601, True), (900, False), (1200, False),
+            (1300, True), (1400, False), (700, False), (560, False), (100, False),
+            (800, False), (1000, False), (540, False)]
+    items = _contacts(world, ages)
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    cutoff = retention.cutoff_of("P18M")
+    old = [i for i in items if i["last_activity_at"] < retention.clock.iso(cutoff)]
+    want = {i["contact_id"] for i in old if not i["legal_hold"]}
+    dry = retention.dry_run(world, "inactive")
+    assert dry["tables"]["contacts"]["would_anonymise"] == len(want)
+    assert dry["tables"]["contacts"]["on_hold"] == 2
+    assert dry["io"]["dynamodb.Scan"] == 0
+    # the dry run changed nothing
+    assert all("_oblio_anonymised" not in i for i in store.batch_get(
+        "demo-contacts", [{"tenant_id": world, "contact_id": c} for c in want]))
+
+    done = _sweep_all(world, "inactive")
+    assert done["status"] == "completed"
+    counts = done["tables"]["contacts"]
+    assert counts["anonymised"] == len(want) and counts["on_hold"] == 2
+    assert counts["items_remaining"] == 0 and done["io"]["dynamodb.Scan"] == 0
+    assert done["chunks"] >= 2  # chunk size 5 in this test
+    after = {i["contact_id"]: i for i in store.batch_get(
+        "demo-contacts", [{"tenant_id": world, "contact_id": i["contact_id"]} for i in items])}
+    changed = {c for c, i in after.items() if "_oblio_anonymised" in i}
+    assert changed == want
+    for c in want:
+        assert "email" not in after[c] and after[c]["first_name"].startswith("F_")
+        assert "sweep_bucket" not in after[c]  # it has left the sweep index
+    entry = AuditModel.get(world, done["audit_entry"])
+    assert audit.to_json(entry)["details"]["tables"]["contacts"]["anonymised"] == len(want)
+    # a second sweep finds nothing left to do
+    again = _sweep_all(world, "inactive")
+    assert again["tables"]["contacts"]["anonymised"] == 0
+
+
+def test_a_second_sweep_of_the_same_policy_is_refused_while_one_runs(world):
+    from oblio import retention
+
+    _contacts(world, [(900, False)])
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    first = retention.start(world, "inactive", trigger="test")
+    with pytest.raises(Conflict) as err:
+        retention.start(world, "inactive", trigger="test")
+    assert err.value.code == "sweep_running"
+    assert err.value.details["sweep_id"] == first["sweep_id"]
+
+
+def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
+    from oblio import retention
+
+    items = _contacts(world, [(600 + 10 * i, False) for i in range(12)])
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
+    out = retention.find(world, sid)
+    assert out["done"] and out["chunks"] >= 2
+    work = f"work/{world}/sweeps/{sid}/chunks/"
+    first = retention.apply_chunk(world, sid, f"{work}000000.json")
+    retention.fail(world, sid, {"Error": "Boom", "Cause": "a chunk failed"})
+    assert retention.load_sweep(world, sid).status == "failed"
+
+    resumed = retention.start(world, "inactive", trigger="test")
+    assert resumed == {"sweep_id": sid, "policy_id": "inactive", "status": "running",
+                       "resumed": True}
+    assert retention.find(world, sid)["chunks"] == out["chunks"]  # not found again
+    assert retention.apply_chunk(world, sid, f"{work}000000.json")["skipped"] is True
+    for n in range(1, out["chunks"]):
+        retention.apply_chunk(world, sid, f"{work}{n:06d}.json")
+    retention.report(world, sid)
+    done = retention.sweep_json(retention.load_sweep(world, sid))
+    counts = done["tables"]["contacts"]
+    assert done["status"] == "completed" and done["attempt"] == 2
+    assert counts["anonymised"] == len(items) and counts["candidates"] == len(items)
+    assert counts["kept"] == 0 and first["anonymised"] > 0
+
+
+def test_trash_purge_deletes_only_tickets_past_their_purge_date_and_reads_skip_expired(
+        world, demo_map):
+    from oblio import clock, planner, retention
+    from oblio.store import tables as store
+
+    def ticket(i: int, deleted_days: int | None, hold: bool = False) -> dict[str, Any]:
+        item: dict[str, Any] = {"tenant_id": world, "ticket_id": f"t{i}", "contact_id": "c1",
+                                "status": "closed"}
+        if deleted_days is not None:
+            at = clock.now() - timedelta(days=deleted_days)
+            item.update(deleted_at=clock.iso(at), sweep_bucket=f"{world}#{clock.iso(at)[:7]}",
+                        legal_hold=hold)
+            if not hold:  # a hold suspends the TTL (DynamoDB would delete the item)
+                item["purge_at"] = int((at + timedelta(days=30)).timestamp())
+        return item
+
+    tickets = [ticket(0, None), ticket(1, 5), ticket(2, 31), ticket(3, 45), ticket(4, 90, True),
+               ticket(5, 200)]
+    store.batch_put("demo-tickets", tickets)
+    store.batch_put("demo-contacts", [{"tenant_id": world, "contact_id": "c1",
+                                       "email": "c1@x.org"}])
+    fp = planner.walk(demo_map, world, {"email": "c1@x.org"})
+    # expired items (past purge_at) are never read, though DynamoDB has not deleted them yet
+    assert sorted(i["ticket_id"] for i in fp.items["tickets"]) == ["t0", "t1", "t4"]
+    retention.put_policy(world, "trash", retention.DEMO_POLICIES["ticket-trash"], actor="t")
+    done = _sweep_all(world, "trash")
+    counts = done["tables"]["tickets"]
+    assert (counts["deleted"], counts["on_hold"], counts["expired"]) == (3, 1, 3)
+    left = {i["ticket_id"] for i in store.batch_get(
+        "demo-tickets", [{"tenant_id": world, "ticket_id": f"t{i}"} for i in range(6)])}
+    assert left == {"t0", "t1", "t4"}
+
+
+def test_the_scan_fallback_is_declared_measured_and_finds_the_same(world):
+    from oblio import retention
+    from oblio.store import tables as store
+
+    store.batch_put("demo-email-sends", [
+        {"tenant_id": world, "send_id": f"s{i}", "sent_at": _iso(100 * i)} for i in range(10)]
+        + [{"tenant_id": "other", "send_id": "x", "sent_at": _iso(2000)}])
+    retention.put_policy(world, "sends", {"table": "email_sends", "older_than": "P24M",
+                                          "action": "export_then_delete"}, actor="t")
+    dry = retention.dry_run(world, "sends")
+    assert dry["finder"] == "scan" and dry["io"]["dynamodb.Scan"] >= 4
+    assert dry["tables"]["email_sends"]["would_export_then_delete"] == 2  # 800, 900 days
+    done = _sweep_all(world, "sends")
+    counts = done["tables"]["email_sends"]
+    assert (counts["exported"], counts["deleted"]) == (2, 2)
+
+
+def test_the_schedule_and_the_sweep_workflow_are_in_the_catalogue():
+    from infra.local.provision import STATEMACHINES
+    from oblio.catalogue import CATALOGUE
+
+    rule = next(r for r in CATALOGUE.rules if r.name == "retention-nightly")
+    assert rule.schedule and rule.schedule.startswith("cron(")
+    assert rule.target == ("function", "sweep_schedule")
+    sm = CATALOGUE.state_machine("retention_sweep")
+    asl = json.loads((STATEMACHINES / sm.definition).read_text())
+
+    def tasks(states: dict[str, Any]) -> list[dict[str, Any]]:
+        out = []
+        for st in states.values():
+            if st["Type"] == "Task":
+                out.append(st)
+            if st["Type"] == "Map":
+                out += tasks(st["ItemProcessor"]["States"])
+        return out
+
+    assert len(tasks(asl["States"])) == 4  # find, apply a chunk, report, record a failure
+    for task in tasks(asl["States"]):
+        assert task.get("Retry") and task.get("Catch"), task["Resource"]
+    contacts = CATALOGUE.table("demo-contacts")
+    assert any(i.name == "by_sweep" and i.partition.name == "sweep_bucket"
+               for i in contacts.indexes)
+    assert CATALOGUE.table("demo-tickets").ttl_attribute == "purge_at"
+
+
+def test_a_policy_over_whole_subjects_anonymises_everything_of_each_subject(world):
+    from oblio import retention
+    from oblio.store import tables as store
+
+    _contacts(world, [(900, False), (30, False)])  # p0 inactive, p1 active
+    store.batch_put("demo-tickets", [
+        {"tenant_id": world, "ticket_id": f"t{i}", "contact_id": f"c{i:03d}",
+         "description": "my order", "status": "closed"} for i in range(2)])
+    store.batch_put("demo-subscriptions", [
+        {"tenant_id": world, "subscription_id": f"s{i}", "email": f"p{i}@x.org"}
+        for i in range(2)])
+    with pytest.raises(Invalid) as err:
+        retention.put_policy(world, "subjects", {**GOOD, "scope": "subjects",
+                                                 "action": "export_only"}, actor="t")
+    assert err.value.field == "action"
+    retention.put_policy(world, "subjects", {**GOOD, "scope": "subjects"}, actor="t")
+    done = _sweep_all(world, "subjects")
+    counts = done["tables"]["contacts"]
+    assert done["status"] == "completed" and counts["subjects"] == 1
+    assert counts["items_remaining"] == 0 and counts["deleted"] == 1  # the subscription
+    t0, t1 = store.batch_get("demo-tickets", [{"tenant_id": world, "ticket_id": f"t{i}"}
+                                              for i in range(2)])
+    got = {t["ticket_id"]: t for t in (t0, t1)}
+    assert "description" not in got["t0"] and got["t0"]["_oblio_anonymised"].startswith("sweep:")
+    assert got["t1"]["description"] == "my order"
+    subs = store.batch_get("demo-subscriptions", [{"tenant_id": world, "subscription_id": s}
+                                                  for s in ("s0", "s1")])
+    assert [s["subscription_id"] for s in subs] == ["s1"]
+
+
+def test_find_stops_after_its_budget_and_goes_on_where_it_stopped(world, monkeypatch):
+    from oblio import retention
+
+    items = _contacts(world, [(560 + 40 * i, False) for i in range(23)])
+    monkeypatch.setattr(retention, "FIND_MAX_CHUNKS", 1)
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
+    calls = []
+    while not calls or not calls[-1]["done"]:
+        calls.append(retention.find(world, sid))
+    assert len(calls) >= 3 and calls[0] == {"done": False, "chunks": 1}
+    m = retention.load_sweep(world, sid)
+    assert int(m.counts["candidates"]) == len(items)  # each read once, over several calls
+
+
+def test_the_nightly_schedule_counts_open_requests_past_their_due_date(world, capsys):
+    from oblio import clock, retention
+    from oblio.models import RequestModel
+
+    def request(n: int, status: str, due_days: int) -> None:
+        RequestModel(tenant_id=world, sk=f"req#R{n}", request_id=f"R{n}", type="erasure",
+                     status=status, due_at=_iso(-due_days), created_at=clock.iso()).save()
+
+    request(1, "running", -3)       # open, three days late: counted
+    request(2, "completed", -3)     # late but finished: not counted
+    request(3, "queued", 10)        # open, due in ten days: not counted
+    request(4, "failed", -1)        # failed is not ended: a DPO must act, counted
+
+    out = retention.run_scheduled()
+
+    assert out["overdue_requests"] == 2
+    metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
+               if '"OverdueRequests"' in line]
+    assert [m["OverdueRequests"] for m in metrics] == [[2.0]]
