@@ -9,6 +9,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _call(api_url: str, key: str, method: str, path: str, body: Any, timeout: float) -> Any:
+    """One JSON call to oblio's API with the tenant's key."""
+    import urllib.request  # only the commands that call the API need it
+
+    req = urllib.request.Request(
+        api_url + path, method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
 def _local_up(args: argparse.Namespace) -> int:
     import logging
 
@@ -50,12 +61,7 @@ def _bulk_erase(args: argparse.Namespace) -> int:
         key = key or state["tenants"]["demo"]["api_key"]
 
     def call(method: str, path: str, body: Any = None) -> Any:
-        req = urllib.request.Request(
-            api_url + path, method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return json.loads(resp.read())
+        return _call(api_url, key, method, path, body, timeout=60)
 
     try:
         job = call("POST", "/v1/bulk-erasures", {"dry_run": args.dry_run})
@@ -90,7 +96,6 @@ def _sweep(args: argparse.Namespace) -> int:
     the API of the local stack (or --api-url / --api-key), and print each sweep's counts."""
     import time
     import urllib.error
-    import urllib.request
 
     api_url, key = args.api_url, args.api_key
     if not (api_url and key):
@@ -104,12 +109,7 @@ def _sweep(args: argparse.Namespace) -> int:
             key = state["tenants"][args.tenant]["api_key"]
 
     def call(method: str, path: str, body: Any = None) -> Any:
-        req = urllib.request.Request(
-            api_url + path, method=method,
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=120) as resp:
-            return json.loads(resp.read())
+        return _call(api_url, key, method, path, body, timeout=120)
 
     worst = 0
     try:

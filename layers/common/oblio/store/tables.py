@@ -40,22 +40,7 @@ def query_eq(table: str, partition: tuple[str, str], sort: tuple[str, Any],
              index: str | None = None, projection: Iterable[str] | None = None,
              ) -> Iterator[Item]:
     """Items whose partition key and sort key (of the table or of `index`) equal the values."""
-    names = {"#p": partition[0], "#s": sort[0]}
-    params: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": "#p = :p AND #s = :s",
-        "ExpressionAttributeValues": {":p": _ser.serialize(partition[1]),
-                                      ":s": _ser.serialize(sort[1])},
-        "ReturnConsumedCapacity": "TOTAL",
-    }
-    if index:
-        params["IndexName"] = index
-    if projection:
-        attrs = sorted(set(projection))
-        for i, a in enumerate(attrs):
-            names[f"#a{i}"] = a
-        params["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attrs)))
-    params["ExpressionAttributeNames"] = names
+    params = _key_query(table, index, partition, sort, "=", projection)
     ddb = aws.client("dynamodb")
     while True:
         page = ddb.query(**params)
@@ -186,6 +171,24 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
         ExpressionAttributeNames=names, ExpressionAttributeValues=values)
 
 
+def _key_query(table: str, index: str | None, partition: tuple[str, Any],
+               sort: tuple[str, Any], op: str, projection: Iterable[str] | None,
+               ) -> dict[str, Any]:
+    """A Query's parameters: the partition key equal to a value, the sort key compared to one
+    with `op`, on the table or `index`, reading only `projection` when given."""
+    params: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": f"#p = :p AND #s {op} :s",
+        "ExpressionAttributeValues": {":p": _ser.serialize(partition[1]),
+                                      ":s": _ser.serialize(sort[1])},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    if index:
+        params["IndexName"] = index
+    _projected(params, {"#p": partition[0], "#s": sort[0]}, projection)
+    return params
+
+
 def _projected(params: dict[str, Any], names: dict[str, str],
                projection: Iterable[str] | None) -> None:
     if projection:
@@ -203,16 +206,10 @@ def query_below(table: str, index: str, partition: tuple[str, str], sort: tuple[
     """One page of `index`'s items in one partition whose sort key is below a value (the
     retention sweep index: a month bucket, dates before the cutoff); returns the items and
     the page's LastEvaluatedKey (raw, to resume from), or None at the end."""
-    params: dict[str, Any] = {
-        "TableName": table, "IndexName": index, "Limit": limit,
-        "KeyConditionExpression": "#p = :p AND #s < :s",
-        "ExpressionAttributeValues": {":p": _ser.serialize(partition[1]),
-                                      ":s": _ser.serialize(sort[1])},
-        "ReturnConsumedCapacity": "TOTAL",
-    }
+    params = _key_query(table, index, partition, sort, "<", projection)
+    params["Limit"] = limit
     if start:
         params["ExclusiveStartKey"] = start
-    _projected(params, {"#p": partition[0], "#s": sort[0]}, projection)
     page = aws.client("dynamodb").query(**params)
     return [from_ddb(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
 
