@@ -161,22 +161,14 @@ def check(catalogue: Catalogue, access: Mapping[str, Access] = ACCESS) -> None:
             raise ValueError(f"catalogue function {f.name!r} has no entry in "
                              "infra/cdk/access.py: say what it may touch")
     for name, a in access.items():
-        for t in (*a.tables, *a.scans):
-            if t not in tables:
-                raise ValueError(f"access of function {name!r} names table {t!r}, which the "
-                                 "catalogue does not deploy")
-        for b in a.buckets:
-            if b not in buckets:
-                raise ValueError(f"access of function {name!r} names bucket {b!r}, which the "
-                                 "catalogue does not deploy")
-        for sm in (*a.starts, *a.stops):
-            if sm not in machines:
-                raise ValueError(f"access of function {name!r} names state machine {sm!r}, "
-                                 "which the catalogue does not have")
-        for topic in a.topics:
-            if topic not in topics:
-                raise ValueError(f"access of function {name!r} names topic {topic!r}, which "
-                                 "the catalogue does not have")
+        for kind, named, known in (("table", (*a.tables, *a.scans), tables),
+                                   ("bucket", tuple(a.buckets), buckets),
+                                   ("state machine", (*a.starts, *a.stops), machines),
+                                   ("topic", a.topics, topics)):
+            for n in named:
+                if n not in known:
+                    raise ValueError(f"access of function {name!r} names {kind} {n!r}, "
+                                     "which the catalogue does not deploy")
     started = {sm for a in access.values() for sm in a.starts}
     started |= {r.target[1] for r in routes(catalogue) if r.target[0] == "statemachine"}
     for sm in sorted(machines - started):
