@@ -218,6 +218,20 @@ def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None,
     return dict(totals)
 
 
+def seed_crowd(dm: DataMap, tenant_id: str, emails: list[str], writer: Any = None,
+               ) -> dict[str, int]:
+    """Generated contacts (with their tickets, sends, ...) for the given e-mails, active in
+    the last months, beside the demo data and without changing it (tests and benchmarks that
+    need many people of their own); returns the item count per table."""
+    b = _Builder(dm, tenant_id, seed=len(emails), ns="crowd")
+    for email in emails:
+        city, country = b.rng.choice(CITIES)
+        b.contact(email=email, phone=None, external_id=None, first=b.rng.choice(FIRST),
+                  last=b.rng.choice(LAST), city=city, country=country,
+                  activity=EPOCH - timedelta(days=b.rng.randint(0, 300)), named=False)
+    return b.write(writer)
+
+
 def seed_subject(dm: DataMap, tenant_id: str, email: str, phone: str | None = None,
                  external_id: str | None = None, first: str = "Test", last: str = "Subject",
                  ) -> dict[str, Any]:

@@ -11,13 +11,12 @@ from typing import Any
 
 import requests as http
 
-# 200, not the 1,000: in moto every AWS call costs ~13 ms and a subject ~25 calls, so
-# 1,000 would add ~7 minutes to the suite; tests/bench/bulk.py runs 1,000 and 10,000
-N = 200
-GENERATED = [f"contact{i:07d}@demo.example.org" for i in range(N)]
+# the 1,000 people, seeded beside the demo data by the test that erases them
+N = 1000
+GENERATED = [f"crowd{i:05d}@bulk.example.org" for i in range(N)]
 
 
-def finished(api: Any, job_id: str, timeout: float = 240) -> dict[str, Any]:
+def finished(api: Any, job_id: str, timeout: float = 600) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = api.get(f"/v1/bulk-erasures/{job_id}").json()
@@ -45,8 +44,12 @@ def versions(aws_client: Any, bucket: str, prefix: str) -> int:
     return len(resp.get("Versions", []) + resp.get("DeleteMarkers", []))
 
 
-def test_bulk_erasure_of_hundreds_of_subjects_with_malformed_rows(api, aws_client):
+def test_bulk_erasure_of_a_thousand_subjects_with_malformed_rows(api, aws_client, dm):
+    from infra.local import demo
     from oblio.settings import get_settings
+
+    seeded = demo.seed_crowd(dm, "demo", GENERATED)
+    assert seeded["contacts"] == N
 
     jeanne = api.get("/v1/subjects", email="jeanne.dupont@example.com").json()["total"]
     bad = ["not-an-email", "=HYPERLINK(\"http://evil\")", "@SUM(A1)", "mario@", "+33 12",
@@ -218,3 +221,19 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(api, dm, m
                                              f"bulk:{job_id}")]
     assert len(records) == 3 and all(r.result["certificate"] for r in records)
     assert bulk.erase_chunk("demo", job_id, chunk)["skipped"] is True
+
+
+def test_the_bulk_erase_command_uploads_a_file_and_follows_the_job(stack, api, subject,
+                                                                   tmp_path, capsys):
+    from oblio import cli
+
+    csv_file = tmp_path / "forget.csv"
+    csv_file.write_text(f"email,note\n{subject['email']},asked by phone\nnot-an-email,x\n")
+
+    code = cli.main(["bulk-erase", str(csv_file), "--api-url", stack.info["api_url"],
+                     "--api-key", stack.info["tenants"]["demo"]["api_key"], "--poll", "0.3"])
+
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert '"erased": 1' in out and '"invalid": 1' in out
+    assert api.get("/v1/subjects", email=subject["email"]).json()["total"] == 0

@@ -130,6 +130,13 @@ def test_rectifying_the_email_reaches_every_table_that_holds_it(api, subject, aw
     assert tables["email_sends"]["updated"] == subject["counts"]["email_sends"]
     assert tables["subscriptions"]["updated"] == 1
     assert tables["scheduled_recipients"]["updated"] == 1
+    # the blacklist is keyed by the e-mail: its entry moves to the new key, none stays behind
+    assert tables["blacklist"]["updated"] == 1
+    blacklist = aws_client("dynamodb")
+    for email, count in ((subject["email"], 0), (new.lower(), 1)):
+        got = blacklist.get_item(TableName="demo-blacklist",
+                                 Key={"tenant_id": {"S": "demo"}, "email": {"S": email}})
+        assert ("Item" in got) == bool(count), email
     contact = contact_of(aws_client, subject)
     assert contact["email"] == new.lower() and contact["city"] == "Genova"
     assert items(aws_client, "demo-email-sends", "recipient_email", subject["email"]) == []

@@ -154,14 +154,14 @@ def test_modes_of_the_other_actions(demo_map):
         engine.mode(t["contacts"], "forget")
 
 
-def test_rectification_reaches_every_attribute_holding_the_identity_but_no_key(demo_map):
+def test_rectification_reaches_every_attribute_holding_the_identity_keys_too(demo_map):
     t = demo_map.tables
     assert engine.changes_for(t["email_sends"], {"email": "n@x.y"}) == {
         "recipient_email": "n@x.y"}
     assert engine.changes_for(t["contacts"], {"email": "n@x.y", "city": "Roma",
                                               "nickname": "x"}) == {"email": "n@x.y",
                                                                     "city": "Roma"}
-    assert engine.changes_for(t["blacklist"], {"email": "n@x.y"}) == {}
+    assert engine.changes_for(t["blacklist"], {"email": "n@x.y"}) == {"email": "n@x.y"}
 
 
 # --- applying a unit (each test under its own tenant in the module's AWS) ---------------------

@@ -40,7 +40,7 @@ def _local_up(args: argparse.Namespace) -> int:
     print(f"\noblio is running.\n  API:        {info['api_url']}\n"
           f"  local AWS:  {info['aws_endpoint_url']} ({info['region']})")
     for tenant, t in info["tenants"].items():
-        print(f"  {tenant + ' key:':<12}{t['api_key']}")
+        print(f"  {tenant + ' key:':<16}{t['api_key']}")
     print("  state:      .oblio/local.json\nPress Ctrl-C to stop.", flush=True)
     stack.wait()
     return 0
@@ -66,8 +66,10 @@ def _bulk_erase(args: argparse.Namespace) -> int:
     try:
         job = call("POST", "/v1/bulk-erasures", {"dry_run": args.dry_run})
         with open(args.file, "rb") as fh:
+            # without a type urllib says it is a form, and a form body is not stored as sent
             urllib.request.urlopen(urllib.request.Request(
-                job["upload_url"], data=fh.read(), method="PUT"), timeout=300).read()
+                job["upload_url"], data=fh.read(), method="PUT",
+                headers={"Content-Type": "text/csv"}), timeout=300).read()
     except urllib.error.HTTPError as exc:
         print(f"oblio bulk-erase: {exc.code}: {exc.read().decode()}", file=sys.stderr)
         return 2

@@ -48,7 +48,8 @@ class Unit:
 def changes_for(t: TableMap, changes: dict[str, Any]) -> dict[str, Any]:
     """The attributes of `t` that a rectification's `changes` set: an identity kind (email,
     phone, external_id) reaches every attribute holding that identity; any other name, the
-    attribute of that name. Key attributes are never rewritten in place."""
+    attribute of that name. A key attribute is included: `apply_unit` moves such an item to
+    its new key (DynamoDB cannot rewrite a key in place)."""
     out: dict[str, Any] = {}
     for name, value in changes.items():
         if name in IDENTITY_KINDS:
@@ -57,7 +58,7 @@ def changes_for(t: TableMap, changes: dict[str, Any]) -> dict[str, Any]:
                     out[attr] = value
         elif name in t.attributes:
             out[name] = value
-    return {a: v for a, v in out.items() if a not in t.key.names}
+    return out
 
 
 def mode(t: TableMap, action: str, params: dict[str, Any] | None = None) -> Mode:
@@ -165,15 +166,31 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
     elif m in ("update", "flag", "unflag"):
         values = changes_for(t, (params or {}).get("changes") or {}) if m == "update" \
             else {t.restriction_flag or "": m == "flag"}
-        for key in item_keys:
-            store.update(t.table, key, values, [])
-            counts["updated"] += 1
+        if any(a in t.key.names for a in values):
+            _move(t, item_keys, values)
+            counts["updated"] = len(item_keys)
+        else:
+            for key in item_keys:
+                store.update(t.table, key, values, [])
+                counts["updated"] += 1
     else:
         counts["kept"] = len(item_keys)
     refs = [(b, k) for b, k in manifest.get("s3", [])]
     if refs and m in ("delete", "anonymise"):
         counts["files_deleted"] = objects.delete_all_versions(refs)
     return counts
+
+
+def _move(t: TableMap, item_keys: list[Item], values: dict[str, Any]) -> None:
+    """Rectify items whose key holds a changed value: each is written at its new key first,
+    then removed from the old one, so that a retry finds it moved (the old key gone) and
+    nothing is ever lost between the two."""
+    items = store.batch_get(t.table, item_keys)
+    moved = [{**item, **values} for item in items]
+    gone = [{k: i[k] for k in t.key.names} for i, n in zip(items, moved, strict=True)
+            if any(i[k] != n[k] for k in t.key.names)]
+    store.batch_put(t.table, moved)
+    store.batch_delete(t.table, gone)
 
 
 def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
