@@ -84,6 +84,15 @@ def test_iso_durations_parse(text, months, days):
     assert (m, rest.days) == (months, days)
 
 
+def test_a_fixed_date_is_a_cutoff_too():
+    from oblio import clock, retention
+
+    assert clock.iso(retention.cutoff_of("2025-01-01")) == "2025-01-01T00:00:00.000Z"
+    for bad in ("2025-13-01", "2025-02-30", "01/01/2025"):
+        with pytest.raises(ValueError):
+            retention.cutoff_of(bad)
+
+
 @pytest.mark.parametrize("text", ["18 months", "P", "PT", "P0D", "P1.5Y", "", None, 30, "p1y"])
 def test_bad_durations_are_refused(text):
     from oblio import retention

@@ -144,7 +144,7 @@ def document() -> dict[str, Any]:
                 "the tenant's retention policies", "admin")},
             "/v1/retention-policies/{policy_id}": {"put": _path_param(_op(
                 "create or replace a retention policy: table, date_attribute, older_than "
-                "(ISO 8601 duration), action (anonymise, delete, export_then_delete, "
+                "(ISO 8601 duration or a date), action (anonymise, delete, export_then_delete, "
                 "export_only), filter, hold_attribute, enabled, description, scope (items, "
                 "or subjects: everything of the subjects the items name); 201 when new",
                 "admin", body=True, idempotent=True), "policy_id")},

@@ -31,7 +31,7 @@ import json
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
@@ -61,6 +61,7 @@ FIND_COUNTS = ("candidates", "on_hold", "filtered_out", "already_done", "expired
 APPLY_COUNTS = ("matched", "anonymised", "deleted", "kept", "exported", "files_deleted",
                 "items_remaining", "subjects")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DURATION = re.compile(r"^P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
                        r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
 #: a lock older than this is taken over (its holder died without releasing it)
@@ -96,7 +97,11 @@ def parse_duration(text: Any) -> tuple[int, timedelta]:
     return months, rest
 
 
-def cutoff_of(older_than: str, now: datetime | None = None) -> datetime:
+def cutoff_of(older_than: Any, now: datetime | None = None) -> datetime:
+    """Items dated before this are past the policy: `older_than` is a duration back from now
+    ("P18M") or a fixed date ("2025-01-01": everything dated before it)."""
+    if isinstance(older_than, str) and _DATE.match(older_than):
+        return datetime.strptime(older_than, "%Y-%m-%d").replace(tzinfo=UTC)
     months, rest = parse_duration(older_than)
     return clock.add_months(now or clock.now(), -months) - rest
 
@@ -136,10 +141,11 @@ def validate(dm: DataMap, body: Any) -> dict[str, Any]:
                       code="not_sweepable")
     older = body.get("older_than")
     try:
-        parse_duration(older)
-    except ValueError:
+        cutoff_of(older)
+    except (ValueError, TypeError):
         raise Invalid("older_than", "older_than must be an ISO 8601 duration such as P18M, "
-                      "P30D, P2Y or P1Y6M", code="invalid_duration") from None
+                      "P30D, P2Y or P1Y6M, or a date (2025-01-01: what is dated before it)",
+                      code="invalid_duration") from None
     action = body.get("action")
     if action not in ACTIONS:
         raise Invalid("action", f"action must be one of {', '.join(ACTIONS)}",
