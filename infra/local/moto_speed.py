@@ -20,6 +20,11 @@ from moto.dynamodb.models.table import Table
 
 _local = threading.local()
 _lock = threading.Lock()
+# moto's server answers on many threads and its DynamoDB writes are not atomic: a transaction
+# that fails is undone by writing back what it changed, which would overwrite what another
+# thread wrote meanwhile (the audit chain's head, for one). DynamoDB serialises writes to an
+# item; locally, every write (a transaction as a whole) holds this lock
+_write_lock = threading.RLock()
 _versions: dict[str, int] = defaultdict(int)
 _cache: dict[tuple[str, str], tuple[int, dict[Any, list[Any]]]] = {}
 _orig_all_items = Table.all_items
@@ -113,7 +118,8 @@ def _writer(name: str) -> Any:
         else:
             tables = {kwargs.get("table_name") or (args[0] if args else None)}
         try:
-            return original(self, *args, **kwargs)
+            with _write_lock:
+                return original(self, *args, **kwargs)
         finally:
             for table in tables:
                 _bump(table if isinstance(table, str) else None)

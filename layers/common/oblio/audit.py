@@ -6,6 +6,8 @@ never fork the chain. Entries name subjects by their HMAC reference only."""
 from __future__ import annotations
 
 import json
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +58,9 @@ def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = 
     details = json.loads(json.dumps(details or {}, default=str))
     # the model's own connection: a new one would build a new botocore client each time
     conn = AuditModel._get_connection().connection
-    for _ in range(20):
+    for attempt in range(20):
+        if attempt:  # another writer moved the head: wait a jittered moment, read it again
+            time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 7)))
         try:
             head = AuditModel.get(tenant_id, HEAD, consistent_read=True)
             last, prev = int(head.last or 0), head.hash or GENESIS
@@ -78,7 +82,7 @@ def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = 
                               condition=AuditModel.last == last)
                 tx.save(entry, condition=AuditModel.seq.does_not_exist())
         except TransactWriteError:
-            continue  # another writer moved the head: read it again
+            continue
         return Entry(entry.seq, entry.hash)
     raise TransientError("the audit log is busy; try again")
 
