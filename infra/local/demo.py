@@ -229,6 +229,12 @@ def seed_crowd(dm: DataMap, tenant_id: str, emails: list[str], writer: Any = Non
         b.contact(email=email, phone=None, external_id=None, first=b.rng.choice(FIRST),
                   last=b.rng.choice(LAST), city=city, country=country,
                   activity=EPOCH - timedelta(days=b.rng.randint(0, 300)), named=False)
+    # nothing in the trash and nothing on hold: the crowd leaves retention's counts alone
+    for ticket in b.items["tickets"]:
+        for attr in ("deleted_at", "sweep_bucket", "purge_at", "legal_hold"):
+            ticket.pop(attr, None)
+    for contact in b.items["contacts"]:
+        contact["legal_hold"] = False
     return b.write(writer)
 
 
