@@ -29,8 +29,7 @@ import tracemalloc
 from collections import Counter
 from typing import Any
 
-from tests.bench.erasure import _direct_writer
-from tests.bench.harness import emit, run_sizes
+from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
 
 EMAIL = "heavy.subject@example.com"
 
@@ -78,7 +77,7 @@ def heavy_subject(dm: Any, items: int, file_kb: int) -> dict[str, int]:
                 "type": "open" if i % 3 else "click", "at": "2026-10-01T09:00:00Z",
                 "url": "https://shop.example/autumn", "ip_address": "203.0.113.7",
                 "user_agent": "Mozilla/5.0 (bench)"})
-    write = _direct_writer()
+    write = direct_writer()
     for table, items_ in rows.items():
         write(dm.tables[table].table, [{k: v for k, v in i.items() if v is not None}
                                        for i in items_])
@@ -133,18 +132,14 @@ def _peak_rss_mb() -> float:
 
 
 def run_one(items: int, contacts: int, file_kb: int) -> dict[str, Any]:
-    from infra.local.stack import LocalStack, free_port
-
-    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False)
-    stack.start()
+    stack = local_stack()
     try:
         from infra.local import demo
         from oblio import datamap, exporter
         from tests.client import Api
 
         dm = datamap.current()
-        demo.seed(dm, ["demo"], contacts, writer=_direct_writer())
+        demo.seed(dm, ["demo"], contacts, writer=direct_writer())
         rows = heavy_subject(dm, items, file_kb)
         measured: list[Any] = []
         exporter.package = lambda rid, tid: package_in_its_own_process(rid, tid, measured)

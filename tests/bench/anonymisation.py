@@ -16,8 +16,8 @@ import resource
 import time
 from typing import Any
 
-from tests.bench.erasure import _direct_writer, minimum_calls
-from tests.bench.harness import emit, run_sizes
+from tests.bench.erasure import minimum_calls
+from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
 
 
 def add_tickets(dm: Any, email: str, n: int) -> None:
@@ -35,18 +35,14 @@ def add_tickets(dm: Any, email: str, n: int) -> None:
 
 
 def run_one(size: int, heavy: int) -> dict[str, Any]:
-    from infra.local.stack import LocalStack, free_port
-
-    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False)
-    stack.start()
+    stack = local_stack()
     try:
         from infra.local import demo
         from oblio import datamap
         from tests.client import Api
 
         dm = datamap.current()
-        demo.seed(dm, ["demo"], size, writer=_direct_writer())
+        demo.seed(dm, ["demo"], size, writer=direct_writer())
         api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
         rows = []
         for label, extra in (("small", 0), ("heavy", heavy)):

@@ -21,7 +21,7 @@ from typing import Any
 
 import requests as http
 
-from tests.bench.harness import emit, run_module, run_sizes
+from tests.bench.harness import direct_writer, emit, local_stack, run_module, run_sizes
 
 PROBE = 500  # subjects in the chunk whose worker's memory is measured (bulk.CHUNK)
 
@@ -35,21 +35,16 @@ def _wait(api: Any, job_id: str) -> dict[str, Any]:
 
 
 def run_one(subjects: int, singles: int) -> dict[str, Any]:
-    from infra.local.stack import LocalStack, free_port
-
-    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False)
-    stack.start()
+    stack = local_stack()
     try:
         from infra.local import demo
         from oblio import bulk, datamap
         from oblio.models import BulkJobModel
-        from tests.bench.erasure import _direct_writer
         from tests.client import Api
 
         dm = datamap.current()
         # the bulk file's subjects, the single erasures', and a probe chunk's
-        demo.seed(dm, ["demo"], subjects + singles + PROBE, writer=_direct_writer())
+        demo.seed(dm, ["demo"], subjects + singles + PROBE, writer=direct_writer())
         api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
         emails = [f"contact{i:07d}@demo.example.org" for i in range(subjects + singles + PROBE)]
         job = api.post("/v1/bulk-erasures", {}).json()
@@ -93,11 +88,7 @@ def _chunk_peak(bulk: Any, emails: list[str]) -> float:
 
 def run_validation(rows: int) -> dict[str, Any]:
     """The validator alone on generated files of rows/10 and rows lines."""
-    from infra.local.stack import LocalStack, free_port
-
-    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False)
-    stack.start()
+    stack = local_stack()
     try:
         from oblio import aws, bulk, clock
         from oblio.models import BulkJobModel

@@ -28,7 +28,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from tests.bench.harness import emit, run_module
+from tests.bench.harness import emit, local_stack, run_module
 
 PURPOSES = ("marketing", "newsletter", "analytics", "profiling")
 CHANNELS = ("web", "email", "sms")
@@ -63,11 +63,7 @@ def _read_cost(email: str) -> dict[str, Any]:
 def run_one(events: int, subjects: int, concurrency: int, checkpoints: list[int]
             ) -> dict[str, Any]:
     from infra.local import moto_transactions
-    from infra.local.stack import LocalStack, free_port
-
-    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False)
-    stack.start()
+    stack = local_stack()
     moto_transactions.install()
     try:
         from tests.client import Api

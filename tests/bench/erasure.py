@@ -22,24 +22,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from tests.bench.harness import emit, run_sizes
-
-
-def _direct_writer() -> Any:
-    """Write items straight into moto's in-process DynamoDB backend (bench loading only)."""
-    from moto.dynamodb.models import dynamodb_backends
-
-    from oblio.settings import get_settings
-    from oblio.store.tables import to_ddb
-
-    s = get_settings()
-    backend = dynamodb_backends[s.account_id][s.region]
-
-    def write(table: str, items: list[dict[str, Any]]) -> None:
-        for item in items:
-            backend.put_item(table, to_ddb(item))
-
-    return write
+from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
 
 
 def minimum_calls(dm: Any, result: dict[str, Any], kinds: set[str],
@@ -64,11 +47,7 @@ def minimum_calls(dm: Any, result: dict[str, Any], kinds: set[str],
 
 
 def run_one(size: int, subjects: int) -> dict[str, Any]:
-    from infra.local.stack import LocalStack, free_port
-
-    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False)
-    stack.start()
+    stack = local_stack()
     try:
         from infra.local import demo
         from oblio import datamap
@@ -77,7 +56,7 @@ def run_one(size: int, subjects: int) -> dict[str, Any]:
 
         dm = datamap.load(get_settings().datamap)
         t0 = time.monotonic()
-        loaded = demo.seed(dm, ["demo"], size, writer=_direct_writer())
+        loaded = demo.seed(dm, ["demo"], size, writer=direct_writer())
         load_s = time.monotonic() - t0
         api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
         rows = []

@@ -33,3 +33,31 @@ def run_sizes(module: str, sizes: str, *args: str) -> list[dict[str, Any]]:
 
 def emit(result: dict[str, Any]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
+
+
+def local_stack() -> Any:
+    """A started local stack without the demo data (each benchmark seeds its own), on free
+    ports; the caller stops it."""
+    from infra.local.stack import LocalStack, free_port
+
+    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
+                       write_state=False)
+    stack.start()
+    return stack
+
+
+def direct_writer() -> Any:
+    """Write items straight into moto's in-process DynamoDB backend (bench loading only)."""
+    from moto.dynamodb.models import dynamodb_backends
+
+    from oblio.settings import get_settings
+    from oblio.store.tables import to_ddb
+
+    s = get_settings()
+    backend = dynamodb_backends[s.account_id][s.region]
+
+    def write(table: str, items: list[dict[str, Any]]) -> None:
+        for item in items:
+            backend.put_item(table, to_ddb(item))
+
+    return write

@@ -26,7 +26,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from tests.bench.harness import emit, run_sizes
+from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
 
 POLICY = {"table": "contacts", "date_attribute": "last_activity_at", "older_than": "P38M",
           "action": "anonymise", "hold_attribute": "legal_hold"}
@@ -78,20 +78,15 @@ def _in_own_process(kind: str) -> dict[str, Any]:
 
 
 def run_one(size: int, scan_up_to: int) -> dict[str, Any]:
-    from infra.local.stack import LocalStack, free_port
-
-    stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False)
-    stack.start()
+    stack = local_stack()
     try:
         from infra.local import demo
         from oblio import datamap, retention
-        from tests.bench.erasure import _direct_writer
         from tests.client import Api
 
         dm = datamap.current()
         t = time.monotonic()
-        demo.seed(dm, ["demo"], size, writer=_direct_writer())
+        demo.seed(dm, ["demo"], size, writer=direct_writer())
         seed_s = time.monotonic() - t
         api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
         for pid, body in (("bench", POLICY), ("bench-scan", SCAN_POLICY)):
