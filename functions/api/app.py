@@ -2,6 +2,7 @@
 
 from chalice import Chalice
 
+from chalicelib import openapi
 from chalicelib.edge import (
     api,
     base_url,
@@ -14,20 +15,12 @@ from chalicelib.edge import (
     query,
     source_ip,
 )
-from oblio import (
-    __version__,
-    audit,
-    bulk,
-    consent,
-    exporter,
-    openapi,
-    requests,
-    retention,
-    selfservice,
-    subjects,
-    tenants,
-)
-from oblio.errors import Invalid
+from oblio import __version__
+from oblio.access import deliver
+from oblio.control import audit, records, tenants
+from oblio.core.errors import Invalid
+from oblio.jobs import bulk, retention
+from oblio.rights import consent, intake, search, selfservice
 
 app = Chalice(app_name="oblio")
 # JSON is parsed from the raw body whatever the client declared (curl -d sends form-urlencoded)
@@ -48,7 +41,7 @@ def openapi_document() -> dict:
 
 @operation("create_request")
 def _create_request(principal, body, params):
-    return requests.create(principal, body)
+    return intake.create(principal, body)
 
 
 @app.route("/v1/requests", methods=["POST"], content_types=BODY_TYPES)
@@ -64,7 +57,7 @@ def list_requests(principal):
     limit, cursor = page_args(q)
     if q.get("overdue", "false") not in ("true", "false"):
         raise Invalid("overdue", "overdue must be true or false")
-    return requests.list_requests(principal.tenant_id, type_=q.get("type"),
+    return intake.list_requests(principal.tenant_id, type_=q.get("type"),
                                   status=q.get("status"), overdue=q.get("overdue") == "true",
                                   limit=limit, cursor=cursor)
 
@@ -72,12 +65,12 @@ def list_requests(principal):
 @app.route("/v1/requests/{request_id}", methods=["GET"])
 @api(app, scope="dsr:read")
 def get_request(principal, request_id):
-    return requests.to_json(requests.load(principal.tenant_id, request_id))
+    return records.to_json(records.load(principal.tenant_id, request_id))
 
 
 @operation("cancel_request")
 def _cancel(principal, body, params):
-    return 200, requests.cancel(principal, params["request_id"])
+    return 200, intake.cancel(principal, params["request_id"])
 
 
 @app.route("/v1/requests/{request_id}/cancel", methods=["POST"], content_types=BODY_TYPES)
@@ -88,7 +81,7 @@ def cancel_request(principal, request_id):
 
 @operation("retry_request")
 def _retry(principal, body, params):
-    return 200, requests.retry(principal, params["request_id"])
+    return 200, intake.retry(principal, params["request_id"])
 
 
 @app.route("/v1/requests/{request_id}/retry", methods=["POST"], content_types=BODY_TYPES)
@@ -99,7 +92,7 @@ def retry_request(principal, request_id):
 
 @operation("extend_request")
 def _extend(principal, body, params):
-    return 200, requests.extend(principal, params["request_id"], body)
+    return 200, intake.extend(principal, params["request_id"], body)
 
 
 @app.route("/v1/requests/{request_id}/extend", methods=["POST"], content_types=BODY_TYPES)
@@ -112,13 +105,13 @@ def extend_request(principal, request_id):
 @app.route("/v1/requests/{request_id}/download", methods=["GET"])
 @api(app, scope="dsr:read")
 def download_export(principal, request_id):
-    return exporter.download(principal, request_id)
+    return deliver.download(principal, request_id)
 
 
 @app.route("/v1/subjects", methods=["GET"])
 @api(app, scope="dsr:read")
 def search_subject(principal):
-    return subjects.search(principal, query(app))
+    return search.search(principal, query(app))
 
 
 # -- consent ledger and self-service requests ---------------------------------------------------

@@ -1,11 +1,11 @@
 """Apply: the request's action on one table of the plan (a Map iteration)."""
 
-from oblio import workflow
-from oblio.observability import logger
-from oblio.tasks import TaskEvent, task
+from oblio.core.boundary import TaskEvent, task
+from oblio.core.observability import logger
+from oblio.pipeline import apply
 
 
 @logger.inject_lambda_context
 @task
 def handler(ev: TaskEvent) -> dict:
-    return workflow.apply(ev.request_id, ev.tenant_id, ev.action, ev.unit or {})
+    return apply.apply(ev.request_id, ev.tenant_id, ev.action, ev.unit or {})

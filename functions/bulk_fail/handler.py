@@ -1,8 +1,8 @@
 """Record on the job the failure the state machine caught."""
 
-from oblio import bulk
-from oblio.observability import logger
-from oblio.tasks import BulkEvent, task
+from oblio.core.boundary import BulkEvent, task
+from oblio.core.observability import logger
+from oblio.jobs import bulk
 
 
 @logger.inject_lambda_context

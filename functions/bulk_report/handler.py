@@ -1,8 +1,8 @@
 """Report: merge every line's outcome into the job's CSV report; the job completes."""
 
-from oblio import bulk
-from oblio.observability import logger
-from oblio.tasks import BulkEvent, task
+from oblio.core.boundary import BulkEvent, task
+from oblio.core.observability import logger
+from oblio.jobs import bulk
 
 
 @logger.inject_lambda_context

@@ -2,8 +2,8 @@
 
 from typing import Any
 
-from oblio import bulk
-from oblio.observability import logger
+from oblio.core.observability import logger
+from oblio.jobs import bulk
 
 
 @logger.inject_lambda_context

@@ -1,8 +1,8 @@
 """Validate: stream the CSV, check each row, cut the good ones into chunk manifests."""
 
-from oblio import bulk
-from oblio.observability import logger
-from oblio.tasks import BulkEvent, task
+from oblio.core.boundary import BulkEvent, task
+from oblio.core.observability import logger
+from oblio.jobs import bulk
 
 
 @logger.inject_lambda_context

@@ -1,12 +1,12 @@
 """Collect: one table's items of an access export into its part in the work bucket (a Map
 iteration)."""
 
-from oblio import exporter
-from oblio.observability import logger
-from oblio.tasks import TaskEvent, task
+from oblio.access import collect
+from oblio.core.boundary import TaskEvent, task
+from oblio.core.observability import logger
 
 
 @logger.inject_lambda_context
 @task
 def handler(ev: TaskEvent) -> dict:
-    return exporter.collect(ev.request_id, ev.tenant_id, ev.unit or {})
+    return collect.collect(ev.request_id, ev.tenant_id, ev.unit or {})

@@ -1,11 +1,11 @@
 """Package: stream an access export's parts and the subject's files into one ZIP in S3."""
 
-from oblio import exporter
-from oblio.observability import logger
-from oblio.tasks import TaskEvent, task
+from oblio.access import package
+from oblio.core.boundary import TaskEvent, task
+from oblio.core.observability import logger
 
 
 @logger.inject_lambda_context
 @task
 def handler(ev: TaskEvent) -> dict:
-    return exporter.package(ev.request_id, ev.tenant_id)
+    return package.package(ev.request_id, ev.tenant_id)

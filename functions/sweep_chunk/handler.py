@@ -1,8 +1,8 @@
 """Apply a retention policy's action to one chunk (a Distributed Map iteration)."""
 
-from oblio import retention
-from oblio.observability import logger
-from oblio.tasks import SweepEvent, task
+from oblio.core.boundary import SweepEvent, task
+from oblio.core.observability import logger
+from oblio.jobs import retention
 
 
 @logger.inject_lambda_context

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Literal
 
+from infra.catalogue import Catalogue
 from infra.cdk.routes import routes
-from oblio.catalogue import Catalogue
 
 TableUse = Literal["r", "rw"]
 #: get: read objects (and HEAD); put: write objects (multipart included); tag: write with tags;
@@ -132,7 +132,7 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
     # policy's lock, starts its sweep, audits it
     "sweep_schedule": Access(tables={**_SWEEP, "audit": "rw"}, scans=("tenants",),
                              starts=("retention_sweep",)),
-    # retention.find: candidates through the sweep index (or the declared Scan fallback) into
+    # retention.find_candidates: candidates through the sweep index (or the declared Scan fallback) into
     # chunk manifests and their index in work/
     "sweep_find": Access(tables=_SWEEP, buckets={"work": ("put",)}, tenant_data="r",
                          tenant_scan=True, encrypt=True),

@@ -25,8 +25,8 @@ from typing import Any
 from chalice.cdk import Chalice
 from constructs import Construct
 
+from infra.catalogue import Function
 from infra.cdk.config import ROOT
-from oblio.catalogue import Function
 
 BUILD = ROOT / "build" / "cdk" / "chalice"
 PROJECT = ROOT / "functions" / "api"

@@ -26,10 +26,10 @@ finally:
 from aws_cdk import App, Aspects  # noqa: E402
 from cdk_nag import AwsSolutionsChecks  # noqa: E402
 
+from infra.catalogue import CATALOGUE, Catalogue  # noqa: E402
 from infra.cdk.config import DeployConfig  # noqa: E402
 from infra.cdk.stack import OblioStack  # noqa: E402
 from infra.cdk.validate import validate  # noqa: E402
-from oblio.catalogue import CATALOGUE, Catalogue  # noqa: E402
 
 STACK_ID = "Oblio"
 #: CDK feature flags this app relies on (a cdk.json would carry them otherwise)

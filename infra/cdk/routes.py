@@ -1,5 +1,5 @@
 """The catalogue's EventBridge rules and schedules in one shape, for the stack, its checks and
-the tests. A rule (`oblio.catalogue.EventRule`) matches events by pattern; a schedule runs its
+the tests. A rule (`infra.catalogue.EventRule`) matches events by pattern; a schedule runs its
 target on a `rate(...)` or `cron(...)` expression. Schedules are read from a rule's
 `schedule` (or `expression`) and from a catalogue `schedules` collection where there is one,
 so a new catalogue entry of either kind becomes an AWS rule without a change here."""
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from oblio.catalogue import Catalogue
+from infra.catalogue import Catalogue
 
 
 @dataclass(frozen=True)

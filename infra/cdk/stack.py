@@ -1,4 +1,4 @@
-"""oblio's AWS stack, generated from the resource catalogue (`oblio.catalogue.CATALOGUE`):
+"""oblio's AWS stack, generated from the resource catalogue (`infra.catalogue.CATALOGUE`):
 every non-demo table, bucket, queue, topic, function, state machine and event rule of the
 catalogue becomes the AWS resource of the same physical name, `<prefix>-<name>`, the name the
 runtime computes from OBLIO_RESOURCE_PREFIX. Adding a table or a state machine to the
@@ -41,6 +41,8 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
+from infra.catalogue import CATALOGUE, Bucket, Catalogue, Function, StateMachine, Table
+from infra.catalogue import physical_name as _physical_name
 from infra.cdk import access as access_map
 from infra.cdk import layer as layer_build
 from infra.cdk.access import (
@@ -62,8 +64,6 @@ from infra.cdk.validate import (
     is_chalice,
     states,
 )
-from oblio.catalogue import CATALOGUE, Bucket, Catalogue, Function, StateMachine, Table
-from oblio.catalogue import physical_name as _physical_name
 
 PYTHON = lambda_.Runtime.PYTHON_3_11
 #: Distributed Map item readers read the manifests oblio writes, always to this bucket
@@ -352,7 +352,7 @@ class OblioStack(Stack):
         if self.config.tenant_table_arns:
             arns = list(self.config.tenant_table_arns)
         elif self.config.datamap:
-            from oblio import datamap
+            from oblio.core import datamap
 
             dm = datamap.load(self.config.datamap)
             arns = [self.format_arn(service="dynamodb", resource="table",
@@ -365,7 +365,7 @@ class OblioStack(Stack):
         if self.config.tenant_bucket_arns:
             return list(self.config.tenant_bucket_arns)
         if self.config.datamap:
-            from oblio import datamap
+            from oblio.core import datamap
 
             dm = datamap.load(self.config.datamap)
             return sorted(f"arn:{Aws.PARTITION}:s3:::{b}" for b in set(dm.buckets.values()))

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infra.catalogue import CATALOGUE, Catalogue
 from infra.cdk.app import build
-from oblio.catalogue import CATALOGUE, Catalogue
 
 
 class SynthError(Exception):

@@ -1,5 +1,5 @@
 """Refuse, before building anything, a catalogue that could not deploy: everything
-`oblio.catalogue.check` rejects, and what only the AWS deployment needs on top of it (handler
+`infra.catalogue.check` rejects, and what only the AWS deployment needs on top of it (handler
 files, state machine placeholders and integrations, lifecycle expiries, rule targets, the
 access map). Each error names the entry at fault."""
 
@@ -11,10 +11,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from infra.catalogue import Catalogue, Function, StateMachine, check
 from infra.cdk import access
 from infra.cdk.config import ROOT
 from infra.cdk.routes import routes
-from oblio.catalogue import Catalogue, Function, StateMachine, check
 
 FUNCTIONS = ROOT / "functions"
 STATEMACHINES = ROOT / "statemachines"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from oblio import aws
-from oblio.datamap import DataMap
+from oblio.core.datamap import DataMap
+from oblio.store import aws
 from oblio.store import tables as store
 
 EPOCH = datetime(2026, 11, 1, tzinfo=UTC)  # fixed, so that the data is the same every time
@@ -212,9 +212,9 @@ def seed(dm: DataMap, tenants: list[str], contacts: int, progress: Any = None,
                 progress(tenant_id, table, n)
         for subject in NAMED:  # their consent history, in oblio's ledger
             if subject.tenant_id == tenant_id:
-                from oblio import consent
+                from oblio.control import ledger
 
-                totals["consent_events"] += consent.seed_demo(tenant_id, subject.email)
+                totals["consent_events"] += ledger.seed_demo(tenant_id, subject.email)
     return dict(totals)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from moto.awslambda.models import LambdaFunction
 
-from oblio.catalogue import CATALOGUE
+from infra.catalogue import CATALOGUE
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"

@@ -9,9 +9,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from oblio import aws
-from oblio.catalogue import CATALOGUE, Bucket, Catalogue, EventRule, Table
-from oblio.settings import Settings
+from infra.catalogue import CATALOGUE, Bucket, Catalogue, EventRule, Table
+from oblio.core.settings import Settings
+from oblio.store import aws
 
 ROOT = Path(__file__).resolve().parents[2]
 STATEMACHINES = ROOT / "statemachines"

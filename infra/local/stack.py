@@ -50,7 +50,7 @@ class EventPump(threading.Thread):
 
     def __init__(self, settings: Any) -> None:
         super().__init__(name="oblio-event-pump", daemon=True)
-        from oblio.catalogue import CATALOGUE
+        from infra.catalogue import CATALOGUE
 
         self.settings = settings
         self.routes = [(r.local_queue, r.target) for r in CATALOGUE.rules
@@ -60,7 +60,7 @@ class EventPump(threading.Thread):
     def run(self) -> None:
         import logging
 
-        from oblio import aws
+        from oblio.store import aws
 
         sqs, lam = aws.client("sqs"), aws.client("lambda")
         urls = {q: sqs.get_queue_url(QueueName=f"{self.settings.resource_prefix}-{q}")[
@@ -96,7 +96,7 @@ class ScheduleTimer(threading.Thread):
 
     def __init__(self, settings: Any, seconds: float) -> None:
         super().__init__(name="oblio-schedules", daemon=True)
-        from oblio.catalogue import CATALOGUE
+        from infra.catalogue import CATALOGUE
 
         self.settings, self.seconds = settings, seconds
         self.rules = [r for r in CATALOGUE.rules if r.schedule and r.target[0] == "function"]
@@ -105,7 +105,7 @@ class ScheduleTimer(threading.Thread):
     def run(self) -> None:
         import logging
 
-        from oblio import aws
+        from oblio.store import aws
 
         while not self._halt.wait(self.seconds):
             for rule in self.rules:
@@ -151,8 +151,8 @@ class LocalStack:
         from moto.server import ThreadedMotoServer
 
         from infra.local import lambdas, moto_speed, provision
-        from oblio import datamap as dmap
-        from oblio.settings import get_settings
+        from oblio.core import datamap as dmap
+        from oblio.core.settings import get_settings
 
         # moto's server logs every request line: keep the console for what matters
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -180,7 +180,7 @@ class LocalStack:
         t0 = time.monotonic()
         provision.provision(settings)
         self._say(f"provisioned the catalogue in {time.monotonic() - t0:.1f}s")
-        from oblio import aws
+        from oblio.store import aws
 
         try:
             dmap.check_tables(dm, aws.client("dynamodb"))
@@ -195,7 +195,7 @@ class LocalStack:
             counts = demo.seed(dm, ["demo", "demo-child"], self.demo_contacts)
             self._say(f"demo data: {sum(v for k, v in counts.items() if k != 'files')} items, "
                       f"{counts.get('files', 0)} files in {time.monotonic() - t0:.1f}s")
-            from oblio import retention
+            from oblio.jobs import retention
 
             retention.seed_demo_policies("demo")
         self._pump = EventPump(settings)
@@ -216,7 +216,7 @@ class LocalStack:
         return self.info
 
     def _tenants(self) -> dict[str, Any]:
-        from oblio import tenants
+        from oblio.control import tenants
 
         tenants.create_tenant("demo", "Demo CRM", settings={"default_phone_region": "IT"})
         tenants.create_tenant("demo-child", "Demo CRM (Italy branch)", parent_id="demo",

@@ -36,7 +36,7 @@ EMAIL = "heavy.subject@example.com"
 
 def heavy_subject(dm: Any, items: int, file_kb: int) -> dict[str, int]:
     """One subject with `items` items in all (at least 5) and three files of `file_kb` KiB."""
-    from oblio import aws
+    from oblio.store import aws
 
     t, bucket = "demo", dm.buckets["files"]
     blob = (b"%PDF bench " * (file_kb * 103))[: file_kb * 1024]
@@ -98,22 +98,24 @@ def package_in_its_own_process(request_id: str, tenant_id: str, measured: list[A
 
 def package_step(request_id: str, tenant_id: str) -> None:
     """The package step alone, in this process, measured (what --package runs)."""
-    from oblio import aws, exporter, workflow
-    from oblio import requests as reqs
-    from oblio.models import ConsentModel
-    from oblio.settings import get_settings
-    from oblio.tenants import get_tenant
+    from oblio.access import package
+    from oblio.control import records
+    from oblio.control.tenants import get_tenant
+    from oblio.core.settings import get_settings
+    from oblio.pipeline import work
+    from oblio.store import aws
+    from oblio.store.models import ConsentModel
 
     # warm what a warm Lambda has before it starts: clients, the tenant, the frozen map
-    m = reqs.load(tenant_id, request_id)
+    m = records.load(tenant_id, request_id)
     get_tenant(tenant_id)
-    workflow.frozen_map(m)
+    work.frozen_map(m)
     aws.client("s3").head_bucket(Bucket=get_settings().bucket("exports"))
     aws.client("dynamodb").describe_limits()
     ConsentModel._get_connection().connection.client  # noqa: B018 - the ledger's client
     tracemalloc.start()
     t = time.monotonic()
-    result = exporter.package(request_id, tenant_id)
+    result = package.package(request_id, tenant_id)
     wall = time.monotonic() - t
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
@@ -135,14 +137,15 @@ def run_one(items: int, contacts: int, file_kb: int) -> dict[str, Any]:
     stack = local_stack()
     try:
         from infra.local import demo
-        from oblio import datamap, exporter
+        from oblio.access import package
+        from oblio.core import datamap
         from tests.client import Api
 
         dm = datamap.current()
         demo.seed(dm, ["demo"], contacts, writer=direct_writer())
         rows = heavy_subject(dm, items, file_kb)
         measured: list[Any] = []
-        exporter.package = lambda rid, tid: package_in_its_own_process(rid, tid, measured)
+        package.package = lambda rid, tid: package_in_its_own_process(rid, tid, measured)
         api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
         t = time.monotonic()
         r = api.post("/v1/requests", {"type": "access", "subject": {"email": EMAIL},

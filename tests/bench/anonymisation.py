@@ -22,10 +22,10 @@ from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
 
 def add_tickets(dm: Any, email: str, n: int) -> None:
     """Give the subject `n` more tickets (each rewritten by anonymisation)."""
-    from oblio import planner
+    from oblio.pipeline import find
     from oblio.store import tables as store
 
-    contact = planner.walk(dm, "demo", {"email": email}).items["contacts"][0]
+    contact = find.walk(dm, "demo", {"email": email}).items["contacts"][0]
     store.batch_put(dm.tables["tickets"].table, [
         {"tenant_id": "demo", "ticket_id": f"heavy_{email}_{i:06d}",
          "contact_id": contact["contact_id"], "subject": "Where is my parcel?",
@@ -38,7 +38,7 @@ def run_one(size: int, heavy: int) -> dict[str, Any]:
     stack = local_stack()
     try:
         from infra.local import demo
-        from oblio import datamap
+        from oblio.core import datamap
         from tests.client import Api
 
         dm = datamap.current()

@@ -38,8 +38,9 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
     stack = local_stack()
     try:
         from infra.local import demo
-        from oblio import bulk, datamap
-        from oblio.models import BulkJobModel
+        from oblio.core import datamap
+        from oblio.jobs import bulk
+        from oblio.store.models import BulkJobModel
         from tests.client import Api
 
         dm = datamap.current()
@@ -69,9 +70,9 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
 
 
 def _chunk_peak(bulk: Any, emails: list[str]) -> float:
-    from oblio import clock
-    from oblio.models import BulkJobModel
+    from oblio.core import clock
     from oblio.store import objects
+    from oblio.store.models import BulkJobModel
 
     rows = [{"line": i + 2, "identities": {"email": e}, "dry_run": False}
             for i, e in enumerate(emails)]
@@ -90,9 +91,11 @@ def run_validation(rows: int) -> dict[str, Any]:
     """The validator alone on generated files of rows/10 and rows lines."""
     stack = local_stack()
     try:
-        from oblio import aws, bulk, clock
-        from oblio.models import BulkJobModel
-        from oblio.settings import get_settings
+        from oblio.core import clock
+        from oblio.core.settings import get_settings
+        from oblio.jobs import bulk
+        from oblio.store import aws
+        from oblio.store.models import BulkJobModel
 
         s = get_settings()
         out = []

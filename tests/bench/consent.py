@@ -51,11 +51,12 @@ def _plan(events: int, subjects: int, seed: int = 7) -> list[dict[str, Any]]:
 
 
 def _read_cost(email: str) -> dict[str, Any]:
-    from oblio import aws, consent, tenants
+    from oblio.control import ledger, tenants
+    from oblio.store import aws
 
     tenant = tenants.get_tenant("demo")
     with aws.counting() as io:
-        got = consent.ledger(tenant, {"email": email})
+        got = ledger.subject_ledger(tenant, {"email": email})
     return {"ddb_calls": sum(v for k, v in io.calls.items() if k.startswith("dynamodb.")),
             "scans": io.calls.get("dynamodb.Scan", 0), "events": len(got["history"])}
 
@@ -93,8 +94,9 @@ def run_one(events: int, subjects: int, concurrency: int, checkpoints: list[int]
                 rows.append({"ledger_events": done, "probe": _read_cost(probe),
                              "busiest": _read_cost(busiest), "read_ms": read_ms})
         # what one write costs, by operation (the domain call, in-process)
-        from oblio import aws, consent
-        from oblio.tenants import Principal
+        from oblio.control.tenants import Principal
+        from oblio.rights import consent
+        from oblio.store import aws
 
         principal = Principal("demo", "bench", frozenset({"consent:write"}), False)
         with aws.counting() as io:

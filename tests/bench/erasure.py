@@ -30,7 +30,7 @@ def minimum_calls(dm: Any, result: dict[str, Any], kinds: set[str],
     """DynamoDB calls the plan cannot do without: one Query per lookup (planning and the
     verification's fresh search), one BatchWriteItem per 25 deletes, one BatchGetItem per 100
     items read back (apply for shells, verify for all), one UpdateItem per shell."""
-    from oblio import engine
+    from oblio.pipeline import rules
 
     n = result["queries_planned"]
     n += sum(1 for t in dm.tables.values() for f in t.find if f.identity in kinds)
@@ -38,7 +38,7 @@ def minimum_calls(dm: Any, result: dict[str, Any], kinds: set[str],
         matched = c["matched"]
         if not matched:
             continue
-        if engine.table_mode(dm, name, action) == "delete":
+        if rules.table_mode(dm, name, action) == "delete":
             n += math.ceil(matched / 25)
         else:
             n += math.ceil(matched / 100) + matched
@@ -50,8 +50,8 @@ def run_one(size: int, subjects: int) -> dict[str, Any]:
     stack = local_stack()
     try:
         from infra.local import demo
-        from oblio import datamap
-        from oblio.settings import get_settings
+        from oblio.core import datamap
+        from oblio.core.settings import get_settings
         from tests.client import Api
 
         dm = datamap.load(get_settings().datamap)

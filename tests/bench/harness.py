@@ -50,7 +50,7 @@ def direct_writer() -> Any:
     """Write items straight into moto's in-process DynamoDB backend (bench loading only)."""
     from moto.dynamodb.models import dynamodb_backends
 
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
     from oblio.store.tables import to_ddb
 
     s = get_settings()

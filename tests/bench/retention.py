@@ -53,8 +53,10 @@ def _peak(fn: Any) -> tuple[Any, float]:
 def measure(kind: str) -> None:
     """One step alone in this process (what --measure runs), as a Lambda would run it: moto
     serves from the parent process, so only oblio's own memory is traced here."""
-    from oblio import aws, datamap, retention
-    from oblio.tenants import get_tenant
+    from oblio.control.tenants import get_tenant
+    from oblio.core import datamap
+    from oblio.jobs import retention
+    from oblio.store import aws
 
     datamap.current()
     get_tenant("demo")
@@ -81,7 +83,8 @@ def run_one(size: int, scan_up_to: int) -> dict[str, Any]:
     stack = local_stack()
     try:
         from infra.local import demo
-        from oblio import datamap, retention
+        from oblio.core import datamap
+        from oblio.jobs import retention
         from tests.client import Api
 
         dm = datamap.current()
@@ -126,10 +129,11 @@ def run_one(size: int, scan_up_to: int) -> dict[str, Any]:
 
 def _chunk_peak(dm: Any) -> float:
     """One chunk (newer contacts, not touched by the sweep) applied in its own process."""
-    from oblio import clock, planner
-    from oblio.models import RetentionSweepModel
+    from oblio.core import clock
+    from oblio.pipeline import find
     from oblio.store import objects
     from oblio.store import tables as store
+    from oblio.store.models import RetentionSweepModel
 
     t = dm.tables["contacts"]
     items = list(store.query_below(t.table, "by_sweep", ("sweep_bucket", "demo#2026-10"),
@@ -138,8 +142,8 @@ def _chunk_peak(dm: Any) -> float:
                         policy={**POLICY, "finder": "index"}, status="running",
                         cutoff=clock.iso(), created_at=clock.iso(), counts={}, io={}).save()
     key = "work/demo/sweeps/PROBE/chunks/000000.json"
-    objects.put_json(key, {"keys": [planner.key_of(t, i) for i in items],
-                           "s3": planner.s3_refs(dm, t, items)})
+    objects.put_json(key, {"keys": [find.key_of(t, i) for i in items],
+                           "s3": find.s3_refs(dm, t, items)})
     return float(_in_own_process(key)["peak_mb"])
 
 

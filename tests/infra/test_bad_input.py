@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from infra import catalogue as cat
+from infra.catalogue import CATALOGUE
 from infra.cdk import synth
 from infra.cdk.synth import SynthError, synthesize
-from oblio import catalogue as cat
-from oblio.catalogue import CATALOGUE
 
 
 def refused(bad: cat.Catalogue, context: dict[str, Any] | None = None) -> str:

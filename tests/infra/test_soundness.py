@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
+from infra.catalogue import CATALOGUE, physical_name
 from infra.cdk import nag
 from infra.cdk.config import ROOT
 from infra.cdk.routes import routes
-from oblio.catalogue import CATALOGUE, physical_name
 from tests.infra.cfn import by_property, of_type
 from tests.infra.conftest import PREFIX
 

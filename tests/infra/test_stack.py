@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from aws_cdk.assertions import Match
 
+from infra.catalogue import CATALOGUE, physical_name
 from infra.cdk import access
 from infra.cdk.config import ROOT
 from infra.cdk.routes import routes
 from infra.cdk.validate import BUCKET_REF, is_chalice
-from oblio.catalogue import CATALOGUE, physical_name
 from tests.infra.cfn import by_property, of_type
 from tests.infra.conftest import CONTEXT, PREFIX
 

@@ -51,7 +51,7 @@ def stack(logs: LogCapture) -> Iterator[LocalStack]:
     for name in ("oblio", ""):
         logging.getLogger(name).addHandler(logs)
     # Powertools' handler writes JSON to stdout: tee it into the capture as well
-    from oblio.observability import logger
+    from oblio.core.observability import logger
 
     for h in logger.handlers:
         if isinstance(h, logging.StreamHandler):
@@ -86,8 +86,8 @@ def anon(stack: LocalStack) -> Api:
 
 @pytest.fixture(scope="session")
 def dm(stack: LocalStack) -> Any:
-    from oblio import datamap
-    from oblio.settings import get_settings
+    from oblio.core import datamap
+    from oblio.core.settings import get_settings
 
     return datamap.load(get_settings().datamap)
 
@@ -106,7 +106,7 @@ def subject(stack: LocalStack, dm: Any, request: pytest.FixtureRequest) -> dict[
 
 @pytest.fixture(scope="session")
 def aws_client(stack: LocalStack) -> Any:
-    from oblio import aws
+    from oblio.store import aws
 
     return aws.client
 
@@ -118,8 +118,8 @@ class EventLog:
         self.seen: list[dict[str, Any]] = []
 
     def for_request(self, request_id: str) -> list[dict[str, Any]]:
-        from oblio import aws
-        from oblio.settings import get_settings
+        from oblio.core.settings import get_settings
+        from oblio.store import aws
 
         sqs = aws.client("sqs")
         url = sqs.get_queue_url(QueueName=f"{get_settings().resource_prefix}-events")[

@@ -42,7 +42,7 @@ def everything(z: zipfile.ZipFile) -> str:
 def mails_about(request_id: str) -> list[Any]:
     from moto.ses.models import ses_backends
 
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     s = get_settings()
     return [m for m in ses_backends[s.account_id][s.region].sent_messages
@@ -51,19 +51,20 @@ def mails_about(request_id: str) -> list[Any]:
 
 def s3_bodies(dm: Any, aws_client: Any, tenant: str, identities: dict[str, str]) -> list[bytes]:
     """The current bytes of every S3 object the subject's items point to."""
-    from oblio import planner
+    from oblio.pipeline import find
 
-    fp = planner.walk(dm, tenant, identities)
+    fp = find.walk(dm, tenant, identities)
     s3 = aws_client("s3")
     return [s3.get_object(Bucket=b, Key=k)["Body"].read()
             for name, items in fp.items.items()
-            for b, k in planner.s3_refs(dm, dm.tables[name], items)]
+            for b, k in find.s3_refs(dm, dm.tables[name], items)]
 
 
 def test_access_export_of_jeanne_holds_her_data_and_nobody_elses(api, dm, aws_client,
                                                                  event_log):
-    from oblio import clock, exporter
-    from oblio.settings import get_settings
+    from oblio.access import deliver
+    from oblio.core import clock
+    from oblio.core.settings import get_settings
 
     found = api.get("/v1/subjects", **JEANNE).json()["tables"]
     done = export(api, JEANNE, notify_email=DPO.upper())
@@ -171,13 +172,13 @@ def test_access_export_of_jeanne_holds_her_data_and_nobody_elses(api, dm, aws_cl
     assert {"access_completed", "export_downloaded"} <= actions
 
     # expired in the app the moment its date passes, whatever S3 still holds
-    assert exporter.latest_valid_export("demo", done["subject_ref"]) is not None
+    assert deliver.latest_valid_export("demo", done["subject_ref"]) is not None
     clock.advance(timedelta(days=15))
     try:
         gone = api.get(f"/v1/requests/{done['id']}/download")
         assert gone.status_code == 410, gone.text
         assert gone.json()["error"]["code"] == "export_expired"
-        assert exporter.latest_valid_export("demo", done["subject_ref"]) is None
+        assert deliver.latest_valid_export("demo", done["subject_ref"]) is None
     finally:
         clock.reset()
 
@@ -185,8 +186,9 @@ def test_access_export_of_jeanne_holds_her_data_and_nobody_elses(api, dm, aws_cl
 def test_access_export_of_mario_over_http_holds_his_data_and_nothing_of_jeanne(
         api, dm, aws_client, event_log):
     """The issue's "done when", as a client would check it."""
-    from oblio import clock, consent
-    from oblio.settings import get_settings
+    from oblio.control import ledger
+    from oblio.core import clock
+    from oblio.core.settings import get_settings
 
     mario = {"email": MARIO_IDS[0]}
     if not api.get("/v1/subjects", **mario).json()["found"]:  # erased by an earlier test
@@ -194,7 +196,7 @@ def test_access_export_of_mario_over_http_holds_his_data_and_nothing_of_jeanne(
 
         demo.seed_subject(dm, "demo", MARIO_IDS[0], MARIO_IDS[1], MARIO_IDS[2],
                           first="Mario", last="Rossi")
-        consent.seed_demo("demo", MARIO_IDS[0])
+        ledger.seed_demo("demo", MARIO_IDS[0])
     found = api.get("/v1/subjects", **mario).json()["tables"]
     done = export(api, mario, notify_email=DPO)
     assert done["status"] == "completed", done
@@ -254,8 +256,8 @@ def test_access_export_of_mario_over_http_holds_his_data_and_nothing_of_jeanne(
 
 
 def test_the_tenant_ttl_tags_the_archive_for_its_lifecycle_rule(api, subject, aws_client):
-    from oblio import clock
-    from oblio.settings import get_settings
+    from oblio.core import clock
+    from oblio.core.settings import get_settings
 
     s3, bucket = aws_client("s3"), get_settings().bucket("exports")
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]

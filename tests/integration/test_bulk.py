@@ -46,7 +46,7 @@ def versions(aws_client: Any, bucket: str, prefix: str) -> int:
 
 def test_bulk_erasure_of_a_thousand_subjects_with_malformed_rows(api, aws_client, dm):
     from infra.local import demo
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     seeded = demo.seed_crowd(dm, "demo", GENERATED)
     assert seeded["contacts"] == N
@@ -92,7 +92,7 @@ def test_bulk_erasure_of_a_thousand_subjects_with_malformed_rows(api, aws_client
         jeanne
     assert api.get("/v1/audit/verify").json()["valid"] is True
     # the upload held personal data: no version of it is left
-    from oblio.bulk import prefix
+    from oblio.jobs.bulk import prefix
 
     assert versions(aws_client, get_settings().bucket("ingest"), prefix("demo")) == 0
 
@@ -117,7 +117,7 @@ def test_bulk_dry_run_erases_nothing(api, subject):
 
 def test_a_csv_dropped_straight_into_the_ingest_bucket_starts_a_job(api, subject,
                                                                     aws_client):
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     aws_client("s3").put_object(Bucket=get_settings().bucket("ingest"),
                                 Key="bulk/demo/from-our-crm.csv",
@@ -134,7 +134,7 @@ def test_a_csv_dropped_straight_into_the_ingest_bucket_starts_a_job(api, subject
 
 
 def test_bad_files_fail_at_once_and_erase_nothing(api, subject):
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     cases = {
         b"": "empty",
@@ -176,11 +176,11 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(api, dm, m
     """The first attempt erases every line's items and certifies one line, then fails; the
     retry finds nothing left to erase but reports every line as erased, once each."""
     from infra.local import demo
-    from oblio import bulk, clock
-    from oblio import requests as reqs
-    from oblio.errors import TransientError
-    from oblio.models import BulkJobModel, RequestModel
+    from oblio.core import clock
+    from oblio.core.errors import TransientError
+    from oblio.jobs import bulk
     from oblio.store import objects
+    from oblio.store.models import BulkJobModel, RequestModel
 
     emails = [f"chunk.retry.{i}@example.net" for i in range(3)]
     for email in emails:
@@ -191,7 +191,7 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(api, dm, m
     chunk = f"work/demo/bulk/{job_id}/chunks/000000.json"
     objects.put_json(chunk, [{"line": i + 2, "identities": {"email": e}, "dry_run": False}
                              for i, e in enumerate(emails)])
-    record, calls = reqs.record_bulk_erasure, []
+    record, calls = bulk.record_erasure, []
 
     def fail_on_the_second(*args: Any, **kwargs: Any) -> str:
         calls.append(1)
@@ -199,14 +199,14 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(api, dm, m
             raise TransientError("the chunk worker died")
         return record(*args, **kwargs)
 
-    monkeypatch.setattr(reqs, "record_bulk_erasure", fail_on_the_second)
+    monkeypatch.setattr(bulk, "record_erasure", fail_on_the_second)
     try:
         bulk.erase_chunk("demo", job_id, chunk)
         raise AssertionError("the first attempt should have failed")
     except TransientError:
         pass
     assert all(api.get("/v1/subjects", email=e).json()["total"] == 0 for e in emails)
-    monkeypatch.setattr(reqs, "record_bulk_erasure", record)
+    monkeypatch.setattr(bulk, "record_erasure", record)
 
     out = bulk.erase_chunk("demo", job_id, chunk)
 
@@ -225,7 +225,7 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(api, dm, m
 
 def test_the_bulk_erase_command_uploads_a_file_and_follows_the_job(stack, api, subject,
                                                                    tmp_path, capsys):
-    from oblio import cli
+    from infra import cli
 
     csv_file = tmp_path / "forget.csv"
     csv_file.write_text(f"email,note\n{subject['email']},asked by phone\nnot-an-email,x\n")

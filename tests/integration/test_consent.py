@@ -20,11 +20,11 @@ def grant(api: Any, email: str, purpose: str = "newsletter", **extra: Any) -> An
 def ledger_items(ids: dict[str, str]) -> int:
     """The ledger's records (events and states) filed under these identities, read straight
     from the table."""
-    from oblio import consent, tenants
-    from oblio.models import ConsentModel
+    from oblio.control import ledger, tenants
+    from oblio.store.models import ConsentModel
 
     tenant = tenants.get_tenant("demo")
-    return sum(1 for key in consent.subject_keys(tenant, ids)
+    return sum(1 for key in ledger.subject_keys(tenant, ids)
                for _ in ConsentModel.query("demo", ConsentModel.sk.startswith(f"{key}#")))
 
 
@@ -92,7 +92,7 @@ def test_grant_second_grant_and_one_click_withdrawal_leave_an_ordered_history_wi
 
 
 def test_tampered_or_expired_link_changes_nothing(api, subject):
-    from oblio import clock
+    from oblio.core import clock
 
     email = subject["email"]
     assert grant(api, email, purpose="marketing").status_code == 201

@@ -21,12 +21,12 @@ def counts(search: dict[str, Any]) -> dict[str, int]:
 
 def files_of(dm: Any, aws_client: Any, tenant: str, email: str) -> list[str]:
     """The S3 keys of the subject's photo, attachments and documents, read from the tables."""
-    from oblio import planner
-    from oblio.settings import get_settings  # noqa: F401
+    from oblio.core.settings import get_settings  # noqa: F401
+    from oblio.pipeline import find
 
-    fp = planner.walk(dm, tenant, {"email": email})
+    fp = find.walk(dm, tenant, {"email": email})
     return [k for name, items in fp.items.items()
-            for _, k in planner.s3_refs(dm, dm.tables[name], items)]
+            for _, k in find.s3_refs(dm, dm.tables[name], items)]
 
 
 def versions(aws_client: Any, bucket: str, key: str) -> int:
@@ -184,7 +184,7 @@ def test_failure_in_a_table_task_then_retry_resumes_without_redoing(api, subject
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "TableUnavailable"
     ddb = aws_client("dynamodb")
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     key = {"tenant_id": {"S": "demo"}, "sk": {"S": "req#" + failed["id"]}}
     table = get_settings().table("requests")
@@ -322,7 +322,7 @@ def test_tenant_isolation_no_endpoint_crosses_tenants(api, child_api, subject):
 
 
 def test_audit_log_is_hash_chained_and_detects_tampering(api, aws_client):
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     ok = api.get("/v1/audit/verify").json()
     assert ok["valid"] is True and ok["entries"] > 0
@@ -356,7 +356,7 @@ def test_no_log_line_or_execution_history_holds_an_identity(api, subject, logs, 
     for value in forbidden:
         assert value not in text, f"an identity leaked into the logs: {value[:3]}..."
     sfn = aws_client("stepfunctions")
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     arn = get_settings().state_machine_arn("erasure").replace(":stateMachine:", ":execution:")
     history = sfn.get_execution_history(executionArn=f"{arn}:{done['id']}-1")

@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from infra.local.stack import free_port
-from oblio.settings import DEMO_DATAMAP
+from oblio.core.settings import DEMO_DATAMAP
 
 DEMO = yaml.safe_load(DEMO_DATAMAP.read_text())
 
@@ -23,7 +23,7 @@ def _up(tmp_path: Path, datamap: dict) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OBLIO_",
                                                                        "MOTO_"))}
     return subprocess.run(
-        [sys.executable, "-m", "oblio.cli", "local", "up", "--datamap", str(path),
+        [sys.executable, "-m", "infra.cli", "local", "up", "--datamap", str(path),
          "--api-port", str(free_port()), "--aws-port", str(free_port()), "--no-demo"],
         capture_output=True, text=True, timeout=120, env=env)
 

@@ -77,8 +77,8 @@ def audit_entry(api: Any, entry_id: str) -> dict[str, Any]:
 
 
 def test_the_demo_tenant_has_its_policies_and_the_schedule_exists(api, aws_client):
-    from oblio.catalogue import CATALOGUE
-    from oblio.settings import get_settings
+    from infra.catalogue import CATALOGUE
+    from oblio.core.settings import get_settings
 
     policies = {p["id"]: p for p in api.get("/v1/retention-policies").json()["items"]}
     assert {"inactive-contacts", "ticket-trash", "old-email-events"} <= set(policies)
@@ -193,7 +193,7 @@ def test_trash_purge_deletes_tickets_30_days_after_soft_delete_and_a_second_run_
 
 def test_a_failed_sweep_is_resumed_by_the_next_run(api, aws_client, monkeypatch):
     from infra.local.lambdas import Fault, faults
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     monkeypatch.setattr(get_settings(), "retention_chunk_size", 20)
     dry = api.post("/v1/retention-policies/old-email-events/run", {"dry_run": True}).json()
@@ -218,7 +218,7 @@ def test_a_failed_sweep_is_resumed_by_the_next_run(api, aws_client, monkeypatch)
 
 
 def test_the_cli_dry_runs_the_tenants_policies(stack, capsys):
-    from oblio import cli
+    from infra import cli
 
     info = stack.info
     assert cli.main(["sweep", "--tenant", "demo", "--dry-run", "--policy", "ticket-trash",

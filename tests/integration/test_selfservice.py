@@ -15,7 +15,7 @@ import requests as http
 def mails_to(address: str) -> list[Any]:
     from moto.ses.models import ses_backends
 
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     s = get_settings()
     return [m for m in ses_backends[s.account_id][s.region].sent_messages
@@ -91,7 +91,7 @@ def test_a_self_service_access_export_reaches_the_person_through_a_signed_link(
     import zipfile
     from datetime import timedelta
 
-    from oblio import clock
+    from oblio.core import clock
 
     email = subject["email"]
     rid = file(anon, {"email": email}, type_="access").json()["request_id"]
@@ -169,7 +169,7 @@ def test_public_answers_do_not_reveal_whether_the_person_exists(anon, subject):
 def test_a_phone_code_goes_to_the_codes_topic(api, anon, subject):
     from moto.sns.models import sns_backends
 
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     s = get_settings()
     topic = sns_backends[s.account_id][s.region].topics[s.topic_arn("verification-codes")]
@@ -193,7 +193,7 @@ def test_a_phone_code_goes_to_the_codes_topic(api, anon, subject):
 def test_a_phone_verified_access_export_sends_its_link_to_the_codes_topic(api, anon, subject):
     from moto.sns.models import sns_backends
 
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     s = get_settings()
     topic = sns_backends[s.account_id][s.region].topics[s.topic_arn("verification-codes")]
@@ -242,7 +242,7 @@ def test_a_dpo_approves_or_denies_a_verified_request(api, anon, subject, demo_se
 
 
 def test_the_due_date_counts_from_receipt(api, anon, subject):
-    from oblio import clock
+    from oblio.core import clock
 
     r = file(anon, {"email": subject["email"]}, type_="access")
     received = api.get(f"/v1/requests/{r.json()['request_id']}").json()

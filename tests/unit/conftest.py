@@ -24,8 +24,8 @@ for _name in ("AWS_SESSION_TOKEN", "AWS_PROFILE", "AWS_SECURITY_TOKEN"):
 
 def _forget_process_state() -> None:
     """Clients, tenant keys and tenants cached per process belong to one mock's lifetime."""
-    from oblio import aws as oblio_aws
-    from oblio import crypto, tenants
+    from oblio.control import crypto, tenants
+    from oblio.store import aws as oblio_aws
 
     oblio_aws.reset_clients()
     crypto._cache.clear()
@@ -35,10 +35,10 @@ def _forget_process_state() -> None:
 
 @contextmanager
 def _fresh_aws() -> Iterator[None]:
+    from infra.catalogue import CATALOGUE
     from infra.local.provision import _create_table
-    from oblio import aws as oblio_aws
-    from oblio.catalogue import CATALOGUE
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
+    from oblio.store import aws as oblio_aws
 
     with mock_aws():
         _forget_process_state()
@@ -83,8 +83,8 @@ _tenants = itertools.count()
 @pytest.fixture(scope="session")
 def demo_map():
     """The shipped demo data map, loaded once."""
-    from oblio import datamap
-    from oblio.settings import DEMO_DATAMAP
+    from oblio.core import datamap
+    from oblio.core.settings import DEMO_DATAMAP
 
     return datamap.load(DEMO_DATAMAP)
 
@@ -92,7 +92,7 @@ def demo_map():
 @pytest.fixture(scope="session")
 def keys():
     """A tenant's keys from a fixed data key (no KMS needed)."""
-    from oblio.crypto import TenantKeys
+    from oblio.control.crypto import TenantKeys
 
     return TenantKeys.from_data_key("demo", b"k" * 32)
 

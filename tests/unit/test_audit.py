@@ -7,17 +7,17 @@ import itertools
 
 import pytest
 
-from oblio import audit
+from oblio.control import audit
 
 
 def _ddb():
-    from oblio import aws
+    from oblio.store import aws
 
     return aws.client("dynamodb")
 
 
 def _table() -> str:
-    from oblio.models import AuditModel
+    from oblio.store.models import AuditModel
 
     return AuditModel.Meta.table_name
 
@@ -92,7 +92,7 @@ def test_editing_an_entrys_details_breaks_the_chain_at_that_entry(t1, t2):
 
 
 def test_editing_an_entry_and_its_hash_breaks_the_chain_at_the_next_entry(t1):
-    from oblio.models import AuditModel
+    from oblio.store.models import AuditModel
 
     m = AuditModel.get(t1, _seq(2))
     m.action = "nothing.happened"

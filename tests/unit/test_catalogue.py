@@ -7,8 +7,8 @@ import dataclasses
 
 import pytest
 
-from oblio import catalogue
-from oblio.catalogue import CATALOGUE
+from infra import catalogue
+from infra.catalogue import CATALOGUE
 
 
 def test_the_shipped_catalogue_passes():

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from oblio import clock
-from oblio.tasks import caught, scrub
+from oblio.core import clock
+from oblio.core.boundary import caught, scrub
 
 
 @pytest.mark.parametrize("start, months, due", [

@@ -9,8 +9,11 @@ from typing import Any
 
 import pytest
 
-from oblio import aws, clock, consent, selfservice, tenants
-from oblio.errors import Conflict, Invalid, OblioError
+from oblio.control import ledger, links, tenants
+from oblio.core import clock
+from oblio.core.errors import Conflict, Invalid, OblioError
+from oblio.rights import consent, selfservice
+from oblio.store import aws
 
 pytestmark = pytest.mark.usefixtures("module_aws", "cheap_transactions")
 
@@ -33,9 +36,9 @@ def t(tenant: str) -> tenants.Tenant:
 
 def _record(t: tenants.Tenant, ids: dict[str, str], purpose: str = "newsletter",
             status: str = "granted", **extra: Any) -> dict[str, Any]:
-    fields = consent.validate(t, {"purpose": purpose, "channel": "web", "status": status,
+    fields = ledger.validate(t, {"purpose": purpose, "channel": "web", "status": status,
                                   **extra})
-    return consent.append(t, consent.subject_keys(t, ids), t.keys.subject_ref(ids), fields,
+    return ledger.append(t, ledger.subject_keys(t, ids), t.keys.subject_ref(ids), fields,
                           recorded_by="key_test", emit=False)
 
 
@@ -48,7 +51,7 @@ def test_grants_and_withdrawals_keep_the_state_in_step_with_the_newest_event(t):
     c = _record(t, ANNA, status="withdrawn")
     assert (a["state_changed"], b["state_changed"], c["state_changed"]) == (True, False, True)
     assert c["previous_status"] == "granted"
-    got = consent.ledger(t, ANNA)
+    got = ledger.subject_ledger(t, ANNA)
     assert [e["event_id"] for e in got["history"]] == [a["event_id"], b["event_id"],
                                                        c["event_id"]]
     assert got["state"]["newsletter"]["status"] == "withdrawn"
@@ -61,7 +64,7 @@ def test_an_older_event_imported_later_does_not_move_the_state(t):
     old = _record(t, ANNA, purpose="analytics", status="withdrawn",
                   at="2024-01-01T00:00:00+00:00")
     assert old["state_changed"] is False and old["current_status"] == "granted"
-    got = consent.ledger(t, ANNA)
+    got = ledger.subject_ledger(t, ANNA)
     assert got["state"]["analytics"]["status"] == "granted"
     assert [e["status"] for e in got["history"]] == ["withdrawn", "granted"]
 
@@ -69,13 +72,13 @@ def test_an_older_event_imported_later_does_not_move_the_state(t):
 def test_an_event_naming_two_identities_is_found_by_either(t):
     both = {"email": "bruno@example.com", "phone": "+393331112233"}
     _record(t, both, purpose="marketing")
-    by_phone = consent.ledger(t, {"phone": "+393331112233"})
+    by_phone = ledger.subject_ledger(t, {"phone": "+393331112233"})
     assert by_phone["state"]["marketing"]["status"] == "granted"
-    assert len(consent.ledger(t, both)["history"]) == 1  # the copies are one event
+    assert len(ledger.subject_ledger(t, both)["history"]) == 1  # the copies are one event
 
 
 def test_the_ledger_keeps_hmacs_never_identities_or_addresses(t):
-    from oblio.models import ConsentModel
+    from oblio.store.models import ConsentModel
 
     _record(t, ANNA, proof={"submission_id": "f-1", "ip_address": "203.0.113.9"})
     raw = str([m.attribute_values for m in ConsentModel.query(t.tenant_id)])
@@ -94,7 +97,7 @@ def test_the_ledger_keeps_hmacs_never_identities_or_addresses(t):
 ])
 def test_bad_consent_fields_are_422_naming_the_field(t, body, field, code):
     with pytest.raises(Invalid) as err:
-        consent.validate(t, {"purpose": "newsletter", "channel": "web", "status": "granted",
+        ledger.validate(t, {"purpose": "newsletter", "channel": "web", "status": "granted",
                              **body})
     assert err.value.field == field and err.value.code == code
 
@@ -106,14 +109,14 @@ def test_the_purposes_setting_is_validated_and_used(t):
     with pytest.raises(Invalid):
         tenants.update_settings(t.tenant_id, {"settings": {"purposes": ["a", "a"]}})
     t2 = tenants.update_settings(t.tenant_id, {"settings": {"purposes": ["surveys"]}})
-    assert consent.validate(t2, {"purpose": "surveys", "channel": "web",
+    assert ledger.validate(t2, {"purpose": "surveys", "channel": "web",
                                  "status": "granted"})["purpose"] == "surveys"
 
 
 def test_reading_one_subject_costs_the_same_however_large_the_ledger(t):
     def calls() -> int:
         with aws.counting() as io:
-            consent.ledger(t, ANNA)
+            ledger.subject_ledger(t, ANNA)
         return sum(v for k, v in io.calls.items() if k.startswith("dynamodb."))
 
     _record(t, ANNA)
@@ -127,7 +130,7 @@ def test_a_cancelled_transaction_writes_nothing(t):
     from pynamodb.exceptions import TransactWriteError
     from pynamodb.transactions import TransactWrite
 
-    from oblio.models import ConsentModel
+    from oblio.store.models import ConsentModel
 
     _record(t, ANNA)
     state = next(m for m in ConsentModel.query(t.tenant_id) if "#s#" in m.sk)
@@ -135,14 +138,14 @@ def test_a_cancelled_transaction_writes_nothing(t):
                          purpose="p", status="granted", channel="web", at="a")
     changed = ConsentModel(**{**state.attribute_values, "status": "withdrawn"})
     with pytest.raises(TransactWriteError), \
-            TransactWrite(connection=consent._connection()) as tx:
+            TransactWrite(connection=ledger.connect()) as tx:
         tx.save(fresh, condition=ConsentModel.sk.does_not_exist())
         tx.save(changed)
         tx.save(ConsentModel(tenant_id=t.tenant_id, sk="email#y#s#p", event_id="e",
                              order="o", purpose="p", status="x", channel="c", at="a"),
                 condition=ConsentModel.sk.exists())  # it does not: all is cancelled
     assert not list(ConsentModel.query(t.tenant_id, ConsentModel.sk == "email#x#e#new"))
-    assert consent.ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"
+    assert ledger.subject_ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"
 
 
 def test_erasing_a_subject_removes_its_records_only(t):
@@ -150,14 +153,14 @@ def test_erasing_a_subject_removes_its_records_only(t):
     _record(t, ANNA, purpose="marketing", status="withdrawn")
     _record(t, {"email": "carla@example.com"})
     refs = {"email": [t.keys.hmac("email", "anna@example.com")]}
-    assert consent.erase_subject(t.tenant_id, refs) == 4  # two events, two states
-    assert consent.ledger(t, ANNA)["history"] == []
-    assert consent.erase_subject(t.tenant_id, refs) == 0
-    assert len(consent.ledger(t, {"email": "carla@example.com"})["history"]) == 1
+    assert ledger.erase_subject(t.tenant_id, refs) == 4  # two events, two states
+    assert ledger.subject_ledger(t, ANNA)["history"] == []
+    assert ledger.erase_subject(t.tenant_id, refs) == 0
+    assert len(ledger.subject_ledger(t, {"email": "carla@example.com"})["history"]) == 1
 
 
 def _token(t: tenants.Tenant, days: int = 30) -> str:
-    from oblio.tenants import Principal
+    from oblio.control.tenants import Principal
 
     p = Principal(t.tenant_id, "key_test", frozenset({"consent:write"}), False)
     return consent.link(p, {"subject": ANNA, "purpose": "newsletter",
@@ -165,34 +168,34 @@ def _token(t: tenants.Tenant, days: int = 30) -> str:
 
 
 def test_a_signed_link_withdraws_once_and_a_forged_one_changes_nothing(t, tenant):
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     aws.client("events").create_event_bus(Name=get_settings().event_bus)
     _record(t, ANNA)
     token = _token(t)
     payload, sig = token.split(".")
     other = tenants.create_tenant(f"{tenant}-b", "B")
-    forged_for_other = consent.sign(other, {"t": t.tenant_id, "x": 2**40})
+    forged_for_other = links.sign(other, {"t": t.tenant_id, "x": 2**40})
     for bad in (f"{payload}.{sig[:-1]}A" if sig[-1] != "A" else f"{payload}.{sig[:-1]}B",
                 forged_for_other, "", None, "a.b.c", "%%%.%%%"):
         status, page = consent.unsubscribe(bad)
         assert status == 400 and "Nothing was changed" in page
-    assert consent.ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"
+    assert ledger.subject_ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"
     status, page = consent.unsubscribe(token)
     assert status == 200 and "unsubscribed" in page
     assert consent.unsubscribe(token)[0] == 200  # a second click records nothing more
-    history = consent.ledger(t, ANNA)["history"]
+    history = ledger.subject_ledger(t, ANNA)["history"]
     assert [e["status"] for e in history] == ["granted", "withdrawn"]
 
 
 def test_a_token_signed_for_one_use_is_refused_for_another(t):
     claims = {"t": t.tenant_id, "x": 2**40, "r": "01REQ", "p": "newsletter", "k": []}
-    for_export = consent.sign(t, claims, use="export-link")
-    with pytest.raises(consent.InvalidLink):
-        consent.verify(for_export)  # a consent link's use, by default
-    with pytest.raises(consent.InvalidLink):
-        consent.verify(consent.sign(t, claims), use="export-link")
-    assert consent.verify(for_export, use="export-link")[1] == claims
+    for_export = links.sign(t, claims, use="export-link")
+    with pytest.raises(links.InvalidLink):
+        links.verify(for_export)  # a consent link's use, by default
+    with pytest.raises(links.InvalidLink):
+        links.verify(links.sign(t, claims), use="export-link")
+    assert links.verify(for_export, use="export-link")[1] == claims
 
 
 def test_an_expired_link_changes_nothing(t):
@@ -204,7 +207,7 @@ def test_an_expired_link_changes_nothing(t):
     finally:
         clock.advance(timedelta(days=-2))
     assert status == 410 and "expired" in page
-    assert len(consent.ledger(t, ANNA)["history"]) == 1
+    assert len(ledger.subject_ledger(t, ANNA)["history"]) == 1
 
 
 # -- self-service -------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ def test_the_rate_limit_counts_per_address_in_one_window(t):
 
 @pytest.fixture
 def page(t, tenant) -> tenants.Tenant:
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     aws.client("ses").verify_email_identity(EmailAddress=get_settings().ses_sender)
     return tenants.update_settings(t.tenant_id, {"settings": {
@@ -247,7 +250,7 @@ def _sent_code(address: str) -> str:
 
     from moto.ses.models import ses_backends
 
-    from oblio.settings import get_settings
+    from oblio.core.settings import get_settings
 
     s = get_settings()
     body = [m for m in ses_backends[s.account_id][s.region].sent_messages
@@ -258,7 +261,7 @@ def _sent_code(address: str) -> str:
 
 
 def test_wrong_codes_are_counted_and_the_last_one_cancels(page):
-    from oblio import requests as reqs
+    from oblio.control import records
 
     _, answer = selfservice.create({"tenant": page.settings["public_slug"], "type": "erasure",
                                     "subject": {"email": "dora@example.com"}}, "192.0.2.1")
@@ -271,7 +274,7 @@ def test_wrong_codes_are_counted_and_the_last_one_cancels(page):
             selfservice.verify(rid, {"tenant": page.settings["public_slug"], "code": wrong})
         lefts.append(err.value.details["attempts_left"])
     assert lefts == [2, 1, 0]
-    m = reqs.load(page.tenant_id, rid)
+    m = records.load(page.tenant_id, rid)
     assert m.status == "cancelled" and m.identities_enc is None
     with pytest.raises(Conflict):
         selfservice.verify(rid, {"tenant": page.settings["public_slug"], "code": code})
@@ -281,8 +284,8 @@ def test_attempts_are_counted_by_the_store_not_by_what_a_reader_saw(page, monkey
     """Parallel guesses each read the code's record before any of them counts: the count is
     a conditional update, so the attempt past the limit is refused even with the right code
     by a reader that saw no attempt at all."""
-    from oblio import requests as reqs
-    from oblio.models import SelfServiceModel
+    from oblio.control import records
+    from oblio.store.models import SelfServiceModel
 
     slug = page.settings["public_slug"]
     _, answer = selfservice.create({"tenant": slug, "type": "erasure",
@@ -297,13 +300,13 @@ def test_attempts_are_counted_by_the_store_not_by_what_a_reader_saw(page, monkey
     with pytest.raises(Conflict) as err:
         selfservice.verify(rid, {"tenant": slug, "code": _sent_code("gus@example.com")})
     assert err.value.code == "too_many_attempts"
-    m = reqs.load(page.tenant_id, rid)
+    m = records.load(page.tenant_id, rid)
     assert m.status == "cancelled"
-    assert reqs.to_json(m)["result"]["cancelled"]["reason"] == "too_many_attempts"
+    assert records.to_json(m)["result"]["cancelled"]["reason"] == "too_many_attempts"
 
 
 def test_a_verified_request_waits_for_approval_and_its_due_date_pauses(page):
-    from oblio import requests as reqs
+    from oblio.control import records
 
     _, answer = selfservice.create({"tenant": page.settings["public_slug"], "type": "access",
                                     "subject": {"email": "emil@example.com"}}, "192.0.2.2")
@@ -316,13 +319,13 @@ def test_a_verified_request_waits_for_approval_and_its_due_date_pauses(page):
     finally:
         clock.advance(timedelta(minutes=-10))
     assert done["status"] == "awaiting_approval"
-    m = reqs.load(page.tenant_id, rid)
+    m = records.load(page.tenant_id, rid)
     assert clock.parse(m.due_at or "") - due >= timedelta(minutes=10)
-    assert [e["event"] for e in reqs.to_json(m)["timeline"]][-1] == "verified"
+    assert [e["event"] for e in records.to_json(m)["timeline"]][-1] == "verified"
 
 
 def test_a_code_past_its_time_cancels_the_request(page):
-    from oblio.errors import Gone
+    from oblio.core.errors import Gone
 
     _, answer = selfservice.create({"tenant": page.settings["public_slug"], "type": "access",
                                     "subject": {"email": "fred@example.com"}}, "192.0.2.3")

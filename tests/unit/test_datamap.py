@@ -12,9 +12,9 @@ import jsonschema
 import pytest
 import yaml
 
-from oblio import datamap
-from oblio.errors import DataMapError
-from oblio.settings import DEMO_DATAMAP
+from oblio.core import datamap
+from oblio.core.errors import DataMapError
+from oblio.core.settings import DEMO_DATAMAP
 
 DEMO: dict[str, Any] = yaml.safe_load(DEMO_DATAMAP.read_text())
 
@@ -340,7 +340,7 @@ def test_schema_is_a_json_schema_that_the_demo_map_satisfies():
 
 
 def _ddb():
-    from oblio import aws
+    from oblio.store import aws
 
     return aws.client("dynamodb")
 

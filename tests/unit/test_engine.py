@@ -8,8 +8,9 @@ import copy
 import pytest
 import yaml
 
-from oblio import datamap, engine
-from oblio.settings import DEMO_DATAMAP
+from oblio.core import datamap
+from oblio.core.settings import DEMO_DATAMAP
+from oblio.pipeline import apply, rules, verify
 
 DEMO = yaml.safe_load(DEMO_DATAMAP.read_text())
 SUBJECT = "s_" + "1" * 40
@@ -24,7 +25,7 @@ def contact(**extra):
 
 
 def rewrite(dm, table, item, keys, action="anonymise", ref=SUBJECT):
-    return engine.rewrite(dm, dm.tables[table], item, action, keys, ref)
+    return rules.rewrite(dm, dm.tables[table], item, action, keys, ref)
 
 
 # --- each rule --------------------------------------------------------------------------------
@@ -45,7 +46,7 @@ def test_null_removes_the_attribute(demo_map, keys):
 def test_mask_replaces_the_value(demo_map, keys):
     event = {"tenant_id": "demo", "event_id": "e1", "user_agent": "Mozilla/5.0 (Mario's Mac)"}
     sets, removes = rewrite(demo_map, "email_events", event, keys)
-    assert sets == {"user_agent": engine.MASK} and removes == []
+    assert sets == {"user_agent": rules.MASK} and removes == []
 
 
 @pytest.mark.parametrize("value, month", [("1980-05-17", "1980-05"),
@@ -72,7 +73,7 @@ def test_hmac_keeps_linkability_without_the_value(demo_map, keys):
     assert one.startswith("h_") and len(one) == 34 and "203.0.113.9" not in one
     assert ip_of("203.0.113.9") == one          # the same value links across items
     assert ip_of("203.0.113.10") != one
-    from oblio.crypto import TenantKeys
+    from oblio.control.crypto import TenantKeys
 
     assert ip_of("203.0.113.9", TenantKeys.from_data_key("other", b"o" * 32)) != one
 
@@ -116,52 +117,52 @@ def test_erasure_rules_override_anonymise_rules_in_a_kept_shell(demo_map, keys):
 
 
 def test_erasure_keeps_the_ticket_shell_and_deletes_the_rest(demo_map):
-    modes = {n: engine.mode(t, "erase") for n, t in demo_map.tables.items()}
+    modes = {n: rules.mode(t, "erase") for n, t in demo_map.tables.items()}
     assert modes["tickets"] == "anonymise"
     assert {m for n, m in modes.items() if n != "tickets"} == {"delete"}
 
 
 def test_anonymisation_follows_each_tables_on_anonymise(demo_map):
-    assert engine.mode(demo_map.tables["contacts"], "anonymise") == "anonymise"
-    assert engine.mode(demo_map.tables["documents"], "anonymise") == "delete"
+    assert rules.mode(demo_map.tables["contacts"], "anonymise") == "anonymise"
+    assert rules.mode(demo_map.tables["documents"], "anonymise") == "delete"
 
 
 def test_anonymisation_scoped_to_some_tables_leaves_the_others(demo_map):
     scope = {"tables": ["tickets"]}
-    assert engine.table_mode(demo_map, "tickets", "anonymise", scope) == "anonymise"
-    assert engine.table_mode(demo_map, "contacts", "anonymise", scope) == "none"
+    assert rules.table_mode(demo_map, "tickets", "anonymise", scope) == "anonymise"
+    assert rules.table_mode(demo_map, "contacts", "anonymise", scope) == "none"
     # a scope may name the physical table as well
-    assert engine.mode(demo_map.tables["tickets"], "anonymise",
+    assert rules.mode(demo_map.tables["tickets"], "anonymise",
                        {"tables": ["demo-tickets"]}) == "anonymise"
 
 
 def test_modes_of_the_other_actions(demo_map):
     t = demo_map.tables
-    assert engine.mode(t["contacts"], "export") == "read"
-    assert engine.mode(t["contacts"], "restrict") == "flag"
-    assert engine.mode(t["contacts"], "unrestrict") == "unflag"
-    assert engine.mode(t["scheduled_recipients"], "restrict") == "delete"
-    assert engine.mode(t["tickets"], "restrict") == "none"
-    assert engine.mode(t["tickets"], "unrestrict") == "none"
-    assert engine.mode(t["subscriptions"], "object") == "delete"
-    assert engine.mode(t["subscriptions"], "object", {"purposes": ["marketing"]}) == "delete"
-    assert engine.mode(t["subscriptions"], "object", {"purposes": ["profiling"]}) == "none"
-    assert engine.mode(t["contacts"], "object") == "none"
-    assert engine.mode(t["email_sends"], "rectify",
+    assert rules.mode(t["contacts"], "export") == "read"
+    assert rules.mode(t["contacts"], "restrict") == "flag"
+    assert rules.mode(t["contacts"], "unrestrict") == "unflag"
+    assert rules.mode(t["scheduled_recipients"], "restrict") == "delete"
+    assert rules.mode(t["tickets"], "restrict") == "none"
+    assert rules.mode(t["tickets"], "unrestrict") == "none"
+    assert rules.mode(t["subscriptions"], "object") == "delete"
+    assert rules.mode(t["subscriptions"], "object", {"purposes": ["marketing"]}) == "delete"
+    assert rules.mode(t["subscriptions"], "object", {"purposes": ["profiling"]}) == "none"
+    assert rules.mode(t["contacts"], "object") == "none"
+    assert rules.mode(t["email_sends"], "rectify",
                        {"changes": {"email": "n@example.com"}}) == "update"
-    assert engine.mode(t["tickets"], "rectify", {"changes": {"email": "n@x.y"}}) == "none"
+    assert rules.mode(t["tickets"], "rectify", {"changes": {"email": "n@x.y"}}) == "none"
     with pytest.raises(ValueError, match="unknown action 'forget'"):
-        engine.mode(t["contacts"], "forget")
+        rules.mode(t["contacts"], "forget")
 
 
 def test_rectification_reaches_every_attribute_holding_the_identity_keys_too(demo_map):
     t = demo_map.tables
-    assert engine.changes_for(t["email_sends"], {"email": "n@x.y"}) == {
+    assert rules.changes_for(t["email_sends"], {"email": "n@x.y"}) == {
         "recipient_email": "n@x.y"}
-    assert engine.changes_for(t["contacts"], {"email": "n@x.y", "city": "Roma",
+    assert rules.changes_for(t["contacts"], {"email": "n@x.y", "city": "Roma",
                                               "nickname": "x"}) == {"email": "n@x.y",
                                                                     "city": "Roma"}
-    assert engine.changes_for(t["blacklist"], {"email": "n@x.y"}) == {"email": "n@x.y"}
+    assert rules.changes_for(t["blacklist"], {"email": "n@x.y"}) == {"email": "n@x.y"}
 
 
 # --- applying a unit (each test under its own tenant in the module's AWS) ---------------------
@@ -184,7 +185,7 @@ def seeded(module_aws, tenant) -> str:
 @pytest.fixture(scope="module")
 def files(module_aws) -> str:
     """The demo tenant's versioned bucket of files."""
-    from oblio import aws as oblio_aws
+    from oblio.store import aws as oblio_aws
 
     s3 = oblio_aws.client("s3")
     s3.create_bucket(Bucket="demo-files",
@@ -196,9 +197,9 @@ def files(module_aws) -> str:
 def test_anonymising_a_unit_twice_changes_nothing_the_second_time(seeded, demo_map, keys):
     from oblio.store import tables as store
 
-    unit = engine.Unit(seeded, "contacts")
+    unit = rules.Unit(seeded, "contacts")
     manifest = {"keys": [{"tenant_id": seeded, "contact_id": "c1"}]}
-    counts = engine.apply_unit(demo_map, "anonymise", unit, manifest, keys, SUBJECT, "r1")
+    counts = apply.apply_unit(demo_map, "anonymise", unit, manifest, keys, SUBJECT, "r1")
     assert counts["matched"] == 1 and counts["anonymised"] == 1
     (item,) = store.batch_get("demo-contacts", manifest["keys"])
     n = keys.pseudonym_number(SUBJECT)
@@ -206,33 +207,33 @@ def test_anonymising_a_unit_twice_changes_nothing_the_second_time(seeded, demo_m
     assert "email" not in item and "phone" not in item and item["country"] == "IT"
     assert item[demo_map.anonymised_marker] == "r1"
     # the same request retried counts it again as its own; another request leaves it be
-    again = engine.apply_unit(demo_map, "anonymise", unit, manifest, keys, SUBJECT, "r1")
+    again = apply.apply_unit(demo_map, "anonymise", unit, manifest, keys, SUBJECT, "r1")
     assert again["anonymised"] == 1
     assert store.batch_get("demo-contacts", manifest["keys"]) == [item]
-    later = engine.apply_unit(demo_map, "anonymise", unit, manifest, keys, SUBJECT, "r2")
+    later = apply.apply_unit(demo_map, "anonymise", unit, manifest, keys, SUBJECT, "r2")
     assert later["anonymised"] == 0 and later["kept"] == 1
     # the other subject is untouched
     (other,) = store.batch_get("demo-contacts", [{"tenant_id": seeded, "contact_id": "c2"}])
     assert other["email"] == "x@y.z" and other["first_name"] == "Other"
-    identifying = engine.value_refs(keys, ["mario.rossi@example.com", "Mario", "Rossi"])
-    assert engine.check_unit(demo_map, "anonymise", unit, manifest, "r1", keys=keys,
+    identifying = rules.value_refs(keys, ["mario.rossi@example.com", "Mario", "Rossi"])
+    assert verify.check_unit(demo_map, "anonymise", unit, manifest, "r1", keys=keys,
                              identifying=identifying) == {
         "checked": 1, "items_remaining": 0, "files_remaining": 0}
 
 
 def test_verification_finds_an_item_the_action_missed(seeded, demo_map, keys):
-    unit = engine.Unit(seeded, "tickets")
+    unit = rules.Unit(seeded, "tickets")
     manifest = {"keys": [{"tenant_id": seeded, "ticket_id": f"t{i}"} for i in range(3)]}
-    assert len(engine.remaining_keys(demo_map, "erase", unit, manifest, "r1")) == 3
-    engine.apply_unit(demo_map, "erase", unit, {"keys": manifest["keys"][:2]}, keys,
+    assert len(verify.remaining_keys(demo_map, "erase", unit, manifest, "r1")) == 3
+    apply.apply_unit(demo_map, "erase", unit, {"keys": manifest["keys"][:2]}, keys,
                       SUBJECT, "r1")
-    assert engine.remaining_keys(demo_map, "erase", unit, manifest, "r1") == [
+    assert verify.remaining_keys(demo_map, "erase", unit, manifest, "r1") == [
         {"tenant_id": seeded, "ticket_id": "t2"}]
 
 
 def test_deleting_a_unit_removes_items_and_every_version_of_their_files(
         module_aws, tenant, files, demo_map, keys):
-    from oblio import aws as oblio_aws
+    from oblio.store import aws as oblio_aws
     from oblio.store import tables as store
 
     s3 = oblio_aws.client("s3")
@@ -242,25 +243,25 @@ def test_deleting_a_unit_removes_items_and_every_version_of_their_files(
     s3.put_object(Bucket=files, Key=neighbour, Body=b"another's")
     store.batch_put("demo-documents", [{"tenant_id": tenant, "document_id": "d1",
                                         "contact_id": "c1", "s3_key": doc}])
-    unit = engine.Unit(tenant, "documents")
+    unit = rules.Unit(tenant, "documents")
     manifest = {"keys": [{"tenant_id": tenant, "document_id": "d1"}], "s3": [[files, doc]]}
-    counts = engine.apply_unit(demo_map, "erase", unit, manifest, keys, SUBJECT, "r1")
+    counts = apply.apply_unit(demo_map, "erase", unit, manifest, keys, SUBJECT, "r1")
     assert counts["deleted"] == 1 and counts["files_deleted"] == 1
     assert store.batch_get("demo-documents", manifest["keys"]) == []
     versions = s3.list_object_versions(Bucket=files, Prefix=f"{tenant}/").get("Versions", [])
     assert [v["Key"] for v in versions] == [neighbour]
-    assert engine.check_unit(demo_map, "erase", unit, manifest, "r1") == {
+    assert verify.check_unit(demo_map, "erase", unit, manifest, "r1") == {
         "checked": 1, "items_remaining": 0, "files_remaining": 0}
 
 
 def test_restriction_flags_and_lifting_it_unflags(seeded, demo_map, keys):
     from oblio.store import tables as store
 
-    unit = engine.Unit(seeded, "contacts")
+    unit = rules.Unit(seeded, "contacts")
     manifest = {"keys": [{"tenant_id": seeded, "contact_id": "c1"}]}
-    assert engine.apply_unit(demo_map, "restrict", unit, manifest, keys, SUBJECT,
+    assert apply.apply_unit(demo_map, "restrict", unit, manifest, keys, SUBJECT,
                              "r1")["updated"] == 1
     assert store.batch_get("demo-contacts", manifest["keys"])[0]["restricted"] is True
-    assert engine.remaining_keys(demo_map, "restrict", unit, manifest, "r1") == []
-    engine.apply_unit(demo_map, "unrestrict", unit, manifest, keys, SUBJECT, "r2")
+    assert verify.remaining_keys(demo_map, "restrict", unit, manifest, "r1") == []
+    apply.apply_unit(demo_map, "unrestrict", unit, manifest, keys, SUBJECT, "r2")
     assert store.batch_get("demo-contacts", manifest["keys"])[0]["restricted"] is False

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from oblio import identity
-from oblio.errors import Invalid
+from oblio.core import identity
+from oblio.core.errors import Invalid
 
 
 @pytest.mark.parametrize("raw, expected", [

@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from oblio import openapi
-
 ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "functions" / "api") not in sys.path:
+    sys.path.insert(0, str(ROOT / "functions" / "api"))
+
+from chalicelib import openapi  # noqa: E402
 
 
 def _app():

@@ -11,16 +11,16 @@ from typing import Any
 
 import pytest
 
-from oblio.errors import Conflict, Invalid
+from oblio.core.errors import Conflict, Invalid
 
 
 @pytest.fixture
 def world(aws, monkeypatch):
     """A tenant, the work/exports buckets, the bus and the sweep's state machine."""
     from infra.local import provision
-    from oblio import aws as oblio_aws
-    from oblio import tenants
-    from oblio.settings import get_settings
+    from oblio.control import tenants
+    from oblio.core.settings import get_settings
+    from oblio.store import aws as oblio_aws
 
     s = get_settings()
     s3 = oblio_aws.client("s3")
@@ -39,7 +39,7 @@ def world(aws, monkeypatch):
 
 
 def _iso(days_ago: int) -> str:
-    from oblio import clock
+    from oblio.core import clock
 
     return clock.iso(clock.now() - timedelta(days=days_ago))
 
@@ -59,13 +59,13 @@ def _contacts(tenant: str, ages: list[tuple[int, bool]]) -> list[dict[str, Any]]
 
 def _sweep_all(tenant: str, policy: str) -> dict[str, Any]:
     """What the state machine does: start, find until done, every chunk, report."""
-    from oblio import retention
+    from oblio.jobs import retention
 
     started = retention.start(tenant, policy, trigger="test")
     sid = started["sweep_id"]
     out = {"done": False}
     while not out["done"]:
-        out = retention.find(tenant, sid)
+        out = retention.find_candidates(tenant, sid)
     work = f"work/{tenant}/sweeps/{sid}/chunks/"
     for n in range(out["chunks"]):
         retention.apply_chunk(tenant, sid, f"{work}{n:06d}.json")
@@ -78,14 +78,15 @@ def _sweep_all(tenant: str, policy: str) -> dict[str, Any]:
 @pytest.mark.parametrize("text,months,days", [("P18M", 18, 0), ("P30D", 0, 30), ("P2Y", 24, 0),
                                                ("P1Y6M", 18, 0), ("P2W", 0, 14)])
 def test_iso_durations_parse(text, months, days):
-    from oblio import retention
+    from oblio.jobs import retention
 
     m, rest = retention.parse_duration(text)
     assert (m, rest.days) == (months, days)
 
 
 def test_a_fixed_date_is_a_cutoff_too():
-    from oblio import clock, retention
+    from oblio.core import clock
+    from oblio.jobs import retention
 
     assert clock.iso(retention.cutoff_of("2025-01-01")) == "2025-01-01T00:00:00.000Z"
     for bad in ("2025-13-01", "2025-02-30", "01/01/2025"):
@@ -95,7 +96,7 @@ def test_a_fixed_date_is_a_cutoff_too():
 
 @pytest.mark.parametrize("text", ["18 months", "P", "PT", "P0D", "P1.5Y", "", None, 30, "p1y"])
 def test_bad_durations_are_refused(text):
-    from oblio import retention
+    from oblio.jobs import retention
 
     with pytest.raises(ValueError):
         retention.parse_duration(text)
@@ -118,7 +119,7 @@ GOOD = {"table": "contacts", "date_attribute": "last_activity_at", "older_than":
     ({"schedule": "daily"}, "schedule", "invalid_field"),
 ])
 def test_a_bad_policy_is_refused_naming_the_field(demo_map, change, field, code):
-    from oblio import retention
+    from oblio.jobs import retention
 
     body = {**GOOD, **change}
     with pytest.raises(Invalid) as err:
@@ -131,7 +132,8 @@ def test_anonymise_on_a_table_without_anonymise_rules_is_refused(demo_map):
     anonymised: a policy that would anonymise them is refused on `action`."""
     import copy
 
-    from oblio import datamap, retention
+    from oblio.core import datamap
+    from oblio.jobs import retention
 
     data = json.loads(demo_map.to_json())
     data["tables"]["documents"]["sweep"] = {"date_attribute": "uploaded_at", "scan_segments": 2}
@@ -146,15 +148,15 @@ def test_anonymise_on_a_table_without_anonymise_rules_is_refused(demo_map):
 
 
 def test_the_demo_policies_validate_and_use_the_sweep_index(demo_map):
-    from oblio import retention
+    from oblio.jobs import retention
 
     for body in retention.DEMO_POLICIES.values():
         assert retention.validate(demo_map, body)["finder"] == "index"
 
 
 def test_the_data_map_refuses_a_sweep_without_index_or_fallback(demo_map):
-    from oblio import datamap
-    from oblio.errors import DataMapError
+    from oblio.core import datamap
+    from oblio.core.errors import DataMapError
 
     data = json.loads(demo_map.to_json())
     data["tables"]["documents"]["sweep"] = {"date_attribute": "uploaded_at"}
@@ -169,9 +171,10 @@ def test_the_data_map_refuses_a_sweep_without_index_or_fallback(demo_map):
 # -- sweeps ------------------------------------------------------------------------------------
 
 def test_sweep_anonymises_exactly_the_inactive_contacts_not_on_hold_without_scan(world):
-    from oblio import audit, retention
-    from oblio.models import AuditModel
+    from oblio.control import audit
+    from oblio.jobs import retention
     from oblio.store import tables as store
+    from oblio.store.models import AuditModel
 
     ages = [(30, False), (400, False), (600, False), (601, True), (900, False), (1200, False),
             (1300, True), (1400, False), (700, False), (560, False), (100, False),
@@ -210,7 +213,7 @@ def test_sweep_anonymises_exactly_the_inactive_contacts_not_on_hold_without_scan
 
 
 def test_a_second_sweep_of_the_same_policy_is_refused_while_one_runs(world):
-    from oblio import retention
+    from oblio.jobs import retention
 
     _contacts(world, [(900, False)])
     retention.put_policy(world, "inactive", {**GOOD}, actor="t")
@@ -222,12 +225,12 @@ def test_a_second_sweep_of_the_same_policy_is_refused_while_one_runs(world):
 
 
 def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
-    from oblio import retention
+    from oblio.jobs import retention
 
     items = _contacts(world, [(600 + 10 * i, False) for i in range(12)])
     retention.put_policy(world, "inactive", {**GOOD}, actor="t")
     sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
-    out = retention.find(world, sid)
+    out = retention.find_candidates(world, sid)
     assert out["done"] and out["chunks"] >= 2
     work = f"work/{world}/sweeps/{sid}/chunks/"
     first = retention.apply_chunk(world, sid, f"{work}000000.json")
@@ -237,7 +240,7 @@ def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
     resumed = retention.start(world, "inactive", trigger="test")
     assert resumed == {"sweep_id": sid, "policy_id": "inactive", "status": "running",
                        "resumed": True}
-    assert retention.find(world, sid)["chunks"] == out["chunks"]  # not found again
+    assert retention.find_candidates(world, sid)["chunks"] == out["chunks"]  # not found again
     assert retention.apply_chunk(world, sid, f"{work}000000.json")["skipped"] is True
     for n in range(1, out["chunks"]):
         retention.apply_chunk(world, sid, f"{work}{n:06d}.json")
@@ -251,7 +254,9 @@ def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
 
 def test_trash_purge_deletes_only_tickets_past_their_purge_date_and_reads_skip_expired(
         world, demo_map):
-    from oblio import clock, planner, retention
+    from oblio.core import clock
+    from oblio.jobs import retention
+    from oblio.pipeline import find
     from oblio.store import tables as store
 
     def ticket(i: int, deleted_days: int | None, hold: bool = False) -> dict[str, Any]:
@@ -270,7 +275,7 @@ def test_trash_purge_deletes_only_tickets_past_their_purge_date_and_reads_skip_e
     store.batch_put("demo-tickets", tickets)
     store.batch_put("demo-contacts", [{"tenant_id": world, "contact_id": "c1",
                                        "email": "c1@x.org"}])
-    fp = planner.walk(demo_map, world, {"email": "c1@x.org"})
+    fp = find.walk(demo_map, world, {"email": "c1@x.org"})
     # expired items (past purge_at) are never read, though DynamoDB has not deleted them yet
     assert sorted(i["ticket_id"] for i in fp.items["tickets"]) == ["t0", "t1", "t4"]
     retention.put_policy(world, "trash", retention.DEMO_POLICIES["ticket-trash"], actor="t")
@@ -283,7 +288,7 @@ def test_trash_purge_deletes_only_tickets_past_their_purge_date_and_reads_skip_e
 
 
 def test_the_scan_fallback_is_declared_measured_and_finds_the_same(world):
-    from oblio import retention
+    from oblio.jobs import retention
     from oblio.store import tables as store
 
     store.batch_put("demo-email-sends", [
@@ -300,8 +305,8 @@ def test_the_scan_fallback_is_declared_measured_and_finds_the_same(world):
 
 
 def test_the_schedule_and_the_sweep_workflow_are_in_the_catalogue():
+    from infra.catalogue import CATALOGUE
     from infra.local.provision import STATEMACHINES
-    from oblio.catalogue import CATALOGUE
 
     rule = next(r for r in CATALOGUE.rules if r.name == "retention-nightly")
     assert rule.schedule and rule.schedule.startswith("cron(")
@@ -328,7 +333,7 @@ def test_the_schedule_and_the_sweep_workflow_are_in_the_catalogue():
 
 
 def test_a_policy_over_whole_subjects_anonymises_everything_of_each_subject(world):
-    from oblio import retention
+    from oblio.jobs import retention
     from oblio.store import tables as store
 
     _contacts(world, [(900, False), (30, False)])  # p0 inactive, p1 active
@@ -358,7 +363,7 @@ def test_a_policy_over_whole_subjects_anonymises_everything_of_each_subject(worl
 
 
 def test_find_stops_after_its_budget_and_goes_on_where_it_stopped(world, monkeypatch):
-    from oblio import retention
+    from oblio.jobs import retention
 
     items = _contacts(world, [(560 + 40 * i, False) for i in range(23)])
     monkeypatch.setattr(retention, "FIND_MAX_CHUNKS", 1)
@@ -366,15 +371,16 @@ def test_find_stops_after_its_budget_and_goes_on_where_it_stopped(world, monkeyp
     sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
     calls = []
     while not calls or not calls[-1]["done"]:
-        calls.append(retention.find(world, sid))
+        calls.append(retention.find_candidates(world, sid))
     assert len(calls) >= 3 and calls[0] == {"done": False, "chunks": 1}
     m = retention.load_sweep(world, sid)
     assert int(m.counts["candidates"]) == len(items)  # each read once, over several calls
 
 
 def test_the_nightly_schedule_counts_open_requests_past_their_due_date(world, capsys):
-    from oblio import clock, retention
-    from oblio.models import RequestModel
+    from oblio.core import clock
+    from oblio.jobs import retention
+    from oblio.store.models import RequestModel
 
     def request(n: int, status: str, due_days: int) -> None:
         RequestModel(tenant_id=world, sk=f"req#R{n}", request_id=f"R{n}", type="erasure",

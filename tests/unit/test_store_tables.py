@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from oblio import aws as oblio_aws
+from oblio.store import aws as oblio_aws
 from oblio.store import tables as store
 
 CONTACTS = "demo-contacts"

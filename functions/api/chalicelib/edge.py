@@ -19,11 +19,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from chalice import Chalice, Response
 
-from oblio import tenants
-from oblio.errors import BadRequest, Conflict, Invalid, OblioError
-from oblio.observability import logger
-from oblio.settings import get_settings
-from oblio.tenants import Principal
+from oblio.control import tenants
+from oblio.control.tenants import Principal
+from oblio.core.errors import BadRequest, Conflict, Invalid, OblioError
+from oblio.core.observability import logger
+from oblio.core.settings import get_settings
 
 JSON = {"Content-Type": "application/json"}
 

@@ -1,1 +1,2 @@
-"""Data access: one adapter per store. Nothing above this package builds raw boto3 calls."""
+"""The only code that talks to AWS: clients, mapped tables, objects, archives, oblio's own
+models, outbound mail, SMS and events, workflows."""

@@ -1,16 +1,22 @@
-"""The adapter for S3: the tenants' objects (deleted with every version) and oblio's own
-work files (plans and manifests, JSON, SSE-KMS)."""
+"""The adapter for S3: the tenants' objects (deleted with every version), oblio's own files
+(plans, manifests, reports: always SSE-KMS under the deployment's key, written by
+`put_encrypted` alone) and presigned URLs."""
 
 from __future__ import annotations
 
 import json
 from collections import defaultdict
 from decimal import Decimal
-from typing import Any
+from functools import lru_cache
+from typing import IO, Any
+from urllib.parse import quote
 
-from oblio import aws
-from oblio.errors import TransientError
-from oblio.settings import get_settings
+import boto3
+from botocore.config import Config
+
+from oblio.core.errors import TransientError
+from oblio.core.settings import get_settings
+from oblio.store import aws
 
 
 def delete_all_versions(refs: list[tuple[str, str]]) -> int:
@@ -50,6 +56,23 @@ def versions_left(refs: list[tuple[str, str]]) -> int:
     return left
 
 
+def size_of(bucket: str, key: str) -> int:
+    """The object's size in bytes (HeadObject)."""
+    return int(aws.client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"])
+
+
+def read_head(bucket: str, key: str, length: int) -> bytes:
+    """The object's first `length` bytes (a ranged GetObject)."""
+    resp = aws.client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}")
+    data: bytes = resp["Body"].read()
+    return data
+
+
+def stream(bucket: str, key: str) -> Any:
+    """The object's body, a stream read as it is consumed (never held whole in memory)."""
+    return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+
+
 def _work_bucket() -> str:
     return get_settings().bucket("work")
 
@@ -61,12 +84,41 @@ def _number(value: Any) -> Any:
     return str(value)
 
 
+def encryption_args(content_type: str, tags: dict[str, str] | None = None,
+                    filename: str | None = None) -> dict[str, Any]:
+    """The arguments of every object oblio writes: SSE-KMS under the deployment's key, its
+    type, its tags (an `oblio-ttl` tag is what the lifecycle rules expire by), and the name a
+    browser saves it under."""
+    extra: dict[str, Any] = {"ServerSideEncryption": "aws:kms",
+                             "SSEKMSKeyId": get_settings().kms_alias,
+                             "ContentType": content_type}
+    if tags:
+        extra["Tagging"] = "&".join(f"{quote(k)}={quote(v)}" for k, v in tags.items())
+    if filename:
+        extra["ContentDisposition"] = f'attachment; filename="{filename}"'
+    return extra
+
+
+def put_encrypted(bucket: str, key: str, body: bytes | IO[bytes], *, content_type: str,
+                  tags: dict[str, str] | None = None, size: int | None = None) -> None:
+    """Write one object, encrypted. `body` is bytes, or a file read from its start: with its
+    `size`, in one PutObject; without, streamed (S3's managed upload, in parts when large)."""
+    s3 = aws.client("s3")
+    extra = encryption_args(content_type, tags)
+    if isinstance(body, bytes):
+        s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)
+        return
+    body.seek(0)
+    if size is not None:
+        s3.put_object(Bucket=bucket, Key=key, Body=body, ContentLength=size, **extra)
+    else:
+        s3.upload_fileobj(body, bucket, key, ExtraArgs=extra)
+
+
 def put_json(key: str, data: Any) -> None:
-    aws.client("s3").put_object(Bucket=_work_bucket(), Key=key,
-                                Body=json.dumps(data, default=_number).encode(),
-                                ServerSideEncryption="aws:kms",
-                                SSEKMSKeyId=get_settings().kms_alias,
-                                ContentType="application/json")
+    """A JSON work file (a plan, a manifest) into the work bucket."""
+    put_encrypted(_work_bucket(), key, json.dumps(data, default=_number).encode(),
+                  content_type="application/json")
 
 
 def get_json(key: str) -> Any:
@@ -98,3 +150,24 @@ def delete_prefix(prefix: str) -> None:
     for start in range(0, len(objects), 1000):
         s3.delete_objects(Bucket=_work_bucket(),
                           Delete={"Objects": objects[start:start + 1000], "Quiet": True})
+
+
+@lru_cache(maxsize=1)
+def _signer() -> Any:
+    # presigning makes no call: a client of its own, signing with SigV4 (S3 refuses any other
+    # signature for an SSE-KMS object)
+    return boto3.session.Session().client(
+        "s3", region_name=get_settings().region, config=Config(signature_version="s3v4"))
+
+
+def presign(method: str, bucket: str, key: str, seconds: int | None = None,
+            filename: str | None = None) -> str:
+    """A URL that GETs (`get_object`) or PUTs (`put_object`) the object for `seconds`
+    (default: the `presign_seconds` setting); a GET saves it under `filename`."""
+    params: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if filename:
+        params["ResponseContentDisposition"] = f'attachment; filename="{filename}"'
+    url: str = _signer().generate_presigned_url(
+        method, Params=params,
+        ExpiresIn=max(1, seconds if seconds is not None else get_settings().presign_seconds))
+    return url

@@ -14,8 +14,8 @@ from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 
-from oblio import aws
-from oblio.errors import TransientError
+from oblio.core.errors import TransientError
+from oblio.store import aws
 
 _ser = TypeSerializer()
 _de = TypeDeserializer()

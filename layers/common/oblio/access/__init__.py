@@ -1,0 +1,1 @@
+"""Access exports: collect, package, deliver."""

@@ -1,0 +1,246 @@
+"""Collect, one Map iteration per table of an access export: read the table's items in
+BatchGetItem calls of 100, keep what the map lets the subject see (drop `export: false`
+attributes, redact `other_person: true` ones), and write the table's part to the work bucket:
+the items as JSON lines, the same items as a CSV, and the S3 objects they point to. Items
+never travel through the state machine's payload."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import re
+import tempfile
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from typing import IO, Any
+
+from boto3.dynamodb.types import Binary
+
+from oblio.control import records
+from oblio.core import clock
+from oblio.core.cells import csv_safe
+from oblio.core.datamap import DataMap, TableMap
+from oblio.core.observability import logger
+from oblio.pipeline import work
+from oblio.pipeline.rules import Unit
+from oblio.store import archives, aws, objects
+from oblio.store import tables as store
+from oblio.store.models import RequestModel
+
+SPOOL = 1024 * 1024
+
+
+# -- request options -------------------------------------------------------------------------
+
+
+def archive_prefix(request_tenant: str, unit_tenant: str) -> str:
+    """Where a unit's CSV and files go in the archive: a child tenant's under its name."""
+    return "" if unit_tenant == request_tenant else f"tenants/{safe_name(unit_tenant)}/"
+
+
+def safe_name(text: str, limit: int = 120) -> str:
+    """A path segment: no separators, no dot-dot, nothing a ZIP tool could misread."""
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", text).strip("._")[:limit] or "_"
+
+
+# -- one item as the subject sees it ---------------------------------------------------------
+
+
+REDACTED = "[redacted: about another person]"
+
+
+UNCLASSIFIED = "unclassified"  # an attribute the data map does not name
+
+
+def part_key(m: RequestModel, u: Unit, suffix: str) -> str:
+    return f"{work.work_prefix(m)}export/{u.tenant_id}/{u.table}.{suffix}"
+
+
+def plain(value: Any) -> Any:
+    """A DynamoDB value as JSON: numbers as int or float, sets as sorted lists, binary as
+    base64."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, Binary):
+        value = value.value
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, set | frozenset):
+        return sorted(plain(v) for v in value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def columns(dm: DataMap, t: TableMap) -> list[str]:
+    """The table's exported attributes in the map's order: its key, then every mapped
+    attribute whose `export` is true (redacted ones keep their column)."""
+    internal = {dm.tenant_attribute, dm.anonymised_marker}
+    out = [k for k in t.key.names if k not in internal]
+    out += [a for a, spec in t.attributes.items()
+            if spec.export and a not in out and a not in internal]
+    return out
+
+
+def category(t: TableMap, attribute: str) -> str:
+    spec = t.attributes.get(attribute)
+    return spec.category if spec else UNCLASSIFIED
+
+
+class TablePart:
+    """One table's share of the export, built item by item."""
+
+    def __init__(self, dm: DataMap, name: str, prefix: str) -> None:
+        self.dm, self.name, self.t, self.prefix = dm, name, dm.tables[name], prefix
+        self.columns = columns(dm, self.t)
+        self.unmapped: set[str] = set()
+        self.redacted: set[str] = set()
+        self.dropped: set[str] = set()
+        self._paths: set[str] = set()
+
+    def item_id(self, item: dict[str, Any]) -> str:
+        own = [str(plain(item[k])) for k in self.t.key.names
+               if k != self.dm.tenant_attribute and k in item]
+        return safe_name("_".join(own) or "item")
+
+    def export(self, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+        """The item as exported (attributes in column order; an S3 attribute holds the file's
+        path in the archive) and the files it points to."""
+        t, dm = self.t, self.dm
+        out: dict[str, Any] = {}
+        files: list[dict[str, str]] = []
+        for attr, value in item.items():
+            if attr in (dm.tenant_attribute, dm.anonymised_marker):
+                continue
+            spec = t.attributes.get(attr)
+            if spec is None:
+                self.unmapped.add(attr)
+            elif not spec.export:
+                self.dropped.add(attr)
+                continue
+            elif spec.other_person:
+                self.redacted.add(attr)
+                out[attr] = REDACTED
+                continue
+            value = plain(value)
+            if spec is not None and spec.s3 and isinstance(value, str) and value:
+                path = self._path(item, attr, value)
+                files.append({"bucket": dm.buckets[spec.s3], "key": value, "path": path,
+                              "table": self.name, "attribute": attr,
+                              "item": self.item_id(item)})
+                value = path
+            out[attr] = value
+        ordered = {c: out[c] for c in self.columns if c in out}
+        ordered.update({c: out[c] for c in sorted(out) if c not in ordered})
+        return ordered, files
+
+    def _path(self, item: dict[str, Any], attr: str, key: str) -> str:
+        base = f"{self.prefix}files/{safe_name(self.name)}/{self.item_id(item)}"
+        path = f"{base}-{safe_name(key.rsplit('/', 1)[-1])}"
+        if path in self._paths:
+            path = f"{base}-{safe_name(attr)}-{safe_name(key.rsplit('/', 1)[-1])}"
+        n = 1
+        while path in self._paths:
+            n += 1
+            path = f"{base}-{n}-{safe_name(key.rsplit('/', 1)[-1])}"
+        self._paths.add(path)
+        return path
+
+    def header(self) -> list[str]:
+        return [*self.columns, *sorted(self.unmapped - set(self.columns))]
+
+
+def csv_cell(value: Any) -> str:
+    """A CSV cell a spreadsheet opens as text: JSON for lists and maps, true/false, and a
+    leading apostrophe where a spreadsheet would run a formula (CSV injection)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return csv_safe(json.dumps(value, ensure_ascii=False))
+    return csv_safe(value)
+
+
+# -- collect ---------------------------------------------------------------------------------
+
+
+def _key_of(t: TableMap, item: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(item.get(k) for k in t.key.names)
+
+
+def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, Any]:
+    """Read one table's planned items and write its part: `<table>.jsonl` (the items as
+    exported), `<table>.csv` and `<table>.files.jsonl` (the objects the items point to)."""
+    m = records.load(tenant_id, request_id)
+    u = Unit(unit["tenant_id"], unit["table"])
+    done = (records.units_of(m)).get(u.id)
+    if done and done.get("status") == "done":
+        return {"unit": u.id, "skipped": True}
+    dm = work.frozen_map(m)
+    t = dm.tables[u.table]
+    part = TablePart(dm, u.table, archive_prefix(tenant_id, u.tenant_id))
+    exported = files = 0
+    with aws.counting() as io_, \
+            tempfile.SpooledTemporaryFile(max_size=SPOOL) as lines, \
+            tempfile.SpooledTemporaryFile(max_size=SPOOL) as refs:
+        keys: list[dict[str, Any]] = objects.get_json(work.manifest_key(m, u))["keys"]
+        for start in range(0, len(keys), 100):
+            batch = keys[start:start + 100]
+            got = {_key_of(t, i): i for i in store.batch_get(t.table, batch)}
+            for key in batch:  # the plan's order; an item deleted since is not exported
+                item = got.get(_key_of(t, key))
+                if item is None:
+                    continue
+                out, pointed = part.export(item)
+                lines.write(json.dumps(out, ensure_ascii=False).encode() + b"\n")
+                for ref in pointed:
+                    refs.write(json.dumps(ref).encode() + b"\n")
+                exported += 1
+                files += len(pointed)
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL) as table_csv:
+            write_csv(table_csv, part.header(), _lines(lines))
+            archives.put_work_file(part_key(m, u, "csv"), table_csv, table_csv.tell(),
+                                   "text/csv")
+        archives.put_work_file(part_key(m, u, "jsonl"), lines, lines.tell(),
+                               "application/x-ndjson")
+        if files:
+            archives.put_work_file(part_key(m, u, "files.jsonl"), refs, refs.tell(),
+                                   "application/x-ndjson")
+    outcome = {"status": "done", "at": clock.iso(), "matched": len(keys),
+               "exported": exported, "gone": len(keys) - exported, "files": files,
+               "columns": part.header(), "unmapped": sorted(part.unmapped),
+               "redacted": sorted(part.redacted), "dropped": sorted(part.dropped)}
+    records.record_unit(m, u.id, outcome, dict(io_.calls))
+    logger.info("export unit collected", extra={"request_id": request_id, "unit": u.id,
+                                                "exported": exported, "files": files})
+    return {"unit": u.id, "exported": exported, "files": files}
+
+
+def _lines(spool: IO[bytes]) -> Iterator[dict[str, Any]]:
+    end = spool.tell()
+    spool.seek(0)
+    while spool.tell() < end:
+        yield json.loads(spool.readline())
+
+
+def write_csv(out: IO[bytes], header: list[str], rows: Iterable[dict[str, Any]]) -> None:
+    """UTF-8 with a byte-order mark (spreadsheets then read the accents right), a header."""
+    text = io.StringIO()
+    w = csv.writer(text)
+    out.write("\ufeff".encode())
+    w.writerow(header)
+    for row in rows:
+        w.writerow([csv_cell(row.get(c)) for c in header])
+        if text.tell() > 64 * 1024:
+            out.write(text.getvalue().encode())
+            text.seek(0)
+            text.truncate()
+    out.write(text.getvalue().encode())
+
+
+# -- package ---------------------------------------------------------------------------------

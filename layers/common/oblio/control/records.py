@@ -1,0 +1,192 @@
+"""Data-subject requests: the one durable state of each request (status, due date, timeline,
+result), and the moves between statuses. The identities of an open request are held
+encrypted; once it ends they are dropped and only their HMACs remain."""
+
+from __future__ import annotations
+
+import contextlib
+from datetime import timedelta
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from oblio.control.tenants import Tenant
+from oblio.core import clock
+from oblio.core.errors import Conflict, NotFound
+from oblio.core.observability import count
+from oblio.store import workflows
+from oblio.store.models import RequestModel, plain
+from oblio.store.tables import add_to_map
+
+TYPES = ("access", "erasure", "anonymisation", "rectification", "restriction", "objection")
+#: request type -> the state machine that carries it out
+AVAILABLE = {"erasure": "erasure", "anonymisation": "anonymisation",
+             "rectification": "subject_update", "restriction": "subject_update",
+             "objection": "subject_update", "access": "access_export"}
+#: request type -> the engine's action (restriction with "lift": unrestrict)
+ACTIONS = {"erasure": "erase", "anonymisation": "anonymise", "rectification": "rectify",
+           "restriction": "restrict", "objection": "object", "access": "export"}
+IRREVERSIBLE = {"erasure", "anonymisation"}
+STATUSES = ("received", "awaiting_verification", "awaiting_approval", "queued", "running",
+            "completed", "completed_with_errors", "failed", "cancelled")
+ENDED = frozenset({"completed", "completed_with_errors", "cancelled"})
+REQUEST_PREFIX = "req#"
+
+
+def request_sk(request_id: str) -> str:
+    return REQUEST_PREFIX + request_id
+
+
+def open_sk(type_: str, subject_ref: str) -> str:
+    return f"open#{type_}#{subject_ref}"
+
+
+def options_of(m: RequestModel) -> dict[str, Any]:
+    """What the request was filed with (action, scope, purposes, notify, ...)."""
+    return plain(m.options) or {}
+
+
+def plan_of(m: RequestModel) -> dict[str, Any]:
+    """The plan the Plan step froze into the request ({} before it ran)."""
+    return plain(m.plan) or {}
+
+
+def units_of(m: RequestModel) -> dict[str, Any]:
+    """The recorded outcome of each unit and step, by id (`<tenant>/<table>`, `_audit`...)."""
+    return plain(m.units) or {}
+
+
+def result_of(m: RequestModel) -> dict[str, Any]:
+    """The finished request's result ({} while it runs)."""
+    return plain(m.result) or {}
+
+
+def io_of(m: RequestModel) -> dict[str, Any]:
+    """The AWS calls recorded so far, by `service.Operation`."""
+    return plain(m.io) or {}
+
+
+def event(at: str | None = None, **fields: Any) -> dict[str, Any]:
+    return {"at": at or clock.iso(), **fields}
+
+
+def to_json(m: RequestModel) -> dict[str, Any]:
+    """The API's view of a request: no identity, only the subject's HMAC reference."""
+    options = options_of(m)
+    overdue = (m.status not in ENDED and m.due_at is not None
+               and clock.parse(m.due_at) < clock.now())
+    return {
+        "id": m.request_id, "type": m.type, "status": m.status, "subject_ref": m.subject_ref,
+        "created_at": m.created_at, "due_at": m.due_at, "completed_at": m.completed_at,
+        "overdue": overdue, "reason": m.reason, "dry_run": bool(options.get("dry_run")),
+        "include_children": bool(options.get("include_children")),
+        "attempt": int(m.attempt or 0), "error": plain(m.error),
+        "timeline": plain(m.timeline) or [], "result": plain(m.result),
+        "extension": plain(m.extended),
+    }
+
+
+def load(tenant_id: str, request_id: str, consistent: bool = True) -> RequestModel:
+    """The tenant's request; 404 for an unknown id or another tenant's (never says which)."""
+    try:
+        return RequestModel.get(tenant_id, request_sk(request_id), consistent_read=consistent)
+    except DoesNotExist:
+        raise NotFound(f"no request {request_id!r} in this tenant") from None
+
+
+def identities_of(m: RequestModel, tenant: Tenant) -> dict[str, str]:
+    if not m.identities_enc:
+        raise Conflict("the request has ended and no longer holds the subject's identities")
+    return tenant.keys.decrypt(m.identities_enc)
+
+
+def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
+    """The newest completed access request of the subject whose archive has not expired."""
+    now = clock.iso()
+    for m in RequestModel.query(
+            tenant_id, RequestModel.sk.startswith(REQUEST_PREFIX), scan_index_forward=False,
+            filter_condition=(RequestModel.type == "access")
+            & (RequestModel.subject_ref == subject_ref)
+            & RequestModel.status.is_in("completed", "completed_with_errors")):
+        expires = result_of(m).get("expires_at")
+        if expires and expires > now:
+            return m
+    return None
+
+
+def start(m: RequestModel) -> None:
+    """Start the request's workflow (attempt `m.attempt`) and mark it queued."""
+    arn = workflows.start(AVAILABLE[m.type or ""], f"{m.request_id}-{int(m.attempt or 1)}", {
+        "request_id": m.request_id, "tenant_id": m.tenant_id,
+        "action": options_of(m).get("action") or ACTIONS.get(m.type or "", "")})
+    m.update(actions=[
+        RequestModel.status.set("queued"),
+        RequestModel.execution_arn.set(arn),
+        RequestModel.timeline.set(RequestModel.timeline.append(
+            [event(event="queued", attempt=int(m.attempt or 1))])),
+    ], condition=RequestModel.status.is_in("received", "failed", "completed_with_errors"))
+
+
+def overdue_count(tenant_id: str) -> int:
+    """How many of the tenant's requests are open past their due date (Art. 12(3)), counted
+    by DynamoDB (Select=COUNT) without reading the requests into memory."""
+    return int(RequestModel.count(
+        tenant_id, RequestModel.sk.startswith(REQUEST_PREFIX),
+        filter_condition=(RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*ENDED)))
+
+
+def insert(m: RequestModel, kind: str) -> str | None:
+    """Write a new request with the marker of the open request of its kind for its subject,
+    in one transaction. Returns None, or the id of the open request it repeats (then nothing
+    is written)."""
+    marker = RequestModel(tenant_id=m.tenant_id, sk=open_sk(kind, m.subject_ref or ""),
+                          request_id=m.request_id)
+    try:
+        with TransactWrite(connection=RequestModel._get_connection().connection) as tx:
+            tx.save(marker, condition=RequestModel.sk.does_not_exist())
+            tx.save(m, condition=RequestModel.sk.does_not_exist())
+    except TransactWriteError:
+        return RequestModel.get(m.tenant_id, open_sk(kind, m.subject_ref or ""),
+                                consistent_read=True).request_id
+    return None
+
+
+def release_open(m: RequestModel) -> None:
+    """Drop the marker of the open request (once it has ended)."""
+    # the marker may already be gone, or belong to a newer request: then it stays
+    with contextlib.suppress(DeleteError):
+        RequestModel(tenant_id=m.tenant_id, sk=open_sk(m.type or "", m.subject_ref or "")
+                     ).delete(condition=RequestModel.request_id == m.request_id)
+
+
+def append_timeline(m: RequestModel, **fields: Any) -> None:
+    m.update(actions=[RequestModel.timeline.set(RequestModel.timeline.append(
+        [event(**fields)]))])
+
+
+def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -> None:
+    """Close a request: final status and result; the identities go, their HMACs stay."""
+    m.update(actions=[
+        RequestModel.status.set(status), RequestModel.completed_at.set(clock.iso()),
+        RequestModel.result.set(result), RequestModel.identities_enc.remove(),
+        RequestModel.changes_enc.remove(),
+        RequestModel.timeline.set(RequestModel.timeline.append([event(event=status,
+                                                                      **timeline)])),
+    ])
+    release_open(m)
+    count("RequestsCompleted", type=m.type or "", status=status)
+
+
+def due_in(m: RequestModel) -> timedelta:
+    return clock.parse(m.due_at or clock.iso()) - clock.now()
+
+
+def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
+                io: dict[str, Any]) -> None:
+    """Store one table's outcome and add its AWS calls to the request's `io`, atomically
+    (parallel Map iterations write the same record)."""
+    add_to_map(RequestModel.Meta.table_name, {"tenant_id": m.tenant_id, "sk": m.sk}, "io",
+               io, {unit_id: ("units", outcome)})
+
+

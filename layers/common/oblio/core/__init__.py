@@ -1,0 +1,2 @@
+"""The bottom layer: errors, the clock, settings, names, observability, identity
+parsing, the data map, the task boundary. Imports nothing else of oblio."""

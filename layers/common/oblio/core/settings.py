@@ -1,0 +1,82 @@
+"""Settings, read once from the environment into a typed model."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from oblio.core.naming import physical_name
+
+DEMO_DATAMAP = Path(__file__).parents[1] / "datamaps" / "demo.yaml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OBLIO_", extra="ignore")
+
+    resource_prefix: str = "oblio"
+    region: str = Field(default="eu-west-1", validation_alias="AWS_DEFAULT_REGION")
+    account_id: str = "123456789012"
+    datamap: Path = DEMO_DATAMAP
+    #: how many tables a request's Map state works on at once
+    max_concurrency: int = 8
+    #: a presigned URL lives this long
+    presign_seconds: int = 300
+    #: requests are due one month after receipt (Art. 12(3)); the extension limit is two months
+    due_months: int = 1
+    #: bulk erasure: the largest CSV accepted, in bytes and in rows, and how many chunks of
+    #: 500 subjects are erased at once
+    bulk_max_bytes: int = 200 * 1024 * 1024
+    bulk_max_rows: int = 1_000_000
+    bulk_concurrency: int = 4
+    #: access exports: the SES identity that tells requesters their archive is ready, and the
+    #: size of the multipart upload parts an archive is streamed in (S3's minimum is 5 MiB)
+    ses_sender: str = "privacy@oblio.local"
+    export_part_mb: int = 8
+    #: self-service requests: a one-time code lives this many minutes and allows this many
+    #: attempts (the same SES sender e-mails it); consent links and pages are served under
+    #: this base URL (default: the host the API was called on)
+    selfservice_code_minutes: int = 15
+    selfservice_code_attempts: int = 3
+    public_base_url: str | None = None
+    #: retention sweeps: candidates per chunk manifest (a chunk holds this many to twice as
+    #: many), chunks applied at once, and the local stack's stand-in for the nightly schedule
+    #: (moto fires no schedules): run it every this many seconds, 0 = never (tests)
+    retention_chunk_size: int = 500
+    retention_concurrency: int = 4
+    local_schedule_seconds: int = 24 * 3600
+
+    def table(self, name: str) -> str:
+        return physical_name(self.resource_prefix, "table", name)
+
+    def bucket(self, name: str) -> str:
+        return physical_name(self.resource_prefix, "bucket", name)
+
+    def function(self, name: str) -> str:
+        return physical_name(self.resource_prefix, "function", name)
+
+    def state_machine_arn(self, name: str) -> str:
+        sm = physical_name(self.resource_prefix, "statemachine", name)
+        return f"arn:aws:states:{self.region}:{self.account_id}:stateMachine:{sm}"
+
+    def topic_arn(self, name: str) -> str:
+        topic = physical_name(self.resource_prefix, "topic", name)
+        return f"arn:aws:sns:{self.region}:{self.account_id}:{topic}"
+
+    def function_arn(self, name: str) -> str:
+        return f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function(name)}"
+
+    @property
+    def event_bus(self) -> str:
+        return physical_name(self.resource_prefix, "bus", "events")
+
+    @property
+    def kms_alias(self) -> str:
+        return f"alias/{self.resource_prefix}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Many subjects or items at once: the chunked pipeline, bulk erasure, retention."""

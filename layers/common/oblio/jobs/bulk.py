@@ -1,0 +1,552 @@
+"""Bulk erasure ("mass forgetting"): a CSV of people to forget, dropped into S3.
+
+One pipeline, four steps, each a task of `statemachines/bulk_erasure.asl.json`:
+
+- `validate`: streams the uploaded CSV (UTF-8 with or without BOM, comma or semicolon,
+  quoted fields, blank lines), checks every row, collapses duplicates, writes chunk manifests
+  of `CHUNK` subjects to the work bucket and an index of them for the Distributed Map, records
+  each bad row with its line and reason, and deletes the upload (every version). A file that
+  cannot be read as a CSV of identities fails the job at once, nothing erased.
+- `erase_chunk`: erases one chunk's subjects through the same engine as a single erasure,
+  batched across the chunk (one BatchWriteItem per 25 items whoever they belong to), verifies
+  each subject, and gives each erased subject the same request record, certificate, audit entry,
+  suppression entries and event as a single erasure.
+- `report`: merges the per-line outcomes into one CSV under the tenant's report prefix (no
+  identity in clear: the subject's HMAC reference only; every cell safe from CSV injection).
+- `fail`: records a failure the state machine caught.
+
+Memory stays flat in the file's size, but for the duplicate check: 8 bytes a distinct subject.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import hashlib
+import heapq
+import io
+import json
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+from pynamodb.exceptions import DoesNotExist
+from ulid import ULID
+
+from oblio.control import audit, ledger, records, suppression
+from oblio.control.tenants import Principal, Tenant, get_tenant
+from oblio.core import clock, datamap
+from oblio.core.boundary import caught
+from oblio.core.cells import csv_safe
+from oblio.core.errors import Invalid, NotFound, OblioError
+from oblio.core.identity import IDENTITY_KINDS, normalise
+from oblio.core.observability import count, logger
+from oblio.core.settings import get_settings
+from oblio.pipeline import apply, evidence, find, rules, verify
+from oblio.store import aws, objects, outbound, workflows
+from oblio.store.models import BulkJobModel, RequestModel
+from oblio.store.tables import add_to_map
+
+CHUNK = 500
+REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
+                  "files_deleted", "request_id", "reason")
+ENDED = ("completed", "completed_with_errors", "failed")
+_TRUE = {"1", "true", "yes", "y"}
+
+
+def prefix(tenant_id: str) -> str:
+    """Where a tenant's CSVs are dropped in the ingest bucket."""
+    return f"bulk/{tenant_id}/"
+
+
+def _work(tenant_id: str, job_id: str) -> str:
+    return f"work/{tenant_id}/bulk/{job_id}/"
+
+
+# -- jobs --------------------------------------------------------------------------------------
+
+def to_json(job: BulkJobModel) -> dict[str, Any]:
+    s = get_settings()
+    url = None
+    if job.report_key:
+        url = objects.presign("get_object", s.bucket("exports"), job.report_key)
+    return {
+        "job_id": job.job_id, "status": job.status, "dry_run": bool(job.dry_run),
+        "created_at": job.created_at, "completed_at": job.completed_at,
+        "rows_total": int(job.rows_total or 0), "rows_done": int(job.rows_done or 0),
+        "erased": int(job.erased or 0), "not_found": int(job.not_found or 0),
+        "invalid": int(job.invalid or 0), "duplicates": int(job.duplicates or 0),
+        "failed": int(job.failed or 0), "would_erase": int(job.would_erase or 0),
+        "blank_lines": int(job.blank_lines or 0),
+        "ignored_columns": sorted(job.ignored_columns or ()), "error": job.error,
+        "report_url": url, "message": job.message,
+    }
+
+
+def list_jobs(tenant_id: str, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:
+    """The tenant's jobs, newest first (job ids are ULIDs), one page at a time."""
+    after = {"tenant_id": {"S": tenant_id}, "job_id": {"S": cursor}} if cursor else None
+    it = BulkJobModel.query(tenant_id, scan_index_forward=False, limit=limit,
+                            last_evaluated_key=after)
+    rows = list(it)
+    more = len(rows) == limit and it.last_evaluated_key is not None
+    return {"items": [to_json(j) for j in rows], "next_cursor": rows[-1].job_id if more
+            else None}
+
+
+def load(tenant_id: str, job_id: str) -> BulkJobModel:
+    try:
+        return BulkJobModel.get(tenant_id, job_id, consistent_read=True)
+    except DoesNotExist:
+        raise NotFound(f"no bulk erasure job {job_id!r} in this tenant") from None
+
+
+def create_job(principal: Principal, body: Any) -> dict[str, Any]:
+    """A job waiting for its CSV, and a presigned PUT to upload it."""
+    if body is not None and not isinstance(body, dict):
+        raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": false}")
+    dry_run = (body or {}).get("dry_run", False)
+    if not isinstance(dry_run, bool):
+        raise Invalid("dry_run", "dry_run must be true or false")
+    job_id = str(ULID())
+    key = f"{prefix(principal.tenant_id)}{job_id}.csv"
+    BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",
+                 upload_key=key, dry_run=dry_run, created_at=clock.iso(),
+                 requested_by=principal.key_id, io={}).save()
+    s = get_settings()
+    url = objects.presign("put_object", s.bucket("ingest"), key)
+    audit.append(principal.tenant_id, "bulk_erasure_created", actor=principal.key_id,
+                 details={"job_id": job_id, "dry_run": dry_run})
+    return {"job_id": job_id, "upload_url": url, "upload_key": key,
+            "upload_bucket": s.bucket("ingest"), "expires_in": s.presign_seconds}
+
+
+def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
+    """An object landed under a tenant's bulk prefix: start (or create, for a CSV dropped
+    straight into S3) its job's state machine."""
+    parts = key.split("/")
+    if len(parts) < 3 or parts[0] != "bulk" or not parts[1]:
+        return {"ignored": key}
+    tenant_id, name = parts[1], parts[-1]
+    get_tenant(tenant_id)  # an unknown tenant's prefix: NotFound
+    job_id = name[:-4] if name.endswith(".csv") else ""
+    try:
+        job = BulkJobModel.get(tenant_id, job_id) if job_id else None
+    except DoesNotExist:
+        job = None
+    if job is None:
+        job = BulkJobModel(tenant_id=tenant_id, job_id=str(ULID()), status="awaiting_upload",
+                           upload_key=key, dry_run=False, created_at=clock.iso(),
+                           requested_by="s3-upload", io={})
+        job.save()
+    if job.status != "awaiting_upload":
+        return {"job_id": job.job_id, "status": job.status}  # a repeated event
+    job.update(actions=[BulkJobModel.status.set("validating"),
+                        BulkJobModel.upload_key.set(key)])
+    workflows.start("bulk_erasure", f"bulk-{job.job_id}", {
+        "tenant_id": tenant_id, "job_id": job.job_id, "bucket": bucket, "key": key})
+    return {"job_id": job.job_id, "status": "validating"}
+
+
+# -- validation --------------------------------------------------------------------------------
+
+class _Rejected(OblioError):
+    code, status = "invalid_file", 422
+
+
+def _sniff(sample: bytes) -> str:
+    if b"\x00" in sample:
+        raise _Rejected("the file is binary, not a CSV: upload a UTF-8 text file with a header "
+                        "row naming email, phone or external_id")
+    try:
+        text = sample.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+            raise _Rejected("the file is not UTF-8 text: save it as CSV UTF-8") from None
+        text = sample[:exc.start].decode("utf-8-sig")
+    if not text.strip():
+        raise _Rejected("the file is empty: it needs a header row naming email, phone or "
+                        "external_id, then one row per person")
+    try:
+        return csv.Sniffer().sniff(text.split("\n", 1)[0] + "\n", delimiters=",;").delimiter
+    except csv.Error:
+        return ","
+
+
+def _rows(body: Any, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) of a streamed body; quoted fields may span lines."""
+    reader = csv.reader(codecs.getreader("utf-8-sig")(body), delimiter=delimiter)
+    for cells in reader:
+        yield reader.line_num, cells
+
+
+class _Parts:
+    """Rows written to numbered JSON parts in the work bucket, `size` a part."""
+
+    def __init__(self, base: str, size: int) -> None:
+        self.base, self.size, self.n = base, size, 0
+        self.rows: list[dict[str, Any]] = []
+        self.keys: list[str] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            key = f"{self.base}{self.n:06d}.json"
+            objects.put_json(key, self.rows)
+            self.keys.append(key)
+            self.n += 1
+            self.rows = []
+
+
+def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, Any]:
+    """Check the upload and cut it into chunk manifests; returns the Map's input."""
+    s = get_settings()
+    job = load(tenant_id, job_id)
+    work = _work(tenant_id, job_id)
+    if job.chunks is not None:  # a retried step: the upload is gone, the chunks are there
+        return _map_input(job, work)
+    tenant = get_tenant(tenant_id)
+    try:
+        size = objects.size_of(bucket, key)
+        if size == 0:
+            _sniff(b"")  # says it is empty
+        if size > s.bulk_max_bytes:
+            raise _Rejected(f"the file is {size} bytes, over the limit of "
+                            f"{s.bulk_max_bytes}: split it into smaller files")
+        delimiter = _sniff(objects.read_head(bucket, key, 65536))
+        body = objects.stream(bucket, key)
+        rows = _rows(body, delimiter)
+        header_line = next(((n, c) for n, c in rows if any(x.strip() for x in c)), None)
+        if header_line is None:
+            raise _Rejected("the file has no header row")
+        header = [c.strip().lower() for c in header_line[1]]
+        columns = {c: i for i, c in enumerate(header) if c in IDENTITY_KINDS}
+        if not columns:
+            raise _Rejected("no identity column: the header must name at least one of "
+                            "email, phone, external_id")
+        ignored = sorted({csv_safe(c) for c in header if c not in columns and c != "dry_run"
+                          and c})
+        chunks = _Parts(f"{work}chunks/", CHUNK)
+        rejects = _Parts(f"{work}rejects/", 1000)
+        seen: set[int] = set()
+        stats = {"valid": 0, "invalid": 0, "duplicates": 0, "blank": 0}
+        for line, cells in rows:
+            if not any(c.strip() for c in cells):
+                stats["blank"] += 1
+                continue
+            if stats["valid"] + stats["invalid"] + stats["duplicates"] >= s.bulk_max_rows:
+                raise _Rejected(f"the file has more than {s.bulk_max_rows} rows: split it")
+            ids, problem = {}, None
+            for kind, i in columns.items():
+                value = cells[i].strip() if i < len(cells) else ""
+                if not value:
+                    continue
+                try:
+                    ids[kind] = normalise(kind, value, tenant.phone_region, field=kind)
+                except Invalid as exc:
+                    problem = exc.message
+                    break
+            if problem is None and not ids:
+                problem = "no identity in this row"
+            if problem:
+                stats["invalid"] += 1
+                rejects.add({"line": line, "outcome": "invalid", "reason": problem})
+                continue
+            digest = int.from_bytes(hashlib.blake2b(
+                json.dumps(ids, sort_keys=True).encode(), digest_size=8).digest(), "big")
+            if digest in seen:
+                stats["duplicates"] += 1
+                rejects.add({"line": line, "outcome": "duplicate",
+                             "reason": "the same person as an earlier line"})
+                continue
+            seen.add(digest)
+            stats["valid"] += 1
+            row_dry = "dry_run" in header and header.index("dry_run") < len(cells) and \
+                cells[header.index("dry_run")].strip().lower() in _TRUE
+            chunks.add({"line": line, "identities": ids, "dry_run": row_dry})
+        chunks.flush()
+        rejects.flush()
+    except _Rejected as exc:
+        objects.delete_all_versions([(bucket, key)])
+        finish_failed(job, exc.message)
+        return {"failed": True, "chunks": 0}
+    # the upload holds personal data: gone as soon as it is cut into chunks
+    objects.delete_all_versions([(bucket, key)])
+    index = f"{work}chunks.csv"
+    objects.put_encrypted(s.bucket("work"), index,
+                          ("chunk\n" + "".join(f"{k}\n" for k in chunks.keys)).encode(),
+                          content_type="text/csv")
+    total = stats["valid"] + stats["invalid"] + stats["duplicates"]
+    job.update(actions=[
+        BulkJobModel.status.set("running"), BulkJobModel.rows_total.set(total),
+        BulkJobModel.rows_done.set(stats["invalid"] + stats["duplicates"]),
+        BulkJobModel.invalid.set(stats["invalid"]),
+        BulkJobModel.duplicates.set(stats["duplicates"]),
+        BulkJobModel.blank_lines.set(stats["blank"]),
+        BulkJobModel.ignored_columns.set(set(ignored) or None),
+        BulkJobModel.chunks.set(len(chunks.keys)), BulkJobModel.index_key.set(index),
+        BulkJobModel.reject_keys.set(rejects.keys or None),
+    ])
+    logger.info("bulk file validated", extra={"job_id": job_id, **stats,
+                                              "chunks": len(chunks.keys)})
+    return _map_input(load(tenant_id, job_id), work)
+
+
+def _map_input(job: BulkJobModel, work: str) -> dict[str, Any]:
+    s = get_settings()
+    return {"failed": False, "chunks": int(job.chunks or 0), "index_bucket": s.bucket("work"),
+            "index_key": job.index_key, "concurrency": s.bulk_concurrency}
+
+
+# -- erasure of one chunk ----------------------------------------------------------------------
+
+def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
+    """Erase a chunk's subjects, batched across the chunk; a chunk done is not done again.
+
+    The chunk's plan (per line: the keys and files found, the identities' HMACs, the request
+    id to record) is saved before anything is erased, so that a retry of a half-done chunk
+    erases what is left of the same plan and reports each line as the first attempt would
+    have, instead of finding nothing and calling everyone not found."""
+    job = load(tenant_id, job_id)
+    if chunk_key in (job.chunks_done or set()):
+        return {"chunk": chunk_key, "skipped": True}
+    dm = datamap.current()
+    tenant = get_tenant(tenant_id)
+    rows: list[dict[str, Any]] = objects.get_json(chunk_key)
+    marker = f"bulk:{job_id}"
+    plan_key = f"{_work(tenant_id, job_id)}plans/{chunk_key.rsplit('/', 1)[1]}"
+    outcomes: list[dict[str, Any]] = []
+    with aws.counting() as io_:
+        plans: list[dict[str, Any]] | None = objects.get_json(plan_key) \
+            if objects.exists(plan_key) else None
+        if plans is None:
+            plans = [_plan_line(dm, tenant, row) for row in rows]
+            objects.put_json(plan_key, plans)
+        todo: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for row, plan in zip(rows, plans, strict=True):
+            ref = tenant.keys.subject_ref(row["identities"])
+            if not plan["matched"]:
+                outcomes.append({"line": row["line"], "outcome": "not_found",
+                                 "subject_ref": ref})
+            elif job.dry_run or row.get("dry_run"):
+                outcomes.append({"line": row["line"], "outcome": "would_erase",
+                                 "subject_ref": ref, "matched": plan["matched"]})
+            else:
+                todo.append((row, plan))
+        left = _erase_merged(dm, tenant, [p for _, p in todo], marker)
+    for row, plan in todo:
+        outcomes.append(_certify(dm, tenant, job, row, plan, left))
+    outcomes.sort(key=lambda o: int(o["line"]))
+    part = f"{_work(tenant_id, job_id)}report/{chunk_key.rsplit('/', 1)[1]}"
+    objects.put_json(part, outcomes)
+    counts = {k: sum(1 for o in outcomes if o["outcome"] == k)
+              for k in ("erased", "not_found", "failed", "would_erase")}
+    job.update(actions=[
+        BulkJobModel.rows_done.add(len(rows)), BulkJobModel.erased.add(counts["erased"]),
+        BulkJobModel.not_found.add(counts["not_found"]),
+        BulkJobModel.failed.add(counts["failed"]),
+        BulkJobModel.would_erase.add(counts["would_erase"]),
+        BulkJobModel.chunks_done.add({chunk_key}),
+        BulkJobModel.report_parts.add({part}),
+    ])
+    add_to_map(BulkJobModel.Meta.table_name, {"tenant_id": tenant_id, "job_id": job_id}, "io",
+               dict(io_.calls))
+    return {"chunk": chunk_key, **counts}
+
+
+def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict[str, Any]:
+    """What one line will erase, kept without personal values: item keys and file keys per
+    table, the HMACs of the identities named and found (for the suppression list), and the id
+    of the request record that will certify it."""
+    fp = find.walk(dm, tenant.tenant_id, row["identities"])
+    tables = {name: {"keys": [find.key_of(dm.tables[name], i) for i in items],
+                     "files": [list(r) for r in find.s3_refs(dm, dm.tables[name], items)]}
+              for name, items in fp.items.items() if items}
+    return {"line": row["line"], "matched": fp.total, "tables": tables,
+            "refs": find.identity_refs(dm, tenant.keys, fp, row["identities"],
+                                          tenant.phone_region) if fp.total else {},
+            "request_id": str(ULID())}
+
+
+def _erase_merged(dm: datamap.DataMap, tenant: Tenant, plans: list[dict[str, Any]],
+                  marker: str) -> set[tuple[str, tuple[Any, ...]]]:
+    """Apply the erasure to every table once for all the chunk's subjects, then read back;
+    returns the (table, key) of items that are not as they should be."""
+    left: set[tuple[str, tuple[Any, ...]]] = set()
+    for name in dm.order:
+        t = dm.tables[name]
+        keys, refs, seen = [], [], set()
+        for plan in plans:
+            planned = plan["tables"].get(name, {"keys": [], "files": []})
+            for key in planned["keys"]:
+                k = tuple(key[a] for a in t.key.names)
+                if k not in seen:
+                    seen.add(k)
+                    keys.append(key)
+            refs += [tuple(r) for r in planned["files"]]
+        if not keys:
+            continue
+        unit = rules.Unit(tenant.tenant_id, name)
+        manifest = {"keys": keys, "s3": refs}
+        apply.apply_unit(dm, "erase", unit, manifest, tenant.keys, "bulk", marker=marker)
+        for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker):
+            left.add((name, tuple(bad[a] for a in t.key.names)))
+        if refs and objects.versions_left(refs):
+            left.add((name, ("files",)))
+    return left
+
+
+def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[str, Any],
+             plan: dict[str, Any], left: set[tuple[str, tuple[Any, ...]]]) -> dict[str, Any]:
+    """The same evidence as a single erasure: a request record with its certificate, an
+    audit entry, suppression entries, a SubjectErased event (once per line, retries too)."""
+    ids = row["identities"]
+    again = find.walk(dm, tenant.tenant_id, ids)
+    planned = {name: plan["tables"].get(name, {"keys": [], "files": []}) for name in dm.order}
+    mine = {(name, tuple(k[a] for a in dm.tables[name].key.names))
+            for name, p in planned.items() for k in p["keys"]}
+    remaining = {n: 1 for n, k in left if (n, k) in mine or (k == ("files",) and
+                                                            planned[n]["files"])} | \
+        {n: len(i) for n, i in again.items.items() if i}
+    tables: dict[str, dict[str, int]] = {}
+    for name, p in planned.items():
+        mode = rules.mode(dm.tables[name], "erase")
+        n = len(p["keys"])
+        tables[name] = {"matched": n, "deleted": n if mode == "delete" else 0,
+                        "anonymised": n if mode == "anonymise" else 0, "updated": 0,
+                        "kept": 0, "files_deleted": len(p["files"])}
+    verification = {"passed": not remaining, "items_checked": plan["matched"],
+                    "remaining": remaining, "at": clock.iso()}
+    request_id = record_erasure(tenant, ids, job.job_id, tables, verification,
+                                          plan["refs"], request_id=plan["request_id"])
+    if not verification["passed"]:
+        return {"line": row["line"], "outcome": "failed", "subject_ref":
+                tenant.keys.subject_ref(ids), "request_id": request_id,
+                "reason": "items remained after the erasure; retry the job"}
+    totals = {k: sum(t[k] for t in tables.values()) for k in
+              ("matched", "deleted", "anonymised", "files_deleted")}
+    return {"line": row["line"], "outcome": "erased",
+            "subject_ref": tenant.keys.subject_ref(ids), "request_id": request_id, **totals}
+
+
+# -- the report --------------------------------------------------------------------------------
+
+def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
+                   tables: dict[str, dict[str, int]], verification: dict[str, Any],
+                   refs: dict[str, list[str]], request_id: str | None = None) -> str:
+    """One subject of a bulk job, erased: the same request record, certificate, audit entry,
+    suppression entries and event as a single erasure. Returns the request id. Recording a
+    request id that is already recorded (a retried chunk) does nothing again."""
+    request_id, started = request_id or str(ULID()), clock.iso()
+    try:
+        RequestModel.get(tenant.tenant_id, records.request_sk(request_id))
+        return request_id
+    except DoesNotExist:
+        pass
+    ref = tenant.keys.subject_ref(ids)
+    passed = bool(verification.get("passed"))
+    status = "completed" if passed else "completed_with_errors"
+    actor = f"bulk:{job_id}"
+    consents = ledger.erase_subject(tenant.tenant_id, refs)  # the ledger goes too
+    entry = audit.append(tenant.tenant_id, "erasure_completed", actor=actor,
+                         request_id=request_id, subject_ref=ref,
+                         details={"type": "erasure", "bulk_job": job_id,
+                                  "verification_passed": passed,
+                                  "consent_records_deleted": consents,
+                                  "counts": {n: c for n, c in tables.items() if c["matched"]}})
+    suppressed = suppression.add(tenant.tenant_id, refs, reason="erasure",
+                                 request_id=request_id) if passed else 0
+    totals = {k: sum(c.get(k, 0) for c in tables.values()) for k in rules.COUNTS}
+    cert = evidence.certificate(
+        request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure", subject_ref=ref,
+        tables=tables, tenants={}, verification=verification, suppressed=suppressed,
+        started_at=started, entry=entry, datamap_digest=datamap.current().digest)
+    cert["consent_records_deleted"] = consents
+    now = clock.now()
+    RequestModel(
+        tenant_id=tenant.tenant_id, sk=records.request_sk(request_id), request_id=request_id,
+        type="erasure", status=status, subject_ref=ref,
+        identity_refs={k: tenant.keys.hmac(k, v) for k, v in ids.items()},
+        created_at=started, completed_at=clock.iso(now),
+        due_at=clock.iso(clock.add_months(now, get_settings().due_months)),
+        requested_by=actor, reason=f"bulk erasure job {job_id}",
+        options={"bulk_job": job_id, "action": "erase"},
+        timeline=[records.event(at=started, event="received", by=actor),
+                  records.event(event=status)],
+        result={"found": True, "tables": tables, "tenants": {}, "totals": totals,
+                "verification": verification, "certificate": cert, "bulk_job": job_id},
+        units={}, io={}, attempt=1).save()
+    outbound.emit("SubjectErased", tenant.tenant_id, request_id=request_id, subject_ref=ref,
+                type="erasure", bulk_job=job_id)
+    count("RequestsCompleted", type="erasure", status=status)
+    return request_id
+
+
+def _part_rows(keys: list[str]) -> Iterator[dict[str, Any]]:
+    for key in keys:
+        yield from objects.get_json(key)
+
+
+def report(tenant_id: str, job_id: str) -> dict[str, Any]:
+    """One CSV of every line's outcome, in line order; the job completes."""
+    s = get_settings()
+    job = load(tenant_id, job_id)
+    if job.status in ENDED:
+        return {"status": job.status}
+    streams = [_part_rows([k]) for k in sorted(job.report_parts or ())]
+    streams += [_part_rows(list(job.reject_keys or ()))]
+    key = f"reports/{tenant_id}/bulk-{job_id}.csv"
+    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as buf:
+        line = io.StringIO()
+        w = csv.writer(line)
+
+        def put(cells: Any) -> None:
+            w.writerow(cells)
+            buf.write(line.getvalue().encode())
+            line.seek(0)
+            line.truncate()
+
+        put(REPORT_COLUMNS)
+        for row in heapq.merge(*streams, key=lambda r: int(r["line"])):
+            put([csv_safe(row.get(c, "")) for c in REPORT_COLUMNS])
+        objects.put_encrypted(s.bucket("exports"), key, buf, content_type="text/csv", tags={
+            "oblio-ttl": str(get_tenant(tenant_id).settings.get("export_ttl_days", 14))})
+    job = load(tenant_id, job_id)
+    status = "completed_with_errors" if job.failed else "completed"
+    message = None
+    if not job.erased and not job.failed and job.not_found and not job.dry_run:
+        message = "nobody in the file was found: nothing was erased"
+    job.update(actions=[BulkJobModel.status.set(status),
+                        BulkJobModel.completed_at.set(clock.iso()),
+                        BulkJobModel.report_key.set(key),
+                        *([BulkJobModel.message.set(message)] if message else [])])
+    objects.delete_prefix(_work(tenant_id, job_id))
+    counts = {k: int(getattr(job, k) or 0) for k in
+              ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed")}
+    audit.append(tenant_id, "bulk_erasure_completed", actor="oblio",
+                 details={"job_id": job_id, "status": status, **counts})
+    outbound.emit("BulkErasureCompleted", tenant_id, job_id=job_id, status=status, **counts)
+    return {"status": status}
+
+
+def finish_failed(job: BulkJobModel, reason: str) -> None:
+    job.update(actions=[BulkJobModel.status.set("failed"), BulkJobModel.error.set(reason),
+                        BulkJobModel.completed_at.set(clock.iso())])
+    objects.delete_prefix(_work(job.tenant_id, job.job_id))
+    audit.append(job.tenant_id, "bulk_erasure_failed", actor="oblio",
+                 details={"job_id": job.job_id, "reason": reason})
+    outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id, status="failed")
+
+
+def fail(tenant_id: str, job_id: str, error: dict[str, Any]) -> dict[str, Any]:
+    """Record a failure the state machine caught."""
+    job = load(tenant_id, job_id)
+    if job.status not in ENDED:
+        code, message = caught(error)
+        finish_failed(job, f"{code}: {message}")
+    return {"status": "failed"}
+

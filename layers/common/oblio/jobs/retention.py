@@ -1,0 +1,781 @@
+"""Retention sweeps (GDPR Art. 5(1)(e), storage limitation): a tenant's rules, applied every
+night with nobody watching.
+
+A policy names a mapped table, a date attribute, an age (an ISO 8601 duration), an action
+(`anonymise`, `delete`, `export_then_delete`, `export_only`), an optional equality filter and
+a legal-hold attribute: items on hold are skipped and counted. A sweep is one run of a policy,
+the tasks of `statemachines/retention_sweep.asl.json`:
+
+- `find`: queries the table's sweep index (partition `<tenant>#<YYYY-MM>`, sort key the date)
+  bucket by bucket up to the cutoff, a few buckets at once, page by page, and writes the
+  candidates' keys as chunk manifests to the work bucket. Its progress (each bucket's resume
+  point) moves with each chunk written, so a retried or resumed find goes on where it stopped.
+  A table without an index uses the fallback its data map declares: a parallel segmented Scan.
+- `apply_chunk`: one chunk through the same engine as single requests (`rules.apply_unit`,
+  then `rules.remaining_keys` to check); its outcome is written once, so a chunk is never
+  done or counted twice.
+- `report`: the counts in a JSON report in S3, an audit entry, a `RetentionSweepCompleted`
+  event; the policy's lock is released.
+- `fail`: records the failure; the policy's next run resumes the same sweep.
+
+Two sweeps of one policy never run at once: a conditional write takes the policy's lock (a
+second run is refused with 409 `sweep_running`). Payloads, logs, events and the audit carry
+counts and references, never an item's content.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import json
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
+from ulid import ULID
+
+from oblio.control import audit, records
+from oblio.control.tenants import Principal, get_tenant
+from oblio.core import clock, datamap
+from oblio.core.boundary import caught
+from oblio.core.datamap import DataMap, TableMap
+from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
+from oblio.core.observability import gauge, logger
+from oblio.core.settings import get_settings
+from oblio.pipeline import apply, find, rules, verify
+from oblio.store import aws, objects, outbound, workflows
+from oblio.store import tables as store
+from oblio.store.models import RetentionPolicyModel, RetentionSweepModel, TenantModel, plain
+
+ACTIONS = ("anonymise", "delete", "export_then_delete", "export_only")
+ENDED = ("completed", "completed_with_errors", "failed")
+FIELDS = ("table", "date_attribute", "older_than", "action", "filter", "hold_attribute",
+          "enabled", "description", "scope")
+#: "items": the action applies to the table's items found; "subjects": each item found names a
+#: subject (its identity attributes), and the action applies to all of the subject's items in
+#: every mapped table, through the same walk and engine as a single request
+SCOPES = ("items", "subjects")
+#: what a find counts, then what the chunks count
+FIND_COUNTS = ("candidates", "on_hold", "filtered_out", "already_done", "expired")
+APPLY_COUNTS = ("matched", "anonymised", "deleted", "kept", "exported", "files_deleted",
+                "items_remaining", "subjects")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DURATION = re.compile(r"^P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
+                       r"(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?$")
+#: a lock older than this is taken over (its holder died without releasing it)
+LOCK_SECONDS = 6 * 3600
+#: a failed sweep is resumed within this window; later its manifests have expired (the work
+#: bucket keeps files a day) and the next run starts afresh (which does nothing twice either:
+#: what was done has left the index or carries the anonymisation marker)
+RESUME_HOURS = 20
+#: one find invocation stops after this many chunks or seconds and the state machine calls
+#: it again (page by page, never a whole table in one Lambda)
+FIND_MAX_CHUNKS = 100
+FIND_MAX_SECONDS = 600.0
+#: month buckets queried at once
+PARALLEL_BUCKETS = 4
+
+
+class SweepIncomplete(OblioError):
+    code, status = "sweep_incomplete", 500
+
+
+# -- durations and cutoffs ---------------------------------------------------------------------
+
+def parse_duration(text: Any) -> tuple[int, timedelta]:
+    """An ISO 8601 duration ("P18M", "P30D", "P2Y6M", "PT12H") as (months, the rest); raises
+    ValueError for anything else or a zero duration."""
+    m = _DURATION.match(text) if isinstance(text, str) else None
+    if not m:
+        raise ValueError(text)
+    y, mo, w, d, h, mi, s = (int(g) if g else 0 for g in m.groups())
+    months, rest = y * 12 + mo, timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
+    if not months and not rest:
+        raise ValueError(text)
+    return months, rest
+
+
+def cutoff_of(older_than: Any, now: datetime | None = None) -> datetime:
+    """Items dated before this are past the policy: `older_than` is a duration back from now
+    ("P18M") or a fixed date ("2025-01-01": everything dated before it)."""
+    if isinstance(older_than, str) and _DATE.match(older_than):
+        return datetime.strptime(older_than, "%Y-%m-%d").replace(tzinfo=UTC)
+    months, rest = parse_duration(older_than)
+    return clock.add_months(now or clock.now(), -months) - rest
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+def _anonymisable(t: TableMap) -> bool:
+    return t.on_anonymise == "anonymise" and any(
+        (a.anonymise or "keep") != "keep" for n, a in t.attributes.items()
+        if n not in t.key.names)
+
+
+def validate(dm: DataMap, body: Any) -> dict[str, Any]:
+    """A policy's spec from a request body; Invalid (422) names the first bad field."""
+    if not isinstance(body, dict):
+        raise Invalid("body", "send a JSON object: table, older_than, action, and optionally "
+                              "date_attribute, filter, hold_attribute, enabled, description")
+    for k in body:
+        if k not in FIELDS:
+            raise Invalid(str(k), f"unknown field '{k}'; a policy has {', '.join(FIELDS)}")
+    name = body.get("table")
+    if not isinstance(name, str) or name not in dm.tables:
+        raise Invalid("table", f"table must name a mapped table: one of "
+                               f"{', '.join(sorted(dm.tables))}", code="unmapped_table")
+    t = dm.tables[name]
+    known = set(t.attributes) | set(t.key.names)
+    sw = t.sweep
+    date_attr = body.get("date_attribute") or (sw.date_attribute if sw else None)
+    if not isinstance(date_attr, str) or date_attr not in known:
+        raise Invalid("date_attribute", f"date_attribute must be a mapped attribute of table "
+                      f"'{name}' holding a date", code="unmapped_attribute")
+    indexed = bool(sw and sw.index and sw.date_attribute == date_attr)
+    if not indexed and not (sw and sw.scan_segments):
+        raise Invalid("date_attribute", f"table '{name}' has no sweep index on '{date_attr}' "
+                      "and its data map entry declares no Scan fallback (sweep: "
+                      "{scan_segments: N}); add one of them to the data map",
+                      code="not_sweepable")
+    older = body.get("older_than")
+    try:
+        cutoff_of(older)
+    except (ValueError, TypeError):
+        raise Invalid("older_than", "older_than must be an ISO 8601 duration such as P18M, "
+                      "P30D, P2Y or P1Y6M, or a date (2025-01-01: what is dated before it)",
+                      code="invalid_duration") from None
+    action = body.get("action")
+    if action not in ACTIONS:
+        raise Invalid("action", f"action must be one of {', '.join(ACTIONS)}",
+                      code="invalid_action")
+    if action == "anonymise" and not _anonymisable(t):
+        raise Invalid("action", f"table '{name}' has no anonymise rules (its items are deleted "
+                      "or kept as they are): use delete or export_then_delete",
+                      code="action_not_allowed")
+    flt = body.get("filter") or {}
+    if not isinstance(flt, dict):
+        raise Invalid("filter", "filter must be an object of attribute: value (equality)")
+    for attr, value in flt.items():
+        if attr not in known:
+            raise Invalid("filter", f"filter names '{attr}', which is not a mapped attribute "
+                          f"of table '{name}'", code="unmapped_attribute")
+        if not isinstance(value, str | int | float | bool) or value is None:
+            raise Invalid("filter", f"filter value of '{attr}' must be a string, number or "
+                          "boolean")
+    hold = body.get("hold_attribute", "legal_hold" if "legal_hold" in known else None)
+    if hold is not None and (not isinstance(hold, str) or hold not in known):
+        raise Invalid("hold_attribute", f"hold_attribute must be a mapped attribute of table "
+                      f"'{name}' (items where it is true are skipped), or null",
+                      code="unmapped_attribute")
+    scope = body.get("scope", "items")
+    if scope not in SCOPES:
+        raise Invalid("scope", "scope must be items (the table's items) or subjects (everything "
+                               "of the subjects the items name)")
+    if scope == "subjects":
+        if action not in ("anonymise", "delete"):
+            raise Invalid("action", "a policy over whole subjects anonymises or deletes them "
+                          "(erasure rules); exports are per item", code="action_not_allowed")
+        if not any(f.identity for f in t.find):
+            raise Invalid("scope", f"table '{name}' is not found by an identity, so its items "
+                          "do not name a subject: use scope items", code="not_a_subject_table")
+    enabled = body.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise Invalid("enabled", "enabled must be true or false")
+    desc = body.get("description", "")
+    if not isinstance(desc, str) or len(desc) > 500:
+        raise Invalid("description", "description must be a string of at most 500 characters")
+    return {"table": name, "date_attribute": date_attr, "older_than": older, "action": action,
+            "filter": flt, "hold_attribute": hold, "enabled": enabled, "description": desc,
+            "scope": scope, "finder": "index" if indexed else "scan"}
+
+
+def _policy_sk(policy_id: str) -> str:
+    return f"policy#{policy_id}"
+
+
+def policy_json(p: RetentionPolicyModel) -> dict[str, Any]:
+    spec = (plain(p.spec) or {})
+    return {"id": p.policy_id, **{k: spec.get(k) for k in FIELDS}, "finder": spec.get("finder"),
+            "updated_at": p.updated_at, "last_sweep_id": p.last_sweep_id,
+            "resume_sweep_id": p.resume_sweep}
+
+
+
+def load_policy(tenant_id: str, policy_id: str) -> RetentionPolicyModel:
+    try:
+        return RetentionPolicyModel.get(tenant_id, _policy_sk(policy_id), consistent_read=True)
+    except DoesNotExist:
+        raise NotFound(f"no retention policy {policy_id!r} in this tenant") from None
+
+
+def list_policies(tenant_id: str) -> dict[str, Any]:
+    rows = RetentionPolicyModel.query(tenant_id, RetentionPolicyModel.sk.startswith("policy#"))
+    return {"items": [policy_json(p) for p in rows], "next_cursor": None}
+
+
+def put_policy(tenant_id: str, policy_id: str, body: Any, actor: str,
+               dm: DataMap | None = None) -> tuple[int, dict[str, Any]]:
+    """Create or replace a policy; 201 when new."""
+    if not _ID.match(policy_id):
+        raise Invalid("id", "a policy id is 1-63 lower-case letters, digits, '-' or '_'")
+    spec = validate(dm or datamap.current(), body)
+    try:
+        old = load_policy(tenant_id, policy_id)
+    except NotFound:
+        old = None
+    p = RetentionPolicyModel(tenant_id=tenant_id, sk=_policy_sk(policy_id),
+                             policy_id=policy_id, spec=spec, updated_at=clock.iso(),
+                             updated_by=actor,
+                             last_sweep_id=old.last_sweep_id if old else None,
+                             resume_sweep=old.resume_sweep if old else None)
+    p.save()
+    audit.append(tenant_id, "retention_policy_changed", actor=actor,
+                 details={"policy_id": policy_id, **{k: spec[k] for k in
+                                                     ("table", "older_than", "action",
+                                                      "enabled")}})
+    return (200 if old else 201), policy_json(p)
+
+
+#: the demo tenant's rules (the local stack writes them with the demo data)
+DEMO_POLICIES: dict[str, dict[str, Any]] = {
+    "inactive-contacts": {
+        "table": "contacts", "date_attribute": "last_activity_at", "older_than": "P18M",
+        "action": "anonymise", "hold_attribute": "legal_hold",
+        "description": "anonymise contacts inactive for 18 months"},
+    "ticket-trash": {
+        "table": "tickets", "date_attribute": "deleted_at", "older_than": "P30D",
+        "action": "delete", "hold_attribute": "legal_hold",
+        "description": "delete tickets 30 days after they were soft-deleted"},
+    "old-email-events": {
+        "table": "email_events", "date_attribute": "at", "older_than": "P24M",
+        "action": "delete", "hold_attribute": None,
+        "description": "delete e-mail opens and clicks after 24 months"},
+}
+
+
+def seed_demo_policies(tenant_id: str) -> None:
+    for policy_id, body in DEMO_POLICIES.items():
+        put_policy(tenant_id, policy_id, body, actor="oblio-demo")
+
+
+# -- finding candidates ------------------------------------------------------------------------
+
+class Finder:
+    """A policy's candidates, round by round: each round reads one page of a few parts (month
+    buckets of the sweep index, or segments of the Scan fallback) at once. `state` maps each
+    unfinished part to its resume point, so a find can stop after any round and go on."""
+
+    def __init__(self, dm: DataMap, tenant_id: str, spec: dict[str, Any], cutoff: str,
+                 page: int) -> None:
+        self.dm, self.tenant_id, self.spec, self.cutoff = dm, tenant_id, spec, cutoff
+        self.t = dm.tables[spec["table"]]
+        sw = self.t.sweep
+        assert sw is not None
+        self.sweep = sw
+        self.page = page
+        self.index = spec.get("finder", "index") == "index"
+        hold, flt = spec.get("hold_attribute"), spec.get("filter") or {}
+        self.projection = (set(self.t.key.names) | {spec["date_attribute"], dm.anonymised_marker}
+                           | set(self.t.s3_attributes()) | set(flt)
+                           | ({hold} if hold else set())
+                           | ({self.t.ttl_attribute} if self.t.ttl_attribute else set()))
+        self.now_epoch = int(clock.now().timestamp())
+
+    def initial_state(self) -> dict[str, Any]:
+        if self.index:
+            end = clock.parse(self.cutoff)
+            first = clock.add_months(end.replace(day=1), -self.sweep.horizon_months)
+            parts, month = [], first
+            while month.strftime("%Y-%m") <= end.strftime("%Y-%m"):
+                parts.append(month.strftime("%Y-%m"))
+                month = clock.add_months(month, 1)
+        else:
+            parts = [f"{s:03d}" for s in range(self.sweep.scan_segments)]
+        return dict.fromkeys(parts, "")  # "" : from the start
+
+    def _read(self, part: str, start: Any) -> tuple[list[dict[str, Any]], Any]:
+        if self.index:
+            return store.query_below(
+                self.t.table, self.sweep.index or "",
+                (self.sweep.bucket_attribute, f"{self.tenant_id}#{part}"),
+                (self.spec["date_attribute"], self.cutoff), self.page, start, self.projection)
+        items, last = store.scan_page(self.t.table, int(part), self.sweep.scan_segments,
+                                      self.page, start, self.projection)
+        mine = [i for i in items if i.get(self.dm.tenant_attribute) == self.tenant_id
+                and isinstance(i.get(self.spec["date_attribute"]), str)
+                and i[self.spec["date_attribute"]] < self.cutoff]
+        return mine, last
+
+    def round(self, state: dict[str, Any], pool: ThreadPoolExecutor,
+              width: int) -> list[dict[str, Any]]:
+        """Read one page of up to `width` unfinished parts (in parallel); moves `state`."""
+        parts = sorted(state)[:width]
+        futures = [pool.submit(contextvars.copy_context().run, self._read, p,
+                               _decode(state[p])) for p in parts]
+        out: list[dict[str, Any]] = []
+        for part, fut in zip(parts, futures, strict=True):
+            items, last = fut.result()
+            out += items
+            if last:
+                state[part] = json.dumps(last)
+            else:
+                del state[part]
+        return out
+
+    def classify(self, items: list[dict[str, Any]], counts: dict[str, int]
+                 ) -> list[dict[str, Any]]:
+        """The items to act on; counts the others (on hold, filtered out, already done)."""
+        hold, flt = self.spec.get("hold_attribute"), self.spec.get("filter") or {}
+        keep: list[dict[str, Any]] = []
+        for item in items:
+            counts["candidates"] += 1
+            if hold and item.get(hold) is True:
+                counts["on_hold"] += 1
+            elif any(item.get(k) != v for k, v in flt.items()):
+                counts["filtered_out"] += 1
+            elif self.spec["action"] == "anonymise" and self.dm.anonymised_marker in item:
+                counts["already_done"] += 1
+            else:
+                if find.expired(self.t, item, self.now_epoch):
+                    counts["expired"] += 1
+                keep.append(item)
+        return keep
+
+
+def _decode(raw: Any) -> Any:
+    return json.loads(raw) if isinstance(raw, str) and raw else None
+
+
+def dry_run(tenant_id: str, policy_id: str) -> dict[str, Any]:
+    """What a run would do now, counted through the same finder; changes nothing."""
+    p = load_policy(tenant_id, policy_id)
+    spec = (plain(p.spec) or {})
+    dm = datamap.current()
+    cutoff = clock.iso(cutoff_of(spec["older_than"]))
+    finder = Finder(dm, tenant_id, spec, cutoff, page=1000)
+    counts = dict.fromkeys(FIND_COUNTS, 0)
+    acting = 0
+    state = finder.initial_state()
+    width = PARALLEL_BUCKETS if finder.index else finder.sweep.scan_segments
+    with aws.counting() as io, ThreadPoolExecutor(width) as pool:
+        while state:
+            acting += len(finder.classify(finder.round(state, pool, width), counts))
+    table = {**counts, "would_" + spec["action"]: acting}
+    audit.append(tenant_id, "retention_dry_run", actor="oblio",
+                 details={"policy_id": policy_id, "cutoff": cutoff, "tables":
+                          {spec["table"]: table}})
+    return {"dry_run": True, "policy_id": policy_id, "action": spec["action"],
+            "cutoff": cutoff, "finder": spec.get("finder"), "tables": {spec["table"]: table},
+            "io": io.as_dict()}
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+def _run_sk(sweep_id: str) -> str:
+    return f"run#{sweep_id}"
+
+
+def _work(tenant_id: str, sweep_id: str) -> str:
+    return f"work/{tenant_id}/sweeps/{sweep_id}/"
+
+
+def load_sweep(tenant_id: str, sweep_id: str) -> RetentionSweepModel:
+    try:
+        return RetentionSweepModel.get(tenant_id, _run_sk(sweep_id), consistent_read=True)
+    except DoesNotExist:
+        raise NotFound(f"no retention sweep {sweep_id!r} in this tenant") from None
+
+
+def _lock(tenant_id: str, policy_id: str, sweep_id: str) -> None:
+    """Take the policy's lock for `sweep_id`, or raise Conflict naming the sweep holding it."""
+    now = int(clock.now().timestamp())
+    lock = RetentionSweepModel(tenant_id=tenant_id, sk=f"lock#{policy_id}", sweep_id=sweep_id,
+                               policy_id=policy_id, expires=now + LOCK_SECONDS)
+    try:
+        lock.save(condition=RetentionSweepModel.sk.does_not_exist()
+                  | (RetentionSweepModel.expires < now))
+    except PutError as exc:
+        if "ConditionalCheckFailed" not in str(exc):
+            raise
+        try:
+            holder = RetentionSweepModel.get(tenant_id, f"lock#{policy_id}",
+                                             consistent_read=True).sweep_id
+        except DoesNotExist:  # released meanwhile: let the caller try again
+            holder = None
+        raise Conflict(f"a sweep of policy {policy_id!r} is running; wait for it to finish "
+                       "(GET /v1/retention-sweeps/{sweep_id})", code="sweep_running",
+                       details={"sweep_id": holder}) from None
+
+
+def _unlock(tenant_id: str, policy_id: str, sweep_id: str) -> None:
+    # another sweep's lock, or gone already: nothing to release
+    with contextlib.suppress(DeleteError):
+        RetentionSweepModel(tenant_id=tenant_id, sk=f"lock#{policy_id}",
+                            sweep_id=sweep_id).delete(
+            condition=RetentionSweepModel.sweep_id == sweep_id)
+
+
+def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
+    """Start a sweep of the policy, or resume the one that failed; refused (409) while
+    another sweep of the policy runs."""
+    p = load_policy(tenant_id, policy_id)
+    resume = None
+    if p.resume_sweep:
+        try:
+            old = load_sweep(tenant_id, p.resume_sweep)
+            age = clock.now() - clock.parse(old.created_at or clock.iso())
+            if old.status == "failed" and age < timedelta(hours=RESUME_HOURS):
+                resume = old
+        except NotFound:
+            pass
+    sweep_id = resume.sweep_id if resume else str(ULID())
+    _lock(tenant_id, policy_id, sweep_id)
+    try:
+        if resume is not None:
+            m = resume
+            m.update(actions=[RetentionSweepModel.status.set("running"),
+                              RetentionSweepModel.attempt.add(1),
+                              RetentionSweepModel.error.remove()])
+        else:
+            spec = (plain(p.spec) or {})
+            m = RetentionSweepModel(
+                tenant_id=tenant_id, sk=_run_sk(sweep_id), sweep_id=sweep_id,
+                policy_id=policy_id, policy=spec, status="running", trigger=trigger,
+                cutoff=clock.iso(cutoff_of(spec["older_than"])), created_at=clock.iso(),
+                attempt=1, counts=dict.fromkeys(FIND_COUNTS, 0), io={}, chunks=0)
+            m.save()
+        p.update(actions=[RetentionPolicyModel.last_sweep_id.set(sweep_id),
+                          RetentionPolicyModel.resume_sweep.remove()])
+        workflows.start("retention_sweep", f"sweep-{sweep_id}-{int(m.attempt)}",
+                        {"tenant_id": tenant_id, "sweep_id": sweep_id})
+    except Exception:
+        _unlock(tenant_id, policy_id, sweep_id)
+        raise
+    audit.append(tenant_id, "retention_sweep_started", actor=trigger,
+                 details={"sweep_id": sweep_id, "policy_id": policy_id,
+                          "resumed": resume is not None})
+    logger.info("retention sweep started", extra={"sweep_id": sweep_id,
+                                                   "policy_id": policy_id})
+    return {"sweep_id": sweep_id, "policy_id": policy_id, "status": "running",
+            "resumed": resume is not None}
+
+
+def run(principal: Principal, policy_id: str, body: Any) -> tuple[int, dict[str, Any]]:
+    """POST /v1/retention-policies/{id}/run: a dry run (200, at once) or a sweep (202)."""
+    if body is not None and not isinstance(body, dict):
+        raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": true}")
+    body = body or {}
+    for k in body:
+        if k != "dry_run":
+            raise Invalid(str(k), f"unknown field '{k}'; a run takes only dry_run")
+    dry = body.get("dry_run", False)
+    if not isinstance(dry, bool):
+        raise Invalid("dry_run", "dry_run must be true or false")
+    if dry:
+        return 200, dry_run(principal.tenant_id, policy_id)
+    return 202, start(principal.tenant_id, policy_id, trigger=f"api:{principal.key_id}")
+
+
+def run_scheduled() -> dict[str, Any]:
+    """The nightly schedule: a sweep of every enabled policy of every tenant; a policy whose
+    sweep still runs is skipped (its lock says so)."""
+
+    started, skipped, overdue = 0, 0, 0
+    # the tenants table is oblio's own, small: listing it is not a scan of a tenant's data
+    for tenant in TenantModel.scan(attributes_to_get=["tenant_id"]):
+        # the same nightly pass counts overdue requests (Art. 12(3)) for the alarm
+        late = records.overdue_count(tenant.tenant_id)
+        gauge("OverdueRequests", late)
+        overdue += late
+        for p in RetentionPolicyModel.query(tenant.tenant_id,
+                                            RetentionPolicyModel.sk.startswith("policy#")):
+            if not (plain(p.spec) or {}).get("enabled", True):
+                continue
+            try:
+                start(tenant.tenant_id, p.policy_id, trigger="schedule")
+                started += 1
+            except Conflict:
+                skipped += 1
+    logger.info("retention schedule", extra={"started": started, "skipped": skipped,
+                                             "overdue_requests": overdue})
+    return {"started": started, "skipped": skipped, "overdue_requests": overdue}
+
+
+def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
+    """Find candidates, write chunk manifests; stops after a budget of chunks or seconds
+    (`done` false: the state machine calls again). Progress is saved with each chunk."""
+    s = get_settings()
+    m = load_sweep(tenant_id, sweep_id)
+    if m.find_done:
+        return _map_input(m)
+    spec = (plain(m.policy) or {})
+    dm = datamap.current()
+    finder = Finder(dm, tenant_id, spec, m.cutoff or "", page=0)
+    width = PARALLEL_BUCKETS if finder.index else finder.sweep.scan_segments
+    finder.page = max(1, s.retention_chunk_size // width)
+    state: dict[str, Any] = (plain(m.find_state) or {}) if m.find_state is not None \
+        else finder.initial_state()
+    counts = {k: int(v) for k, v in (plain(m.counts) or {}).items()}
+    for k in FIND_COUNTS:
+        counts.setdefault(k, 0)
+    io_total = {k: int(v) for k, v in (plain(m.io) or {}).items()}
+    n = int(m.chunks or 0)
+    t = dm.tables[spec["table"]]
+    work = _work(tenant_id, sweep_id)
+    began, written = time.monotonic(), 0
+    buffer: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(width) as pool:
+        while True:
+            with aws.counting() as io:
+                if state:
+                    buffer += finder.classify(finder.round(state, pool, width), counts)
+                last = not state
+                flush = buffer and (len(buffer) >= s.retention_chunk_size or last)
+                if flush:
+                    objects.put_json(f"{work}chunks/{n:06d}.json", {
+                        "keys": [find.key_of(t, i) for i in buffer],
+                        "s3": find.s3_refs(dm, t, buffer)})
+                    n, written, buffer = n + 1, written + 1, []
+            for k, v in io.calls.items():
+                io_total[k] = io_total.get(k, 0) + v
+            if flush or last:
+                # the resume point moves only with an empty buffer: nothing read is lost
+                m.update(actions=[RetentionSweepModel.find_state.set(state),
+                                  RetentionSweepModel.counts.set(counts),
+                                  RetentionSweepModel.chunks.set(n),
+                                  RetentionSweepModel.io.set(io_total)])
+            if last:
+                break
+            if not buffer and (written >= FIND_MAX_CHUNKS or
+                               time.monotonic() - began > FIND_MAX_SECONDS):
+                return {"done": False, "chunks": n}
+    index = f"{work}chunks.csv"
+    objects.put_encrypted(
+        s.bucket("work"), index,
+        ("chunk\n" + "".join(f"{work}chunks/{i:06d}.json\n" for i in range(n))).encode(),
+        content_type="text/csv")
+    m.update(actions=[RetentionSweepModel.find_done.set(True),
+                      RetentionSweepModel.index_key.set(index)])
+    logger.info("retention candidates found", extra={"sweep_id": sweep_id, "chunks": n,
+                                                     **counts})
+    return _map_input(load_sweep(tenant_id, sweep_id))
+
+
+def _map_input(m: RetentionSweepModel) -> dict[str, Any]:
+    s = get_settings()
+    return {"done": True, "chunks": int(m.chunks or 0), "index_bucket": s.bucket("work"),
+            "index_key": m.index_key, "concurrency": s.retention_concurrency}
+
+
+def _chunk_sk(sweep_id: str, chunk_key: str) -> str:
+    return f"chunk#{sweep_id}#{chunk_key.rsplit('/', 1)[1].split('.')[0]}"
+
+
+def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]:
+    """Apply the policy's action to one chunk through the engine, check it, record the
+    outcome once; a chunk already recorded is skipped."""
+    m = load_sweep(tenant_id, sweep_id)
+    sk = _chunk_sk(sweep_id, chunk_key)
+    try:
+        RetentionSweepModel.get(tenant_id, sk, consistent_read=True)
+        return {"chunk": chunk_key, "skipped": True}
+    except DoesNotExist:
+        pass
+    spec = (plain(m.policy) or {})
+    dm = datamap.current()
+    tenant = get_tenant(tenant_id)
+    t = dm.tables[spec["table"]]
+    unit = rules.Unit(tenant_id, spec["table"])
+    marker = f"sweep:{sweep_id}"
+    action = spec["action"]
+    counts = dict.fromkeys(APPLY_COUNTS, 0)
+    with aws.counting() as io:
+        manifest = objects.get_json(chunk_key)
+        if action in ("export_only", "export_then_delete"):
+            counts["exported"] = _export(tenant, t, sweep_id, sk, manifest["keys"])
+        if spec.get("scope") == "subjects":
+            _apply_subjects(dm, tenant, t, action, manifest, marker, counts)
+        elif action == "export_only":
+            counts["matched"] = counts["kept"] = len(manifest["keys"])
+        else:
+            # anonymised items all get the same pseudonyms: no link between them is kept
+            act = "anonymise" if action == "anonymise" else "purge"
+            got = apply.apply_unit(dm, act, unit, manifest, tenant.keys,
+                                    f"retention:{sweep_id}", marker=marker)
+            for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
+                counts[k] = got[k]
+            counts["items_remaining"] = len(verify.remaining_keys(dm, act, unit, manifest,
+                                                                  marker))
+    try:
+        RetentionSweepModel(tenant_id=tenant_id, sk=sk, sweep_id=sweep_id, counts=counts,
+                            io=dict(io.calls)).save(
+            condition=RetentionSweepModel.sk.does_not_exist())
+    except PutError:
+        return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
+    return {"chunk": chunk_key, **counts}
+
+
+def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
+                    manifest: dict[str, Any], marker: str, counts: dict[str, int]) -> None:
+    """Each item names a subject by its identity attributes: walk the map from them and apply
+    the action to every table of the subject (anonymise, or erase by the erasure rules),
+    through the engine; each subject keeps its own pseudonyms."""
+    act = "anonymise" if action == "anonymise" else "erase"
+    for item in store.batch_get(t.table, manifest["keys"]):
+        ids: dict[str, str] = {}
+        for attr, kind in t.identity_attributes().items():
+            value = item.get(attr)
+            if isinstance(value, str) and value:
+                ids.setdefault(kind, value)
+        if not ids:  # no identity left (anonymised already): nothing names a subject
+            counts["kept"] += 1
+            continue
+        ref = tenant.keys.subject_ref(ids)
+        counts["subjects"] += 1
+        for name, items in find.walk(dm, tenant.tenant_id, ids).items.items():
+            if rules.table_mode(dm, name, act) == "none":
+                continue
+            tm = dm.tables[name]
+            unit = rules.Unit(tenant.tenant_id, name)
+            m = {"keys": [find.key_of(tm, i) for i in items],
+                 "s3": find.s3_refs(dm, tm, items)}
+            got = apply.apply_unit(dm, act, unit, m, tenant.keys, ref, marker=marker)
+            for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
+                counts[k] += got[k]
+            counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker))
+
+
+def _export(tenant: Any, t: TableMap, sweep_id: str, sk: str, keys: list[Any]) -> int:
+    """The chunk's items as JSON in the exports bucket (SSE-KMS, expiring with the tenant's
+    export TTL), before anything is deleted."""
+    s = get_settings()
+    items = store.batch_get(t.table, keys)
+    part = sk.rsplit("#", 1)[1]
+    objects.put_encrypted(
+        s.bucket("exports"), f"exports/{tenant.tenant_id}/retention/{sweep_id}/{part}.json",
+        json.dumps(items, default=str).encode(), content_type="application/json",
+        tags={"oblio-ttl": str(tenant.settings.get("export_ttl_days", 14))})
+    return len(items)
+
+
+def _chunk_rows(tenant_id: str, sweep_id: str) -> list[RetentionSweepModel]:
+    return list(RetentionSweepModel.query(
+        tenant_id, RetentionSweepModel.sk.startswith(f"chunk#{sweep_id}#"),
+        consistent_read=True))
+
+
+def totals(m: RetentionSweepModel) -> tuple[dict[str, int], dict[str, int], int]:
+    """The sweep's counts (find + chunks), AWS calls by operation, and chunks done."""
+    counts = {k: int(v) for k, v in (plain(m.counts) or {}).items()}
+    io = {k: int(v) for k, v in (plain(m.io) or {}).items()}
+    rows = _chunk_rows(m.tenant_id, m.sweep_id)
+    for k in APPLY_COUNTS:
+        counts.setdefault(k, 0)
+    for r in rows:
+        for k, v in (plain(r.counts) or {}).items():
+            counts[k] = counts.get(k, 0) + int(v)
+        for k, v in (plain(r.io) or {}).items():
+            io[k] = io.get(k, 0) + int(v)
+    io.setdefault("dynamodb.Scan", 0)
+    return counts, dict(sorted(io.items())), len(rows)
+
+
+def sweep_json(m: RetentionSweepModel) -> dict[str, Any]:
+    s = get_settings()
+    spec = (plain(m.policy) or {})
+    counts, io, done = totals(m)
+    url = None
+    if m.report_key:
+        url = objects.presign("get_object", s.bucket("exports"), m.report_key)
+    return {"sweep_id": m.sweep_id, "policy_id": m.policy_id, "status": m.status,
+            "trigger": m.trigger, "action": spec.get("action"), "cutoff": m.cutoff,
+            "created_at": m.created_at, "completed_at": m.completed_at,
+            "attempt": int(m.attempt or 0), "chunks": int(m.chunks or 0),
+            "chunks_done": done, "tables": {spec.get("table"): counts}, "io": io,
+            "report_url": url, "audit_entry": m.audit_entry, "error": m.error}
+
+
+def list_sweeps(tenant_id: str, limit: int = 50, cursor: str | None = None
+                ) -> dict[str, Any]:
+    after = {"tenant_id": {"S": tenant_id}, "sk": {"S": _run_sk(cursor)}} if cursor else None
+    it = RetentionSweepModel.query(tenant_id, RetentionSweepModel.sk.startswith("run#"),
+                                   scan_index_forward=False, limit=limit,
+                                   last_evaluated_key=after)
+    rows = list(it)
+    more = len(rows) == limit and it.last_evaluated_key is not None
+    return {"items": [sweep_json(r) for r in rows],
+            "next_cursor": rows[-1].sweep_id if more else None}
+
+
+def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
+    """The report in S3, the audit entry (the same counts), the event; the lock is released.
+    A retried report writes the audit entry once."""
+    s = get_settings()
+    m = load_sweep(tenant_id, sweep_id)
+    if m.status in ENDED:
+        return {"status": m.status}
+    spec = (plain(m.policy) or {})
+    counts, io, done = totals(m)
+    if done < int(m.chunks or 0):
+        # a chunk failed and the Map went on (a tolerated failure, or moto's Map): never
+        # report a sweep complete that skipped work; the state machine records the failure
+        # and the next run resumes with the chunks left
+        raise SweepIncomplete(f"{int(m.chunks or 0) - done} of {int(m.chunks or 0)} chunks "
+                              "did not finish; run the policy again to resume")
+    status = "completed_with_errors" if counts.get("items_remaining") else "completed"
+    tables = {spec["table"]: counts}
+    body = {"sweep_id": sweep_id, "policy_id": m.policy_id, "tenant_id": tenant_id,
+            "status": status, "action": spec["action"], "older_than": spec["older_than"],
+            "date_attribute": spec["date_attribute"], "finder": spec.get("finder"),
+            "cutoff": m.cutoff, "trigger": m.trigger, "started_at": m.created_at,
+            "finished_at": clock.iso(), "attempts": int(m.attempt or 1), "chunks": done,
+            "tables": tables, "io": io}
+    key = f"reports/{tenant_id}/retention-{sweep_id}.json"
+    entry = m.audit_entry
+    if not entry:
+        entry = audit.append(tenant_id, "retention_sweep_completed", actor="oblio",
+                             details={k: body[k] for k in ("sweep_id", "policy_id", "status",
+                                                           "action", "cutoff", "tables",
+                                                           "chunks")}).id
+        m.update(actions=[RetentionSweepModel.audit_entry.set(entry)])
+    body["audit_entry"] = entry
+    objects.put_encrypted(
+        s.bucket("exports"), key, json.dumps(body, indent=2).encode(),
+        content_type="application/json",
+        tags={"oblio-ttl": str(get_tenant(tenant_id).settings.get("export_ttl_days", 14))})
+    outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
+                policy_id=m.policy_id, status=status, table=spec["table"],
+                action=spec["action"], counts=counts)
+    objects.delete_prefix(_work(tenant_id, sweep_id))
+    m.update(actions=[RetentionSweepModel.status.set(status),
+                      RetentionSweepModel.completed_at.set(clock.iso()),
+                      RetentionSweepModel.report_key.set(key)])
+    _unlock(tenant_id, m.policy_id or "", sweep_id)
+    logger.info("retention sweep finished", extra={"sweep_id": sweep_id, "status": status})
+    return {"status": status}
+
+
+def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]:
+    """Record a failure the state machine caught; the policy's next run resumes this sweep
+    (its manifests and finished chunks stay)."""
+    m = load_sweep(tenant_id, sweep_id)
+    if m.status in ENDED:
+        return {"status": m.status}
+    code, message = caught(error)
+    m.update(actions=[RetentionSweepModel.status.set("failed"),
+                      RetentionSweepModel.error.set(f"{code}: {message}"[:500]),
+                      RetentionSweepModel.completed_at.set(clock.iso())])
+    with contextlib.suppress(NotFound):
+        load_policy(tenant_id, m.policy_id or "").update(
+            actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
+    _unlock(tenant_id, m.policy_id or "", sweep_id)
+    audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
+                 details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code})
+    outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
+                policy_id=m.policy_id, status="failed")
+    logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
+    return {"status": "failed"}

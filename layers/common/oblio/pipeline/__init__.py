@@ -1,0 +1,1 @@
+"""One subject's traversal: find, plan, apply, verify, evidence."""

@@ -1,0 +1,126 @@
+"""The walk: from a subject's identities through the data map's finds to every item of the
+subject, table by table in the map's order. Each find is one Query per value (paginated) on a
+key or an index; the cost grows with the subject's items, never with the table's size.
+
+Search, dry runs, erasure, anonymisation and exports all start from this one walk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from oblio.control.crypto import TenantKeys
+from oblio.core import clock, identity
+from oblio.core.datamap import DataMap, TableMap
+from oblio.store import tables as store
+
+Item = dict[str, Any]
+
+
+@dataclass
+class Footprint:
+    """Where one subject appears in one tenant: the items per mapped table."""
+
+    tenant_id: str
+    items: dict[str, list[Item]] = field(default_factory=dict)
+    queries: int = 0
+
+    def count(self, table: str) -> int:
+        return len(self.items.get(table, []))
+
+    @property
+    def total(self) -> int:
+        return sum(len(v) for v in self.items.values())
+
+
+def key_of(t: TableMap, item: Item) -> Item:
+    return {k: item[k] for k in t.key.names}
+
+
+def _projection(dm: DataMap, name: str) -> set[str]:
+    t = dm.tables[name]
+    identifying = {a for a, spec in t.attributes.items() if spec.category == "identity"}
+    flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set()) \
+        | ({t.ttl_attribute} if t.ttl_attribute else set())
+    return (set(t.key.names) | dm.referenced_attributes(name) | set(t.s3_attributes())
+            | set(t.identity_attributes()) | identifying | flags)
+
+
+def _unique(values: Iterable[Any]) -> list[Any]:
+    seen: dict[Any, None] = {}
+    for v in values:
+        if v is not None and v != "":
+            seen.setdefault(v, None)
+    return list(seen)
+
+
+def expired(t: TableMap, item: Item, now: float) -> bool:
+    """The item is past its DynamoDB TTL (which AWS deletes lazily, and moto never)."""
+    ttl = item.get(t.ttl_attribute) if t.ttl_attribute else None
+    return isinstance(ttl, int | float | Decimal) and not isinstance(ttl, bool) and ttl <= now
+
+
+def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
+         full_items: bool = False) -> Footprint:
+    """Every item of the subject named by `identities` in `tenant_id`; an item past its TTL
+    is never returned (retention sweeps purge it).
+
+    Items carry the key, the attributes other tables' finds read, S3 references and identity
+    attributes; with `full_items`, every attribute."""
+    now = clock.now().timestamp()
+    fp = Footprint(tenant_id)
+    found: dict[str, dict[tuple[Any, ...], Item]] = {}
+    for name in dm.order:
+        t = dm.tables[name]
+        proj = None if full_items else _projection(dm, name)
+        hits: dict[tuple[Any, ...], Item] = {}
+        for f in t.find:
+            if f.identity:
+                values = _unique([identities.get(f.identity)])
+            else:
+                src, attr = f.source  # type: ignore[misc]
+                values = _unique(i.get(attr) for i in found.get(src, {}).values())
+            for value in values:
+                fp.queries += 1
+                for item in store.query_eq(t.table, (dm.tenant_attribute, tenant_id),
+                                           (f.attribute, value), index=f.index,
+                                           projection=proj):
+                    if expired(t, item, now):
+                        continue
+                    hits.setdefault(tuple(item[k] for k in t.key.names), item)
+        found[name] = hits
+        if hits:
+            fp.items[name] = list(hits.values())
+    return fp
+
+
+def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> list[tuple[str, str]]:
+    """The (bucket, key) of every S3 object the items point to."""
+    out: list[tuple[str, str]] = []
+    for item in items:
+        for attr, bucket in t.s3_attributes().items():
+            key = item.get(attr)
+            if isinstance(key, str) and key:
+                out.append((dm.buckets[bucket], key))
+    return out
+
+
+def identity_refs(dm: DataMap, keys: TenantKeys, fp: Footprint, named: dict[str, str],
+                  region: str | None) -> dict[str, list[str]]:
+    """HMACs of the identities named and of those found on the subject's items (so that the
+    suppression list covers the phone of a subject who was named by e-mail)."""
+    values: dict[str, set[str]] = {k: {v} for k, v in named.items()}
+    for name, items in fp.items.items():
+        for attr, kind in dm.tables[name].identity_attributes().items():
+            for item in items:
+                raw = item.get(attr)
+                if raw is None:
+                    continue
+                try:
+                    values.setdefault(kind, set()).add(identity.normalise(kind, raw, region))
+                except Exception:  # noqa: BLE001 - a malformed stored value is not an identity
+                    continue
+    return {k: sorted(keys.hmac(k, v) for v in vs) for k, vs in sorted(values.items())}

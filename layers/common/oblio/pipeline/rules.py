@@ -1,0 +1,142 @@
+"""The rules of every action, as pure decisions: what an action does to a table's items
+(`mode`: delete them, rewrite them by the attribute rules, update given attributes, set or
+clear the restriction flag, or nothing), what a rewrite makes of one item, which values
+identify the subject. `pipeline.apply` carries them out; `pipeline.verify` checks them."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from oblio.control.crypto import TenantKeys
+from oblio.core.datamap import DataMap, TableMap
+from oblio.core.identity import IDENTITY_KINDS
+from oblio.pipeline.find import Item
+
+Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "object", "export",
+                 "purge"]
+
+
+#: "read": the items are collected into an access export (oblio.exporter), not changed
+Mode = Literal["delete", "anonymise", "update", "flag", "unflag", "read", "none"]
+
+
+#: "purge": a retention policy's delete, the items go whatever erasure would keep
+ACTIONS: tuple[str, ...] = ("erase", "anonymise", "rectify", "restrict", "unrestrict", "object",
+                            "export", "purge")
+
+
+MASK = "xxx"
+
+
+_DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
+
+
+COUNTS = ("matched", "deleted", "anonymised", "updated", "kept", "files_deleted")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One table of one tenant in a request's plan; its manifest lists the item keys."""
+
+    tenant_id: str
+    table: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.tenant_id}/{self.table}"
+
+
+def changes_for(t: TableMap, changes: dict[str, Any]) -> dict[str, Any]:
+    """The attributes of `t` that a rectification's `changes` set: an identity kind (email,
+    phone, external_id) reaches every attribute holding that identity; any other name, the
+    attribute of that name. A key attribute is included: `apply_unit` moves such an item to
+    its new key (DynamoDB cannot rewrite a key in place)."""
+    out: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name in IDENTITY_KINDS:
+            for attr, kind in t.identity_attributes().items():
+                if kind == name:
+                    out[attr] = value
+        elif name in t.attributes:
+            out[name] = value
+    return out
+
+
+def mode(t: TableMap, action: str, params: dict[str, Any] | None = None) -> Mode:
+    """What `action` does to the table's items."""
+    params = params or {}
+    if action == "export":
+        return "read"
+    if action == "purge":
+        return "delete"
+    if action == "erase":
+        return t.on_erase
+    if action == "anonymise":
+        scope = params.get("tables")
+        return t.on_anonymise if not scope or t.table in scope or \
+            params.get("_name") in scope else "none"
+    if action == "rectify":
+        return "update" if changes_for(t, params.get("changes") or {}) else "none"
+    if action == "restrict":
+        if t.restriction_flag:
+            return "flag"
+        return "delete" if t.pending_deliveries else "none"
+    if action == "unrestrict":
+        return "unflag" if t.restriction_flag else "none"
+    if action == "object":
+        wanted = set(params.get("purposes") or ())
+        if t.pending_deliveries and (not wanted or wanted & set(t.purposes)):
+            return "delete"
+        return "none"
+    raise ValueError(f"unknown action {action!r}")
+
+
+def table_mode(dm: DataMap, name: str, action: str, params: dict[str, Any] | None = None
+               ) -> Mode:
+    """`mode` for the table named `name` in the map (a `tables` scope names map tables)."""
+    return mode(dm.tables[name], action, {**(params or {}), "_name": name})
+
+
+def rewrite(dm: DataMap, t: TableMap, item: Item, action: str, keys: TenantKeys,
+            subject_ref: str) -> tuple[dict[str, Any], list[str]]:
+    """The SET values and REMOVE names that the table's rules make of one item."""
+    sets: dict[str, Any] = {}
+    removes: list[str] = []
+    for attr, value in item.items():
+        if attr in t.key.names or attr == dm.anonymised_marker or \
+                attr == dm.tenant_attribute:
+            continue
+        rule = t.rule(attr, action)
+        if rule == "keep":
+            continue
+        if rule == "null":
+            removes.append(attr)
+        elif rule == "mask":
+            sets[attr] = MASK
+        elif rule == "generalise":
+            if isinstance(value, str) and _DATE.match(value):
+                sets[attr] = value[:7]  # a date or time to its month
+            else:
+                removes.append(attr)
+        elif rule == "hmac":
+            sets[attr] = "h_" + keys.hmac(f"attr:{t.table}.{attr}", str(value))[:32]
+        elif rule.startswith("pseudonym:"):
+            sets[attr] = rule.split(":", 1)[1].format(n=keys.pseudonym_number(subject_ref))
+    return sets, removes
+
+
+def value_refs(keys: TenantKeys, values: list[Any]) -> set[str]:
+    """HMACs of identifying values, compared without case or surrounding blanks."""
+    return {keys.hmac("value", str(v).strip().lower()) for v in values
+            if isinstance(v, str | int) and str(v).strip()}
+
+
+def identifying_values(dm: DataMap, name: str, items: list[Item]) -> list[Any]:
+    """The values of a table's identity attributes (category identity, or holding an
+    identity) in the subject's items: what must not survive anonymisation."""
+    t = dm.tables[name]
+    attrs = [a for a, spec in t.attributes.items()
+             if (spec.category == "identity" or spec.identity) and a not in t.key.names]
+    return [i[a] for i in items for a in attrs if a in i]

@@ -1,0 +1,1 @@
+"""What callers ask for: request intake, search, consent, self-service, administration."""

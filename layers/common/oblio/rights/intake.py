@@ -1,0 +1,311 @@
+"""Request intake: filing a data-subject request (checked against the data map, a dry run
+answered at once, a repeat of an open one answered with it), and the operations on a filed
+request (list, cancel, retry, extend)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from typing import Any
+
+from ulid import ULID
+
+from oblio.access import deliver
+from oblio.control import audit, records
+from oblio.control.tenants import Principal, get_tenant, reachable_tenants
+from oblio.core import clock, datamap, identity
+from oblio.core.errors import BadRequest, Conflict, Invalid
+from oblio.core.identity import IDENTITY_KINDS, parse_subject
+from oblio.core.observability import count
+from oblio.core.settings import get_settings
+from oblio.pipeline import find, rules
+from oblio.store import workflows
+from oblio.store.models import RequestModel
+
+
+def _validate(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object, e.g. {\"type\": \"erasure\", "
+                         "\"subject\": {\"email\": \"name@example.com\"}, \"confirm\": true}")
+    type_ = body.get("type")
+    if type_ not in records.TYPES:
+        raise Invalid("type", f"type must be one of {', '.join(records.TYPES)}", code="invalid_type")
+    if type_ not in records.AVAILABLE:
+        raise Invalid("type", f"requests of type '{type_}' are not available in this version "
+                              f"yet; available: {', '.join(records.AVAILABLE)}",
+                      code="unsupported_type")
+    for flag in ("confirm", "dry_run", "include_children", "lift"):
+        if flag in body and body[flag] is not None and not isinstance(body[flag], bool):
+            raise Invalid(flag, f"{flag} must be true or false")
+    if type_ in records.IRREVERSIBLE and not body.get("dry_run") and body.get("confirm") is not True:
+        raise Invalid("confirm", f"{type_} is irreversible: send \"confirm\": true to run it, "
+                                 "or \"dry_run\": true to see what it would do",
+                      code="confirmation_required")
+    reason = body.get("reason")
+    if reason is not None and (not isinstance(reason, str) or len(reason) > 1000):
+        raise Invalid("reason", "reason must be a string of at most 1000 characters")
+    return body
+
+
+def action_of(body: dict[str, Any]) -> str:
+    if body["type"] == "restriction" and body.get("lift"):
+        return "unrestrict"
+    return str(records.ACTIONS.get(body["type"], body["type"]))
+
+
+def params_of(body: dict[str, Any], dm: Any, region: str | None) -> dict[str, Any]:
+    """The action's parameters, validated against the data map: `tables` (anonymisation),
+    `changes` (rectification, normalised like identities), `purposes` (objection)."""
+    params: dict[str, Any] = {"tables": None, "purposes": None, "changes": None}
+    tables = body.get("tables")
+    if tables is not None:
+        if body["type"] != "anonymisation":
+            raise Invalid("tables", "tables limits an anonymisation; leave it out for "
+                                    f"{body['type']}")
+        if not isinstance(tables, list) or not tables or \
+                not all(isinstance(t, str) for t in tables):
+            raise Invalid("tables", "tables must be a non-empty list of mapped table names")
+        unknown = [t for t in tables if t not in dm.tables]
+        if unknown:
+            raise Invalid("tables", f"tables names unmapped tables {unknown}; mapped: "
+                                    f"{', '.join(dm.order)}", code="unmapped_table")
+        params["tables"] = tables
+    if body["type"] == "rectification":
+        changes = body.get("changes")
+        if not isinstance(changes, dict) or not changes:
+            raise Invalid("changes", "rectification needs changes: {attribute: new value}, "
+                                     "e.g. {\"email\": \"new@example.com\"}")
+        held = {a for t in dm.tables.values() for a in t.attributes}
+        normalised: dict[str, Any] = {}
+        for name, value in changes.items():
+            field = f"changes.{name}"
+            if name in IDENTITY_KINDS:
+                normalised[name] = identity.normalise(name, value, region, field=field)
+            elif name not in held:
+                raise Invalid(field, f"no mapped table holds an attribute '{name}'; name a "
+                                     "mapped attribute or an identity (email, phone, "
+                                     "external_id)", code="unmapped_attribute")
+            elif not isinstance(value, str | int | bool):
+                raise Invalid(field, f"{field} must be a string, a whole number or a boolean")
+            else:
+                normalised[name] = value
+        if all(not rules.changes_for(t, normalised) for t in dm.tables.values()):
+            raise Invalid("changes", "no mapped table can take these changes in place (they "
+                                     "name only key attributes)", code="unmapped_attribute")
+        params["changes"] = normalised
+    elif body.get("changes") is not None:
+        raise Invalid("changes", f"changes applies to rectification, not {body['type']}")
+    if body["type"] == "objection":
+        known = sorted({p for t in dm.tables.values() for p in t.purposes})
+        purposes = body.get("purposes") or ["marketing"]
+        if not isinstance(purposes, list) or not all(isinstance(p, str) for p in purposes):
+            raise Invalid("purposes", "purposes must be a list of purpose names")
+        unknown = [p for p in purposes if p not in known]
+        if unknown:
+            raise Invalid("purposes", f"unknown purposes {unknown}; this tenant's data map "
+                                      f"knows {', '.join(known)}", code="unknown_purpose")
+        params["purposes"] = purposes
+    return params
+
+
+def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """What the request would do, table by table (and for a rewrite, attribute by
+    attribute), without changing anything."""
+    dm = datamap.current()
+    action = action_of(body)
+    plans: dict[str, Any] = {}
+    for tenant in reachable_tenants(principal, bool(body.get("include_children"))):
+        ids = parse_subject(body.get("subject"), tenant.phone_region, tuple(dm.identities))
+        params = params_of(body, dm, tenant.phone_region)
+        fp = find.walk(dm, tenant.tenant_id, ids)
+        tables = {}
+        for name in dm.order:
+            t = dm.tables[name]
+            items = fp.items.get(name, [])
+            mode = rules.table_mode(dm, name, action, params)
+            plan: dict[str, Any] = {
+                "matched": len(items), "action": mode if items else "none",
+                "would_delete": len(items) if mode == "delete" else 0,
+                "would_anonymise": len(items) if mode == "anonymise" else 0,
+                "would_update": len(items) if mode in ("update", "flag", "unflag") else 0,
+                "files": len(find.s3_refs(dm, t, items)) if mode in ("delete",
+                                                                       "anonymise") else 0,
+                "keys": [find.key_of(t, i) for i in items],
+            }
+            if mode == "anonymise":
+                plan["attributes"] = {a: t.rule(a, action) for a in t.attributes}
+            elif mode == "update":
+                plan["attributes"] = sorted(rules.changes_for(t, params["changes"]))
+            tables[name] = plan
+        plans[tenant.tenant_id] = {"subject_ref": tenant.keys.subject_ref(ids),
+                                   "tables": tables, "total": fp.total,
+                                   "queries": fp.queries}
+    own = plans[principal.tenant_id]
+    audit.append(principal.tenant_id, f"{body['type']}_dry_run", actor=principal.key_id,
+                 subject_ref=own["subject_ref"],
+                 details={"matched": {t: p["total"] for t, p in plans.items()}})
+    return {"dry_run": True, "type": body["type"], "action": action,
+            "subject_ref": own["subject_ref"],
+            "found": any(p["total"] for p in plans.values()),
+            "tables": own["tables"],
+            "tenants": {t: p for t, p in plans.items() if t != principal.tenant_id},
+            "changed": 0}
+
+
+def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
+    """File a request: 202 with a new one, or 200 with the open one it repeats."""
+    body = _validate(body)
+    principal.require("dsr:erase" if body["type"] in records.IRREVERSIBLE else "dsr:write")
+    if body.get("dry_run"):
+        return 200, dry_run(principal, body)
+    dm = datamap.current()
+    tenant = get_tenant(principal.tenant_id)
+    reachable = reachable_tenants(principal, bool(body.get("include_children")))  # 403?
+    ids = parse_subject(body.get("subject"), tenant.phone_region, tuple(dm.identities))
+    for child in reachable[1:]:
+        parse_subject(body.get("subject"), child.phone_region, tuple(dm.identities))
+    params = params_of(body, dm, tenant.phone_region)
+    action = action_of(body)
+    notify = deliver.notify_option(body, tenant)  # access: the requester's address
+    ref = tenant.keys.subject_ref(ids)
+    if body["type"] == "anonymisation" and tenant.settings.get(
+            "require_export_before_anonymisation"):
+        _require_export(tenant.tenant_id, ref)
+    now = clock.now()
+    request_id = str(ULID())
+    m = RequestModel(
+        tenant_id=tenant.tenant_id, sk=records.request_sk(request_id), request_id=request_id,
+        type=body["type"], status="received", subject_ref=ref,
+        identities_enc=tenant.keys.encrypt(ids),
+        changes_enc=tenant.keys.encrypt(params["changes"]) if params["changes"] else None,
+        identity_refs={k: tenant.keys.hmac(k, v) for k, v in ids.items()},
+        created_at=clock.iso(now),
+        due_at=clock.iso(clock.add_months(now, get_settings().due_months)),
+        requested_by=principal.key_id, reason=body.get("reason"),
+        options={"dry_run": False, "include_children": bool(body.get("include_children")),
+                 "tables": params["tables"], "purposes": params["purposes"],
+                 "action": action, **notify},
+        timeline=[records.event(event="received", by=principal.key_id)], units={}, io={}, attempt=1)
+    kind = body["type"] + ("-lift" if action == "unrestrict" else "")
+    existing = records.insert(m, kind)
+    if existing is not None:
+        return 200, {**records.to_json(records.load(tenant.tenant_id, existing)),
+                     "duplicate_of_open_request": True}
+    audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
+                 request_id=request_id, subject_ref=ref,
+                 details={"type": body["type"], "action": action, "include_children":
+                          bool(body.get("include_children")), "tables": params["tables"],
+                          "purposes": params["purposes"],
+                          "changes": sorted(params["changes"] or {})})
+    records.start(m)
+    count("RequestsCreated", type=body["type"])
+    return 202, {"request_id": request_id, "status": m.status, "due_at": m.due_at}
+
+
+def _require_export(tenant_id: str, subject_ref: str) -> None:
+    """The tenant wants an export of the subject before an anonymisation (Art. 20 first)."""
+    if records.latest_valid_export(tenant_id, subject_ref) is None:
+        raise Conflict("this tenant requires an access export of the subject before an "
+                       "anonymisation, and there is none that has not expired: file an "
+                       "access request first, then anonymise", code="export_required")
+
+
+def list_requests(tenant_id: str, *, type_: str | None = None, status: str | None = None,
+                  overdue: bool = False, limit: int = 50, cursor: str | None = None,
+                  ) -> dict[str, Any]:
+    """The tenant's requests, newest first, filtered, one page at a time."""
+    if type_ is not None and type_ not in records.TYPES:
+        raise Invalid("type", f"type must be one of {', '.join(records.TYPES)}")
+    if status is not None and status not in records.STATUSES:
+        raise Invalid("status", f"status must be one of {', '.join(records.STATUSES)}")
+    start = None
+    if cursor:
+        try:
+            start = json.loads(base64.urlsafe_b64decode(cursor.encode()))["sk"]
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            raise Invalid("cursor", "cursor is not one this API gave out; start again "
+                                    "without it") from None
+    cond = RequestModel.sk.startswith(records.REQUEST_PREFIX)
+    filt = None
+    if type_:
+        filt = RequestModel.type == type_
+    if status:
+        filt = (RequestModel.status == status) if filt is None else \
+            filt & (RequestModel.status == status)
+    if overdue:
+        o = (RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*records.ENDED)
+        filt = o if filt is None else filt & o
+    after = {"tenant_id": {"S": tenant_id}, "sk": {"S": start}} if start else None
+    it = RequestModel.query(tenant_id, cond, filter_condition=filt, scan_index_forward=False,
+                            limit=limit, page_size=max(limit, 25), last_evaluated_key=after)
+    rows = list(it)
+    nxt = None
+    if len(rows) == limit and it.last_evaluated_key is not None:
+        nxt = base64.urlsafe_b64encode(json.dumps({"sk": rows[-1].sk}).encode()).decode()
+    return {"items": [records.to_json(r) for r in rows], "next_cursor": nxt}
+
+
+def cancel(principal: Principal, request_id: str) -> dict[str, Any]:
+    m = records.load(principal.tenant_id, request_id)
+    if m.status in records.ENDED:
+        raise Conflict(f"the request is already {m.status} and cannot be cancelled",
+                       details={"status": m.status})
+    if m.execution_arn and m.status in ("queued", "running"):
+        workflows.stop(m.execution_arn, cause="cancelled by the tenant")
+    m.update(actions=[
+        RequestModel.status.set("cancelled"), RequestModel.completed_at.set(clock.iso()),
+        RequestModel.identities_enc.remove(), RequestModel.changes_enc.remove(),
+        RequestModel.timeline.set(RequestModel.timeline.append(
+            [records.event(event="cancelled", by=principal.key_id,
+                   note="work already done on some tables is not undone")])),
+    ])
+    records.release_open(m)
+    audit.append(principal.tenant_id, "request_cancelled", actor=principal.key_id,
+                 request_id=request_id, subject_ref=m.subject_ref)
+    return records.to_json(records.load(principal.tenant_id, request_id))
+
+
+def retry(principal: Principal, request_id: str) -> dict[str, Any]:
+    m = records.load(principal.tenant_id, request_id)
+    if m.status not in ("failed", "completed_with_errors"):
+        raise Conflict(f"only a failed request can be retried; this one is {m.status}",
+                       details={"status": m.status})
+    if not m.identities_enc:
+        raise Conflict("the request no longer holds the subject's identities; file a new one")
+    attempt = int(m.attempt or 1) + 1
+    m.update(actions=[RequestModel.attempt.set(attempt), RequestModel.error.remove(),
+                      RequestModel.timeline.set(RequestModel.timeline.append(
+                          [records.event(event="retry", by=principal.key_id, attempt=attempt)]))])
+    audit.append(principal.tenant_id, "request_retried", actor=principal.key_id,
+                 request_id=request_id, subject_ref=m.subject_ref,
+                 details={"attempt": attempt})
+    records.start(m)
+    return records.to_json(records.load(principal.tenant_id, request_id))
+
+
+def extend(principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
+    """Move the due date by one or two months with a reason (Art. 12(3))."""
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object: {\"months\": 1, \"reason\": ...}")
+    months, reason = body.get("months"), body.get("reason")
+    if months not in (1, 2):
+        raise Invalid("months", "months must be 1 or 2 (Art. 12(3) allows two more months)")
+    if not isinstance(reason, str) or not reason.strip():
+        raise Invalid("reason", "reason is required: say why the request needs more time")
+    m = records.load(principal.tenant_id, request_id)
+    if m.status in records.ENDED:
+        raise Conflict(f"the request is already {m.status}")
+    done = int((records.plain(m.extended) or {}).get("months", 0))
+    if done + months > 2:
+        raise Invalid("months", f"the due date was already extended by {done} month(s); the "
+                                "total extension cannot exceed two months")
+    due = clock.add_months(clock.parse(m.created_at or clock.iso()), 1 + done + months)
+    m.update(actions=[
+        RequestModel.due_at.set(clock.iso(due)),
+        RequestModel.extended.set({"months": done + months, "reason": reason.strip()}),
+        RequestModel.timeline.set(RequestModel.timeline.append(
+            [records.event(event="extended", months=months, by=principal.key_id)]))])
+    audit.append(principal.tenant_id, "request_extended", actor=principal.key_id,
+                 request_id=request_id, subject_ref=m.subject_ref, details={"months": months})
+    return records.to_json(records.load(principal.tenant_id, request_id))

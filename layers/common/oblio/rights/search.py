@@ -1,0 +1,56 @@
+"""Search: where one subject appears, answered at once through the same walk as every action.
+A read: it changes nothing, and leaves an audit entry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oblio.control import audit, ledger, suppression
+from oblio.control.tenants import Principal, reachable_tenants
+from oblio.core import datamap
+from oblio.core.errors import Invalid
+from oblio.core.identity import parse_subject
+from oblio.pipeline import find
+
+
+def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+    dm = datamap.current()
+    include_children = params.get("include_children", "false").lower()
+    if include_children not in ("true", "false"):
+        raise Invalid("include_children", "include_children must be true or false")
+    raw = {k: v for k, v in params.items() if k in ("email", "phone", "external_id")}
+    if not raw:
+        raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
+    out: dict[str, Any] = {}
+    for tenant in reachable_tenants(principal, include_children == "true"):
+        ids = parse_subject(raw, tenant.phone_region, tuple(dm.identities))
+        fp = find.walk(dm, tenant.tenant_id, ids)
+        tables: dict[str, Any] = {}
+        pending: list[dict[str, Any]] = []
+        for name in dm.order:
+            t = dm.tables[name]
+            items = fp.items.get(name, [])
+            keys = [find.key_of(t, i) for i in items]
+            tables[name] = {"count": len(items), "keys": keys,
+                            "files": len(find.s3_refs(dm, t, items))}
+            if t.pending_deliveries and items:
+                pending.append({"table": name, "count": len(items), "keys": keys})
+        restricted = any(i.get(t.restriction_flag) is True for name, t in dm.tables.items()
+                         if t.restriction_flag for i in fp.items.get(name, []))
+        refs = {k: tenant.keys.hmac(k, v) for k, v in ids.items()}
+        supp = suppression.lookup(tenant.tenant_id, refs)
+        consents = ledger.subject_ledger(tenant, ids)  # one Query per identity
+        out[tenant.tenant_id] = {
+            "subject_ref": tenant.keys.subject_ref(ids), "found": fp.total > 0,
+            "total": fp.total, "tables": tables, "pending_deliveries": pending,
+            "suppressed": bool(supp), "suppression": supp, "restricted": restricted,
+            "consents": {p: s["status"] for p, s in consents["state"].items()},
+            "consent_history": consents["history"],
+            "queries": fp.queries,
+        }
+    own = out.pop(principal.tenant_id)
+    audit.append(principal.tenant_id, "subject_searched", actor=principal.key_id,
+                 subject_ref=own["subject_ref"],
+                 details={"found": own["total"], "children": sorted(out)})
+    return {**own, "tables_found": sum(1 for t in own["tables"].values() if t["count"]),
+            "children": out}

@@ -1,0 +1,286 @@
+"""PynamoDB models of oblio's own tables (the control plane). Table names come from the
+resource catalogue through the settings, read once at import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pynamodb.attributes import (
+    BinaryAttribute,
+    BooleanAttribute,
+    ListAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from oblio.core.settings import get_settings
+
+_s = get_settings()
+
+
+def plain(value: Any) -> Any:
+    """A stored value as plain Python: a map attribute as a dict, a list with its maps as
+    dicts; None stays None."""
+    if value is None:
+        return None
+    if hasattr(value, "as_dict"):
+        return value.as_dict()
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+class _Meta:
+    region = _s.region
+    billing_mode = "PAY_PER_REQUEST"
+
+
+class TenantModel(Model):
+    class Meta(_Meta):
+        table_name = _s.table("tenants")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute()
+    parent_id = UnicodeAttribute(null=True)
+    children = UnicodeSetAttribute(null=True)
+    settings = MapAttribute[str, Any](default=dict)
+    key_blob = BinaryAttribute(legacy_encoding=False)
+    created_at = UnicodeAttribute()
+
+
+class KeysByTenant(GlobalSecondaryIndex["ApiKeyModel"]):
+    class Meta:
+        index_name = "by_tenant"
+        projection = AllProjection()
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute(range_key=True)
+
+
+class ApiKeyModel(Model):
+    class Meta(_Meta):
+        table_name = _s.table("api_keys")
+
+    key_hash = UnicodeAttribute(hash_key=True)
+    key_id = UnicodeAttribute()
+    tenant_id = UnicodeAttribute()
+    name = UnicodeAttribute(default="")
+    scopes = UnicodeSetAttribute()
+    children = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+    revoked = BooleanAttribute(default=False)
+    by_tenant = KeysByTenant()
+
+
+class RequestModel(Model):
+    """A request (sk = request id), or the marker of an open request (sk = open#type#ref)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("requests")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    request_id = UnicodeAttribute()
+    type = UnicodeAttribute(null=True)
+    status = UnicodeAttribute(null=True)
+    subject_ref = UnicodeAttribute(null=True)
+    #: AES-GCM ciphertext of the identities while the request is open; removed when finished
+    identities_enc = UnicodeAttribute(null=True)
+    #: AES-GCM ciphertext of a rectification's new values; removed when finished
+    changes_enc = UnicodeAttribute(null=True)
+    #: kind -> HMAC of each identity named (kept after the request ends)
+    identity_refs = MapAttribute[str, Any](null=True)
+    created_at = UnicodeAttribute(null=True)
+    due_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    requested_by = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+    options = MapAttribute[str, Any](null=True)
+    timeline = ListAttribute[Any](null=True)
+    plan = MapAttribute[str, Any](null=True)
+    units = MapAttribute[str, Any](null=True)
+    io = MapAttribute[str, Any](null=True)
+    result = MapAttribute[str, Any](null=True)
+    error = MapAttribute[str, Any](null=True)
+    attempt = NumberAttribute(default=0)
+    execution_arn = UnicodeAttribute(null=True)
+    extended = MapAttribute[str, Any](null=True)
+
+
+class AuditModel(Model):
+    """One audit entry (seq = zero-padded number) or the chain's head (seq = HEAD)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("audit")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    seq = UnicodeAttribute(range_key=True)
+    at = UnicodeAttribute(null=True)
+    action = UnicodeAttribute(null=True)
+    actor = UnicodeAttribute(null=True)
+    request_id = UnicodeAttribute(null=True)
+    subject_ref = UnicodeAttribute(null=True)
+    details = MapAttribute[str, Any](null=True)
+    prev_hash = UnicodeAttribute(null=True)
+    hash = UnicodeAttribute(null=True)
+    last = NumberAttribute(null=True)  # on HEAD: the last seq number
+
+
+class BulkJobModel(Model):
+    """A bulk erasure job: its counters move as chunks finish (ADD, so chunks in parallel
+    never lose a count)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("bulk_jobs")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    job_id = UnicodeAttribute(range_key=True)
+    status = UnicodeAttribute()
+    upload_key = UnicodeAttribute(null=True)
+    dry_run = BooleanAttribute(default=False)
+    created_at = UnicodeAttribute()
+    completed_at = UnicodeAttribute(null=True)
+    requested_by = UnicodeAttribute(null=True)
+    rows_total = NumberAttribute(null=True)
+    rows_done = NumberAttribute(null=True)
+    erased = NumberAttribute(null=True)
+    not_found = NumberAttribute(null=True)
+    invalid = NumberAttribute(null=True)
+    duplicates = NumberAttribute(null=True)
+    failed = NumberAttribute(null=True)
+    would_erase = NumberAttribute(null=True)
+    blank_lines = NumberAttribute(null=True)
+    ignored_columns = UnicodeSetAttribute(null=True)
+    chunks = NumberAttribute(null=True)
+    index_key = UnicodeAttribute(null=True)
+    reject_keys = ListAttribute[str](null=True)
+    chunks_done = UnicodeSetAttribute(null=True)
+    report_parts = UnicodeSetAttribute(null=True)
+    report_key = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    message = UnicodeAttribute(null=True)
+    io = MapAttribute[str, Any](null=True)
+
+
+class SuppressionModel(Model):
+    class Meta(_Meta):
+        table_name = _s.table("suppression")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    ref = UnicodeAttribute(range_key=True)  # "<kind>#<hmac>"
+    reason = UnicodeAttribute()
+    request_id = UnicodeAttribute(null=True)
+    at = UnicodeAttribute()
+
+
+class ConsentModel(Model):
+    """The consent ledger, per identity `<kind>#<hmac>`: an event (sk = <ident>#e#<at>#<id>,
+    written once, never changed) or the current state of one purpose (sk = <ident>#s#<purpose>,
+    moved in the same transaction as the event that changes it)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("consents")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    event_id = UnicodeAttribute()
+    #: "<at>#<event id>": the order of events; a state holds the newest event's
+    order = UnicodeAttribute()
+    subject_ref = UnicodeAttribute(null=True)
+    purpose = UnicodeAttribute()
+    status = UnicodeAttribute()
+    channel = UnicodeAttribute()
+    source = UnicodeAttribute(null=True)
+    policy_version = UnicodeAttribute(null=True)
+    notice_hash = UnicodeAttribute(null=True)
+    proof = MapAttribute[str, Any](null=True)
+    at = UnicodeAttribute()
+    recorded_at = UnicodeAttribute(null=True)
+    recorded_by = UnicodeAttribute(null=True)
+    request_id = UnicodeAttribute(null=True)
+    hash = UnicodeAttribute(null=True)
+
+
+class SelfServiceModel(Model):
+    """A self-service request's one-time code (sk = otp#<request id>: its HMAC, expiry and
+    attempts) or a rate counter (sk = rate#<address hmac>#<window>); both expire (TTL)."""
+
+    class Meta(_Meta):
+        table_name = _s.table("selfservice")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    request_id = UnicodeAttribute(null=True)
+    code_mac = UnicodeAttribute(null=True)
+    channel = UnicodeAttribute(null=True)
+    expires_at = UnicodeAttribute(null=True)
+    attempts = NumberAttribute(default=0)
+    verified_at = UnicodeAttribute(null=True)
+    hits = NumberAttribute(null=True)
+    expires = NumberAttribute(null=True)  # epoch seconds (DynamoDB TTL)
+
+
+class PublicSlugModel(Model):
+    """A tenant's public name (the self-service pages' `tenant`), unique across tenants."""
+
+    class Meta(_Meta):
+        table_name = _s.table("public_slugs")
+
+    slug = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    at = UnicodeAttribute()
+
+
+
+class RetentionPolicyModel(Model):
+    """A tenant's retention policy (sk = policy#<id>). `resume_sweep` names a sweep that
+    failed: the next run of the policy picks it up instead of starting again."""
+
+    class Meta(_Meta):
+        table_name = _s.table("retention")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    policy_id = UnicodeAttribute()
+    spec = MapAttribute[str, Any]()
+    updated_at = UnicodeAttribute()
+    updated_by = UnicodeAttribute(null=True)
+    last_sweep_id = UnicodeAttribute(null=True)
+    resume_sweep = UnicodeAttribute(null=True)
+
+
+class RetentionSweepModel(Model):
+    """One run of a policy (sk = sweep#<id>), or the lock of a policy (sk = lock#<policy id>,
+    `sweep_id` the holder, `expires` when a dead holder's lock may be taken over). Counters move
+    with ADD as chunks finish; `chunks_done` makes a chunk run once."""
+
+    class Meta(_Meta):
+        table_name = _s.table("retention")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    sweep_id = UnicodeAttribute()
+    policy_id = UnicodeAttribute(null=True)
+    policy = MapAttribute[str, Any](null=True)
+    status = UnicodeAttribute(null=True)
+    trigger = UnicodeAttribute(null=True)
+    cutoff = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    attempt = NumberAttribute(default=0)
+    #: the find step's progress: per part (month bucket or scan segment) its resume point
+    find_state = MapAttribute[str, Any](null=True)
+    find_done = BooleanAttribute(default=False)
+    chunks = NumberAttribute(null=True)
+    index_key = UnicodeAttribute(null=True)
+    chunks_done = UnicodeSetAttribute(null=True)
+    counts = MapAttribute[str, Any](null=True)
+    io = MapAttribute[str, Any](null=True)
+    report_key = UnicodeAttribute(null=True)
+    audit_entry = UnicodeAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+    expires = NumberAttribute(null=True)

@@ -1,0 +1,28 @@
+"""Starting and stopping Step Functions executions: the one place that does."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Any
+
+from oblio.core.settings import get_settings
+from oblio.store import aws
+
+
+def start(state_machine: str, name: str, payload: dict[str, Any]) -> str:
+    """Start an execution of the catalogue's state machine `state_machine`, named `name`
+    (unique per state machine: a second start of the same name is refused by AWS), with a
+    payload of references only. Returns the execution's ARN."""
+    resp = aws.client("stepfunctions").start_execution(
+        stateMachineArn=get_settings().state_machine_arn(state_machine), name=name,
+        input=json.dumps(payload))
+    arn: str = resp["executionArn"]
+    return arn
+
+
+def stop(execution_arn: str, cause: str) -> None:
+    """Stop an execution; one that has ended or never existed is left as it is."""
+    sfn = aws.client("stepfunctions")
+    with contextlib.suppress(sfn.exceptions.ExecutionDoesNotExist):
+        sfn.stop_execution(executionArn=execution_arn, cause=cause)
