@@ -67,6 +67,11 @@ def io_of(m: RequestModel) -> dict[str, Any]:
     return plain(m.io) or {}
 
 
+def extension_of(m: RequestModel) -> dict[str, Any]:
+    """How far the due date was moved and why (Art. 12(3)); {} when it was not."""
+    return plain(m.extended) or {}
+
+
 def event(at: str | None = None, **fields: Any) -> dict[str, Any]:
     return {"at": at or clock.iso(), **fields}
 

@@ -296,7 +296,7 @@ def extend(principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
     m = records.load(principal.tenant_id, request_id)
     if m.status in records.ENDED:
         raise Conflict(f"the request is already {m.status}")
-    done = int((records.plain(m.extended) or {}).get("months", 0))
+    done = int(records.extension_of(m).get("months", 0))
     if done + months > 2:
         raise Invalid("months", f"the due date was already extended by {done} month(s); the "
                                 "total extension cannot exceed two months")
