@@ -12,7 +12,7 @@ from oblio.core import clock
 from oblio.core.boundary import caught
 from oblio.core.datamap import DataMap
 from oblio.core.observability import count, logger
-from oblio.pipeline import rules
+from oblio.pipeline import outcome, rules
 from oblio.pipeline.work import frozen_map, work_prefix
 from oblio.store import objects, outbound
 from oblio.store.models import RequestModel
@@ -78,12 +78,13 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     verification = units.get("_verification", {"passed": False, "reason": "not run"})
     counts = _counts(m, dm)
     totals = {k: sum(c[k] for t in counts.values() for c in t.values()) for k in rules.COUNTS}
-    status = "completed" if verification.get("passed") else "completed_with_errors"
+    status = outcome.status_of(verification)
     io = {k: int(v) for k, v in (records.io_of(m)).items()}
     io.setdefault("dynamodb.Scan", 0)
     options = records.options_of(m)
     body: dict[str, Any] = {
-        "type": m.type, "verification_passed": bool(verification.get("passed")),
+        "found": totals["matched"] > 0,  # the ledger's records count too (below)
+        "type": m.type, "verification_passed": verification.get("passed") is True,
         "total": totals["matched"],
         "counts": {t: {n: c for n, c in tables.items() if c["matched"]}
                    for t, tables in counts.items()}}
@@ -100,6 +101,8 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         records.record_unit(m, "_consent", consented, {})
     if action == "erase":
         body["consent_records_deleted"] = sum(consented.get("deleted", {}).values())
+    found = body["found"] = outcome.found(totals["matched"],
+                                          int(body.get("consent_records_deleted", 0)))
     if "_audit" in units:  # a retried finish: the entry is written already
         entry = audit.Entry(units["_audit"]["id"], units["_audit"]["hash"])
     else:
@@ -108,12 +111,14 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         records.record_unit(m, "_audit", {"id": entry.id, "hash": entry.hash}, {})
     refs = plan_.get("identity_refs", {})
     suppressed = 0
-    if action == "erase" or (action == "object" and "marketing" in body["purposes"]):
+    # a subject found nowhere was not erased: the suppression list would say it was
+    if (action == "erase" and found) or \
+            (action == "object" and "marketing" in body["purposes"]):
         reason = "erasure" if action == "erase" else "objection:marketing"
         for t, kinds in refs.items():
             suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
     result: dict[str, Any] = {
-        "found": totals["matched"] > 0, "tables": counts[tenant_id],
+        "found": found, "tables": counts[tenant_id],
         "tenants": {t: {"tables": c} for t, c in counts.items() if t != tenant_id},
         "totals": totals, "verification": verification, "io": io,
         "queries_planned": plan_.get("queries", 0), "audit_entry": entry.id}
@@ -125,6 +130,9 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             verification=verification, suppressed=suppressed,
             started_at=plan_.get("started_at"), entry=entry,
             datamap_digest=plan_.get("datamap_digest"))
+        result["certificate"] = {"found": found, **result["certificate"]}
+        if not found:
+            result["certificate"]["statement"] = outcome.NOT_FOUND_STATEMENT
     if action == "erase":
         result["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
     if consented:
@@ -132,7 +140,9 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     if suppressed:
         result["suppression_entries"] = suppressed
     if not any((plan_.get("found") or {}).values()):
-        result["message"] = "no item of the subject was found in any mapped table"
+        result["message"] = "no item of the subject was found in any mapped table" + (
+            ": nothing was erased and the subject was not added to the suppression list"
+            if action == "erase" and not found else "")
     elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
         result["message"] = "the subject was already anonymised: nothing changed"
     # events and clean-up before the status: a client that sees "completed" can rely on them
@@ -140,6 +150,8 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         for detail_type in SUBJECT_EVENTS.get(action, ()):
             outbound.emit(detail_type, t, request_id=request_id, subject_ref=m.subject_ref,
                         type=m.type, parent_tenant_id=tenant_id if t != tenant_id else None,
+                        found=any(c["matched"] for c in counts[t].values()) or (
+                            t == tenant_id and found),
                         **({"purposes": body["purposes"]} if action == "object" else {}))
     outbound.emit("RequestCompleted", tenant_id, request_id=request_id,
                 subject_ref=m.subject_ref, type=m.type, status=status)

@@ -13,6 +13,7 @@ from oblio.core import clock
 from oblio.core.datamap import DataMap
 from oblio.pipeline import find
 from oblio.pipeline.find import Item
+from oblio.pipeline.outcome import verdict
 from oblio.pipeline.rules import Unit, changes_for, table_mode, value_refs
 from oblio.pipeline.work import (
     frozen_map,
@@ -81,7 +82,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     ids = records.identities_of(m, tenant)
     params = request_params(m, tenant)
     remaining: dict[str, int] = {}
-    checked = files_left = 0
+    checked = files_checked = files_left = lookups = 0
     compared: dict[str, int] = {}
     with aws.counting() as io:
         for u in planned_units(m):
@@ -89,7 +90,10 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 if action == "anonymise" else None
             if identifying is not None:
                 compared[u.tenant_id] = len(identifying)
-            r = check_unit(dm, action, u, objects.get_json(manifest_key(m, u)),
+            manifest = objects.get_json(manifest_key(m, u))
+            if table_mode(dm, u.table, action, params) in ("delete", "anonymise"):
+                files_checked += len(manifest.get("s3", []))
+            r = check_unit(dm, action, u, manifest,
                                   marker=request_id, params=params,
                                   keys=get_tenant(u.tenant_id).keys, identifying=identifying)
             checked += r["checked"]
@@ -100,6 +104,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         if action in ("erase", "anonymise"):
             for t in sorted(tenants):
                 fp = find.walk(dm, t, ids)
+                lookups += fp.queries
                 for name, items in fp.items.items():
                     if action == "anonymise":
                         # found again is fine for what is out of scope or anonymised
@@ -109,9 +114,18 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                     if items:
                         remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
                                                        len(items))
-    outcome = {"passed": not remaining and not files_left, "items_checked": checked,
-               "remaining": remaining, "files_remaining": files_left,
-               "identity_lookup_tenants": len(tenants), "at": clock.iso()}
+    fresh = action in ("erase", "anonymise")
+    outcome = {**verdict(planned=checked, files_planned=files_checked, remaining=remaining,
+                         files_remaining=files_left),
+               "items_checked": checked, "remaining": remaining, "files_remaining": files_left,
+               "identity_lookup_tenants": len(tenants),
+               # what was checked, so that nobody reads "passed" into what was not
+               "checked": {"items_read_back": checked,
+                           "files": {"pointer": {"objects": files_checked,
+                                                 "left": files_left}},
+                           "fresh_search": {"tenants": len(tenants) if fresh else 0,
+                                            "queries": lookups}},
+               "at": clock.iso()}
     if action == "anonymise":
         # no value of the subject's identifying attributes may survive in a rewritten item
         outcome["identifying_values_compared"] = sum(compared.values())
