@@ -19,7 +19,7 @@ from typing import IO, Any
 from boto3.dynamodb.types import Binary
 
 from oblio.control import records
-from oblio.core import clock
+from oblio.core import clock, paths
 from oblio.core.cells import csv_safe
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.observability import logger
@@ -49,6 +49,8 @@ def safe_name(text: str, limit: int = 120) -> str:
 
 
 REDACTED = "[redacted: about another person]"
+
+_DROP = object()  # a nested place left out of the export
 
 
 UNCLASSIFIED = "unclassified"  # an attribute the data map does not name
@@ -127,16 +129,58 @@ class TablePart:
                 out[attr] = REDACTED
                 continue
             value = plain(value)
-            if spec is not None and spec.s3 and isinstance(value, str) and value:
-                path = self._path(item, attr, value)
-                files.append({"bucket": dm.buckets[spec.s3], "key": value, "path": path,
-                              "table": self.name, "attribute": attr,
-                              "item": self.item_id(item)})
-                value = path
+            if t.tree.has_below((attr,)):
+                value = self._nested(item, (attr,), value, files)
+            elif spec is not None and spec.s3:
+                value = self._file(item, attr, spec.s3, value, files)
             out[attr] = value
         ordered = {c: out[c] for c in self.columns if c in out}
         ordered.update({c: out[c] for c in sorted(out) if c not in ordered})
         return ordered, files
+
+    def _file(self, item: dict[str, Any], attr: str, bucket: str, value: Any,
+              files: list[dict[str, str]]) -> Any:
+        """A pointer (an object key, or a `{bucket, key}` map naming a declared bucket)
+        becomes the file's path in the archive; anything else stays as it is."""
+        declared = set(self.dm.buckets.values())
+        if isinstance(value, str) and value:
+            where, key = self.dm.buckets[bucket], value
+        elif isinstance(value, dict) and isinstance(value.get("key"), str) and value["key"] \
+                and (value.get("bucket") or self.dm.buckets[bucket]) in declared:
+            where, key = value.get("bucket") or self.dm.buckets[bucket], value["key"]
+        else:
+            return value
+        path = self._path(item, attr, key)
+        files.append({"bucket": where, "key": key, "path": path, "table": self.name,
+                      "attribute": attr, "item": self.item_id(item)})
+        return path
+
+    def _nested(self, item: dict[str, Any], pattern: paths.Pattern, value: Any,
+                files: list[dict[str, str]]) -> Any:
+        """A map or list that holds mapped paths, as exported: each mapped place dropped
+        (`export: false`), redacted (`other_person`) or turned into its file's path (`s3`);
+        the rest as it is."""
+        t = self.t
+        name = t.path_names.get(pattern)
+        spec = t.attributes.get(name) if name else None
+        if spec is not None:
+            if not spec.export:
+                self.dropped.add(name or "")
+                return _DROP
+            if spec.other_person:
+                self.redacted.add(name or "")
+                return REDACTED
+            if spec.s3:
+                return self._file(item, name or "", spec.s3, value, files)
+        if not t.tree.has_below(pattern):
+            return value
+        if isinstance(value, dict):
+            out = {k: self._nested(item, (*pattern, k), v, files) for k, v in value.items()}
+            return {k: v for k, v in out.items() if v is not _DROP}
+        if isinstance(value, list):
+            got = [self._nested(item, (*pattern, paths.ALL), v, files) for v in value]
+            return [v for v in got if v is not _DROP]
+        return value
 
     def _path(self, item: dict[str, Any], attr: str, key: str) -> str:
         base = f"{self.prefix}files/{safe_name(self.name)}/{self.item_id(item)}"

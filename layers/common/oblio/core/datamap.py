@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from oblio.core import paths
 from oblio.core.errors import DataMapError
 from oblio.core.identity import IDENTITY_KINDS, IdentityKind
 from oblio.core.settings import get_settings
@@ -137,7 +138,18 @@ class TableMap(_Strict):
     #: a DynamoDB TTL attribute (epoch seconds): an item past it is never returned by a read
     #: (TTL deletion is lazy) and retention sweeps purge it
     ttl_attribute: str | None = None
+    #: attribute paths (`address.street`, `annexes[].s3_key`) or top-level names
     attributes: dict[str, Attribute]
+
+    @cached_property
+    def tree(self) -> paths.Tree:
+        """The mapped attribute paths, for walking an item's maps and lists."""
+        return paths.Tree([paths.parse(a) for a in self.attributes if _parses(a)])
+
+    @cached_property
+    def path_names(self) -> dict[paths.Pattern, str]:
+        """Each mapped pattern -> the attribute path as the map writes it."""
+        return {paths.parse(a): a for a in self.attributes if _parses(a)}
 
     def s3_attributes(self) -> dict[str, str]:
         return {n: a.s3 for n, a in self.attributes.items() if a.s3}
@@ -146,7 +158,8 @@ class TableMap(_Strict):
         return {n: a.identity for n, a in self.attributes.items() if a.identity}
 
     def rule(self, attribute: str, action: str = "anonymise") -> str:
-        """The strategy `action` ("anonymise" or "erase") applies to `attribute`."""
+        """The strategy `action` ("anonymise" or "erase") applies to `attribute` (a
+        top-level name or a mapped path)."""
         a = self.attributes.get(attribute)
         if attribute in self.key.names:
             return "keep"
@@ -231,6 +244,14 @@ class DataMap(_Strict):
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
 
 
+def _parses(path: str) -> bool:
+    try:
+        paths.parse(path)
+    except paths.PathError:
+        return False
+    return True
+
+
 def schema() -> dict[str, Any]:
     """The JSON Schema of a data map file."""
     return DataMap.model_json_schema(by_alias=True)
@@ -271,6 +292,7 @@ def _problems(dm: DataMap) -> list[str]:
             out.append(f"{where}: no 'find' rule, so it cannot be reached from any identity; "
                        "add a find by identity or 'from' another table")
         known = set(t.attributes) | set(t.key.names)
+        out += _path_problems(where, t)
         for i, f in enumerate(t.find):
             fw = f"{where}, find #{i + 1}"
             if (f.identity is None) == (f.from_ is None):
@@ -279,6 +301,10 @@ def _problems(dm: DataMap) -> list[str]:
                 out.append(f"{fw}: identity '{f.identity}' is not in the map's identities")
             if f.attribute not in known:
                 out.append(f"{fw}: attribute '{f.attribute}' is not an attribute of the table")
+            elif _parses(f.attribute) and paths.nested(f.attribute):
+                out.append(f"{fw}: attribute '{f.attribute}' is a path inside a map or list, "
+                           "which DynamoDB cannot query; find by a top-level attribute (copy "
+                           "the value to one, with an index on it)")
             if f.index is None and f.attribute != t.key.sort:
                 out.append(f"{fw}: attribute '{f.attribute}' is not the table's sort key, so "
                            "it needs an 'index' keyed by the tenant attribute and it")
@@ -330,6 +356,37 @@ def _problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
                            "make on_erase 'delete'")
+    return out
+
+
+def _path_problems(where: str, t: TableMap) -> list[str]:
+    """Attribute paths that do not parse, that use one attribute as both a map and a list,
+    that reach into a key attribute; flags that must be top-level attributes."""
+    out: list[str] = []
+    shapes: dict[paths.Pattern, set[str]] = {}
+    for attr in t.attributes:
+        try:
+            pat = paths.parse(attr)
+        except paths.PathError as exc:
+            out.append(f"{where}, attribute '{attr}': {exc}")
+            continue
+        if len(pat) > 1 and pat[0] in t.key.names:
+            out.append(f"{where}, attribute '{attr}': it reaches into the key attribute "
+                       f"'{pat[0]}', which holds no map or list; name the key attribute "
+                       "itself")
+        for i in range(1, len(pat)):
+            shapes.setdefault(pat[:i], set()).add("list" if pat[i] == paths.ALL else "map")
+    for pat, kinds in shapes.items():
+        if len(kinds) > 1:
+            name = paths.text(pat)
+            out.append(f"{where}: attribute path '{name}' is used both as a list "
+                       f"('{name}[]...') and as a map ('{name}.<member>'); give each path "
+                       "the shape the items have")
+    flags = {"restriction_flag": t.restriction_flag, "ttl_attribute": t.ttl_attribute}
+    for setting, flag in flags.items():
+        if flag and _parses(flag) and paths.nested(flag):
+            out.append(f"{where}: {setting} '{flag}' must be a top-level attribute, not a "
+                       "path")
     return out
 
 

@@ -10,11 +10,19 @@ from typing import Any
 from oblio.control import records
 from oblio.control.crypto import TenantKeys
 from oblio.control.tenants import get_tenant
-from oblio.core import clock
+from oblio.core import clock, paths
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.observability import logger
 from oblio.pipeline.find import Item
-from oblio.pipeline.rules import COUNTS, Unit, changes_for, rewrite, table_mode, value_refs
+from oblio.pipeline.rules import (
+    COUNTS,
+    Unit,
+    changes_for,
+    located,
+    rewrite,
+    table_mode,
+    value_refs,
+)
 from oblio.pipeline.work import frozen_map, manifest_key, request_params
 from oblio.store import aws, objects
 from oblio.store import tables as store
@@ -45,14 +53,20 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                          only_if_absent=dm.anonymised_marker)
             counts["anonymised"] += 1
     elif m in ("update", "flag", "unflag"):
-        values = changes_for(t, (params or {}).get("changes") or {}) if m == "update" \
-            else {t.restriction_flag or "": m == "flag"}
+        values: dict[str, Any] = changes_for(t, (params or {}).get("changes") or {}) \
+            if m == "update" else {t.restriction_flag or "": m == "flag"}
         if any(a in t.key.names for a in values):
             _move(t, item_keys, values)
             counts["updated"] = len(item_keys)
+        elif any(paths.nested(a) for a in values):
+            # a path is set where each item has it (a map member, every element of a list)
+            for item in store.batch_get(t.table, item_keys):
+                store.update(t.table, {k: item[k] for k in t.key.names},
+                             located(item, values), [])
+                counts["updated"] += 1
         else:
             for key in item_keys:
-                store.update(t.table, key, values, [])
+                store.update(t.table, key, {a: v for a, v in values.items()}, [])
                 counts["updated"] += 1
     else:
         counts["kept"] = len(item_keys)
@@ -105,6 +119,5 @@ def rectified_refs(dm: DataMap, u: Unit, manifest: dict[str, Any], params: dict[
     out: dict[str, set[str]] = {a: set() for a in attrs}
     for item in store.batch_get(t.table, manifest["keys"]):
         for a in attrs:
-            if a in item:
-                out[a] |= value_refs(tenant.keys, [item[a]])
+            out[a] |= value_refs(tenant.keys, [v for _, v in paths.values(item, a)])
     return {a: sorted(v) for a, v in out.items()}

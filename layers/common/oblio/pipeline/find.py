@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import clock, identity
+from oblio.core import clock, identity, paths
 from oblio.core.datamap import DataMap, TableMap
 from oblio.store import tables as store
 
@@ -45,8 +45,18 @@ def _projection(dm: DataMap, name: str) -> set[str]:
     identifying = {a for a, spec in t.attributes.items() if spec.category == "identity"}
     flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set()) \
         | ({t.ttl_attribute} if t.ttl_attribute else set())
-    return (set(t.key.names) | dm.referenced_attributes(name) | set(t.s3_attributes())
-            | set(t.identity_attributes()) | identifying | flags)
+    wanted = (dm.referenced_attributes(name) | set(t.s3_attributes())
+              | set(t.identity_attributes()) | identifying)
+    # a path is read whole from its top-level attribute (a projection cannot say "every
+    # element of a list")
+    return set(t.key.names) | {_top(a) for a in wanted} | flags
+
+
+def _top(attr: str) -> str:
+    try:
+        return paths.top(attr)
+    except paths.PathError:
+        return attr
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
@@ -55,6 +65,11 @@ def _unique(values: Iterable[Any]) -> list[Any]:
         if v is not None and v != "":
             seen.setdefault(v, None)
     return list(seen)
+
+
+def _queryable(value: Any) -> bool:
+    """A value a key condition can compare with: a string, a number or bytes."""
+    return isinstance(value, str | int | Decimal | bytes) and not isinstance(value, bool)
 
 
 def expired(t: TableMap, item: Item, now: float) -> bool:
@@ -82,7 +97,8 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
                 values = _unique([identities.get(f.identity)])
             else:
                 src, attr = f.source  # type: ignore[misc]
-                values = _unique(i.get(attr) for i in found.get(src, {}).values())
+                values = _unique(v for i in found.get(src, {}).values()
+                                 for _, v in paths.values(i, attr) if _queryable(v))
             for value in values:
                 fp.queries += 1
                 for item in store.query_eq(t.table, (dm.tenant_attribute, tenant_id),
@@ -98,13 +114,32 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
 
 
 def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> list[tuple[str, str]]:
-    """The (bucket, key) of every S3 object the items point to."""
-    out: list[tuple[str, str]] = []
+    """The (bucket, key) of every S3 object the items point to, at any path: a pointer is
+    an object key in the attribute's declared bucket, or a map `{bucket, key}` naming one of
+    the map's buckets. A pointer naming a bucket the map does not declare is not followed
+    (`outside_refs` counts those)."""
+    return [r for r in _pointers(dm, t, items) if r[0] is not None]  # type: ignore[misc]
+
+
+def outside_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> int:
+    """How many pointers of the items name a bucket the map does not declare: files of the
+    subject that oblio may not touch, reported rather than ignored."""
+    return sum(1 for r in _pointers(dm, t, items) if r[0] is None)
+
+
+def _pointers(dm: DataMap, t: TableMap, items: Iterable[Item]
+              ) -> list[tuple[str | None, str]]:
+    declared = set(dm.buckets.values())
+    out: list[tuple[str | None, str]] = []
     for item in items:
         for attr, bucket in t.s3_attributes().items():
-            key = item.get(attr)
-            if isinstance(key, str) and key:
-                out.append((dm.buckets[bucket], key))
+            for _, value in paths.values(item, attr):
+                if isinstance(value, str) and value:
+                    out.append((dm.buckets[bucket], value))
+                elif isinstance(value, dict) and isinstance(value.get("key"), str) \
+                        and value["key"]:
+                    named = value.get("bucket") or dm.buckets[bucket]
+                    out.append((named if named in declared else None, value["key"]))
     return out
 
 
@@ -115,8 +150,7 @@ def identity_refs(dm: DataMap, keys: TenantKeys, fp: Footprint, named: dict[str,
     values: dict[str, set[str]] = {k: {v} for k, v in named.items()}
     for name, items in fp.items.items():
         for attr, kind in dm.tables[name].identity_attributes().items():
-            for item in items:
-                raw = item.get(attr)
+            for raw in (v for item in items for _, v in paths.values(item, attr)):
                 if raw is None:
                     continue
                 try:

@@ -58,7 +58,8 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 table = dm.tables[name]
                 objects.put_json(manifest_key(m, unit), {
                     "keys": [find.key_of(table, i) for i in items],
-                    "s3": find.s3_refs(dm, table, items)})
+                    "s3": find.s3_refs(dm, table, items),
+                    "outside": find.outside_refs(dm, table, items)})
                 units.append({"tenant_id": t.tenant_id, "table": name, "count": len(items)})
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
     m.update(actions=[

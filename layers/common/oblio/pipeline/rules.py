@@ -6,12 +6,15 @@ identify the subject. `pipeline.apply` carries them out; `pipeline.verify` check
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from oblio.control.crypto import TenantKeys
+from oblio.core import paths
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.identity import IDENTITY_KINDS
+from oblio.core.paths import Location
 from oblio.pipeline.find import Item
 
 Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "object", "export",
@@ -64,6 +67,31 @@ def changes_for(t: TableMap, changes: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def located(item: Item, values: dict[str, Any]) -> dict[Location, Any]:
+    """A rectification's values for one item: a top-level attribute is set as it is, a path
+    wherever the item has it (a member of a map that exists, every element of a list)."""
+    out: dict[Location, Any] = {}
+    for attr, value in values.items():
+        if not paths.nested(attr):
+            out[attr] = value
+            continue
+        for loc, _ in paths.values(item, attr):
+            out[loc] = value
+    return out
+
+
+def holds(item: Item, values: dict[str, Any]) -> bool:
+    """The item holds the values: each top-level attribute equal, each path equal wherever
+    the item has it."""
+    for attr, value in values.items():
+        if not paths.nested(attr):
+            if item.get(attr) != value:
+                return False
+        elif any(v != value for _, v in paths.values(item, attr)):
+            return False
+    return True
+
+
 def mode(t: TableMap, action: str, params: dict[str, Any] | None = None) -> Mode:
     """What `action` does to the table's items."""
     params = params or {}
@@ -99,37 +127,67 @@ def table_mode(dm: DataMap, name: str, action: str, params: dict[str, Any] | Non
     return mode(dm.tables[name], action, {**(params or {}), "_name": name})
 
 
-def rewrite(dm: DataMap, t: TableMap, item: Item, action: str, keys: TenantKeys,
-            subject_ref: str) -> tuple[dict[str, Any], list[str]]:
-    """The SET values and REMOVE names that the table's rules make of one item."""
-    sets: dict[str, Any] = {}
-    removes: list[str] = []
+def places(dm: DataMap, t: TableMap, item: Item, action: str
+           ) -> Iterator[tuple[str, str, Location, Any]]:
+    """Each place of the item that a rule decides on alone, with that rule: (the attribute
+    path that decides it, the rule, the location, the value). A rule on a path (`address.
+    street`, `annexes[].s3_key`) decides only what the path reaches; inside a map or list
+    that holds mapped paths, what the map does not name follows its nearest mapped
+    ancestor's rule (none: it goes, as an unmapped top-level attribute does). Keys, the
+    tenant attribute and oblio's markers are never rewritten."""
     for attr, value in item.items():
         if attr in t.key.names or attr == dm.anonymised_marker or \
                 attr == dm.tenant_attribute:
             continue
-        rule = t.rule(attr, action)
-        if rule == "keep":
-            continue
-        if rule == "null":
-            removes.append(attr)
-        elif rule == "mask":
-            sets[attr] = MASK
-        elif rule == "generalise":
-            if isinstance(value, str) and _DATE.match(value):
-                sets[attr] = value[:7]  # a date or time to its month
-            else:
-                removes.append(attr)
-        elif rule == "hmac":
-            sets[attr] = "h_" + keys.hmac(f"attr:{t.table}.{attr}", str(value))[:32]
-        elif rule.startswith("pseudonym:"):
-            sets[attr] = rule.split(":", 1)[1].format(n=keys.pseudonym_number(subject_ref))
+        for owner, loc, v in t.tree.walk(attr, value):
+            name = t.path_names.get(owner) if owner else None
+            # no mapped ancestor: unknown to the map, so it goes ("null")
+            rule = t.rule(name, action) if name is not None else "null"
+            yield name or paths.location_text(loc), rule, loc, v
+
+
+def rewrite(dm: DataMap, t: TableMap, item: Item, action: str, keys: TenantKeys,
+            subject_ref: str) -> tuple[dict[Location, Any], list[Location]]:
+    """The SET values and REMOVE locations that the table's rules make of one item (see
+    `places`). A top-level location is its name, a nested one a tuple of names and
+    indexes."""
+    sets: dict[Location, Any] = {}
+    removes: list[Location] = []
+    for attr, rule, loc, v in places(dm, t, item, action):
+        _apply_rule(rule, attr, loc, v, t, keys, subject_ref, sets, removes)
     return sets, removes
 
 
+def to_remove(dm: DataMap, t: TableMap, item: Item, action: str) -> list[Location]:
+    """The places of the item whose rule removes them ("null"): what a rewritten item must
+    no longer hold."""
+    return [loc for _, rule, loc, _ in places(dm, t, item, action) if rule == "null"]
+
+
+def _apply_rule(rule: str, attr: str, loc: Location, value: Any, t: TableMap,
+                keys: TenantKeys, subject_ref: str, sets: dict[Location, Any],
+                removes: list[Location]) -> None:
+    if rule == "keep":
+        return
+    if rule == "null":
+        removes.append(loc)
+    elif rule == "mask":
+        sets[loc] = MASK
+    elif rule == "generalise":
+        if isinstance(value, str) and _DATE.match(value):
+            sets[loc] = value[:7]  # a date or time to its month
+        else:
+            removes.append(loc)
+    elif rule == "hmac":
+        sets[loc] = "h_" + keys.hmac(f"attr:{t.table}.{attr}", str(value))[:32]
+    elif rule.startswith("pseudonym:"):
+        sets[loc] = rule.split(":", 1)[1].format(n=keys.pseudonym_number(subject_ref))
+
+
 def value_refs(keys: TenantKeys, values: list[Any]) -> set[str]:
-    """HMACs of identifying values, compared without case or surrounding blanks."""
-    return {keys.hmac("value", str(v).strip().lower()) for v in values
+    """HMACs of identifying values (the scalars inside maps and lists too), compared without
+    case or surrounding blanks."""
+    return {keys.hmac("value", str(v).strip().lower()) for v in paths.leaves(values)
             if isinstance(v, str | int) and str(v).strip()}
 
 
@@ -139,4 +197,4 @@ def identifying_values(dm: DataMap, name: str, items: list[Item]) -> list[Any]:
     t = dm.tables[name]
     attrs = [a for a, spec in t.attributes.items()
              if (spec.category == "identity" or spec.identity) and a not in t.key.names]
-    return [i[a] for i in items for a in attrs if a in i]
+    return [v for i in items for a in attrs for _, v in paths.values(i, a)]

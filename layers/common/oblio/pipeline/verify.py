@@ -14,7 +14,14 @@ from oblio.core.datamap import DataMap
 from oblio.pipeline import find
 from oblio.pipeline.find import Item
 from oblio.pipeline.outcome import verdict
-from oblio.pipeline.rules import Unit, changes_for, table_mode, value_refs
+from oblio.pipeline.rules import (
+    Unit,
+    changes_for,
+    holds,
+    table_mode,
+    to_remove,
+    value_refs,
+)
 from oblio.pipeline.work import (
     frozen_map,
     identifying_key,
@@ -48,11 +55,10 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
                    and a != dm.tenant_attribute]
             leaked = bool(identifying and keys and
                           value_refs(keys, [item[a] for a in own]) & identifying)
-            wrong = item.get(dm.anonymised_marker) is None or leaked or any(
-                t.rule(a, action) == "null" for a in own)
+            wrong = item.get(dm.anonymised_marker) is None or leaked or \
+                bool(to_remove(dm, t, item, action))
         elif m == "update":
-            want = changes_for(t, (params or {}).get("changes") or {})
-            wrong = any(item.get(a) != v for a, v in want.items())
+            wrong = not holds(item, changes_for(t, (params or {}).get("changes") or {}))
         elif m in ("flag", "unflag"):
             wrong = item.get(t.restriction_flag or "") is not (m == "flag")
         if wrong:
@@ -82,7 +88,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     ids = records.identities_of(m, tenant)
     params = request_params(m, tenant)
     remaining: dict[str, int] = {}
-    checked = files_checked = files_left = lookups = 0
+    checked = files_checked = files_left = lookups = outside = 0
     compared: dict[str, int] = {}
     with aws.counting() as io:
         for u in planned_units(m):
@@ -93,6 +99,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             manifest = objects.get_json(manifest_key(m, u))
             if table_mode(dm, u.table, action, params) in ("delete", "anonymise"):
                 files_checked += len(manifest.get("s3", []))
+                # pointers to buckets the map does not declare: the subject's files, left
+                outside += int(manifest.get("outside", 0))
             r = check_unit(dm, action, u, manifest,
                                   marker=request_id, params=params,
                                   keys=get_tenant(u.tenant_id).keys, identifying=identifying)
@@ -116,13 +124,15 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                                                        len(items))
     fresh = action in ("erase", "anonymise")
     outcome = {**verdict(planned=checked, files_planned=files_checked, remaining=remaining,
-                         files_remaining=files_left),
-               "items_checked": checked, "remaining": remaining, "files_remaining": files_left,
+                         files_remaining=files_left + outside),
+               "items_checked": checked, "remaining": remaining,
+               "files_remaining": files_left + outside,
                "identity_lookup_tenants": len(tenants),
                # what was checked, so that nobody reads "passed" into what was not
                "checked": {"items_read_back": checked,
                            "files": {"pointer": {"objects": files_checked,
-                                                 "left": files_left}},
+                                                 "left": files_left,
+                                                 "outside_the_map": outside}},
                            "fresh_search": {"tenants": len(tenants) if fresh else 0,
                                             "queries": lookups}},
                "at": clock.iso()}

@@ -87,22 +87,47 @@ def batch_delete(table: str, keys: list[Item]) -> int:
     return len(keys)
 
 
-def update(table: str, key: Item, set_values: dict[str, Any], remove: list[str],
+Location = str | tuple[str | int, ...]
+
+
+def _document_path(loc: Location, names: dict[str, str]) -> str:
+    """`#n0.#n1[2].#n2` for a location: a top-level name, or a tuple of map member names and
+    list indexes. Every name goes through ExpressionAttributeNames (reserved words, dots)."""
+    parts = (loc,) if isinstance(loc, str) else loc
+    out = ""
+    for seg in parts:
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+            continue
+        alias = next((k for k, v in names.items() if v == seg and k.startswith("#n")), None)
+        if alias is None:
+            alias = f"#n{sum(1 for k in names if k.startswith('#n'))}"
+            names[alias] = seg
+        out += ("." if out else "") + alias
+    return out
+
+
+def _order(loc: Location) -> tuple[Any, ...]:
+    parts = (loc,) if isinstance(loc, str) else loc
+    return tuple((1, s) if isinstance(s, int) else (0, s) for s in parts)
+
+
+def update(table: str, key: Item, set_values: dict[Location, Any], remove: list[Location],
            only_if_absent: str | None = None) -> bool:
-    """Rewrite one existing item: SET and REMOVE attributes. With `only_if_absent`, the
-    update applies only if the item does not carry that attribute yet (the anonymisation
-    marker), which makes a repeated pass a no-op. Returns False when a condition held it
-    back (the item is gone, or already marked)."""
+    """Rewrite one existing item: SET and REMOVE attributes, or places inside them (a
+    location is a top-level name, or a tuple of map member names and list indexes). With
+    `only_if_absent`, the update applies only if the item does not carry that attribute yet
+    (the anonymisation marker), which makes a repeated pass a no-op. Returns False when a
+    condition held it back (the item is gone, or already marked)."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     sets, removes = [], []
-    for i, (attr, value) in enumerate(sorted(set_values.items())):
-        names[f"#s{i}"] = attr
+    for i, (loc, value) in enumerate(sorted(set_values.items(), key=lambda kv: _order(kv[0]))):
         values[f":s{i}"] = _ser.serialize(value)
-        sets.append(f"#s{i} = :s{i}")
-    for i, attr in enumerate(sorted(remove)):
-        names[f"#r{i}"] = attr
-        removes.append(f"#r{i}")
+        sets.append(f"{_document_path(loc, names)} = :s{i}")
+    # list elements removed from the last index down, so that no removal shifts another
+    for loc in sorted(remove, key=_order, reverse=True):
+        removes.append(_document_path(loc, names))
     key_attr = next(iter(key))
     names["#k"] = key_attr
     condition = "attribute_exists(#k)"
