@@ -114,7 +114,7 @@ class TablePart:
         path in the archive) and the files it points to."""
         t, dm = self.t, self.dm
         out: dict[str, Any] = {}
-        files: list[dict[str, str]] = []
+        files: list[dict[str, Any]] = []
         for attr, value in item.items():
             if attr in (dm.tenant_attribute, dm.anonymised_marker):
                 continue
@@ -137,6 +137,24 @@ class TablePart:
         ordered = {c: out[c] for c in self.columns if c in out}
         ordered.update({c: out[c] for c in sorted(out) if c not in ordered})
         return ordered, files
+
+    def rule_files(self, item: dict[str, Any], tenant_id: str) -> list[dict[str, Any]]:
+        """The files the table's rules give the item: the object of each key template (if
+        it exists: a convention promises no file), every current object under each prefix
+        (listed now)."""
+        out: list[dict[str, Any]] = []
+        for i, r in enumerate(self.t.files):
+            text = r.template.render(lambda f: self.t.field(item, f, tenant_id))
+            if text is None:
+                continue
+            bucket = self.dm.buckets[r.bucket]
+            rule = f"files #{i + 1}"
+            keys = objects.current_keys(bucket, text) if r.kind == "prefix" else [text]
+            for key in keys:
+                out.append({"bucket": bucket, "key": key, "path": self._path(item, rule, key),
+                            "table": self.name, "attribute": rule, "item": self.item_id(item),
+                            **({"optional": True} if r.kind == "key_template" else {})})
+        return out
 
     def _file(self, item: dict[str, Any], attr: str, bucket: str, value: Any,
               files: list[dict[str, str]]) -> Any:
@@ -241,6 +259,7 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
                 if item is None:
                     continue
                 out, pointed = part.export(item)
+                pointed += part.rule_files(item, u.tenant_id)
                 lines.write(json.dumps(out, ensure_ascii=False).encode() + b"\n")
                 for ref in pointed:
                     refs.write(json.dumps(ref).encode() + b"\n")

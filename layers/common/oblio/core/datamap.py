@@ -21,7 +21,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from oblio.core import paths
+from oblio.core import paths, templates
 from oblio.core.errors import DataMapError
 from oblio.core.identity import IDENTITY_KINDS, IdentityKind
 from oblio.core.settings import get_settings
@@ -118,6 +118,26 @@ class Sweep(_Strict):
     scan_segments: int = Field(default=0, ge=0, le=64)
 
 
+class FileRule(_Strict):
+    """S3 objects that go with each item by a naming convention rather than a pointer: one
+    object by a key `template`, or every object under a `prefix` template (both of `{tenant}`
+    and the item's attributes, e.g. `{tenant}/employees/{employee_id}/`). Every version of
+    every object goes with the item in erasure and anonymisation, every object is in its
+    export, and verification lists the key or prefix again to prove it empty."""
+
+    bucket: str  # a logical bucket of `buckets`
+    key: str | None = None
+    prefix: str | None = None
+
+    @property
+    def kind(self) -> Literal["key_template", "prefix"]:
+        return "prefix" if self.prefix is not None else "key_template"
+
+    @property
+    def template(self) -> templates.Template:
+        return templates.parse(self.prefix if self.prefix is not None else self.key or "")
+
+
 class TableMap(_Strict):
     table: str  # the physical DynamoDB table name
     purpose: str = ""
@@ -138,8 +158,22 @@ class TableMap(_Strict):
     #: a DynamoDB TTL attribute (epoch seconds): an item past it is never returned by a read
     #: (TTL deletion is lazy) and retention sweeps purge it
     ttl_attribute: str | None = None
+    #: S3 objects by key template or prefix (version 2)
+    files: list[FileRule] = Field(default_factory=list)
     #: attribute paths (`address.street`, `annexes[].s3_key`) or top-level names
     attributes: dict[str, Attribute]
+
+    def field(self, item: dict[str, Any], name: str, tenant_id: str) -> Any:
+        """The value of a template's field for one item: the tenant, or the attribute (a
+        path without []) of that name."""
+        if name == templates.TENANT:
+            return tenant_id
+        return paths.first(item, name)
+
+    def template_fields(self) -> set[str]:
+        """Attributes that the table's file templates read (beside the tenant)."""
+        return {f for r in self.files if _renders_ok(r) for f in r.template.fields
+                if f != templates.TENANT}
 
     @cached_property
     def tree(self) -> paths.Tree:
@@ -208,7 +242,9 @@ class Register(_Strict):
 
 
 class DataMap(_Strict):
-    version: Literal[1] = 1
+    #: 1: the first format; 2 adds key templates, entity types, silo tenancy, files by
+    #: template or prefix, roles, exemptions and legal holds (version 1 still loads)
+    version: Literal[1, 2] = 1
     name: str
     tenant_attribute: str = "tenant_id"
     identities: list[IdentityKind] = Field(default_factory=lambda: list(IDENTITY_KINDS))
@@ -242,6 +278,14 @@ class DataMap(_Strict):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def _renders_ok(rule: FileRule) -> bool:
+    try:
+        _ = rule.template
+    except templates.TemplateError:
+        return False
+    return True
 
 
 def _parses(path: str) -> bool:
@@ -293,6 +337,7 @@ def _problems(dm: DataMap) -> list[str]:
                        "add a find by identity or 'from' another table")
         known = set(t.attributes) | set(t.key.names)
         out += _path_problems(where, t)
+        out += _file_problems(dm, where, t)
         for i, f in enumerate(t.find):
             fw = f"{where}, find #{i + 1}"
             if (f.identity is None) == (f.from_ is None):
@@ -356,6 +401,43 @@ def _problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
                            "make on_erase 'delete'")
+    return out
+
+
+def _file_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
+    """File rules: version 2, a declared bucket, exactly one of key and prefix, a template
+    of declared attributes; a prefix that ends with '/' after its last field and names
+    something of the item (else it would hold other subjects' files too)."""
+    out: list[str] = []
+    if t.files and dm.version < 2:
+        out.append(f"{where}: 'files' (objects by key template or prefix) needs version: 2")
+    known = set(t.attributes) | set(t.key.names)
+    for i, r in enumerate(t.files):
+        fw = f"{where}, files #{i + 1}"
+        if r.bucket not in dm.buckets:
+            out.append(f"{fw}: bucket '{r.bucket}' is not declared under 'buckets'")
+        if (r.key is None) == (r.prefix is None):
+            out.append(f"{fw}: give exactly one of 'key' (a key template) or 'prefix'")
+            continue
+        text = r.prefix if r.prefix is not None else r.key
+        try:
+            tpl = r.template
+        except templates.TemplateError as exc:
+            out.append(f"{fw}: {exc}")
+            continue
+        for name in tpl.fields:
+            if name != templates.TENANT and name not in known:
+                out.append(f"{fw}: template '{text}' names '{{{name}}}', which is not an "
+                           "attribute of the table; declare it under 'attributes' or use "
+                           "{tenant}")
+        if not [f for f in tpl.fields if f != templates.TENANT]:
+            out.append(f"{fw}: template '{text}' names no attribute of the item, so every "
+                       "subject would get the same files; put the item's id in it, e.g. "
+                       "'{tenant}/employees/{employee_id}/'")
+        if r.prefix is not None and (tpl.constant or not tpl.parts[-1].endswith("/")):
+            out.append(f"{fw}: prefix '{text}' must end with '/' after its last field, or "
+                       "it would also reach the files of items whose id starts the same "
+                       "(employee 1 and employee 10)")
     return out
 
 

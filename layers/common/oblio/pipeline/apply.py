@@ -70,10 +70,18 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                 counts["updated"] += 1
     else:
         counts["kept"] = len(item_keys)
-    refs = [(b, k) for b, k in manifest.get("s3", [])]
-    if refs and m in ("delete", "anonymise"):
-        counts["files_deleted"] = objects.delete_all_versions(refs)
+    if m in ("delete", "anonymise"):
+        counts["files_deleted"] = delete_files(manifest)
     return counts
+
+
+def delete_files(manifest: dict[str, Any]) -> int:
+    """Every version of the unit's files: the objects its items point to, those their key
+    templates name, and every object under their prefixes; returns how many objects."""
+    refs = [(b, k) for b, k in [*manifest.get("s3", []), *manifest.get("templated", [])]]
+    prefixes = [(b, p) for b, p in manifest.get("prefixes", [])]
+    n = objects.delete_all_versions(refs) if refs else 0
+    return n + (objects.delete_prefixes(prefixes) if prefixes else 0)
 
 
 def _move(t: TableMap, item_keys: list[Item], values: dict[str, Any]) -> None:

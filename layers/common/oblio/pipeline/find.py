@@ -46,7 +46,7 @@ def _projection(dm: DataMap, name: str) -> set[str]:
     flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set()) \
         | ({t.ttl_attribute} if t.ttl_attribute else set())
     wanted = (dm.referenced_attributes(name) | set(t.s3_attributes())
-              | set(t.identity_attributes()) | identifying)
+              | set(t.identity_attributes()) | identifying | t.template_fields())
     # a path is read whole from its top-level attribute (a projection cannot say "every
     # element of a list")
     return set(t.key.names) | {_top(a) for a in wanted} | flags
@@ -119,6 +119,27 @@ def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> list[tuple[str, 
     the map's buckets. A pointer naming a bucket the map does not declare is not followed
     (`outside_refs` counts those)."""
     return [r for r in _pointers(dm, t, items) if r[0] is not None]  # type: ignore[misc]
+
+
+def file_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str,
+              ) -> dict[str, Any]:
+    """The objects the table's file rules give the items: (bucket, key) of each key
+    template and (bucket, prefix) of each prefix, rendered from the tenant and each item's
+    attributes; `unresolved` counts the (item, rule) pairs an attribute was missing for (no
+    prefix is ever made wider by a missing value)."""
+    templated: list[tuple[str, str]] = []
+    prefixes: list[tuple[str, str]] = []
+    unresolved = 0
+    for item in items:
+        for r in t.files:
+            text = r.template.render(lambda f, i=item: t.field(i, f, tenant_id))  # type: ignore[misc]
+            if text is None:
+                unresolved += 1
+                continue
+            ref = (dm.buckets[r.bucket], text)
+            (prefixes if r.kind == "prefix" else templated).append(ref)
+    return {"templated": _unique(templated), "prefixes": _unique(prefixes),
+            "unresolved": unresolved}
 
 
 def outside_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> int:

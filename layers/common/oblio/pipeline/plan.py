@@ -56,10 +56,12 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                     continue
                 unit = Unit(t.tenant_id, name)
                 table = dm.tables[name]
-                objects.put_json(manifest_key(m, unit), {
-                    "keys": [find.key_of(table, i) for i in items],
-                    "s3": find.s3_refs(dm, table, items),
-                    "outside": find.outside_refs(dm, table, items)})
+                manifest = {"keys": [find.key_of(table, i) for i in items],
+                            "s3": find.s3_refs(dm, table, items),
+                            "outside": find.outside_refs(dm, table, items)}
+                if table.files:
+                    manifest.update(find.file_refs(dm, table, items, t.tenant_id))
+                objects.put_json(manifest_key(m, unit), manifest)
                 units.append({"tenant_id": t.tenant_id, "table": name, "count": len(items)})
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
     m.update(actions=[

@@ -69,14 +69,43 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
 def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                marker: str, params: dict[str, Any] | None = None,
                keys: TenantKeys | None = None, identifying: set[str] | None = None,
-               ) -> dict[str, int]:
-    """What `remaining_keys` finds, counted, and S3 objects with any version left."""
+               ) -> dict[str, Any]:
+    """What `remaining_keys` finds, counted, and S3 objects with any version left (per file
+    rule under `files` when the table has rules beside pointers)."""
+    out = _check(dm, action, unit, manifest, marker, params, keys, identifying)
+    if "templated" not in manifest and "prefixes" not in manifest:
+        out.pop("files")
+    return out
+
+
+def _check(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
+           marker: str, params: dict[str, Any] | None = None,
+           keys: TenantKeys | None = None, identifying: set[str] | None = None,
+           ) -> dict[str, Any]:
     m = table_mode(dm, unit.table, action, params)
     bad = remaining_keys(dm, action, unit, manifest, marker, params, keys, identifying)
-    refs = [(b, k) for b, k in manifest.get("s3", [])]
-    files = objects.versions_left(refs) if refs and m in ("delete", "anonymise") else 0
+    files = files_left(manifest) if m in ("delete", "anonymise") else {}
     return {"checked": len(manifest["keys"]), "items_remaining": len(bad),
-            "files_remaining": files}
+            "files_remaining": sum(f["left"] for f in files.values()), "files": files}
+
+
+def files_left(manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per file rule, what was checked and what is left (any version or delete marker):
+    the pointers' objects, the key templates' objects, and every object under the
+    prefixes."""
+    out: dict[str, dict[str, int]] = {}
+    pointers = [(b, k) for b, k in manifest.get("s3", [])]
+    out["pointer"] = {"objects": len(pointers),
+                      "left": objects.versions_left(pointers) if pointers else 0}
+    templated = [(b, k) for b, k in manifest.get("templated", [])]
+    if "templated" in manifest:
+        out["key_template"] = {"objects": len(templated),
+                               "left": objects.versions_left(templated) if templated else 0}
+    prefixes = [(b, p) for b, p in manifest.get("prefixes", [])]
+    if "prefixes" in manifest:
+        out["prefix"] = {"prefixes": len(prefixes),
+                         "left": objects.left_under(prefixes) if prefixes else 0}
+    return out
 
 
 def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
@@ -88,7 +117,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     ids = records.identities_of(m, tenant)
     params = request_params(m, tenant)
     remaining: dict[str, int] = {}
-    checked = files_checked = files_left = lookups = outside = 0
+    checked = files_left = lookups = outside = 0
+    per_rule: dict[str, dict[str, int]] = {"pointer": {"objects": 0, "left": 0}}
     compared: dict[str, int] = {}
     with aws.counting() as io:
         for u in planned_units(m):
@@ -98,14 +128,16 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 compared[u.tenant_id] = len(identifying)
             manifest = objects.get_json(manifest_key(m, u))
             if table_mode(dm, u.table, action, params) in ("delete", "anonymise"):
-                files_checked += len(manifest.get("s3", []))
                 # pointers to buckets the map does not declare: the subject's files, left
                 outside += int(manifest.get("outside", 0))
-            r = check_unit(dm, action, u, manifest,
-                                  marker=request_id, params=params,
-                                  keys=get_tenant(u.tenant_id).keys, identifying=identifying)
+            r = _check(dm, action, u, manifest, marker=request_id, params=params,
+                       keys=get_tenant(u.tenant_id).keys, identifying=identifying)
             checked += r["checked"]
             files_left += r["files_remaining"]
+            for kind, got in r["files"].items():
+                mine = per_rule.setdefault(kind, dict.fromkeys(got, 0))
+                for k, v in got.items():
+                    mine[k] += v
             if r["items_remaining"]:
                 remaining[u.id] = r["items_remaining"]
         tenants = {u.tenant_id for u in planned_units(m)} | {tenant_id}
@@ -123,6 +155,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                         remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
                                                        len(items))
     fresh = action in ("erase", "anonymise")
+    per_rule["pointer"]["outside_the_map"] = outside
+    files_checked = sum(f.get("objects", 0) + f.get("prefixes", 0) for f in per_rule.values())
     outcome = {**verdict(planned=checked, files_planned=files_checked, remaining=remaining,
                          files_remaining=files_left + outside),
                "items_checked": checked, "remaining": remaining,
@@ -130,9 +164,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                "identity_lookup_tenants": len(tenants),
                # what was checked, so that nobody reads "passed" into what was not
                "checked": {"items_read_back": checked,
-                           "files": {"pointer": {"objects": files_checked,
-                                                 "left": files_left,
-                                                 "outside_the_map": outside}},
+                           "files": per_rule,
                            "fresh_search": {"tenants": len(tenants) if fresh else 0,
                                             "queries": lookups}},
                "at": clock.iso()}

@@ -133,6 +133,10 @@ def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
                                                                        "anonymise") else 0,
                 "keys": [find.key_of(t, i) for i in items],
             }
+            if t.files and mode in ("delete", "anonymise"):  # by key template or prefix
+                fr = find.file_refs(dm, t, items, tenant.tenant_id)
+                plan["files"] += len(fr["templated"])
+                plan["file_prefixes"] = len(fr["prefixes"])
             if mode == "anonymise":
                 plan["attributes"] = {a: t.rule(a, action) for a in t.attributes}
             elif mode == "update":

@@ -33,6 +33,10 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             keys = [find.key_of(t, i) for i in items]
             tables[name] = {"count": len(items), "keys": keys,
                             "files": len(find.s3_refs(dm, t, items))}
+            if t.files:  # files by key template or prefix
+                fr = find.file_refs(dm, t, items, tenant.tenant_id)
+                tables[name]["files"] += len(fr["templated"])
+                tables[name]["file_prefixes"] = len(fr["prefixes"])
             if t.pending_deliveries and items:
                 pending.append({"table": name, "count": len(items), "keys": keys})
         restricted = any(i.get(t.restriction_flag) is True for name, t in dm.tables.items()

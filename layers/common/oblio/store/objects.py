@@ -56,6 +56,57 @@ def versions_left(refs: list[tuple[str, str]]) -> int:
     return left
 
 
+def _versions_under(bucket: str, prefix: str) -> list[dict[str, str]]:
+    s3 = aws.client("s3")
+    out: list[dict[str, str]] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                  Prefix=prefix):
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            out.append({"Key": v["Key"], "VersionId": v["VersionId"]})
+    return out
+
+
+def delete_prefixes(refs: list[tuple[str, str]]) -> int:
+    """Delete every version and delete marker of every object under each (bucket, prefix);
+    returns the number of objects (keys) that had any version."""
+    s3 = aws.client("s3")
+    found = 0
+    for bucket, prefix in refs:
+        versions = _versions_under(bucket, prefix)
+        found += len({v["Key"] for v in versions})
+        for start in range(0, len(versions), 1000):
+            resp = s3.delete_objects(Bucket=bucket,
+                                     Delete={"Objects": versions[start:start + 1000],
+                                             "Quiet": True})
+            if resp.get("Errors"):
+                raise TransientError(f"S3 could not delete {len(resp['Errors'])} object "
+                                     f"versions in bucket {bucket}")
+    return found
+
+
+def left_under(refs: list[tuple[str, str]]) -> int:
+    """How many objects (keys) under the (bucket, prefix)es still have any version or
+    delete marker."""
+    s3 = aws.client("s3")
+    left = 0
+    for bucket, prefix in refs:
+        keys: set[str] = set()
+        resp = s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
+        for v in resp.get("Versions", []) + resp.get("DeleteMarkers", []):
+            keys.add(v["Key"])
+        left += len(keys) if not resp.get("IsTruncated") else max(len(keys), 1000)
+    return left
+
+
+def current_keys(bucket: str, prefix: str) -> list[str]:
+    """The keys of the current objects under a prefix (ListObjectsV2, paginated)."""
+    s3 = aws.client("s3")
+    out: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return out
+
+
 def size_of(bucket: str, key: str) -> int:
     """The object's size in bytes (HeadObject)."""
     return int(aws.client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"])
