@@ -138,15 +138,42 @@ class FileRule(_Strict):
         return templates.parse(self.prefix if self.prefix is not None else self.key or "")
 
 
+class Retain(_Strict):
+    """An exemption from erasure (Art. 17(3)): the law requires the items kept (payroll
+    records). Erasure counts them `retained`, with this basis and period, in the result and
+    the certificate; attributes with an `erase:` rule are rewritten by it while the rest is
+    kept, and their files stay. A retention policy deletes them once the period is over."""
+
+    legal_basis: str = Field(min_length=1)
+    #: how long (an ISO 8601 duration such as P10Y, or words: "10 years after the tax year")
+    period: str = Field(min_length=1)
+
+
+class LegalHold(_Strict):
+    """A legal hold: an item whose `attribute` is true (or a non-empty string) is neither
+    erased nor anonymised, and is counted `held` with its reason."""
+
+    attribute: str
+    #: an attribute holding the reason (a case number or short text; it is shown in results
+    #: and certificates, so it must not name people: e-mails and numbers are cut)
+    reason_attribute: str | None = None
+    reason: str = "legal hold"
+
+
 class TableMap(_Strict):
     table: str  # the physical DynamoDB table name
     purpose: str = ""
     key: KeySchema
     find: list[Find] = Field(default_factory=list)
-    #: erasure deletes the item, or anonymises it and keeps the shell for reporting
-    on_erase: Literal["delete", "anonymise"] = "delete"
-    #: anonymisation rewrites the item by its rules, or deletes it
-    on_anonymise: Literal["anonymise", "delete"] = "anonymise"
+    #: erasure deletes the item, anonymises it and keeps the shell for reporting, or (version
+    #: 2) retains it because a law requires it (`retain:` says which and how long)
+    on_erase: Literal["delete", "anonymise", "retain"] = "delete"
+    #: anonymisation rewrites the item by its rules, deletes it, or retains it
+    on_anonymise: Literal["anonymise", "delete", "retain"] = "anonymise"
+    #: the exemption that `retain` applies (version 2)
+    retain: Retain | None = None
+    #: the attribute that puts one item on legal hold (version 2)
+    legal_hold: LegalHold | None = None
     #: the table holds pending deliveries (scheduled sends, subscriptions)
     pending_deliveries: bool = False
     #: the purposes its pending deliveries serve (an objection to one removes the subject)
@@ -338,6 +365,7 @@ def _problems(dm: DataMap) -> list[str]:
         known = set(t.attributes) | set(t.key.names)
         out += _path_problems(where, t)
         out += _file_problems(dm, where, t)
+        out += _exemption_problems(dm, where, t)
         for i, f in enumerate(t.find):
             fw = f"{where}, find #{i + 1}"
             if (f.identity is None) == (f.from_ is None):
@@ -401,6 +429,33 @@ def _problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
                            "make on_erase 'delete'")
+    return out
+
+
+def _exemption_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
+    out: list[str] = []
+    retains = "retain" in (t.on_erase, t.on_anonymise)
+    if (retains or t.retain or t.legal_hold) and dm.version < 2:
+        out.append(f"{where}: exemptions (on_erase: retain, retain, legal_hold) need "
+                   "version: 2")
+    if retains and t.retain is None:
+        out.append(f"{where}: on_erase or on_anonymise is 'retain' but no 'retain: "
+                   "{legal_basis, period}' says which law requires it and for how long")
+    if t.retain is not None and not retains:
+        out.append(f"{where}: 'retain' is given but neither on_erase nor on_anonymise is "
+                   "'retain'; set on_erase: retain or remove it")
+    hold = t.legal_hold
+    if hold is not None:
+        for setting, attr in (("attribute", hold.attribute),
+                              ("reason_attribute", hold.reason_attribute)):
+            if attr is None:
+                continue
+            if attr not in t.attributes and attr not in t.key.names:
+                out.append(f"{where}: legal_hold {setting} '{attr}' is not an attribute of "
+                           "the table; declare it under 'attributes'")
+            elif _parses(attr) and paths.nested(attr):
+                out.append(f"{where}: legal_hold {setting} '{attr}' must be a top-level "
+                           "attribute, not a path")
     return out
 
 

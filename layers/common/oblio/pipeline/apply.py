@@ -13,12 +13,18 @@ from oblio.control.tenants import get_tenant
 from oblio.core import clock, paths
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.observability import logger
+from oblio.core.paths import Location
+from oblio.pipeline import find
 from oblio.pipeline.find import Item
 from oblio.pipeline.rules import (
     COUNTS,
+    DESTRUCTIVE,
     Unit,
+    apply_rule,
     changes_for,
+    held,
     located,
+    retained_places,
     rewrite,
     table_mode,
     value_refs,
@@ -36,10 +42,22 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
     m = table_mode(dm, unit.table, action, params)
     item_keys: list[Item] = manifest["keys"]
     counts = dict.fromkeys(COUNTS, 0)
-    counts["matched"] = len(item_keys)
+    counts["matched"] = len(item_keys) + len(manifest.get("held", []))
+    counts["held"] = len(manifest.get("held", []))
+    if t.legal_hold is not None and m in DESTRUCTIVE and item_keys:
+        # a hold set since the plan still blocks: read the items again, leave the held ones
+        now_held = [find.key_of(t, i) for i in store.batch_get(t.table, item_keys)
+                    if held(t, i)]
+        if now_held:
+            counts["held"] += len(now_held)
+            item_keys = [k for k in item_keys if k not in now_held]
     if m == "delete":
         store.batch_delete(t.table, item_keys)
         counts["deleted"] = len(item_keys)
+    elif m == "retain":
+        counts["retained"] = len(item_keys)
+        if any(spec.erase is not None for spec in t.attributes.values()):
+            _rewrite_retained(dm, t, item_keys, keys, subject_ref, marker)
     elif m == "anonymise":
         for item in store.batch_get(t.table, item_keys):
             done = item.get(dm.anonymised_marker)
@@ -70,7 +88,7 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                 counts["updated"] += 1
     else:
         counts["kept"] = len(item_keys)
-    if m in ("delete", "anonymise"):
+    if m in ("delete", "anonymise"):  # a retained item keeps its files
         counts["files_deleted"] = delete_files(manifest)
     return counts
 
@@ -82,6 +100,23 @@ def delete_files(manifest: dict[str, Any]) -> int:
     prefixes = [(b, p) for b, p in manifest.get("prefixes", [])]
     n = objects.delete_all_versions(refs) if refs else 0
     return n + (objects.delete_prefixes(prefixes) if prefixes else 0)
+
+
+def _rewrite_retained(dm: DataMap, t: TableMap, item_keys: list[Item], keys: TenantKeys,
+                      subject_ref: str, marker: str) -> None:
+    """A retained item keeps all but what its explicit `erase:` rules rewrite (once: the
+    marker makes a repeated pass a no-op)."""
+    for item in store.batch_get(t.table, item_keys):
+        if item.get(dm.anonymised_marker) is not None:
+            continue
+        sets: dict[Location, Any] = {}
+        removes: list[Location] = []
+        for attr, rule, loc, v in retained_places(dm, t, item):
+            apply_rule(rule, attr, loc, v, t, keys, subject_ref, sets, removes)
+        if sets or removes:
+            sets[dm.anonymised_marker] = marker
+            store.update(t.table, find.key_of(t, item), sets, removes,
+                         only_if_absent=dm.anonymised_marker)
 
 
 def _move(t: TableMap, item_keys: list[Item], values: dict[str, Any]) -> None:
@@ -113,10 +148,23 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
             extra["old"] = rectified_refs(dm, u, manifest, params, tenant)
         counts = apply_unit(dm, action, u, manifest, tenant.keys, m.subject_ref or "",
                                    marker=request_id, params=params)
+        if counts["held"]:
+            extra["held_reasons"] = held_reasons(dm.tables[u.table], manifest, counts["held"])
     records.record_unit(m, u.id, {"status": "done", "at": clock.iso(), **counts, **extra},
                      dict(io.calls))
     logger.info("unit done", extra={"request_id": request_id, "unit": u.id, **counts})
     return {"unit": u.id, **counts}
+
+
+def held_reasons(t: TableMap, manifest: dict[str, Any], n: int) -> dict[str, int]:
+    """How many items were held, by reason (those held since the plan by the map's)."""
+    out: dict[str, int] = {}
+    for h in manifest.get("held", []):
+        out[h["reason"]] = out.get(h["reason"], 0) + 1
+    late = n - len(manifest.get("held", []))
+    if late > 0 and t.legal_hold is not None:
+        out[t.legal_hold.reason] = out.get(t.legal_hold.reason, 0) + late
+    return out
 
 
 def rectified_refs(dm: DataMap, u: Unit, manifest: dict[str, Any], params: dict[str, Any],

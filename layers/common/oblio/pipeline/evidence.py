@@ -103,6 +103,12 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         body["consent_records_deleted"] = sum(consented.get("deleted", {}).values())
     found = body["found"] = outcome.found(totals["matched"],
                                           int(body.get("consent_records_deleted", 0)))
+    exempt = outcome.exemptions(dm, counts, units) if action in ("erase", "anonymise") \
+        else None
+    if exempt and (exempt["retained"] or exempt["held"]):
+        # the audit says what stays and under which law; the reasons are the certificate's
+        body["retained"], body["held"] = exempt["retained"], exempt["held"]
+        body["legal_bases"] = sorted({e["legal_basis"] for e in exempt.get("exemptions", [])})
     if "_audit" in units:  # a retried finish: the entry is written already
         entry = audit.Entry(units["_audit"]["id"], units["_audit"]["hash"])
     else:
@@ -130,7 +136,7 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             verification=verification, suppressed=suppressed,
             started_at=plan_.get("started_at"), entry=entry,
             datamap_digest=plan_.get("datamap_digest"))
-        result["certificate"] = {"found": found, **result["certificate"]}
+        result["certificate"] = {"found": found, **(exempt or {}), **result["certificate"]}
         if not found:
             result["certificate"]["statement"] = outcome.NOT_FOUND_STATEMENT
     if action == "erase":
@@ -143,8 +149,12 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         result["message"] = "no item of the subject was found in any mapped table" + (
             ": nothing was erased and the subject was not added to the suppression list"
             if action == "erase" and not found else "")
+    elif exempt and outcome.exemption_message(exempt):
+        result["message"] = outcome.exemption_message(exempt)
     elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
         result["message"] = "the subject was already anonymised: nothing changed"
+    if exempt:  # at the top, after found: what stays by design
+        result = {"found": found, **exempt, **result}
     # events and clean-up before the status: a client that sees "completed" can rely on them
     for t in counts:
         for detail_type in SUBJECT_EVENTS.get(action, ()):

@@ -45,6 +45,8 @@ def _projection(dm: DataMap, name: str) -> set[str]:
     identifying = {a for a, spec in t.attributes.items() if spec.category == "identity"}
     flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set()) \
         | ({t.ttl_attribute} if t.ttl_attribute else set())
+    if t.legal_hold is not None:
+        flags |= {a for a in (t.legal_hold.attribute, t.legal_hold.reason_attribute) if a}
     wanted = (dm.referenced_attributes(name) | set(t.s3_attributes())
               | set(t.identity_attributes()) | identifying | t.template_fields())
     # a path is read whole from its top-level attribute (a projection cannot say "every

@@ -51,18 +51,25 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                           for v in rules.identifying_values(dm, name, items)]
                 objects.put_json(identifying_key(m, t.tenant_id),
                                  sorted(rules.value_refs(t.keys, [*values, *ids.values()])))
-            for name, items in fp.items.items():
-                if rules.table_mode(dm, name, action, params) == "none":
+            for name, found_items in fp.items.items():
+                mode = rules.table_mode(dm, name, action, params)
+                if mode == "none":
                     continue
                 unit = Unit(t.tenant_id, name)
                 table = dm.tables[name]
-                manifest = {"keys": [find.key_of(table, i) for i in items],
+                items, held = rules.split_held(table, found_items) \
+                    if mode in rules.DESTRUCTIVE else (found_items, [])
+                manifest: dict[str, Any] = {"keys": [find.key_of(table, i) for i in items],
                             "s3": find.s3_refs(dm, table, items),
                             "outside": find.outside_refs(dm, table, items)}
                 if table.files:
                     manifest.update(find.file_refs(dm, table, items, t.tenant_id))
+                if held:  # on legal hold: not touched, counted with the reason
+                    manifest["held"] = [{"key": find.key_of(table, i), "reason": r}
+                                        for i, r in held]
                 objects.put_json(manifest_key(m, unit), manifest)
-                units.append({"tenant_id": t.tenant_id, "table": name, "count": len(items)})
+                units.append({"tenant_id": t.tenant_id, "table": name,
+                              "count": len(found_items)})
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
     m.update(actions=[
         RequestModel.plan.set({"datamap_digest": dm.digest, "datamap_key": map_key,

@@ -22,7 +22,11 @@ Action = Literal["erase", "anonymise", "rectify", "restrict", "unrestrict", "obj
 
 
 #: "read": the items are collected into an access export (oblio.exporter), not changed
-Mode = Literal["delete", "anonymise", "update", "flag", "unflag", "read", "none"]
+#: "retain": the law requires the items kept (an exemption); only explicit `erase:` rules
+Mode = Literal["delete", "anonymise", "retain", "update", "flag", "unflag", "read", "none"]
+
+#: the modes that destroy data, which a legal hold blocks
+DESTRUCTIVE: frozenset[str] = frozenset({"delete", "anonymise", "retain"})
 
 
 #: "purge": a retention policy's delete, the items go whatever erasure would keep
@@ -36,7 +40,8 @@ MASK = "xxx"
 _DATE = re.compile(r"^\d{4}-\d{2}(-\d{2})?")
 
 
-COUNTS = ("matched", "deleted", "anonymised", "updated", "kept", "files_deleted")
+COUNTS = ("matched", "deleted", "anonymised", "updated", "kept", "files_deleted", "retained",
+          "held")
 
 
 @dataclass(frozen=True)
@@ -154,7 +159,7 @@ def rewrite(dm: DataMap, t: TableMap, item: Item, action: str, keys: TenantKeys,
     sets: dict[Location, Any] = {}
     removes: list[Location] = []
     for attr, rule, loc, v in places(dm, t, item, action):
-        _apply_rule(rule, attr, loc, v, t, keys, subject_ref, sets, removes)
+        apply_rule(rule, attr, loc, v, t, keys, subject_ref, sets, removes)
     return sets, removes
 
 
@@ -164,7 +169,7 @@ def to_remove(dm: DataMap, t: TableMap, item: Item, action: str) -> list[Locatio
     return [loc for _, rule, loc, _ in places(dm, t, item, action) if rule == "null"]
 
 
-def _apply_rule(rule: str, attr: str, loc: Location, value: Any, t: TableMap,
+def apply_rule(rule: str, attr: str, loc: Location, value: Any, t: TableMap,
                 keys: TenantKeys, subject_ref: str, sets: dict[Location, Any],
                 removes: list[Location]) -> None:
     if rule == "keep":
@@ -182,6 +187,51 @@ def _apply_rule(rule: str, attr: str, loc: Location, value: Any, t: TableMap,
         sets[loc] = "h_" + keys.hmac(f"attr:{t.table}.{attr}", str(value))[:32]
     elif rule.startswith("pseudonym:"):
         sets[loc] = rule.split(":", 1)[1].format(n=keys.pseudonym_number(subject_ref))
+
+
+def held(t: TableMap, item: Item) -> bool:
+    """The item is on legal hold: its hold attribute is true or a non-empty string."""
+    if t.legal_hold is None:
+        return False
+    flag = item.get(t.legal_hold.attribute)
+    return flag is True or (isinstance(flag, str) and flag.strip().lower() not in
+                            ("", "false", "no", "0"))
+
+
+def hold_reason(t: TableMap, item: Item) -> str:
+    """Why an item is held, as results and certificates show it: the reason attribute (a
+    case number or short text, with e-mails and numbers cut) or the map's reason."""
+    from oblio.core.boundary import scrub
+
+    hold = t.legal_hold
+    if hold is None:
+        return ""
+    raw = item.get(hold.reason_attribute) if hold.reason_attribute else None
+    if isinstance(raw, str) and raw.strip():
+        return scrub(raw.strip())[:120]
+    return hold.reason
+
+
+def split_held(t: TableMap, items: list[Item]) -> tuple[list[Item], list[tuple[Item, str]]]:
+    """The items an erasure or anonymisation acts on, and those on legal hold with their
+    reasons."""
+    acted: list[Item] = []
+    kept: list[tuple[Item, str]] = []
+    for item in items:
+        if held(t, item):
+            kept.append((item, hold_reason(t, item)))
+        else:
+            acted.append(item)
+    return acted, kept
+
+
+def retained_places(dm: DataMap, t: TableMap, item: Item) -> Iterator[tuple[str, str, Location,
+                                                                             Any]]:
+    """The places a retained item's explicit `erase:` rules rewrite (all else is kept)."""
+    for attr, rule, loc, v in places(dm, t, item, "erase"):
+        spec = t.attributes.get(attr)
+        if spec is not None and spec.erase is not None and rule != "keep":
+            yield attr, rule, loc, v
 
 
 def value_refs(keys: TenantKeys, values: list[Any]) -> set[str]:

@@ -18,6 +18,7 @@ from oblio.pipeline.rules import (
     Unit,
     changes_for,
     holds,
+    retained_places,
     table_mode,
     to_remove,
     value_refs,
@@ -50,6 +51,8 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
         wrong = False
         if m == "delete":
             wrong = True
+        elif m == "retain":  # kept, without what its explicit erase rules remove
+            wrong = any(rule == "null" for _, rule, _, _ in retained_places(dm, t, item))
         elif m == "anonymise":
             own = [a for a in item if a not in t.key.names and a != dm.anonymised_marker
                    and a != dm.tenant_attribute]
@@ -89,6 +92,10 @@ def _check(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
             "files_remaining": sum(f["left"] for f in files.values()), "files": files}
 
 
+def _key(t: Any, item: Item) -> tuple[Any, ...]:
+    return tuple(item.get(k) for k in t.key.names)
+
+
 def files_left(manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
     """Per file rule, what was checked and what is left (any version or delete marker):
     the pointers' objects, the key templates' objects, and every object under the
@@ -120,6 +127,10 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     checked = files_left = lookups = outside = 0
     per_rule: dict[str, dict[str, int]] = {"pointer": {"objects": 0, "left": 0}}
     compared: dict[str, int] = {}
+    #: (tenant, table) -> keys that stay by design (retained by law, on legal hold): a
+    #: fresh search finding them again finds nothing left behind
+    stays: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
+    exempt = {"retained": 0, "held": 0}
     with aws.counting() as io:
         for u in planned_units(m):
             identifying = set(objects.get_json(identifying_key(m, u.tenant_id))) \
@@ -127,6 +138,13 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             if identifying is not None:
                 compared[u.tenant_id] = len(identifying)
             manifest = objects.get_json(manifest_key(m, u))
+            tm = dm.tables[u.table]
+            mine = stays.setdefault((u.tenant_id, u.table), set())
+            mine.update(_key(tm, h["key"]) for h in manifest.get("held", []))
+            exempt["held"] += len(manifest.get("held", []))
+            if table_mode(dm, u.table, action, params) == "retain":
+                mine.update(_key(tm, k) for k in manifest["keys"])
+                exempt["retained"] += len(manifest["keys"])
             if table_mode(dm, u.table, action, params) in ("delete", "anonymise"):
                 # pointers to buckets the map does not declare: the subject's files, left
                 outside += int(manifest.get("outside", 0))
@@ -135,9 +153,9 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             checked += r["checked"]
             files_left += r["files_remaining"]
             for kind, got in r["files"].items():
-                mine = per_rule.setdefault(kind, dict.fromkeys(got, 0))
+                rule = per_rule.setdefault(kind, dict.fromkeys(got, 0))
                 for k, v in got.items():
-                    mine[k] += v
+                    rule[k] += v
             if r["items_remaining"]:
                 remaining[u.id] = r["items_remaining"]
         tenants = {u.tenant_id for u in planned_units(m)} | {tenant_id}
@@ -146,6 +164,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 fp = find.walk(dm, t, ids)
                 lookups += fp.queries
                 for name, items in fp.items.items():
+                    kept = stays.get((t, name), set())
+                    items = [i for i in items if _key(dm.tables[name], i) not in kept]
                     if action == "anonymise":
                         # found again is fine for what is out of scope or anonymised
                         if table_mode(dm, name, action, params) == "none":
@@ -158,7 +178,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     per_rule["pointer"]["outside_the_map"] = outside
     files_checked = sum(f.get("objects", 0) + f.get("prefixes", 0) for f in per_rule.values())
     outcome = {**verdict(planned=checked, files_planned=files_checked, remaining=remaining,
-                         files_remaining=files_left + outside),
+                         files_remaining=files_left + outside,
+                         exempt=exempt["retained"] + exempt["held"]),
                "items_checked": checked, "remaining": remaining,
                "files_remaining": files_left + outside,
                "identity_lookup_tenants": len(tenants),
@@ -166,7 +187,9 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                "checked": {"items_read_back": checked,
                            "files": per_rule,
                            "fresh_search": {"tenants": len(tenants) if fresh else 0,
-                                            "queries": lookups}},
+                                            "queries": lookups},
+                           # read back as kept, and not counted as left by a fresh search
+                           "exempt": exempt},
                "at": clock.iso()}
     if action == "anonymise":
         # no value of the subject's identifying attributes may survive in a rewritten item

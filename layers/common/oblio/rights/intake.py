@@ -133,6 +133,14 @@ def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
                                                                        "anonymise") else 0,
                 "keys": [find.key_of(t, i) for i in items],
             }
+            if mode in rules.DESTRUCTIVE and (t.legal_hold or mode == "retain"):
+                acted, held = rules.split_held(t, items)
+                plan.update(would_delete=len(acted) if mode == "delete" else 0,
+                            would_anonymise=len(acted) if mode == "anonymise" else 0,
+                            would_retain=len(acted) if mode == "retain" else 0,
+                            would_hold=len(held))
+                if mode == "retain" and t.retain is not None:
+                    plan["legal_basis"], plan["period"] = t.retain.legal_basis, t.retain.period
             if t.files and mode in ("delete", "anonymise"):  # by key template or prefix
                 fr = find.file_refs(dm, t, items, tenant.tenant_id)
                 plan["files"] += len(fr["templated"])
