@@ -109,14 +109,23 @@ class TablePart:
                if k != self.dm.tenant_attribute and k in item]
         return safe_name("_".join(own) or "item")
 
-    def export(self, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    def export(self, item: dict[str, Any], role: str | None = None,
+               ) -> tuple[dict[str, Any], list[dict[str, str]]]:
         """The item as exported (attributes in column order; an S3 attribute holds the file's
-        path in the archive) and the files it points to."""
+        path in the archive) and the files it points to. An item she is in only in a
+        `role` (a review she wrote about a colleague) shows what the role names of her;
+        the rest is about someone else and is redacted, and its files are not hers."""
         t, dm = self.t, self.dm
         out: dict[str, Any] = {}
         files: list[dict[str, Any]] = []
+        mine = {paths.top(a) for a in t.roles[role].attributes} if role else set()
         for attr, value in item.items():
-            if attr in (dm.tenant_attribute, dm.anonymised_marker):
+            if attr == dm.tenant_attribute or dm.is_marker(attr):
+                continue
+            if role is not None and attr not in mine and attr not in t.key.names:
+                if t.attributes.get(attr) is None or t.attributes[attr].export:
+                    self.redacted.add(attr)
+                    out[attr] = REDACTED
                 continue
             spec = t.attributes.get(attr)
             if spec is None:
@@ -250,7 +259,12 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
     with aws.counting() as io_, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL) as lines, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL) as refs:
-        keys: list[dict[str, Any]] = objects.get_json(work.manifest_key(m, u))["keys"]
+        manifest = objects.get_json(work.manifest_key(m, u))
+        keys: list[dict[str, Any]] = manifest["keys"]
+        roles = {_key_of(t, k): r for r, g in sorted((manifest.get("roles") or {}).items())
+                 for k in g["keys"]}
+        keys = keys + [k for r, g in sorted((manifest.get("roles") or {}).items())
+                       for k in g["keys"]]
         for start in range(0, len(keys), 100):
             batch = keys[start:start + 100]
             got = {_key_of(t, i): i for i in store.batch_get(t.table, batch)}
@@ -258,8 +272,12 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
                 item = got.get(_key_of(t, key))
                 if item is None:
                     continue
-                out, pointed = part.export(item)
-                pointed += part.rule_files(item, u.tenant_id)
+                role = roles.get(_key_of(t, key))
+                out, pointed = part.export(item, role)
+                if role is None:
+                    pointed += part.rule_files(item, u.tenant_id)
+                else:
+                    out = {"_role": role, **out}  # the role she appears in
                 lines.write(json.dumps(out, ensure_ascii=False).encode() + b"\n")
                 for ref in pointed:
                     refs.write(json.dumps(ref).encode() + b"\n")

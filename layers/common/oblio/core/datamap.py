@@ -59,10 +59,14 @@ class Attribute(_Strict):
     @field_validator("anonymise", "erase")
     @classmethod
     def _strategy(cls, v: str | None) -> str | None:
-        if v is not None and (not _STRATEGY.match(v) or not _renders(v)):
-            raise ValueError("must be keep, null, mask, generalise, hmac or "
-                             "'pseudonym:<template with {n}>' (e.g. 'pseudonym:L_{n}')")
-        return v
+        return _valid_strategy(v)
+
+
+def _valid_strategy(v: str | None) -> str | None:
+    if v is not None and (not _STRATEGY.match(v) or not _renders(v)):
+        raise ValueError("must be keep, null, mask, generalise, hmac or "
+                         "'pseudonym:<template with {n}>' (e.g. 'pseudonym:L_{n}')")
+    return v
 
 
 def _renders(rule: str) -> bool:
@@ -94,6 +98,10 @@ class Find(_Strict):
     #: table, whose sort key is `attribute`
     index: str | None = None
     attribute: str
+    #: the role in which the subject appears in the items this find reaches (version 2):
+    #: none, the items are about her; a role of the table's `roles` (e.g. `author` of a
+    #: review about someone else), its rules apply instead
+    role: str | None = None
 
     @property
     def source(self) -> tuple[str, str] | None:
@@ -136,6 +144,37 @@ class FileRule(_Strict):
     @property
     def template(self) -> templates.Template:
         return templates.parse(self.prefix if self.prefix is not None else self.key or "")
+
+
+class RoleRule(_Strict):
+    """What an action does to one attribute of an item reached in a role."""
+
+    anonymise: str | None = None
+    erase: str | None = None
+
+    @field_validator("anonymise", "erase")
+    @classmethod
+    def _strategy(cls, v: str | None) -> str | None:
+        return _valid_strategy(v)
+
+
+class Role(_Strict):
+    """How the subject's actions treat an item she appears in only in this role (a review
+    she wrote about a colleague, a leave she approved): the item is not hers, so by default
+    only the attributes named here (those that name her) are rewritten, everything else is
+    kept, and its files stay."""
+
+    on_erase: Literal["anonymise", "delete", "keep"] = "anonymise"
+    on_anonymise: Literal["anonymise", "delete", "keep"] = "anonymise"
+    attributes: dict[str, RoleRule] = Field(default_factory=dict)
+
+    def rule(self, attribute: str, action: str) -> str:
+        r = self.attributes.get(attribute)
+        if r is None:
+            return "keep"
+        if action == "erase" and r.erase is not None:
+            return r.erase
+        return r.anonymise or "keep"
 
 
 class Retain(_Strict):
@@ -187,6 +226,8 @@ class TableMap(_Strict):
     ttl_attribute: str | None = None
     #: S3 objects by key template or prefix (version 2)
     files: list[FileRule] = Field(default_factory=list)
+    #: the roles finds may name, each with its own rules (version 2)
+    roles: dict[str, Role] = Field(default_factory=dict)
     #: attribute paths (`address.street`, `annexes[].s3_key`) or top-level names
     attributes: dict[str, Attribute]
 
@@ -303,6 +344,23 @@ class DataMap(_Strict):
                     out.add(f.source[1])
         return out
 
+    def marker(self, subject_ref: str, role: str | None = None) -> str:
+        """The attribute that records an item anonymised. Version 1: one marker per item.
+        Version 2: one per subject and role, so that a second person's pass over a shared
+        item (a review by one colleague about another) is never skipped."""
+        if self.version < 2:
+            return self.anonymised_marker
+        return f"{self.anonymised_marker}#{subject_ref}#{role or 'subject'}"
+
+    def is_marker(self, attribute: str) -> bool:
+        """One of oblio's markers (never exported, never rewritten)."""
+        return attribute == self.anonymised_marker or \
+            attribute.startswith(self.anonymised_marker + "#")
+
+    def anonymised(self, item: dict[str, Any]) -> bool:
+        """Some pass anonymised the item (any subject, any role)."""
+        return any(self.is_marker(a) for a in item)
+
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
 
@@ -366,6 +424,7 @@ def _problems(dm: DataMap) -> list[str]:
         out += _path_problems(where, t)
         out += _file_problems(dm, where, t)
         out += _exemption_problems(dm, where, t)
+        out += _role_problems(dm, where, t)
         for i, f in enumerate(t.find):
             fw = f"{where}, find #{i + 1}"
             if (f.identity is None) == (f.from_ is None):
@@ -429,6 +488,30 @@ def _problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
                            "make on_erase 'delete'")
+    return out
+
+
+def _role_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
+    out: list[str] = []
+    used = {f.role for f in t.find if f.role}
+    if (used or t.roles) and dm.version < 2:
+        out.append(f"{where}: roles need version: 2")
+    for role in sorted(used - set(t.roles)):
+        out.append(f"{where}: a find names the role '{role}', which 'roles' does not "
+                   "declare; declare it with the attributes that name the subject")
+    for role in sorted(set(t.roles) - used):
+        out.append(f"{where}: role '{role}' is declared but no find names it; add "
+                   f"'role: {role}' to the find that reaches those items, or remove it")
+    for name, r in t.roles.items():
+        for attr, rule in r.attributes.items():
+            aw = f"{where}, role '{name}', attribute '{attr}'"
+            if attr not in t.attributes and attr not in t.key.names:
+                out.append(f"{aw}: not an attribute of the table; declare it under "
+                           "'attributes'")
+            rewrites = {x for x in (rule.anonymise, rule.erase) if x not in (None, "keep")}
+            if attr in t.key.names and rewrites:
+                out.append(f"{aw}: it is part of the table's key, which cannot be rewritten "
+                           "in place; make the rule 'keep'")
     return out
 
 

@@ -393,7 +393,8 @@ def _erase_merged(dm: datamap.DataMap, tenant: Tenant, plans: list[dict[str, Any
         unit = rules.Unit(tenant.tenant_id, name)
         manifest = {"keys": keys, "s3": refs}
         apply.apply_unit(dm, "erase", unit, manifest, tenant.keys, "bulk", marker=marker)
-        for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker):
+        for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker,
+                                         subject_ref="bulk"):
             left.add((name, tuple(bad[a] for a in t.key.names)))
         if refs and objects.versions_left(refs):
             left.add((name, ("files",)))

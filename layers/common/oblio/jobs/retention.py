@@ -608,8 +608,8 @@ def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]
                                     f"retention:{sweep_id}", marker=marker)
             for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
                 counts[k] = got[k]
-            counts["items_remaining"] = len(verify.remaining_keys(dm, act, unit, manifest,
-                                                                  marker))
+            counts["items_remaining"] = len(verify.remaining_keys(
+                dm, act, unit, manifest, marker, subject_ref=f"retention:{sweep_id}"))
     try:
         RetentionSweepModel(tenant_id=tenant_id, sk=sk, sweep_id=sweep_id, counts=counts,
                             io=dict(io.calls)).save(
@@ -646,7 +646,8 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
             got = apply.apply_unit(dm, act, unit, m, tenant.keys, ref, marker=marker)
             for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
                 counts[k] += got[k]
-            counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker))
+            counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker,
+                                                                   subject_ref=ref))
 
 
 def _export(tenant: Any, t: TableMap, sweep_id: str, sk: str, keys: list[Any]) -> int:

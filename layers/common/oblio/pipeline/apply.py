@@ -26,6 +26,8 @@ from oblio.pipeline.rules import (
     located,
     retained_places,
     rewrite,
+    role_mode,
+    role_rewrite,
     table_mode,
     value_refs,
 )
@@ -37,13 +39,27 @@ from oblio.store import tables as store
 def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                keys: TenantKeys, subject_ref: str, marker: str,
                params: dict[str, Any] | None = None) -> dict[str, int]:
-    """Apply `action` to the unit's items and S3 objects; returns its counts."""
+    """Apply `action` to the unit's items and S3 objects; returns its counts. The items she
+    appears in only in a role (`manifest["roles"]`) get that role's rules."""
     t = dm.tables[unit.table]
     m = table_mode(dm, unit.table, action, params)
-    item_keys: list[Item] = manifest["keys"]
     counts = dict.fromkeys(COUNTS, 0)
-    counts["matched"] = len(item_keys) + len(manifest.get("held", []))
-    counts["held"] = len(manifest.get("held", []))
+    _apply_group(dm, t, m, action, manifest, keys, subject_ref, marker, None, params, counts)
+    for role, group in sorted((manifest.get("roles") or {}).items()):
+        rm = role_mode(dm, unit.table, role, action, params)
+        _apply_group(dm, t, rm, action, group, keys, subject_ref, marker, role, params,
+                     counts)
+    if m in ("delete", "anonymise"):  # a retained item keeps its files
+        counts["files_deleted"] = delete_files(manifest)
+    return counts
+
+
+def _apply_group(dm: DataMap, t: TableMap, m: str, action: str, group: dict[str, Any],
+                 keys: TenantKeys, subject_ref: str, marker: str, role: str | None,
+                 params: dict[str, Any] | None, counts: dict[str, int]) -> None:
+    item_keys: list[Item] = group["keys"]
+    counts["matched"] += len(item_keys) + len(group.get("held", []))
+    counts["held"] += len(group.get("held", []))
     if t.legal_hold is not None and m in DESTRUCTIVE and item_keys:
         # a hold set since the plan still blocks: read the items again, leave the held ones
         now_held = [find.key_of(t, i) for i in store.batch_get(t.table, item_keys)
@@ -53,44 +69,41 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
             item_keys = [k for k in item_keys if k not in now_held]
     if m == "delete":
         store.batch_delete(t.table, item_keys)
-        counts["deleted"] = len(item_keys)
+        counts["deleted"] += len(item_keys)
     elif m == "retain":
-        counts["retained"] = len(item_keys)
+        counts["retained"] += len(item_keys)
         if any(spec.erase is not None for spec in t.attributes.values()):
             _rewrite_retained(dm, t, item_keys, keys, subject_ref, marker)
     elif m == "anonymise":
+        mark = dm.marker(subject_ref, role)
         for item in store.batch_get(t.table, item_keys):
-            done = item.get(dm.anonymised_marker)
+            done = item.get(mark)
             if done is not None:
                 # done by this request before a retry, or by an earlier request: not again
                 counts["anonymised" if done == marker else "kept"] += 1
                 continue
-            sets, removes = rewrite(dm, t, item, action, keys, subject_ref)
-            sets[dm.anonymised_marker] = marker
-            store.update(t.table, {k: item[k] for k in t.key.names}, sets, removes,
-                         only_if_absent=dm.anonymised_marker)
+            sets, removes = rewrite(dm, t, item, action, keys, subject_ref) if role is None \
+                else role_rewrite(t, role, item, action, keys, subject_ref)
+            sets[mark] = marker
+            store.update(t.table, find.key_of(t, item), sets, removes, only_if_absent=mark)
             counts["anonymised"] += 1
     elif m in ("update", "flag", "unflag"):
         values: dict[str, Any] = changes_for(t, (params or {}).get("changes") or {}) \
             if m == "update" else {t.restriction_flag or "": m == "flag"}
         if any(a in t.key.names for a in values):
             _move(t, item_keys, values)
-            counts["updated"] = len(item_keys)
+            counts["updated"] += len(item_keys)
         elif any(paths.nested(a) for a in values):
             # a path is set where each item has it (a map member, every element of a list)
             for item in store.batch_get(t.table, item_keys):
-                store.update(t.table, {k: item[k] for k in t.key.names},
-                             located(item, values), [])
+                store.update(t.table, find.key_of(t, item), located(item, values), [])
                 counts["updated"] += 1
         else:
             for key in item_keys:
                 store.update(t.table, key, {a: v for a, v in values.items()}, [])
                 counts["updated"] += 1
     else:
-        counts["kept"] = len(item_keys)
-    if m in ("delete", "anonymise"):  # a retained item keeps its files
-        counts["files_deleted"] = delete_files(manifest)
-    return counts
+        counts["kept"] += len(item_keys)
 
 
 def delete_files(manifest: dict[str, Any]) -> int:
@@ -106,17 +119,17 @@ def _rewrite_retained(dm: DataMap, t: TableMap, item_keys: list[Item], keys: Ten
                       subject_ref: str, marker: str) -> None:
     """A retained item keeps all but what its explicit `erase:` rules rewrite (once: the
     marker makes a repeated pass a no-op)."""
+    mark = dm.marker(subject_ref)
     for item in store.batch_get(t.table, item_keys):
-        if item.get(dm.anonymised_marker) is not None:
+        if item.get(mark) is not None:
             continue
         sets: dict[Location, Any] = {}
         removes: list[Location] = []
         for attr, rule, loc, v in retained_places(dm, t, item):
             apply_rule(rule, attr, loc, v, t, keys, subject_ref, sets, removes)
         if sets or removes:
-            sets[dm.anonymised_marker] = marker
-            store.update(t.table, find.key_of(t, item), sets, removes,
-                         only_if_absent=dm.anonymised_marker)
+            sets[mark] = marker
+            store.update(t.table, find.key_of(t, item), sets, removes, only_if_absent=mark)
 
 
 def _move(t: TableMap, item_keys: list[Item], values: dict[str, Any]) -> None:
@@ -159,9 +172,11 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
 def held_reasons(t: TableMap, manifest: dict[str, Any], n: int) -> dict[str, int]:
     """How many items were held, by reason (those held since the plan by the map's)."""
     out: dict[str, int] = {}
-    for h in manifest.get("held", []):
+    planned = [*manifest.get("held", []),
+               *(h for g in (manifest.get("roles") or {}).values() for h in g.get("held", []))]
+    for h in planned:
         out[h["reason"]] = out.get(h["reason"], 0) + 1
-    late = n - len(manifest.get("held", []))
+    late = n - len(planned)
     if late > 0 and t.legal_hold is not None:
         out[t.legal_hold.reason] = out.get(t.legal_hold.reason, 0) + late
     return out

@@ -25,15 +25,25 @@ class Footprint:
     """Where one subject appears in one tenant: the items per mapped table."""
 
     tenant_id: str
+    #: the items about the subject (reached by finds without a role)
     items: dict[str, list[Item]] = field(default_factory=dict)
     queries: int = 0
+    #: table -> role -> the items she appears in only in that role (not in `items`); their
+    #: references are not followed (what a review she wrote links to is not hers)
+    roles: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
 
     def count(self, table: str) -> int:
         return len(self.items.get(table, []))
 
+    def in_roles(self, table: str) -> int:
+        """Items of the table she appears in only in a role (each once)."""
+        seen = {id(i) for items in self.roles.get(table, {}).values() for i in items}
+        return len(seen)
+
     @property
     def total(self) -> int:
-        return sum(len(v) for v in self.items.values())
+        return sum(len(v) for v in self.items.values()) + \
+            sum(self.in_roles(t) for t in self.roles)
 
 
 def key_of(t: TableMap, item: Item) -> Item:
@@ -49,6 +59,8 @@ def _projection(dm: DataMap, name: str) -> set[str]:
         flags |= {a for a in (t.legal_hold.attribute, t.legal_hold.reason_attribute) if a}
     wanted = (dm.referenced_attributes(name) | set(t.s3_attributes())
               | set(t.identity_attributes()) | identifying | t.template_fields())
+    for role in t.roles.values():
+        wanted |= set(role.attributes)
     # a path is read whole from its top-level attribute (a projection cannot say "every
     # element of a list")
     return set(t.key.names) | {_top(a) for a in wanted} | flags
@@ -94,6 +106,7 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
         t = dm.tables[name]
         proj = None if full_items else _projection(dm, name)
         hits: dict[tuple[Any, ...], Item] = {}
+        role_hits: dict[str, dict[tuple[Any, ...], Item]] = {}
         for f in t.find:
             if f.identity:
                 values = _unique([identities.get(f.identity)])
@@ -108,10 +121,16 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
                                            projection=proj):
                     if expired(t, item, now):
                         continue
-                    hits.setdefault(tuple(item[k] for k in t.key.names), item)
+                    into = role_hits.setdefault(f.role, {}) if f.role else hits
+                    into.setdefault(tuple(item[k] for k in t.key.names), item)
         found[name] = hits
         if hits:
             fp.items[name] = list(hits.values())
+        # an item about her is hers whatever else she is in it: the stronger rules apply
+        roles = {r: [i for k, i in got.items() if k not in hits]
+                 for r, got in role_hits.items()}
+        if any(roles.values()):
+            fp.roles[name] = {r: items for r, items in roles.items() if items}
     return fp
 
 

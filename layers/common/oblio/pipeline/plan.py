@@ -24,6 +24,39 @@ from oblio.store import aws, objects
 from oblio.store.models import RequestModel, plain
 
 
+def unit_manifest(dm: datamap.DataMap, name: str, action: str, params: dict[str, Any],
+                  fp: find.Footprint, tenant_id: str) -> dict[str, Any] | None:
+    """One table's share of the plan, or None when the action does nothing there: the keys
+    of the items it acts on, their files (pointers, key templates, prefixes), the items on
+    legal hold with their reasons, and per role the items she appears in only in that
+    role."""
+    table = dm.tables[name]
+    mode = rules.table_mode(dm, name, action, params)
+    found = fp.items.get(name, [])
+    roles = {r: items for r, items in fp.roles.get(name, {}).items()
+             if rules.role_mode(dm, name, r, action, params) != "none"}
+    if (mode == "none" or not found) and not roles:
+        return None
+    if mode == "none":
+        found = []
+    items, held = rules.split_held(table, found) if mode in rules.DESTRUCTIVE \
+        else (found, [])
+    manifest: dict[str, Any] = {"keys": [find.key_of(table, i) for i in items],
+                                "s3": find.s3_refs(dm, table, items),
+                                "outside": find.outside_refs(dm, table, items)}
+    if table.files:
+        manifest.update(find.file_refs(dm, table, items, tenant_id))
+    if held:  # on legal hold: not touched, counted with the reason
+        manifest["held"] = [{"key": find.key_of(table, i), "reason": r} for i, r in held]
+    for role, role_items in sorted(roles.items()):
+        acted, kept = rules.split_held(table, role_items)
+        group: dict[str, Any] = {"keys": [find.key_of(table, i) for i in acted]}
+        if kept:
+            group["held"] = [{"key": find.key_of(table, i), "reason": r} for i, r in kept]
+        manifest.setdefault("roles", {})[role] = group
+    return manifest
+
+
 def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Walk the map for the subject (and child tenants when asked), write one manifest per
     table to the work bucket, freeze the map into the request. A retry reuses the plan."""
@@ -45,31 +78,21 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             fp = find.walk(dm, t.tenant_id, ids)
             queries += fp.queries
             refs[t.tenant_id] = find.identity_refs(dm, t.keys, fp, ids, t.phone_region)
-            found[t.tenant_id] = {name: len(items) for name, items in fp.items.items()}
+            found[t.tenant_id] = {name: fp.count(name) + fp.in_roles(name) for name in dm.order
+                                  if fp.count(name) or fp.in_roles(name)}
             if action == "anonymise":
                 values = [v for name, items in fp.items.items()
                           for v in rules.identifying_values(dm, name, items)]
                 objects.put_json(identifying_key(m, t.tenant_id),
                                  sorted(rules.value_refs(t.keys, [*values, *ids.values()])))
-            for name, found_items in fp.items.items():
-                mode = rules.table_mode(dm, name, action, params)
-                if mode == "none":
+            for name in dm.order:
+                manifest = unit_manifest(dm, name, action, params, fp, t.tenant_id)
+                if manifest is None:
                     continue
                 unit = Unit(t.tenant_id, name)
-                table = dm.tables[name]
-                items, held = rules.split_held(table, found_items) \
-                    if mode in rules.DESTRUCTIVE else (found_items, [])
-                manifest: dict[str, Any] = {"keys": [find.key_of(table, i) for i in items],
-                            "s3": find.s3_refs(dm, table, items),
-                            "outside": find.outside_refs(dm, table, items)}
-                if table.files:
-                    manifest.update(find.file_refs(dm, table, items, t.tenant_id))
-                if held:  # on legal hold: not touched, counted with the reason
-                    manifest["held"] = [{"key": find.key_of(table, i), "reason": r}
-                                        for i, r in held]
                 objects.put_json(manifest_key(m, unit), manifest)
                 units.append({"tenant_id": t.tenant_id, "table": name,
-                              "count": len(found_items)})
+                              "count": fp.count(name) + fp.in_roles(name)})
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
     m.update(actions=[
         RequestModel.plan.set({"datamap_digest": dm.digest, "datamap_key": map_key,

@@ -126,6 +126,44 @@ def mode(t: TableMap, action: str, params: dict[str, Any] | None = None) -> Mode
     raise ValueError(f"unknown action {action!r}")
 
 
+def role_mode(dm: DataMap, name: str, role: str, action: str,
+              params: dict[str, Any] | None = None) -> Mode:
+    """What `action` does to the items of table `name` that she appears in only in `role`:
+    the role's on_erase / on_anonymise ("keep": nothing), a read for an export, nothing for
+    the other actions (her rectification or restriction does not change others' items)."""
+    r = dm.tables[name].roles[role]
+    if action == "export":
+        return "read"
+    if action == "erase":
+        return "none" if r.on_erase == "keep" else r.on_erase
+    if action == "anonymise":
+        if table_mode(dm, name, action, params) == "none":
+            return "none"  # out of the anonymisation's scope of tables
+        return "none" if r.on_anonymise == "keep" else r.on_anonymise
+    return "none"
+
+
+def role_rewrite(t: TableMap, role: str, item: Item, action: str, keys: TenantKeys,
+                 subject_ref: str) -> tuple[dict[Location, Any], list[Location]]:
+    """What `role`'s rules make of an item she appears in only in that role: the attributes
+    the role names are rewritten, everything else (about someone else) is kept."""
+    r = t.roles[role]
+    sets: dict[Location, Any] = {}
+    removes: list[Location] = []
+    for attr in r.attributes:
+        for loc, v in paths.values(item, attr):
+            apply_rule(r.rule(attr, action), attr, loc, v, t, keys, subject_ref, sets,
+                       removes)
+    return sets, removes
+
+
+def role_remains(t: TableMap, role: str, item: Item, action: str) -> list[Location]:
+    """The places of an item in `role` that the role's rules remove and the item holds."""
+    r = t.roles[role]
+    return [loc for attr in r.attributes if r.rule(attr, action) == "null"
+            for loc, _ in paths.values(item, attr)]
+
+
 def table_mode(dm: DataMap, name: str, action: str, params: dict[str, Any] | None = None
                ) -> Mode:
     """`mode` for the table named `name` in the map (a `tables` scope names map tables)."""
@@ -141,8 +179,7 @@ def places(dm: DataMap, t: TableMap, item: Item, action: str
     ancestor's rule (none: it goes, as an unmapped top-level attribute does). Keys, the
     tenant attribute and oblio's markers are never rewritten."""
     for attr, value in item.items():
-        if attr in t.key.names or attr == dm.anonymised_marker or \
-                attr == dm.tenant_attribute:
+        if attr in t.key.names or dm.is_marker(attr) or attr == dm.tenant_attribute:
             continue
         for owner, loc, v in t.tree.walk(attr, value):
             name = t.path_names.get(owner) if owner else None

@@ -9,7 +9,7 @@ from typing import Any
 from oblio.control import records
 from oblio.control.crypto import TenantKeys
 from oblio.control.tenants import get_tenant
-from oblio.core import clock
+from oblio.core import clock, paths
 from oblio.core.datamap import DataMap
 from oblio.pipeline import find
 from oblio.pipeline.find import Item
@@ -19,6 +19,8 @@ from oblio.pipeline.rules import (
     changes_for,
     holds,
     retained_places,
+    role_mode,
+    role_remains,
     table_mode,
     to_remove,
     value_refs,
@@ -37,15 +39,27 @@ from oblio.store import tables as store
 def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                    marker: str, params: dict[str, Any] | None = None,
                    keys: TenantKeys | None = None, identifying: set[str] | None = None,
-                   ) -> list[Item]:
+                   subject_ref: str = "") -> list[Item]:
     """Read the unit's items back; the keys of those not as the action left them: deleted
-    ones must be gone; anonymised ones must carry the marker, no attribute whose rule removes
-    it and no value of the subject's identifying attributes; updated ones must hold the new
-    values."""
+    ones must be gone; anonymised ones must carry the subject's marker, no attribute whose
+    rule removes it and no value of the subject's identifying attributes; retained ones
+    nothing their erase rules remove; updated ones must hold the new values. Items she is in
+    only in a role are checked by that role's rules."""
     t = dm.tables[unit.table]
-    m = table_mode(dm, unit.table, action, params)
-    item_keys: list[Item] = manifest["keys"]
+    bad = _remaining(dm, t, table_mode(dm, unit.table, action, params), action, manifest,
+                     None, params, keys, identifying, subject_ref)
+    for role, group in sorted((manifest.get("roles") or {}).items()):
+        bad += _remaining(dm, t, role_mode(dm, unit.table, role, action, params), action,
+                          group, role, params, keys, identifying, subject_ref)
+    return bad
+
+
+def _remaining(dm: DataMap, t: Any, m: str, action: str, group: dict[str, Any],
+               role: str | None, params: dict[str, Any] | None, keys: TenantKeys | None,
+               identifying: set[str] | None, subject_ref: str) -> list[Item]:
+    item_keys: list[Item] = group["keys"]
     left = store.batch_get(t.table, item_keys) if item_keys and m != "none" else []
+    mark = dm.marker(subject_ref, role)
     bad: list[Item] = []
     for item in left:
         wrong = False
@@ -54,12 +68,16 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
         elif m == "retain":  # kept, without what its explicit erase rules remove
             wrong = any(rule == "null" for _, rule, _, _ in retained_places(dm, t, item))
         elif m == "anonymise":
-            own = [a for a in item if a not in t.key.names and a != dm.anonymised_marker
-                   and a != dm.tenant_attribute]
-            leaked = bool(identifying and keys and
-                          value_refs(keys, [item[a] for a in own]) & identifying)
-            wrong = item.get(dm.anonymised_marker) is None or leaked or \
-                bool(to_remove(dm, t, item, action))
+            # in a role, only what the role names is hers (the rest is about someone else)
+            own = [a for a in item if a not in t.key.names and not dm.is_marker(a)
+                   and a != dm.tenant_attribute] if role is None else \
+                [a for a in t.roles[role].attributes]
+            values = [item[a] for a in own if a in item] if role is None else \
+                [v for a in own for _, v in paths.values(item, a)]
+            leaked = bool(identifying and keys and value_refs(keys, values) & identifying)
+            rest = to_remove(dm, t, item, action) if role is None else \
+                role_remains(t, role, item, action)
+            wrong = item.get(mark) is None or leaked or bool(rest)
         elif m == "update":
             wrong = not holds(item, changes_for(t, (params or {}).get("changes") or {}))
         elif m in ("flag", "unflag"):
@@ -72,10 +90,10 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
 def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                marker: str, params: dict[str, Any] | None = None,
                keys: TenantKeys | None = None, identifying: set[str] | None = None,
-               ) -> dict[str, Any]:
+               subject_ref: str = "") -> dict[str, Any]:
     """What `remaining_keys` finds, counted, and S3 objects with any version left (per file
     rule under `files` when the table has rules beside pointers)."""
-    out = _check(dm, action, unit, manifest, marker, params, keys, identifying)
+    out = _check(dm, action, unit, manifest, marker, params, keys, identifying, subject_ref)
     if "templated" not in manifest and "prefixes" not in manifest:
         out.pop("files")
     return out
@@ -84,11 +102,14 @@ def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
 def _check(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
            marker: str, params: dict[str, Any] | None = None,
            keys: TenantKeys | None = None, identifying: set[str] | None = None,
-           ) -> dict[str, Any]:
+           subject_ref: str = "") -> dict[str, Any]:
     m = table_mode(dm, unit.table, action, params)
-    bad = remaining_keys(dm, action, unit, manifest, marker, params, keys, identifying)
+    bad = remaining_keys(dm, action, unit, manifest, marker, params, keys, identifying,
+                         subject_ref)
     files = files_left(manifest) if m in ("delete", "anonymise") else {}
-    return {"checked": len(manifest["keys"]), "items_remaining": len(bad),
+    checked = len(manifest["keys"]) + sum(len(g["keys"]) for g in
+                                          (manifest.get("roles") or {}).values())
+    return {"checked": checked, "items_remaining": len(bad),
             "files_remaining": sum(f["left"] for f in files.values()), "files": files}
 
 
@@ -149,7 +170,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 # pointers to buckets the map does not declare: the subject's files, left
                 outside += int(manifest.get("outside", 0))
             r = _check(dm, action, u, manifest, marker=request_id, params=params,
-                       keys=get_tenant(u.tenant_id).keys, identifying=identifying)
+                       keys=get_tenant(u.tenant_id).keys, identifying=identifying,
+                       subject_ref=m.subject_ref or "")
             checked += r["checked"]
             files_left += r["files_remaining"]
             for kind, got in r["files"].items():
@@ -161,8 +183,18 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         tenants = {u.tenant_id for u in planned_units(m)} | {tenant_id}
         if action in ("erase", "anonymise"):
             for t in sorted(tenants):
-                fp = find.walk(dm, t, ids)
+                # version 2 markers are per subject and role: read whole items to see them
+                fp = find.walk(dm, t, ids, full_items=dm.version >= 2)
                 lookups += fp.queries
+                for name, roles in fp.roles.items():
+                    # in a role: done when her marker for it is there, or the role keeps
+                    left = [i for r, items in roles.items()
+                            if role_mode(dm, name, r, action, params) != "none"
+                            for i in items if dm.marker(m.subject_ref or "", r) not in i
+                            and _key(dm.tables[name], i) not in stays.get((t, name), set())]
+                    if left:
+                        remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
+                                                       len(left))
                 for name, items in fp.items.items():
                     kept = stays.get((t, name), set())
                     items = [i for i in items if _key(dm.tables[name], i) not in kept]
@@ -170,7 +202,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                         # found again is fine for what is out of scope or anonymised
                         if table_mode(dm, name, action, params) == "none":
                             continue
-                        items = [i for i in items if dm.anonymised_marker not in i]
+                        items = [i for i in items if dm.marker(m.subject_ref or "") not in i]
                     if items:
                         remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
                                                        len(items))

@@ -141,6 +141,12 @@ def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
                             would_hold=len(held))
                 if mode == "retain" and t.retain is not None:
                     plan["legal_basis"], plan["period"] = t.retain.legal_basis, t.retain.period
+            if fp.roles.get(name):  # items she is in only in a role: the role's rules
+                plan["roles"] = {r: {"matched": len(i),
+                                     "action": rules.role_mode(dm, name, r, action, params),
+                                     "attributes": {a: t.roles[r].rule(a, action)
+                                                    for a in t.roles[r].attributes}}
+                                 for r, i in fp.roles[name].items()}
             if t.files and mode in ("delete", "anonymise"):  # by key template or prefix
                 fr = find.file_refs(dm, t, items, tenant.tenant_id)
                 plan["files"] += len(fr["templated"])

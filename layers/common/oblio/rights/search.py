@@ -33,6 +33,10 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             keys = [find.key_of(t, i) for i in items]
             tables[name] = {"count": len(items), "keys": keys,
                             "files": len(find.s3_refs(dm, t, items))}
+            if fp.roles.get(name):  # items she is in only in a role (e.g. as an author)
+                tables[name]["roles"] = {r: {"count": len(i), "keys": [find.key_of(t, x)
+                                                                      for x in i]}
+                                         for r, i in fp.roles[name].items()}
             if t.files:  # files by key template or prefix
                 fr = find.file_refs(dm, t, items, tenant.tenant_id)
                 tables[name]["files"] += len(fr["templated"])
