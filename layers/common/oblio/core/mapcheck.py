@@ -1,0 +1,260 @@
+"""What a data map's schema cannot say, checked at load: every table reachable from an
+identity, every reference pointing at a mapped attribute, every path and template
+resolvable, every read carrying the tenant, no personal attribute without a rule, no key
+attribute that an action would have to change; and the map against the live tables. Every
+problem is reported at once, each naming the table, the attribute or template, and the fix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oblio.core import paths, templates
+from oblio.core.mapmodel import PERSONAL, DataMap, TableMap, parses
+
+
+def problems(dm: DataMap) -> list[str]:
+    out: list[str] = [f"register: tables names an unmapped table '{n}'"
+                      for n in dm.processing_register.tables if n not in dm.tables]
+    for name, t in dm.tables.items():
+        where = f"table '{name}'"
+        if t.key.partition != dm.tenant_attribute:
+            out.append(f"{where}: its partition key '{t.key.partition}' must be the tenant "
+                       f"attribute '{dm.tenant_attribute}' (every key carries the tenant)")
+        if not t.find:
+            out.append(f"{where}: no 'find' rule, so it cannot be reached from any identity; "
+                       "add a find by identity or 'from' another table")
+        known = set(t.attributes) | set(t.key.names)
+        out += _path_problems(where, t)
+        out += _file_problems(dm, where, t)
+        out += _exemption_problems(dm, where, t)
+        out += _role_problems(dm, where, t)
+        for i, f in enumerate(t.find):
+            fw = f"{where}, find #{i + 1}"
+            if (f.identity is None) == (f.from_ is None):
+                out.append(f"{fw}: give exactly one of 'identity' or 'from'")
+            if f.identity and f.identity not in dm.identities:
+                out.append(f"{fw}: identity '{f.identity}' is not in the map's identities")
+            if f.attribute not in known:
+                out.append(f"{fw}: attribute '{f.attribute}' is not an attribute of the table")
+            elif parses(f.attribute) and paths.nested(f.attribute):
+                out.append(f"{fw}: attribute '{f.attribute}' is a path inside a map or list, "
+                           "which DynamoDB cannot query; find by a top-level attribute (copy "
+                           "the value to one, with an index on it)")
+            if f.index is None and f.attribute != t.key.sort:
+                out.append(f"{fw}: attribute '{f.attribute}' is not the table's sort key, so "
+                           "it needs an 'index' keyed by the tenant attribute and it")
+            if f.source:
+                src, attr = f.source
+                if src not in dm.tables:
+                    out.append(f"{fw}: 'from: {f.from_}' names an unmapped table '{src}'")
+                elif attr not in dm.tables[src].attributes and attr not in \
+                        dm.tables[src].key.names:
+                    out.append(f"{fw}: 'from: {f.from_}': table '{src}' has no attribute "
+                               f"'{attr}'")
+        if t.restriction_flag and t.restriction_flag not in t.attributes:
+            out.append(f"{where}: restriction_flag '{t.restriction_flag}' is not an attribute "
+                       "of the table")
+        if t.sweep is not None:
+            sw = t.sweep
+            if sw.index is None and not sw.scan_segments:
+                out.append(f"{where}: sweep needs an 'index' (keyed by its bucket and date "
+                           "attributes) or 'scan_segments' (the declared Scan fallback)")
+            for attr in ([sw.bucket_attribute] if sw.index else []) + \
+                    ([sw.date_attribute] if sw.date_attribute else []):
+                if attr not in known:
+                    out.append(f"{where}: sweep attribute '{attr}' is not an attribute of "
+                               "the table")
+            if sw.index and not sw.date_attribute:
+                out.append(f"{where}: a sweep index needs its 'date_attribute'")
+        if t.ttl_attribute and t.ttl_attribute not in known:
+            out.append(f"{where}: ttl_attribute '{t.ttl_attribute}' is not an attribute of "
+                       "the table")
+        if t.purposes and not t.pending_deliveries:
+            out.append(f"{where}: 'purposes' applies to pending deliveries; set "
+                       "pending_deliveries: true or remove it")
+        for attr, a in t.attributes.items():
+            aw = f"{where}, attribute '{attr}'"
+            if a.category in PERSONAL and a.anonymise is None and attr not in t.key.names:
+                out.append(f"{aw}: category '{a.category}' is personal data but has no "
+                           "'anonymise' rule (keep, null, mask, generalise, hmac, pseudonym:...)")
+            if a.s3 and a.s3 not in dm.buckets:
+                out.append(f"{aw}: s3 bucket '{a.s3}' is not declared under 'buckets'")
+            if a.identity and a.identity not in dm.identities:
+                out.append(f"{aw}: identity '{a.identity}' is not in the map's identities")
+            rewrites = t.on_erase == "anonymise" or t.on_anonymise == "anonymise"
+            if attr in t.key.names and a.anonymise not in (None, "keep") and rewrites:
+                out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
+                           f"place, but its rule is '{a.anonymise}'; make the rule 'keep' or "
+                           "make on_erase and on_anonymise 'delete'")
+            if attr in t.key.names and a.erase not in (None, "keep") and \
+                    t.on_erase == "anonymise":
+                out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
+                           f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
+                           "make on_erase 'delete'")
+    return out
+
+
+def _role_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
+    out: list[str] = []
+    used = {f.role for f in t.find if f.role}
+    if (used or t.roles) and dm.version < 2:
+        out.append(f"{where}: roles need version: 2")
+    for role in sorted(used - set(t.roles)):
+        out.append(f"{where}: a find names the role '{role}', which 'roles' does not "
+                   "declare; declare it with the attributes that name the subject")
+    for role in sorted(set(t.roles) - used):
+        out.append(f"{where}: role '{role}' is declared but no find names it; add "
+                   f"'role: {role}' to the find that reaches those items, or remove it")
+    for name, r in t.roles.items():
+        for attr, rule in r.attributes.items():
+            aw = f"{where}, role '{name}', attribute '{attr}'"
+            if attr not in t.attributes and attr not in t.key.names:
+                out.append(f"{aw}: not an attribute of the table; declare it under "
+                           "'attributes'")
+            rewrites = {x for x in (rule.anonymise, rule.erase) if x not in (None, "keep")}
+            if attr in t.key.names and rewrites:
+                out.append(f"{aw}: it is part of the table's key, which cannot be rewritten "
+                           "in place; make the rule 'keep'")
+    return out
+
+
+def _exemption_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
+    out: list[str] = []
+    retains = "retain" in (t.on_erase, t.on_anonymise)
+    if (retains or t.retain or t.legal_hold) and dm.version < 2:
+        out.append(f"{where}: exemptions (on_erase: retain, retain, legal_hold) need "
+                   "version: 2")
+    if retains and t.retain is None:
+        out.append(f"{where}: on_erase or on_anonymise is 'retain' but no 'retain: "
+                   "{legal_basis, period}' says which law requires it and for how long")
+    if t.retain is not None and not retains:
+        out.append(f"{where}: 'retain' is given but neither on_erase nor on_anonymise is "
+                   "'retain'; set on_erase: retain or remove it")
+    hold = t.legal_hold
+    if hold is not None:
+        for setting, attr in (("attribute", hold.attribute),
+                              ("reason_attribute", hold.reason_attribute)):
+            if attr is None:
+                continue
+            if attr not in t.attributes and attr not in t.key.names:
+                out.append(f"{where}: legal_hold {setting} '{attr}' is not an attribute of "
+                           "the table; declare it under 'attributes'")
+            elif parses(attr) and paths.nested(attr):
+                out.append(f"{where}: legal_hold {setting} '{attr}' must be a top-level "
+                           "attribute, not a path")
+    return out
+
+
+def _file_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
+    """File rules: version 2, a declared bucket, exactly one of key and prefix, a template
+    of declared attributes; a prefix that ends with '/' after its last field and names
+    something of the item (else it would hold other subjects' files too)."""
+    out: list[str] = []
+    if t.files and dm.version < 2:
+        out.append(f"{where}: 'files' (objects by key template or prefix) needs version: 2")
+    known = set(t.attributes) | set(t.key.names)
+    for i, r in enumerate(t.files):
+        fw = f"{where}, files #{i + 1}"
+        if r.bucket not in dm.buckets:
+            out.append(f"{fw}: bucket '{r.bucket}' is not declared under 'buckets'")
+        if (r.key is None) == (r.prefix is None):
+            out.append(f"{fw}: give exactly one of 'key' (a key template) or 'prefix'")
+            continue
+        text = r.prefix if r.prefix is not None else r.key
+        try:
+            tpl = r.template
+        except templates.TemplateError as exc:
+            out.append(f"{fw}: {exc}")
+            continue
+        for name in tpl.fields:
+            if name != templates.TENANT and name not in known:
+                out.append(f"{fw}: template '{text}' names '{{{name}}}', which is not an "
+                           "attribute of the table; declare it under 'attributes' or use "
+                           "{tenant}")
+        if not [f for f in tpl.fields if f != templates.TENANT]:
+            out.append(f"{fw}: template '{text}' names no attribute of the item, so every "
+                       "subject would get the same files; put the item's id in it, e.g. "
+                       "'{tenant}/employees/{employee_id}/'")
+        if r.prefix is not None and (tpl.constant or not tpl.parts[-1].endswith("/")):
+            out.append(f"{fw}: prefix '{text}' must end with '/' after its last field, or "
+                       "it would also reach the files of items whose id starts the same "
+                       "(employee 1 and employee 10)")
+    return out
+
+
+def _path_problems(where: str, t: TableMap) -> list[str]:
+    """Attribute paths that do not parse, that use one attribute as both a map and a list,
+    that reach into a key attribute; flags that must be top-level attributes."""
+    out: list[str] = []
+    shapes: dict[paths.Pattern, set[str]] = {}
+    for attr in t.attributes:
+        try:
+            pat = paths.parse(attr)
+        except paths.PathError as exc:
+            out.append(f"{where}, attribute '{attr}': {exc}")
+            continue
+        if len(pat) > 1 and pat[0] in t.key.names:
+            out.append(f"{where}, attribute '{attr}': it reaches into the key attribute "
+                       f"'{pat[0]}', which holds no map or list; name the key attribute "
+                       "itself")
+        for i in range(1, len(pat)):
+            shapes.setdefault(pat[:i], set()).add("list" if pat[i] == paths.ALL else "map")
+    for pat, kinds in shapes.items():
+        if len(kinds) > 1:
+            name = paths.text(pat)
+            out.append(f"{where}: attribute path '{name}' is used both as a list "
+                       f"('{name}[]...') and as a map ('{name}.<member>'); give each path "
+                       "the shape the items have")
+    flags = {"restriction_flag": t.restriction_flag, "ttl_attribute": t.ttl_attribute}
+    for setting, flag in flags.items():
+        if flag and parses(flag) and paths.nested(flag):
+            out.append(f"{where}: {setting} '{flag}' must be a top-level attribute, not a "
+                       "path")
+    return out
+
+
+def live_problems(dm: DataMap, dynamodb: Any) -> list[str]:
+    """Compare the map with the live tables; raises DataMapError naming each mismatch."""
+    problems: list[str] = []
+    for name, t in dm.tables.items():
+        where = f"table '{name}' ({t.table})"
+        try:
+            desc = dynamodb.describe_table(TableName=t.table)["Table"]
+        except dynamodb.exceptions.ResourceNotFoundException:
+            problems.append(f"{where}: the table does not exist")
+            continue
+        keys = {k["KeyType"]: k["AttributeName"] for k in desc["KeySchema"]}
+        live = (keys.get("HASH"), keys.get("RANGE"))
+        if live != (t.key.partition, t.key.sort):
+            problems.append(f"{where}: the map says key ({t.key.partition}, {t.key.sort}) but "
+                            f"the table's key is ({live[0]}, {live[1]})")
+        indexes = {i["IndexName"]: i for i in desc.get("GlobalSecondaryIndexes", [])}
+        for f in t.find:
+            if f.index is None:
+                continue
+            idx = indexes.get(f.index)
+            if idx is None:
+                problems.append(f"{where}: index '{f.index}' (used to find by "
+                                f"'{f.attribute}') does not exist")
+                continue
+            ik = {k["KeyType"]: k["AttributeName"] for k in idx["KeySchema"]}
+            if (ik.get("HASH"), ik.get("RANGE")) != (dm.tenant_attribute, f.attribute):
+                problems.append(f"{where}: index '{f.index}' is keyed ({ik.get('HASH')}, "
+                                f"{ik.get('RANGE')}), not ({dm.tenant_attribute}, "
+                                f"{f.attribute})")
+            if idx["Projection"]["ProjectionType"] != "ALL":
+                problems.append(f"{where}: index '{f.index}' must project ALL attributes")
+        sw = t.sweep
+        if sw is not None and sw.index:
+            idx = indexes.get(sw.index)
+            ik = {k["KeyType"]: k["AttributeName"] for k in (idx or {}).get("KeySchema", [])}
+            if idx is None:
+                problems.append(f"{where}: sweep index '{sw.index}' does not exist")
+            elif (ik.get("HASH"), ik.get("RANGE")) != (sw.bucket_attribute, sw.date_attribute):
+                problems.append(f"{where}: sweep index '{sw.index}' is keyed ({ik.get('HASH')}"
+                                f", {ik.get('RANGE')}), not ({sw.bucket_attribute}, "
+                                f"{sw.date_attribute})")
+    return problems
+
+
