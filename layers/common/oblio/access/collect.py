@@ -96,8 +96,10 @@ def category(t: TableMap, attribute: str) -> str:
 class TablePart:
     """One table's share of the export, built item by item."""
 
-    def __init__(self, dm: DataMap, name: str, prefix: str) -> None:
+    def __init__(self, dm: DataMap, name: str, prefix: str, tenant_id: str | None = None,
+                 ) -> None:
         self.dm, self.name, self.t, self.prefix = dm, name, dm.tables[name], prefix
+        self.tenant_id = tenant_id
         self.columns = columns(dm, self.t)
         self.unmapped: set[str] = set()
         self.redacted: set[str] = set()
@@ -156,7 +158,7 @@ class TablePart:
             text = r.template.render(lambda f: self.t.field(item, f, tenant_id))
             if text is None:
                 continue
-            bucket = self.dm.buckets[r.bucket]
+            bucket = self.dm.bucket(r.bucket, tenant_id)
             rule = f"files #{i + 1}"
             keys = objects.current_keys(bucket, text) if r.kind == "prefix" else [text]
             for key in keys:
@@ -169,12 +171,13 @@ class TablePart:
               files: list[dict[str, str]]) -> Any:
         """A pointer (an object key, or a `{bucket, key}` map naming a declared bucket)
         becomes the file's path in the archive; anything else stays as it is."""
-        declared = set(self.dm.buckets.values())
+        declared = self.dm.physical_buckets(self.tenant_id)
+        own = self.dm.bucket(bucket, self.tenant_id)
         if isinstance(value, str) and value:
-            where, key = self.dm.buckets[bucket], value
+            where, key = own, value
         elif isinstance(value, dict) and isinstance(value.get("key"), str) and value["key"] \
-                and (value.get("bucket") or self.dm.buckets[bucket]) in declared:
-            where, key = value.get("bucket") or self.dm.buckets[bucket], value["key"]
+                and (value.get("bucket") or own) in declared:
+            where, key = value.get("bucket") or own, value["key"]
         else:
             return value
         path = self._path(item, attr, key)
@@ -254,7 +257,7 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
         return {"unit": u.id, "skipped": True}
     dm = work.frozen_map(m)
     t = dm.tables[u.table]
-    part = TablePart(dm, u.table, archive_prefix(tenant_id, u.tenant_id))
+    part = TablePart(dm, u.table, archive_prefix(tenant_id, u.tenant_id), u.tenant_id)
     exported = files = 0
     with aws.counting() as io_, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL) as lines, \
@@ -267,7 +270,7 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
                        for k in g["keys"]]
         for start in range(0, len(keys), 100):
             batch = keys[start:start + 100]
-            got = {_key_of(t, i): i for i in store.batch_get(t.table, batch)}
+            got = {_key_of(t, i): i for i in store.batch_get(t.physical(u.tenant_id), batch)}
             for key in batch:  # the plan's order; an item deleted since is not exported
                 item = got.get(_key_of(t, key))
                 if item is None:

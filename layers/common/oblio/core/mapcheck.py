@@ -7,20 +7,23 @@ problem is reported at once, each naming the table, the attribute or template, a
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from oblio.core import paths, templates
+from oblio.core import layout, paths, templates
 from oblio.core.mapmodel import PERSONAL, DataMap, TableMap, parses
 
 
 def problems(dm: DataMap) -> list[str]:
     out: list[str] = [f"register: tables names an unmapped table '{n}'"
                       for n in dm.processing_register.tables if n not in dm.tables]
+    out += _bucket_problems(dm) + shared_table_problems(dm)
     for name, t in dm.tables.items():
         where = f"table '{name}'"
-        if t.key.partition != dm.tenant_attribute:
-            out.append(f"{where}: its partition key '{t.key.partition}' must be the tenant "
-                       f"attribute '{dm.tenant_attribute}' (every key carries the tenant)")
+        if dm.version < 2 and t.key.partition_part.attribute != dm.tenant_attribute:
+            out.append(f"{where}: its partition key '{t.key.partition_part.attribute}' must "
+                       f"be the tenant attribute '{dm.tenant_attribute}' (every key carries "
+                       "the tenant; version 2 also takes key templates and silo tables)")
         if not t.find:
             out.append(f"{where}: no 'find' rule, so it cannot be reached from any identity; "
                        "add a find by identity or 'from' another table")
@@ -29,6 +32,7 @@ def problems(dm: DataMap) -> list[str]:
         out += _file_problems(dm, where, t)
         out += _exemption_problems(dm, where, t)
         out += _role_problems(dm, where, t)
+        out += _layout_problems(dm, where, t)
         for i, f in enumerate(t.find):
             fw = f"{where}, find #{i + 1}"
             if (f.identity is None) == (f.from_ is None):
@@ -41,9 +45,12 @@ def problems(dm: DataMap) -> list[str]:
                 out.append(f"{fw}: attribute '{f.attribute}' is a path inside a map or list, "
                            "which DynamoDB cannot query; find by a top-level attribute (copy "
                            "the value to one, with an index on it)")
-            if f.index is None and f.attribute != t.key.sort:
+            sort_attr = t.key.sort_part.attribute if t.key.sort_part else None
+            if dm.version < 2 and f.index is None and f.attribute != sort_attr:
                 out.append(f"{fw}: attribute '{f.attribute}' is not the table's sort key, so "
                            "it needs an 'index' keyed by the tenant attribute and it")
+            elif dm.version >= 2 and f.attribute in known:
+                out += layout.problems(dm, name, t, i + 1, f)
             if f.source:
                 src, attr = f.source
                 if src not in dm.tables:
@@ -92,6 +99,122 @@ def problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
                            "make on_erase 'delete'")
+    return out
+
+
+def _layout_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
+    """Key templates, indexes, entity types and silo tables: version 2, templates that
+    parse and name declared attributes, a table name that is a template of the tenant
+    only."""
+    out: list[str] = []
+    v2_only = [what for what, used in (
+        ("key templates", t.key.templated), ("'indexes'", bool(t.indexes)),
+        ("'entity'", t.entity is not None),
+        ("a table name template", templates.is_template(t.table))) if used]
+    if v2_only and dm.version < 2:
+        out.append(f"{where}: {', '.join(v2_only)} need version: 2")
+    if templates.is_template(t.table):
+        try:
+            fields = templates.parse(t.table).fields
+        except templates.TemplateError as exc:
+            fields = ()
+            out.append(f"{where}: table {exc}")
+        if set(fields) != {templates.TENANT}:
+            out.append(f"{where}: table name template '{t.table}' may name only {{tenant}} "
+                       "(one table per tenant: silo tenancy)")
+    known = set(t.attributes) | set(t.key.names)
+    layouts = [("the table's key", t.key), *((f"index '{n}'", k) for n, k in t.indexes.items())]
+    for label, keys in layouts:
+        for part in keys.parts:
+            if not part.template:
+                continue
+            try:
+                tpl = templates.parse(part.template)
+            except templates.TemplateError as exc:
+                out.append(f"{where}: {label}, '{part.attribute}': {exc}")
+                continue
+            for name in tpl.fields:
+                if name != templates.TENANT and name not in known:
+                    out.append(f"{where}: {label}: template '{part.template}' of "
+                               f"'{part.attribute}' names '{{{name}}}', which is not an "
+                               "attribute of the table; declare it under 'attributes' "
+                               "(it may live only inside the key) or use {tenant}")
+    e = t.entity
+    if e is not None:
+        if (e.attribute is None) != (e.value is None):
+            out.append(f"{where}: entity needs both 'attribute' and 'value' (the type "
+                       "attribute and this entity's value of it)")
+        if e.attribute and e.attribute not in t.attributes:
+            out.append(f"{where}: entity attribute '{e.attribute}' is not an attribute of "
+                       "the table; declare it (category non_personal)")
+        elif e.attribute and t.rule(e.attribute) != "keep":
+            out.append(f"{where}: entity attribute '{e.attribute}' must be kept ('keep' or "
+                       "non_personal): a rewritten item would no longer be told apart")
+    sw = t.sweep
+    if sw is not None and sw.index is None and sw.scan_segments and \
+            t.key.partition_part.attribute != dm.tenant_attribute:
+        out.append(f"{where}: the sweep's Scan fallback tells tenants apart by the tenant "
+                   f"attribute '{dm.tenant_attribute}', which is not this table's partition "
+                   "key; give the sweep an index")
+    return out
+
+
+def shared_table_problems(dm: DataMap) -> list[str]:
+    """Entity types sharing one physical table must each be selected by a sort-key prefix
+    or a type value that no other entity of the table shares."""
+    out: list[str] = []
+    by_table: dict[str, list[str]] = {}
+    for name, t in dm.tables.items():
+        by_table.setdefault(t.table, []).append(name)
+    for physical, names in sorted(by_table.items()):
+        if len(names) < 2:
+            continue
+        selectors: dict[str, tuple[str | None, str | None]] = {}
+        for name in names:
+            t = dm.tables[name]
+            try:
+                prefix = layout.sort_prefix(t)
+            except templates.TemplateError:
+                prefix = None
+            typed = t.entity.value if t.entity and t.entity.attribute else None
+            if not prefix and typed is None:
+                out.append(f"table '{name}': it shares table '{physical}' with "
+                           f"{', '.join(repr(n) for n in names if n != name)} but no sort-key "
+                           "prefix or type value selects its items; give its sort template a "
+                           "constant start (e.g. 'PAYSLIP#{month}') or entity: {attribute, "
+                           "value}")
+            selectors[name] = (prefix, typed)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                (pa, ta), (pb, tb) = selectors[a], selectors[b]
+                if not (pa or ta) or not (pb or tb):
+                    continue
+                types_differ = ta is not None and tb is not None and ta != tb
+                prefixes_differ = bool(pa and pb and not pa.startswith(pb)
+                                       and not pb.startswith(pa))
+                if not types_differ and not prefixes_differ:
+                    out.append(f"table '{a}' and table '{b}' share table '{physical}' and "
+                               "nothing tells their items apart (sort-key prefixes "
+                               f"'{pa or ''}' and '{pb or ''}'); give each a distinct prefix "
+                               "or entity: {attribute, value}")
+    return out
+
+
+def _bucket_problems(dm: DataMap) -> list[str]:
+    out: list[str] = []
+    for logical, name in dm.buckets.items():
+        if not templates.is_template(name):
+            continue
+        if dm.version < 2:
+            out.append(f"bucket '{logical}': a bucket name template needs version: 2")
+        try:
+            fields = templates.parse(name).fields
+        except templates.TemplateError as exc:
+            out.append(f"bucket '{logical}': {exc}")
+            continue
+        if set(fields) != {templates.TENANT}:
+            out.append(f"bucket '{logical}': name template '{name}' may name only {{tenant}} "
+                       "(one bucket per tenant)")
     return out
 
 
@@ -214,47 +337,57 @@ def _path_problems(where: str, t: TableMap) -> list[str]:
     return out
 
 
-def live_problems(dm: DataMap, dynamodb: Any) -> list[str]:
-    """Compare the map with the live tables; raises DataMapError naming each mismatch."""
+def live_problems(dm: DataMap, dynamodb: Any, tenants: Iterable[str] = ()) -> list[str]:
+    """The map against the live tables: key schema, indexes (keys, projection ALL), sweep
+    index. A silo table (a template of the tenant) is checked for each tenant given."""
     problems: list[str] = []
     for name, t in dm.tables.items():
-        where = f"table '{name}' ({t.table})"
-        try:
-            desc = dynamodb.describe_table(TableName=t.table)["Table"]
-        except dynamodb.exceptions.ResourceNotFoundException:
-            problems.append(f"{where}: the table does not exist")
+        physical = [t.physical(x) for x in tenants] if templates.is_template(t.table) \
+            else [t.table]
+        for table in dict.fromkeys(physical):
+            problems += _live_table(dm, name, t, table, dynamodb)
+    return problems
+
+
+def _live_table(dm: DataMap, name: str, t: TableMap, table: str, dynamodb: Any) -> list[str]:
+    problems: list[str] = []
+    where = f"table '{name}' ({table})"
+    try:
+        desc = dynamodb.describe_table(TableName=table)["Table"]
+    except dynamodb.exceptions.ResourceNotFoundException:
+        return [f"{where}: the table does not exist"]
+    keys = {k["KeyType"]: k["AttributeName"] for k in desc["KeySchema"]}
+    live = (keys.get("HASH"), keys.get("RANGE"))
+    want = (*t.key.names, None)[:2]
+    if live != want:
+        problems.append(f"{where}: the map says key ({want[0]}, {want[1]}) but "
+                        f"the table's key is ({live[0]}, {live[1]})")
+    indexes = {i["IndexName"]: i for i in desc.get("GlobalSecondaryIndexes", [])}
+    for f in t.find:
+        if f.index is None:
             continue
-        keys = {k["KeyType"]: k["AttributeName"] for k in desc["KeySchema"]}
-        live = (keys.get("HASH"), keys.get("RANGE"))
-        if live != (t.key.partition, t.key.sort):
-            problems.append(f"{where}: the map says key ({t.key.partition}, {t.key.sort}) but "
-                            f"the table's key is ({live[0]}, {live[1]})")
-        indexes = {i["IndexName"]: i for i in desc.get("GlobalSecondaryIndexes", [])}
-        for f in t.find:
-            if f.index is None:
-                continue
-            idx = indexes.get(f.index)
-            if idx is None:
-                problems.append(f"{where}: index '{f.index}' (used to find by "
-                                f"'{f.attribute}') does not exist")
-                continue
-            ik = {k["KeyType"]: k["AttributeName"] for k in idx["KeySchema"]}
-            if (ik.get("HASH"), ik.get("RANGE")) != (dm.tenant_attribute, f.attribute):
-                problems.append(f"{where}: index '{f.index}' is keyed ({ik.get('HASH')}, "
-                                f"{ik.get('RANGE')}), not ({dm.tenant_attribute}, "
-                                f"{f.attribute})")
-            if idx["Projection"]["ProjectionType"] != "ALL":
-                problems.append(f"{where}: index '{f.index}' must project ALL attributes")
-        sw = t.sweep
-        if sw is not None and sw.index:
-            idx = indexes.get(sw.index)
-            ik = {k["KeyType"]: k["AttributeName"] for k in (idx or {}).get("KeySchema", [])}
-            if idx is None:
-                problems.append(f"{where}: sweep index '{sw.index}' does not exist")
-            elif (ik.get("HASH"), ik.get("RANGE")) != (sw.bucket_attribute, sw.date_attribute):
-                problems.append(f"{where}: sweep index '{sw.index}' is keyed ({ik.get('HASH')}"
-                                f", {ik.get('RANGE')}), not ({sw.bucket_attribute}, "
-                                f"{sw.date_attribute})")
+        idx = indexes.get(f.index)
+        if idx is None:
+            problems.append(f"{where}: index '{f.index}' (used to find by "
+                            f"'{f.attribute}') does not exist")
+            continue
+        ik = {k["KeyType"]: k["AttributeName"] for k in idx["KeySchema"]}
+        iwant = (*layout.target(dm, t, f).names, None)[:2]
+        if (ik.get("HASH"), ik.get("RANGE")) != iwant:
+            problems.append(f"{where}: index '{f.index}' is keyed ({ik.get('HASH')}, "
+                            f"{ik.get('RANGE')}), not ({iwant[0]}, {iwant[1]})")
+        if idx["Projection"]["ProjectionType"] != "ALL":
+            problems.append(f"{where}: index '{f.index}' must project ALL attributes")
+    sw = t.sweep
+    if sw is not None and sw.index:
+        idx = indexes.get(sw.index)
+        ik = {k["KeyType"]: k["AttributeName"] for k in (idx or {}).get("KeySchema", [])}
+        if idx is None:
+            problems.append(f"{where}: sweep index '{sw.index}' does not exist")
+        elif (ik.get("HASH"), ik.get("RANGE")) != (sw.bucket_attribute, sw.date_attribute):
+            problems.append(f"{where}: sweep index '{sw.index}' is keyed ({ik.get('HASH')}"
+                            f", {ik.get('RANGE')}), not ({sw.bucket_attribute}, "
+                            f"{sw.date_attribute})")
     return problems
 
 

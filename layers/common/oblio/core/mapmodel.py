@@ -72,13 +72,59 @@ def _renders(rule: str) -> bool:
     return True
 
 
+class KeyPart(_Strict):
+    """A key attribute whose value is a template of attributes and constants (version 2),
+    e.g. `{attribute: pk, template: "TENANT#{tenant}#EMP#{employee_id}"}`."""
+
+    attribute: str
+    template: str | None = None
+
+    @property
+    def parsed(self) -> templates.Template | None:
+        return templates.parse(self.template) if self.template else None
+
+
 class KeySchema(_Strict):
-    partition: str
-    sort: str | None = None
+    """A table's or an index's key: each part an attribute name (its value as it is) or, in
+    version 2, an attribute with a template."""
+
+    partition: str | KeyPart
+    sort: str | KeyPart | None = None
 
     @property
     def names(self) -> tuple[str, ...]:
-        return (self.partition,) if self.sort is None else (self.partition, self.sort)
+        return tuple(p.attribute for p in self.parts)
+
+    @property
+    def parts(self) -> tuple[KeyPart, ...]:
+        out = [self.partition if isinstance(self.partition, KeyPart)
+               else KeyPart(attribute=self.partition)]
+        if self.sort is not None:
+            out.append(self.sort if isinstance(self.sort, KeyPart)
+                       else KeyPart(attribute=self.sort))
+        return tuple(out)
+
+    @property
+    def partition_part(self) -> KeyPart:
+        return self.parts[0]
+
+    @property
+    def sort_part(self) -> KeyPart | None:
+        return self.parts[1] if len(self.parts) > 1 else None
+
+    @property
+    def templated(self) -> bool:
+        return any(p.template for p in self.parts)
+
+
+class Entity(_Strict):
+    """How one entity type is told apart from the others in a shared table (single-table
+    design): by its sort key's prefix (by default the constant its sort template starts
+    with, e.g. `PAYSLIP#`), and/or by a type attribute's value."""
+
+    sort_prefix: str | None = None
+    attribute: str | None = None
+    value: str | None = None
 
 
 class Find(_Strict):
@@ -192,9 +238,16 @@ class LegalHold(_Strict):
 
 
 class TableMap(_Strict):
-    table: str  # the physical DynamoDB table name
+    #: the physical DynamoDB table name, or (version 2, silo tenancy) a template of the
+    #: tenant such as `{tenant}-employees`
+    table: str
     purpose: str = ""
     key: KeySchema
+    #: the indexes finds query, with their keys (version 2; in version 1 an index is keyed by
+    #: the tenant attribute and the find's attribute)
+    indexes: dict[str, KeySchema] = Field(default_factory=dict)
+    #: an entity type in a table shared with others (version 2)
+    entity: Entity | None = None
     find: list[Find] = Field(default_factory=list)
     #: erasure deletes the item, anonymises it and keeps the shell for reporting, or (version
     #: 2) retains it because a law requires it (`retain:` says which and how long)
@@ -223,12 +276,38 @@ class TableMap(_Strict):
     #: attribute paths (`address.street`, `annexes[].s3_key`) or top-level names
     attributes: dict[str, Attribute]
 
+    def physical(self, tenant_id: str) -> str:
+        """The physical table name for a tenant (a silo table's template rendered)."""
+        return physical_name(self.table, tenant_id, "table")
+
+    def key_parts(self) -> list[KeyPart]:
+        """Every key part of the table and its declared indexes."""
+        return [*self.key.parts, *(p for i in self.indexes.values() for p in i.parts)]
+
     def field(self, item: dict[str, Any], name: str, tenant_id: str) -> Any:
-        """The value of a template's field for one item: the tenant, or the attribute (a
-        path without []) of that name."""
+        """The value of a template's field for one item: the tenant, the attribute (a path
+        without []) of that name, or the field read back from a key template that holds it
+        (the employee id inside `TENANT#acme#EMP#E042`)."""
         if name == templates.TENANT:
             return tenant_id
-        return paths.first(item, name)
+        found = paths.first(item, name)
+        if found is not None:
+            return found
+        for part in self.key_parts():
+            tpl = part.parsed if _template_ok(part) else None
+            if tpl is not None and name in tpl.fields:
+                got = tpl.match(item.get(part.attribute))
+                if got is not None:
+                    return got[name]
+        return None
+
+    def field_values(self, item: dict[str, Any], name: str, tenant_id: str) -> list[Any]:
+        """Every value a reference to `name` reads from the item (a path may reach many)."""
+        found = [v for _, v in paths.values(item, name)] if parses(name) else []
+        if found:
+            return found
+        one = self.field(item, name, tenant_id)
+        return [] if one is None else [one]
 
     def template_fields(self) -> set[str]:
         """Attributes that the table's file templates read (beside the tenant)."""
@@ -336,6 +415,21 @@ class DataMap(_Strict):
                     out.add(f.source[1])
         return out
 
+    def bucket(self, logical: str, tenant_id: str | None = None) -> str:
+        """The physical bucket of a logical one, for a tenant when its name is a template
+        of the tenant (silo tenancy)."""
+        name = self.buckets[logical]
+        if tenant_id is None:
+            if templates.is_template(name):
+                raise DataMapError([f"bucket '{logical}' is a template of the tenant: name "
+                                    "the tenant to resolve it"])
+            return name
+        return physical_name(name, tenant_id, "bucket")
+
+    def physical_buckets(self, tenant_id: str | None) -> set[str]:
+        return {self.bucket(b, tenant_id) for b in self.buckets
+                if tenant_id is not None or not templates.is_template(self.buckets[b])}
+
     def marker(self, subject_ref: str, role: str | None = None) -> str:
         """The attribute that records an item anonymised. Version 1: one marker per item.
         Version 2: one per subject and role, so that a second person's pass over a shared
@@ -355,6 +449,31 @@ class DataMap(_Strict):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+
+
+def _template_ok(part: KeyPart) -> bool:
+    try:
+        _ = part.parsed
+    except templates.TemplateError:
+        return False
+    return True
+
+
+#: physical names the services accept (DynamoDB tables, S3 buckets)
+_NAMES = {"table": re.compile(r"^[A-Za-z0-9_.-]{3,255}$"),
+          "bucket": re.compile(r"^(?!-)[a-z0-9.-]{3,63}(?<!-)$")}
+
+
+def physical_name(text: str, tenant_id: str, kind: str) -> str:
+    """A table or bucket name of the map for a tenant: as it is, or its `{tenant}` template
+    rendered (silo tenancy); raises DataMapError when the name would be one AWS rejects."""
+    if not templates.is_template(text):
+        return text
+    name = templates.parse(text).render({templates.TENANT: tenant_id}) or ""
+    if not _NAMES[kind].match(name):
+        raise DataMapError([f"{kind} template '{text}' makes '{name}' for tenant "
+                            f"'{tenant_id}', which AWS rejects as a {kind} name"])
+    return name
 
 
 def renders_ok(rule: FileRule) -> bool:

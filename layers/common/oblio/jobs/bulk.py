@@ -364,7 +364,8 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict
     of the request record that will certify it."""
     fp = find.walk(dm, tenant.tenant_id, row["identities"])
     tables = {name: {"keys": [find.key_of(dm.tables[name], i) for i in items],
-                     "files": [list(r) for r in find.s3_refs(dm, dm.tables[name], items)]}
+                     "files": [list(r) for r in find.s3_refs(dm, dm.tables[name], items,
+                                                             tenant.tenant_id)]}
               for name, items in fp.items.items() if items}
     return {"line": row["line"], "matched": fp.total, "tables": tables,
             "refs": find.identity_refs(dm, tenant.keys, fp, row["identities"],

@@ -300,10 +300,11 @@ class Finder:
     def _read(self, part: str, start: Any) -> tuple[list[dict[str, Any]], Any]:
         if self.index:
             return store.query_below(
-                self.t.table, self.sweep.index or "",
+                self.t.physical(self.tenant_id), self.sweep.index or "",
                 (self.sweep.bucket_attribute, f"{self.tenant_id}#{part}"),
                 (self.spec["date_attribute"], self.cutoff), self.page, start, self.projection)
-        items, last = store.scan_page(self.t.table, int(part), self.sweep.scan_segments,
+        items, last = store.scan_page(self.t.physical(self.tenant_id), int(part),
+                                      self.sweep.scan_segments,
                                       self.page, start, self.projection)
         mine = [i for i in items if i.get(self.dm.tenant_attribute) == self.tenant_id
                 and isinstance(i.get(self.spec["date_attribute"]), str)
@@ -538,7 +539,7 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                 if flush:
                     objects.put_json(f"{work}chunks/{n:06d}.json", {
                         "keys": [find.key_of(t, i) for i in buffer],
-                        "s3": find.s3_refs(dm, t, buffer)})
+                        "s3": find.s3_refs(dm, t, buffer, tenant_id)})
                     n, written, buffer = n + 1, written + 1, []
             for k, v in io.calls.items():
                 io_total[k] = io_total.get(k, 0) + v
@@ -625,7 +626,7 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
     the action to every table of the subject (anonymise, or erase by the erasure rules),
     through the engine; each subject keeps its own pseudonyms."""
     act = "anonymise" if action == "anonymise" else "erase"
-    for item in store.batch_get(t.table, manifest["keys"]):
+    for item in store.batch_get(t.physical(tenant.tenant_id), manifest["keys"]):
         ids: dict[str, str] = {}
         for attr, kind in t.identity_attributes().items():
             value = item.get(attr)
@@ -642,7 +643,7 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
             tm = dm.tables[name]
             unit = rules.Unit(tenant.tenant_id, name)
             m = {"keys": [find.key_of(tm, i) for i in items],
-                 "s3": find.s3_refs(dm, tm, items)}
+                 "s3": find.s3_refs(dm, tm, items, tenant.tenant_id)}
             got = apply.apply_unit(dm, act, unit, m, tenant.keys, ref, marker=marker)
             for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
                 counts[k] += got[k]
@@ -654,7 +655,7 @@ def _export(tenant: Any, t: TableMap, sweep_id: str, sk: str, keys: list[Any]) -
     """The chunk's items as JSON in the exports bucket (SSE-KMS, expiring with the tenant's
     export TTL), before anything is deleted."""
     s = get_settings()
-    items = store.batch_get(t.table, keys)
+    items = store.batch_get(t.physical(tenant.tenant_id), keys)
     part = sk.rsplit("#", 1)[1]
     objects.put_encrypted(
         s.bucket("exports"), f"exports/{tenant.tenant_id}/retention/{sweep_id}/{part}.json",

@@ -44,17 +44,20 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
     t = dm.tables[unit.table]
     m = table_mode(dm, unit.table, action, params)
     counts = dict.fromkeys(COUNTS, 0)
-    _apply_group(dm, t, m, action, manifest, keys, subject_ref, marker, None, params, counts)
+    table = t.physical(unit.tenant_id)
+    _apply_group(dm, t, table, m, action, manifest, keys, subject_ref, marker, None, params,
+                 counts)
     for role, group in sorted((manifest.get("roles") or {}).items()):
         rm = role_mode(dm, unit.table, role, action, params)
-        _apply_group(dm, t, rm, action, group, keys, subject_ref, marker, role, params,
+        _apply_group(dm, t, table, rm, action, group, keys, subject_ref, marker, role, params,
                      counts)
     if m in ("delete", "anonymise"):  # a retained item keeps its files
         counts["files_deleted"] = delete_files(manifest)
     return counts
 
 
-def _apply_group(dm: DataMap, t: TableMap, m: str, action: str, group: dict[str, Any],
+def _apply_group(dm: DataMap, t: TableMap, table: str, m: str, action: str,
+                 group: dict[str, Any],
                  keys: TenantKeys, subject_ref: str, marker: str, role: str | None,
                  params: dict[str, Any] | None, counts: dict[str, int]) -> None:
     item_keys: list[Item] = group["keys"]
@@ -62,21 +65,21 @@ def _apply_group(dm: DataMap, t: TableMap, m: str, action: str, group: dict[str,
     counts["held"] += len(group.get("held", []))
     if t.legal_hold is not None and m in DESTRUCTIVE and item_keys:
         # a hold set since the plan still blocks: read the items again, leave the held ones
-        now_held = [find.key_of(t, i) for i in store.batch_get(t.table, item_keys)
+        now_held = [find.key_of(t, i) for i in store.batch_get(table, item_keys)
                     if held(t, i)]
         if now_held:
             counts["held"] += len(now_held)
             item_keys = [k for k in item_keys if k not in now_held]
     if m == "delete":
-        store.batch_delete(t.table, item_keys)
+        store.batch_delete(table, item_keys)
         counts["deleted"] += len(item_keys)
     elif m == "retain":
         counts["retained"] += len(item_keys)
         if any(spec.erase is not None for spec in t.attributes.values()):
-            _rewrite_retained(dm, t, item_keys, keys, subject_ref, marker)
+            _rewrite_retained(dm, t, table, item_keys, keys, subject_ref, marker)
     elif m == "anonymise":
         mark = dm.marker(subject_ref, role)
-        for item in store.batch_get(t.table, item_keys):
+        for item in store.batch_get(table, item_keys):
             done = item.get(mark)
             if done is not None:
                 # done by this request before a retry, or by an earlier request: not again
@@ -85,22 +88,22 @@ def _apply_group(dm: DataMap, t: TableMap, m: str, action: str, group: dict[str,
             sets, removes = rewrite(dm, t, item, action, keys, subject_ref) if role is None \
                 else role_rewrite(t, role, item, action, keys, subject_ref)
             sets[mark] = marker
-            store.update(t.table, find.key_of(t, item), sets, removes, only_if_absent=mark)
+            store.update(table, find.key_of(t, item), sets, removes, only_if_absent=mark)
             counts["anonymised"] += 1
     elif m in ("update", "flag", "unflag"):
         values: dict[str, Any] = changes_for(t, (params or {}).get("changes") or {}) \
             if m == "update" else {t.restriction_flag or "": m == "flag"}
         if any(a in t.key.names for a in values):
-            _move(t, item_keys, values)
+            _move(t, table, item_keys, values)
             counts["updated"] += len(item_keys)
         elif any(paths.nested(a) for a in values):
             # a path is set where each item has it (a map member, every element of a list)
-            for item in store.batch_get(t.table, item_keys):
-                store.update(t.table, find.key_of(t, item), located(item, values), [])
+            for item in store.batch_get(table, item_keys):
+                store.update(table, find.key_of(t, item), located(item, values), [])
                 counts["updated"] += 1
         else:
             for key in item_keys:
-                store.update(t.table, key, {a: v for a, v in values.items()}, [])
+                store.update(table, key, {a: v for a, v in values.items()}, [])
                 counts["updated"] += 1
     else:
         counts["kept"] += len(item_keys)
@@ -115,12 +118,12 @@ def delete_files(manifest: dict[str, Any]) -> int:
     return n + (objects.delete_prefixes(prefixes) if prefixes else 0)
 
 
-def _rewrite_retained(dm: DataMap, t: TableMap, item_keys: list[Item], keys: TenantKeys,
-                      subject_ref: str, marker: str) -> None:
+def _rewrite_retained(dm: DataMap, t: TableMap, table: str, item_keys: list[Item],
+                      keys: TenantKeys, subject_ref: str, marker: str) -> None:
     """A retained item keeps all but what its explicit `erase:` rules rewrite (once: the
     marker makes a repeated pass a no-op)."""
     mark = dm.marker(subject_ref)
-    for item in store.batch_get(t.table, item_keys):
+    for item in store.batch_get(table, item_keys):
         if item.get(mark) is not None:
             continue
         sets: dict[Location, Any] = {}
@@ -129,19 +132,19 @@ def _rewrite_retained(dm: DataMap, t: TableMap, item_keys: list[Item], keys: Ten
             apply_rule(rule, attr, loc, v, t, keys, subject_ref, sets, removes)
         if sets or removes:
             sets[mark] = marker
-            store.update(t.table, find.key_of(t, item), sets, removes, only_if_absent=mark)
+            store.update(table, find.key_of(t, item), sets, removes, only_if_absent=mark)
 
 
-def _move(t: TableMap, item_keys: list[Item], values: dict[str, Any]) -> None:
+def _move(t: TableMap, table: str, item_keys: list[Item], values: dict[str, Any]) -> None:
     """Rectify items whose key holds a changed value: each is written at its new key first,
     then removed from the old one, so that a retry finds it moved (the old key gone) and
     nothing is ever lost between the two."""
-    items = store.batch_get(t.table, item_keys)
+    items = store.batch_get(table, item_keys)
     moved = [{**item, **values} for item in items]
     gone = [{k: i[k] for k in t.key.names} for i, n in zip(items, moved, strict=True)
             if any(i[k] != n[k] for k in t.key.names)]
-    store.batch_put(t.table, moved)
-    store.batch_delete(t.table, gone)
+    store.batch_put(table, moved)
+    store.batch_delete(table, gone)
 
 
 def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) -> dict[str, Any]:
@@ -188,7 +191,7 @@ def rectified_refs(dm: DataMap, u: Unit, manifest: dict[str, Any], params: dict[
     t = dm.tables[u.table]
     attrs = changes_for(t, params.get("changes") or {})
     out: dict[str, set[str]] = {a: set() for a in attrs}
-    for item in store.batch_get(t.table, manifest["keys"]):
+    for item in store.batch_get(t.physical(u.tenant_id), manifest["keys"]):
         for a in attrs:
             out[a] |= value_refs(tenant.keys, [v for _, v in paths.values(item, a)])
     return {a: sorted(v) for a, v in out.items()}

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import clock, identity, paths
+from oblio.core import clock, identity, layout, paths
 from oblio.core.datamap import DataMap, TableMap
 from oblio.store import tables as store
 
@@ -61,6 +61,10 @@ def _projection(dm: DataMap, name: str) -> set[str]:
               | set(t.identity_attributes()) | identifying | t.template_fields())
     for role in t.roles.values():
         wanted |= set(role.attributes)
+    # fields a reference or a template reads back from the keys, the entity's type
+    flags |= {p.attribute for p in t.key_parts()}
+    if t.entity is not None and t.entity.attribute:
+        flags.add(t.entity.attribute)
     # a path is read whole from its top-level attribute (a projection cannot say "every
     # element of a list")
     return set(t.key.names) | {_top(a) for a in wanted} | flags
@@ -112,14 +116,16 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
                 values = _unique([identities.get(f.identity)])
             else:
                 src, attr = f.source  # type: ignore[misc]
+                st = dm.tables[src]
                 values = _unique(v for i in found.get(src, {}).values()
-                                 for _, v in paths.values(i, attr) if _queryable(v))
+                                 for v in st.field_values(i, attr, tenant_id)
+                                 if _queryable(v))
             for value in values:
                 fp.queries += 1
-                for item in store.query_eq(t.table, (dm.tenant_attribute, tenant_id),
-                                           (f.attribute, value), index=f.index,
-                                           projection=proj):
-                    if expired(t, item, now):
+                c = layout.condition(dm, t, f, tenant_id, value)
+                for item in store.query_key(c.table, c.partition, c.sort, index=c.index,
+                                            projection=proj):
+                    if expired(t, item, now) or not layout.selects(dm, t, item, tenant_id):
                         continue
                     into = role_hits.setdefault(f.role, {}) if f.role else hits
                     into.setdefault(tuple(item[k] for k in t.key.names), item)
@@ -134,12 +140,15 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
     return fp
 
 
-def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> list[tuple[str, str]]:
+def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | None = None,
+            ) -> list[tuple[str, str]]:
     """The (bucket, key) of every S3 object the items point to, at any path: a pointer is
     an object key in the attribute's declared bucket, or a map `{bucket, key}` naming one of
     the map's buckets. A pointer naming a bucket the map does not declare is not followed
-    (`outside_refs` counts those)."""
-    return [r for r in _pointers(dm, t, items) if r[0] is not None]  # type: ignore[misc]
+    (`outside_refs` counts those). A bucket named by a template of the tenant needs the
+    tenant."""
+    return [r for r in _pointers(dm, t, items, tenant_id)  # type: ignore[misc]
+            if r[0] is not None]
 
 
 def file_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str,
@@ -157,30 +166,31 @@ def file_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str,
             if text is None:
                 unresolved += 1
                 continue
-            ref = (dm.buckets[r.bucket], text)
+            ref = (dm.bucket(r.bucket, tenant_id), text)
             (prefixes if r.kind == "prefix" else templated).append(ref)
     return {"templated": _unique(templated), "prefixes": _unique(prefixes),
             "unresolved": unresolved}
 
 
-def outside_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> int:
+def outside_refs(dm: DataMap, t: TableMap, items: Iterable[Item],
+                 tenant_id: str | None = None) -> int:
     """How many pointers of the items name a bucket the map does not declare: files of the
     subject that oblio may not touch, reported rather than ignored."""
-    return sum(1 for r in _pointers(dm, t, items) if r[0] is None)
+    return sum(1 for r in _pointers(dm, t, items, tenant_id) if r[0] is None)
 
 
-def _pointers(dm: DataMap, t: TableMap, items: Iterable[Item]
+def _pointers(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | None,
               ) -> list[tuple[str | None, str]]:
-    declared = set(dm.buckets.values())
+    declared = dm.physical_buckets(tenant_id)
     out: list[tuple[str | None, str]] = []
     for item in items:
         for attr, bucket in t.s3_attributes().items():
             for _, value in paths.values(item, attr):
                 if isinstance(value, str) and value:
-                    out.append((dm.buckets[bucket], value))
+                    out.append((dm.bucket(bucket, tenant_id), value))
                 elif isinstance(value, dict) and isinstance(value.get("key"), str) \
                         and value["key"]:
-                    named = value.get("bucket") or dm.buckets[bucket]
+                    named = value.get("bucket") or dm.bucket(bucket, tenant_id)
                     out.append((named if named in declared else None, value["key"]))
     return out
 

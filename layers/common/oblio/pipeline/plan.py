@@ -42,8 +42,8 @@ def unit_manifest(dm: datamap.DataMap, name: str, action: str, params: dict[str,
     items, held = rules.split_held(table, found) if mode in rules.DESTRUCTIVE \
         else (found, [])
     manifest: dict[str, Any] = {"keys": [find.key_of(table, i) for i in items],
-                                "s3": find.s3_refs(dm, table, items),
-                                "outside": find.outside_refs(dm, table, items)}
+                                "s3": find.s3_refs(dm, table, items, tenant_id),
+                                "outside": find.outside_refs(dm, table, items, tenant_id)}
     if table.files:
         manifest.update(find.file_refs(dm, table, items, tenant_id))
     if held:  # on legal hold: not touched, counted with the reason

@@ -46,19 +46,20 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
     nothing their erase rules remove; updated ones must hold the new values. Items she is in
     only in a role are checked by that role's rules."""
     t = dm.tables[unit.table]
-    bad = _remaining(dm, t, table_mode(dm, unit.table, action, params), action, manifest,
-                     None, params, keys, identifying, subject_ref)
+    table = t.physical(unit.tenant_id)
+    bad = _remaining(dm, t, table, table_mode(dm, unit.table, action, params), action,
+                     manifest, None, params, keys, identifying, subject_ref)
     for role, group in sorted((manifest.get("roles") or {}).items()):
-        bad += _remaining(dm, t, role_mode(dm, unit.table, role, action, params), action,
-                          group, role, params, keys, identifying, subject_ref)
+        bad += _remaining(dm, t, table, role_mode(dm, unit.table, role, action, params),
+                          action, group, role, params, keys, identifying, subject_ref)
     return bad
 
 
-def _remaining(dm: DataMap, t: Any, m: str, action: str, group: dict[str, Any],
+def _remaining(dm: DataMap, t: Any, table: str, m: str, action: str, group: dict[str, Any],
                role: str | None, params: dict[str, Any] | None, keys: TenantKeys | None,
                identifying: set[str] | None, subject_ref: str) -> list[Item]:
     item_keys: list[Item] = group["keys"]
-    left = store.batch_get(t.table, item_keys) if item_keys and m != "none" else []
+    left = store.batch_get(table, item_keys) if item_keys and m != "none" else []
     mark = dm.marker(subject_ref, role)
     bad: list[Item] = []
     for item in left:

@@ -129,8 +129,8 @@ def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
                 "would_delete": len(items) if mode == "delete" else 0,
                 "would_anonymise": len(items) if mode == "anonymise" else 0,
                 "would_update": len(items) if mode in ("update", "flag", "unflag") else 0,
-                "files": len(find.s3_refs(dm, t, items)) if mode in ("delete",
-                                                                       "anonymise") else 0,
+                "files": len(find.s3_refs(dm, t, items, tenant.tenant_id))
+                if mode in ("delete", "anonymise") else 0,
                 "keys": [find.key_of(t, i) for i in items],
             }
             if mode in rules.DESTRUCTIVE and (t.legal_hold or mode == "retain"):

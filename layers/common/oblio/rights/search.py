@@ -32,7 +32,7 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             items = fp.items.get(name, [])
             keys = [find.key_of(t, i) for i in items]
             tables[name] = {"count": len(items), "keys": keys,
-                            "files": len(find.s3_refs(dm, t, items))}
+                            "files": len(find.s3_refs(dm, t, items, tenant.tenant_id))}
             if fp.roles.get(name):  # items she is in only in a role (e.g. as an author)
                 tables[name]["roles"] = {r: {"count": len(i), "keys": [find.key_of(t, x)
                                                                       for x in i]}

@@ -51,6 +51,34 @@ def query_eq(table: str, partition: tuple[str, str], sort: tuple[str, Any],
         params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def query_key(table: str, partition: tuple[str, Any],
+              sort: tuple[str, str, Any] | None = None, index: str | None = None,
+              projection: Iterable[str] | None = None) -> Iterator[Item]:
+    """Items of one partition (of the table or of `index`), optionally only those whose sort
+    key equals a value (`=`) or starts with one (`begins_with`); paginated."""
+    names = {"#p": partition[0]}
+    values = {":p": _ser.serialize(partition[1])}
+    cond = "#p = :p"
+    if sort is not None:
+        attr, op, value = sort
+        names["#s"], values[":s"] = attr, _ser.serialize(value)
+        cond += " AND begins_with(#s, :s)" if op == "begins_with" else " AND #s = :s"
+    params: dict[str, Any] = {"TableName": table, "KeyConditionExpression": cond,
+                              "ExpressionAttributeValues": values,
+                              "ReturnConsumedCapacity": "TOTAL"}
+    if index:
+        params["IndexName"] = index
+    _projected(params, names, projection)
+    ddb = aws.client("dynamodb")
+    while True:
+        page = ddb.query(**params)
+        for raw in page.get("Items", []):
+            yield from_ddb(raw)
+        if "LastEvaluatedKey" not in page:
+            return
+        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
 def batch_get(table: str, keys: list[Item]) -> list[Item]:
     """The items that exist among `keys` (100 a call, unprocessed keys retried)."""
     ddb = aws.client("dynamodb")
