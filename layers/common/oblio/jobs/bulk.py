@@ -333,6 +333,12 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
         return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     add_to_map(BulkJobModel.Meta.table_name, {"tenant_id": tenant_id, "job_id": job_id}, "io",
                dict(io_.calls))
+    # the chunk's erasures are requests that ended: one metric line each status, counted
+    # once with the job's counters (a subject recorded by an attempt that died is counted here)
+    for status, n in (("completed", counts["erased"]), ("completed_with_errors",
+                                                         counts["failed"])):
+        if n:
+            count("RequestsCompleted", n, type="erasure", status=status)
     return {"chunk": chunk_key, **counts}
 
 
@@ -417,8 +423,9 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                    tables: dict[str, dict[str, int]], verification: dict[str, Any],
                    refs: dict[str, list[str]], request_id: str | None = None) -> str:
     """One subject of a bulk job, erased: the same request record, certificate, audit entry,
-    suppression entries and event as a single erasure. Returns the request id. Recording a
-    request id that is already recorded (a retried chunk) does nothing again."""
+    suppression entries and event as a single erasure (its RequestsCompleted metric is the
+    chunk's, one line for all). Returns the request id. Recording a request id that is
+    already recorded (a retried chunk) does nothing again."""
     request_id, started = request_id or str(ULID()), clock.iso()
     try:
         RequestModel.get(tenant.tenant_id, records.request_sk(request_id))
@@ -460,7 +467,6 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
         units={}, io={}, attempt=1).save()
     outbound.emit("SubjectErased", tenant.tenant_id, request_id=request_id, subject_ref=ref,
                 type="erasure", bulk_job=job_id)
-    count("RequestsCompleted", type="erasure", status=status)
     return request_id
 
 
