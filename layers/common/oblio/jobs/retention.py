@@ -18,6 +18,9 @@ the tasks of `statemachines/retention_sweep.asl.json`:
   event; the policy's lock is released.
 - `fail`: records the failure; the policy's next run resumes the same sweep.
 
+The work prefix, the chunk manifests and their index, the Map's input, a chunk recorded once
+and the failure step are the chunked pipeline that bulk erasure shares (`jobs.chunks`).
+
 Two sweeps of one policy never run at once: a conditional write takes the policy's lock (a
 second run is refused with 409 `sweep_running`). Payloads, logs, events and the audit carry
 counts and references, never an item's content.
@@ -26,7 +29,6 @@ counts and references, never an item's content.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import re
 import time
@@ -40,11 +42,12 @@ from ulid import ULID
 from oblio.control import audit, records
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock, datamap
-from oblio.core.boundary import caught
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
 from oblio.core.observability import gauge, logger
 from oblio.core.settings import get_settings
+from oblio.jobs import chunks
+from oblio.jobs.candidates import Finder
 from oblio.pipeline import apply, find, rules, verify
 from oblio.store import aws, objects, outbound, workflows
 from oblio.store import tables as store
@@ -262,93 +265,7 @@ def seed_demo_policies(tenant_id: str) -> None:
         put_policy(tenant_id, policy_id, body, actor="oblio-demo")
 
 
-# -- finding candidates ------------------------------------------------------------------------
-
-class Finder:
-    """A policy's candidates, round by round: each round reads one page of a few parts (month
-    buckets of the sweep index, or segments of the Scan fallback) at once. `state` maps each
-    unfinished part to its resume point, so a find can stop after any round and go on."""
-
-    def __init__(self, dm: DataMap, tenant_id: str, spec: dict[str, Any], cutoff: str,
-                 page: int) -> None:
-        self.dm, self.tenant_id, self.spec, self.cutoff = dm, tenant_id, spec, cutoff
-        self.t = dm.tables[spec["table"]]
-        sw = self.t.sweep
-        assert sw is not None
-        self.sweep = sw
-        self.page = page
-        self.index = spec.get("finder", "index") == "index"
-        hold, flt = spec.get("hold_attribute"), spec.get("filter") or {}
-        self.projection = (set(self.t.key.names) | {spec["date_attribute"], dm.anonymised_marker}
-                           | set(self.t.s3_attributes()) | set(flt)
-                           | ({hold} if hold else set())
-                           | ({self.t.ttl_attribute} if self.t.ttl_attribute else set()))
-        self.now_epoch = int(clock.now().timestamp())
-
-    def initial_state(self) -> dict[str, Any]:
-        if self.index:
-            end = clock.parse(self.cutoff)
-            first = clock.add_months(end.replace(day=1), -self.sweep.horizon_months)
-            parts, month = [], first
-            while month.strftime("%Y-%m") <= end.strftime("%Y-%m"):
-                parts.append(month.strftime("%Y-%m"))
-                month = clock.add_months(month, 1)
-        else:
-            parts = [f"{s:03d}" for s in range(self.sweep.scan_segments)]
-        return dict.fromkeys(parts, "")  # "" : from the start
-
-    def _read(self, part: str, start: Any) -> tuple[list[dict[str, Any]], Any]:
-        if self.index:
-            return store.query_below(
-                self.t.table, self.sweep.index or "",
-                (self.sweep.bucket_attribute, f"{self.tenant_id}#{part}"),
-                (self.spec["date_attribute"], self.cutoff), self.page, start, self.projection)
-        items, last = store.scan_page(self.t.table, int(part), self.sweep.scan_segments,
-                                      self.page, start, self.projection)
-        mine = [i for i in items if i.get(self.dm.tenant_attribute) == self.tenant_id
-                and isinstance(i.get(self.spec["date_attribute"]), str)
-                and i[self.spec["date_attribute"]] < self.cutoff]
-        return mine, last
-
-    def round(self, state: dict[str, Any], pool: ThreadPoolExecutor,
-              width: int) -> list[dict[str, Any]]:
-        """Read one page of up to `width` unfinished parts (in parallel); moves `state`."""
-        parts = sorted(state)[:width]
-        futures = [pool.submit(contextvars.copy_context().run, self._read, p,
-                               _decode(state[p])) for p in parts]
-        out: list[dict[str, Any]] = []
-        for part, fut in zip(parts, futures, strict=True):
-            items, last = fut.result()
-            out += items
-            if last:
-                state[part] = json.dumps(last)
-            else:
-                del state[part]
-        return out
-
-    def classify(self, items: list[dict[str, Any]], counts: dict[str, int]
-                 ) -> list[dict[str, Any]]:
-        """The items to act on; counts the others (on hold, filtered out, already done)."""
-        hold, flt = self.spec.get("hold_attribute"), self.spec.get("filter") or {}
-        keep: list[dict[str, Any]] = []
-        for item in items:
-            counts["candidates"] += 1
-            if hold and item.get(hold) is True:
-                counts["on_hold"] += 1
-            elif any(item.get(k) != v for k, v in flt.items()):
-                counts["filtered_out"] += 1
-            elif self.spec["action"] == "anonymise" and self.dm.anonymised_marker in item:
-                counts["already_done"] += 1
-            else:
-                if find.expired(self.t, item, self.now_epoch):
-                    counts["expired"] += 1
-                keep.append(item)
-        return keep
-
-
-def _decode(raw: Any) -> Any:
-    return json.loads(raw) if isinstance(raw, str) and raw else None
-
+# -- a policy's dry run -----------------------------------------------------------------------
 
 def dry_run(tenant_id: str, policy_id: str) -> dict[str, Any]:
     """What a run would do now, counted through the same finder; changes nothing."""
@@ -379,8 +296,8 @@ def _run_sk(sweep_id: str) -> str:
     return f"run#{sweep_id}"
 
 
-def _work(tenant_id: str, sweep_id: str) -> str:
-    return f"work/{tenant_id}/sweeps/{sweep_id}/"
+def _work(tenant_id: str, sweep_id: str) -> chunks.Work:
+    return chunks.Work(tenant_id, "sweeps", sweep_id)
 
 
 def load_sweep(tenant_id: str, sweep_id: str) -> RetentionSweepModel:
@@ -536,9 +453,8 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                 last = not state
                 flush = buffer and (len(buffer) >= s.retention_chunk_size or last)
                 if flush:
-                    objects.put_json(f"{work}chunks/{n:06d}.json", {
-                        "keys": [find.key_of(t, i) for i in buffer],
-                        "s3": find.s3_refs(dm, t, buffer)})
+                    work.put_chunk(n, {"keys": [find.key_of(t, i) for i in buffer],
+                                       "s3": find.s3_refs(dm, t, buffer)})
                     n, written, buffer = n + 1, written + 1, []
             for k, v in io.calls.items():
                 io_total[k] = io_total.get(k, 0) + v
@@ -553,11 +469,7 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
             if not buffer and (written >= FIND_MAX_CHUNKS or
                                time.monotonic() - began > FIND_MAX_SECONDS):
                 return {"done": False, "chunks": n}
-    index = f"{work}chunks.csv"
-    objects.put_encrypted(
-        s.bucket("work"), index,
-        ("chunk\n" + "".join(f"{work}chunks/{i:06d}.json\n" for i in range(n))).encode(),
-        content_type="text/csv")
+    index = work.write_index(work.chunk(i) for i in range(n))
     m.update(actions=[RetentionSweepModel.find_done.set(True),
                       RetentionSweepModel.index_key.set(index)])
     logger.info("retention candidates found", extra={"sweep_id": sweep_id, "chunks": n,
@@ -566,13 +478,12 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
 
 
 def _map_input(m: RetentionSweepModel) -> dict[str, Any]:
-    s = get_settings()
-    return {"done": True, "chunks": int(m.chunks or 0), "index_bucket": s.bucket("work"),
-            "index_key": m.index_key, "concurrency": s.retention_concurrency}
+    return chunks.map_input(int(m.chunks or 0), m.index_key,
+                            get_settings().retention_concurrency, done=True)
 
 
 def _chunk_sk(sweep_id: str, chunk_key: str) -> str:
-    return f"chunk#{sweep_id}#{chunk_key.rsplit('/', 1)[1].split('.')[0]}"
+    return f"chunk#{sweep_id}#{chunks.chunk_name(chunk_key)}"
 
 
 def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]:
@@ -610,11 +521,10 @@ def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]
                 counts[k] = got[k]
             counts["items_remaining"] = len(verify.remaining_keys(dm, act, unit, manifest,
                                                                   marker))
-    try:
-        RetentionSweepModel(tenant_id=tenant_id, sk=sk, sweep_id=sweep_id, counts=counts,
-                            io=dict(io.calls)).save(
-            condition=RetentionSweepModel.sk.does_not_exist())
-    except PutError:
+    row = RetentionSweepModel(tenant_id=tenant_id, sk=sk, sweep_id=sweep_id, counts=counts,
+                              io=dict(io.calls))
+    if not chunks.record_once(lambda: row.save(
+            condition=RetentionSweepModel.sk.does_not_exist())):
         return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     return {"chunk": chunk_key, **counts}
 
@@ -750,7 +660,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
     outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
                 policy_id=m.policy_id, status=status, table=spec["table"],
                 action=spec["action"], counts=counts)
-    objects.delete_prefix(_work(tenant_id, sweep_id))
+    _work(tenant_id, sweep_id).clear()
     m.update(actions=[RetentionSweepModel.status.set(status),
                       RetentionSweepModel.completed_at.set(clock.iso()),
                       RetentionSweepModel.report_key.set(key)])
@@ -763,19 +673,19 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]
     """Record a failure the state machine caught; the policy's next run resumes this sweep
     (its manifests and finished chunks stay)."""
     m = load_sweep(tenant_id, sweep_id)
-    if m.status in ENDED:
-        return {"status": m.status}
-    code, message = caught(error)
-    m.update(actions=[RetentionSweepModel.status.set("failed"),
-                      RetentionSweepModel.error.set(f"{code}: {message}"[:500]),
-                      RetentionSweepModel.completed_at.set(clock.iso())])
-    with contextlib.suppress(NotFound):
-        load_policy(tenant_id, m.policy_id or "").update(
-            actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
-    _unlock(tenant_id, m.policy_id or "", sweep_id)
-    audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
-                 details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code})
-    outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
-                policy_id=m.policy_id, status="failed")
-    logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
-    return {"status": "failed"}
+
+    def record(code: str, reason: str) -> None:
+        m.update(actions=[RetentionSweepModel.status.set("failed"),
+                          RetentionSweepModel.error.set(reason[:500]),
+                          RetentionSweepModel.completed_at.set(clock.iso())])
+        with contextlib.suppress(NotFound):
+            load_policy(tenant_id, m.policy_id or "").update(
+                actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
+        _unlock(tenant_id, m.policy_id or "", sweep_id)
+        audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
+                     details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code})
+        outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
+                      policy_id=m.policy_id, status="failed")
+        logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
+
+    return chunks.fail(m.status, error, record)
