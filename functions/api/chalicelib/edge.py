@@ -21,15 +21,44 @@ from chalice import Chalice, Response
 
 from oblio.control import tenants
 from oblio.control.tenants import Principal
-from oblio.core.errors import BadRequest, Conflict, Invalid, OblioError
+from oblio.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    MessageRefused,
+    NotFound,
+    OblioError,
+    TooManyRequests,
+    TransientError,
+    Unauthorized,
+    Unprocessable,
+)
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
 
 JSON = {"Content-Type": "application/json"}
 
 
+#: the HTTP status of each kind of domain error; a subclass answers its nearest ancestor's
+#: (InvalidLink is a BadRequest: 400; RateLimited a TooManyRequests: 429); anything else 500
+STATUS: dict[type[OblioError], int] = {
+    BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+    Gone: 410, Unprocessable: 422, Invalid: 422, TooManyRequests: 429, MessageRefused: 502,
+    TransientError: 503,
+}
+
+
+def status_of(exc: OblioError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
 def error_response(exc: OblioError) -> Response:
-    return Response(body=exc.to_body(), status_code=exc.status, headers=JSON)
+    return Response(body=exc.to_body(), status_code=status_of(exc), headers=JSON)
 
 
 def json_body(app: Chalice) -> Any:

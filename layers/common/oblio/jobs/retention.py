@@ -81,7 +81,7 @@ PARALLEL_BUCKETS = 4
 
 
 class SweepIncomplete(OblioError):
-    code, status = "sweep_incomplete", 500
+    code = "sweep_incomplete"
 
 
 # -- durations and cutoffs ---------------------------------------------------------------------

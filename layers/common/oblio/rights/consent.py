@@ -96,12 +96,12 @@ def unsubscribe(token: str | None) -> tuple[int, str]:
     of the same link records nothing more."""
     try:
         tenant, claims = links.verify(token)
-    except ExpiredLink as exc:
-        return exc.status, page("This link has expired",
+    except ExpiredLink:
+        return 410, page("This link has expired",
                                 "Nothing was changed. Use the link in a more recent "
                                 "message, or contact the sender to withdraw your consent.")
-    except InvalidLink as exc:
-        return exc.status, page("This link is not valid",
+    except InvalidLink:
+        return 400, page("This link is not valid",
                                 "Nothing was changed. The link may have been cut or altered: "
                                 "copy the whole link from the message and try again.")
     purpose, keys = str(claims["p"]), [str(k) for k in claims["k"]]

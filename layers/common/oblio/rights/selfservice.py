@@ -47,7 +47,7 @@ from oblio.core.errors import (
     Invalid,
     MessageRefused,
     NotFound,
-    OblioError,
+    TooManyRequests,
     TransientError,
 )
 from oblio.core.identity import parse_subject
@@ -79,8 +79,8 @@ _LABELS = {"access": "access to your data", "erasure": "erasure of your data",
            "objection": "objection to the use of your data"}
 
 
-class RateLimited(OblioError):
-    code, status = "rate_limited", 429
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
 
 
 def resolve(slug: Any) -> Tenant:

@@ -1,0 +1,51 @@
+"""The API edge: domain errors carry no HTTP status; the edge maps each class to one."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT / "functions" / "api") not in sys.path:
+    sys.path.insert(0, str(ROOT / "functions" / "api"))
+
+from chalicelib import edge  # noqa: E402
+from oblio.control.links import ExpiredLink, InvalidLink  # noqa: E402
+from oblio.core import errors  # noqa: E402
+from oblio.jobs.bulk import _Rejected  # noqa: E402
+from oblio.jobs.retention import SweepIncomplete  # noqa: E402
+from oblio.rights.selfservice import RateLimited  # noqa: E402
+
+
+@pytest.mark.parametrize("exc, status", [
+    (errors.Unauthorized("no key"), 401),
+    (errors.Forbidden("no scope"), 403),
+    (errors.NotFound("none"), 404),
+    (errors.Conflict("busy"), 409),
+    (errors.Gone("expired"), 410),
+    (errors.BadRequest("not JSON"), 400),
+    (errors.Invalid("field", "bad"), 422),
+    (errors.TransientError("again"), 503),
+    (errors.MessageRefused("MessageRejected"), 502),
+    (errors.DataMapError(["a problem"]), 500),
+    (errors.OblioError("anything else"), 500),
+    (InvalidLink("this link is not valid"), 400),
+    (ExpiredLink("this link has expired"), 410),
+    (RateLimited("too many"), 429),
+    (_Rejected("not a CSV"), 422),
+    (SweepIncomplete("chunks left"), 500),
+])
+def test_each_domain_error_answers_its_status_at_the_edge(exc, status):
+    assert not hasattr(exc, "status")
+    response = edge.error_response(exc)
+    assert response.status_code == status
+    assert response.body == exc.to_body()
+
+
+def test_codes_stay_with_the_errors():
+    assert (InvalidLink("x").code, ExpiredLink("x").code, RateLimited("x").code,
+            _Rejected("x").code) == ("invalid_link", "link_expired", "rate_limited",
+                                     "invalid_file")
+    assert errors.Invalid("months", "bad").details == {"field": "months"}
