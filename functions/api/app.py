@@ -2,16 +2,14 @@
 
 from chalice import Chalice
 
-from chalicelib import openapi
+from chalicelib import openapi, pages
 from chalicelib.edge import (
     api,
     base_url,
-    html_page,
     idempotent,
     json_body,
     operation,
     page_args,
-    page_or_redirect,
     query,
     source_ip,
 )
@@ -41,7 +39,8 @@ def openapi_document() -> dict:
 
 @operation("create_request")
 def _create_request(principal, body, params):
-    return intake.create(principal, body)
+    filed = intake.create(principal, body)
+    return (202 if filed.created else 200), filed.body
 
 
 @app.route("/v1/requests", methods=["POST"], content_types=BODY_TYPES)
@@ -118,7 +117,7 @@ def search_subject(principal):
 
 @operation("record_consent")
 def _record_consent(principal, body, params):
-    return consent.record(principal, body)
+    return 201, consent.record(principal, body)
 
 
 @app.route("/v1/consents", methods=["POST"], content_types=BODY_TYPES)
@@ -135,7 +134,7 @@ def read_consents(principal):
 
 @operation("consent_link")
 def _consent_link(principal, body, params):
-    return consent.link(principal, body, params["base_url"])
+    return 201, consent.link(principal, body, params["base_url"])
 
 
 @app.route("/v1/consents/links", methods=["POST"], content_types=BODY_TYPES)
@@ -147,14 +146,15 @@ def create_consent_link(principal):
 
 @app.route("/v1/public/unsubscribe", methods=["GET", "POST"], content_types=BODY_TYPES)
 @api(app)  # the signed token is the credential; POST is RFC 8058 one-click from mail clients
+@pages.on_bad_link(invalid=pages.LINK_INVALID, expired=pages.LINK_EXPIRED)
 def unsubscribe():
-    return html_page(*consent.unsubscribe(query(app).get("token")))
+    return pages.unsubscribed(consent.unsubscribe(query(app).get("token")))
 
 
 @app.route("/v1/public/requests", methods=["POST"], content_types=BODY_TYPES)
 @api(app)
 def public_request():
-    return selfservice.create(json_body(app), source_ip(app), base_url(app))
+    return 202, selfservice.create(json_body(app), source_ip(app), base_url(app))
 
 
 @app.route("/v1/public/requests/{request_id}/verify", methods=["POST"],
@@ -166,8 +166,9 @@ def verify_public_request(request_id):
 
 @app.route("/v1/public/requests/{request_id}/download", methods=["GET"])
 @api(app)  # the signed link sent to the person who asked is the credential
+@pages.on_bad_link(invalid=pages.DOWNLOAD_INVALID, expired=pages.DOWNLOAD_EXPIRED)
 def public_download(request_id):
-    return page_or_redirect(*selfservice.public_download(request_id, query(app).get("token")))
+    return pages.redirect(selfservice.public_download(request_id, query(app).get("token")))
 
 
 @operation("approve_request")
@@ -287,8 +288,9 @@ def list_retention_policies(principal):
 
 @operation("put_retention_policy")
 def _put_policy(principal, body, params):
-    return retention.put_policy(principal.tenant_id, params["policy_id"], body,
-                                actor=principal.key_id)
+    saved = retention.put_policy(principal.tenant_id, params["policy_id"], body,
+                                 actor=principal.key_id)
+    return (201 if saved.created else 200), saved.policy
 
 
 @app.route("/v1/retention-policies/{policy_id}", methods=["PUT"], content_types=BODY_TYPES)
@@ -300,7 +302,8 @@ def put_retention_policy(principal, policy_id):
 
 @operation("run_retention_policy")
 def _run_policy(principal, body, params):
-    return retention.run(principal, params["policy_id"], body)
+    ran = retention.run(principal, params["policy_id"], body)
+    return (202 if ran.started else 200), ran.body
 
 
 @app.route("/v1/retention-policies/{policy_id}/run", methods=["POST"],

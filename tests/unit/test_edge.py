@@ -49,3 +49,23 @@ def test_codes_stay_with_the_errors():
             _Rejected("x").code) == ("invalid_link", "link_expired", "rate_limited",
                                      "invalid_file")
     assert errors.Invalid("months", "bad").details == {"field": "months"}
+
+
+def test_a_followed_link_answers_a_page_that_says_what_happened():
+    from chalicelib import pages
+    from oblio.rights.consent import Withdrawn
+
+    done = pages.unsubscribed(Withdrawn("Acme <Shop>", "newsletter"))
+    assert done.status_code == 200 and done.headers["Cache-Control"] == "no-store"
+    assert "unsubscribed" in done.body and "Acme &lt;Shop&gt;" in done.body
+
+    @pages.on_bad_link(invalid=pages.LINK_INVALID, expired=pages.LINK_EXPIRED)
+    def follow(exc):
+        raise exc
+
+    bad, old = follow(InvalidLink("x")), follow(ExpiredLink("x"))
+    assert bad.status_code == 400 and "Nothing was changed" in bad.body
+    assert old.status_code == 410 and "expired" in old.body
+    assert bad.headers["Content-Type"].startswith("text/html")
+    moved = pages.redirect("https://s3.example/archive?sig=1")
+    assert moved.status_code == 302 and moved.headers["Location"].startswith("https://s3")

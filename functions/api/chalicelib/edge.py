@@ -95,20 +95,6 @@ def base_url(app: Chalice) -> str:
     return f"{proto}://{host}" + (f"/{stage}" if stage else "")
 
 
-def html_page(status: int, page: str) -> Response:
-    return Response(body=page, status_code=status, headers={
-        "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer"})
-
-
-def page_or_redirect(status: int, target: str) -> Response:
-    """302 to `target` (a presigned URL), or a small page that says why not."""
-    if status != 302:
-        return html_page(status, target)
-    return Response(body="", status_code=302, headers={
-        "Location": target, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
-
-
 def page_args(params: dict[str, str]) -> tuple[int, str | None]:
     raw = params.get("limit", "50")
     try:
