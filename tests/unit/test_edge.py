@@ -69,3 +69,53 @@ def test_a_followed_link_answers_a_page_that_says_what_happened():
     assert bad.headers["Content-Type"].startswith("text/html")
     moved = pages.redirect("https://s3.example/archive?sig=1")
     assert moved.status_code == 302 and moved.headers["Location"].startswith("https://s3")
+
+
+def test_a_write_runs_once_per_idempotency_key(aws, tenant):
+    """Same key and body: the first answer, the write done once; another body: 409; the same
+    key while the first call still runs: 409 in progress."""
+    import json
+
+    from chalice import Chalice
+    from chalice.test import Client
+
+    from oblio.control import tenants
+
+    tenants.create_tenant(tenant, "T")
+    _, key = tenants.create_api_key(tenant, ["admin"])
+    app = Chalice(app_name="idempotency-test")
+    calls: list[tuple[str, object]] = []
+    inner: list[int] = []
+
+    @app.route("/things/{thing_id}", methods=["POST"])
+    @edge.api(app, scope="admin")
+    @edge.idempotent_write(app, f"make_thing_{tenant}", body=True)
+    def make_thing(principal, body, thing_id):
+        calls.append((thing_id, body))
+        if body.get("again"):  # the same key while this call runs
+            try:
+                edge.idempotent(app, principal, f"make_thing_{tenant}", body,
+                                {"thing_id": thing_id})
+            except errors.Conflict as exc:
+                inner.append(edge.status_of(exc))
+                assert exc.code == "idempotency_in_progress"
+        return 201, {"thing_id": thing_id, "n": len(calls)}
+
+    def post(body, idem="k-1", thing="t1"):
+        return client.http.post(f"/things/{thing}", body=json.dumps(body), headers={
+            "Authorization": f"Bearer {key}", "Idempotency-Key": idem,
+            "Content-Type": "application/json"})
+
+    with Client(app) as client:
+        first, again = post({"colour": "red"}), post({"colour": "red"})
+        assert (first.status_code, again.status_code) == (201, 201)
+        assert json.loads(again.body) == json.loads(first.body) == {"thing_id": "t1", "n": 1}
+        assert len(calls) == 1
+        other = post({"colour": "blue"})
+        assert other.status_code == 409
+        assert json.loads(other.body)["error"]["code"] == "idempotency_key_reused"
+        assert post({"colour": "red"}, thing="t2").status_code == 409  # params count too
+        assert post({"again": True}, idem="k-2").status_code == 201 and inner == [409]
+        unkeyed = client.http.post("/things/t3", body=json.dumps({}), headers={
+            "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+        assert unkeyed.status_code == 201 and len(calls) == 3

@@ -141,18 +141,43 @@ def api(app: Chalice, scope: str | None = None) -> Callable[..., Any]:
 
 
 _persistence: DynamoDBPersistenceLayer | None = None
-_OPERATIONS: dict[str, Callable[[Principal, Any, dict[str, str]], tuple[int, Any]]] = {}
+#: the write operations, by name: what `_run` calls, the first time and for a replay
+_OPERATIONS: dict[str, Callable[[Principal, Any, dict[str, Any]], tuple[int, Any]]] = {}
 
 
-def operation(name: str) -> Callable[[Callable[..., tuple[int, Any]]],
-                                     Callable[..., tuple[int, Any]]]:
-    """Register a write operation that `idempotent` can replay by name."""
+def _answer(out: Any) -> tuple[int, Any]:
+    """A view's answer as (status, body): a body alone is 200."""
+    if isinstance(out, tuple):
+        status, body = out
+        return int(status), body
+    return 200, out
 
-    def reg(fn: Callable[..., tuple[int, Any]]) -> Callable[..., tuple[int, Any]]:
-        _OPERATIONS[name] = fn
-        return fn
 
-    return reg
+def idempotent_write(app: Chalice, name: str, body: bool = False,
+                     context: dict[str, Callable[[Chalice], Any]] | None = None,
+                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a write route once, under `@api`: it runs once per `Idempotency-Key` (see
+    `idempotent`). The view receives the principal, the JSON body when `body` (else the body
+    is not read), the path parameters and the `context` values (e.g. the base URL), and
+    answers a body (200) or (status, body). `name` names the operation in the idempotency
+    record: a replay must find the same name, path parameters, context and body."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def operation(principal: Principal, raw: Any, params: dict[str, Any]) -> tuple[int, Any]:
+            args = (principal, raw) if body else (principal,)
+            return _answer(fn(*args, **params))
+
+        _OPERATIONS[name] = operation
+
+        @functools.wraps(fn)
+        def view(principal: Principal, **path: str) -> tuple[int, Any]:
+            raw = json_body(app) if body else {}
+            params = {**path, **{k: get(app) for k, get in (context or {}).items()}}
+            return idempotent(app, principal, name, raw, params)
+
+        return view
+
+    return wrap
 
 
 def _store() -> DynamoDBPersistenceLayer:
@@ -162,6 +187,9 @@ def _store() -> DynamoDBPersistenceLayer:
     return _persistence
 
 
+# Powertools keys a record by this function's module and name (chalicelib.edge._run) and the
+# call's [tenant_id, key], and checks [op, params, body] on a replay: keep all of them as they
+# are, or the records written before a deploy are no longer found.
 def _run(call: dict[str, Any]) -> dict[str, Any]:
     p = call["principal"]
     principal = Principal(p["tenant_id"], p["key_id"], frozenset(p["scopes"]), p["children"])
@@ -170,7 +198,7 @@ def _run(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def idempotent(app: Chalice, principal: Principal, op: str, body: Any,
-               params: dict[str, str] | None = None) -> tuple[int, Any]:
+               params: dict[str, Any] | None = None) -> tuple[int, Any]:
     """Run a write once per `Idempotency-Key` (per tenant, 24 h): a replay with the same body
     returns the first answer; another body with the same key is 409."""
     params = params or {}
