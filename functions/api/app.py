@@ -2,16 +2,13 @@
 
 from chalice import Chalice
 
-from chalicelib import openapi
+from chalicelib import openapi, pages
 from chalicelib.edge import (
     api,
     base_url,
-    html_page,
-    idempotent,
+    idempotent_write,
     json_body,
-    operation,
     page_args,
-    page_or_redirect,
     query,
     source_ip,
 )
@@ -39,15 +36,12 @@ def openapi_document() -> dict:
     return openapi.document()
 
 
-@operation("create_request")
-def _create_request(principal, body, params):
-    return intake.create(principal, body)
-
-
 @app.route("/v1/requests", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")  # dsr:write, or dsr:erase for irreversible types: checked by the domain
-def create_request(principal):
-    return idempotent(app, principal, "create_request", json_body(app))
+@idempotent_write(app, "create_request", body=True)
+def create_request(principal, body):
+    filed = intake.create(principal, body)
+    return (202 if filed.created else 200), filed.body
 
 
 @app.route("/v1/requests", methods=["GET"])
@@ -68,38 +62,25 @@ def get_request(principal, request_id):
     return records.to_json(records.load(principal.tenant_id, request_id))
 
 
-@operation("cancel_request")
-def _cancel(principal, body, params):
-    return 200, intake.cancel(principal, params["request_id"])
-
-
 @app.route("/v1/requests/{request_id}/cancel", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
+@idempotent_write(app, "cancel_request")
 def cancel_request(principal, request_id):
-    return idempotent(app, principal, "cancel_request", {}, {"request_id": request_id})
-
-
-@operation("retry_request")
-def _retry(principal, body, params):
-    return 200, intake.retry(principal, params["request_id"])
+    return intake.cancel(principal, request_id)
 
 
 @app.route("/v1/requests/{request_id}/retry", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
+@idempotent_write(app, "retry_request")
 def retry_request(principal, request_id):
-    return idempotent(app, principal, "retry_request", {}, {"request_id": request_id})
-
-
-@operation("extend_request")
-def _extend(principal, body, params):
-    return 200, intake.extend(principal, params["request_id"], body)
+    return intake.retry(principal, request_id)
 
 
 @app.route("/v1/requests/{request_id}/extend", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
-def extend_request(principal, request_id):
-    return idempotent(app, principal, "extend_request", json_body(app),
-                      {"request_id": request_id})
+@idempotent_write(app, "extend_request", body=True)
+def extend_request(principal, body, request_id):
+    return intake.extend(principal, request_id, body)
 
 
 @app.route("/v1/requests/{request_id}/download", methods=["GET"])
@@ -116,15 +97,11 @@ def search_subject(principal):
 
 # -- consent ledger and self-service requests ---------------------------------------------------
 
-@operation("record_consent")
-def _record_consent(principal, body, params):
-    return consent.record(principal, body)
-
-
 @app.route("/v1/consents", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="consent:write")
-def record_consent(principal):
-    return idempotent(app, principal, "record_consent", json_body(app))
+@idempotent_write(app, "record_consent", body=True)
+def record_consent(principal, body):
+    return 201, consent.record(principal, body)
 
 
 @app.route("/v1/consents", methods=["GET"])
@@ -133,28 +110,24 @@ def read_consents(principal):
     return consent.read(principal, query(app))
 
 
-@operation("consent_link")
-def _consent_link(principal, body, params):
-    return consent.link(principal, body, params["base_url"])
-
-
 @app.route("/v1/consents/links", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="consent:write")
-def create_consent_link(principal):
-    return idempotent(app, principal, "consent_link", json_body(app),
-                      {"base_url": base_url(app)})
+@idempotent_write(app, "consent_link", body=True, context={"base_url": base_url})
+def create_consent_link(principal, body, base_url):
+    return 201, consent.link(principal, body, base_url)
 
 
 @app.route("/v1/public/unsubscribe", methods=["GET", "POST"], content_types=BODY_TYPES)
 @api(app)  # the signed token is the credential; POST is RFC 8058 one-click from mail clients
+@pages.on_bad_link(invalid=pages.LINK_INVALID, expired=pages.LINK_EXPIRED)
 def unsubscribe():
-    return html_page(*consent.unsubscribe(query(app).get("token")))
+    return pages.unsubscribed(consent.unsubscribe(query(app).get("token")))
 
 
 @app.route("/v1/public/requests", methods=["POST"], content_types=BODY_TYPES)
 @api(app)
 def public_request():
-    return selfservice.create(json_body(app), source_ip(app), base_url(app))
+    return 202, selfservice.create(json_body(app), source_ip(app), base_url(app))
 
 
 @app.route("/v1/public/requests/{request_id}/verify", methods=["POST"],
@@ -166,31 +139,23 @@ def verify_public_request(request_id):
 
 @app.route("/v1/public/requests/{request_id}/download", methods=["GET"])
 @api(app)  # the signed link sent to the person who asked is the credential
+@pages.on_bad_link(invalid=pages.DOWNLOAD_INVALID, expired=pages.DOWNLOAD_EXPIRED)
 def public_download(request_id):
-    return page_or_redirect(*selfservice.public_download(request_id, query(app).get("token")))
-
-
-@operation("approve_request")
-def _approve(principal, body, params):
-    return 200, selfservice.approve(principal, params["request_id"])
+    return pages.redirect(selfservice.public_download(request_id, query(app).get("token")))
 
 
 @app.route("/v1/requests/{request_id}/approve", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")  # dsr:erase for an erasure, dsr:write otherwise: checked by the domain
+@idempotent_write(app, "approve_request")
 def approve_request(principal, request_id):
-    return idempotent(app, principal, "approve_request", {}, {"request_id": request_id})
-
-
-@operation("deny_request")
-def _deny(principal, body, params):
-    return 200, selfservice.deny(principal, params["request_id"], body)
+    return selfservice.approve(principal, request_id)
 
 
 @app.route("/v1/requests/{request_id}/deny", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")
-def deny_request(principal, request_id):
-    return idempotent(app, principal, "deny_request", json_body(app),
-                      {"request_id": request_id})
+@idempotent_write(app, "deny_request", body=True)
+def deny_request(principal, body, request_id):
+    return selfservice.deny(principal, request_id, body)
 
 
 @app.route("/v1/audit", methods=["GET"])
@@ -215,23 +180,21 @@ def get_tenant(principal):
             "children": list(t.children), "settings": t.settings}
 
 
-@operation("update_tenant")
-def _update_tenant(principal, body, params):
+@app.route("/v1/tenant", methods=["PATCH"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+@idempotent_write(app, "update_tenant", body=True)
+def update_tenant(principal, body):
     t = tenants.update_settings(principal.tenant_id, body)
     audit.append(principal.tenant_id, "tenant_settings_changed", actor=principal.key_id,
                  details={"settings": sorted((body.get("settings") or body).keys())})
-    return 200, {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
-                 "children": list(t.children), "settings": t.settings}
+    return {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
+            "children": list(t.children), "settings": t.settings}
 
 
-@app.route("/v1/tenant", methods=["PATCH"], content_types=BODY_TYPES)
+@app.route("/v1/keys", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-def update_tenant(principal):
-    return idempotent(app, principal, "update_tenant", json_body(app))
-
-
-@operation("create_key")
-def _create_key(principal, body, params):
+@idempotent_write(app, "create_key", body=True)
+def create_key(principal, body):
     if not isinstance(body, dict):
         raise Invalid("scopes", "send {\"scopes\": [...], \"name\": ...}")
     key_id, key = tenants.create_api_key(principal.tenant_id, body.get("scopes") or [],
@@ -241,27 +204,17 @@ def _create_key(principal, body, params):
     return 201, {"key_id": key_id, "api_key": key, "scopes": sorted(body["scopes"])}
 
 
-@app.route("/v1/keys", methods=["POST"], content_types=BODY_TYPES)
-@api(app, scope="admin")
-def create_key(principal):
-    return idempotent(app, principal, "create_key", json_body(app))
-
-
 @app.route("/v1/keys", methods=["GET"])
 @api(app, scope="admin")
 def list_keys(principal):
     return {"items": tenants.list_api_keys(principal.tenant_id), "next_cursor": None}
 
 
-@operation("create_bulk_erasure")
-def _create_bulk(principal, body, params):
-    return 201, bulk.create_job(principal, body)
-
-
 @app.route("/v1/bulk-erasures", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-def create_bulk_erasure(principal):
-    return idempotent(app, principal, "create_bulk_erasure", json_body(app))
+@idempotent_write(app, "create_bulk_erasure", body=True)
+def create_bulk_erasure(principal, body):
+    return 201, bulk.create_job(principal, body)
 
 
 @app.route("/v1/bulk-erasures", methods=["GET"])
@@ -285,30 +238,21 @@ def list_retention_policies(principal):
     return retention.list_policies(principal.tenant_id)
 
 
-@operation("put_retention_policy")
-def _put_policy(principal, body, params):
-    return retention.put_policy(principal.tenant_id, params["policy_id"], body,
-                                actor=principal.key_id)
-
-
 @app.route("/v1/retention-policies/{policy_id}", methods=["PUT"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-def put_retention_policy(principal, policy_id):
-    return idempotent(app, principal, "put_retention_policy", json_body(app),
-                      {"policy_id": policy_id})
-
-
-@operation("run_retention_policy")
-def _run_policy(principal, body, params):
-    return retention.run(principal, params["policy_id"], body)
+@idempotent_write(app, "put_retention_policy", body=True)
+def put_retention_policy(principal, body, policy_id):
+    saved = retention.put_policy(principal.tenant_id, policy_id, body, actor=principal.key_id)
+    return (201 if saved.created else 200), saved.policy
 
 
 @app.route("/v1/retention-policies/{policy_id}/run", methods=["POST"],
            content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-def run_retention_policy(principal, policy_id):
-    return idempotent(app, principal, "run_retention_policy", json_body(app),
-                      {"policy_id": policy_id})
+@idempotent_write(app, "run_retention_policy", body=True)
+def run_retention_policy(principal, body, policy_id):
+    ran = retention.run(principal, policy_id, body)
+    return (202 if ran.started else 200), ran.body
 
 
 @app.route("/v1/retention-sweeps", methods=["GET"])

@@ -21,15 +21,44 @@ from chalice import Chalice, Response
 
 from oblio.control import tenants
 from oblio.control.tenants import Principal
-from oblio.core.errors import BadRequest, Conflict, Invalid, OblioError
+from oblio.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Gone,
+    Invalid,
+    MessageRefused,
+    NotFound,
+    OblioError,
+    TooManyRequests,
+    TransientError,
+    Unauthorized,
+    Unprocessable,
+)
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
 
 JSON = {"Content-Type": "application/json"}
 
 
+#: the HTTP status of each kind of domain error; a subclass answers its nearest ancestor's
+#: (InvalidLink is a BadRequest: 400; RateLimited a TooManyRequests: 429); anything else 500
+STATUS: dict[type[OblioError], int] = {
+    BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
+    Gone: 410, Unprocessable: 422, Invalid: 422, TooManyRequests: 429, MessageRefused: 502,
+    TransientError: 503,
+}
+
+
+def status_of(exc: OblioError) -> int:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return 500
+
+
 def error_response(exc: OblioError) -> Response:
-    return Response(body=exc.to_body(), status_code=exc.status, headers=JSON)
+    return Response(body=exc.to_body(), status_code=status_of(exc), headers=JSON)
 
 
 def json_body(app: Chalice) -> Any:
@@ -64,20 +93,6 @@ def base_url(app: Chalice) -> str:
     proto = req.headers.get("x-forwarded-proto", "http" if local else "https")
     stage = (req.context or {}).get("stage") if ".execute-api." in host else None
     return f"{proto}://{host}" + (f"/{stage}" if stage else "")
-
-
-def html_page(status: int, page: str) -> Response:
-    return Response(body=page, status_code=status, headers={
-        "Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store",
-        "Referrer-Policy": "no-referrer"})
-
-
-def page_or_redirect(status: int, target: str) -> Response:
-    """302 to `target` (a presigned URL), or a small page that says why not."""
-    if status != 302:
-        return html_page(status, target)
-    return Response(body="", status_code=302, headers={
-        "Location": target, "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
 
 def page_args(params: dict[str, str]) -> tuple[int, str | None]:
@@ -126,18 +141,43 @@ def api(app: Chalice, scope: str | None = None) -> Callable[..., Any]:
 
 
 _persistence: DynamoDBPersistenceLayer | None = None
-_OPERATIONS: dict[str, Callable[[Principal, Any, dict[str, str]], tuple[int, Any]]] = {}
+#: the write operations, by name: what `_run` calls, the first time and for a replay
+_OPERATIONS: dict[str, Callable[[Principal, Any, dict[str, Any]], tuple[int, Any]]] = {}
 
 
-def operation(name: str) -> Callable[[Callable[..., tuple[int, Any]]],
-                                     Callable[..., tuple[int, Any]]]:
-    """Register a write operation that `idempotent` can replay by name."""
+def _answer(out: Any) -> tuple[int, Any]:
+    """A view's answer as (status, body): a body alone is 200."""
+    if isinstance(out, tuple):
+        status, body = out
+        return int(status), body
+    return 200, out
 
-    def reg(fn: Callable[..., tuple[int, Any]]) -> Callable[..., tuple[int, Any]]:
-        _OPERATIONS[name] = fn
-        return fn
 
-    return reg
+def idempotent_write(app: Chalice, name: str, body: bool = False,
+                     context: dict[str, Callable[[Chalice], Any]] | None = None,
+                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declare a write route once, under `@api`: it runs once per `Idempotency-Key` (see
+    `idempotent`). The view receives the principal, the JSON body when `body` (else the body
+    is not read), the path parameters and the `context` values (e.g. the base URL), and
+    answers a body (200) or (status, body). `name` names the operation in the idempotency
+    record: a replay must find the same name, path parameters, context and body."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+        def operation(principal: Principal, raw: Any, params: dict[str, Any]) -> tuple[int, Any]:
+            args = (principal, raw) if body else (principal,)
+            return _answer(fn(*args, **params))
+
+        _OPERATIONS[name] = operation
+
+        @functools.wraps(fn)
+        def view(principal: Principal, **path: str) -> tuple[int, Any]:
+            raw = json_body(app) if body else {}
+            params = {**path, **{k: get(app) for k, get in (context or {}).items()}}
+            return idempotent(app, principal, name, raw, params)
+
+        return view
+
+    return wrap
 
 
 def _store() -> DynamoDBPersistenceLayer:
@@ -147,6 +187,9 @@ def _store() -> DynamoDBPersistenceLayer:
     return _persistence
 
 
+# Powertools keys a record by this function's module and name (chalicelib.edge._run) and the
+# call's [tenant_id, key], and checks [op, params, body] on a replay: keep all of them as they
+# are, or the records written before a deploy are no longer found.
 def _run(call: dict[str, Any]) -> dict[str, Any]:
     p = call["principal"]
     principal = Principal(p["tenant_id"], p["key_id"], frozenset(p["scopes"]), p["children"])
@@ -155,7 +198,7 @@ def _run(call: dict[str, Any]) -> dict[str, Any]:
 
 
 def idempotent(app: Chalice, principal: Principal, op: str, body: Any,
-               params: dict[str, str] | None = None) -> tuple[int, Any]:
+               params: dict[str, Any] | None = None) -> tuple[int, Any]:
     """Run a write once per `Idempotency-Key` (per tenant, 24 h): a replay with the same body
     returns the first answer; another body with the same key is 409."""
     params = params or {}

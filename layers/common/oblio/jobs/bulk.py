@@ -40,7 +40,7 @@ from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Invalid, NotFound, OblioError
+from oblio.core.errors import Invalid, NotFound, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
@@ -152,8 +152,8 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
 
 # -- validation --------------------------------------------------------------------------------
 
-class _Rejected(OblioError):
-    code, status = "invalid_file", 422
+class _Rejected(Unprocessable):
+    code = "invalid_file"
 
 
 def _sniff(sample: bytes) -> str:

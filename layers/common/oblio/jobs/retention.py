@@ -34,7 +34,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from ulid import ULID
@@ -84,14 +84,21 @@ PARALLEL_BUCKETS = 4
 
 
 class SweepIncomplete(OblioError):
-    code, status = "sweep_incomplete", 500
+    code = "sweep_incomplete"
 
 
 # -- durations and cutoffs ---------------------------------------------------------------------
 
-def parse_duration(text: Any) -> tuple[int, timedelta]:
-    """An ISO 8601 duration ("P18M", "P30D", "P2Y6M", "PT12H") as (months, the rest); raises
-    ValueError for anything else or a zero duration."""
+class Duration(NamedTuple):
+    """An ISO 8601 duration as calendar months and the rest (weeks, days, time)."""
+
+    months: int
+    rest: timedelta
+
+
+def parse_duration(text: Any) -> Duration:
+    """An ISO 8601 duration ("P18M", "P30D", "P2Y6M", "PT12H") as its months and the rest;
+    raises ValueError for anything else or a zero duration."""
     m = _DURATION.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(text)
@@ -99,7 +106,7 @@ def parse_duration(text: Any) -> tuple[int, timedelta]:
     months, rest = y * 12 + mo, timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
     if not months and not rest:
         raise ValueError(text)
-    return months, rest
+    return Duration(months, rest)
 
 
 def cutoff_of(older_than: Any, now: datetime | None = None) -> datetime:
@@ -220,9 +227,16 @@ def list_policies(tenant_id: str) -> dict[str, Any]:
     return {"items": [policy_json(p) for p in rows], "next_cursor": None}
 
 
+class Saved(NamedTuple):
+    """A policy as stored, and whether it is new (else it replaced one)."""
+
+    policy: dict[str, Any]
+    created: bool
+
+
 def put_policy(tenant_id: str, policy_id: str, body: Any, actor: str,
-               dm: DataMap | None = None) -> tuple[int, dict[str, Any]]:
-    """Create or replace a policy; 201 when new."""
+               dm: DataMap | None = None) -> Saved:
+    """Create or replace a policy."""
     if not _ID.match(policy_id):
         raise Invalid("id", "a policy id is 1-63 lower-case letters, digits, '-' or '_'")
     spec = validate(dm or datamap.current(), body)
@@ -240,7 +254,7 @@ def put_policy(tenant_id: str, policy_id: str, body: Any, actor: str,
                  details={"policy_id": policy_id, **{k: spec[k] for k in
                                                      ("table", "older_than", "action",
                                                       "enabled")}})
-    return (200 if old else 201), policy_json(p)
+    return Saved(policy_json(p), created=old is None)
 
 
 #: the demo tenant's rules (the local stack writes them with the demo data)
@@ -381,8 +395,15 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             "resumed": resume is not None}
 
 
-def run(principal: Principal, policy_id: str, body: Any) -> tuple[int, dict[str, Any]]:
-    """POST /v1/retention-policies/{id}/run: a dry run (200, at once) or a sweep (202)."""
+class Ran(NamedTuple):
+    """A run of a policy: a dry run's report (answered at once), or the sweep `started`."""
+
+    body: dict[str, Any]
+    started: bool
+
+
+def run(principal: Principal, policy_id: str, body: Any) -> Ran:
+    """POST /v1/retention-policies/{id}/run: a dry run (at once) or a sweep (started)."""
     if body is not None and not isinstance(body, dict):
         raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": true}")
     body = body or {}
@@ -393,8 +414,9 @@ def run(principal: Principal, policy_id: str, body: Any) -> tuple[int, dict[str,
     if not isinstance(dry, bool):
         raise Invalid("dry_run", "dry_run must be true or false")
     if dry:
-        return 200, dry_run(principal.tenant_id, policy_id)
-    return 202, start(principal.tenant_id, policy_id, trigger=f"api:{principal.key_id}")
+        return Ran(dry_run(principal.tenant_id, policy_id), started=False)
+    return Ran(start(principal.tenant_id, policy_id, trigger=f"api:{principal.key_id}"),
+               started=True)
 
 
 def run_scheduled() -> dict[str, Any]:

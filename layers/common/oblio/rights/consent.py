@@ -3,8 +3,8 @@ out signed one-click withdrawal links, and honour them (`/v1/public/unsubscribe`
 
 from __future__ import annotations
 
-import html
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -20,7 +20,6 @@ from oblio.control.ledger import (
     subject_ledger,
     validate,
 )
-from oblio.control.links import ExpiredLink, InvalidLink
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock
 from oblio.core.errors import BadRequest, Invalid
@@ -29,15 +28,14 @@ from oblio.core.observability import logger
 from oblio.store.models import ConsentModel, plain
 
 
-def record(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
+def record(principal: Principal, body: Any) -> dict[str, Any]:
     """`POST /v1/consents`: record a grant or a withdrawal (a withdrawal of a purpose never
-    granted is recorded too: it is evidence)."""
+    granted is recorded too: it is evidence). Returns what was recorded and what it changed."""
     tenant = get_tenant(principal.tenant_id)
     fields = validate(tenant, body)
     ids = parse_subject(body.get("subject"), tenant.phone_region)
-    out = append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
-                 recorded_by=principal.key_id)
-    return 201, out
+    return append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
+                  recorded_by=principal.key_id)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -55,7 +53,7 @@ def read(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
 # -- erasure and objection --------------------------------------------------------------------
 
 
-def link(principal: Principal, body: Any, base_url: str) -> tuple[int, dict[str, Any]]:
+def link(principal: Principal, body: Any, base_url: str) -> dict[str, Any]:
     """`POST /v1/consents/links`: a signed one-click withdrawal URL for a subject and purpose,
     for the tenant to put in its messages. The token holds HMACs, never the identity."""
     tenant = get_tenant(principal.tenant_id)
@@ -75,55 +73,44 @@ def link(principal: Principal, body: Any, base_url: str) -> tuple[int, dict[str,
                           "r": tenant.keys.subject_ref(ids), "p": fields["purpose"],
                           "c": fields["channel"], "x": int(expires.timestamp()),
                           "n": secrets.token_hex(8)})
-    return 201, {"url": f"{base_url.rstrip('/')}/v1/public/unsubscribe?token={token}",
+    return {"url": f"{base_url.rstrip('/')}/v1/public/unsubscribe?token={token}",
                  "token": token, "purpose": fields["purpose"], "channel": fields["channel"],
                  "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
 
 
-def page(title: str, text: str) -> str:
-    """A small HTML page for a person who followed a link (no key, no script)."""
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<meta name=\"robots\" content=\"noindex\">"
-            f"<title>{html.escape(title)}</title></head>"
-            "<body style=\"font-family: sans-serif; max-width: 32em; margin: 3em auto\">"
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+@dataclass(frozen=True)
+class Withdrawn:
+    """What a one-click link did: the organisation no longer uses the person's data for the
+    purpose (recorded now, or already by an earlier click or an erasure)."""
+
+    organisation: str
+    purpose: str
 
 
-def unsubscribe(token: str | None) -> tuple[int, str]:
-    """`GET /v1/public/unsubscribe?token=...`: withdraw the link's purpose, answer a small
-    page. A link not signed by oblio, or expired, changes nothing and says so. A second click
-    of the same link records nothing more."""
-    try:
-        tenant, claims = links.verify(token)
-    except ExpiredLink as exc:
-        return exc.status, page("This link has expired",
-                                "Nothing was changed. Use the link in a more recent "
-                                "message, or contact the sender to withdraw your consent.")
-    except InvalidLink as exc:
-        return exc.status, page("This link is not valid",
-                                "Nothing was changed. The link may have been cut or altered: "
-                                "copy the whole link from the message and try again.")
+def unsubscribe(token: str | None) -> Withdrawn:
+    """`GET /v1/public/unsubscribe?token=...`: withdraw the link's purpose. A link not signed
+    by oblio (InvalidLink), or expired (ExpiredLink), changes nothing. A second click of the
+    same link records nothing more."""
+    tenant, claims = links.verify(token)
     purpose, keys = str(claims["p"]), [str(k) for k in claims["k"]]
-    done = page("You are unsubscribed", f"{tenant.name} will no longer use your data for "
-                                        f"{purpose}. You can close this page.")
+    done = Withdrawn(tenant.name, purpose)
     refs = {k.split("#", 1)[0]: k.split("#", 1)[1] for k in keys}
     if any(s["reason"] == "erasure" for s in suppression.lookup(tenant.tenant_id, refs)):
-        return 200, done  # the person was erased: nothing is kept about them, nothing to add
+        return done  # the person was erased: nothing is kept about them, nothing to add
     connect()
     states = ConsentModel.batch_get([(tenant.tenant_id, state_sk(k, purpose)) for k in keys],
                                     consistent_read=True)
     for state in states:
         proof = plain(state.proof)
         if state.status == "withdrawn" and (proof or {}).get("link_id") == claims["n"]:
-            return 200, done
+            return done
     append(tenant, keys, str(claims.get("r") or "") or None,
            {"purpose": purpose, "status": "withdrawn", "channel": str(claims["c"]),
             "source": LINK_SOURCE, "proof": {"link_id": str(claims["n"])}},
            recorded_by=LINK_SOURCE)
     logger.info("consent withdrawn through a link", extra={"tenant_id": tenant.tenant_id,
                                                            "subject_ref": claims.get("r")})
-    return 200, done
+    return done
 
 
 # -- demo ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from typing import Any
+from typing import Any, NamedTuple
 
 from ulid import ULID
 
@@ -153,12 +153,20 @@ def dry_run(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
             "changed": 0}
 
 
-def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
-    """File a request: 202 with a new one, or 200 with the open one it repeats."""
+class Filed(NamedTuple):
+    """What filing a request gave: `body` is the new request (`created`), the open request
+    it repeats (`duplicate_of_open_request`), or a dry run's plan (neither filed)."""
+
+    body: dict[str, Any]
+    created: bool
+
+
+def create(principal: Principal, body: Any) -> Filed:
+    """File a request: a new one, or the open one it repeats; a dry run files nothing."""
     body = _validate(body)
     principal.require("dsr:erase" if body["type"] in records.IRREVERSIBLE else "dsr:write")
     if body.get("dry_run"):
-        return 200, dry_run(principal, body)
+        return Filed(dry_run(principal, body), created=False)
     dm = datamap.current()
     tenant = get_tenant(principal.tenant_id)
     reachable = reachable_tenants(principal, bool(body.get("include_children")))  # 403?
@@ -190,8 +198,8 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
     kind = body["type"] + ("-lift" if action == "unrestrict" else "")
     existing = records.insert(m, kind)
     if existing is not None:
-        return 200, {**records.to_json(records.load(tenant.tenant_id, existing)),
-                     "duplicate_of_open_request": True}
+        return Filed({**records.to_json(records.load(tenant.tenant_id, existing)),
+                      "duplicate_of_open_request": True}, created=False)
     audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
                  request_id=request_id, subject_ref=ref,
                  details={"type": body["type"], "action": action, "include_children":
@@ -200,7 +208,8 @@ def create(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
                           "changes": sorted(params["changes"] or {})})
     records.start(m)
     count("RequestsCreated", type=body["type"])
-    return 202, {"request_id": request_id, "status": m.status, "due_at": m.due_at}
+    return Filed({"request_id": request_id, "status": m.status, "due_at": m.due_at},
+                 created=True)
 
 
 def _require_export(tenant_id: str, subject_ref: str) -> None:

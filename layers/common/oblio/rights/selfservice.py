@@ -47,13 +47,13 @@ from oblio.core.errors import (
     Invalid,
     MessageRefused,
     NotFound,
-    OblioError,
+    TooManyRequests,
     TransientError,
 )
 from oblio.core.identity import parse_subject
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
-from oblio.rights import consent, intake
+from oblio.rights import intake
 from oblio.store import outbound
 from oblio.store.models import PublicSlugModel, RequestModel, SelfServiceModel
 
@@ -79,8 +79,8 @@ _LABELS = {"access": "access to your data", "erasure": "erasure of your data",
            "objection": "objection to the use of your data"}
 
 
-class RateLimited(OblioError):
-    code, status = "rate_limited", 429
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
 
 
 def resolve(slug: Any) -> Tenant:
@@ -160,8 +160,7 @@ def _subject(tenant: Tenant, raw: Any) -> tuple[str, str]:
     return kind, value
 
 
-def create(body: Any, source_ip: str, base_url: str | None = None,
-           ) -> tuple[int, dict[str, Any]]:
+def create(body: Any, source_ip: str, base_url: str | None = None) -> dict[str, Any]:
     """`POST /v1/public/requests`: file a request that waits for its one-time code, and send
     the code. The answer is the same whether or not the person is in the tenant's data."""
     if not isinstance(body, dict):
@@ -220,7 +219,7 @@ def create(body: Any, source_ip: str, base_url: str | None = None,
     count("RequestsCreated", type=type_)
     logger.info("self-service request received", extra={"request_id": request_id,
                                                         "tenant_id": tenant.tenant_id})
-    return 202, {"request_id": request_id, "status": "awaiting_verification",
+    return {"request_id": request_id, "status": "awaiting_verification",
                  "verify_by": "e-mail" if kind == "email" else "phone",
                  "code_expires_at": clock.iso(expires), "attempts": s.selfservice_code_attempts,
                  "due_at": m.due_at, "verify": f"/v1/public/requests/{request_id}/verify"}
@@ -252,7 +251,7 @@ def _public_request(tenant: Tenant, request_id: str) -> RequestModel:
     return m
 
 
-def verify(request_id: str, body: Any) -> tuple[int, dict[str, Any]]:
+def verify(request_id: str, body: Any) -> dict[str, Any]:
     """`POST /v1/public/requests/{id}/verify {"tenant", "code"}`: the right code queues the
     request (or hands it to the DPO); a wrong one is 400 with the attempts left."""
     if not isinstance(body, dict):
@@ -303,7 +302,7 @@ def verify(request_id: str, body: Any) -> tuple[int, dict[str, Any]]:
                          "left", code="invalid_code",
                          details={"attempts_left": left, "status": "awaiting_verification"})
     otp.update(actions=[SelfServiceModel.verified_at.set(clock.iso())])
-    return 200, _verified(tenant, m)
+    return _verified(tenant, m)
 
 
 def _verified(tenant: Tenant, m: RequestModel) -> dict[str, Any]:
@@ -422,32 +421,24 @@ def deny(principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
 # -- the export, handed to the person ---------------------------------------------------------
 
 
-def public_download(request_id: str, token: str | None) -> tuple[int, str]:
-    """`GET /v1/public/requests/{id}/download?token=...`: (302, a presigned URL of minutes)
-    for the person's link; otherwise the status and a small page that says why (a link not
-    signed as it is: 400; the archive expired: 410)."""
-
-    invalid = (400, consent.page("This link is not valid",
-                                 "The link may have been cut or altered: copy the whole link "
-                                 "from the message and try again."))
-    expired = (410, consent.page("This download has expired",
-                                 "Your data was deleted on the date the message gave. You "
-                                 "can ask for a new copy."))
-    try:
-        tenant, claims = links.verify(token, use=deliver.EXPORT_LINK)
-    except links.ExpiredLink:
-        return expired
-    except links.InvalidLink:
-        return invalid
+def public_download(request_id: str, token: str | None) -> str:
+    """`GET /v1/public/requests/{id}/download?token=...`: a presigned URL of minutes for the
+    person's link. A link not signed as it is, for another request, or for a request not made
+    through the self-service page raises InvalidLink; an expired archive, ExpiredLink."""
+    tenant, claims = links.verify(token, use=deliver.EXPORT_LINK)
+    invalid = links.InvalidLink("this link is not valid")
     if claims.get("r") != request_id:
-        return invalid
+        raise invalid
     try:
         m = records.load(tenant.tenant_id, request_id)
-        if m.requested_by != ACTOR:
-            return invalid
+    except NotFound:
+        raise invalid from None
+    if m.requested_by != ACTOR:
+        raise invalid
+    try:
         got = deliver.presigned(m, actor=ACTOR)
     except Gone:
-        return expired
+        raise links.ExpiredLink("this download has expired") from None
     except (Conflict, NotFound):
-        return invalid
-    return 302, str(got["url"])
+        raise invalid from None
+    return str(got["url"])
