@@ -257,6 +257,24 @@ def test_the_timeline_shows_the_failure_the_retry_and_the_end(failed_then_retrie
     assert events.index("failed") < events.index("retry") < events.index("completed")
 
 
+def test_a_table_task_retried_after_its_answer_was_lost_is_not_done_twice(api, subject,
+                                                                          faults, event_log):
+    """The contacts task deletes the profile and its photo, then fails as a timeout would;
+    the state machine's Retry runs it again, which finds it done."""
+    lost = Fault("apply", "TransientError", "the answer was lost", after=True,
+                 when={"unit.table": "contacts"})
+    faults.inject(lost)
+    done = api.erase({"email": subject["email"]})
+    assert lost.times == 0  # the task did fail once
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 1  # retried inside the execution, not by the client
+    contacts = done["result"]["tables"]["contacts"]
+    assert (contacts["deleted"], contacts["files_deleted"]) == (1, 1)
+    assert done["result"]["verification"]["passed"] is True
+    kinds = [e["detail-type"] for e in event_log.for_request(done["id"])]
+    assert sorted(kinds) == ["RequestCompleted", "SubjectErased"]
+
+
 def test_cancel_a_queued_request(api, subject, faults):
     faults.inject(Fault("plan", delay=2.0))
     r = api.post("/v1/requests", {"type": "erasure", "subject": {"email": subject["email"]},
