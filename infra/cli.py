@@ -31,7 +31,9 @@ def _local_up(args: argparse.Namespace) -> int:
     from oblio.core.errors import DataMapError
 
     stack = LocalStack(api_port=args.api_port, aws_port=args.aws_port, datamap=args.datamap,
-                       demo=not args.no_demo, demo_contacts=args.demo_contacts)
+                       demo=not args.no_demo, demo_contacts=args.demo_contacts,
+                       fixtures=args.fixtures, tenants=tuple(args.tenant or ()),
+                       state_file=args.state)
     try:
         info = stack.start()
     except DataMapError as exc:
@@ -41,7 +43,8 @@ def _local_up(args: argparse.Namespace) -> int:
           f"  local AWS:  {info['aws_endpoint_url']} ({info['region']})")
     for tenant, t in info["tenants"].items():
         print(f"  {tenant + ' key:':<16}{t['api_key']}")
-    print("  state:      .oblio/local.json\nPress Ctrl-C to stop.", flush=True)
+    print(f"  state:      {args.state or '.oblio/local.json'}\nPress Ctrl-C to stop.",
+          flush=True)
     stack.wait()
     return 0
 
@@ -172,6 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--demo-contacts", type=int, default=1000,
                     help="generated contacts around the named demo subjects")
     up.add_argument("--no-demo", action="store_true", help="provision only, no demo data")
+    up.add_argument("--fixtures", type=Path, default=None,
+                    help="load DIR/<table>.jsonl items and DIR/s3/<bucket>/<key> files into "
+                         "the map's tables and buckets")
+    up.add_argument("--tenant", action="append", metavar="NAME",
+                    help="create a tenant with an admin key (repeatable)")
+    up.add_argument("--state", type=Path, default=None, metavar="FILE",
+                    help="where to write the URLs and keys (default: .oblio/local.json)")
     up.set_defaults(fn=_local_up)
     be = sub.add_parser("bulk-erase", help="erase the people of a CSV (email, phone, "
                                            "external_id columns) and follow the job")

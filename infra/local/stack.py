@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,7 @@ from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ADMIN_SCOPES = ("admin",)
+TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61})[a-z0-9]$")
 
 
 def free_port() -> int:
@@ -131,7 +133,13 @@ class LocalStack:
     demo: bool = True
     demo_contacts: int = 1000
     demo_api_key: str | None = None
+    #: a fixture directory loaded into the map's tables and buckets (infra/local/yours.py)
+    fixtures: Path | None = None
+    #: more tenants, each with an admin key, listed in .oblio/local.json
+    tenants: tuple[str, ...] = ()
     write_state: bool = True
+    #: where the state (URLs, keys) is written; default .oblio/local.json of the checkout
+    state_file: Path | None = None
     quiet: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     _moto: Any = None
@@ -150,15 +158,21 @@ class LocalStack:
 
         from moto.server import ThreadedMotoServer
 
-        from infra.local import lambdas, moto_speed, provision
+        from infra.local import lambdas, moto_speed, provision, yours
         from oblio.core import datamap as dmap
         from oblio.core.settings import get_settings
 
         # moto's server logs every request line: keep the console for what matters
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         settings = get_settings()
-        # refuse a bad data map before anything starts
+        # refuse a bad data map, bad fixtures or a bad tenant name before anything starts
         dm = dmap.load(settings.datamap)
+        fixtures = yours.read_fixtures(dm, Path(self.fixtures)) if self.fixtures else None
+        for name in self.tenants:
+            if not TENANT_NAME.match(name) or name in ("demo", "demo-child"):
+                raise yours.Refused([f"--tenant {name!r}: a tenant name is 2 to 63 lower-case "
+                                    "letters, digits or '-' (not first or last), and not "
+                                    "demo or demo-child"])
         for port in (self.aws_port, self.api_port):
             # moto's server binds in a thread, where a taken port would go unnoticed and the
             # clients would talk to whatever listens there: refuse here instead
@@ -183,7 +197,14 @@ class LocalStack:
         from oblio.store import aws
 
         try:
+            made = yours.create_missing(dm, aws.client("dynamodb"), aws.client("s3"),
+                                        settings.region)
+            for line in made:
+                self._say(f"created {line} (named by the data map)")
             dmap.check_tables(dm, aws.client("dynamodb"))
+            if fixtures is not None:
+                yours.load_fixtures(fixtures, aws.client("dynamodb"), aws.client("s3"))
+                self._say(f"fixtures: {fixtures.summary()} from {self.fixtures}")
         except Exception:
             self.stop()
             raise
@@ -210,7 +231,7 @@ class LocalStack:
             "tenants": tenants,
         }
         if self.write_state:
-            state = ROOT / ".oblio" / "local.json"
+            state = Path(self.state_file) if self.state_file else ROOT / ".oblio" / "local.json"
             state.parent.mkdir(exist_ok=True)
             state.write_text(json.dumps(self.info, indent=2))
         return self.info
@@ -228,7 +249,12 @@ class LocalStack:
                                              children=True, api_key=key)
         _, child_key = tenants.create_api_key("demo-child", DEMO_ADMIN_SCOPES,
                                               name="demo-child admin")
-        return {"demo": {"api_key": demo_key}, "demo-child": {"api_key": child_key}}
+        out = {"demo": {"api_key": demo_key}, "demo-child": {"api_key": child_key}}
+        for name in self.tenants:
+            tenants.create_tenant(name, name)
+            _, key = tenants.create_api_key(name, DEMO_ADMIN_SCOPES, name=f"{name} admin")
+            out[name] = {"api_key": key}
+        return out
 
     def _serve_api(self) -> None:
         import sys
