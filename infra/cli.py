@@ -142,6 +142,23 @@ def _sweep(args: argparse.Namespace) -> int:
     return worst
 
 
+def _aws(args: argparse.Namespace) -> tuple[Any, Any, str]:
+    """DynamoDB and S3 clients of --aws-endpoint (default: the running local stack's)."""
+    import boto3
+
+    endpoint, region = args.aws_endpoint, args.region
+    if not endpoint:
+        state = Path(".oblio/local.json")
+        if not state.exists():
+            raise SystemExit("oblio: no local stack found (.oblio/local.json is missing): "
+                             "start one with `make run`, or give --aws-endpoint URL")
+        info = json.loads(state.read_text())
+        endpoint, region = info["aws_endpoint_url"], region or info["region"]
+    kw = {"endpoint_url": endpoint, "region_name": region or "eu-west-1",
+          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+    return boto3.client("dynamodb", **kw), boto3.client("s3", **kw), kw["region_name"]
+
+
 def _datamap_check(args: argparse.Namespace) -> int:
     from oblio.core import datamap
     from oblio.core.errors import DataMapError
@@ -152,6 +169,34 @@ def _datamap_check(args: argparse.Namespace) -> int:
         print(exc.message, file=sys.stderr)
         return 2
     print(f"{args.file}: valid; {len(dm.tables)} tables, walk order: {' -> '.join(dm.order)}")
+    if not args.data:
+        return 0
+    from infra import mapping
+
+    dynamodb, s3, _ = _aws(args)
+    report = mapping.check_data(dm, dynamodb, s3, limit=args.sample,
+                                region=args.phone_region)
+    sampled = ", ".join(f"{t} {n}" for t, n in report.sampled.items())
+    objects = ", ".join(f"{b} {n}" for b, n in report.objects.items()) or "no bucket"
+    print(f"sampled items: {sampled}; object keys: {objects}")
+    for w in report.warnings:
+        print(f"warning: {w}")
+    print(f"{len(report.warnings)} warning(s)" if report.warnings else
+          "no warnings: every sampled attribute and object is covered by the map")
+    return 1 if report.warnings else 0
+
+
+def _datamap_draft(args: argparse.Namespace) -> int:
+    from infra import mapping
+
+    dynamodb, s3, _ = _aws(args)
+    try:
+        print(mapping.draft(dynamodb, args.table, args.bucket or [], limit=args.sample, s3=s3),
+              end="")
+    except dynamodb.exceptions.ResourceNotFoundException:
+        print("oblio datamap draft: a --table does not exist at the endpoint; list them with "
+              "aws dynamodb list-tables", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -203,7 +248,22 @@ def main(argv: list[str] | None = None) -> int:
         dest="datamap_command", required=True)
     check = dmp.add_parser("check", help="validate a data map file")
     check.add_argument("file", type=Path)
+    check.add_argument("--data", action="store_true",
+                       help="also sample the live tables and buckets and warn about what the "
+                            "map misses (exit 1 when it warns)")
+    draft = dmp.add_parser("draft", help="print a first data map drafted from live tables")
+    draft.add_argument("--table", action="append", required=True, metavar="NAME")
+    draft.add_argument("--bucket", action="append", metavar="NAME")
+    for p in (check, draft):
+        p.add_argument("--aws-endpoint", metavar="URL",
+                       help="default: the local stack's (.oblio/local.json)")
+        p.add_argument("--region", default=None)
+        p.add_argument("--sample", type=int, default=300, metavar="N",
+                       help="items read per table and object keys per bucket (default 300)")
+    check.add_argument("--phone-region", default=None, metavar="CC",
+                       help="the region national phone numbers are read in (e.g. IT)")
     check.set_defaults(fn=_datamap_check)
+    draft.set_defaults(fn=_datamap_draft)
     dmp.add_parser("schema", help="print the data map's JSON Schema").set_defaults(
         fn=_datamap_schema)
     args = parser.parse_args(argv)

@@ -191,3 +191,68 @@ def test_a_bad_tenant_name_is_refused(tmp_path):
                "--state", str(tmp_path / "state.json"))
     assert done.returncode == 2
     assert "--tenant 'Not Valid!'" in done.stderr
+
+
+def _cli(yours: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "infra.cli", "datamap", *args,
+                           "--aws-endpoint", yours["info"]["aws_endpoint_url"]],
+                          capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT)
+
+
+def test_datamap_check_data_warns_about_what_the_map_misses(yours):
+    clean = _cli(yours, "check", str(EXAMPLE / "map.yaml"), "--data")
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "no warnings" in clean.stdout
+    # the application writes what the map does not expect (as people typed it, an attribute
+    # the map does not name, an e-mail in a "non-personal" field, a file nothing points to)
+    yours["ddb"].put_item(TableName="my-contacts", Item={
+        "tenant_id": {"S": "acme"}, "contact_id": {"S": "c-900"},
+        "email": {"S": "  Carla.Neri@Example.COM "}, "nickname": {"S": "Carlie"},
+        "backup": {"M": {"mail": {"S": "carla@home.example"}}}})
+    yours["ddb"].put_item(TableName="my-orders", Item={
+        "tenant_id": {"S": "acme"}, "order_id": {"S": "o-900"}, "contact_id": {"S": "c-900"},
+        "total": {"S": "carla@pay.example"}})
+    yours["s3"].put_object(Bucket="my-files-bucket", Key="scans/id-c-900.pdf", Body=b"%PDF")
+    try:
+        done = _cli(yours, "check", str(EXAMPLE / "map.yaml"), "--data")
+        assert done.returncode == 1, done.stdout + done.stderr
+        out = done.stdout
+        assert "table my-contacts: attribute 'email' holds email values not stored " \
+               "canonically in 1 of" in out
+        assert "table my-contacts: attribute 'nickname' is in 1 of" in out
+        assert "table my-contacts: attribute 'backup.mail' holds values that look like " \
+               "emails" in out
+        assert "table my-orders: attribute 'total' holds values that look like emails" in out
+        assert "bucket my-files-bucket: 1 object(s) under scans/ are not pointed to" in out
+        assert "carla" not in out.lower()  # a warning names the attribute, never a value
+    finally:
+        yours["ddb"].delete_item(TableName="my-contacts", Key={
+            "tenant_id": {"S": "acme"}, "contact_id": {"S": "c-900"}})
+        yours["ddb"].delete_item(TableName="my-orders", Key={
+            "tenant_id": {"S": "acme"}, "order_id": {"S": "o-900"}})
+        for v in yours["s3"].list_object_versions(Bucket="my-files-bucket",
+                                                  Prefix="scans/").get("Versions", []):
+            yours["s3"].delete_object(Bucket="my-files-bucket", Key=v["Key"],
+                                      VersionId=v["VersionId"])
+
+
+def test_datamap_draft_writes_a_first_map_that_check_accepts(yours, tmp_path):
+    done = _cli(yours, "draft", "--table", "my-contacts", "--table", "my-orders",
+                "--bucket", "my-files-bucket")
+    assert done.returncode == 0, done.stderr
+    draft = tmp_path / "draft.yaml"
+    draft.write_text(done.stdout)
+    assert "# review" in done.stdout
+    checked = subprocess.run([sys.executable, "-m", "infra.cli", "datamap", "check",
+                              str(draft)], capture_output=True, text=True, env=_env(), cwd=ROOT)
+    assert checked.returncode == 0, checked.stdout + checked.stderr + done.stdout
+    import yaml
+
+    dm = yaml.safe_load(done.stdout)
+    contacts, orders = dm["tables"]["my_contacts"], dm["tables"]["my_orders"]
+    assert contacts["find"] == [{"identity": "email", "index": "by_email",
+                                 "attribute": "email"}]
+    assert contacts["attributes"]["email"]["identity"] == "email"
+    assert orders["find"][0]["from"] == "my_contacts.contact_id"
+    assert orders["attributes"]["contact_id"]["category"] == "technical"
+    assert "anna" not in done.stdout.lower()  # drafted from values, never printing them
