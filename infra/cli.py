@@ -43,6 +43,7 @@ def _local_up(args: argparse.Namespace) -> int:
           f"  local AWS:  {info['aws_endpoint_url']} ({info['region']})")
     for tenant, t in info["tenants"].items():
         print(f"  {tenant + ' key:':<16}{t['api_key']}")
+    print(f"  {'operator key:':<16}{info['operator_key']}  (tenants and keys: POST /v1/tenants)")
     print(f"  state:      {args.state or '.oblio/local.json'}\nPress Ctrl-C to stop.",
           flush=True)
     stack.wait()

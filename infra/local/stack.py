@@ -208,6 +208,7 @@ class LocalStack:
         except Exception:
             self.stop()
             raise
+        operator = provision.operator_key(settings)
         tenants = self._tenants()
         if self.demo:
             from infra.local import demo
@@ -228,7 +229,7 @@ class LocalStack:
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
             "aws_endpoint_url": endpoint, "region": settings.region,
-            "tenants": tenants,
+            "tenants": tenants, "operator_key": operator,
         }
         if self.write_state:
             state = Path(self.state_file) if self.state_file else ROOT / ".oblio" / "local.json"
