@@ -8,17 +8,60 @@ import sys
 from pathlib import Path
 from typing import Any
 
+STATE = Path(".oblio/local.json")
+
+
+class CliError(Exception):
+    """What went wrong, in one line with the fix; printed without a traceback (exit 2)."""
+
+
+def _state(path: Path = STATE) -> dict[str, Any]:
+    """The running local stack's URLs and keys."""
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CliError(f"no local stack found ({path} is missing): start one with `make run`, "
+                       "or give --api-url and --api-key") from None
+    except ValueError:
+        raise CliError(f"{path} is not the state a local stack writes: start the stack again "
+                       "with `make run`") from None
+    return data
+
+
+def _key_of(state: dict[str, Any], tenant: str, path: Path = STATE) -> str:
+    try:
+        return str(state["tenants"][tenant]["api_key"])
+    except KeyError:
+        known = ", ".join(sorted(state.get("tenants", {}))) or "none"
+        raise CliError(f"no key for tenant {tenant!r} in {path} (tenants there: {known}); "
+                       "give --api-key, or start the stack with --tenant "
+                       f"{tenant}") from None
+
 
 def _call(api_url: str, key: str, method: str, path: str, body: Any, timeout: float) -> Any:
-    """One JSON call to oblio's API with the tenant's key."""
+    """One JSON call to oblio's API with the tenant's key. An error answer or an API that does
+    not answer becomes a CliError that says what to do."""
+    import urllib.error
     import urllib.request  # only the commands that call the API need it
 
     req = urllib.request.Request(
         api_url + path, method=method,
         data=None if body is None else json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as resp:
-        return json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            err = json.loads(exc.read())["error"]
+            message = f"{exc.code} {err['code']}: {err['message']}"
+        except (ValueError, KeyError, TypeError):
+            message = f"{exc.code} from {method} {path}"
+        raise CliError(message) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise CliError(f"the API at {api_url} does not answer ({reason}): is the local stack "
+                       "running? start it with `make run`") from None
 
 def _local_up(args: argparse.Namespace) -> int:
     import logging
@@ -28,6 +71,7 @@ def _local_up(args: argparse.Namespace) -> int:
     access = logging.getLogger("oblio.access")
     access.addHandler(logging.StreamHandler())
     access.setLevel(logging.INFO)
+    access.propagate = False  # one line per request, not one more through the root logger
     from oblio.core.errors import DataMapError
 
     stack = LocalStack(api_port=args.api_port, aws_port=args.aws_port, datamap=args.datamap,
@@ -58,25 +102,27 @@ def _bulk_erase(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
+    if not args.file.is_file():  # before a job is created that nothing would ever fill
+        raise CliError(f"{args.file}: no such file; give the path of a CSV with an email, "
+                       "phone or external_id column")
     api_url, key = args.api_url, args.api_key
     if not (api_url and key):
-        state = json.loads(Path(".oblio/local.json").read_text())
+        state = _state()
         api_url = api_url or state["api_url"]
-        key = key or state["tenants"]["demo"]["api_key"]
+        key = key or _key_of(state, args.tenant)
 
     def call(method: str, path: str, body: Any = None) -> Any:
         return _call(api_url, key, method, path, body, timeout=60)
 
+    job = call("POST", "/v1/bulk-erasures", {"dry_run": args.dry_run})
     try:
-        job = call("POST", "/v1/bulk-erasures", {"dry_run": args.dry_run})
-        with open(args.file, "rb") as fh:
-            # without a type urllib says it is a form, and a form body is not stored as sent
-            urllib.request.urlopen(urllib.request.Request(
-                job["upload_url"], data=fh.read(), method="PUT",
-                headers={"Content-Type": "text/csv"}), timeout=300).read()
-    except urllib.error.HTTPError as exc:
-        print(f"oblio bulk-erase: {exc.code}: {exc.read().decode()}", file=sys.stderr)
-        return 2
+        # without a type urllib says it is a form, and a form body is not stored as sent
+        urllib.request.urlopen(urllib.request.Request(
+            job["upload_url"], data=args.file.read_bytes(), method="PUT",
+            headers={"Content-Type": "text/csv"}), timeout=300).read()
+    except urllib.error.URLError as exc:
+        raise CliError(f"the upload of {args.file} failed ({getattr(exc, 'reason', exc)}); "
+                       f"job {job['job_id']} waits for a file: run the command again") from None
     print(f"job {job['job_id']}: uploaded {args.file}")
     bar = tqdm(total=None, unit="row", desc="erasing")
     while True:
@@ -101,45 +147,38 @@ def _sweep(args: argparse.Namespace) -> int:
     """Run a tenant's retention policies by hand (all enabled ones, or --policy), through
     the API of the local stack (or --api-url / --api-key), and print each sweep's counts."""
     import time
-    import urllib.error
 
     api_url, key = args.api_url, args.api_key
     if not (api_url and key):
-        state = json.loads(Path(".oblio/local.json").read_text())
+        state = _state()
         api_url = api_url or state["api_url"]
-        if not key:
-            if args.tenant not in state["tenants"]:
-                print(f"oblio sweep: no key for tenant {args.tenant!r} in .oblio/local.json",
-                      file=sys.stderr)
-                return 2
-            key = state["tenants"][args.tenant]["api_key"]
+        key = key or _key_of(state, args.tenant)
 
     def call(method: str, path: str, body: Any = None) -> Any:
         return _call(api_url, key, method, path, body, timeout=120)
 
     worst = 0
-    try:
-        policies = call("GET", "/v1/retention-policies")["items"]
-        chosen = [p for p in policies if (p["id"] == args.policy if args.policy
-                                          else p["enabled"])]
-        if args.policy and not chosen:
-            print(f"oblio sweep: no policy {args.policy!r}", file=sys.stderr)
-            return 2
-        for p in chosen:
-            out = call("POST", f"/v1/retention-policies/{p['id']}/run",
-                       {"dry_run": args.dry_run})
-            if not args.dry_run:
-                while out.get("status") not in ("completed", "completed_with_errors",
-                                                "failed"):
-                    time.sleep(args.poll)
-                    out = call("GET", f"/v1/retention-sweeps/{out['sweep_id']}")
-                worst = max(worst, 0 if out["status"] == "completed" else 1)
-            print(json.dumps({"policy": p["id"], **{k: out.get(k) for k in (
-                "sweep_id", "status", "dry_run", "action", "cutoff", "tables")
-                if k in out}}, indent=2))
-    except urllib.error.HTTPError as exc:
-        print(f"oblio sweep: {exc.code}: {exc.read().decode()}", file=sys.stderr)
-        return 2
+    policies = call("GET", "/v1/retention-policies")["items"]
+    chosen = [p for p in policies if (p["id"] == args.policy if args.policy
+                                      else p["enabled"])]
+    if args.policy and not chosen:
+        raise CliError(f"tenant {args.tenant!r} has no policy {args.policy!r}; its "
+                       f"policies: {', '.join(p['id'] for p in policies) or 'none'}")
+    if not chosen:
+        print(f"tenant {args.tenant!r} has no enabled retention policy: nothing to run "
+              "(PUT /v1/retention-policies/{id} creates one)")
+    for p in chosen:
+        out = call("POST", f"/v1/retention-policies/{p['id']}/run",
+                   {"dry_run": args.dry_run})
+        if not args.dry_run:
+            while out.get("status") not in ("completed", "completed_with_errors",
+                                            "failed"):
+                time.sleep(args.poll)
+                out = call("GET", f"/v1/retention-sweeps/{out['sweep_id']}")
+            worst = max(worst, 0 if out["status"] == "completed" else 1)
+        print(json.dumps({"policy": p["id"], **{k: out.get(k) for k in (
+            "sweep_id", "status", "dry_run", "action", "cutoff", "tables")
+            if k in out}}, indent=2))
     return worst
 
 
@@ -149,11 +188,7 @@ def _aws(args: argparse.Namespace) -> tuple[Any, Any, str]:
 
     endpoint, region = args.aws_endpoint, args.region
     if not endpoint:
-        state = Path(".oblio/local.json")
-        if not state.exists():
-            raise SystemExit("oblio: no local stack found (.oblio/local.json is missing): "
-                             "start one with `make run`, or give --aws-endpoint URL")
-        info = json.loads(state.read_text())
+        info = _state()
         endpoint, region = info["aws_endpoint_url"], region or info["region"]
     kw = {"endpoint_url": endpoint, "region_name": region or "eu-west-1",
           "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
@@ -209,7 +244,10 @@ def _datamap_schema(_: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from oblio import __version__
+
     parser = argparse.ArgumentParser(prog="oblio", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"oblio {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     local = sub.add_parser("local", help="the embedded local stack").add_subparsers(
         dest="local_command", required=True)
@@ -234,7 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     be.add_argument("file", type=Path)
     be.add_argument("--dry-run", action="store_true", help="report what would be erased")
     be.add_argument("--api-url", help="default: .oblio/local.json")
-    be.add_argument("--api-key", help="default: the demo key in .oblio/local.json")
+    be.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
+    be.add_argument("--tenant", default="demo", help="whose key to take from "
+                                                     ".oblio/local.json (default demo)")
     be.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     be.set_defaults(fn=_bulk_erase)
     sw = sub.add_parser("sweep", help="run a tenant's retention policies now")
@@ -268,7 +308,11 @@ def main(argv: list[str] | None = None) -> int:
     dmp.add_parser("schema", help="print the data map's JSON Schema").set_defaults(
         fn=_datamap_schema)
     args = parser.parse_args(argv)
-    return int(args.fn(args))
+    try:
+        return int(args.fn(args))
+    except CliError as exc:
+        print(f"oblio {args.command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -24,6 +24,18 @@ DEMO_ADMIN_SCOPES = ("admin",)
 TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61})[a-z0-9]$")
 
 
+def port_free(port: int) -> bool:
+    """Whether a server of ours could bind `port` on 127.0.0.1 now. Like the servers, the probe
+    sets SO_REUSEADDR: a port that a stopped stack left in TIME_WAIT counts as free."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -153,12 +165,14 @@ class LocalStack:
             print(message, flush=True)
 
     def start(self) -> dict[str, Any]:
+        from infra.local import yours
+
         configure_environment(self.aws_port, self.datamap)
         import logging
 
         from moto.server import ThreadedMotoServer
 
-        from infra.local import lambdas, moto_speed, provision, yours
+        from infra.local import lambdas, moto_speed, provision
         from oblio.core import datamap as dmap
         from oblio.core.settings import get_settings
 
@@ -173,15 +187,13 @@ class LocalStack:
                 raise yours.Refused([f"--tenant {name!r}: a tenant name is 2 to 63 lower-case "
                                     "letters, digits or '-' (not first or last), and not "
                                     "demo or demo-child"])
+        self._refuse_a_running_stack()
         for port in (self.aws_port, self.api_port):
             # moto's server binds in a thread, where a taken port would go unnoticed and the
             # clients would talk to whatever listens there: refuse here instead
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    raise RuntimeError(f"port {port} on 127.0.0.1 is in use: choose another "
-                                       "with --aws-port / --api-port") from None
+            if not port_free(port):
+                raise yours.Refused([f"port {port} on 127.0.0.1 is in use: choose another "
+                                     "with --aws-port / --api-port"])
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port,
                                         verbose=False)
         self._moto.start()
@@ -232,10 +244,30 @@ class LocalStack:
             "tenants": tenants, "operator_key": operator,
         }
         if self.write_state:
-            state = Path(self.state_file) if self.state_file else ROOT / ".oblio" / "local.json"
+            state = self._state_path()
             state.parent.mkdir(exist_ok=True)
             state.write_text(json.dumps(self.info, indent=2))
         return self.info
+
+    def _state_path(self) -> Path:
+        return Path(self.state_file) if self.state_file else ROOT / ".oblio" / "local.json"
+
+    def _refuse_a_running_stack(self) -> None:
+        """A state file naming a stack whose API still answers belongs to that stack: writing
+        over it would hand its keys out for this one. A stale one is replaced."""
+        from infra.local import yours
+
+        path = self._state_path()
+        if not self.write_state or not path.exists():
+            return
+        try:
+            url = json.loads(path.read_text())["api_url"]
+            urlopen(f"{url}/v1/health", timeout=2).read()
+        except Exception:  # noqa: BLE001 - stale, unreadable or down: it can be replaced
+            return
+        raise yours.Refused([f"another local stack is running (its API answers at {url}, "
+                             f"state in {path}): stop it, or give this one --state FILE and "
+                             "other ports"])
 
     def _tenants(self) -> dict[str, Any]:
         from oblio.control import tenants
@@ -297,7 +329,14 @@ class LocalStack:
         self._api_thread.start()
 
     def wait(self) -> None:
-        """Block until interrupted (the CLI's foreground)."""
+        """Block until interrupted (the CLI's foreground): Ctrl-C, or SIGTERM, stop it
+        cleanly."""
+        import signal
+
+        def interrupt(*_: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
         try:
             while True:
                 time.sleep(3600)
@@ -309,6 +348,14 @@ class LocalStack:
     def stop(self) -> None:
         from infra.local import lambdas
 
+        if self.write_state and self.info:
+            # the state names this stack's URLs and keys: gone with it, if it is still ours
+            path = self._state_path()
+            try:
+                if json.loads(path.read_text()).get("api_url") == self.info.get("api_url"):
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
         if self._pump is not None:
             self._pump.stop()
             self._pump = None
