@@ -137,6 +137,9 @@ class TableMap(_Strict):
     #: a DynamoDB TTL attribute (epoch seconds): an item past it is never returned by a read
     #: (TTL deletion is lazy) and retention sweeps purge it
     ttl_attribute: str | None = None
+    #: the DynamoDB type of key and index-key attributes that are not strings (N, B): what
+    #: `oblio local up` creates a missing table with
+    key_types: dict[str, Literal["S", "N", "B"]] = Field(default_factory=dict)
     attributes: dict[str, Attribute]
 
     def s3_attributes(self) -> dict[str, str]:
@@ -305,6 +308,10 @@ def _problems(dm: DataMap) -> list[str]:
                                "the table")
             if sw.index and not sw.date_attribute:
                 out.append(f"{where}: a sweep index needs its 'date_attribute'")
+        for attr in t.key_types:
+            if attr not in known:
+                out.append(f"{where}: key_types names '{attr}', which is not an attribute of "
+                           "the table")
         if t.ttl_attribute and t.ttl_attribute not in known:
             out.append(f"{where}: ttl_attribute '{t.ttl_attribute}' is not an attribute of "
                        "the table")
