@@ -1,23 +1,19 @@
-"""oblio's HTTP API (Chalice). Thin views: authenticate, parse, call the domain, answer."""
+"""oblio's HTTP API (Chalice). Thin views: authenticate, parse, call the domain, answer.
+
+Each route declares what it takes (`oblio.core.bodies`: `query=` its query string, `body=`
+its JSON body) and, for a write, its idempotent operation; the OpenAPI document is built
+from the same models."""
 
 from chalice import Chalice
 
 from chalicelib import openapi, pages
-from chalicelib.edge import (
-    api,
-    base_url,
-    idempotent_write,
-    json_body,
-    page_args,
-    query,
-    source_ip,
-)
+from chalicelib.edge import api, base_url, idempotent_write, source_ip
 from oblio import __version__
 from oblio.access import deliver
 from oblio.control import audit, records, tenants
-from oblio.core.errors import Invalid
+from oblio.core import bodies
 from oblio.jobs import bulk, retention
-from oblio.rights import consent, intake, search, selfservice
+from oblio.rights import admin, consent, intake, search, selfservice
 
 app = Chalice(app_name="oblio")
 # JSON is parsed from the raw body whatever the client declared (curl -d sends form-urlencoded)
@@ -33,27 +29,24 @@ def health() -> dict:
 @app.route("/v1/openapi.json", methods=["GET"])
 @api(app)
 def openapi_document() -> dict:
-    return openapi.document()
+    return openapi.document(app)
 
+
+# -- data-subject requests ----------------------------------------------------------------------
 
 @app.route("/v1/requests", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")  # dsr:write, or dsr:erase for irreversible types: checked by the domain
-@idempotent_write(app, "create_request", body=True)
+@idempotent_write(app, "create_request", body=bodies.REQUEST)
 def create_request(principal, body):
     filed = intake.create(principal, body)
     return (202 if filed.created else 200), filed.body
 
 
 @app.route("/v1/requests", methods=["GET"])
-@api(app, scope="dsr:read")
-def list_requests(principal):
-    q = query(app)
-    limit, cursor = page_args(q)
-    if q.get("overdue", "false") not in ("true", "false"):
-        raise Invalid("overdue", "overdue must be true or false")
-    return intake.list_requests(principal.tenant_id, type_=q.get("type"),
-                                  status=q.get("status"), overdue=q.get("overdue") == "true",
-                                  limit=limit, cursor=cursor)
+@api(app, scope="dsr:read", query=bodies.RequestsQuery)
+def list_requests(principal, q):
+    return intake.list_requests(principal.tenant_id, type_=q.type, status=q.status,
+                                overdue=q.overdue, limit=q.limit, cursor=q.cursor or None)
 
 
 @app.route("/v1/requests/{request_id}", methods=["GET"])
@@ -78,7 +71,7 @@ def retry_request(principal, request_id):
 
 @app.route("/v1/requests/{request_id}/extend", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
-@idempotent_write(app, "extend_request", body=True)
+@idempotent_write(app, "extend_request", body=bodies.ExtendBody)
 def extend_request(principal, body, request_id):
     return intake.extend(principal, request_id, body)
 
@@ -90,58 +83,58 @@ def download_export(principal, request_id):
 
 
 @app.route("/v1/subjects", methods=["GET"])
-@api(app, scope="dsr:read")
-def search_subject(principal):
-    return search.search(principal, query(app))
+@api(app, scope="dsr:read", query=bodies.SubjectQuery)
+def search_subject(principal, q):
+    return search.search(principal, q)
 
 
 # -- consent ledger and self-service requests ---------------------------------------------------
 
 @app.route("/v1/consents", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="consent:write")
-@idempotent_write(app, "record_consent", body=True)
+@idempotent_write(app, "record_consent", body=bodies.ConsentBody)
 def record_consent(principal, body):
     return 201, consent.record(principal, body)
 
 
 @app.route("/v1/consents", methods=["GET"])
-@api(app, scope="consent:read")
-def read_consents(principal):
-    return consent.read(principal, query(app))
+@api(app, scope="consent:read", query=bodies.IdentityQuery)
+def read_consents(principal, q):
+    return consent.read(principal, q)
 
 
 @app.route("/v1/consents/links", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="consent:write")
-@idempotent_write(app, "consent_link", body=True, context={"base_url": base_url})
+@idempotent_write(app, "consent_link", body=bodies.LinkBody, context={"base_url": base_url})
 def create_consent_link(principal, body, base_url):
     return 201, consent.link(principal, body, base_url)
 
 
 @app.route("/v1/public/unsubscribe", methods=["GET", "POST"], content_types=BODY_TYPES)
-@api(app)  # the signed token is the credential; POST is RFC 8058 one-click from mail clients
+@api(app, query=bodies.TokenQuery)  # the signed token is the credential; POST is RFC 8058
 @pages.on_bad_link(invalid=pages.LINK_INVALID, expired=pages.LINK_EXPIRED)
-def unsubscribe():
-    return pages.unsubscribed(consent.unsubscribe(query(app).get("token")))
+def unsubscribe(q):
+    return pages.unsubscribed(consent.unsubscribe(q.token))
 
 
 @app.route("/v1/public/requests", methods=["POST"], content_types=BODY_TYPES)
-@api(app)
-def public_request():
-    return 202, selfservice.create(json_body(app), source_ip(app), base_url(app))
+@api(app, body=bodies.PUBLIC_REQUEST)
+def public_request(body):
+    return 202, selfservice.create(body, source_ip(app), base_url(app))
 
 
 @app.route("/v1/public/requests/{request_id}/verify", methods=["POST"],
            content_types=BODY_TYPES)
-@api(app)
-def verify_public_request(request_id):
-    return selfservice.verify(request_id, json_body(app))
+@api(app, body=bodies.VerifyBody)
+def verify_public_request(request_id, body):
+    return selfservice.verify(request_id, body)
 
 
 @app.route("/v1/public/requests/{request_id}/download", methods=["GET"])
-@api(app)  # the signed link sent to the person who asked is the credential
+@api(app, query=bodies.TokenQuery)  # the signed link sent to the person who asked
 @pages.on_bad_link(invalid=pages.DOWNLOAD_INVALID, expired=pages.DOWNLOAD_EXPIRED)
-def public_download(request_id):
-    return pages.redirect(selfservice.public_download(request_id, query(app).get("token")))
+def public_download(request_id, q):
+    return pages.redirect(selfservice.public_download(request_id, q.token))
 
 
 @app.route("/v1/requests/{request_id}/approve", methods=["POST"], content_types=BODY_TYPES)
@@ -153,16 +146,17 @@ def approve_request(principal, request_id):
 
 @app.route("/v1/requests/{request_id}/deny", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")
-@idempotent_write(app, "deny_request", body=True)
+@idempotent_write(app, "deny_request", body=bodies.DenyBody)
 def deny_request(principal, body, request_id):
     return selfservice.deny(principal, request_id, body)
 
 
+# -- evidence -----------------------------------------------------------------------------------
+
 @app.route("/v1/audit", methods=["GET"])
-@api(app, scope="audit:read")
-def list_audit(principal):
-    limit, cursor = page_args(query(app))
-    rows, nxt = audit.entries(principal.tenant_id, limit=limit, start=cursor)
+@api(app, scope="audit:read", query=bodies.PageQuery)
+def list_audit(principal, q):
+    rows, nxt = audit.entries(principal.tenant_id, limit=q.limit, start=q.cursor or None)
     return {"items": [audit.to_json(r) for r in rows], "next_cursor": nxt}
 
 
@@ -172,36 +166,26 @@ def verify_audit(principal):
     return audit.verify(principal.tenant_id)
 
 
+# -- the tenant and its keys --------------------------------------------------------------------
+
 @app.route("/v1/tenant", methods=["GET"])
 @api(app, scope="admin")
 def get_tenant(principal):
-    t = tenants.get_tenant(principal.tenant_id)
-    return {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
-            "children": list(t.children), "settings": t.settings}
+    return admin.show(principal)
 
 
 @app.route("/v1/tenant", methods=["PATCH"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-@idempotent_write(app, "update_tenant", body=True)
+@idempotent_write(app, "update_tenant", body=bodies.TenantPatch)
 def update_tenant(principal, body):
-    t = tenants.update_settings(principal.tenant_id, body)
-    audit.append(principal.tenant_id, "tenant_settings_changed", actor=principal.key_id,
-                 details={"settings": sorted((body.get("settings") or body).keys())})
-    return {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
-            "children": list(t.children), "settings": t.settings}
+    return admin.update(principal, body)
 
 
 @app.route("/v1/keys", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-@idempotent_write(app, "create_key", body=True)
+@idempotent_write(app, "create_key", body=bodies.KeyBody)
 def create_key(principal, body):
-    if not isinstance(body, dict):
-        raise Invalid("scopes", "send {\"scopes\": [...], \"name\": ...}")
-    key_id, key = tenants.create_api_key(principal.tenant_id, body.get("scopes") or [],
-                                         name=str(body.get("name") or ""),
-                                         children=bool(body.get("children")) and
-                                         principal.children)
-    return 201, {"key_id": key_id, "api_key": key, "scopes": sorted(body["scopes"])}
+    return 201, admin.create_key(principal, body)
 
 
 @app.route("/v1/keys", methods=["GET"])
@@ -210,18 +194,19 @@ def list_keys(principal):
     return {"items": tenants.list_api_keys(principal.tenant_id), "next_cursor": None}
 
 
+# -- bulk erasure -------------------------------------------------------------------------------
+
 @app.route("/v1/bulk-erasures", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-@idempotent_write(app, "create_bulk_erasure", body=True)
+@idempotent_write(app, "create_bulk_erasure", body=bodies.BulkBody)
 def create_bulk_erasure(principal, body):
     return 201, bulk.create_job(principal, body)
 
 
 @app.route("/v1/bulk-erasures", methods=["GET"])
-@api(app, scope="dsr:read")
-def list_bulk_erasures(principal):
-    limit, cursor = page_args(query(app))
-    return bulk.list_jobs(principal.tenant_id, limit, cursor)
+@api(app, scope="dsr:read", query=bodies.PageQuery)
+def list_bulk_erasures(principal, q):
+    return bulk.list_jobs(principal.tenant_id, q.limit, q.cursor or None)
 
 
 @app.route("/v1/bulk-erasures/{job_id}", methods=["GET"])
@@ -240,7 +225,7 @@ def list_retention_policies(principal):
 
 @app.route("/v1/retention-policies/{policy_id}", methods=["PUT"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-@idempotent_write(app, "put_retention_policy", body=True)
+@idempotent_write(app, "put_retention_policy", body=bodies.PolicyBody)
 def put_retention_policy(principal, body, policy_id):
     saved = retention.put_policy(principal.tenant_id, policy_id, body, actor=principal.key_id)
     return (201 if saved.created else 200), saved.policy
@@ -249,17 +234,16 @@ def put_retention_policy(principal, body, policy_id):
 @app.route("/v1/retention-policies/{policy_id}/run", methods=["POST"],
            content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-@idempotent_write(app, "run_retention_policy", body=True)
+@idempotent_write(app, "run_retention_policy", body=bodies.RunBody)
 def run_retention_policy(principal, body, policy_id):
     ran = retention.run(principal, policy_id, body)
     return (202 if ran.started else 200), ran.body
 
 
 @app.route("/v1/retention-sweeps", methods=["GET"])
-@api(app, scope="dsr:read")
-def list_retention_sweeps(principal):
-    limit, cursor = page_args(query(app))
-    return retention.list_sweeps(principal.tenant_id, limit, cursor)
+@api(app, scope="dsr:read", query=bodies.PageQuery)
+def list_retention_sweeps(principal, q):
+    return retention.list_sweeps(principal.tenant_id, q.limit, q.cursor or None)
 
 
 @app.route("/v1/retention-sweeps/{sweep_id}", methods=["GET"])

@@ -340,6 +340,18 @@ def test_bad_requests_are_422_naming_the_field(api, body, field, code):
     assert "not-an-email" not in err["message"]
 
 
+def test_a_misspelt_field_is_422_naming_it_and_the_field_meant_and_files_nothing(api):
+    before = api.get("/v1/requests", limit=500).json()["items"]
+    r = api.post("/v1/requests", {"type": "anonymisation", "subject": MARIO, "confirm": True,
+                                  "tabels": ["tickets"]})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["details"]["field"] == "tabels"
+    assert "tabels" in err["message"] and "did you mean 'tables'" in err["message"]
+    after = api.get("/v1/requests", limit=500).json()["items"]
+    assert [x["id"] for x in after] == [x["id"] for x in before]
+
+
 def test_bad_json_is_400_in_the_error_shape(api):
     r = api.post("/v1/requests", raw="{not json")
     assert r.status_code == 400
@@ -378,11 +390,10 @@ def test_tenant_isolation_no_endpoint_crosses_tenants(api, child_api, subject):
                for e in child_api.get("/v1/audit", limit=500).json()["items"])
     # the child's search sees its own data only: Jeanne lives in demo only
     assert child_api.get("/v1/subjects", **JEANNE).json()["found"] is False
-    # a tenant id in the body or query does not widen the key
+    # a tenant id in the body does not widen the key: the body is refused, it names the field
     r = child_api.post("/v1/requests", {"type": "erasure", "subject": JEANNE,
                                         "confirm": True, "tenant_id": "demo"})
-    assert r.status_code == 202
-    assert child_api.wait(r.json()["request_id"])["result"]["found"] is False
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "tenant_id"
     assert api.get("/v1/subjects", **JEANNE).json()["found"] is True
     assert child_api.get("/v1/tenant").json()["tenant_id"] == "demo-child"
 
@@ -429,4 +440,7 @@ def test_no_log_line_or_execution_history_holds_an_identity(api, subject, logs, 
 
 def test_openapi_document_is_served(anon):
     doc = anon.get("/v1/openapi.json").json()
-    assert doc["openapi"].startswith("3.") and "/v1/requests" in doc["paths"]
+    assert doc["openapi"] == "3.1.0" and "/v1/requests" in doc["paths"]
+    body = doc["paths"]["/v1/requests"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/RequestBody"}
+    assert "tables" in doc["components"]["schemas"]["AnonymisationRequest"]["properties"]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from oblio.control import records
+from oblio.core.bodies import BulkBody, parse
 from oblio.core.errors import NotFound, TransientError
 from oblio.core.settings import get_settings
 from oblio.jobs import bulk
@@ -36,7 +37,7 @@ def t(tenant):
 def upload(t: Any, content: bytes, dry_run: bool = False) -> tuple[str, str]:
     """A job made through the API's path (create, then the presigned PUT), started by its
     upload event; returns (job id, upload key)."""
-    made = bulk.create_job(world.principal(t.tenant_id), {"dry_run": dry_run})
+    made = bulk.create_job(world.principal(t.tenant_id), parse(BulkBody, {"dry_run": dry_run}))
     aws.client("s3").put_object(Bucket=made["upload_bucket"], Key=made["upload_key"],
                                 Body=content)
     assert bulk.start_from_upload(made["upload_bucket"], made["upload_key"]) == {

@@ -80,6 +80,11 @@ def test_a_write_runs_once_per_idempotency_key(aws, tenant):
     from chalice.test import Client
 
     from oblio.control import tenants
+    from oblio.core.bodies import Body
+
+    class Thing(Body):
+        colour: str | None = None
+        again: bool = False
 
     tenants.create_tenant(tenant, "T")
     _, key = tenants.create_api_key(tenant, ["admin"])
@@ -89,12 +94,12 @@ def test_a_write_runs_once_per_idempotency_key(aws, tenant):
 
     @app.route("/things/{thing_id}", methods=["POST"])
     @edge.api(app, scope="admin")
-    @edge.idempotent_write(app, f"make_thing_{tenant}", body=True)
+    @edge.idempotent_write(app, f"make_thing_{tenant}", body=Thing)
     def make_thing(principal, body, thing_id):
         calls.append((thing_id, body))
-        if body.get("again"):  # the same key while this call runs
+        if body.again:  # the same key while this call runs
             try:
-                edge.idempotent(app, principal, f"make_thing_{tenant}", body,
+                edge.idempotent(app, principal, f"make_thing_{tenant}", {"again": True},
                                 {"thing_id": thing_id})
             except errors.Conflict as exc:
                 inner.append(edge.status_of(exc))
@@ -119,3 +124,7 @@ def test_a_write_runs_once_per_idempotency_key(aws, tenant):
         unkeyed = client.http.post("/things/t3", body=json.dumps({}), headers={
             "Authorization": f"Bearer {key}", "Content-Type": "application/json"})
         assert unkeyed.status_code == 201 and len(calls) == 3
+        bad = post({"colour": 1}, idem="k-3")  # refused before anything is recorded
+        assert bad.status_code == 422 and json.loads(bad.body)["error"]["details"] == {
+            "field": "colour"}
+        assert post({"colour": "green"}, idem="k-3").status_code == 201

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from oblio.core.errors import Invalid
+from oblio.core.errors import BadRequest, Invalid
 from oblio.jobs import retention
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)
@@ -119,14 +119,19 @@ def test_a_filter_on_mapped_attributes_is_kept(demo_map):
     assert spec["filter"] == {"type": "open"}
 
 
+def test_a_policy_that_is_not_an_object_is_refused_with_an_example(demo_map):
+    with pytest.raises(BadRequest) as err:
+        retention.validate(demo_map, [])
+    assert "JSON object" in err.value.message and "older_than" in err.value.message
+
+
 @pytest.mark.parametrize("body, field, code", [
-    ([], "body", "invalid_field"),
     ({"table": "contacts", "older_than": "P1Y", "action": "delete", "colour": "red"},
      "colour", "invalid_field"),
     ({"table": "email_events", "older_than": "P1Y", "action": "delete",
       "filter": ["type", "open"]}, "filter", "invalid_field"),
     ({"table": "email_events", "older_than": "P1Y", "action": "delete",
-      "filter": {"type": ["open"]}}, "filter", "invalid_field"),
+      "filter": {"type": ["open"]}}, "filter.type", "invalid_field"),
     ({"table": "contacts", "older_than": "P1Y", "action": "delete",
       "description": "x" * 501}, "description", "invalid_field"),
     ({"table": "contacts", "older_than": "P1Y", "action": "delete", "scope": "everything"},

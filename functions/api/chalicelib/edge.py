@@ -1,12 +1,13 @@
-"""The API's edge: authentication, the one error shape, JSON bodies, query parameters and
-idempotency keys. Route functions in app.py stay a few lines each."""
+"""The API's edge: authentication, the one error shape (each domain error's status), JSON
+bodies and query strings parsed into their models (`oblio.core.bodies`), and idempotency
+keys. Route functions in app.py stay a few lines each."""
 
 from __future__ import annotations
 
 import functools
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -21,6 +22,7 @@ from chalice import Chalice, Response
 
 from oblio.control import tenants
 from oblio.control.tenants import Principal
+from oblio.core.bodies import Body, Tagged, parse
 from oblio.core.errors import (
     BadRequest,
     Conflict,
@@ -61,7 +63,12 @@ def error_response(exc: OblioError) -> Response:
     return Response(body=exc.to_body(), status_code=status_of(exc), headers=JSON)
 
 
+#: what a route takes as its body or query: a model, or a union of models told apart by a tag
+Schema = type[Body] | Tagged[Any]
+
+
 def json_body(app: Chalice) -> Any:
+    """The request's body as JSON (an empty body is {}), whatever its declared type."""
     raw = app.current_request.raw_body
     if not raw:
         return {}
@@ -70,10 +77,6 @@ def json_body(app: Chalice) -> Any:
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("the body is not valid JSON; send a JSON object with "
                          "'Content-Type: application/json'") from None
-
-
-def query(app: Chalice) -> dict[str, str]:
-    return dict(app.current_request.query_params or {})
 
 
 def source_ip(app: Chalice) -> str:
@@ -95,37 +98,32 @@ def base_url(app: Chalice) -> str:
     return f"{proto}://{host}" + (f"/{stage}" if stage else "")
 
 
-def page_args(params: dict[str, str]) -> tuple[int, str | None]:
-    raw = params.get("limit", "50")
-    try:
-        limit = int(raw)
-    except ValueError:
-        raise Invalid("limit", "limit must be a whole number between 1 and 500") from None
-    if not 1 <= limit <= 500:
-        raise Invalid("limit", "limit must be between 1 and 500")
-    return limit, params.get("cursor") or None
-
-
-def api(app: Chalice, scope: str | None = None) -> Callable[..., Any]:
+def api(app: Chalice, scope: str | None = None, *, query: Schema | None = None,
+        body: Schema | None = None) -> Callable[..., Any]:
     """Authenticate (unless `scope` is None), check the scope (unless it is "": the route
-    checks itself), and turn domain errors into
-    the one error shape. The route receives the principal as its first argument."""
+    checks itself), parse the query string into `query` (the route's `q`) and the JSON body
+    into `body` (its `body`), and turn domain errors into the one error shape. The route
+    receives the principal as its first argument and answers a body (200), (status, body) or
+    a Response."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def view(*args: Any, **kwargs: Any) -> Any:
             try:
-                if scope is None:
-                    out = fn(*args, **kwargs)
-                else:
+                if scope is not None:
                     headers = app.current_request.headers
                     principal = tenants.authenticate(headers.get("authorization"))
                     if scope:
                         principal.require(scope)
-                    out = fn(principal, *args, **kwargs)
+                    args = (principal, *args)
+                if query is not None:
+                    kwargs["q"] = parse(query, dict(app.current_request.query_params or {}))
+                if body is not None:
+                    kwargs["body"] = parse(body, json_body(app))
+                out = fn(*args, **kwargs)
                 if isinstance(out, tuple):
-                    status, body = out
-                    return Response(body=body, status_code=status, headers=JSON)
+                    status, answer = out
+                    return Response(body=answer, status_code=status, headers=JSON)
                 return out
             except OblioError as exc:
                 return error_response(exc)
@@ -135,6 +133,11 @@ def api(app: Chalice, scope: str | None = None) -> Callable[..., Any]:
                     "an internal error occurred; it has been logged, try again later",
                     code="internal_error"))
 
+        declared = cast(Any, view)  # what the OpenAPI document is checked against
+        declared.scope = scope
+        declared.query_schema = query
+        if body is not None:
+            declared.body_schema = body
         return view
 
     return wrap
@@ -153,28 +156,34 @@ def _answer(out: Any) -> tuple[int, Any]:
     return 200, out
 
 
-def idempotent_write(app: Chalice, name: str, body: bool = False,
+def idempotent_write(app: Chalice, name: str, body: Schema | None = None,
                      context: dict[str, Callable[[Chalice], Any]] | None = None,
                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Declare a write route once, under `@api`: it runs once per `Idempotency-Key` (see
-    `idempotent`). The view receives the principal, the JSON body when `body` (else the body
-    is not read), the path parameters and the `context` values (e.g. the base URL), and
-    answers a body (200) or (status, body). `name` names the operation in the idempotency
+    `idempotent`). The view receives the principal, the JSON body parsed into `body` (no
+    `body`: the route reads none), the path parameters and the `context` values (e.g. the
+    base URL), and answers a body (200) or (status, body). A body that does not parse is
+    refused before anything is recorded. `name` names the operation in the idempotency
     record: a replay must find the same name, path parameters, context and body."""
 
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         def operation(principal: Principal, raw: Any, params: dict[str, Any]) -> tuple[int, Any]:
-            args = (principal, raw) if body else (principal,)
+            args = (principal, parse(body, raw)) if body is not None else (principal,)
             return _answer(fn(*args, **params))
 
         _OPERATIONS[name] = operation
 
         @functools.wraps(fn)
         def view(principal: Principal, **path: str) -> tuple[int, Any]:
-            raw = json_body(app) if body else {}
+            raw = json_body(app) if body is not None else {}
+            if body is not None:
+                parse(body, raw)  # 400 / 422 before the idempotency record
             params = {**path, **{k: get(app) for k, get in (context or {}).items()}}
             return idempotent(app, principal, name, raw, params)
 
+        declared = cast(Any, view)
+        declared.body_schema = body
+        declared.idempotent = True
         return view
 
     return wrap

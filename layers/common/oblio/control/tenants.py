@@ -7,39 +7,29 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from ulid import ULID
 
 from oblio.control import crypto
 from oblio.control.crypto import TenantKeys
 from oblio.core import clock
+from oblio.core.bodies import SCOPES, TenantPatch, TenantSettings, parse
 from oblio.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from oblio.core.settings import get_settings
 from oblio.store import keys as kms
 from oblio.store import secrets as secrets_store
 from oblio.store.models import ApiKeyModel, PublicSlugModel, TenantModel
 
-SCOPES = ("dsr:read", "dsr:write", "dsr:erase", "consent:write", "consent:read", "audit:read",
-          "admin")
 #: the scope above tenants, held by the operator key alone (never by a tenant's key): create
 #: tenants, manage any tenant's keys; it reads no tenant's data
 OPERATOR = "operator"
 OPERATOR_ID = "operator"
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "export_ttl_days": 14,
-    "require_export_before_anonymisation": False,
-    "default_phone_region": None,
-    # consent ledger (oblio.consent) and self-service requests (oblio.selfservice)
-    "purposes": ["marketing", "newsletter", "analytics", "profiling"],
-    "public_slug": None,
-    "selfservice_requires_approval": False,
-    "selfservice_due_pauses_until_verified": False,
-    "public_requests_per_hour": 20,
-}
+#: a tenant's settings where it set none (what they are and take: `TenantSettings`)
+DEFAULT_SETTINGS: dict[str, Any] = TenantSettings().model_dump()
 
 
 @dataclass(frozen=True)
@@ -260,47 +250,6 @@ def reachable_tenants(principal: Principal, include_children: bool) -> list[Tena
     return [tenant, *(get_tenant(c) for c in tenant.children)]
 
 
-EXPORT_TTL_DAYS = (10, 14, 30)
-#: a tenant's public name (its self-service page), and a consent purpose's name
-SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38})[a-z0-9]$")
-_PURPOSE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-_MAX_PURPOSES = 50
-
-
-def _check_purposes(name: str, value: Any, field: str) -> list[str]:
-    """The tenant setting `purposes`: a list of distinct lower-case names."""
-    if not isinstance(value, list) or not value or len(value) > _MAX_PURPOSES or \
-            not all(isinstance(p, str) and _PURPOSE.match(p) for p in value):
-        raise Invalid(field, f"{name} must be a list of 1 to {_MAX_PURPOSES} purpose names of "
-                             "lower-case letters, digits, '_' or '-' (at most 40 characters), "
-                             "e.g. [\"marketing\", \"newsletter\"]")
-    if len(set(value)) != len(value):
-        raise Invalid(field, f"{name} names a purpose twice")
-    return list(value)
-
-
-def _check_selfservice(name: str, value: Any, field: str) -> Any:
-    """Validate one of the self-service tenant settings; returns the value to store."""
-    if name == "public_slug":
-        if value is None:
-            return None
-        if not isinstance(value, str) or not SLUG.match(value.lower()):
-            raise Invalid(field, "public_slug must be 3 to 40 lower-case letters, digits or "
-                                 "'-' (not first or last), or null to close the self-service "
-                                 "page")
-        return value.lower()
-    if name in ("selfservice_requires_approval", "selfservice_due_pauses_until_verified"):
-        if not isinstance(value, bool):
-            raise Invalid(field, f"{name} must be true or false")
-        return value
-    if name == "public_requests_per_hour":
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
-            raise Invalid(field, "public_requests_per_hour must be a whole number from 1 to "
-                                 "10000 (requests from one address per hour)")
-        return value
-    raise Invalid(field, f"unknown setting '{name}'")
-
-
 def claim_slug(tenant_id: str, slug: str | None, previous: str | None) -> None:
     """Make `slug` the tenant's public name (409 if another tenant has it) and free its
     previous one."""
@@ -319,34 +268,17 @@ def claim_slug(tenant_id: str, slug: str | None, previous: str | None) -> None:
                 condition=PublicSlugModel.tenant_id == tenant_id)
 
 
-def update_settings(tenant_id: str, changes: Any) -> Tenant:
-    """Change the tenant's settings; each value is checked, unknown names are refused."""
-    if not isinstance(changes, dict) or not isinstance(changes.get("settings", changes), dict):
-        raise Invalid("settings", "send {\"settings\": {name: value}}")
-    changes = dict(changes.get("settings", changes))
-    for name, value in changes.items():
-        field = f"settings.{name}"
-        if name not in DEFAULT_SETTINGS:
-            raise Invalid(field, f"unknown setting '{name}'; settings are "
-                                 f"{', '.join(DEFAULT_SETTINGS)}")
-        if name == "export_ttl_days" and value not in EXPORT_TTL_DAYS:
-            raise Invalid(field, "export_ttl_days must be 10, 14 or 30")
-        if name == "require_export_before_anonymisation" and not isinstance(value, bool):
-            raise Invalid(field, f"{name} must be true or false")
-        if name == "default_phone_region" and value is not None and (
-                not isinstance(value, str) or
-                value.upper() not in phonenumbers.SUPPORTED_REGIONS):
-            raise Invalid(field, "default_phone_region must be a two-letter region code such "
-                                 "as 'IT' or 'FR', or null")
-        if name == "purposes":
-            changes[name] = _check_purposes(name, value, field)
-        elif name.startswith(("public_", "selfservice_")):
-            changes[name] = _check_selfservice(name, value, field)
+def update_settings(tenant_id: str, changes: TenantPatch | Mapping[str, Any]) -> Tenant:
+    """Change the tenant's settings (`{"settings": {name: value}}`, checked by the model;
+    unknown names are refused) and answer the tenant as it is now."""
+    if not isinstance(changes, TenantPatch):
+        changes = parse(TenantPatch, changes)
+    named = changes.settings.changes()
     m = TenantModel.get(tenant_id)
     stored = dict(m.settings.as_dict() if hasattr(m.settings, "as_dict") else m.settings or {})
-    merged = {**DEFAULT_SETTINGS, **stored, **changes}
-    if "public_slug" in changes:  # unique across tenants: claimed before it is set
-        claim_slug(tenant_id, changes["public_slug"], stored.get("public_slug"))
+    merged = {**DEFAULT_SETTINGS, **stored, **named}
+    if "public_slug" in named:  # unique across tenants: claimed before it is set
+        claim_slug(tenant_id, named["public_slug"], stored.get("public_slug"))
     if merged.get("default_phone_region"):
         merged["default_phone_region"] = str(merged["default_phone_region"]).upper()
     m.update(actions=[TenantModel.settings.set(merged)])

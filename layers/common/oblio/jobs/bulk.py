@@ -39,6 +39,7 @@ from ulid import ULID
 from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
+from oblio.core.bodies import BulkBody
 from oblio.core.cells import csv_safe
 from oblio.core.errors import Invalid, NotFound, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
@@ -103,13 +104,9 @@ def load(tenant_id: str, job_id: str) -> BulkJobModel:
         raise NotFound(f"no bulk erasure job {job_id!r} in this tenant") from None
 
 
-def create_job(principal: Principal, body: Any) -> dict[str, Any]:
+def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
     """A job waiting for its CSV, and a presigned PUT to upload it."""
-    if body is not None and not isinstance(body, dict):
-        raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": false}")
-    dry_run = (body or {}).get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise Invalid("dry_run", "dry_run must be true or false")
+    dry_run = body.dry_run
     job_id = str(ULID())
     key = f"{prefix(principal.tenant_id)}{job_id}.csv"
     BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",

@@ -32,6 +32,7 @@ import contextlib
 import json
 import re
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
@@ -42,6 +43,7 @@ from ulid import ULID
 from oblio.control import audit, records
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock, datamap
+from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody, parse
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
 from oblio.core.observability import gauge, logger
@@ -53,14 +55,14 @@ from oblio.store import aws, objects, outbound, workflows
 from oblio.store import tables as store
 from oblio.store.models import RetentionPolicyModel, RetentionSweepModel, TenantModel, plain
 
-ACTIONS = ("anonymise", "delete", "export_then_delete", "export_only")
+ACTIONS = POLICY_ACTIONS
 ENDED = ("completed", "completed_with_errors", "failed")
 FIELDS = ("table", "date_attribute", "older_than", "action", "filter", "hold_attribute",
           "enabled", "description", "scope")
 #: "items": the action applies to the table's items found; "subjects": each item found names a
 #: subject (its identity attributes), and the action applies to all of the subject's items in
 #: every mapped table, through the same walk and engine as a single request
-SCOPES = ("items", "subjects")
+SCOPES = POLICY_SCOPES
 #: what a find counts, then what the chunks count
 FIND_COUNTS = ("candidates", "on_hold", "filtered_out", "already_done", "expired")
 APPLY_COUNTS = ("matched", "anonymised", "deleted", "kept", "exported", "files_deleted",
@@ -126,22 +128,20 @@ def _anonymisable(t: TableMap) -> bool:
         if n not in t.key.names)
 
 
-def validate(dm: DataMap, body: Any) -> dict[str, Any]:
-    """A policy's spec from a request body; Invalid (422) names the first bad field."""
-    if not isinstance(body, dict):
-        raise Invalid("body", "send a JSON object: table, older_than, action, and optionally "
-                              "date_attribute, filter, hold_attribute, enabled, description")
-    for k in body:
-        if k not in FIELDS:
-            raise Invalid(str(k), f"unknown field '{k}'; a policy has {', '.join(FIELDS)}")
-    name = body.get("table")
-    if not isinstance(name, str) or name not in dm.tables:
+def validate(dm: DataMap, body: PolicyBody | Mapping[str, Any]) -> dict[str, Any]:
+    """A policy's spec from a request body (its shape is `PolicyBody`'s), checked against the
+    data map; Invalid (422) names the first bad field."""
+    if not isinstance(body, PolicyBody):
+        body = parse(PolicyBody, body)
+    given = body.model_fields_set
+    name = body.table
+    if name not in dm.tables:
         raise Invalid("table", f"table must name a mapped table: one of "
                                f"{', '.join(sorted(dm.tables))}", code="unmapped_table")
     t = dm.tables[name]
     known = set(t.attributes) | set(t.key.names)
     sw = t.sweep
-    date_attr = body.get("date_attribute") or (sw.date_attribute if sw else None)
+    date_attr = body.date_attribute or (sw.date_attribute if sw else None)
     if not isinstance(date_attr, str) or date_attr not in known:
         raise Invalid("date_attribute", f"date_attribute must be a mapped attribute of table "
                       f"'{name}' holding a date", code="unmapped_attribute")
@@ -151,40 +151,30 @@ def validate(dm: DataMap, body: Any) -> dict[str, Any]:
                       "and its data map entry declares no Scan fallback (sweep: "
                       "{scan_segments: N}); add one of them to the data map",
                       code="not_sweepable")
-    older = body.get("older_than")
+    older = body.older_than
     try:
         cutoff_of(older)
     except (ValueError, TypeError):
         raise Invalid("older_than", "older_than must be an ISO 8601 duration such as P18M, "
                       "P30D, P2Y or P1Y6M, or a date (2025-01-01: what is dated before it)",
                       code="invalid_duration") from None
-    action = body.get("action")
-    if action not in ACTIONS:
-        raise Invalid("action", f"action must be one of {', '.join(ACTIONS)}",
-                      code="invalid_action")
+    action = body.action
     if action == "anonymise" and not _anonymisable(t):
         raise Invalid("action", f"table '{name}' has no anonymise rules (its items are deleted "
                       "or kept as they are): use delete or export_then_delete",
                       code="action_not_allowed")
-    flt = body.get("filter") or {}
-    if not isinstance(flt, dict):
-        raise Invalid("filter", "filter must be an object of attribute: value (equality)")
-    for attr, value in flt.items():
+    flt = dict(body.filter or {})
+    for attr in flt:
         if attr not in known:
             raise Invalid("filter", f"filter names '{attr}', which is not a mapped attribute "
                           f"of table '{name}'", code="unmapped_attribute")
-        if not isinstance(value, str | int | float | bool) or value is None:
-            raise Invalid("filter", f"filter value of '{attr}' must be a string, number or "
-                          "boolean")
-    hold = body.get("hold_attribute", "legal_hold" if "legal_hold" in known else None)
-    if hold is not None and (not isinstance(hold, str) or hold not in known):
+    hold = body.hold_attribute if "hold_attribute" in given else \
+        ("legal_hold" if "legal_hold" in known else None)
+    if hold is not None and hold not in known:
         raise Invalid("hold_attribute", f"hold_attribute must be a mapped attribute of table "
                       f"'{name}' (items where it is true are skipped), or null",
                       code="unmapped_attribute")
-    scope = body.get("scope", "items")
-    if scope not in SCOPES:
-        raise Invalid("scope", "scope must be items (the table's items) or subjects (everything "
-                               "of the subjects the items name)")
+    scope = body.scope
     if scope == "subjects":
         if action not in ("anonymise", "delete"):
             raise Invalid("action", "a policy over whole subjects anonymises or deletes them "
@@ -192,15 +182,10 @@ def validate(dm: DataMap, body: Any) -> dict[str, Any]:
         if not any(f.identity for f in t.find):
             raise Invalid("scope", f"table '{name}' is not found by an identity, so its items "
                           "do not name a subject: use scope items", code="not_a_subject_table")
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise Invalid("enabled", "enabled must be true or false")
-    desc = body.get("description", "")
-    if not isinstance(desc, str) or len(desc) > 500:
-        raise Invalid("description", "description must be a string of at most 500 characters")
     return {"table": name, "date_attribute": date_attr, "older_than": older, "action": action,
-            "filter": flt, "hold_attribute": hold, "enabled": enabled, "description": desc,
-            "scope": scope, "finder": "index" if indexed else "scan"}
+            "filter": flt, "hold_attribute": hold, "enabled": body.enabled,
+            "description": body.description, "scope": scope,
+            "finder": "index" if indexed else "scan"}
 
 
 def _policy_sk(policy_id: str) -> str:
@@ -234,8 +219,8 @@ class Saved(NamedTuple):
     created: bool
 
 
-def put_policy(tenant_id: str, policy_id: str, body: Any, actor: str,
-               dm: DataMap | None = None) -> Saved:
+def put_policy(tenant_id: str, policy_id: str, body: PolicyBody | Mapping[str, Any],
+               actor: str, dm: DataMap | None = None) -> Saved:
     """Create or replace a policy."""
     if not _ID.match(policy_id):
         raise Invalid("id", "a policy id is 1-63 lower-case letters, digits, '-' or '_'")
@@ -402,17 +387,9 @@ class Ran(NamedTuple):
     started: bool
 
 
-def run(principal: Principal, policy_id: str, body: Any) -> Ran:
+def run(principal: Principal, policy_id: str, body: RunBody) -> Ran:
     """POST /v1/retention-policies/{id}/run: a dry run (at once) or a sweep (started)."""
-    if body is not None and not isinstance(body, dict):
-        raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": true}")
-    body = body or {}
-    for k in body:
-        if k != "dry_run":
-            raise Invalid(str(k), f"unknown field '{k}'; a run takes only dry_run")
-    dry = body.get("dry_run", False)
-    if not isinstance(dry, bool):
-        raise Invalid("dry_run", "dry_run must be true or false")
+    dry = body.dry_run
     if dry:
         return Ran(dry_run(principal.tenant_id, policy_id), started=False)
     return Ran(start(principal.tenant_id, policy_id, trigger=f"api:{principal.key_id}"),

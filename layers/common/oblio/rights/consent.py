@@ -4,16 +4,17 @@ out signed one-click withdrawal links, and honour them (`/v1/public/unsubscribe`
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from oblio.control import links, suppression
 from oblio.control.ledger import (
-    DEFAULT_LINK_DAYS,
-    LINK_DAYS,
     LINK_SOURCE,
     append,
+    check_channel,
+    check_purpose,
     connect,
     state_sk,
     subject_keys,
@@ -22,18 +23,19 @@ from oblio.control.ledger import (
 )
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock
-from oblio.core.errors import BadRequest, Invalid
-from oblio.core.identity import IDENTITY_KINDS, parse_subject
+from oblio.core.bodies import ConsentBody, IdentityQuery, LinkBody, parse
+from oblio.core.errors import Invalid
+from oblio.core.identity import parse_subject
 from oblio.core.observability import logger
 from oblio.store.models import ConsentModel, plain
 
 
-def record(principal: Principal, body: Any) -> dict[str, Any]:
+def record(principal: Principal, body: ConsentBody) -> dict[str, Any]:
     """`POST /v1/consents`: record a grant or a withdrawal (a withdrawal of a purpose never
     granted is recorded too: it is evidence). Returns what was recorded and what it changed."""
     tenant = get_tenant(principal.tenant_id)
     fields = validate(tenant, body)
-    ids = parse_subject(body.get("subject"), tenant.phone_region)
+    ids = parse_subject(body.subject.identities(), tenant.phone_region)
     return append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
                   recorded_by=principal.key_id)
 
@@ -41,41 +43,34 @@ def record(principal: Principal, body: Any) -> dict[str, Any]:
 # -- reading ----------------------------------------------------------------------------------
 
 
-def read(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def read(principal: Principal, q: IdentityQuery) -> dict[str, Any]:
     """`GET /v1/consents?email=...` (or phone, external_id)."""
     tenant = get_tenant(principal.tenant_id)
-    raw = {k: v for k, v in params.items() if k in IDENTITY_KINDS}
+    raw = q.identities()
     if not raw:
         raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
     return subject_ledger(tenant, parse_subject(raw, tenant.phone_region))
 
 
-# -- erasure and objection --------------------------------------------------------------------
+# -- one-click withdrawal links ---------------------------------------------------------------
 
 
-def link(principal: Principal, body: Any, base_url: str) -> dict[str, Any]:
+def link(principal: Principal, body: LinkBody | Mapping[str, Any], base_url: str,
+         ) -> dict[str, Any]:
     """`POST /v1/consents/links`: a signed one-click withdrawal URL for a subject and purpose,
     for the tenant to put in its messages. The token holds HMACs, never the identity."""
+    if not isinstance(body, LinkBody):
+        body = parse(LinkBody, body)
     tenant = get_tenant(principal.tenant_id)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object: {\"subject\": {\"email\": ...}, "
-                         "\"purpose\": \"newsletter\"}")
-    fields = validate(tenant, {**body, "status": "withdrawn",
-                               "channel": body.get("channel", "email")})
-    days = body.get("expires_in_days", DEFAULT_LINK_DAYS)
-    if not isinstance(days, int) or isinstance(days, bool) or \
-            not LINK_DAYS[0] <= days <= LINK_DAYS[1]:
-        raise Invalid("expires_in_days", f"expires_in_days must be a whole number from "
-                                         f"{LINK_DAYS[0]} to {LINK_DAYS[1]}")
-    ids = parse_subject(body.get("subject"), tenant.phone_region)
-    expires = clock.now() + timedelta(days=days)
+    purpose, channel = check_purpose(tenant, body.purpose), check_channel(body.channel)
+    ids = parse_subject(body.subject.identities(), tenant.phone_region)
+    expires = clock.now() + timedelta(days=body.expires_in_days)
     token = links.sign(tenant, {"v": 1, "t": tenant.tenant_id, "k": subject_keys(tenant, ids),
-                          "r": tenant.keys.subject_ref(ids), "p": fields["purpose"],
-                          "c": fields["channel"], "x": int(expires.timestamp()),
-                          "n": secrets.token_hex(8)})
+                                "r": tenant.keys.subject_ref(ids), "p": purpose, "c": channel,
+                                "x": int(expires.timestamp()), "n": secrets.token_hex(8)})
     return {"url": f"{base_url.rstrip('/')}/v1/public/unsubscribe?token={token}",
-                 "token": token, "purpose": fields["purpose"], "channel": fields["channel"],
-                 "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
+            "token": token, "purpose": purpose, "channel": channel,
+            "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
 
 
 @dataclass(frozen=True)
