@@ -187,16 +187,18 @@ def stack_settings(settings: Any) -> Iterator[Callable[..., None]]:
 
 
 @pytest.fixture
-def tenant_settings(api: Api, child_api: Api) -> Iterator[Callable[..., None]]:
+def tenant_settings(api: Api, child_api: Api) -> Iterator[Callable[..., dict[str, Any]]]:
     """`tenant_settings(api, export_ttl_days=30)`: a tenant's settings changed over
-    `PATCH /v1/tenant` for one test, and put back as they were afterwards."""
+    `PATCH /v1/tenant` for one test (returns the answer), and put back as they were
+    afterwards."""
     changed: list[tuple[Api, dict[str, Any]]] = []
 
-    def change(client: Api, **values: Any) -> None:
+    def change(client: Api, **values: Any) -> dict[str, Any]:
         before = client.get("/v1/tenant").json()["settings"]
         changed.append((client, {k: before.get(k) for k in values}))
         r = client.patch("/v1/tenant", {"settings": values})
         assert r.status_code == 200, r.text
+        return dict(r.json())
 
     yield change
     for client, values in reversed(changed):
