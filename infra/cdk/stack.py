@@ -34,6 +34,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ses as ses
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
@@ -104,6 +105,8 @@ class OblioStack(Stack):
         self.dead_letters = self._dead_letter_queue()
         self.queues = {q.name: self._queue(q.name) for q in catalogue.queues if not q.local_only}
         self.topics = {t.name: self._topic(t.name) for t in catalogue.topics}
+        self.secrets = {sec.name: self._secret(sec.name, sec.purpose)
+                        for sec in catalogue.secrets}
         self.alarm_topic = self._alarm_topic()
         self.ses_identity = self._ses_identity()
         self.layer = self._layer()
@@ -232,6 +235,18 @@ class OblioStack(Stack):
     def _topic(self, name: str) -> sns.Topic:
         return sns.Topic(self, f"{_id(name)}Topic", topic_name=self.physical("topic", name),
                          master_key=self.key, enforce_ssl=True)
+
+    def _secret(self, name: str, purpose: str) -> secretsmanager.Secret:
+        # the value is generated at deploy, encrypted with the deployment's key; an operator
+        # reads it from Secrets Manager and replaces it to rotate it (the API reads it again
+        # within five minutes)
+        secret = secretsmanager.Secret(
+            self, f"{_id(name)}Secret", secret_name=self.physical("secret", name),
+            description=purpose, encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48, exclude_punctuation=True))
+        suppress(secret, "operator-key-rotation")
+        return secret
 
     def _alarm_topic(self) -> sns.Topic:
         topic = sns.Topic(self, "AlarmTopic", topic_name=self.physical("topic", "alarms"),
@@ -427,6 +442,10 @@ class OblioStack(Stack):
             role.add_to_policy(iam.PolicyStatement(
                 sid="Publish", actions=["sns:Publish"],
                 resources=[self.topics[t].topic_arn for t in a.topics]))
+        if a.secrets:
+            role.add_to_policy(iam.PolicyStatement(
+                sid="ReadSecrets", actions=["secretsmanager:GetSecretValue"],
+                resources=[self.secrets[n].secret_arn for n in a.secrets]))
 
     def _grant_tenant_data(self, role: iam.Role, use: str, scan: bool = False) -> None:
         conditions: dict[str, Any] = {}

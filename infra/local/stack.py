@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,19 @@ from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ADMIN_SCOPES = ("admin",)
+TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61})[a-z0-9]$")
+
+
+def port_free(port: int) -> bool:
+    """Whether a server of ours could bind `port` on 127.0.0.1 now. Like the servers, the probe
+    sets SO_REUSEADDR: a port that a stopped stack left in TIME_WAIT counts as free."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -131,7 +145,13 @@ class LocalStack:
     demo: bool = True
     demo_contacts: int = 1000
     demo_api_key: str | None = None
+    #: a fixture directory loaded into the map's tables and buckets (infra/local/yours.py)
+    fixtures: Path | None = None
+    #: more tenants, each with an admin key, listed in .oblio/local.json
+    tenants: tuple[str, ...] = ()
     write_state: bool = True
+    #: where the state (URLs, keys) is written; default .oblio/local.json of the checkout
+    state_file: Path | None = None
     quiet: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     _moto: Any = None
@@ -145,6 +165,8 @@ class LocalStack:
             print(message, flush=True)
 
     def start(self) -> dict[str, Any]:
+        from infra.local import yours
+
         configure_environment(self.aws_port, self.datamap)
         import logging
 
@@ -157,17 +179,21 @@ class LocalStack:
         # moto's server logs every request line: keep the console for what matters
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         settings = get_settings()
-        # refuse a bad data map before anything starts
+        # refuse a bad data map, bad fixtures or a bad tenant name before anything starts
         dm = dmap.load(settings.datamap)
+        fixtures = yours.read_fixtures(dm, Path(self.fixtures)) if self.fixtures else None
+        for name in self.tenants:
+            if not TENANT_NAME.match(name) or name in ("demo", "demo-child"):
+                raise yours.Refused([f"--tenant {name!r}: a tenant name is 2 to 63 lower-case "
+                                    "letters, digits or '-' (not first or last), and not "
+                                    "demo or demo-child"])
+        self._refuse_a_running_stack()
         for port in (self.aws_port, self.api_port):
             # moto's server binds in a thread, where a taken port would go unnoticed and the
             # clients would talk to whatever listens there: refuse here instead
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    raise RuntimeError(f"port {port} on 127.0.0.1 is in use: choose another "
-                                       "with --aws-port / --api-port") from None
+            if not port_free(port):
+                raise yours.Refused([f"port {port} on 127.0.0.1 is in use: choose another "
+                                     "with --aws-port / --api-port"])
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port,
                                         verbose=False)
         self._moto.start()
@@ -183,10 +209,18 @@ class LocalStack:
         from oblio.store import aws
 
         try:
+            made = yours.create_missing(dm, aws.client("dynamodb"), aws.client("s3"),
+                                        settings.region)
+            for line in made:
+                self._say(f"created {line} (named by the data map)")
             dmap.check_tables(dm, aws.client("dynamodb"))
+            if fixtures is not None:
+                yours.load_fixtures(fixtures, aws.client("dynamodb"), aws.client("s3"))
+                self._say(f"fixtures: {fixtures.summary()} from {self.fixtures}")
         except Exception:
             self.stop()
             raise
+        operator = provision.operator_key(settings)
         tenants = self._tenants()
         if self.demo:
             from infra.local import demo
@@ -207,13 +241,33 @@ class LocalStack:
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
             "aws_endpoint_url": endpoint, "region": settings.region,
-            "tenants": tenants,
+            "tenants": tenants, "operator_key": operator,
         }
         if self.write_state:
-            state = ROOT / ".oblio" / "local.json"
+            state = self._state_path()
             state.parent.mkdir(exist_ok=True)
             state.write_text(json.dumps(self.info, indent=2))
         return self.info
+
+    def _state_path(self) -> Path:
+        return Path(self.state_file) if self.state_file else ROOT / ".oblio" / "local.json"
+
+    def _refuse_a_running_stack(self) -> None:
+        """A state file naming a stack whose API still answers belongs to that stack: writing
+        over it would hand its keys out for this one. A stale one is replaced."""
+        from infra.local import yours
+
+        path = self._state_path()
+        if not self.write_state or not path.exists():
+            return
+        try:
+            url = json.loads(path.read_text())["api_url"]
+            urlopen(f"{url}/v1/health", timeout=2).read()
+        except Exception:  # noqa: BLE001 - stale, unreadable or down: it can be replaced
+            return
+        raise yours.Refused([f"another local stack is running (its API answers at {url}, "
+                             f"state in {path}): stop it, or give this one --state FILE and "
+                             "other ports"])
 
     def _tenants(self) -> dict[str, Any]:
         from oblio.control import tenants
@@ -228,7 +282,12 @@ class LocalStack:
                                              children=True, api_key=key)
         _, child_key = tenants.create_api_key("demo-child", DEMO_ADMIN_SCOPES,
                                               name="demo-child admin")
-        return {"demo": {"api_key": demo_key}, "demo-child": {"api_key": child_key}}
+        out = {"demo": {"api_key": demo_key}, "demo-child": {"api_key": child_key}}
+        for name in self.tenants:
+            tenants.create_tenant(name, name)
+            _, key = tenants.create_api_key(name, DEMO_ADMIN_SCOPES, name=f"{name} admin")
+            out[name] = {"api_key": key}
+        return out
 
     def _serve_api(self) -> None:
         import sys
@@ -270,7 +329,14 @@ class LocalStack:
         self._api_thread.start()
 
     def wait(self) -> None:
-        """Block until interrupted (the CLI's foreground)."""
+        """Block until interrupted (the CLI's foreground): Ctrl-C, or SIGTERM, stop it
+        cleanly."""
+        import signal
+
+        def interrupt(*_: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
         try:
             while True:
                 time.sleep(3600)
@@ -282,6 +348,14 @@ class LocalStack:
     def stop(self) -> None:
         from infra.local import lambdas
 
+        if self.write_state and self.info:
+            # the state names this stack's URLs and keys: gone with it, if it is still ours
+            path = self._state_path()
+            try:
+                if json.loads(path.read_text()).get("api_url") == self.info.get("api_url"):
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
         if self._pump is not None:
             self._pump.stop()
             self._pump = None

@@ -458,3 +458,17 @@ def test_no_tenant_table_scan_when_limited_to_leading_keys(resources: dict[str, 
     for fn in CATALOGUE.functions:
         sids = {s.get("Sid") for s in _role_statements(resources, _function_role(resources, fn))}
         assert "TenantTablesScan" not in sids, fn.name
+
+
+def test_the_operator_key_is_a_generated_encrypted_secret_only_the_api_reads(
+        resources: dict[str, Any]) -> None:
+    secrets = by_property(resources, "AWS::SecretsManager::Secret", "Name")
+    logical, secret = secrets[name("secret", "operator-key")]
+    assert "GenerateSecretString" in secret
+    assert "KmsKeyId" in secret
+    for fn in CATALOGUE.functions:
+        reads = {r for s in _role_statements(resources, _function_role(resources, fn))
+                 if "secretsmanager:GetSecretValue" in (
+                     s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+                 for r in refs(s["Resource"])}
+        assert reads == ({logical} if fn.name == "api" else set()), fn.name

@@ -9,7 +9,10 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "functions" / "api") not in sys.path:
     sys.path.insert(0, str(ROOT / "functions" / "api"))
 
+from openapi_spec_validator import validate  # noqa: E402
+
 from chalicelib import openapi  # noqa: E402
+from oblio.core.bodies import Tagged  # noqa: E402
 
 
 def _app():
@@ -25,14 +28,14 @@ def test_openapi_document_lists_exactly_the_routes_of_the_app():
     app = _app()
     routes = {(path, method.lower()) for path, methods in app.routes.items()
               for method in methods}
-    documented = {(path, method) for path, ops in openapi.document()["paths"].items()
+    documented = {(path, method) for path, ops in openapi.document(_app())["paths"].items()
                   for method in ops}
     assert routes - documented == set(), "routes the document does not describe"
     assert documented - routes == set(), "documented operations the app does not serve"
 
 
 def test_every_path_parameter_is_declared():
-    for path, ops in openapi.document()["paths"].items():
+    for path, ops in openapi.document(_app())["paths"].items():
         names = {p.strip("{}") for p in path.split("/") if p.startswith("{")}
         for method, op in ops.items():
             declared = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
@@ -40,10 +43,79 @@ def test_every_path_parameter_is_declared():
 
 
 def test_every_secured_operation_names_its_scope_and_error_responses():
-    doc = openapi.document()
+    doc = openapi.document(_app())
     assert doc["openapi"].startswith("3.")
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             if "security" in op:
                 assert op.get("x-oblio-scope") is not None, (method, path)
                 assert {"401", "403"} <= set(op["responses"]), (method, path)
+
+
+def _operations():
+    app = _app()
+    doc = openapi.document(app)
+    for path, methods in app.routes.items():
+        for method, entry in methods.items():
+            yield doc, entry.view_function, doc["paths"][path][method.lower()], (method, path)
+
+
+def test_the_document_is_valid_openapi_3_1():
+    doc = openapi.document(_app())
+    assert doc["openapi"] == "3.1.0"
+    validate(doc)
+
+
+def _resolve(doc, schema):
+    name = schema["$ref"].rsplit("/", 1)[-1]
+    return doc["components"]["schemas"][name]
+
+
+def test_every_request_body_lists_the_fields_of_its_model():
+    bodies = 0
+    for doc, view, op, where in _operations():
+        model = getattr(view, "body_schema", None)
+        if model is None:
+            assert "requestBody" not in op, where
+            continue
+        bodies += 1
+        schema = _resolve(doc, op["requestBody"]["content"]["application/json"]["schema"])
+        members = model.members if isinstance(model, Tagged) else (model,)
+        shown = [_resolve(doc, s) for s in schema["oneOf"]] if isinstance(model, Tagged) \
+            else [schema]
+        assert len(shown) == len(members), where
+        for member, part in zip(members, shown, strict=True):
+            assert set(part["properties"]) == set(member.model_fields), (where, member)
+            assert part["additionalProperties"] is False, (where, member)
+        if isinstance(model, Tagged):  # told apart by `type`, each member naming its value
+            assert schema["discriminator"]["propertyName"] == "type", where
+    assert bodies >= 12
+
+
+def test_the_request_body_names_every_type_and_its_fields():
+    doc = openapi.document(_app())
+    body = doc["paths"]["/v1/requests"]["post"]["requestBody"]["content"]["application/json"]
+    union = _resolve(doc, body["schema"])
+    types = sorted(union["discriminator"]["mapping"])
+    assert types == sorted(["access", "erasure", "anonymisation", "rectification",
+                            "restriction", "objection"])
+    anonymise = doc["components"]["schemas"]["AnonymisationRequest"]
+    assert {"subject", "tables", "confirm", "dry_run", "reason"} <= set(anonymise["properties"])
+    assert "tabels" not in anonymise["properties"]
+
+
+def test_every_query_parameter_comes_from_the_routes_query_model():
+    for _doc, view, op, where in _operations():
+        model = getattr(view, "query_schema", None)
+        query = {p["name"] for p in op.get("parameters", []) if p["in"] == "query"}
+        assert query == (set(model.model_fields) if model else set()), where
+    doc = openapi.document(_app())
+    listing = {p["name"]: p for p in doc["paths"]["/v1/requests"]["get"]["parameters"]}
+    assert "completed" in listing["status"]["schema"]["enum"]
+    assert listing["limit"]["schema"]["maximum"] == 500
+
+
+def test_every_idempotent_write_declares_its_idempotency_key():
+    for _doc, view, op, where in _operations():
+        headers = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
+        assert ("Idempotency-Key" in headers) == bool(getattr(view, "idempotent", False)), where

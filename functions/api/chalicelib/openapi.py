@@ -4,29 +4,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalice import Chalice
+
 from oblio import __version__
+from oblio.core.bodies import Query, Tagged, schema_of
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+#: where the document keeps the schemas of the bodies (and the models they nest)
+REF = "#/components/schemas/{model}"
 
 
-def _op(summary: str, scope: str | None, ok: str = "200", params: list[str] | None = None,
-        body: bool = False, idempotent: bool = False) -> dict[str, Any]:
+def _op(summary: str, scope: str | None, ok: str = "200") -> dict[str, Any]:
+    """An operation as written by hand: what it does, the scope it needs, its success status.
+    Its body, query parameters and Idempotency-Key come from the route's own declaration
+    (`edge.api` / `edge.idempotent_write`), in `document`."""
     op: dict[str, Any] = {"summary": summary, "responses": {ok: {"description": "success"}}}
     if scope is not None:
         op["security"] = [{"apiKey": []}]
         op["x-oblio-scope"] = scope
         for code in ("401", "403", "422"):
             op["responses"][code] = _ERROR
-    parameters = [{"name": p, "in": "query", "required": False, "schema": {"type": "string"}}
-                  for p in params or []]
-    if idempotent:
-        parameters.append({"name": "Idempotency-Key", "in": "header", "required": False,
-                           "schema": {"type": "string", "maxLength": 255}})
-    if parameters:
-        op["parameters"] = parameters
-    if body:
-        op["requestBody"] = {"required": True, "content": {"application/json": {
-            "schema": {"type": "object"}}}}
     return op
 
 
@@ -43,13 +40,81 @@ def _errors(op: dict[str, Any], *codes: str) -> dict[str, Any]:
     return op
 
 
-PAGE = ["limit", "cursor"]
+def _schema(model: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """A reference to `model`'s schema, which goes (with the models it nests) into
+    `schemas` (the document's components)."""
+    tree = schema_of(model, REF)
+    schemas.update(tree.pop("$defs", {}))
+    name = model.name if isinstance(model, Tagged) else model.__name__
+    schemas[name] = tree
+    return {"$ref": REF.format(model=name)}
 
 
-def document() -> dict[str, Any]:
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema: absent rather than null, so the null branch (and a null
+    default) goes."""
+    if schema.get("default", ...) is None:
+        schema = {k: v for k, v in schema.items() if k != "default"}
+    kinds = [s for s in schema.get("anyOf", ()) if s.get("type") != "null"]
+    if len(kinds) == 1:
+        rest = {k: v for k, v in schema.items() if k != "anyOf"}
+        return {**kinds[0], **rest}
+    return schema
+
+
+def _query(model: type[Query]) -> list[dict[str, Any]]:
+    tree = schema_of(model, REF)
+    required = set(tree.get("required", ()))
+    return [{"name": name, "in": "query", "required": name in required,
+             **({"description": prop["description"]} if "description" in prop else {}),
+             "schema": {k: v for k, v in _not_null(prop).items()
+                        if k not in ("title", "description")}}
+            for name, prop in tree["properties"].items()]
+
+
+def _declared(op: dict[str, Any], view: Any, schemas: dict[str, Any]) -> dict[str, Any]:
+    """The hand-written operation with what the route declares: its query parameters (every
+    field of its query model), its JSON body (the model's schema, every property, type and
+    enum) and the Idempotency-Key header of an idempotent write."""
+    op = {**op, "responses": dict(op["responses"]), "parameters": list(op.get("parameters", []))}
+    query = getattr(view, "query_schema", None)
+    if query is not None:
+        op["parameters"] += _query(query)
+    if getattr(view, "idempotent", False):
+        op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
+                                 "description": "a write with the same key and body within "
+                                                "24 h answers the first answer again",
+                                 "schema": {"type": "string", "maxLength": 255}})
+    body = getattr(view, "body_schema", None)
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": {"application/json": {
+            "schema": _schema(body, schemas)}}}
+        op["responses"].setdefault("400", _ERROR)
+        op["responses"].setdefault("422", _ERROR)
+    if not op["parameters"]:
+        del op["parameters"]
+    return op
+
+
+def document(app: Chalice) -> dict[str, Any]:
+    """The document of what `app` serves: the written operations, each with the body, query
+    and headers its route declares."""
+    doc = _written()
+    schemas: dict[str, Any] = {}
+    for path, methods in app.routes.items():
+        for method, entry in methods.items():
+            ops = doc["paths"].get(path, {})
+            if method.lower() in ops:
+                ops[method.lower()] = _declared(ops[method.lower()], entry.view_function,
+                                                schemas)
+    doc["components"]["schemas"] = dict(sorted(schemas.items()))
+    return doc
+
+
+def _written() -> dict[str, Any]:
     rid = "request_id"
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "oblio", "version": __version__,
                  "description": "GDPR data-subject rights for DynamoDB and S3"},
         "servers": [{"url": "/"}],
@@ -60,70 +125,62 @@ def document() -> dict[str, Any]:
                 "post": _op("file a request (access, erasure, anonymisation, rectification, "
                             "restriction, objection; 200 for a dry run or a repeat)",
                             "dsr:write",
-                            ok="202", body=True, idempotent=True),
-                "get": _op("history, newest first", "dsr:read",
-                           params=["type", "status", "overdue", *PAGE]),
+                            ok="202"),
+                "get": _op("history, newest first", "dsr:read"),
             },
             "/v1/requests/{request_id}": {"get": _path_param(_op("one request", "dsr:read"),
                                                              rid)},
             "/v1/requests/{request_id}/cancel": {"post": _path_param(
-                _op("cancel a request that has not finished", "dsr:write", idempotent=True),
+                _op("cancel a request that has not finished", "dsr:write"),
                 rid)},
             "/v1/requests/{request_id}/retry": {"post": _path_param(
-                _op("run a failed request again from where it failed", "dsr:write",
-                    idempotent=True), rid)},
+                _op("run a failed request again from where it failed", "dsr:write"), rid)},
             "/v1/requests/{request_id}/extend": {"post": _path_param(
-                _op("extend the due date by 1 or 2 months with a reason", "dsr:write",
-                    body=True, idempotent=True), rid)},
+                _op("extend the due date by 1 or 2 months with a reason", "dsr:write"), rid)},
             "/v1/requests/{request_id}/download": {"get": _errors(_path_param(
                 _op("an access request's archive: {url, expires_at}, a presigned URL valid "
                     "for minutes; 409 when the request is not an access request or not "
                     "finished, 410 once the archive has expired", "dsr:read"), rid),
                 "409", "410")},
-            "/v1/subjects": {"get": _op("where a subject appears", "dsr:read",
-                                        params=["email", "phone", "external_id",
-                                                "include_children"])},
+            "/v1/subjects": {"get": _op("where a subject appears", "dsr:read")},
             "/v1/consents": {
                 "post": _op("record a consent grant or withdrawal (append-only): subject, "
                             "purpose, channel, status, source, policy_version, notice_hash, "
-                            "proof, at", "consent:write", ok="201", body=True,
-                            idempotent=True),
+                            "proof, at", "consent:write", ok="201"),
                 "get": _op("a subject's current state per purpose and full history, oldest "
-                           "first", "consent:read", params=["email", "phone", "external_id"]),
+                           "first", "consent:read"),
             },
             "/v1/consents/links": {"post": _op(
                 "a signed one-click withdrawal URL for a subject and purpose", "consent:write",
-                ok="201", body=True, idempotent=True)},
+                ok="201")},
             "/v1/public/unsubscribe": {
                 "get": _errors(_op("one-click withdrawal (signed token; answers a small HTML "
                                    "page; 400 for a link not signed as it is, 410 expired)",
-                                   None, params=["token"]), "400", "410"),
+                                   None), "400", "410"),
                 "post": _errors(_op("the same, for mail clients' one-click unsubscribe "
-                                    "(RFC 8058)", None, params=["token"]), "400", "410"),
+                                    "(RFC 8058)", None), "400", "410"),
             },
             "/v1/public/requests": {"post": _errors(_op(
                 "self-service: a person files an access, erasure or objection request for "
                 "their own e-mail or phone ({tenant: public slug, type, subject}); it awaits "
                 "the one-time code sent to it; 429 beyond the address's hourly limit", None,
-                ok="202", body=True), "400", "404", "422", "429", "503")},
+                ok="202"), "400", "404", "422", "429", "503")},
             "/v1/public/requests/{request_id}/verify": {"post": _errors(_path_param(_op(
                 "self-service: the one-time code ({tenant, code}); 400 with the attempts left "
-                "when wrong, the request cancelled after the last", None, body=True), rid),
+                "when wrong, the request cancelled after the last", None), rid),
                 "400", "409", "410", "422")},
             "/v1/public/requests/{request_id}/download": {"get": _errors(_path_param(_op(
                 "self-service access: the signed link sent to the person when their archive "
                 "is ready; 302 to a presigned download of minutes, 400 for a link not signed "
-                "as it is, 410 once the archive has expired", None, ok="302",
-                params=["token"]), rid), "400", "410")},
+                "as it is, 410 once the archive has expired", None, ok="302"), rid), "400", "410")},
             "/v1/requests/{request_id}/approve": {"post": _errors(_path_param(
                 _op("let a verified self-service request awaiting approval run (dsr:erase "
-                    "for an erasure)", "dsr:write", idempotent=True), rid), "409")},
+                    "for an erasure)", "dsr:write"), rid), "409")},
             "/v1/requests/{request_id}/deny": {"post": _errors(_path_param(
                 _op("refuse a self-service request awaiting approval, with a reason the "
-                    "person is told (Art. 12(4))", "dsr:write", body=True, idempotent=True),
+                    "person is told (Art. 12(4))", "dsr:write"),
                 rid), "409")},
-            "/v1/audit": {"get": _op("audit entries, newest first", "audit:read",
-                                     params=PAGE)},
+            "/v1/audit": {"get": _op("audit entries, newest first", "audit:read")},
             "/v1/audit/verify": {"get": _op("verify the hash chain", "audit:read")},
             "/v1/tenant": {"get": _op("the tenant's settings and children", "admin"),
                            "patch": _op("change settings: export_ttl_days (10, 14, 30), "
@@ -131,13 +188,11 @@ def document() -> dict[str, Any]:
                                         "default_phone_region, purposes (consent), "
                                         "public_slug, selfservice_requires_approval, "
                                         "selfservice_due_pauses_until_verified, "
-                                        "public_requests_per_hour", "admin", body=True,
-                                        idempotent=True)},
+                                        "public_requests_per_hour", "admin")},
             "/v1/bulk-erasures": {"post": _op(
                 "a bulk erasure job: a presigned PUT for its CSV (or drop the CSV under "
-                "bulk/<tenant>/ in the ingest bucket)", "dsr:erase", ok="201", body=True,
-                idempotent=True),
-                "get": _op("bulk jobs, newest first", "dsr:read", params=PAGE)},
+                "bulk/<tenant>/ in the ingest bucket)", "dsr:erase", ok="201"),
+                "get": _op("bulk jobs, newest first", "dsr:read")},
             "/v1/bulk-erasures/{job_id}": {"get": _path_param(
                 _op("a bulk job's progress, outcome and report URL", "dsr:read"), "job_id")},
             "/v1/retention-policies": {"get": _op(
@@ -147,20 +202,17 @@ def document() -> dict[str, Any]:
                 "(ISO 8601 duration or a date), action (anonymise, delete, export_then_delete, "
                 "export_only), filter, hold_attribute, enabled, description, scope (items, "
                 "or subjects: everything of the subjects the items name); 201 when new",
-                "admin", body=True, idempotent=True), "policy_id")},
+                "admin"), "policy_id")},
             "/v1/retention-policies/{policy_id}/run": {"post": _errors(_path_param(_op(
                 "run a policy now: {\"dry_run\": true} answers at once with what it would do "
                 "(counts per table); otherwise 202 with the sweep id (a failed sweep is "
-                "resumed); 409 while a sweep of the policy runs", "dsr:erase", ok="202",
-                body=True, idempotent=True), "policy_id"), "409")},
-            "/v1/retention-sweeps": {"get": _op("retention sweeps, newest first", "dsr:read",
-                                                params=PAGE)},
+                "resumed); 409 while a sweep of the policy runs", "dsr:erase", ok="202"), "policy_id"), "409")},
+            "/v1/retention-sweeps": {"get": _op("retention sweeps, newest first", "dsr:read")},
             "/v1/retention-sweeps/{sweep_id}": {"get": _path_param(_op(
                 "a sweep's progress, counts per table, AWS calls and report URL", "dsr:read"),
                 "sweep_id")},
             "/v1/keys": {
-                "post": _op("create an API key", "admin", ok="201", body=True,
-                            idempotent=True),
+                "post": _op("create an API key", "admin", ok="201"),
                 "get": _op("list API keys (never the keys themselves)", "admin"),
             },
         },

@@ -13,7 +13,7 @@ from typing import Any
 
 from oblio.control.tenants import Tenant, get_tenant
 from oblio.core import clock
-from oblio.core.errors import OblioError
+from oblio.core.errors import BadRequest, Gone, OblioError
 
 
 def _b64(data: bytes) -> str:
@@ -39,14 +39,14 @@ def sign(tenant: Tenant, claims: dict[str, Any], use: str = CONSENT_LINK) -> str
     return f"{payload}.{_signature(tenant, payload, use)}"
 
 
-class InvalidLink(OblioError):
+class InvalidLink(BadRequest):
     """A link oblio did not sign as it is (cut, altered, made up)."""
 
-    code, status = "invalid_link", 400
+    code = "invalid_link"
 
 
-class ExpiredLink(OblioError):
-    code, status = "link_expired", 410
+class ExpiredLink(Gone):
+    code = "link_expired"
 
 
 def verify(token: str | None, use: str = CONSENT_LINK) -> tuple[Tenant, dict[str, Any]]:

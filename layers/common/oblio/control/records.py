@@ -13,13 +13,14 @@ from pynamodb.transactions import TransactWrite
 
 from oblio.control.tenants import Tenant
 from oblio.core import clock
+from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
 from oblio.core.errors import Conflict, NotFound
 from oblio.core.observability import count
 from oblio.store import workflows
 from oblio.store.models import RequestModel, plain
 from oblio.store.tables import add_to_map
 
-TYPES = ("access", "erasure", "anonymisation", "rectification", "restriction", "objection")
+TYPES = REQUEST_TYPES
 #: request type -> the state machine that carries it out
 AVAILABLE = {"erasure": "erasure", "anonymisation": "anonymisation",
              "rectification": "subject_update", "restriction": "subject_update",
@@ -28,8 +29,7 @@ AVAILABLE = {"erasure": "erasure", "anonymisation": "anonymisation",
 ACTIONS = {"erasure": "erase", "anonymisation": "anonymise", "rectification": "rectify",
            "restriction": "restrict", "objection": "object", "access": "export"}
 IRREVERSIBLE = {"erasure", "anonymisation"}
-STATUSES = ("received", "awaiting_verification", "awaiting_approval", "queued", "running",
-            "completed", "completed_with_errors", "failed", "cancelled")
+STATUSES = REQUEST_STATUSES
 ENDED = frozenset({"completed", "completed_with_errors", "cancelled"})
 REQUEST_PREFIX = "req#"
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from oblio.core.observability import logger
+from oblio.core.observability import annotate, logger
 
 _EMAIL = re.compile(r"[^\s@'\"]+@[^\s@'\"]+")
 _DIGITS = re.compile(r"\+?\d[\d ().-]{6,}\d")
@@ -73,9 +73,13 @@ def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
     @functools.wraps(fn)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ev = model.model_validate(event)
-        logger.append_keys(**{k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id",
-                                                           "tenant_id")
-                              if hasattr(ev, k)})
+        ids = {k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id", "tenant_id")
+               if hasattr(ev, k)}
+        logger.append_keys(**ids)
+        unit, chunk = getattr(ev, "unit", None) or {}, getattr(ev, "chunk", None) or ""
+        # the trace of a Map iteration says which table or chunk it was
+        annotate(**ids, action=getattr(ev, "action", None), table=unit.get("table"),
+                 chunk=chunk.rsplit("/", 1)[-1].split(".")[0])
         try:
             return fn(ev)
         except Exception as exc:  # noqa: BLE001 - re-raised, scrubbed

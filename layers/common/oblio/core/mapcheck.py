@@ -74,6 +74,10 @@ def problems(dm: DataMap) -> list[str]:
                                "the table")
             if sw.index and not sw.date_attribute:
                 out.append(f"{where}: a sweep index needs its 'date_attribute'")
+        for attr in t.key_types:
+            if attr not in known:
+                out.append(f"{where}: key_types names '{attr}', which is not an attribute of "
+                           "the table")
         if t.ttl_attribute and t.ttl_attribute not in known:
             out.append(f"{where}: ttl_attribute '{t.ttl_attribute}' is not an attribute of "
                        "the table")

@@ -269,6 +269,9 @@ class TableMap(_Strict):
     #: a DynamoDB TTL attribute (epoch seconds): an item past it is never returned by a read
     #: (TTL deletion is lazy) and retention sweeps purge it
     ttl_attribute: str | None = None
+    #: the DynamoDB type of key and index-key attributes that are not strings (N, B): what
+    #: `oblio local up` creates a missing table with
+    key_types: dict[str, Literal["S", "N", "B"]] = Field(default_factory=dict)
     #: S3 objects by key template or prefix (version 2)
     files: list[FileRule] = Field(default_factory=list)
     #: the roles finds may name, each with its own rules (version 2)

@@ -15,6 +15,9 @@ One pipeline, four steps, each a task of `statemachines/bulk_erasure.asl.json`:
   identity in clear: the subject's HMAC reference only; every cell safe from CSV injection).
 - `fail`: records a failure the state machine caught.
 
+The work prefix, the chunk manifests and their index, the Map's input, a chunk recorded once
+and the failure step are the chunked pipeline that retention sweeps share (`jobs.chunks`).
+
 Memory stays flat in the file's size, but for the duplicate check: 8 bytes a distinct subject.
 """
 
@@ -36,12 +39,13 @@ from ulid import ULID
 from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
-from oblio.core.boundary import caught
+from oblio.core.bodies import BulkBody
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Invalid, NotFound, OblioError
+from oblio.core.errors import Invalid, NotFound, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
+from oblio.jobs import chunks
 from oblio.pipeline import apply, evidence, find, rules, verify
 from oblio.store import aws, objects, outbound, workflows
 from oblio.store.models import BulkJobModel, RequestModel
@@ -50,7 +54,6 @@ from oblio.store.tables import add_to_map
 CHUNK = 500
 REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
                   "files_deleted", "request_id", "reason")
-ENDED = ("completed", "completed_with_errors", "failed")
 _TRUE = {"1", "true", "yes", "y"}
 
 
@@ -59,8 +62,8 @@ def prefix(tenant_id: str) -> str:
     return f"bulk/{tenant_id}/"
 
 
-def _work(tenant_id: str, job_id: str) -> str:
-    return f"work/{tenant_id}/bulk/{job_id}/"
+def _work(tenant_id: str, job_id: str) -> chunks.Work:
+    return chunks.Work(tenant_id, "bulk", job_id)
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -101,13 +104,9 @@ def load(tenant_id: str, job_id: str) -> BulkJobModel:
         raise NotFound(f"no bulk erasure job {job_id!r} in this tenant") from None
 
 
-def create_job(principal: Principal, body: Any) -> dict[str, Any]:
+def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
     """A job waiting for its CSV, and a presigned PUT to upload it."""
-    if body is not None and not isinstance(body, dict):
-        raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": false}")
-    dry_run = (body or {}).get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise Invalid("dry_run", "dry_run must be true or false")
+    dry_run = body.dry_run
     job_id = str(ULID())
     key = f"{prefix(principal.tenant_id)}{job_id}.csv"
     BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",
@@ -150,8 +149,8 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
 
 # -- validation --------------------------------------------------------------------------------
 
-class _Rejected(OblioError):
-    code, status = "invalid_file", 422
+class _Rejected(Unprocessable):
+    code = "invalid_file"
 
 
 def _sniff(sample: bytes) -> str:
@@ -180,35 +179,13 @@ def _rows(body: Any, delimiter: str) -> Iterator[tuple[int, list[str]]]:
         yield reader.line_num, cells
 
 
-class _Parts:
-    """Rows written to numbered JSON parts in the work bucket, `size` a part."""
-
-    def __init__(self, base: str, size: int) -> None:
-        self.base, self.size, self.n = base, size, 0
-        self.rows: list[dict[str, Any]] = []
-        self.keys: list[str] = []
-
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= self.size:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.rows:
-            key = f"{self.base}{self.n:06d}.json"
-            objects.put_json(key, self.rows)
-            self.keys.append(key)
-            self.n += 1
-            self.rows = []
-
-
 def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, Any]:
     """Check the upload and cut it into chunk manifests; returns the Map's input."""
     s = get_settings()
     job = load(tenant_id, job_id)
     work = _work(tenant_id, job_id)
     if job.chunks is not None:  # a retried step: the upload is gone, the chunks are there
-        return _map_input(job, work)
+        return _map_input(job)
     tenant = get_tenant(tenant_id)
     try:
         size = objects.size_of(bucket, key)
@@ -230,8 +207,8 @@ def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, An
                             "email, phone, external_id")
         ignored = sorted({csv_safe(c) for c in header if c not in columns and c != "dry_run"
                           and c})
-        chunks = _Parts(f"{work}chunks/", CHUNK)
-        rejects = _Parts(f"{work}rejects/", 1000)
+        parts = chunks.Parts(work, "chunks", CHUNK)
+        rejects = chunks.Parts(work, "rejects", 1000)
         seen: set[int] = set()
         stats = {"valid": 0, "invalid": 0, "duplicates": 0, "blank": 0}
         for line, cells in rows:
@@ -267,8 +244,8 @@ def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, An
             stats["valid"] += 1
             row_dry = "dry_run" in header and header.index("dry_run") < len(cells) and \
                 cells[header.index("dry_run")].strip().lower() in _TRUE
-            chunks.add({"line": line, "identities": ids, "dry_run": row_dry})
-        chunks.flush()
+            parts.add({"line": line, "identities": ids, "dry_run": row_dry})
+        parts.flush()
         rejects.flush()
     except _Rejected as exc:
         objects.delete_all_versions([(bucket, key)])
@@ -276,10 +253,7 @@ def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, An
         return {"failed": True, "chunks": 0}
     # the upload holds personal data: gone as soon as it is cut into chunks
     objects.delete_all_versions([(bucket, key)])
-    index = f"{work}chunks.csv"
-    objects.put_encrypted(s.bucket("work"), index,
-                          ("chunk\n" + "".join(f"{k}\n" for k in chunks.keys)).encode(),
-                          content_type="text/csv")
+    index = work.write_index(parts.keys)
     total = stats["valid"] + stats["invalid"] + stats["duplicates"]
     job.update(actions=[
         BulkJobModel.status.set("running"), BulkJobModel.rows_total.set(total),
@@ -288,18 +262,17 @@ def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, An
         BulkJobModel.duplicates.set(stats["duplicates"]),
         BulkJobModel.blank_lines.set(stats["blank"]),
         BulkJobModel.ignored_columns.set(set(ignored) or None),
-        BulkJobModel.chunks.set(len(chunks.keys)), BulkJobModel.index_key.set(index),
+        BulkJobModel.chunks.set(len(parts.keys)), BulkJobModel.index_key.set(index),
         BulkJobModel.reject_keys.set(rejects.keys or None),
     ])
     logger.info("bulk file validated", extra={"job_id": job_id, **stats,
-                                              "chunks": len(chunks.keys)})
-    return _map_input(load(tenant_id, job_id), work)
+                                              "chunks": len(parts.keys)})
+    return _map_input(load(tenant_id, job_id))
 
 
-def _map_input(job: BulkJobModel, work: str) -> dict[str, Any]:
-    s = get_settings()
-    return {"failed": False, "chunks": int(job.chunks or 0), "index_bucket": s.bucket("work"),
-            "index_key": job.index_key, "concurrency": s.bulk_concurrency}
+def _map_input(job: BulkJobModel) -> dict[str, Any]:
+    return chunks.map_input(int(job.chunks or 0), job.index_key,
+                            get_settings().bulk_concurrency, failed=False)
 
 
 # -- erasure of one chunk ----------------------------------------------------------------------
@@ -318,7 +291,8 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     tenant = get_tenant(tenant_id)
     rows: list[dict[str, Any]] = objects.get_json(chunk_key)
     marker = f"bulk:{job_id}"
-    plan_key = f"{_work(tenant_id, job_id)}plans/{chunk_key.rsplit('/', 1)[1]}"
+    work = _work(tenant_id, job_id)
+    plan_key = work.beside("plans", chunk_key)
     outcomes: list[dict[str, Any]] = []
     with aws.counting() as io_:
         plans: list[dict[str, Any]] | None = objects.get_json(plan_key) \
@@ -341,20 +315,27 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     for row, plan in todo:
         outcomes.append(_certify(dm, tenant, job, row, plan, left))
     outcomes.sort(key=lambda o: int(o["line"]))
-    part = f"{_work(tenant_id, job_id)}report/{chunk_key.rsplit('/', 1)[1]}"
+    part = work.beside("report", chunk_key)
     objects.put_json(part, outcomes)
     counts = {k: sum(1 for o in outcomes if o["outcome"] == k)
               for k in ("erased", "not_found", "failed", "would_erase")}
-    job.update(actions=[
+    if not chunks.record_once(lambda: job.update(actions=[
         BulkJobModel.rows_done.add(len(rows)), BulkJobModel.erased.add(counts["erased"]),
         BulkJobModel.not_found.add(counts["not_found"]),
         BulkJobModel.failed.add(counts["failed"]),
         BulkJobModel.would_erase.add(counts["would_erase"]),
         BulkJobModel.chunks_done.add({chunk_key}),
         BulkJobModel.report_parts.add({part}),
-    ])
+    ], condition=~BulkJobModel.chunks_done.contains(chunk_key))):
+        return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     add_to_map(BulkJobModel.Meta.table_name, {"tenant_id": tenant_id, "job_id": job_id}, "io",
                dict(io_.calls))
+    # the chunk's erasures are requests that ended: one metric line each status, counted
+    # once with the job's counters (a subject recorded by an attempt that died is counted here)
+    for status, n in (("completed", counts["erased"]), ("completed_with_errors",
+                                                         counts["failed"])):
+        if n:
+            count("RequestsCompleted", n, type="erasure", status=status)
     return {"chunk": chunk_key, **counts}
 
 
@@ -441,8 +422,9 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                    tables: dict[str, dict[str, int]], verification: dict[str, Any],
                    refs: dict[str, list[str]], request_id: str | None = None) -> str:
     """One subject of a bulk job, erased: the same request record, certificate, audit entry,
-    suppression entries and event as a single erasure. Returns the request id. Recording a
-    request id that is already recorded (a retried chunk) does nothing again."""
+    suppression entries and event as a single erasure (its RequestsCompleted metric is the
+    chunk's, one line for all). Returns the request id. Recording a request id that is
+    already recorded (a retried chunk) does nothing again."""
     request_id, started = request_id or str(ULID()), clock.iso()
     try:
         RequestModel.get(tenant.tenant_id, records.request_sk(request_id))
@@ -484,7 +466,6 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
         units={}, io={}, attempt=1).save()
     outbound.emit("SubjectErased", tenant.tenant_id, request_id=request_id, subject_ref=ref,
                 type="erasure", bulk_job=job_id)
-    count("RequestsCompleted", type="erasure", status=status)
     return request_id
 
 
@@ -497,7 +478,7 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
     """One CSV of every line's outcome, in line order; the job completes."""
     s = get_settings()
     job = load(tenant_id, job_id)
-    if job.status in ENDED:
+    if job.status in chunks.ENDED:
         return {"status": job.status}
     streams = [_part_rows([k]) for k in sorted(job.report_parts or ())]
     streams += [_part_rows(list(job.reject_keys or ()))]
@@ -526,7 +507,7 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
                         BulkJobModel.completed_at.set(clock.iso()),
                         BulkJobModel.report_key.set(key),
                         *([BulkJobModel.message.set(message)] if message else [])])
-    objects.delete_prefix(_work(tenant_id, job_id))
+    _work(tenant_id, job_id).clear()
     counts = {k: int(getattr(job, k) or 0) for k in
               ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed")}
     audit.append(tenant_id, "bulk_erasure_completed", actor="oblio",
@@ -538,7 +519,7 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
 def finish_failed(job: BulkJobModel, reason: str) -> None:
     job.update(actions=[BulkJobModel.status.set("failed"), BulkJobModel.error.set(reason),
                         BulkJobModel.completed_at.set(clock.iso())])
-    objects.delete_prefix(_work(job.tenant_id, job.job_id))
+    _work(job.tenant_id, job.job_id).clear()
     audit.append(job.tenant_id, "bulk_erasure_failed", actor="oblio",
                  details={"job_id": job.job_id, "reason": reason})
     outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id, status="failed")
@@ -547,8 +528,5 @@ def finish_failed(job: BulkJobModel, reason: str) -> None:
 def fail(tenant_id: str, job_id: str, error: dict[str, Any]) -> dict[str, Any]:
     """Record a failure the state machine caught."""
     job = load(tenant_id, job_id)
-    if job.status not in ENDED:
-        code, message = caught(error)
-        finish_failed(job, f"{code}: {message}")
-    return {"status": "failed"}
+    return chunks.fail(job.status, error, lambda code, reason: finish_failed(job, reason))
 

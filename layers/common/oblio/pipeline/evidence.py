@@ -1,9 +1,13 @@
-"""Evidence: how a subject's request ends. Finish writes the audit entry, the certificate
-of an erasure or anonymisation, the suppression entries and the consent ledger's records,
-emits the events, and ends the request; Fail records what the state machine caught."""
+"""Evidence: how a subject's request ends. `finish_request` is the one closing sequence of
+every subject workflow and of the access export (audit entry, the steps that follow it,
+events, work files deleted, the request ended); `finish` gives it what a subject workflow
+says: the certificate of an erasure or anonymisation, the suppression entries and the consent
+ledger's records. `fail` records what the state machine caught."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from oblio.control import audit, ledger, records, suppression
@@ -65,22 +69,122 @@ def _rectification_audit(m: RequestModel, tenant: Any) -> dict[str, Any]:
             "old": {attr: sorted(refs) for attr, refs in sorted(old.items())}}
 
 
-def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
-    """Audit entry, certificate (erasure, anonymisation), suppression entries, events; the
-    request completes."""
+Counts = dict[str, dict[str, dict[str, int]]]
+"""What a request counted: tenant -> table -> count name -> number."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What one kind of request says as it ends; `finish_request` does the rest, the same way
+    for every kind (an erasure, an anonymisation, a rectification, a restriction or objection,
+    an access export)."""
+
+    status: str
+    counts: Counts
+    totals: dict[str, int]
+    found: bool
+    #: what the audit entry records
+    details: dict[str, Any]
+    #: the steps after the audit entry (certificate, suppression, the requester's e-mail),
+    #: each safe to repeat; returns what the result says beyond what every result says
+    result: Callable[[audit.Entry], dict[str, Any]]
+    #: the subject's events (Art. 17(2), 19), one for each tenant the request reached
+    subject_events: tuple[str, ...] = ()
+    event_fields: dict[str, Any] = field(default_factory=dict)
+    #: what the result says right after `found` (what stays by design: retained, held)
+    top: dict[str, Any] = field(default_factory=dict)
+
+
+def totals_of(counts: Counts, names: Iterable[str]) -> dict[str, int]:
+    """Each count summed over every tenant and table."""
+    return {k: sum(c[k] for t in counts.values() for c in t.values()) for k in names}
+
+
+def io_of(m: RequestModel) -> dict[str, int]:
+    """The request's AWS calls by operation; a Scan is always named, if only to say 0."""
+    io = {k: int(v) for k, v in records.io_of(m).items()}
+    io.setdefault("dynamodb.Scan", 0)
+    return io
+
+
+def once(m: RequestModel, units: dict[str, Any], unit_id: str,
+         do: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The outcome of a step of the finish, recorded as unit `unit_id`: a retried finish
+    reuses it instead of doing the step again."""
+    if unit_id in units:
+        got: dict[str, Any] = units[unit_id]
+        return got
+    outcome = do()
+    records.record_unit(m, unit_id, outcome, {})
+    return outcome
+
+
+def finish_request(request_id: str, tenant_id: str,
+                   ending: Callable[[RequestModel], Ending]) -> dict[str, Any]:
+    """How every request of one subject ends, in this order, each step safe to repeat:
+
+    1. `ending(m)`: what the request found and did, as the audit entry records it (for an
+       erasure or objection after the consent ledger has changed: once, as unit `_consent`);
+    2. the audit entry, once (unit `_audit`: a retried finish reuses it);
+    3. `ending.result(entry)`: the steps after the entry (certificate, suppression entries,
+       the requester's e-mail) and the fields of the result that are its own;
+    4. the subject's events, then `RequestCompleted`;
+    5. the request's work files deleted;
+    6. the request ends with its status and result (a client that sees it completed can
+       rely on everything above).
+
+    A request that has ended already is left alone."""
     m = records.load(tenant_id, request_id)
     if m.status in records.ENDED:
         return {"status": m.status}
+    e = ending(m)
+    got = once(m, records.units_of(m), "_audit", lambda: _audit(m, e.details))
+    entry = audit.Entry(got["id"], got["hash"])
+    own = e.result(entry)
+    result: dict[str, Any] = {
+        "found": e.found, **e.top, "tables": e.counts[tenant_id],
+        "tenants": {t: {"tables": c} for t, c in e.counts.items() if t != tenant_id},
+        "totals": e.totals, **own, "io": io_of(m),
+        "queries_planned": records.plan_of(m).get("queries", 0), "audit_entry": entry.id}
+    for t in e.counts:
+        for detail_type in e.subject_events:
+            outbound.emit(detail_type, t, request_id=request_id, subject_ref=m.subject_ref,
+                          type=m.type, parent_tenant_id=tenant_id if t != tenant_id else None,
+                          found=any(c["matched"] for c in e.counts[t].values()) or (
+                              t == tenant_id and e.found),
+                          **e.event_fields)
+    outbound.emit("RequestCompleted", tenant_id, request_id=request_id,
+                  subject_ref=m.subject_ref, type=m.type, status=e.status)
+    objects.delete_prefix(work_prefix(m))
+    records.end(m, e.status, result)
+    logger.info("request finished", extra={"request_id": request_id, "status": e.status,
+                                           "subject_ref": m.subject_ref})
+    return {"status": e.status}
+
+
+def _audit(m: RequestModel, details: dict[str, Any]) -> dict[str, Any]:
+    entry = audit.append(m.tenant_id, f"{m.type}_completed", actor="oblio",
+                         request_id=m.request_id, subject_ref=m.subject_ref, details=details)
+    return {"id": entry.id, "hash": entry.hash}
+
+
+def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
+    """Audit entry, certificate (erasure, anonymisation), suppression entries, events; the
+    request completes."""
+    return finish_request(request_id, tenant_id, lambda m: _subject_ending(m, action))
+
+
+def _subject_ending(m: RequestModel, action: str) -> Ending:
+    """What a subject workflow (erasure, anonymisation, subject update) says as it ends."""
+    request_id, tenant_id = m.request_id, m.tenant_id
     dm = frozen_map(m)
     tenant = get_tenant(tenant_id)
     plan_ = records.plan_of(m)
     units = records.units_of(m)
     verification = units.get("_verification", {"passed": False, "reason": "not run"})
     counts = _counts(m, dm)
-    totals = {k: sum(c[k] for t in counts.values() for c in t.values()) for k in rules.COUNTS}
+    totals = totals_of(counts, rules.COUNTS)
     status = outcome.status_of(verification)
-    io = {k: int(v) for k, v in (records.io_of(m)).items()}
-    io.setdefault("dynamodb.Scan", 0)
     options = records.options_of(m)
     body: dict[str, Any] = {
         "found": totals["matched"] > 0,  # the ledger's records count too (below)
@@ -95,10 +199,9 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     # the consent ledger: an erasure removes the subject's records, an objection records the
     # withdrawals (once: a retried finish reuses the outcome)
     consented = units.get("_consent") or {}
-    if action in ("erase", "object") and "_consent" not in units:
-        consented = ledger.on_request_finished(m, action, plan_.get("identity_refs", {}),
-                                             body.get("purposes") or [])
-        records.record_unit(m, "_consent", consented, {})
+    if action in ("erase", "object"):
+        consented = once(m, units, "_consent", lambda: ledger.on_request_finished(
+            m, action, plan_.get("identity_refs", {}), body.get("purposes") or []))
     if action == "erase":
         body["consent_records_deleted"] = sum(consented.get("deleted", {}).values())
     found = body["found"] = outcome.found(totals["matched"],
@@ -109,67 +212,48 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         # the audit says what stays and under which law; the reasons are the certificate's
         body["retained"], body["held"] = exempt["retained"], exempt["held"]
         body["legal_bases"] = sorted({e["legal_basis"] for e in exempt.get("exemptions", [])})
-    if "_audit" in units:  # a retried finish: the entry is written already
-        entry = audit.Entry(units["_audit"]["id"], units["_audit"]["hash"])
-    else:
-        entry = audit.append(tenant_id, f"{m.type}_completed", actor="oblio",
-                             request_id=request_id, subject_ref=m.subject_ref, details=body)
-        records.record_unit(m, "_audit", {"id": entry.id, "hash": entry.hash}, {})
-    refs = plan_.get("identity_refs", {})
-    suppressed = 0
-    # a subject found nowhere was not erased: the suppression list would say it was
-    if (action == "erase" and found) or \
-            (action == "object" and "marketing" in body["purposes"]):
-        reason = "erasure" if action == "erase" else "objection:marketing"
-        for t, kinds in refs.items():
-            suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
-    result: dict[str, Any] = {
-        "found": found, "tables": counts[tenant_id],
-        "tenants": {t: {"tables": c} for t, c in counts.items() if t != tenant_id},
-        "totals": totals, "verification": verification, "io": io,
-        "queries_planned": plan_.get("queries", 0), "audit_entry": entry.id}
-    if action in ("erase", "anonymise"):
-        result["certificate"] = certificate(
-            request_id=request_id, tenant_id=tenant_id, type_=m.type or "",
-            subject_ref=m.subject_ref or "", tables=counts[tenant_id],
-            tenants={t: c for t, c in counts.items() if t != tenant_id},
-            verification=verification, suppressed=suppressed,
-            started_at=plan_.get("started_at"), entry=entry,
-            datamap_digest=plan_.get("datamap_digest"))
-        result["certificate"] = {"found": found, **(exempt or {}), **result["certificate"]}
-        if not found:
-            result["certificate"]["statement"] = outcome.NOT_FOUND_STATEMENT
-    if action == "erase":
-        result["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
-    if consented:
-        result["consent"] = consented
-    if suppressed:
-        result["suppression_entries"] = suppressed
-    if not any((plan_.get("found") or {}).values()):
-        result["message"] = "no item of the subject was found in any mapped table" + (
-            ": nothing was erased and the subject was not added to the suppression list"
-            if action == "erase" and not found else "")
-    elif exempt and outcome.exemption_message(exempt):
-        result["message"] = outcome.exemption_message(exempt)
-    elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
-        result["message"] = "the subject was already anonymised: nothing changed"
-    if exempt:  # at the top, after found: what stays by design
-        result = {"found": found, **exempt, **result}
-    # events and clean-up before the status: a client that sees "completed" can rely on them
-    for t in counts:
-        for detail_type in SUBJECT_EVENTS.get(action, ()):
-            outbound.emit(detail_type, t, request_id=request_id, subject_ref=m.subject_ref,
-                        type=m.type, parent_tenant_id=tenant_id if t != tenant_id else None,
-                        found=any(c["matched"] for c in counts[t].values()) or (
-                            t == tenant_id and found),
-                        **({"purposes": body["purposes"]} if action == "object" else {}))
-    outbound.emit("RequestCompleted", tenant_id, request_id=request_id,
-                subject_ref=m.subject_ref, type=m.type, status=status)
-    objects.delete_prefix(work_prefix(m))
-    records.end(m, status, result)
-    logger.info("request finished", extra={"request_id": request_id, "status": status,
-                                           "subject_ref": m.subject_ref})
-    return {"status": status}
+
+    def result(entry: audit.Entry) -> dict[str, Any]:
+        refs = plan_.get("identity_refs", {})
+        suppressed = 0
+        # a subject found nowhere was not erased: the suppression list would say it was
+        if (action == "erase" and found) or \
+                (action == "object" and "marketing" in body["purposes"]):
+            reason = "erasure" if action == "erase" else "objection:marketing"
+            for t, kinds in refs.items():
+                suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
+        out: dict[str, Any] = {"verification": verification}
+        if action in ("erase", "anonymise"):
+            cert = certificate(
+                request_id=request_id, tenant_id=tenant_id, type_=m.type or "",
+                subject_ref=m.subject_ref or "", tables=counts[tenant_id],
+                tenants={t: c for t, c in counts.items() if t != tenant_id},
+                verification=verification, suppressed=suppressed,
+                started_at=plan_.get("started_at"), entry=entry,
+                datamap_digest=plan_.get("datamap_digest"))
+            out["certificate"] = {"found": found, **(exempt or {}), **cert}
+            if not found:
+                out["certificate"]["statement"] = outcome.NOT_FOUND_STATEMENT
+        if action == "erase":
+            out["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
+        if consented:
+            out["consent"] = consented
+        if suppressed:
+            out["suppression_entries"] = suppressed
+        if not any((plan_.get("found") or {}).values()):
+            out["message"] = "no item of the subject was found in any mapped table" + (
+                ": nothing was erased and the subject was not added to the suppression list"
+                if action == "erase" and not found else "")
+        elif exempt and outcome.exemption_message(exempt):
+            out["message"] = outcome.exemption_message(exempt)
+        elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
+            out["message"] = "the subject was already anonymised: nothing changed"
+        return out
+
+    return Ending(status=status, counts=counts, totals=totals, found=found,
+                  details=body, result=result, subject_events=SUBJECT_EVENTS.get(action, ()),
+                  event_fields={"purposes": body["purposes"]} if action == "object" else {},
+                  top=exempt or {})
 
 
 def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, Any]:

@@ -8,21 +8,20 @@ from typing import Any
 from oblio.control import audit, ledger, suppression
 from oblio.control.tenants import Principal, reachable_tenants
 from oblio.core import datamap
+from oblio.core.bodies import SubjectQuery
 from oblio.core.errors import Invalid
 from oblio.core.identity import parse_subject
 from oblio.pipeline import find
 
 
-def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def search(principal: Principal, q: SubjectQuery) -> dict[str, Any]:
+    """`GET /v1/subjects?email=...` (or phone, external_id; include_children=true)."""
     dm = datamap.current()
-    include_children = params.get("include_children", "false").lower()
-    if include_children not in ("true", "false"):
-        raise Invalid("include_children", "include_children must be true or false")
-    raw = {k: v for k, v in params.items() if k in ("email", "phone", "external_id")}
+    raw = q.identities()
     if not raw:
         raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
     out: dict[str, Any] = {}
-    for tenant in reachable_tenants(principal, include_children == "true"):
+    for tenant in reachable_tenants(principal, q.include_children):
         ids = parse_subject(raw, tenant.phone_region, tuple(dm.identities))
         fp = find.walk(dm, tenant.tenant_id, ids)
         tables: dict[str, Any] = {}

@@ -73,6 +73,7 @@ class ApiKeyModel(Model):
     children = BooleanAttribute(default=False)
     created_at = UnicodeAttribute()
     revoked = BooleanAttribute(default=False)
+    revoked_at = UnicodeAttribute(null=True)
     by_tenant = KeysByTenant()
 
 

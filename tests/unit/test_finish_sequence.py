@@ -1,0 +1,140 @@
+"""The one closing sequence every subject request ends with (the subject workflows and the
+access export): its order, what a retry does again and what it does not, and the fields every
+result has. Its effects are recorded by stand-ins: no AWS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from oblio.control import audit
+from oblio.pipeline import evidence
+from oblio.store.models import RequestModel
+
+COUNTS = {"acme": {"contacts": {"matched": 2, "deleted": 2}},
+          "acme-child": {"contacts": {"matched": 1, "deleted": 1}}}
+
+
+def _request(**fields: Any) -> RequestModel:
+    return RequestModel(**{"tenant_id": "acme", "sk": "req#R1", "request_id": "R1",
+                           "type": "erasure", "status": "running", "subject_ref": "S_ref",
+                           "units": {}, "io": {"dynamodb.Query": 3}, "plan": {"queries": 4},
+                           **fields})
+
+
+@pytest.fixture
+def effects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    """Every effect of the finish, in the order it happened."""
+    done: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(evidence.records, "record_unit",
+                        lambda m, unit_id, outcome, io: done.append(("unit", unit_id)))
+    monkeypatch.setattr(evidence.audit, "append", lambda tenant_id, action, **kw: (
+        done.append(("audit", action, kw["details"])) or audit.Entry("42", "h42")))
+    monkeypatch.setattr(evidence.outbound, "emit", lambda detail_type, tenant_id, **kw: (
+        done.append(("event", detail_type, tenant_id, kw))))
+    monkeypatch.setattr(evidence.objects, "delete_prefix",
+                        lambda prefix: done.append(("delete", prefix)))
+    monkeypatch.setattr(evidence.records, "end",
+                        lambda m, status, result: done.append(("end", status, result)))
+    return done
+
+
+def _finish(monkeypatch: pytest.MonkeyPatch, m: RequestModel, done: list[tuple[Any, ...]],
+            **ending: Any) -> dict[str, Any]:
+    monkeypatch.setattr(evidence.records, "load", lambda tenant_id, request_id: m)
+
+    def result(entry: audit.Entry) -> dict[str, Any]:
+        done.append(("after audit", entry.id))
+        return {"certificate": {"audit_entry": entry.id}}
+
+    def end(m: RequestModel) -> evidence.Ending:
+        done.append(("ending",))
+        return evidence.Ending(**{
+            "status": "completed", "counts": COUNTS,
+            "totals": evidence.totals_of(COUNTS, ("matched", "deleted")), "found": True,
+            "details": {"type": "erasure"}, "result": result, **ending})
+
+    return evidence.finish_request("R1", "acme", end)
+
+
+def test_a_request_ends_in_the_one_order(monkeypatch, effects):
+    out = _finish(monkeypatch, _request(), effects, subject_events=("SubjectErased",))
+
+    assert out == {"status": "completed"}
+    assert [e[0] if e[0] != "event" else e[1] for e in effects] == [
+        "ending", "audit", "unit", "after audit", "SubjectErased", "SubjectErased",
+        "RequestCompleted", "delete", "end"]
+    assert effects[1] == ("audit", "erasure_completed", {"type": "erasure"})
+    assert effects[2] == ("unit", "_audit")  # a retry finds it
+    assert effects[7] == ("delete", "work/acme/R1/")
+
+
+def test_every_result_has_the_same_fields_and_its_own(monkeypatch, effects):
+    _finish(monkeypatch, _request(), effects)
+
+    (_, status, result), = [e for e in effects if e[0] == "end"]
+    assert status == "completed"
+    assert result == {
+        "found": True, "tables": COUNTS["acme"],
+        "tenants": {"acme-child": {"tables": COUNTS["acme-child"]}},
+        "totals": {"matched": 3, "deleted": 3},
+        "io": {"dynamodb.Query": 3, "dynamodb.Scan": 0},  # no Scan ran, and it says so
+        "queries_planned": 4, "audit_entry": "42",
+        "certificate": {"audit_entry": "42"}}
+
+
+def test_subject_events_reach_each_tenant_and_name_the_parent_in_a_child(monkeypatch,
+                                                                         effects):
+    _finish(monkeypatch, _request(), effects, subject_events=("SubjectRestricted",),
+            event_fields={"purposes": ["marketing"]})
+
+    events = [(e[2], e[3]) for e in effects if e[0] == "event" and e[1] != "RequestCompleted"]
+    assert [(t, kw["parent_tenant_id"], kw["purposes"]) for t, kw in events] == [
+        ("acme", None, ["marketing"]), ("acme-child", "acme", ["marketing"])]
+    assert all(kw["subject_ref"] == "S_ref" and kw["request_id"] == "R1" for _, kw in events)
+    (completed,) = [e for e in effects if e[0] == "event" and e[1] == "RequestCompleted"]
+    assert completed[2] == "acme" and completed[3]["status"] == "completed"
+
+
+def test_no_subject_event_for_a_request_that_has_none(monkeypatch, effects):
+    _finish(monkeypatch, _request(type="access"), effects)
+
+    assert [e[1] for e in effects if e[0] == "event"] == ["RequestCompleted"]
+    assert effects[1][1] == "access_completed"
+
+
+def test_a_retried_finish_reuses_its_audit_entry(monkeypatch, effects):
+    m = _request(units={"_audit": {"id": "7", "hash": "h7"}})
+
+    _finish(monkeypatch, m, effects)
+
+    assert not [e for e in effects if e[0] in ("audit", "unit")]
+    assert ("after audit", "7") in effects
+    assert next(e for e in effects if e[0] == "end")[2]["audit_entry"] == "7"
+
+
+@pytest.mark.parametrize("status", ["completed", "completed_with_errors", "cancelled"])
+def test_an_ended_request_is_left_alone(monkeypatch, effects, status):
+    out = _finish(monkeypatch, _request(status=status), effects)
+
+    assert out == {"status": status}
+    assert effects == []
+
+
+def test_a_step_recorded_once_is_not_done_again(monkeypatch, effects):
+    m = _request()
+    ran: list[int] = []
+
+    first = evidence.once(m, {}, "_consent", lambda: ran.append(1) or {"deleted": {"e": 2}})
+    again = evidence.once(m, {"_consent": first}, "_consent", lambda: ran.append(2) or {})
+
+    assert first == again == {"deleted": {"e": 2}}
+    assert ran == [1] and effects == [("unit", "_consent")]
+
+
+def test_totals_add_up_every_tenant_and_table():
+    counts = {"a": {"t1": {"matched": 2, "files": 1}, "t2": {"matched": 0, "files": 0}},
+              "b": {"t1": {"matched": 5, "files": 3}}}
+    assert evidence.totals_of(counts, ("matched", "files")) == {"matched": 7, "files": 4}
+    assert evidence.totals_of({}, ("matched",)) == {"matched": 0}
