@@ -181,7 +181,9 @@ class LocalStack:
         settings = get_settings()
         # refuse a bad data map, bad fixtures or a bad tenant name before anything starts
         dm = dmap.load(settings.datamap)
-        fixtures = yours.read_fixtures(dm, Path(self.fixtures)) if self.fixtures else None
+        silo = [*self.tenants, *(("demo", "demo-child") if self.demo else ())]
+        fixtures = yours.read_fixtures(dm, Path(self.fixtures), silo) if self.fixtures \
+            else None
         for name in self.tenants:
             if not TENANT_NAME.match(name) or name in ("demo", "demo-child"):
                 raise yours.Refused([f"--tenant {name!r}: a tenant name is 2 to 63 lower-case "
@@ -210,10 +212,10 @@ class LocalStack:
 
         try:
             made = yours.create_missing(dm, aws.client("dynamodb"), aws.client("s3"),
-                                        settings.region)
+                                        settings.region, silo)
             for line in made:
                 self._say(f"created {line} (named by the data map)")
-            dmap.check_tables(dm, aws.client("dynamodb"))
+            dmap.check_tables(dm, aws.client("dynamodb"), silo)
             if fixtures is not None:
                 yours.load_fixtures(fixtures, aws.client("dynamodb"), aws.client("s3"))
                 self._say(f"fixtures: {fixtures.summary()} from {self.fixtures}")

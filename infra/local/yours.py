@@ -18,11 +18,13 @@ loaded.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from oblio.core import layout, templates
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import DataMapError
 
@@ -60,20 +62,38 @@ class TableSpec:
         return self.types.get(attribute, "S")
 
 
-def table_specs(dm: DataMap) -> list[TableSpec]:
-    """One spec per physical table the map names (entries sharing a table merge)."""
+def physical_tables(dm: DataMap, t: TableMap, tenants: Iterable[str] = ()) -> list[str]:
+    """The physical tables of one map entry: its name, or (silo tenancy, `{tenant}-employees`)
+    one per tenant given."""
+    if not templates.is_template(t.table):
+        return [t.table]
+    return [t.physical(x) for x in tenants]
+
+
+def table_specs(dm: DataMap, tenants: Iterable[str] = ()) -> list[TableSpec]:
+    """One spec per physical table the map names (entries sharing a table merge); a silo
+    table once per tenant given. Key templates are string attributes; a declared index is
+    keyed as declared, an undeclared one by the tenant attribute and the find's attribute."""
     specs: dict[str, TableSpec] = {}
+    tenants = list(tenants)
     for t in dm.tables.values():
-        spec = specs.setdefault(t.table, TableSpec(t.table, (t.key.partition, t.key.sort)))
-        spec.types.update(t.key_types)
-        for f in t.find:
-            if f.index:
-                spec.indexes.setdefault(f.index, (dm.tenant_attribute, f.attribute))
-        if t.sweep is not None and t.sweep.index and t.sweep.date_attribute:
-            spec.indexes.setdefault(t.sweep.index,
-                                    (t.sweep.bucket_attribute, t.sweep.date_attribute))
-        spec.ttl_attribute = spec.ttl_attribute or t.ttl_attribute
+        for name in physical_tables(dm, t, tenants):
+            _add_spec(dm, t, specs.setdefault(name, TableSpec(
+                name, (t.key.names[0], t.key.names[1] if len(t.key.names) > 1 else None))))
     return list(specs.values())
+
+
+def _add_spec(dm: DataMap, t: TableMap, spec: TableSpec) -> None:
+    spec.types.update(t.key_types)
+    for f in t.find:
+        if f.index:
+            names = layout.target(dm, t, f).names
+            spec.indexes.setdefault(f.index, (names[0], names[1] if len(names) > 1
+                                              else None))
+    if t.sweep is not None and t.sweep.index and t.sweep.date_attribute:
+        spec.indexes.setdefault(t.sweep.index,
+                                (t.sweep.bucket_attribute, t.sweep.date_attribute))
+    spec.ttl_attribute = spec.ttl_attribute or t.ttl_attribute
 
 
 def _create_table(dynamodb: Any, spec: TableSpec) -> None:
@@ -101,12 +121,23 @@ def _create_table(dynamodb: Any, spec: TableSpec) -> None:
             "Enabled": True, "AttributeName": spec.ttl_attribute})
 
 
-def create_missing(dm: DataMap, dynamodb: Any, s3: Any, region: str) -> list[str]:
-    """Create the map's tables and buckets that do not exist; returns what was created, as
-    lines to print (`table my-contacts (2 indexes)`, `bucket my-files (versioned)`)."""
+def physical_buckets(dm: DataMap, tenants: Iterable[str] = ()) -> set[str]:
+    """The map's buckets; a bucket named by a template of the tenant once per tenant."""
+    out = dm.physical_buckets(None)
+    for x in tenants:
+        out |= dm.physical_buckets(x)
+    return out
+
+
+def create_missing(dm: DataMap, dynamodb: Any, s3: Any, region: str,
+                   tenants: Iterable[str] = ()) -> list[str]:
+    """Create the map's tables and buckets that do not exist (silo ones for each tenant);
+    returns what was created, as lines to print (`table my-contacts (2 indexes)`, `bucket
+    my-files (versioned)`)."""
+    tenants = list(tenants)
     existing = set(dynamodb.list_tables().get("TableNames", []))
     made: list[str] = []
-    for spec in table_specs(dm):
+    for spec in table_specs(dm, tenants):
         if spec.name in existing:
             continue
         _create_table(dynamodb, spec)
@@ -114,7 +145,7 @@ def create_missing(dm: DataMap, dynamodb: Any, s3: Any, region: str) -> list[str
             if spec.indexes else ""
         made.append(f"table {spec.name}{extra}")
     buckets = {b["Name"] for b in s3.list_buckets().get("Buckets", [])}
-    for name in sorted(set(dm.buckets.values()) - buckets):
+    for name in sorted(physical_buckets(dm, tenants) - buckets):
         if region == "us-east-1":
             s3.create_bucket(Bucket=name)
         else:
@@ -143,19 +174,21 @@ def _number(text: str) -> Decimal:
     return Decimal(text)
 
 
-def _keys_of(dm: DataMap, physical: str) -> list[tuple[str, TableMap]]:
-    return [(n, t) for n, t in dm.tables.items() if t.table == physical]
+def _keys_of(dm: DataMap, physical: str, tenants: list[str]) -> list[tuple[str, TableMap]]:
+    return [(n, t) for n, t in dm.tables.items() if physical in physical_tables(dm, t, tenants)]
 
 
-def read_fixtures(dm: DataMap, directory: Path) -> Fixtures:
-    """Read and check a fixture directory against the map; raises FixtureError listing every
+def read_fixtures(dm: DataMap, directory: Path, tenants: Iterable[str] = ()) -> Fixtures:
+    """Read and check a fixture directory against the map (a silo table's file is named for
+    one of the tenants given, `acme-employees.jsonl`); raises FixtureError listing every
     problem (file and line), before anything is written."""
+    tenants = list(tenants)
     problems: list[str] = []
     if not directory.is_dir():
         raise FixtureError([f"{directory}: no such directory; give --fixtures a directory "
                             "holding <table>.jsonl files and s3/<bucket>/<key> files"])
-    tables = {t.table for t in dm.tables.values()}
-    buckets = set(dm.buckets.values())
+    tables = {n for t in dm.tables.values() for n in physical_tables(dm, t, tenants)}
+    buckets = physical_buckets(dm, tenants)
     items: dict[str, list[dict[str, Any]]] = {}
     for path in sorted(directory.glob("*.jsonl")):
         physical = path.stem
@@ -163,7 +196,7 @@ def read_fixtures(dm: DataMap, directory: Path) -> Fixtures:
             problems.append(f"{path}: the data map names no table '{physical}'; name the file "
                             f"after a mapped table ({', '.join(sorted(tables))}) or map it")
             continue
-        key = {a for _, t in _keys_of(dm, physical) for a in t.key.names}
+        key = {a for _, t in _keys_of(dm, physical, tenants) for a in t.key.names}
         rows: list[dict[str, Any]] = []
         with path.open(encoding="utf-8", errors="strict") as fh:
             try:

@@ -12,6 +12,7 @@ table and attribute.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,9 +85,10 @@ def from_json(text: str) -> DataMap:
     return parse(json.loads(text))
 
 
-def check_tables(dm: DataMap, dynamodb: Any) -> None:
-    """Compare the map with the live tables; raises DataMapError naming each mismatch."""
-    problems = mapcheck.live_problems(dm, dynamodb)
+def check_tables(dm: DataMap, dynamodb: Any, tenants: Iterable[str] = ()) -> None:
+    """Compare the map with the live tables (a silo table's for each tenant given); raises
+    DataMapError naming each mismatch."""
+    problems = mapcheck.live_problems(dm, dynamodb, tenants)
     if problems:
         raise DataMapError(problems)
 
