@@ -254,3 +254,15 @@ def test_a_silo_name_aws_would_reject_is_refused_naming_the_tenant():
     with pytest.raises(DataMapError) as err:
         dm.bucket("files", "Acme_Corp")
     assert "bucket template '{tenant}-silo-files' makes" in err.value.problems[0]
+
+
+def test_another_persons_name_on_an_item_about_her_is_not_one_of_her_identifying_values():
+    from oblio.pipeline import rules
+
+    dm = datamap.parse(hr())
+    about_her = {"pk": "TENANT#acme#EMP#E0002", "sk": "REVIEW#R2", "author_name": "Reviewer 1",
+                 "comments": "x"}
+    assert rules.identifying_values(dm, "reviews", [about_her]) == []
+    profile = {"pk": "TENANT#acme#EMP#E0002", "sk": "PROFILE", "name": "Grace Hopper",
+               "emergency_contact": {"name": "Partner", "phone": "+39"}}
+    assert rules.identifying_values(dm, "employees", [profile]) == ["Grace Hopper"]

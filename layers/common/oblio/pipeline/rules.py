@@ -280,8 +280,11 @@ def value_refs(keys: TenantKeys, values: list[Any]) -> set[str]:
 
 def identifying_values(dm: DataMap, name: str, items: list[Item]) -> list[Any]:
     """The values of a table's identity attributes (category identity, or holding an
-    identity) in the subject's items: what must not survive anonymisation."""
+    identity) in the subject's items: what must not survive anonymisation. An attribute about
+    another person (`other_person`: the author of a review about her) is not hers: its value
+    (another person's name, or a pseudonym an earlier request gave them) is kept."""
     t = dm.tables[name]
     attrs = [a for a, spec in t.attributes.items()
-             if (spec.category == "identity" or spec.identity) and a not in t.key.names]
+             if (spec.category == "identity" or spec.identity) and a not in t.key.names
+             and not spec.other_person]
     return [v for i in items for a in attrs for _, v in paths.values(i, a)]
