@@ -266,3 +266,19 @@ def test_another_persons_name_on_an_item_about_her_is_not_one_of_her_identifying
     profile = {"pk": "TENANT#acme#EMP#E0002", "sk": "PROFILE", "name": "Grace Hopper",
                "emergency_contact": {"name": "Partner", "phone": "+39"}}
     assert rules.identifying_values(dm, "employees", [profile]) == ["Grace Hopper"]
+
+
+def test_silo_fixtures_are_named_for_a_tenants_table(tmp_path):
+    from infra.local import yours
+
+    dm = datamap.parse(_silo())
+    (tmp_path / "acme-people.jsonl").write_text('{"person_id": "p1"}\n')
+    (tmp_path / "initech-people.jsonl").write_text('{"person_id": "p1"}\n')
+    with pytest.raises(yours.FixtureError) as err:
+        yours.read_fixtures(dm, tmp_path, ["acme", "globex"])
+    assert len(err.value.problems) == 1
+    assert "initech-people.jsonl: the data map names no table 'initech-people'" in \
+        err.value.problems[0]
+    (tmp_path / "initech-people.jsonl").unlink()
+    assert yours.read_fixtures(dm, tmp_path, ["acme"]).items == {
+        "acme-people": [{"person_id": "p1"}]}
