@@ -100,6 +100,10 @@ def check_data(dm: DataMap, dynamodb: Any, s3: Any, limit: int = 300,
     rep = Report()
     pointed: set[tuple[str, str]] = set()
     for physical in sorted({t.table for t in dm.tables.values()}):
+        if "{" in physical:  # silo tenancy: one table per tenant
+            rep.warn(f"table {physical}: one table per tenant (a template of the tenant); not "
+                     "sampled: check a tenant's table by mapping it under its own name")
+            continue
         entries = {n: t for n, t in dm.tables.items() if t.table == physical}
         items = sample(dynamodb, physical, limit)
         rep.sampled[physical] = len(items)
@@ -143,6 +147,10 @@ def check_data(dm: DataMap, dynamodb: Any, s3: Any, limit: int = 300,
                      f"{kind}s in {n} sampled items, but the map calls it non-personal or does "
                      "not know it")
     for bucket in sorted(set(dm.buckets.values())):
+        if "{" in bucket:
+            rep.warn(f"bucket {bucket}: one bucket per tenant (a template of the tenant); not "
+                     "sampled")
+            continue
         keys = _object_keys(s3, bucket, limit)
         rep.objects[bucket] = len(keys)
         loose: Counter[str] = Counter()

@@ -82,6 +82,13 @@ def _attr_type(k: Any) -> ddb.AttributeType:
     return ddb.AttributeType.NUMBER if k.type == "N" else ddb.AttributeType.STRING
 
 
+def iam_name(name: str) -> str:
+    """A data map's table or bucket name as an IAM resource name: a silo name (a template of
+    the tenant, `{tenant}-employees`) grants every tenant's (`*-employees`), never the literal
+    braces."""
+    return name.replace("{tenant}", "*")
+
+
 class OblioStack(Stack):
     """Everything oblio needs in one account and region."""
 
@@ -371,7 +378,7 @@ class OblioStack(Stack):
 
             dm = datamap.load(self.config.datamap)
             arns = [self.format_arn(service="dynamodb", resource="table",
-                                    resource_name=t.table) for t in dm.tables.values()]
+                                    resource_name=iam_name(t.table)) for t in dm.tables.values()]
         else:
             arns = [self.format_arn(service="dynamodb", resource="table", resource_name="*")]
         return sorted({*arns, *(f"{a}/index/*" for a in arns if not a.endswith("/*"))})
@@ -383,7 +390,8 @@ class OblioStack(Stack):
             from oblio.core import datamap
 
             dm = datamap.load(self.config.datamap)
-            return sorted(f"arn:{Aws.PARTITION}:s3:::{b}" for b in set(dm.buckets.values()))
+            return sorted(f"arn:{Aws.PARTITION}:s3:::{iam_name(b)}"
+                          for b in set(dm.buckets.values()))
         return [f"arn:{Aws.PARTITION}:s3:::*"]
 
     def _grant(self, name: str, role: iam.Role, a: Access) -> None:

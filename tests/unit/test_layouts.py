@@ -282,3 +282,15 @@ def test_silo_fixtures_are_named_for_a_tenants_table(tmp_path):
     (tmp_path / "initech-people.jsonl").unlink()
     assert yours.read_fixtures(dm, tmp_path, ["acme"]).items == {
         "acme-people": [{"person_id": "p1"}]}
+
+
+def test_check_data_says_it_did_not_sample_silo_tables_rather_than_failing(module_aws):
+    from infra import mapping
+    from oblio.store import aws as oblio_aws
+
+    rep = mapping.check_data(datamap.parse(_silo()), oblio_aws.client("dynamodb"),
+                             oblio_aws.client("s3"))
+    assert rep.sampled == {} and rep.objects == {}
+    assert any("table {tenant}-people: one table per tenant" in w and "not sampled" in w
+               for w in rep.warnings), rep.warnings
+    assert any("bucket {tenant}-silo-files" in w for w in rep.warnings)
