@@ -30,7 +30,9 @@ def search(principal: Principal, q: SubjectQuery) -> dict[str, Any]:
             t = dm.tables[name]
             items = fp.items.get(name, [])
             keys = [find.key_of(t, i) for i in items]
-            tables[name] = {"count": len(items), "keys": keys,
+            # the physical table is the tenant's own (silo tenancy: `acme-employees`)
+            tables[name] = {"table": t.physical(tenant.tenant_id), "count": len(items),
+                            "keys": keys,
                             "files": len(find.s3_refs(dm, t, items, tenant.tenant_id))}
             if fp.roles.get(name):  # items she is in only in a role (e.g. as an author)
                 tables[name]["roles"] = {r: {"count": len(i), "keys": [find.key_of(t, x)
