@@ -294,3 +294,35 @@ def test_check_data_says_it_did_not_sample_silo_tables_rather_than_failing(modul
     assert any("table {tenant}-people: one table per tenant" in w and "not sampled" in w
                for w in rep.warnings), rep.warnings
     assert any("bucket {tenant}-silo-files" in w for w in rep.warnings)
+
+
+def _typed(d: dict[str, Any]) -> None:
+    """Payslips and reviews told apart by a type attribute alone (one sort template)."""
+    d["tables"]["employees"]["entity"] = {"attribute": "entity", "value": "employee"}
+    for name, value in (("payslips", "payslip"), ("reviews", "review")):
+        t = d["tables"][name]
+        t["key"]["sort"] = {"attribute": "sk", "template": "{item_id}"}
+        t["attributes"]["item_id"] = {"category": "technical", "anonymise": "keep"}
+        t["entity"] = {"attribute": "entity", "value": value}
+    d["tables"]["reviews"]["roles"]["author"]["attributes"].pop("gsi2pk")
+    d["tables"]["reviews"]["indexes"]["by_author"]["sort"] = {"attribute": "sk"}
+
+
+def test_entity_types_may_be_told_apart_by_a_type_attribute():
+    dm = datamap.parse(hr(_typed))
+    slips, reviews = dm.tables["payslips"], dm.tables["reviews"]
+    item = {"pk": "TENANT#acme#EMP#E1", "sk": "2024-01", "entity": "payslip"}
+    assert layout.selects(dm, slips, item, "acme")
+    assert not layout.selects(dm, reviews, item, "acme")
+    assert not layout.selects(dm, slips, {**item, "entity": "review"}, "acme")
+
+
+def test_a_type_attribute_must_be_declared_and_kept():
+    def rewritten(d: dict[str, Any]) -> None:
+        _typed(d)
+        d["tables"]["payslips"]["attributes"]["entity"] = {"category": "identity",
+                                                           "anonymise": "null"}
+
+    found = problems(rewritten)
+    assert any("table 'payslips': entity attribute 'entity' must be kept" in p
+               for p in found), found
