@@ -310,3 +310,23 @@ def test_a_policy_can_be_deleted(api, aws_client, settings):
         == 404
     actions = [e["action"] for e in api.get("/v1/audit", limit=20).json()["items"]]
     assert "retention_policy_deleted" in actions
+
+
+# -- 13. what people see ---------------------------------------------------------------------
+
+
+def test_exported_files_keep_their_extension_and_the_archive_is_a_zip(api, subject):
+    import io
+    import zipfile
+
+    r = api.post("/v1/requests", {"type": "access", "subject": {"email": subject["email"]}})
+    done = api.wait(r.json()["request_id"])
+    assert done["status"] == "completed", done
+    d = api.get(f"/v1/requests/{done['id']}/download").json()
+    assert "data-export-" in d["url"] and ".zip" in d["url"]  # the name it is saved under
+    z = zipfile.ZipFile(io.BytesIO(http.get(d["url"], timeout=30).content))
+    exported = [n for n in z.namelist() if "/files/" in f"/{n}"]
+    wanted = {k.rsplit(".", 1)[-1] for k in subject["files"] if "." in k.rsplit("/", 1)[-1]}
+    assert wanted, subject["files"]
+    assert {n.rsplit(".", 1)[-1] for n in exported} == wanted
+    assert not [n for n in exported if n.endswith(".bin")]
