@@ -92,7 +92,7 @@ def test_the_ledger_keeps_hmacs_never_identities_or_addresses(t):
     ({"status": "perhaps"}, "status", "invalid_field"),
     ({"notice_hash": "abc"}, "notice_hash", "invalid_field"),
     ({"proof": {"ip_address": "not an ip"}}, "proof.ip_address", "invalid_field"),
-    ({"proof": {"name": "Anna"}}, "proof", "invalid_field"),  # the unknown name is not repeated
+    ({"proof": {"name": "Anna"}}, "proof.name", "invalid_field"),  # a name of the API
     ({"at": "yesterday"}, "at", "invalid_field"),
 ])
 def test_bad_consent_fields_are_422_naming_the_field(t, body, field, code):

@@ -337,7 +337,8 @@ def _replayed(call: dict[str, Any], out: dict[str, Any]) -> tuple[int, Any]:
 def idempotent(app: Chalice, principal: Principal, op: str, body: Any,
                params: dict[str, Any] | None = None) -> tuple[int, Any]:
     """Run a write once per `Idempotency-Key` (per tenant, 24 h): a replay with the same body
-    returns the first answer; another body with the same key is 409."""
+    returns the first answer (as the operation's `Replay` kept it: a dry run is run again, a
+    secret is never replayed); another body with the same key is 409."""
     params = params or {}
     key = app.current_request.headers.get("idempotency-key")
     if not key:

@@ -7,7 +7,7 @@ from typing import Any
 from chalice import Chalice
 
 from oblio import __version__
-from oblio.core.bodies import Query, Tagged, schema_of
+from oblio.core.bodies import PATH_IDS, Query, Tagged, schema_of
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 #: 409 of an idempotent write (and of the operations whose summary names another 409)
@@ -117,8 +117,9 @@ def _declared(op: dict[str, Any], view: Any, schemas: dict[str, Any]) -> dict[st
                                  "schema": {"type": "string", "maxLength": 255}})
         op["responses"]["409"] = _CONFLICT
         op["responses"].setdefault("422", _ERROR)  # an Idempotency-Key over 255 characters
-    if any(p.get("in") == "path" for p in op["parameters"]):
-        op["responses"].setdefault("422", _ERROR)  # a path id not of its form: invalid_id
+    if any(p.get("in") == "path" and PATH_IDS.get(p["name"], (None, None, ""))[2] is None
+           for p in op["parameters"]):
+        op["responses"].setdefault("422", _ERROR)  # a name not of its form: invalid_id
     body = getattr(view, "body_schema", None)
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {

@@ -14,6 +14,7 @@ what they take, never a value sent (values may be personal data)."""
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 import types
@@ -48,7 +49,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from oblio.core.errors import BadRequest, Invalid
+from oblio.core.errors import BadRequest, Invalid, NotFound
 
 # -- the vocabulary of the API --------------------------------------------------------------
 
@@ -241,7 +242,7 @@ def _unknown(owner: type[Body], key: str, where: str, parent: str,
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     of_another = union is not None and owner in union.members and any(
         key in m.model_fields for m in union.members)
-    if not close and not of_another and not (
+    if not close and not of_another and key not in _vocabulary() and not (
             union is not None and difflib.get_close_matches(key, sorted(union.fields), n=1,
                                                             cutoff=0.6)):
         at = f"'{parent}'" if parent else f"the {owner.kind}"
@@ -269,6 +270,22 @@ def _unknown(owner: type[Body], key: str, where: str, parent: str,
     else:
         takes = f"{parent or 'the ' + owner.kind} takes {', '.join(known)}"
     return where, f"unknown field '{where}'{suggestion} ({takes})", (close[0] if close else None)
+
+
+#: names the API refuses in a body although it knows them (the tenant comes from the key)
+_REFUSED_NAMES = frozenset({"tenant_id"})
+
+
+@functools.cache
+def _vocabulary() -> frozenset[str]:
+    """Every field name of every body and query of the API (and the names it refuses): an
+    unknown field of one of these names is repeated in a message, as it is a name of the
+    API, not something of the caller's."""
+    models: list[type[BaseModel]] = [Subject, PublicSubject, Proof, TenantSettings,
+                                     PageQuery, RequestsQuery, SubjectQuery, TokenQuery]
+    for schema in BODIES:
+        models += list(schema.members) if isinstance(schema, Tagged) else [schema]
+    return frozenset(f for m in models for f in m.model_fields) | _REFUSED_NAMES
 
 
 def _invalid(model: type[Body], errors: list[ErrorDetails], union: Tagged[Any] | None,
@@ -787,27 +804,39 @@ class RunBody(Body):
 
 # -- path parameters ----------------------------------------------------------------------------
 
-#: a ULID, as oblio gives out request, job and sweep ids (Crockford's base 32, 26 characters)
-ULID_ID = re.compile(r"^[0-9A-HJKMNP-TV-Z]{26}$")
+#: the form of the ULIDs oblio gives out as request, job and sweep ids: 26 letters and digits
+#: (not Crockford's alphabet alone: an id of that length that no ULID spells is simply not
+#: found, 404, as before; what the form refuses is what an id never looks like)
+ULID_ID = re.compile(r"^[0-9A-Za-z]{26}$")
 #: a retention policy's id, as its admin names it
 POLICY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
-#: each path parameter of the API: its pattern, and what it takes (in an error message)
-PATH_IDS: dict[str, tuple[re.Pattern[str], str]] = {
-    "request_id": (ULID_ID, "the 26-character id that POST /v1/requests answered"),
-    "job_id": (ULID_ID, "the 26-character id that POST /v1/bulk-erasures answered"),
-    "sweep_id": (ULID_ID, "the 26-character id that a run of a retention policy answered"),
-    "policy_id": (POLICY_ID, "1-63 lower-case letters, digits, '-' or '_'"),
+#: each path parameter of the API: its pattern, what it takes (in an error message), and the
+#: thing it names when oblio gave the id out (an id not of its form names nothing: 404, as an
+#: unknown id) or None when the caller chooses it (a policy's name: 422, a bad input)
+PATH_IDS: dict[str, tuple[re.Pattern[str], str, str | None]] = {
+    "request_id": (ULID_ID, "the 26-character id that POST /v1/requests answered",
+                   "request"),
+    "job_id": (ULID_ID, "the 26-character id that POST /v1/bulk-erasures answered",
+               "bulk erasure job"),
+    "sweep_id": (ULID_ID, "the 26-character id that a run of a retention policy answered",
+                 "retention sweep"),
+    "policy_id": (POLICY_ID, "1-63 lower-case letters, digits, '-' or '_'", None),
 }
 
 
 def check_path(params: Mapping[str, str]) -> None:
-    """Refuse a path parameter that is not of its form (Invalid, 422), naming the parameter
-    and never repeating it: a path is where a careless client puts an e-mail address."""
+    """Refuse a path parameter that is not of its form, naming the parameter and never
+    repeating it (a path is where a careless client puts an e-mail address): an id oblio
+    gives out names nothing (NotFound, 404), a name the caller chooses is Invalid (422)."""
     for name, value in params.items():
         known = PATH_IDS.get(name)
-        if known is not None and not (isinstance(value, str) and known[0].match(value)):
-            raise Invalid(name, f"{name} in the path is not an id of this API: it takes "
-                                f"{known[1]}", code="invalid_id")
+        if known is None or (isinstance(value, str) and known[0].match(value)):
+            continue
+        _, takes, thing = known
+        if thing is not None:
+            raise NotFound(f"no {thing} with this id in this tenant ({name} is {takes})")
+        raise Invalid(name, f"{name} in the path is not one this API takes: it takes {takes}",
+                      code="invalid_id")
 
 
 # -- query strings ------------------------------------------------------------------------------
