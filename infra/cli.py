@@ -168,8 +168,9 @@ def _sweep(args: argparse.Namespace) -> int:
         print(f"tenant {args.tenant!r} has no enabled retention policy: nothing to run "
               "(PUT /v1/retention-policies/{id} creates one)")
     for p in chosen:
+        # `oblio sweep` without --dry-run is the explicit confirmation a sweep needs
         out = call("POST", f"/v1/retention-policies/{p['id']}/run",
-                   {"dry_run": args.dry_run})
+                   {"dry_run": True} if args.dry_run else {"confirm": True})
         if not args.dry_run:
             while out.get("status") not in ("completed", "completed_with_errors",
                                             "failed"):

@@ -7,7 +7,14 @@ from the same models."""
 from chalice import Chalice
 
 from chalicelib import openapi, pages
-from chalicelib.edge import api, base_url, idempotent_write, source_ip
+from chalicelib.edge import (
+    Replay,
+    api,
+    base_url,
+    idempotent_write,
+    one_error_shape,
+    source_ip,
+)
 from oblio import __version__
 from oblio.access import deliver
 from oblio.control import audit, records, tenants
@@ -16,6 +23,7 @@ from oblio.jobs import bulk, retention
 from oblio.rights import admin, consent, intake, search, selfservice
 
 app = Chalice(app_name="oblio")
+app.register_middleware(one_error_shape, "http")  # 405, 415: the one error shape
 # JSON is parsed from the raw body whatever the client declared (curl -d sends form-urlencoded)
 BODY_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
 
@@ -36,7 +44,8 @@ def openapi_document() -> dict:
 
 @app.route("/v1/requests", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")  # dsr:write, or dsr:erase for irreversible types: checked by the domain
-@idempotent_write(app, "create_request", body=bodies.REQUEST)
+@idempotent_write(app, "create_request", body=bodies.REQUEST,
+                  replay=Replay(rerun_dry_runs=True))  # a dry run's plan names item keys
 def create_request(principal, body):
     filed = intake.create(principal, body)
     return (202 if filed.created else 200), filed.body
@@ -154,7 +163,7 @@ def deny_request(principal, body, request_id):
 # -- evidence -----------------------------------------------------------------------------------
 
 @app.route("/v1/audit", methods=["GET"])
-@api(app, scope="audit:read", query=bodies.PageQuery)
+@api(app, scope="audit:read", query=bodies.AuditQuery)
 def list_audit(principal, q):
     rows, nxt = audit.entries(principal.tenant_id, limit=q.limit, start=q.cursor or None)
     return {"items": [audit.to_json(r) for r in rows], "next_cursor": nxt}
@@ -183,7 +192,8 @@ def update_tenant(principal, body):
 
 @app.route("/v1/keys", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-@idempotent_write(app, "create_key", body=bodies.KeyBody)
+@idempotent_write(app, "create_key", body=bodies.KeyBody,
+                  replay=Replay(secret="key_id"))  # a key is shown once
 def create_key(principal, body):
     return 201, admin.create_key(principal, body)
 
@@ -204,7 +214,7 @@ def create_bulk_erasure(principal, body):
 
 
 @app.route("/v1/bulk-erasures", methods=["GET"])
-@api(app, scope="dsr:read", query=bodies.PageQuery)
+@api(app, scope="dsr:read", query=bodies.IdPageQuery)
 def list_bulk_erasures(principal, q):
     return bulk.list_jobs(principal.tenant_id, q.limit, q.cursor or None)
 
@@ -231,17 +241,25 @@ def put_retention_policy(principal, body, policy_id):
     return (201 if saved.created else 200), saved.policy
 
 
+@app.route("/v1/retention-policies/{policy_id}", methods=["DELETE"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+@idempotent_write(app, "delete_retention_policy")
+def delete_retention_policy(principal, policy_id):
+    return retention.delete_policy(principal.tenant_id, policy_id, actor=principal.key_id)
+
+
 @app.route("/v1/retention-policies/{policy_id}/run", methods=["POST"],
            content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-@idempotent_write(app, "run_retention_policy", body=bodies.RunBody)
+@idempotent_write(app, "run_retention_policy", body=bodies.RunBody,
+                  replay=Replay(rerun_dry_runs=True))
 def run_retention_policy(principal, body, policy_id):
     ran = retention.run(principal, policy_id, body)
     return (202 if ran.started else 200), ran.body
 
 
 @app.route("/v1/retention-sweeps", methods=["GET"])
-@api(app, scope="dsr:read", query=bodies.PageQuery)
+@api(app, scope="dsr:read", query=bodies.IdPageQuery)
 def list_retention_sweeps(principal, q):
     return retention.list_sweeps(principal.tenant_id, q.limit, q.cursor or None)
 

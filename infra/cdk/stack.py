@@ -53,7 +53,7 @@ from infra.cdk.access import (
     S3_OBJECT_ACTIONS,
     Access,
 )
-from infra.cdk.api import chalice_api
+from infra.cdk.api import chalice_api, gateway_responses
 from infra.cdk.config import DeployConfig
 from infra.cdk.nag import suppress
 from infra.cdk.routes import Route, routes
@@ -347,6 +347,7 @@ class OblioStack(Stack):
                 "status": "$context.status", "latencyMs": "$context.responseLatency",
                 "integrationError": "$context.integrationErrorMessage"})})
         rest.add_property_override("TracingEnabled", True)
+        gateway_responses(self, rest.ref)  # 404, 415, 429, ... in the one error shape
         rest.add_property_override("MethodSettings", [{
             "ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True,
             "LoggingLevel": "ERROR", "DataTraceEnabled": False,

@@ -302,21 +302,61 @@ class LocalStack:
             LocalDevServer,
         )
 
-        class AccessLog(ChaliceRequestHandler):
-            """Access lines go to the `oblio.access` logger with the query string cut:
-            `GET /v1/subjects?email=...` must not write an identity to a log."""
-
-            def log_message(self, format: str, *args: Any) -> None:
-                import logging
-                import re
-
-                line = format % args
-                logging.getLogger("oblio.access").info(re.sub(r"\?\S*", "?[query]", line))
-
         for p in (str(ROOT / "functions" / "api"), str(ROOT / "functions")):
             if p not in sys.path:
                 sys.path.insert(0, p)
+        from chalice.local import ForbiddenError
+
         from app import app  # functions/api/app.py
+        from chalicelib import gateway
+        from oblio.core.bodies import PATH_IDS
+
+        class AccessLog(ChaliceRequestHandler):
+            """Access lines go to the `oblio.access` logger with the query string cut and
+            every path id that is not of its form redacted: `GET /v1/subjects?email=...` or
+            `GET /v1/requests/a@b.com` must not write an identity to a log. A path no route
+            serves is answered 404 in the one error shape, as the CDK stack's gateway
+            responses answer it (chalice's local gateway answers 403 quoting the
+            Authorization header)."""
+
+            def log_message(self, format: str, *args: Any) -> None:
+                import logging
+
+                line = format % args
+                logging.getLogger("oblio.access").info(redact_request_line(line))
+
+            def _send_error_response(self, error: Any) -> None:
+                if isinstance(error, ForbiddenError):  # chalice local: no route matched
+                    self._send_http_response(404, {"Content-Type": "application/json"},
+                                             gateway.body(*gateway.NOT_FOUND).encode())
+                    return
+                super()._send_error_response(error)
+
+        routes = [r.split("/")[1:] for r in app.routes]
+
+        def redact_request_line(line: str) -> str:
+            """`"GET /v1/requests/<id>?... HTTP/1.1" 200 -` with the query cut, the ids of
+            the route's path parameters kept only where they are of their form."""
+            import re
+
+            def path(match: re.Match[str]) -> str:
+                parts = match.group(1).split("?", 1)[0].split("/")[1:]
+                for route in routes:
+                    if len(route) == len(parts) and all(
+                            r == p or r.startswith("{") for r, p in zip(route, parts,
+                                                                      strict=True)):
+                        shown = [p if not r.startswith("{") or _id_ok(r.strip("{}"), p)
+                                 else "[redacted]" for r, p in zip(route, parts, strict=True)]
+                        query = "?[query]" if "?" in match.group(1) else ""
+                        return " /" + "/".join(shown) + query + " "
+                return " [a path no route serves] "
+
+            return re.sub(r" (/\S*) ", path, line, count=1)
+
+        def _id_ok(name: str, value: str) -> bool:
+            known = PATH_IDS.get(name)
+            return known is not None and bool(known[0].match(value))
+
 
         config = Config.create(chalice_stage="dev", app_name="oblio", chalice_app=app,
                                config_from_disk=json.loads((ROOT / "chalice.json")

@@ -325,7 +325,7 @@ def test_extend_moves_the_due_date_with_a_reason(api, subject, faults):
      "subject.email", "invalid_email"),
     ({"type": "erasure", "subject": {"phone": "12"}, "confirm": True}, "subject.phone",
      "invalid_phone"),
-    ({"type": "erasure", "subject": {"fax": "1"}, "confirm": True}, "subject.fax",
+    ({"type": "erasure", "subject": {"fax": "1"}, "confirm": True}, "subject",
      "invalid_field"),
     ({"type": "erasure", "subject": MARIO}, "confirm", "confirmation_required"),
     ({"type": "erasure", "subject": MARIO, "confirm": "yes"}, "confirm", "invalid_field"),

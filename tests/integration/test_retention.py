@@ -120,7 +120,7 @@ def inactive_swept(api, aws_client, generated, event_log) -> dict[str, Any]:
     out: dict[str, Any] = {"dry": report, "before": now, "want": (old - held) & present,
                            "held": old & held & present,
                            "after_dry_run": live(aws_client, "demo-contacts", "contact_id")}
-    r = api.post("/v1/retention-policies/inactive-contacts/run", {})
+    r = api.post("/v1/retention-policies/inactive-contacts/run", {"confirm": True})
     assert r.status_code == 202, r.text
     sweep = finished(api, r.json()["sweep_id"])
     out.update(sweep=sweep, after=live(aws_client, "demo-contacts", "contact_id"))
@@ -194,9 +194,9 @@ def test_trash_purge_deletes_tickets_30_days_after_soft_delete_and_a_second_run_
     assert want and dry["tables"]["tickets"]["would_delete"] == len(want)
 
     faults.inject(Fault("sweep_find", delay=3.0))  # keep the first sweep busy a moment
-    first = api.post("/v1/retention-policies/ticket-trash/run", {})
+    first = api.post("/v1/retention-policies/ticket-trash/run", {"confirm": True})
     assert first.status_code == 202, first.text
-    second = api.post("/v1/retention-policies/ticket-trash/run", {})
+    second = api.post("/v1/retention-policies/ticket-trash/run", {"confirm": True})
     assert second.status_code == 409, second.text
     err = second.json()["error"]
     assert err["code"] == "sweep_running"
@@ -221,13 +221,13 @@ def test_a_failed_sweep_is_resumed_by_the_next_run(api, aws_client, faults, stac
     assert want > 40  # several chunks
     before = len(live(aws_client, "demo-email-events", "event_id"))
     faults.inject(Fault("sweep_chunk", error="Boom", message="chunk failed"))
-    r = api.post("/v1/retention-policies/old-email-events/run", {})
+    r = api.post("/v1/retention-policies/old-email-events/run", {"confirm": True})
     failed = finished(api, r.json()["sweep_id"])
     faults.clear()
     # the Map fails (AWS), or goes on without the chunk and the report refuses (moto)
     assert failed["status"] == "failed" and failed["error"]
     assert failed["chunks_done"] == failed["chunks"] - 1  # the others' work is kept
-    again = api.post("/v1/retention-policies/old-email-events/run", {})
+    again = api.post("/v1/retention-policies/old-email-events/run", {"confirm": True})
     assert again.status_code == 202
     assert again.json()["sweep_id"] == failed["sweep_id"] and again.json()["resumed"]
     done = finished(api, failed["sweep_id"])

@@ -285,6 +285,9 @@ def test_a_flood_from_one_address_is_429(child_api, anon, subject):
         r = file(anon, {"email": "flood.9@example.net"}, tenant="demo-child")
         assert r.json()["error"]["code"] == "rate_limited"
         assert r.json()["error"]["details"]["retry_after_seconds"] > 0
+        # RFC 9110: the wait is in the Retry-After header too, for clients that honour it
+        assert int(r.headers["Retry-After"]) >= r.json()["error"]["details"][
+            "retry_after_seconds"] > 0
         # other tenants' pages are not affected
         assert file(anon, {"email": subject["email"]}, type_="access").status_code == 202
     finally:

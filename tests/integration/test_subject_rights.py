@@ -146,7 +146,9 @@ def test_anonymisation_of_unmapped_tables_is_refused(api, subject):
                                   "tables": ["tickets", "invoices"]})
     assert r.status_code == 422
     assert r.json()["error"]["details"]["field"] == "tables"
-    assert "invoices" in r.json()["error"]["message"]
+    # named by its position, never by the value sent
+    assert "invoices" not in r.json()["error"]["message"]
+    assert "tables item 2" in r.json()["error"]["message"]
 
 
 def test_rectifying_the_email_reaches_every_table_that_holds_it(api, subject, aws_client, event_log):
@@ -185,7 +187,9 @@ def test_rectification_bad_input_names_the_field(api, subject):
     base = {"type": "rectification", "subject": {"email": subject["email"]}}
     r = api.post("/v1/requests", {**base, "changes": {"shoe_size": 42}})
     assert r.status_code == 422
-    assert r.json()["error"]["details"]["field"] == "changes.shoe_size"
+    # an attribute name sent is not repeated: it may be personal data
+    assert r.json()["error"]["details"]["field"] == "changes"
+    assert "shoe_size" not in r.text
     r = api.post("/v1/requests", {**base, "changes": {"email": "not an email"}})
     assert r.status_code == 422
     assert r.json()["error"]["details"]["field"] == "changes.email"

@@ -149,3 +149,29 @@ def test_a_public_request_is_a_union_too():
                                            "subject": MARIO}).code == "invalid_type"
     assert refused(bodies.VerifyBody, {"tenant": "demo", "code": "12"}).message == \
         "code is the 6 digits of the message you received"
+
+
+# -- issue 16, item 6: an unknown field's name is repeated only if it is a name of the API ------
+
+
+@pytest.mark.parametrize("body, field, shown", [
+    ({"type": "access", "subject": {"email": "a@example.com"}, "mario.rossi@example.com": 1},
+     "body", False),
+    ({"type": "access", "subject": {"Mario Rossi": "x"}}, "subject", False),
+    ({"type": "anonymisation", "subject": {"email": "a@example.com"}, "tabels": []},
+     "tabels", True),                                   # a misspelling of a field
+    ({"type": "access", "subject": {"email": "a@example.com"}, "tenant_id": "x"},
+     "tenant_id", True),                                # a name the API refuses
+    ({"type": "access", "subject": {"email": "a@example.com"}, "changes": {}},
+     "changes", True),                                  # a field of another type
+])
+def test_an_unknown_field_is_named_only_when_it_is_a_name_of_the_api(body, field, shown):
+    from oblio.core.errors import Invalid
+
+    with pytest.raises(Invalid) as err:
+        bodies.parse(bodies.REQUEST, body)
+    assert err.value.field == field
+    unknown = next(k for k in [*body, *body["subject"]] if k not in (
+        "type", "subject", "email"))
+    assert (unknown in err.value.message) is shown
+    assert (unknown in str(err.value.details)) is shown

@@ -92,7 +92,7 @@ def test_the_ledger_keeps_hmacs_never_identities_or_addresses(t):
     ({"status": "perhaps"}, "status", "invalid_field"),
     ({"notice_hash": "abc"}, "notice_hash", "invalid_field"),
     ({"proof": {"ip_address": "not an ip"}}, "proof.ip_address", "invalid_field"),
-    ({"proof": {"name": "Anna"}}, "proof.name", "invalid_field"),
+    ({"proof": {"name": "Anna"}}, "proof.name", "invalid_field"),  # a name of the API
     ({"at": "yesterday"}, "at", "invalid_field"),
 ])
 def test_bad_consent_fields_are_422_naming_the_field(t, body, field, code):
@@ -196,6 +196,26 @@ def test_a_token_signed_for_one_use_is_refused_for_another(t):
     with pytest.raises(links.InvalidLink):
         links.verify(links.sign(t, claims), use="export-link")
     assert links.verify(for_export, use="export-link")[1] == claims
+
+
+@pytest.mark.parametrize("claims", [
+    {"p": "newsletter", "c": "email", "n": "ab"},                       # no subject keys
+    {"k": ["email#x"], "c": "email", "n": "ab"},                        # no purpose
+    {"k": ["email#x"], "p": "newsletter", "n": "ab"},                   # no channel
+    {"k": ["email#x"], "p": "newsletter", "c": "email"},                # no link id
+    {"k": "email#x", "p": "newsletter", "c": "email", "n": "ab"},       # keys not a list
+    {"k": ["nohash"], "p": "newsletter", "c": "email", "n": "ab"},      # a key of no kind
+    {"k": [], "p": "newsletter", "c": "email", "n": "ab"},              # no key at all
+    {"k": ["email#x"], "p": 5, "c": "email", "n": "ab"},                # a purpose not text
+])
+def test_a_signed_link_whose_payload_lacks_a_claim_is_invalid_not_an_error(t, claims):
+    token = links.sign(t, {"v": 1, "t": t.tenant_id, "x": 2**40, **claims})
+    with pytest.raises(links.InvalidLink):
+        consent.unsubscribe(token)
+    with pytest.raises(links.InvalidLink):
+        selfservice.public_download("01M8Y1D9R7P27Y66MV7B6K406B",
+                                    links.sign(t, {"v": 1, "t": t.tenant_id, "x": 2**40},
+                                               use="export-link"))
 
 
 def test_an_expired_link_changes_nothing(t):

@@ -119,3 +119,57 @@ def test_every_idempotent_write_declares_its_idempotency_key():
     for _doc, view, op, where in _operations():
         headers = {p["name"] for p in op.get("parameters", []) if p["in"] == "header"}
         assert ("Idempotency-Key" in headers) == bool(getattr(view, "idempotent", False)), where
+
+
+# -- issue 16, item 14: the document says what the code answers ---------------------------------
+
+
+def test_filing_a_request_documents_its_200_and_202_with_their_schema():
+    op = openapi.document(_app())["paths"]["/v1/requests"]["post"]
+    for code in ("200", "202"):
+        schema = op["responses"][code]["content"]["application/json"]["schema"]
+        assert "request_id" in schema["properties"], code
+    assert {"400", "409", "422"} <= set(op["responses"])
+
+
+def test_every_idempotent_write_documents_409_and_its_idempotency_codes():
+    doc = openapi.document(_app())
+    conflict = doc["components"]["responses"]["Conflict"]["description"]
+    assert "idempotency_in_progress" in conflict and "idempotency_key_reused" in conflict
+    for _doc, view, op, where in _operations():
+        if getattr(view, "idempotent", False):
+            assert op["responses"]["409"] == {"$ref": "#/components/responses/Conflict"}, where
+        if getattr(view, "body_schema", None) is not None:
+            assert {"400", "422"} <= set(op["responses"]), where
+        if any(p["in"] == "path" for p in op.get("parameters", [])):
+            assert {"404", "422"} <= set(op["responses"]), where
+
+
+def test_the_pages_for_people_are_documented_as_html():
+    doc = openapi.document(_app())
+    page = doc["components"]["responses"]["Page"]
+    assert list(page["content"]) == ["text/html"]
+    for method in ("get", "post"):
+        op = doc["paths"]["/v1/public/unsubscribe"][method]
+        assert all(op["responses"][c] == {"$ref": "#/components/responses/Page"}
+                   for c in ("200", "400", "410")), method
+    download = doc["paths"]["/v1/public/requests/{request_id}/download"]["get"]
+    assert download["responses"]["400"] == {"$ref": "#/components/responses/Page"}
+    assert "302" in download["responses"]
+
+
+def test_the_error_shape_is_exactly_api_md_s():
+    doc = openapi.document(_app())
+    shape = doc["components"]["responses"]["Error"]["content"]["application/json"]["schema"]
+    assert shape["required"] == ["error"] and shape["additionalProperties"] is False
+    assert shape["properties"]["error"]["required"] == ["code", "message", "details"]
+
+
+def test_sweep_runs_document_confirm_and_policies_their_delete():
+    doc = openapi.document(_app())
+    run = doc["paths"]["/v1/retention-policies/{policy_id}/run"]["post"]
+    body = doc["components"]["schemas"]["RunBody"]
+    assert set(body["properties"]) == {"dry_run", "confirm"}
+    assert "confirm" in run["summary"] and {"200", "202", "409", "422"} <= set(run["responses"])
+    delete = doc["paths"]["/v1/retention-policies/{policy_id}"]["delete"]
+    assert delete["x-oblio-scope"] == "admin" and "409" in delete["responses"]

@@ -116,7 +116,7 @@ GOOD = {"table": "contacts", "date_attribute": "last_activity_at", "older_than":
     ({"filter": {"colour": "red"}}, "filter", "unmapped_attribute"),
     ({"hold_attribute": "frozen"}, "hold_attribute", "unmapped_attribute"),
     ({"enabled": "yes"}, "enabled", "invalid_field"),
-    ({"schedule": "daily"}, "schedule", "invalid_field"),
+    ({"schedule": "daily"}, "body", "invalid_field"),  # an unknown name is not repeated
 ])
 def test_a_bad_policy_is_refused_naming_the_field(demo_map, change, field, code):
     from oblio.jobs import retention

@@ -157,7 +157,7 @@ def test_search_shows_a_restriction_consents_and_suppression(family, demo_map):
 
 
 @pytest.mark.parametrize("params, field", [
-    ({}, "email"), ({"name": "Mario"}, "name"),
+    ({}, "email"), ({"name": "Mario"}, "name"),  # a name of the API: repeated
     ({"email": "not-an-email"}, "subject.email"), ({"phone": "12"}, "subject.phone"),
     ({**MARIO, "include_children": "yes"}, "include_children"),
 ])

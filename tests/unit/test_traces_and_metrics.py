@@ -123,3 +123,52 @@ def test_a_bulk_chunk_counts_its_erasures_in_one_metric_line(bulk_world, capsys)
     assert line["RequestsCompleted"] == [3.0] and line["status"] == "completed"
     assert bulk.erase_chunk("acme", "J1", key)["skipped"] is True
     assert _metric_lines(capsys.readouterr().out, "RequestsCompleted") == []
+
+
+def test_a_tasks_ids_do_not_outlive_it_nor_reach_another_thread():
+    """The console printed a bulk job's id on lines of an unrelated request (issue 16, 13)."""
+    import io
+    import logging
+    import threading
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(observability.logger.registered_formatter)
+    observability.logger.addHandler(handler)
+
+    @task(BulkEvent)
+    def chunk(ev: BulkEvent) -> dict[str, Any]:
+        observability.logger.info("chunk line")
+        return {}
+
+    @task
+    def plan(ev: TaskEvent) -> dict[str, Any]:
+        observability.logger.info("plan line")
+        return {}
+
+    chunk({"tenant_id": "acme", "job_id": "J-STALE"}, None)
+    plan({"request_id": "R2", "tenant_id": "acme"}, None)
+    seen: list[str] = []
+    inside, done = threading.Event(), threading.Event()
+
+    @task(BulkEvent)
+    def slow(ev: BulkEvent) -> dict[str, Any]:
+        inside.set()
+        done.wait(5)
+        return {}
+
+    worker = threading.Thread(target=slow, args=({"tenant_id": "acme", "job_id": "J-OTHER"},
+                                                 None))
+    worker.start()
+    inside.wait(5)
+    observability.logger.info("api line")  # the API's thread, while the chunk runs
+    done.set()
+    worker.join()
+    observability.logger.removeHandler(handler)
+    lines = {json.loads(line)["message"]: json.loads(line)
+             for line in out.getvalue().splitlines() if line.startswith("{")}
+    seen = list(lines)
+    assert {"chunk line", "plan line", "api line"} <= set(seen)
+    assert lines["chunk line"]["job_id"] == "J-STALE"
+    assert "job_id" not in lines["plan line"] and lines["plan line"]["request_id"] == "R2"
+    assert "job_id" not in lines["api line"] and "request_id" not in lines["api line"]

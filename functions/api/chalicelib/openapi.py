@@ -7,9 +7,13 @@ from typing import Any
 from chalice import Chalice
 
 from oblio import __version__
-from oblio.core.bodies import Query, Tagged, schema_of
+from oblio.core.bodies import PATH_IDS, Query, Tagged, schema_of
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+#: 409 of an idempotent write (and of the operations whose summary names another 409)
+_CONFLICT = {"$ref": "#/components/responses/Conflict"}
+#: the pages a person sees after following a link: HTML, not the JSON error shape
+_PAGE = {"$ref": "#/components/responses/Page"}
 #: where the document keeps the schemas of the bodies (and the models they nest)
 REF = "#/components/schemas/{model}"
 
@@ -36,8 +40,31 @@ def _path_param(op: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _errors(op: dict[str, Any], *codes: str) -> dict[str, Any]:
     for code in codes:
-        op["responses"][code] = _ERROR
+        op["responses"][code] = _CONFLICT if code == "409" else _ERROR
     return op
+
+
+def _pages(op: dict[str, Any], *codes: str) -> dict[str, Any]:
+    """A link route for people: its answers (the codes given) are HTML pages."""
+    for code in codes:
+        op["responses"][code] = _PAGE
+    return op
+
+
+def _answers(op: dict[str, Any], schema: dict[str, Any], *codes: str) -> dict[str, Any]:
+    """The JSON schema of the success answers `codes` (e.g. 202 and 200 of a filing)."""
+    for code in codes:
+        op["responses"][code] = {"description": op["responses"].get(code, {}).get(
+            "description", "success"), "content": {"application/json": {"schema": schema}}}
+    return op
+
+
+#: the answer of POST /v1/requests: 202 for a new request; 200 for a repeat (the open
+#: request) or a dry run (its plan)
+_FILED = {"type": "object", "required": ["status"],
+          "properties": {"request_id": {"type": ["string", "null"]},
+                         "status": {"type": "string"},
+                         "due_at": {"type": ["string", "null"]}}}
 
 
 def _schema(model: Any, schemas: dict[str, Any]) -> dict[str, Any]:
@@ -83,13 +110,23 @@ def _declared(op: dict[str, Any], view: Any, schemas: dict[str, Any]) -> dict[st
     if getattr(view, "idempotent", False):
         op["parameters"].append({"name": "Idempotency-Key", "in": "header", "required": False,
                                  "description": "a write with the same key and body within "
-                                                "24 h answers the first answer again",
+                                                "24 h answers the first answer again; 409 "
+                                                "idempotency_key_reused with another body, "
+                                                "409 idempotency_in_progress while the first "
+                                                "is still running",
                                  "schema": {"type": "string", "maxLength": 255}})
+        op["responses"]["409"] = _CONFLICT
+        op["responses"].setdefault("422", _ERROR)  # an Idempotency-Key over 255 characters
+    if any(p.get("in") == "path" and PATH_IDS.get(p["name"], (None, None, ""))[2] is None
+           for p in op["parameters"]):
+        op["responses"].setdefault("422", _ERROR)  # a name not of its form: invalid_id
     body = getattr(view, "body_schema", None)
     if body is not None:
         op["requestBody"] = {"required": True, "content": {"application/json": {
             "schema": _schema(body, schemas)}}}
-        op["responses"].setdefault("400", _ERROR)
+        op["responses"].setdefault("400", _ERROR)  # not JSON, not an object, nested too deep
+        op["responses"].setdefault("422", _ERROR)
+    if query is not None:
         op["responses"].setdefault("422", _ERROR)
     if not op["parameters"]:
         del op["parameters"]
@@ -111,6 +148,16 @@ def document(app: Chalice) -> dict[str, Any]:
     return doc
 
 
+#: API.md's one error shape: {"error": {"code", "message", "details"}}, nothing else
+_ERROR_SHAPE: dict[str, Any] = {
+    "type": "object", "required": ["error"], "additionalProperties": False,
+    "properties": {"error": {
+        "type": "object", "required": ["code", "message", "details"],
+        "properties": {"code": {"type": "string", "pattern": "^[a-z][a-z0-9_]*$"},
+                       "message": {"type": "string", "minLength": 1},
+                       "details": {"type": "object"}}}}}
+
+
 def _written() -> dict[str, Any]:
     rid = "request_id"
     return {
@@ -122,10 +169,11 @@ def _written() -> dict[str, Any]:
             "/v1/health": {"get": _op("liveness and version", None)},
             "/v1/openapi.json": {"get": _op("this document", None)},
             "/v1/requests": {
-                "post": _op("file a request (access, erasure, anonymisation, rectification, "
-                            "restriction, objection; 200 for a dry run or a repeat)",
-                            "dsr:write",
-                            ok="202"),
+                "post": _answers(_op(
+                    "file a request (access, erasure, anonymisation, rectification, "
+                    "restriction, objection): 202 for a new request; 200 for a dry run (its "
+                    "plan) or a repeat (the open request of the same type and subject)",
+                    "dsr:write", ok="202"), _FILED, "202", "200"),
                 "get": _op("history, newest first", "dsr:read"),
             },
             "/v1/requests/{request_id}": {"get": _path_param(_op("one request", "dsr:read"),
@@ -154,11 +202,11 @@ def _written() -> dict[str, Any]:
                 "a signed one-click withdrawal URL for a subject and purpose", "consent:write",
                 ok="201")},
             "/v1/public/unsubscribe": {
-                "get": _errors(_op("one-click withdrawal (signed token; answers a small HTML "
-                                   "page; 400 for a link not signed as it is, 410 expired)",
-                                   None), "400", "410"),
-                "post": _errors(_op("the same, for mail clients' one-click unsubscribe "
-                                    "(RFC 8058)", None), "400", "410"),
+                "get": _pages(_op("one-click withdrawal (signed token; answers a small HTML "
+                                  "page; 400 for a link not signed as it is, 410 expired)",
+                                  None), "200", "400", "410"),
+                "post": _pages(_op("the same, for mail clients' one-click unsubscribe "
+                                   "(RFC 8058)", None), "200", "400", "410"),
             },
             "/v1/public/requests": {"post": _errors(_op(
                 "self-service: a person files an access, erasure or objection request for "
@@ -169,10 +217,11 @@ def _written() -> dict[str, Any]:
                 "self-service: the one-time code ({tenant, code}); 400 with the attempts left "
                 "when wrong, the request cancelled after the last", None), rid),
                 "400", "409", "410", "422")},
-            "/v1/public/requests/{request_id}/download": {"get": _errors(_path_param(_op(
-                "self-service access: the signed link sent to the person when their archive "
-                "is ready; 302 to a presigned download of minutes, 400 for a link not signed "
-                "as it is, 410 once the archive has expired", None, ok="302"), rid), "400", "410")},
+            "/v1/public/requests/{request_id}/download": {"get": _pages(_path_param(
+                _op("self-service access: the signed link sent to the person when their "
+                    "archive is ready; 302 to a presigned download of minutes, 400 (a page) for "
+                    "a link not signed as it is, 410 (a page) once the archive has expired",
+                    None, ok="302"), rid), "400", "410")},
             "/v1/requests/{request_id}/approve": {"post": _errors(_path_param(
                 _op("let a verified self-service request awaiting approval run (dsr:erase "
                     "for an erasure)", "dsr:write"), rid), "409")},
@@ -201,12 +250,19 @@ def _written() -> dict[str, Any]:
                 "create or replace a retention policy: table, date_attribute, older_than "
                 "(ISO 8601 duration or a date), action (anonymise, delete, export_then_delete, "
                 "export_only), filter, hold_attribute, enabled, description, scope (items, "
-                "or subjects: everything of the subjects the items name); 201 when new",
-                "admin"), "policy_id")},
+                "or subjects: everything of the subjects the items name); 201 when new; a date "
+                "after today is refused (422 cutoff_in_future)",
+                "admin"), "policy_id"),
+                "delete": _errors(_path_param(_op(
+                    "delete a retention policy (its sweeps stay, as evidence): {id, deleted, "
+                    "last_sweep_id}; 409 while a sweep of it runs", "admin"), "policy_id"),
+                    "409")},
             "/v1/retention-policies/{policy_id}/run": {"post": _errors(_path_param(_op(
                 "run a policy now: {\"dry_run\": true} answers at once with what it would do "
-                "(counts per table); otherwise 202 with the sweep id (a failed sweep is "
-                "resumed); 409 while a sweep of the policy runs", "dsr:erase", ok="202"), "policy_id"), "409")},
+                "(counts per table); {\"confirm\": true} starts a sweep: 202 with the sweep "
+                "id (a failed sweep is resumed); without either, 422 confirmation_required "
+                "and nothing runs; 409 while a sweep of the policy runs", "dsr:erase",
+                ok="202"), "policy_id"), "200", "409")},
             "/v1/retention-sweeps": {"get": _op("retention sweeps, newest first", "dsr:read")},
             "/v1/retention-sweeps/{sweep_id}": {"get": _path_param(_op(
                 "a sweep's progress, counts per table, AWS calls and report URL", "dsr:read"),
@@ -218,11 +274,17 @@ def _written() -> dict[str, Any]:
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},
-            "responses": {"Error": {"description": "the one error shape", "content": {
-                "application/json": {"schema": {"type": "object", "properties": {
-                    "error": {"type": "object", "required": ["code", "message", "details"],
-                              "properties": {"code": {"type": "string"},
-                                             "message": {"type": "string"},
-                                             "details": {"type": "object"}}}}}}}}},
+            "responses": {
+                "Error": {"description": "the one error shape", "content": {
+                    "application/json": {"schema": _ERROR_SHAPE}}},
+                "Conflict": {"description": "the one error shape; code "
+                             "idempotency_key_reused (this Idempotency-Key was used with "
+                             "another body: use a new key), idempotency_in_progress (the first "
+                             "request with this key still runs: retry in a moment), or the "
+                             "conflict the operation's summary names", "content": {
+                                 "application/json": {"schema": _ERROR_SHAPE}}},
+                "Page": {"description": "a small HTML page for a person who followed a link",
+                         "content": {"text/html": {"schema": {"type": "string"}}}},
+            },
         },
     }

@@ -124,8 +124,10 @@ def check_purpose(tenant: Tenant, purpose: str) -> str:
     """A purpose the tenant records consent for; 422 `unknown_purpose` naming it otherwise."""
     purposes = purposes_of(tenant)
     if purpose not in purposes:
-        shown = purpose if len(purpose) <= 40 else "?"
-        raise Invalid("purpose", f"unknown purpose '{shown}': this tenant records consent for "
+        # the value sent is never repeated: a purpose is where a careless client puts an
+        # e-mail address
+        raise Invalid("purpose", "purpose is not one this tenant records consent for; it "
+                                 f"records consent for "
                                  f"{', '.join(purposes)} (an admin adds purposes with PATCH "
                                  "/v1/tenant settings.purposes)", code="unknown_purpose")
     return purpose

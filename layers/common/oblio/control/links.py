@@ -9,6 +9,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from oblio.control.tenants import Tenant, get_tenant
@@ -49,9 +50,13 @@ class ExpiredLink(Gone):
     code = "link_expired"
 
 
-def verify(token: str | None, use: str = CONSENT_LINK) -> tuple[Tenant, dict[str, Any]]:
+def verify(token: str | None, use: str = CONSENT_LINK,
+           needs: Mapping[str, type | tuple[type, ...]] | None = None,
+           ) -> tuple[Tenant, dict[str, Any]]:
     """The tenant and claims of a token oblio signed for `use`; InvalidLink or ExpiredLink
-    otherwise. The signature is checked before any claim is trusted."""
+    otherwise. The signature is checked before any claim is trusted; then each claim of
+    `needs` must be there, of its type (a token signed by an older or another version that
+    lacks one is invalid, not an error)."""
     invalid = InvalidLink("this link is not valid")
     if not token or len(token) > 2000 or token.count(".") != 1:
         raise invalid
@@ -62,6 +67,9 @@ def verify(token: str | None, use: str = CONSENT_LINK) -> tuple[Tenant, dict[str
     except (ValueError, KeyError, TypeError, binascii.Error, OblioError):
         raise invalid from None
     if not hmac.compare_digest(signature, _signature(tenant, payload, use)):
+        raise invalid
+    if not isinstance(claims, dict) or any(not isinstance(claims.get(name), kind)
+                                           for name, kind in (needs or {}).items()):
         raise invalid
     if not isinstance(claims.get("x"), int) or claims["x"] < clock.now().timestamp():
         raise ExpiredLink("this link has expired")

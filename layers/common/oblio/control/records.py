@@ -97,7 +97,7 @@ def load(tenant_id: str, request_id: str, consistent: bool = True) -> RequestMod
     try:
         return RequestModel.get(tenant_id, request_sk(request_id), consistent_read=consistent)
     except DoesNotExist:
-        raise NotFound(f"no request {request_id!r} in this tenant") from None
+        raise NotFound("no request with this id in this tenant") from None
 
 
 def identities_of(m: RequestModel, tenant: Tenant) -> dict[str, str]:

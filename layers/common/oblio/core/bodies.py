@@ -14,6 +14,7 @@ what they take, never a value sent (values may be personal data)."""
 from __future__ import annotations
 
 import difflib
+import functools
 import ipaddress
 import re
 import types
@@ -48,7 +49,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
 
-from oblio.core.errors import BadRequest, Invalid
+from oblio.core.errors import BadRequest, Invalid, NotFound
 
 # -- the vocabulary of the API --------------------------------------------------------------
 
@@ -231,11 +232,26 @@ def _explain(owner: type[Body], rest: tuple[int | str, ...], err: ErrorDetails,
     return f"{where} is not valid"
 
 
-def _unknown(owner: type[Body], key: str, where: str, union: Tagged[Any] | None,
-             ) -> tuple[str, str | None]:
-    """The message for an unknown field, and the closest known name."""
+def _unknown(owner: type[Body], key: str, where: str, parent: str,
+             union: Tagged[Any] | None) -> tuple[str, str, str | None]:
+    """The field to name, the message for an unknown field, and the closest known name. The
+    name sent is repeated only where it is a misspelling of a known field name or a field of
+    another type: anything else may be a value put where a name goes (an e-mail address as a
+    key), so the message names where it is, not what it is."""
     known = list(owner.model_fields)
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    of_another = union is not None and owner in union.members and any(
+        key in m.model_fields for m in union.members)
+    if not close and not of_another and key not in _vocabulary() and not (
+            union is not None and difflib.get_close_matches(key, sorted(union.fields), n=1,
+                                                            cutoff=0.6)):
+        at = f"'{parent}'" if parent else f"the {owner.kind}"
+        takes = (f"type '{get_args(owner.model_fields[union.tag].annotation)[0]}' takes"
+                 if union is not None and owner in union.members and not parent
+                 else "it takes")
+        return (parent or owner.kind, f"{at} has an unknown field (its name is not repeated: "
+                                      f"it may be personal data); {takes} "
+                                      f"{', '.join(known)}", None)
     suggestion = f"; did you mean '{close[0]}'?" if close else ""
     if union is not None and owner in union.members:
         tag = union.tag
@@ -244,17 +260,32 @@ def _unknown(owner: type[Body], key: str, where: str, union: Tagged[Any] | None,
         takes = f"{tag} '{mine}' takes {', '.join(known)}"
         others = [repr(t) for t, m in union.by_tag.items() if key in m.model_fields]
         if others:
-            return (f"{where} does not apply to {tag} '{mine}': it is a field of {tag} "
-                    f"{', '.join(others)} ({takes})", None)
+            return (where, f"{where} does not apply to {tag} '{mine}': it is a field of {tag} "
+                           f"{', '.join(others)} ({takes})", None)
         if not close:
             close = difflib.get_close_matches(key, sorted(union.fields), n=1, cutoff=0.6)
             if close:
                 of = [repr(t) for t, m in union.by_tag.items() if close[0] in m.model_fields]
                 suggestion = f"; did you mean '{close[0]}' (a field of {tag} {', '.join(of)})?"
     else:
-        parent = where.rsplit(".", 1)[0] if "." in where else f"the {owner.kind}"
-        takes = f"{parent} takes {', '.join(known)}"
-    return f"unknown field '{where}'{suggestion} ({takes})", (close[0] if close else None)
+        takes = f"{parent or 'the ' + owner.kind} takes {', '.join(known)}"
+    return where, f"unknown field '{where}'{suggestion} ({takes})", (close[0] if close else None)
+
+
+#: names the API refuses in a body although it knows them (the tenant comes from the key)
+_REFUSED_NAMES = frozenset({"tenant_id"})
+
+
+@functools.cache
+def _vocabulary() -> frozenset[str]:
+    """Every field name of every body and query of the API (and the names it refuses): an
+    unknown field of one of these names is repeated in a message, as it is a name of the
+    API, not something of the caller's."""
+    models: list[type[BaseModel]] = [Subject, PublicSubject, Proof, TenantSettings,
+                                     PageQuery, RequestsQuery, SubjectQuery, TokenQuery]
+    for schema in BODIES:
+        models += list(schema.members) if isinstance(schema, Tagged) else [schema]
+    return frozenset(f for m in models for f in m.model_fields) | _REFUSED_NAMES
 
 
 def _invalid(model: type[Body], errors: list[ErrorDetails], union: Tagged[Any] | None,
@@ -267,7 +298,8 @@ def _invalid(model: type[Body], errors: list[ErrorDetails], union: Tagged[Any] |
         owner, rest = _owner(model, loc)
         where = _path(loc)
         if err["type"] == "extra_forbidden":
-            message, close = _unknown(owner, str(rest[-1]), where, union)
+            where, message, close = _unknown(owner, str(rest[-1]), where,
+                                           _path(loc[:-1]), union)
             problems.append({"field": where, "message": message, "did_you_mean": close})
         else:
             code = owner.codes.get(str(rest[0])) if rest else None
@@ -460,11 +492,13 @@ class ObjectionRequest(_Request):
     """Art. 21: processing for the purposes stopped (default: marketing)."""
 
     type: Literal["objection"]
-    purposes: list[str] | None = Field(default=None, description="purposes of the tenant's data map; "
-                                                         "default marketing")
+    purposes: list[str] | None = Field(default=None, min_length=1,
+                                       description="purposes of the tenant's data map; "
+                                                   "default (absent or null) marketing")
 
     hints: ClassVar[dict[str, str]] = {
-        **_Request.hints, "purposes": "purposes must be a list of purpose names"}
+        **_Request.hints, "purposes": "purposes must be a non-empty list of purpose names "
+                                      "(leave it out for marketing)"}
 
 
 RequestBody = Union[AccessRequest, ErasureRequest, AnonymisationRequest,  # noqa: UP007
@@ -591,10 +625,11 @@ class PublicErasure(_PublicRequest):
 
 class PublicObjection(_PublicRequest):
     type: Literal["objection"]
-    purposes: list[str] | None = None
+    purposes: list[str] | None = Field(default=None, min_length=1)
 
     hints: ClassVar[dict[str, str]] = {
-        **_PublicRequest.hints, "purposes": "purposes must be a list of purpose names"}
+        **_PublicRequest.hints, "purposes": "purposes must be a non-empty list of purpose "
+                                            "names (leave it out for marketing)"}
 
 
 PublicRequestBody = Union[PublicAccess, PublicErasure, PublicObjection]  # noqa: UP007
@@ -754,11 +789,54 @@ class PolicyBody(Body):
 
 
 class RunBody(Body):
-    """`POST /v1/retention-policies/{id}/run`."""
+    """`POST /v1/retention-policies/{id}/run`: a dry run, or a sweep (irreversible: it needs
+    `confirm`)."""
 
     dry_run: bool = Field(default=False, description="answer at once with what a sweep would do")
+    confirm: bool = Field(default=False, description="required (true) unless dry_run: a sweep "
+                                                     "cannot be undone")
 
-    example: ClassVar[str] = "{\"dry_run\": true}"
+    hints: ClassVar[dict[str, str]] = {
+        "dry_run": "dry_run must be true or false",
+        "confirm": "confirm must be true or false (true to run a sweep for real)"}
+    example: ClassVar[str] = "{\"dry_run\": true} or {\"confirm\": true}"
+
+
+# -- path parameters ----------------------------------------------------------------------------
+
+#: the form of the ULIDs oblio gives out as request, job and sweep ids: 26 letters and digits
+#: (not Crockford's alphabet alone: an id of that length that no ULID spells is simply not
+#: found, 404, as before; what the form refuses is what an id never looks like)
+ULID_ID = re.compile(r"^[0-9A-Za-z]{26}$")
+#: a retention policy's id, as its admin names it
+POLICY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+#: each path parameter of the API: its pattern, what it takes (in an error message), and the
+#: thing it names when oblio gave the id out (an id not of its form names nothing: 404, as an
+#: unknown id) or None when the caller chooses it (a policy's name: 422, a bad input)
+PATH_IDS: dict[str, tuple[re.Pattern[str], str, str | None]] = {
+    "request_id": (ULID_ID, "the 26-character id that POST /v1/requests answered",
+                   "request"),
+    "job_id": (ULID_ID, "the 26-character id that POST /v1/bulk-erasures answered",
+               "bulk erasure job"),
+    "sweep_id": (ULID_ID, "the 26-character id that a run of a retention policy answered",
+                 "retention sweep"),
+    "policy_id": (POLICY_ID, "1-63 lower-case letters, digits, '-' or '_'", None),
+}
+
+
+def check_path(params: Mapping[str, str]) -> None:
+    """Refuse a path parameter that is not of its form, naming the parameter and never
+    repeating it (a path is where a careless client puts an e-mail address): an id oblio
+    gives out names nothing (NotFound, 404), a name the caller chooses is Invalid (422)."""
+    for name, value in params.items():
+        known = PATH_IDS.get(name)
+        if known is None or (isinstance(value, str) and known[0].match(value)):
+            continue
+        _, takes, thing = known
+        if thing is not None:
+            raise NotFound(f"no {thing} with this id in this tenant ({name} is {takes})")
+        raise Invalid(name, f"{name} in the path is not one this API takes: it takes {takes}",
+                      code="invalid_id")
 
 
 # -- query strings ------------------------------------------------------------------------------
@@ -771,6 +849,21 @@ class PageQuery(Query):
     hints: ClassVar[dict[str, str]] = {
         "limit": "limit must be a whole number between 1 and 500",
         "cursor": "cursor is not one this API gave out; start again without it"}
+
+
+class IdPageQuery(PageQuery):
+    """A page of a list whose cursor is the last id of the previous page (bulk jobs, sweeps):
+    anything else is refused, not read as a key."""
+
+    cursor: Annotated[str, Field(pattern=ULID_ID.pattern)] | None = Field(
+        default=None, description="the next_cursor of the previous page")
+
+
+class AuditQuery(PageQuery):
+    """A page of the audit log: the cursor is the last entry id of the previous page."""
+
+    cursor: Annotated[str, Field(pattern=r"^[0-9]{12}$")] | None = Field(
+        default=None, description="the next_cursor of the previous page")
 
 
 class RequestsQuery(PageQuery):

@@ -75,7 +75,10 @@ def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
         ev = model.model_validate(event)
         ids = {k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id", "tenant_id")
                if hasattr(ev, k)}
-        logger.append_keys(**ids)
+        # this invocation's ids on this thread's lines only, and gone after it: the local
+        # stack runs many invocations at once on threads of one process, and a warm Lambda
+        # runs one after another; neither may print a job id on an unrelated request
+        logger.thread_safe_append_keys(**ids)
         unit, chunk = getattr(ev, "unit", None) or {}, getattr(ev, "chunk", None) or ""
         # the trace of a Map iteration says which table or chunk it was
         annotate(**ids, action=getattr(ev, "action", None), table=unit.get("table"),
@@ -86,6 +89,8 @@ def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
             name = type(exc).__name__
             logger.warning("task failed", extra={"error": name})
             raise type(name, (Exception,), {})(scrub(str(exc))) from None
+        finally:
+            logger.thread_safe_remove_keys(list(ids))
 
     return handler
 

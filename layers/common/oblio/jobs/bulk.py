@@ -101,7 +101,7 @@ def load(tenant_id: str, job_id: str) -> BulkJobModel:
     try:
         return BulkJobModel.get(tenant_id, job_id, consistent_read=True)
     except DoesNotExist:
-        raise NotFound(f"no bulk erasure job {job_id!r} in this tenant") from None
+        raise NotFound("no bulk erasure job with this id in this tenant") from None
 
 
 def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:

@@ -153,11 +153,16 @@ def validate(dm: DataMap, body: PolicyBody | Mapping[str, Any]) -> dict[str, Any
                       code="not_sweepable")
     older = body.older_than
     try:
-        cutoff_of(older)
+        cutoff = cutoff_of(older)
     except (ValueError, TypeError):
         raise Invalid("older_than", "older_than must be an ISO 8601 duration such as P18M, "
                       "P30D, P2Y or P1Y6M, or a date (2025-01-01: what is dated before it)",
                       code="invalid_duration") from None
+    if cutoff > clock.now():
+        # a cutoff after today catches every item, the ones of yesterday included
+        raise Invalid("older_than", "older_than is a date after today: every item would be "
+                      "older than it; give a past date, or a duration such as P18M",
+                      code="cutoff_in_future")
     action = body.action
     if action == "anonymise" and not _anonymisable(t):
         raise Invalid("action", f"table '{name}' has no anonymise rules (its items are deleted "
@@ -166,8 +171,9 @@ def validate(dm: DataMap, body: PolicyBody | Mapping[str, Any]) -> dict[str, Any
     flt = dict(body.filter or {})
     for attr in flt:
         if attr not in known:
-            raise Invalid("filter", f"filter names '{attr}', which is not a mapped attribute "
-                          f"of table '{name}'", code="unmapped_attribute")
+            raise Invalid("filter", f"filter names an attribute that is not a mapped "
+                          f"attribute of table '{name}' (it is not repeated here); mapped: "
+                          f"{', '.join(sorted(known))}", code="unmapped_attribute")
     hold = body.hold_attribute if "hold_attribute" in given else \
         ("legal_hold" if "legal_hold" in known else None)
     if hold is not None and hold not in known:
@@ -204,7 +210,28 @@ def load_policy(tenant_id: str, policy_id: str) -> RetentionPolicyModel:
     try:
         return RetentionPolicyModel.get(tenant_id, _policy_sk(policy_id), consistent_read=True)
     except DoesNotExist:
-        raise NotFound(f"no retention policy {policy_id!r} in this tenant") from None
+        raise NotFound("no retention policy with this id in this tenant") from None
+
+
+def delete_policy(tenant_id: str, policy_id: str, actor: str) -> dict[str, Any]:
+    """DELETE /v1/retention-policies/{id}: the policy goes (its sweeps stay, as evidence);
+    refused (409) while a sweep of it runs; an unknown policy is 404."""
+    p = load_policy(tenant_id, policy_id)
+    try:
+        lock = RetentionSweepModel.get(tenant_id, f"lock#{policy_id}", consistent_read=True)
+        if (lock.expires or 0) >= int(clock.now().timestamp()):
+            raise Conflict("a sweep of this policy is running; wait for it to finish "
+                           "(GET /v1/retention-sweeps/{sweep_id}), then delete the policy",
+                           code="sweep_running", details={"sweep_id": lock.sweep_id})
+    except DoesNotExist:
+        pass
+    try:
+        p.delete(condition=RetentionPolicyModel.sk.exists())
+    except DeleteError:
+        raise NotFound("no retention policy with this id in this tenant") from None
+    audit.append(tenant_id, "retention_policy_deleted", actor=actor,
+                 details={"policy_id": policy_id})
+    return {"id": policy_id, "deleted": True, "last_sweep_id": p.last_sweep_id}
 
 
 def list_policies(tenant_id: str) -> dict[str, Any]:
@@ -303,7 +330,7 @@ def load_sweep(tenant_id: str, sweep_id: str) -> RetentionSweepModel:
     try:
         return RetentionSweepModel.get(tenant_id, _run_sk(sweep_id), consistent_read=True)
     except DoesNotExist:
-        raise NotFound(f"no retention sweep {sweep_id!r} in this tenant") from None
+        raise NotFound("no retention sweep with this id in this tenant") from None
 
 
 def _lock(tenant_id: str, policy_id: str, sweep_id: str) -> None:
@@ -392,6 +419,11 @@ def run(principal: Principal, policy_id: str, body: RunBody) -> Ran:
     dry = body.dry_run
     if dry:
         return Ran(dry_run(principal.tenant_id, policy_id), started=False)
+    if not body.confirm:
+        load_policy(principal.tenant_id, policy_id)  # an unknown policy is 404 all the same
+        raise Invalid("confirm", "a sweep is irreversible: send {\"confirm\": true} to run "
+                                 "it, or {\"dry_run\": true} to see what it would do",
+                      code="confirmation_required")
     return Ran(start(principal.tenant_id, policy_id, trigger=f"api:{principal.key_id}"),
                started=True)
 

@@ -86,8 +86,10 @@ def unsubscribe(token: str | None) -> Withdrawn:
     """`GET /v1/public/unsubscribe?token=...`: withdraw the link's purpose. A link not signed
     by oblio (InvalidLink), or expired (ExpiredLink), changes nothing. A second click of the
     same link records nothing more."""
-    tenant, claims = links.verify(token)
+    tenant, claims = links.verify(token, needs={"p": str, "k": list, "c": str, "n": str})
     purpose, keys = str(claims["p"]), [str(k) for k in claims["k"]]
+    if not keys or any("#" not in k for k in keys):
+        raise links.InvalidLink("this link is not valid")
     done = Withdrawn(tenant.name, purpose)
     refs = {k.split("#", 1)[0]: k.split("#", 1)[1] for k in keys}
     if any(s["reason"] == "erasure" for s in suppression.lookup(tenant.tenant_id, refs)):

@@ -63,6 +63,11 @@ def asked(body: RequestBody) -> dict[str, Any]:
             "purposes": body.purposes if isinstance(body, ObjectionRequest) else None}
 
 
+def _positions(indexes: list[int]) -> str:
+    """Which items of a list are at fault, counted from 1 ("2", "1, 3")."""
+    return ", ".join(str(i + 1) for i in indexes[:10]) + (", ..." if len(indexes) > 10 else "")
+
+
 def params_of(options: dict[str, Any], dm: Any, region: str | None) -> dict[str, Any]:
     """The action's parameters (`asked` of a body), validated against the data map: `tables`
     (anonymisation), `changes` (rectification, normalised like identities), `purposes`
@@ -70,23 +75,25 @@ def params_of(options: dict[str, Any], dm: Any, region: str | None) -> dict[str,
     params: dict[str, Any] = {"tables": None, "purposes": None, "changes": None}
     type_, tables = options["type"], options.get("tables")
     if tables is not None:
-        unknown = [t for t in tables if t not in dm.tables]
+        unknown = [i for i, t in enumerate(tables) if t not in dm.tables]
         if unknown:
-            raise Invalid("tables", f"tables names unmapped tables {unknown}; mapped: "
-                                    f"{', '.join(dm.order)}", code="unmapped_table")
+            # by position, never the name sent (a table name is where an e-mail may land)
+            raise Invalid("tables", f"tables item {_positions(unknown)} is not a mapped table; "
+                                    f"mapped: {', '.join(dm.order)}", code="unmapped_table")
         params["tables"] = list(tables)
     if type_ == "rectification":
         changes = options.get("changes") or {}
         held = {a for t in dm.tables.values() for a in t.attributes}
         normalised: dict[str, Any] = {}
-        for name, value in changes.items():
-            field = f"changes.{name}"
+        for n, (name, value) in enumerate(changes.items()):
             if name in IDENTITY_KINDS:
+                field = f"changes.{name}"
                 normalised[name] = identity.normalise(name, value, region, field=field)
             elif name not in held:
-                raise Invalid(field, f"no mapped table holds an attribute '{name}'; name a "
-                                     "mapped attribute or an identity (email, phone, "
-                                     "external_id)", code="unmapped_attribute")
+                raise Invalid("changes", f"changes: attribute {_positions([n])} is held by no "
+                                         "mapped table; name a mapped attribute or an "
+                                         "identity (email, phone, external_id)",
+                              code="unmapped_attribute")
             else:
                 normalised[name] = value
         if all(not rules.changes_for(t, normalised) for t in dm.tables.values()):
@@ -95,11 +102,14 @@ def params_of(options: dict[str, Any], dm: Any, region: str | None) -> dict[str,
         params["changes"] = normalised
     if type_ == "objection":
         known = sorted({p for t in dm.tables.values() for p in t.purposes})
-        purposes = options.get("purposes") or ["marketing"]
-        unknown = [p for p in purposes if p not in known]
+        purposes = options.get("purposes")
+        if purposes is None:
+            purposes = ["marketing"]
+        unknown = [i for i, p in enumerate(purposes) if p not in known]
         if unknown:
-            raise Invalid("purposes", f"unknown purposes {unknown}; this tenant's data map "
-                                      f"knows {', '.join(known)}", code="unknown_purpose")
+            raise Invalid("purposes", f"purposes item {_positions(unknown)} is not a purpose "
+                                      f"of this tenant's data map; it knows "
+                                      f"{', '.join(known)}", code="unknown_purpose")
         params["purposes"] = list(purposes)
     return params
 
@@ -246,8 +256,12 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
         try:
             start = json.loads(base64.urlsafe_b64decode(cursor.encode()))["sk"]
         except (ValueError, KeyError, TypeError, binascii.Error):
+            start = None
+        # a cursor made up to look like ours ({"sk": 5}) is refused, not read as a key
+        if not (isinstance(start, str) and start.startswith(records.REQUEST_PREFIX)
+                and len(start) <= 200):
             raise Invalid("cursor", "cursor is not one this API gave out; start again "
-                                    "without it") from None
+                                    "without it")
     cond = RequestModel.sk.startswith(records.REQUEST_PREFIX)
     filt = None
     if type_:

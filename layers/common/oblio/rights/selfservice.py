@@ -369,6 +369,10 @@ def _run(m: RequestModel) -> dict[str, str]:
 
 
 def _awaiting(principal: Principal, request_id: str) -> RequestModel:
+    # a scope first, before the lookup: a key that may decide nothing must not tell ids
+    # that exist (403) from ids that do not (404)
+    if "dsr:erase" not in principal.scopes:
+        principal.require("dsr:write")
     m = records.load(principal.tenant_id, request_id)
     principal.require("dsr:erase" if m.type in records.IRREVERSIBLE else "dsr:write")
     if m.status != "awaiting_approval":
@@ -425,7 +429,7 @@ def public_download(request_id: str, token: str | None) -> str:
     """`GET /v1/public/requests/{id}/download?token=...`: a presigned URL of minutes for the
     person's link. A link not signed as it is, for another request, or for a request not made
     through the self-service page raises InvalidLink; an expired archive, ExpiredLink."""
-    tenant, claims = links.verify(token, use=deliver.EXPORT_LINK)
+    tenant, claims = links.verify(token, use=deliver.EXPORT_LINK, needs={"r": str})
     invalid = links.InvalidLink("this link is not valid")
     if claims.get("r") != request_id:
         raise invalid
