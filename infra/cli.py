@@ -38,6 +38,22 @@ def _key_of(state: dict[str, Any], tenant: str, path: Path = STATE) -> str:
                        f"{tenant}") from None
 
 
+def _endpoint(args: argparse.Namespace, operator: bool = False) -> tuple[str, str]:
+    """The API's URL and the key to call it with: --api-url / --api-key, or the local stack's
+    state file (the tenant's admin key, or the operator key)."""
+    api_url, key = args.api_url, args.api_key
+    if not (api_url and key):
+        state = _state()
+        api_url = api_url or state["api_url"]
+        if not key and operator:
+            key = state.get("operator_key")
+            if not key:
+                raise CliError(f"{STATE} holds no operator key: start the stack again with "
+                               "`make run`, or give --api-key")
+        key = key or _key_of(state, args.tenant)
+    return str(api_url), str(key)
+
+
 def _call(api_url: str, key: str, method: str, path: str, body: Any, timeout: float) -> Any:
     """One JSON call to oblio's API with the tenant's key. An error answer or an API that does
     not answer becomes a CliError that says what to do."""
@@ -105,11 +121,7 @@ def _bulk_erase(args: argparse.Namespace) -> int:
     if not args.file.is_file():  # before a job is created that nothing would ever fill
         raise CliError(f"{args.file}: no such file; give the path of a CSV with an email, "
                        "phone or external_id column")
-    api_url, key = args.api_url, args.api_key
-    if not (api_url and key):
-        state = _state()
-        api_url = api_url or state["api_url"]
-        key = key or _key_of(state, args.tenant)
+    api_url, key = _endpoint(args)
 
     def call(method: str, path: str, body: Any = None) -> Any:
         return _call(api_url, key, method, path, body, timeout=60)
@@ -148,11 +160,7 @@ def _sweep(args: argparse.Namespace) -> int:
     the API of the local stack (or --api-url / --api-key), and print each sweep's counts."""
     import time
 
-    api_url, key = args.api_url, args.api_key
-    if not (api_url and key):
-        state = _state()
-        api_url = api_url or state["api_url"]
-        key = key or _key_of(state, args.tenant)
+    api_url, key = _endpoint(args)
 
     def call(method: str, path: str, body: Any = None) -> Any:
         return _call(api_url, key, method, path, body, timeout=120)
@@ -181,6 +189,56 @@ def _sweep(args: argparse.Namespace) -> int:
             "sweep_id", "status", "dry_run", "action", "cutoff", "tables")
             if k in out}}, indent=2))
     return worst
+
+
+def _tenants(args: argparse.Namespace) -> int:
+    """`oblio tenants create|list`: with the operator key (the local stack's, or --api-key)."""
+    api_url, key = _endpoint(args, operator=True)
+    if args.tenants_command == "list":
+        out = _call(api_url, key, "GET", "/v1/tenants", None, timeout=30)
+        for t in out["items"]:
+            parent = f"  (child of {t['parent_id']})" if t["parent_id"] else ""
+            print(f"{t['tenant_id']:<24}{t['name']}{parent}")
+        return 0
+    body: dict[str, Any] = {"tenant_id": args.tenant_id, "name": args.name or args.tenant_id}
+    if args.parent:
+        body["parent_id"] = args.parent
+    made = _call(api_url, key, "POST", "/v1/tenants", body, timeout=30)
+    print(f"tenant {made['tenant']['tenant_id']} created"
+          + (f" under {args.parent}" if args.parent else ""))
+    print(f"admin key {made['key_id']}: {made['api_key']}")
+    print("  (shown this once: oblio keeps only its hash)")
+    return 0
+
+
+def _keys(args: argparse.Namespace) -> int:
+    """`oblio keys create|list|rotate|revoke --tenant T`: any tenant's keys, with the operator
+    key; without --tenant, a tenant admin's --api-key acts on its own tenant's keys."""
+    own = not args.tenant  # a tenant admin's --api-key, acting on its own tenant
+    if own and not args.api_key:
+        raise CliError("name the tenant whose keys these are with --tenant T (or give a "
+                       "tenant admin's --api-key to act on its own tenant)")
+    api_url, key = _endpoint(args, operator=not own)
+    base = "/v1/keys" if own else f"/v1/tenants/{args.tenant}/keys"
+    cmd = args.keys_command
+    if cmd == "list":
+        for k in _call(api_url, key, "GET", base, None, timeout=30)["items"]:
+            state = f"revoked {k['revoked_at'] or ''}".strip() if k["revoked"] else "active"
+            print(f"{k['key_id']}  {','.join(k['scopes']):<40} {state:<32} {k['name']}")
+        return 0
+    if cmd == "create":
+        made = _call(api_url, key, "POST", base,
+                     {"scopes": args.scope, "name": args.name, "children": args.children},
+                     timeout=30)
+    else:
+        made = _call(api_url, key, "POST", f"{base}/{args.key_id}/{cmd}", None, timeout=30)
+    if cmd == "revoke":
+        print(f"key {made['key_id']} revoked: refused from its next call on")
+        return 0
+    replaces = f" (replaces {made['replaces']}, now revoked)" if made.get("replaces") else ""
+    print(f"key {made['key_id']}{replaces}: {made['api_key']}")
+    print(f"  scopes {', '.join(made['scopes'])}; shown this once: oblio keeps only its hash")
+    return 0
 
 
 def _aws(args: argparse.Namespace) -> tuple[Any, Any, str]:
@@ -286,6 +344,35 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
     sw.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     sw.set_defaults(fn=_sweep)
+    ten = sub.add_parser("tenants", help="create and list tenants (the operator key)")
+    tsub = ten.add_subparsers(dest="tenants_command", required=True)
+    tc = tsub.add_parser("create", help="a tenant with its first admin key (shown once)")
+    tc.add_argument("tenant_id", help="2-63 lower-case letters, digits or '-'")
+    tc.add_argument("--name", help="a name people read (default: the id)")
+    tc.add_argument("--parent", metavar="TENANT", help="an existing tenant it is a child of")
+    tl = tsub.add_parser("list", help="every tenant")
+    keys = sub.add_parser("keys", help="a tenant's API keys: create, list, rotate, revoke")
+    ksub = keys.add_subparsers(dest="keys_command", required=True)
+    kc = ksub.add_parser("create", help="a new key (shown once)")
+    kc.add_argument("--scope", action="append", required=True, metavar="SCOPE",
+                    help="repeatable: dsr:read, dsr:write, dsr:erase, consent:read, "
+                         "consent:write, audit:read, admin")
+    kc.add_argument("--name", default=None)
+    kc.add_argument("--children", action="store_true", help="may act on child tenants")
+    kl = ksub.add_parser("list", help="the tenant's keys (never the keys themselves)")
+    kr = ksub.add_parser("rotate", help="a new key with the same scopes; the old one stops")
+    kv = ksub.add_parser("revoke", help="refused from its very next call on")
+    for p in (kr, kv):
+        p.add_argument("key_id")
+    for p in (tc, tl, kc, kl, kr, kv):
+        p.add_argument("--api-url", help="default: .oblio/local.json")
+        p.add_argument("--api-key", help="default: the operator key in .oblio/local.json "
+                                         "(keys: a tenant admin's key acts on its own tenant)")
+    for p in (kc, kl, kr, kv):
+        p.add_argument("--tenant", help="whose keys (with the operator key); without it, "
+                                        "--api-key is a tenant admin's, acting on its own")
+    ten.set_defaults(fn=_tenants)
+    keys.set_defaults(fn=_keys)
     dmp = sub.add_parser("datamap", help="data map tools").add_subparsers(
         dest="datamap_command", required=True)
     check = dmp.add_parser("check", help="validate a data map file")

@@ -17,7 +17,8 @@ from chalicelib.edge import (
 )
 from oblio import __version__
 from oblio.access import deliver
-from oblio.control import audit, records, tenants
+from oblio.control import audit, records
+from oblio.control.tenants import OPERATOR
 from oblio.core import bodies
 from oblio.jobs import bulk, retention
 from oblio.rights import admin, consent, intake, search, selfservice
@@ -201,7 +202,65 @@ def create_key(principal, body):
 @app.route("/v1/keys", methods=["GET"])
 @api(app, scope="admin")
 def list_keys(principal):
-    return {"items": tenants.list_api_keys(principal.tenant_id), "next_cursor": None}
+    return admin.list_keys(principal)
+
+
+@app.route("/v1/keys/{key_id}/revoke", methods=["POST"])
+@api(app, scope="admin")
+@idempotent_write(app, "revoke_key")
+def revoke_key(principal, key_id):
+    return admin.revoke_key(principal, key_id)
+
+
+@app.route("/v1/keys/{key_id}/rotate", methods=["POST"])
+@api(app, scope="admin")
+@idempotent_write(app, "rotate_key", replay=Replay(secret="key_id"))  # shown once
+def rotate_key(principal, key_id):
+    return 201, admin.rotate_key(principal, key_id)
+
+
+# -- tenants and any tenant's keys: the operator key ---------------------------------------------
+
+@app.route("/v1/tenants", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "create_tenant", body=bodies.TenantBody,
+                  replay=Replay(secret="key_id"))  # its first admin key is shown once
+def create_tenant(principal, body):
+    return 201, admin.create_tenant(principal, body)
+
+
+@app.route("/v1/tenants", methods=["GET"])
+@api(app, scope=OPERATOR)
+def list_tenants(principal):
+    return admin.list_tenants(principal)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "create_tenant_key", body=bodies.KeyBody,
+                  replay=Replay(secret="key_id"))
+def create_tenant_key(principal, body, tenant_id):
+    return 201, admin.create_key(principal, body, tenant_id)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys", methods=["GET"])
+@api(app, scope=OPERATOR)
+def list_tenant_keys(principal, tenant_id):
+    return admin.list_keys(principal, tenant_id)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys/{key_id}/revoke", methods=["POST"])
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "revoke_tenant_key")
+def revoke_tenant_key(principal, tenant_id, key_id):
+    return admin.revoke_key(principal, key_id, tenant_id)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys/{key_id}/rotate", methods=["POST"])
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "rotate_tenant_key", replay=Replay(secret="key_id"))
+def rotate_tenant_key(principal, tenant_id, key_id):
+    return 201, admin.rotate_key(principal, key_id, tenant_id)
 
 
 # -- bulk erasure -------------------------------------------------------------------------------

@@ -114,3 +114,43 @@ def test_one_state_file_one_stack_and_a_restart_on_the_same_ports_works(tmp_path
     assert not state.exists()  # a stopped stack leaves no stale state behind
     again = _start(state, api_port, aws_port)  # the ports may be in TIME_WAIT: still free
     _stop(again)
+
+
+def test_tenants_and_keys_from_the_command_line(capsys, stack):
+    import re
+    import uuid
+
+    url, op = stack.info["api_url"], stack.info["operator_key"]
+    tid = f"cli-{uuid.uuid4().hex[:8]}"
+    code, out, _ = _run(capsys, "tenants", "create", tid, "--name", "CLI Ltd", "--api-url", url,
+                        "--api-key", op)
+    assert code == 0 and f"tenant {tid} created" in out and "shown this once" in out
+    admin = re.search(r"admin key (key_\w+): (obl_\S+)", out)
+    assert admin
+    code, out, _ = _run(capsys, "tenants", "list", "--api-url", url, "--api-key", op)
+    assert code == 0 and tid in out
+    code, out, _ = _run(capsys, "keys", "create", "--tenant", tid, "--scope", "dsr:read",
+                        "--name", "reader", "--api-url", url, "--api-key", op)
+    made = re.search(r"key (key_\w+): (obl_\S+)", out)
+    assert code == 0 and made
+    code, out, _ = _run(capsys, "keys", "rotate", made.group(1), "--tenant", tid,
+                        "--api-url", url, "--api-key", op)
+    rotated = re.search(r"key (key_\w+) \(replaces (key_\w+), now revoked\): (obl_\S+)", out)
+    assert code == 0 and rotated and rotated.group(2) == made.group(1)
+    # a tenant admin's key lists and revokes its own tenant's keys
+    code, out, _ = _run(capsys, "keys", "revoke", rotated.group(1), "--api-url", url,
+                        "--api-key", admin.group(2))
+    assert code == 0 and "revoked" in out
+    code, out, _ = _run(capsys, "keys", "list", "--api-url", url, "--api-key", admin.group(2))
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    assert "active" in lines[admin.group(1)]
+    assert "revoked" in lines[made.group(1)] and "revoked" in lines[rotated.group(1)]
+    assert "obl_" not in out  # a key is never shown again
+
+
+def test_a_tenant_key_cannot_create_tenants_and_says_so_in_one_line(capsys, stack):
+    url, key = stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"]
+    code, _, err = _run(capsys, "tenants", "create", "nope-x", "--api-url", url,
+                        "--api-key", key)
+    assert code == 2 and "403" in err and "operator key" in err
+    assert len(err.splitlines()) == 1 and key not in err

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from oblio.control import tenants
+from oblio.core.bodies import TenantBody, parse
 from oblio.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from oblio.core.settings import get_settings
 from oblio.store import secrets as secrets_store
@@ -40,10 +41,14 @@ def test_tenant_ids_are_checked_and_unique(aws):
     with pytest.raises(Conflict) as err:
         tenants.new_tenant("acme", "Acme again")
     assert err.value.code == "tenant_exists"
-    for bad in ("A", "Acme", "-acme", "acme_", "a" * 64):
+    for bad in ("A", "Acme", "-acme", "acme_", "a" * 64, 5, None):
         with pytest.raises(Invalid) as inv:
-            tenants.new_tenant(bad, "x")
-        assert inv.value.field == "tenant_id" and bad not in inv.value.message
+            parse(TenantBody, {"tenant_id": bad, "name": "x"})
+        assert inv.value.field == "tenant_id" and str(bad) not in inv.value.message
+    for name in ("", "   ", "x" * 201):
+        with pytest.raises(Invalid) as inv:
+            parse(TenantBody, {"tenant_id": "acme-eu", "name": name})
+        assert inv.value.field == "name"
 
 
 def test_a_revoked_key_is_refused_on_its_very_next_call(aws):

@@ -7,6 +7,7 @@ from typing import Any
 from chalice import Chalice
 
 from oblio import __version__
+from oblio.control.tenants import OPERATOR
 from oblio.core.bodies import PATH_IDS, Query, Tagged, schema_of
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -268,9 +269,37 @@ def _written() -> dict[str, Any]:
                 "a sweep's progress, counts per table, AWS calls and report URL", "dsr:read"),
                 "sweep_id")},
             "/v1/keys": {
-                "post": _op("create an API key", "admin", ok="201"),
-                "get": _op("list API keys (never the keys themselves)", "admin"),
+                "post": _op("create an API key of the caller's tenant; the key is in this "
+                            "answer only (only its hash is kept)", "admin", ok="201"),
+                "get": _op("list API keys, revoked ones too (never the keys themselves)",
+                           "admin"),
             },
+            "/v1/keys/{key_id}/revoke": {"post": _errors(_path_param(_op(
+                "revoke a key: refused from its very next call on; 409 for the key making "
+                "the call", "admin"), "key_id"), "409")},
+            "/v1/keys/{key_id}/rotate": {"post": _errors(_path_param(_op(
+                "a new key with the same name, scopes and children access (in this answer "
+                "only); the old one is revoked at once; 409 for a revoked key", "admin",
+                ok="201"), "key_id"), "409")},
+            "/v1/tenants": {
+                "post": _errors(_op("create a tenant (under an existing parent_id when "
+                                    "given) with its first admin key, in this answer only; "
+                                    "409 for a tenant_id in use", OPERATOR, ok="201"), "404"),
+                "get": _op("every tenant, with its parent and children", OPERATOR),
+            },
+            "/v1/tenants/{tenant_id}/keys": {
+                "post": _path_param(_op("create an API key of the tenant (in this answer "
+                                        "only)", OPERATOR, ok="201"), "tenant_id"),
+                "get": _path_param(_op("the tenant's API keys (never the keys themselves)",
+                                       OPERATOR), "tenant_id"),
+            },
+            "/v1/tenants/{tenant_id}/keys/{key_id}/revoke": {"post": _errors(_path_param(
+                _path_param(_op("revoke a key of the tenant: refused from its very next "
+                                "call on", OPERATOR), "key_id"), "tenant_id"), "409")},
+            "/v1/tenants/{tenant_id}/keys/{key_id}/rotate": {"post": _errors(_path_param(
+                _path_param(_op("rotate a key of the tenant (the new one in this answer "
+                                "only)", OPERATOR, ok="201"), "key_id"), "tenant_id"),
+                "409")},
         },
         "components": {
             "securitySchemes": {"apiKey": {"type": "http", "scheme": "bearer"}},

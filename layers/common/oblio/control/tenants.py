@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
 import threading
 import time
@@ -78,7 +77,6 @@ CACHE_SECONDS = 30.0
 #: the operator key's hash, read from its secret at most this often
 OPERATOR_SECONDS = 300.0
 _operator: tuple[float, str | None] = (0.0, None)
-TENANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61})[a-z0-9]$")
 
 
 def hash_key(api_key: str) -> str:
@@ -105,7 +103,7 @@ def get_tenant(tenant_id: str) -> Tenant:
     try:
         m = TenantModel.get(tenant_id)
     except DoesNotExist:
-        raise NotFound(f"tenant {tenant_id!r} does not exist") from None
+        raise NotFound("no tenant with this tenant_id") from None
     tenant = Tenant(tenant_id=m.tenant_id, name=m.name, parent_id=m.parent_id,
                     children=tuple(sorted(m.children or ())),
                     settings={**DEFAULT_SETTINGS, **(m.settings.as_dict() if hasattr(
@@ -176,12 +174,8 @@ def new_tenant(tenant_id: str, name: str, parent_id: str | None = None,
                settings: dict[str, Any] | None = None, children: bool = True,
                ) -> tuple[Tenant, str, str]:
     """Create a tenant (under `parent_id` when given) with its first admin key. Returns the
-    tenant, the key's id and the key itself (shown once; only its hash is stored)."""
-    if not isinstance(tenant_id, str) or not TENANT_ID.match(tenant_id):
-        raise Invalid("tenant_id", "tenant_id must be 2 to 63 lower-case letters, digits or "
-                                   "'-' (not first or last), e.g. 'acme' or 'acme-eu'")
-    if not isinstance(name, str) or not name.strip() or len(name) > 200:
-        raise Invalid("name", "name must be a non-empty string of at most 200 characters")
+    tenant, the key's id and the key itself (shown once; only its hash is stored). The id and
+    name are checked by `TenantBody` where they come from a caller."""
     if parent_id is not None:
         get_tenant(parent_id)  # 404 for an unknown parent
     try:
@@ -197,7 +191,12 @@ def new_tenant(tenant_id: str, name: str, parent_id: str | None = None,
 def _key_model(tenant_id: str, key_id: str) -> ApiKeyModel:
     for k in ApiKeyModel.by_tenant.query(tenant_id, ApiKeyModel.key_id == key_id):
         return k
-    raise NotFound(f"no API key {key_id!r} in this tenant")
+    raise NotFound("no API key with this key_id in this tenant")
+
+
+def get_api_key(tenant_id: str, key_id: str) -> dict[str, Any]:
+    """One key of the tenant as the API shows it (404 for another tenant's)."""
+    return key_json(_key_model(tenant_id, key_id))
 
 
 def revoke_api_key(tenant_id: str, key_id: str) -> dict[str, Any]:

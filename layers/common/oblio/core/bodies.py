@@ -45,6 +45,7 @@ from pydantic import (
     PlainValidator,
     TypeAdapter,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
@@ -743,6 +744,38 @@ class KeyBody(Body):
     example: ClassVar[str] = "{\"scopes\": [...], \"name\": ...}"
 
 
+#: a tenant's id (it names the tenant in keys and in the physical names of silo tables)
+TENANT_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61})[a-z0-9]$")
+TENANT_TAKES = ("2 to 63 lower-case letters, digits or '-' (not first or last), e.g. 'acme' "
+                "or 'acme-eu'")
+KEY_ID = re.compile(r"^key_[0-9A-Za-z]{26}$")
+
+
+class TenantBody(Body):
+    """`POST /v1/tenants` (the operator key): a tenant, under an existing parent when given,
+    with its first admin key (shown once)."""
+
+    tenant_id: str = Field(pattern=TENANT_ID.pattern, description=f"the tenant's id: {TENANT_TAKES}")
+    name: str = Field(min_length=1, max_length=200, description="a name people read")
+    parent_id: str | None = Field(default=None, pattern=TENANT_ID.pattern,
+                                  description="an existing tenant this one is a child of")
+    settings: TenantSettings | None = Field(default=None, description="settings other than the "
+                                                                      "defaults")
+
+    hints: ClassVar[dict[str, str]] = {
+        "tenant_id": f"tenant_id must be {TENANT_TAKES}",
+        "parent_id": f"parent_id must be an existing tenant's id ({TENANT_TAKES})",
+        "name": "name must be a non-empty string of at most 200 characters"}
+    example: ClassVar[str] = "{\"tenant_id\": \"acme-eu\", \"name\": \"ACME Europe\"}"
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("name must be a non-empty string of at most 200 characters")
+        return v.strip()
+
+
 # -- bulk erasure and retention ---------------------------------------------------------------
 
 
@@ -821,6 +854,9 @@ PATH_IDS: dict[str, tuple[re.Pattern[str], str, str | None]] = {
     "sweep_id": (ULID_ID, "the 26-character id that a run of a retention policy answered",
                  "retention sweep"),
     "policy_id": (POLICY_ID, "1-63 lower-case letters, digits, '-' or '_'", None),
+    "tenant_id": (TENANT_ID, TENANT_TAKES, "tenant"),
+    "key_id": (KEY_ID, "the key_id that creating the key answered (key_ and 26 characters)",
+               "API key"),
 }
 
 
@@ -908,7 +944,7 @@ class TokenQuery(Query):
 #: every model a route takes, for the OpenAPI document
 BODIES: tuple[type[Body] | Tagged[Any], ...] = (
     REQUEST, ExtendBody, DenyBody, ConsentBody, LinkBody, PUBLIC_REQUEST, VerifyBody,
-    TenantPatch, KeyBody, BulkBody, PolicyBody, RunBody)
+    TenantPatch, KeyBody, TenantBody, BulkBody, PolicyBody, RunBody)
 
 
 def schema_of(schema: type[Body] | Tagged[Any], ref: str = "#/$defs/{model}"
