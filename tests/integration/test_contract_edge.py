@@ -97,24 +97,27 @@ def test_a_wrong_method_is_405_and_an_unsupported_media_type_415_in_the_one_shap
 # -- 4. no 500 --------------------------------------------------------------------------------
 
 
-def _write_operations(api: Api) -> list[tuple[str, str, bool]]:
-    """Every (method, path, takes a JSON body) of a write, from the served document, with
-    made-up ids in the path."""
+def _write_operations(api: Api) -> list[tuple[str, str, bool, str | None]]:
+    """Every (method, path, takes a JSON body, scope) of a write, from the served document,
+    with made-up ids in the path."""
     doc = api.get("/v1/openapi.json").json()
     ids = {"request_id": "01M8Y1D9R7P27Y66MV7B6K406B", "policy_id": "no-such-policy",
-           "job_id": "01M8Y1D9R7P27Y66MV7B6K406B", "sweep_id": "01M8Y1D9R7P27Y66MV7B6K406B"}
-    return [(method, path.format(**ids), "requestBody" in op)
+           "job_id": "01M8Y1D9R7P27Y66MV7B6K406B", "sweep_id": "01M8Y1D9R7P27Y66MV7B6K406B",
+           "key_id": "key_01M8Y1D9R7P27Y66MV7B6K406B", "tenant_id": "no-such-tenant"}
+    return [(method, path.format(**ids), "requestBody" in op, op.get("x-oblio-scope"))
             for path, ops in doc["paths"].items() for method, op in ops.items()
             if method in ("post", "put", "patch", "delete")]
 
 
 @pytest.mark.parametrize("deep", [DEEP, DEEP_OBJECT], ids=["list", "object"])
-def test_json_nested_5000_deep_is_400_on_every_json_endpoint(api, anon, deep, logs):
+def test_json_nested_5000_deep_is_400_on_every_json_endpoint(api, anon, stack, deep, logs):
     before = len(logs.lines)
+    operator = Api(stack.info["api_url"], stack.info["operator_key"])
     operations = _write_operations(api)
-    assert sum(1 for *_, takes in operations if takes) >= 12
-    for method, path, takes_json in operations:
-        client = anon if path.startswith("/v1/public/") else api
+    assert sum(1 for _, _, takes, _ in operations if takes) >= 12
+    for method, path, takes_json, scope in operations:
+        client = anon if path.startswith("/v1/public/") else \
+            operator if scope == "operator" else api
         r = http.request(method.upper(), client.base + path, data=deep,
                          headers=client._headers(), timeout=60)
         if takes_json:
