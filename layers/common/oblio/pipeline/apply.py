@@ -5,6 +5,7 @@ second time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from oblio.control import records
@@ -22,8 +23,11 @@ from oblio.store import tables as store
 
 def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                keys: TenantKeys, subject_ref: str, marker: str,
-               params: dict[str, Any] | None = None) -> dict[str, int]:
-    """Apply `action` to the unit's items and S3 objects; returns its counts."""
+               params: dict[str, Any] | None = None,
+               files_seen: Callable[[int], int] | None = None) -> dict[str, int]:
+    """Apply `action` to the unit's items and S3 objects; returns its counts. The items are
+    counted from the plan, the files from what was found before deleting (`files_seen`
+    records that count first, so a retried unit still counts what it deleted before)."""
     t = dm.tables[unit.table]
     m = table_mode(dm, unit.table, action, params)
     item_keys: list[Item] = manifest["keys"]
@@ -58,7 +62,7 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
         counts["kept"] = len(item_keys)
     refs = [(b, k) for b, k in manifest.get("s3", [])]
     if refs and m in ("delete", "anonymise"):
-        counts["files_deleted"] = objects.delete_all_versions(refs)
+        counts["files_deleted"] = objects.delete_all_versions(refs, seen=files_seen)
     return counts
 
 
@@ -78,6 +82,8 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     """Apply the action to one table of the plan; a unit already done is not done again."""
     m = records.load(tenant_id, request_id)
     u = Unit(unit["tenant_id"], unit["table"])
+    if not records.proceed(m):
+        return {"unit": u.id, "skipped": True, "cancelled": True}
     done = (records.units_of(m)).get(u.id)
     if done and done.get("status") == "done":
         return {"unit": u.id, "skipped": True}
@@ -85,12 +91,21 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     tenant = get_tenant(u.tenant_id)
     params = request_params(m, get_tenant(tenant_id))
     extra: dict[str, Any] = {}
+
+    def files_seen(found: int) -> int:
+        # recorded before any file is deleted: a retry after the deletion (the files gone,
+        # its result lost) reports what the first run found
+        if done and "files_present" in done:
+            return max(found, int(done["files_present"]))
+        records.record_unit(m, u.id, {"status": "applying", "files_present": found}, {})
+        return found
+
     with aws.counting() as io:
         manifest = objects.get_json(manifest_key(m, u))
         if action == "rectify":
             extra["old"] = rectified_refs(dm, u, manifest, params, tenant)
         counts = apply_unit(dm, action, u, manifest, tenant.keys, m.subject_ref or "",
-                                   marker=request_id, params=params)
+                                   marker=request_id, params=params, files_seen=files_seen)
     records.record_unit(m, u.id, {"status": "done", "at": clock.iso(), **counts, **extra},
                      dict(io.calls))
     logger.info("unit done", extra={"request_id": request_id, "unit": u.id, **counts})
