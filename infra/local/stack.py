@@ -58,6 +58,44 @@ def configure_environment(aws_port: int, datamap: Path | None = None,
         os.environ["OBLIO_DATAMAP"] = str(Path(datamap).resolve())
 
 
+#: deliveries of one event to its target, as AWS retries an asynchronous invocation twice
+DELIVERY_ATTEMPTS = 3
+
+
+def deliver(invoke: Any, payload: bytes, attempts: int = DELIVERY_ATTEMPTS,
+            wait: Any = None) -> tuple[bool, int, str]:
+    """Invoke a target with `payload` until it succeeds (no exception, no FunctionError), at
+    most `attempts` times with a short backoff; returns (delivered, tries, last error)."""
+    import time
+
+    error = ""
+    for n in range(1, attempts + 1):
+        try:
+            resp = invoke(payload)
+            if not resp.get("FunctionError"):
+                return True, n, ""
+            error = str(resp.get("FunctionError"))
+        except Exception as exc:  # noqa: BLE001 - recorded in the dead letter
+            error = type(exc).__name__
+        if n < attempts:
+            (wait or time.sleep)(0.2 * 2 ** (n - 1))
+    return False, attempts, error
+
+
+def dead_letter(path: Path, queue: str, function: str, body: str, tries: int,
+                error: str) -> None:
+    """Append an event that could not be delivered to the local dead-letter file (events
+    carry references only, never personal data)."""
+    import json as _json
+    from datetime import UTC, datetime
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(_json.dumps({"at": datetime.now(UTC).isoformat(), "queue": queue,
+                             "function": function, "attempts": tries, "error": error,
+                             "body": body}) + "\n")
+
+
 class EventPump(threading.Thread):
     """moto's EventBridge delivers rules only to SQS: drain each rule's local queue into the
     target it has in AWS (a function), as EventBridge would."""
@@ -70,6 +108,8 @@ class EventPump(threading.Thread):
         self.routes = [(r.local_queue, r.target) for r in CATALOGUE.rules
                        if r.local_queue and r.target[0] == "function"]
         self._halt = threading.Event()
+        self.dead_letters = Path(os.environ.get("OBLIO_LOCAL_DEAD_LETTERS",
+                                                ".oblio/dead-letters.jsonl"))
 
     def run(self) -> None:
         import logging
@@ -87,8 +127,15 @@ class EventPump(threading.Thread):
                                                WaitTimeSeconds=1).get("Messages", [])
                     for msg in msgs:
                         idle = False
-                        lam.invoke(FunctionName=self.settings.function(fn),
-                                   Payload=msg["Body"].encode())
+                        name = self.settings.function(fn)
+                        ok, tries, error = deliver(
+                            lambda p, name=name: lam.invoke(FunctionName=name, Payload=p),
+                            msg["Body"].encode())
+                        if not ok:  # as AWS after its two retries: a record you can see
+                            dead_letter(self.dead_letters, queue, fn, msg["Body"], tries, error)
+                            logging.getLogger("oblio.local").error(
+                                "event pump: %s failed %d times; dead letter in %s",
+                                fn, tries, self.dead_letters)
                         sqs.delete_message(QueueUrl=urls[queue],
                                            ReceiptHandle=msg["ReceiptHandle"])
                 except Exception:

@@ -356,3 +356,22 @@ def test_a_failure_the_state_machine_caught_ends_the_job_once(t):
     assert job["status"] == "failed" and job["error"] == "TransientError: throttled"
     bulk.fail(t.tenant_id, job_id, {"Error": "Later", "Cause": "again"})
     assert bulk.to_json(bulk.load(t.tenant_id, job_id))["error"] == job["error"]
+
+
+def test_a_job_with_a_chunk_that_never_finished_fails_naming_it_and_keeps_its_plans(
+        demo_map, t):
+    """The Map reported success but one chunk of the index was never recorded done: the
+    report must not call the job completed, and must keep what a retry resumes from."""
+    emails = [f"missing.chunk.{i}@example.net" for i in range(2)]
+    for email in emails:
+        world.seed(demo_map, t.tenant_id, email)
+    content = ("email\n" + "".join(f"{e}\n" for e in emails)).encode()
+    job_id, _ = validated(t, content)
+    (key,) = chunk_keys(job_id, t)  # the chunk failed: erase_chunk never recorded it
+
+    out = bulk.report(t.tenant_id, job_id)
+
+    assert out == {"status": "failed", "missing_chunks": ["000000"]}
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert job["status"] == "failed" and "000000" in job["error"]
+    assert objects.exists(key)  # the manifest stays for a retry

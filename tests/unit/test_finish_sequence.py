@@ -27,16 +27,23 @@ def _request(**fields: Any) -> RequestModel:
 def effects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     """Every effect of the finish, in the order it happened."""
     done: list[tuple[Any, ...]] = []
-    monkeypatch.setattr(evidence.records, "record_unit",
-                        lambda m, unit_id, outcome, io: done.append(("unit", unit_id)))
+
+    def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any], io: Any) -> None:
+        done.append(("unit", unit_id))
+        m.units = {**evidence.records.units_of(m), unit_id: outcome}
+
+    def end(m: RequestModel, status: str, result: dict[str, Any]) -> None:
+        done.append(("end", status, result))
+        m.status = status
+
+    monkeypatch.setattr(evidence.records, "record_unit", record_unit)
     monkeypatch.setattr(evidence.audit, "append", lambda tenant_id, action, **kw: (
         done.append(("audit", action, kw["details"])) or audit.Entry("42", "h42")))
     monkeypatch.setattr(evidence.outbound, "emit", lambda detail_type, tenant_id, **kw: (
         done.append(("event", detail_type, tenant_id, kw))))
     monkeypatch.setattr(evidence.objects, "delete_prefix",
-                        lambda prefix: done.append(("delete", prefix)))
-    monkeypatch.setattr(evidence.records, "end",
-                        lambda m, status, result: done.append(("end", status, result)))
+                        lambda prefix: done.append(("delete", prefix)) and 0)
+    monkeypatch.setattr(evidence.records, "end", end)
     return done
 
 
@@ -62,12 +69,16 @@ def test_a_request_ends_in_the_one_order(monkeypatch, effects):
     out = _finish(monkeypatch, _request(), effects, subject_events=("SubjectErased",))
 
     assert out == {"status": "completed"}
+    # the request ends before its events go out (through the recorded outbox, each marked
+    # sent), and its work files are deleted last
     assert [e[0] if e[0] != "event" else e[1] for e in effects] == [
-        "ending", "audit", "unit", "after audit", "SubjectErased", "SubjectErased",
-        "RequestCompleted", "delete", "end"]
+        "ending", "audit", "unit", "after audit", "unit", "end",
+        "SubjectErased", "unit", "SubjectErased", "unit", "RequestCompleted", "unit", "delete"]
     assert effects[1] == ("audit", "erasure_completed", {"type": "erasure"})
     assert effects[2] == ("unit", "_audit")  # a retry finds it
-    assert effects[7] == ("delete", "work/acme/R1/")
+    assert effects[4] == ("unit", "_outbox")
+    assert [e[1] for e in effects if e[0] == "unit"][2:] == ["_sent:0", "_sent:1", "_sent:2"]
+    assert effects[-1] == ("delete", "work/acme/R1/")
 
 
 def test_every_result_has_the_same_fields_and_its_own(monkeypatch, effects):
@@ -109,7 +120,8 @@ def test_a_retried_finish_reuses_its_audit_entry(monkeypatch, effects):
 
     _finish(monkeypatch, m, effects)
 
-    assert not [e for e in effects if e[0] in ("audit", "unit")]
+    assert not [e for e in effects if e[0] == "audit"]
+    assert ("unit", "_audit") not in effects
     assert ("after audit", "7") in effects
     assert next(e for e in effects if e[0] == "end")[2]["audit_entry"] == "7"
 
@@ -138,3 +150,48 @@ def test_totals_add_up_every_tenant_and_table():
               "b": {"t1": {"matched": 5, "files": 3}}}
     assert evidence.totals_of(counts, ("matched", "files")) == {"matched": 7, "files": 4}
     assert evidence.totals_of({}, ("matched",)) == {"matched": 0}
+
+
+def _outbox(*sent: int) -> dict[str, Any]:
+    events = [{"type": t, "tenant_id": "acme", "detail": {"request_id": "R1"}}
+              for t in ("SubjectErased", "RequestCompleted")]
+    return {"_audit": {"id": "7", "hash": "h7"},
+            "_outbox": {"status": "completed", "events": events},
+            **{f"_sent:{i}": {"sent": True} for i in sent}}
+
+
+def test_a_finish_retried_after_the_request_ended_sends_what_is_left_and_cleans_up(
+        monkeypatch, effects):
+    # the first run ended the request and sent SubjectErased, then crashed
+    m = _request(status="completed", units=_outbox(0))
+
+    out = _finish(monkeypatch, m, effects)
+
+    assert out == {"status": "completed"}
+    assert [e for e in effects if e[0] in ("ending", "audit", "end")] == []  # not again
+    assert [e[1] for e in effects if e[0] == "event"] == ["RequestCompleted"]  # once each
+    assert effects[-1] == ("delete", "work/acme/R1/")
+
+
+def test_a_finish_whose_events_all_went_out_sends_none_again(monkeypatch, effects):
+    m = _request(status="completed", units=_outbox(0, 1))
+
+    _finish(monkeypatch, m, effects)
+
+    assert [e for e in effects if e[0] == "event"] == []
+    assert effects == [("delete", "work/acme/R1/")]
+
+
+def test_a_finish_of_a_stale_attempt_is_refused_before_it_does_anything(monkeypatch,
+                                                                        effects):
+    from oblio.core import boundary
+    from oblio.core.errors import StaleAttempt
+
+    m = _request(attempt=2)  # the client retried: attempt 2 is current
+    token = boundary._attempt.set(1)
+    try:
+        with pytest.raises(StaleAttempt):
+            _finish(monkeypatch, m, effects)
+    finally:
+        boundary._attempt.reset(token)
+    assert effects == []

@@ -406,3 +406,110 @@ def test_a_failure_reported_after_the_request_ended_changes_nothing(erased):
     assert evidence.fail(rid, t.tenant_id, {"Error": "Late", "Cause": "x"}) == {
         "status": "completed"}
     assert records.to_json(records.load(t.tenant_id, rid)) == erased["done"]
+
+
+# -- attempts are fenced; retried steps count what was done -----------------------------------
+
+@pytest.fixture
+def as_attempt():
+    """Run the steps as the tasks of an execution carrying attempt `n` (its input's
+    `attempt`, set by the task boundary)."""
+    from oblio.core import boundary
+
+    tokens = []
+
+    def set_(n: int | None) -> None:
+        tokens.append(boundary._attempt.set(n))
+
+    yield set_
+    for token in reversed(tokens):
+        boundary._attempt.reset(token)
+
+
+def _retried_by_the_client(t, rid: str) -> None:
+    from oblio.store.models import RequestModel
+
+    m = records.load(t.tenant_id, rid)
+    m.update(actions=[RequestModel.attempt.set(2), RequestModel.status.set("queued")])
+
+
+def test_a_stale_failure_never_marks_the_clients_next_attempt_failed(t, mario, as_attempt):
+    from oblio.core.errors import StaleAttempt
+
+    rid = world.new_request(t, "erasure", mario["ids"], action="erase")
+    as_attempt(1)
+    plan.plan(rid, t.tenant_id, "erase")
+    assert evidence.fail(rid, t.tenant_id, {"Error": "Boom", "Cause": "x"})["status"] == "failed"
+    world.events()
+    _retried_by_the_client(t, rid)
+    # attempt 1's RecordFailure retried after its result was lost
+    with pytest.raises(StaleAttempt):
+        evidence.fail(rid, t.tenant_id, {"Error": "Boom", "Cause": "x"})
+    m = records.load(t.tenant_id, rid)
+    assert (m.status, int(m.attempt)) == ("queued", 2)
+    assert [e["action"] for e in audit_of(t.tenant_id, rid)] == ["request_failed"]
+    assert [e for e in world.events() if e["detail"].get("request_id") == rid] == []
+
+
+def test_a_stale_apply_or_finish_writes_nothing_on_the_request(t, mario, as_attempt):
+    from oblio.core.errors import StaleAttempt
+
+    rid = world.new_request(t, "erasure", mario["ids"], action="erase")
+    as_attempt(1)
+    units = plan.plan(rid, t.tenant_id, "erase")["units"]
+    _retried_by_the_client(t, rid)
+    before = records.units_of(records.load(t.tenant_id, rid))
+    with pytest.raises(StaleAttempt):
+        apply.apply(rid, t.tenant_id, "erase", units[0])
+    with pytest.raises(StaleAttempt):
+        evidence.finish(rid, t.tenant_id, "erase")
+    m = records.load(t.tenant_id, rid)
+    assert records.units_of(m) == before and m.status == "queued"
+
+
+def test_a_retried_failure_is_audited_and_told_once(t, mario, as_attempt):
+    rid = world.new_request(t, "erasure", mario["ids"], action="erase")
+    as_attempt(1)
+    plan.plan(rid, t.tenant_id, "erase")
+    world.events()
+    for _ in range(3):  # the result of RecordFailure lost twice
+        assert evidence.fail(rid, t.tenant_id, {"Error": "E", "Cause": "x"}) == {
+            "status": "failed"}
+    assert [e["action"] for e in audit_of(t.tenant_id, rid)] == ["request_failed"]
+    kinds = [e["detail-type"] for e in world.events() if e["detail"].get("request_id") == rid]
+    assert kinds == ["RequestFailed"]
+
+
+def test_an_apply_retried_after_its_files_were_deleted_still_counts_them(t, mario, monkeypatch):
+    rid = world.new_request(t, "erasure", mario["ids"], action="erase")
+    units = plan.plan(rid, t.tenant_id, "erase")["units"]
+    contacts = next(u for u in units if u["table"] == "contacts")
+    real = records.record_unit
+
+    def lost(m, unit_id, outcome, io):  # the files went, the result was lost
+        if outcome.get("status") == "done":
+            raise RuntimeError("lost")
+        real(m, unit_id, outcome, io)
+
+    monkeypatch.setattr(apply.records, "record_unit", lost)
+    with pytest.raises(RuntimeError):
+        apply.apply(rid, t.tenant_id, "erase", contacts)
+    monkeypatch.setattr(apply.records, "record_unit", real)
+    again = apply.apply(rid, t.tenant_id, "erase", contacts)
+    assert (again["deleted"], again["files_deleted"]) == (1, 1)
+
+
+def test_a_cancel_is_honoured_at_the_next_step(t, mario):
+    from oblio.store.models import RequestModel
+
+    rid = world.new_request(t, "erasure", mario["ids"], action="erase")
+    units = plan.plan(rid, t.tenant_id, "erase")["units"]
+    apply.apply(rid, t.tenant_id, "erase", units[0])
+    records.load(t.tenant_id, rid).update(actions=[RequestModel.status.set("cancelled")])
+    rest = [apply.apply(rid, t.tenant_id, "erase", u) for u in units[1:]]
+    assert all(r.get("cancelled") and r.get("skipped") for r in rest)
+    assert verify.verify(rid, t.tenant_id, "erase") == {"cancelled": True}
+    assert evidence.finish(rid, t.tenant_id, "erase") == {"status": "cancelled"}
+    done = records.units_of(records.load(t.tenant_id, rid))
+    assert f"{units[0]['tenant_id']}/{units[0]['table']}" in done  # what was done stays
+    assert all(f"{u['tenant_id']}/{u['table']}" not in done for u in units[1:])

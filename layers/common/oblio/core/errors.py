@@ -45,6 +45,13 @@ class Conflict(OblioError):
     code = "conflict"
 
 
+class StaleAttempt(Conflict):
+    """A task of an attempt that is no longer the request's current one (a client retried,
+    or the request ended): its write is refused, never applied."""
+
+    code = "stale_attempt"
+
+
 class Gone(OblioError):
     """It existed and has expired (an access export past its date)."""
 

@@ -480,6 +480,17 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
     job = load(tenant_id, job_id)
     if job.status in chunks.ENDED:
         return {"status": job.status}
+    # the Map's own verdict is not trusted (an emulator may report success for a chunk that
+    # failed): every chunk of the index must be recorded done, else the job failed, naming
+    # them, and its saved plans stay so that a retry resumes
+    missing = chunks.missing(_work(tenant_id, job_id), int(job.chunks or 0),
+                             set(job.chunks_done or ()))
+    if missing:
+        names = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+        finish_failed(job, f"{len(missing)} of {int(job.chunks or 0)} chunks did not finish "
+                           f"({names}); their saved plans are kept: retry to resume",
+                      keep_work=True)
+        return {"status": "failed", "missing_chunks": missing}
     streams = [_part_rows([k]) for k in sorted(job.report_parts or ())]
     streams += [_part_rows(list(job.reject_keys or ()))]
     key = f"reports/{tenant_id}/bulk-{job_id}.csv"
@@ -516,10 +527,13 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
     return {"status": status}
 
 
-def finish_failed(job: BulkJobModel, reason: str) -> None:
+def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> None:
+    """End the job failed with `reason`; its work files go unless `keep_work` (chunks that
+    did not finish: their manifests and saved plans are what a retry resumes from)."""
     job.update(actions=[BulkJobModel.status.set("failed"), BulkJobModel.error.set(reason),
                         BulkJobModel.completed_at.set(clock.iso())])
-    _work(job.tenant_id, job.job_id).clear()
+    if not keep_work:
+        _work(job.tenant_id, job.job_id).clear()
     audit.append(job.tenant_id, "bulk_erasure_failed", actor="oblio",
                  details={"job_id": job.job_id, "reason": reason})
     outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id, status="failed")

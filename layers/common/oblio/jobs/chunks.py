@@ -123,6 +123,12 @@ class Parts:
             self.rows = []
 
 
+def missing(work: Work, total: int, done: set[str]) -> list[str]:
+    """The names of the chunks of the index (`total` chunks, numbered from 0) that are not
+    recorded done: what a report step checks before it calls a job finished."""
+    return [chunk_name(work.chunk(n)) for n in range(total) if work.chunk(n) not in done]
+
+
 def condition_failed(exc: PutError | UpdateError) -> bool:
     return exc.cause_response_code == "ConditionalCheckFailedException"
 

@@ -5,6 +5,7 @@ second time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from oblio.control import records
@@ -38,9 +39,13 @@ from oblio.store import tables as store
 
 def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                keys: TenantKeys, subject_ref: str, marker: str,
-               params: dict[str, Any] | None = None) -> dict[str, int]:
+               params: dict[str, Any] | None = None,
+               files_seen: Callable[[int], int] | None = None) -> dict[str, int]:
     """Apply `action` to the unit's items and S3 objects; returns its counts. The items she
-    appears in only in a role (`manifest["roles"]`) get that role's rules."""
+    appears in only in a role (`manifest["roles"]`) get that role's rules. The items are
+    counted from the plan, the pointed and templated files from what was found before
+    deleting (`files_seen` records that count first, so a retried unit still counts what it
+    deleted before)."""
     t = dm.tables[unit.table]
     m = table_mode(dm, unit.table, action, params)
     counts = dict.fromkeys(COUNTS, 0)
@@ -52,7 +57,7 @@ def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
         _apply_group(dm, t, table, rm, action, group, keys, subject_ref, marker, role, params,
                      counts)
     if m in ("delete", "anonymise"):  # a retained item keeps its files
-        counts["files_deleted"] = delete_files(manifest)
+        counts["files_deleted"] = delete_files(manifest, files_seen)
     return counts
 
 
@@ -109,12 +114,13 @@ def _apply_group(dm: DataMap, t: TableMap, table: str, m: str, action: str,
         counts["kept"] += len(item_keys)
 
 
-def delete_files(manifest: dict[str, Any]) -> int:
+def delete_files(manifest: dict[str, Any], seen: Callable[[int], int] | None = None) -> int:
     """Every version of the unit's files: the objects its items point to, those their key
-    templates name, and every object under their prefixes; returns how many objects."""
+    templates name, and every object under their prefixes; returns how many objects (the
+    named files as `seen` records them; the objects under prefixes as deleted this time)."""
     refs = [(b, k) for b, k in [*manifest.get("s3", []), *manifest.get("templated", [])]]
     prefixes = [(b, p) for b, p in manifest.get("prefixes", [])]
-    n = objects.delete_all_versions(refs) if refs else 0
+    n = objects.delete_all_versions(refs, seen=seen) if refs else 0
     return n + (objects.delete_prefixes(prefixes) if prefixes else 0)
 
 
@@ -151,6 +157,8 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     """Apply the action to one table of the plan; a unit already done is not done again."""
     m = records.load(tenant_id, request_id)
     u = Unit(unit["tenant_id"], unit["table"])
+    if not records.proceed(m):
+        return {"unit": u.id, "skipped": True, "cancelled": True}
     done = (records.units_of(m)).get(u.id)
     if done and done.get("status") == "done":
         return {"unit": u.id, "skipped": True}
@@ -158,12 +166,21 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     tenant = get_tenant(u.tenant_id)
     params = request_params(m, get_tenant(tenant_id))
     extra: dict[str, Any] = {}
+
+    def files_seen(found: int) -> int:
+        # recorded before any file is deleted: a retry after the deletion (the files gone,
+        # its result lost) reports what the first run found
+        if done and "files_present" in done:
+            return max(found, int(done["files_present"]))
+        records.record_unit(m, u.id, {"status": "applying", "files_present": found}, {})
+        return found
+
     with aws.counting() as io:
         manifest = objects.get_json(manifest_key(m, u))
         if action == "rectify":
             extra["old"] = rectified_refs(dm, u, manifest, params, tenant)
         counts = apply_unit(dm, action, u, manifest, tenant.keys, m.subject_ref or "",
-                                   marker=request_id, params=params)
+                                   marker=request_id, params=params, files_seen=files_seen)
         if counts["held"]:
             extra["held_reasons"] = held_reasons(dm.tables[u.table], manifest, counts["held"])
     records.record_unit(m, u.id, {"status": "done", "at": clock.iso(), **counts, **extra},

@@ -10,6 +10,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pynamodb.exceptions import UpdateError
+
 from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import get_tenant
 from oblio.core import clock
@@ -19,7 +21,7 @@ from oblio.core.observability import count, logger
 from oblio.pipeline import outcome, rules
 from oblio.pipeline.work import frozen_map, work_prefix
 from oblio.store import objects, outbound
-from oblio.store.models import RequestModel
+from oblio.store.models import RequestModel, plain
 
 SUBJECT_EVENTS: dict[str, tuple[str, ...]] = {
     "erase": ("SubjectErased",), "anonymise": ("SubjectAnonymised",),
@@ -121,45 +123,76 @@ def once(m: RequestModel, units: dict[str, Any], unit_id: str,
 
 def finish_request(request_id: str, tenant_id: str,
                    ending: Callable[[RequestModel], Ending]) -> dict[str, Any]:
-    """How every request of one subject ends, in this order, each step safe to repeat:
+    """How every request of one subject ends, in this order, each step safe to repeat (a
+    retried finish finds what an earlier invocation of the same attempt recorded and goes on
+    from there):
 
     1. `ending(m)`: what the request found and did, as the audit entry records it (for an
        erasure or objection after the consent ledger has changed: once, as unit `_consent`);
     2. the audit entry, once (unit `_audit`: a retried finish reuses it);
     3. `ending.result(entry)`: the steps after the entry (certificate, suppression entries,
        the requester's e-mail) and the fields of the result that are its own;
-    4. the subject's events, then `RequestCompleted`;
-    5. the request's work files deleted;
-    6. the request ends with its status and result (a client that sees it completed can
-       rely on everything above).
+    4. the events to send written to the request's outbox (unit `_outbox`), and the request
+       ended with its status and result, conditionally on this attempt being current and the
+       request still open (a client that sees it completed can rely on 1-3);
+    5. each event of the outbox sent once (unit `_sent:<n>` recorded after each);
+    6. the request's work files deleted, last (nothing above needs them on a retry).
 
-    A request that has ended already is left alone."""
+    A task of an attempt that is no longer current is refused before it does anything. A
+    request ended by something else (cancelled) is left alone."""
     m = records.load(tenant_id, request_id)
+    records.check_current(m)
+    units = records.units_of(m)
     if m.status in records.ENDED:
-        return {"status": m.status}
+        if "_outbox" not in units:  # ended by a cancel, not by this finish
+            return {"status": m.status}
+        status = str(units["_outbox"].get("status", m.status))
+    else:
+        status = _conclude(m, ending)
+        m = records.load(tenant_id, request_id)
+        units = records.units_of(m)
+    for i, ev in enumerate(units.get("_outbox", {}).get("events", [])):
+        once(m, units, f"_sent:{i}", lambda ev=ev: _send(ev))
+    leftover = objects.delete_prefix(work_prefix(m))
+    if leftover:
+        logger.warning("work files left behind", extra={"request_id": request_id,
+                                                         "left": leftover})
+    logger.info("request finished", extra={"request_id": request_id, "status": status,
+                                           "subject_ref": m.subject_ref})
+    return {"status": status}
+
+
+def _send(ev: dict[str, Any]) -> dict[str, Any]:
+    detail = dict(ev["detail"])
+    outbound.emit(ev["type"], ev["tenant_id"], **detail)
+    return {"sent": True, "at": clock.iso()}
+
+
+def _conclude(m: RequestModel, ending: Callable[[RequestModel], Ending]) -> str:
+    """Steps 1-4 of `finish_request`: the evidence, the outbox, the request ended."""
+    request_id, tenant_id = m.request_id, m.tenant_id
     e = ending(m)
     got = once(m, records.units_of(m), "_audit", lambda: _audit(m, e.details))
     entry = audit.Entry(got["id"], got["hash"])
     own = e.result(entry)
+    m = records.load(tenant_id, request_id)
     result: dict[str, Any] = {
         "found": e.found, **e.top, "tables": e.counts[tenant_id],
         "tenants": {t: {"tables": c} for t, c in e.counts.items() if t != tenant_id},
         "totals": e.totals, **own, "io": io_of(m),
         "queries_planned": records.plan_of(m).get("queries", 0), "audit_entry": entry.id}
-    for t in e.counts:
-        for detail_type in e.subject_events:
-            outbound.emit(detail_type, t, request_id=request_id, subject_ref=m.subject_ref,
-                          type=m.type, parent_tenant_id=tenant_id if t != tenant_id else None,
-                          found=any(c["matched"] for c in e.counts[t].values()) or (
-                              t == tenant_id and e.found),
-                          **e.event_fields)
-    outbound.emit("RequestCompleted", tenant_id, request_id=request_id,
-                  subject_ref=m.subject_ref, type=m.type, status=e.status)
-    objects.delete_prefix(work_prefix(m))
+    events = [{"type": detail_type, "tenant_id": t, "detail": {
+        "request_id": request_id, "subject_ref": m.subject_ref, "type": m.type,
+        "parent_tenant_id": tenant_id if t != tenant_id else None,
+        "found": any(c["matched"] for c in e.counts[t].values()) or (
+            t == tenant_id and e.found), **e.event_fields}}
+        for t in e.counts for detail_type in e.subject_events]
+    events.append({"type": "RequestCompleted", "tenant_id": tenant_id, "detail": {
+        "request_id": request_id, "subject_ref": m.subject_ref, "type": m.type,
+        "status": e.status}})
+    records.record_unit(m, "_outbox", {"status": e.status, "events": events}, {})
     records.end(m, e.status, result)
-    logger.info("request finished", extra={"request_id": request_id, "status": e.status,
-                                           "subject_ref": m.subject_ref})
-    return {"status": e.status}
+    return e.status
 
 
 def _audit(m: RequestModel, details: dict[str, Any]) -> dict[str, Any]:
@@ -257,22 +290,46 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
 
 
 def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, Any]:
-    """Record the failure that the state machine caught; `retry` resumes from here."""
+    """Record the failure that the state machine caught; `retry` resumes from here.
+
+    Fenced: only the request's current attempt, still open, is marked failed (a stale
+    failure of an earlier attempt never overwrites a newer one); the audit entry and the
+    `RequestFailed` event go out once per attempt, however often this step is retried."""
     m = records.load(tenant_id, request_id)
     if m.status in records.ENDED:
         return {"status": m.status}
+    records.check_current(m)
     code, message = caught(error)
-    failure = {"code": code, "message": message, "at": clock.iso(),
-               "attempt": int(m.attempt or 1)}
-    count("RequestsCompleted", type=m.type or "", status="failed")
-    m.update(actions=[
-        RequestModel.status.set("failed"), RequestModel.error.set(failure),
-        RequestModel.timeline.set(RequestModel.timeline.append([records.event(
-            event="failed", code=code)])),
-    ])
-    audit.append(tenant_id, "request_failed", actor="oblio", request_id=request_id,
-                 subject_ref=m.subject_ref, details={"code": code})
-    outbound.emit("RequestFailed", tenant_id, request_id=request_id, subject_ref=m.subject_ref,
-                type=m.type, code=code)
-    logger.warning("request failed", extra={"request_id": request_id, "code": code})
+    attempt = int(m.attempt or 1)
+    if m.status != "failed":
+        failure = {"code": code, "message": message, "at": clock.iso(), "attempt": attempt}
+        try:
+            records.fenced_update(m, [
+                RequestModel.status.set("failed"), RequestModel.error.set(failure),
+                RequestModel.timeline.set(RequestModel.timeline.append([records.event(
+                    event="failed", code=code, attempt=attempt)])),
+            ], condition=RequestModel.status.is_in("received", "queued", "running"))
+        except UpdateError:  # ended (or cancelled) meanwhile: its end stands
+            return {"status": records.load(tenant_id, request_id).status}
+        count("RequestsCompleted", type=m.type or "", status="failed")
+    m = records.load(tenant_id, request_id)
+    code = str((plain(m.error) or {}).get("code", code))
+    units = records.units_of(m)
+    once(m, units, f"_failed_audit:{attempt}", lambda: _audit_failure(m, code))
+    once(m, units, f"_failed_event:{attempt}", lambda: _failure_event(m, code))
+    logger.warning("request failed", extra={"request_id": request_id, "code": code,
+                                            "attempt": attempt})
     return {"status": "failed"}
+
+
+def _audit_failure(m: RequestModel, code: str) -> dict[str, Any]:
+    entry = audit.append(m.tenant_id, "request_failed", actor="oblio",
+                         request_id=m.request_id, subject_ref=m.subject_ref,
+                         details={"code": code, "attempt": int(m.attempt or 1)})
+    return {"id": entry.id}
+
+
+def _failure_event(m: RequestModel, code: str) -> dict[str, Any]:
+    outbound.emit("RequestFailed", m.tenant_id, request_id=m.request_id,
+                  subject_ref=m.subject_ref, type=m.type, code=code)
+    return {"sent": True}

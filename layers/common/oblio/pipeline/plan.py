@@ -61,6 +61,8 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Walk the map for the subject (and child tenants when asked), write one manifest per
     table to the work bucket, freeze the map into the request. A retry reuses the plan."""
     m = records.load(tenant_id, request_id)
+    if not records.proceed(m):
+        return {"units": [], "cancelled": True}
     if m.plan is not None and plain(m.plan).get("units") is not None:
         return {"units": [{"tenant_id": u.tenant_id, "table": u.table} for u in planned_units(m)]}
     dm = datamap.current()
@@ -94,7 +96,7 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 units.append({"tenant_id": t.tenant_id, "table": name,
                               "count": fp.count(name) + fp.in_roles(name)})
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
-    m.update(actions=[
+    records.fenced_update(m, [
         RequestModel.plan.set({"datamap_digest": dm.digest, "datamap_key": map_key,
                                "units": units, "identity_refs": refs, "found": found,
                                "queries": queries, "action": action,
@@ -102,7 +104,7 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         RequestModel.status.set("running"),
         RequestModel.timeline.set(RequestModel.timeline.append([records.event(
             event="planned", tables=len(units), items=sum(u["count"] for u in units))])),
-    ])
+    ], condition=RequestModel.status.is_in("received", "queued", "running"))
     logger.info("planned", extra={"request_id": request_id, "subject_ref": m.subject_ref,
                                   "units": len(units)})
     return {"units": [{"tenant_id": u["tenant_id"], "table": u["table"]} for u in units]}

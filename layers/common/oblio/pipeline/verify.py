@@ -141,6 +141,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Read back every planned item and object, and walk the map again from the identities:
     nothing of the subject may be found. Records the outcome on the request."""
     m = records.load(tenant_id, request_id)
+    if not records.proceed(m):
+        return {"cancelled": True}
     dm = frozen_map(m)
     tenant = get_tenant(tenant_id)
     ids = records.identities_of(m, tenant)

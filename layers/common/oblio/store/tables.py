@@ -198,14 +198,25 @@ def batch_put(table: str, items: list[Item]) -> None:
             raise TransientError(f"DynamoDB left writes on table {table} unprocessed")
 
 
+class ConditionFailed(Exception):
+    """A conditional write was refused: the item is not as the writer expected."""
+
+
 def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
-               entries: dict[str, tuple[str, Any]] | None = None) -> None:
+               entries: dict[str, tuple[str, Any]] | None = None,
+               only_if: dict[str, Any] | None = None) -> None:
     """One atomic update: add `counts` into the map `attribute` (which must exist), and set
     `entries`, each `name -> (map attribute, value)`. Parallel writers never lose a count
-    (DynamoDB's ADD does not reach into maps; SET with if_not_exists does)."""
+    (DynamoDB's ADD does not reach into maps; SET with if_not_exists does). With `only_if`
+    (attribute -> value), the update is made only if each attribute equals its value, else
+    ConditionFailed and nothing is written."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     parts = []
+    conditions = []
+    for i, (name, value) in enumerate(sorted((only_if or {}).items())):
+        names[f"#f{i}"], values[f":f{i}"] = name, _ser.serialize(value)
+        conditions.append(f"#f{i} = :f{i}")
     for i, (entry, (container, value)) in enumerate(sorted((entries or {}).items())):
         names[f"#c{i}"], names[f"#e{i}"] = container, entry
         values[f":e{i}"] = _ser.serialize(value)
@@ -219,9 +230,16 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
         parts.append(f"#m.#o{i} = if_not_exists(#m.#o{i}, :z) + :n{i}")
     if not parts:
         return
-    aws.client("dynamodb").update_item(
-        TableName=table, Key=to_ddb(key), UpdateExpression="SET " + ", ".join(parts),
-        ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    params: dict[str, Any] = {}
+    if conditions:
+        params["ConditionExpression"] = " AND ".join(conditions)
+    ddb = aws.client("dynamodb")
+    try:
+        ddb.update_item(
+            TableName=table, Key=to_ddb(key), UpdateExpression="SET " + ", ".join(parts),
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values, **params)
+    except ddb.exceptions.ConditionalCheckFailedException:
+        raise ConditionFailed(f"the update of {table} was refused by its condition") from None
 
 
 def _key_query(table: str, index: str | None, partition: tuple[str, Any],
