@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -224,8 +225,17 @@ class EventLog:
             self.sqs.delete_message_batch(QueueUrl=self.url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
 
-    def for_request(self, request_id: str) -> list[dict[str, Any]]:
-        return [e for e in self.drain() if e["detail"].get("request_id") == request_id]
+    def for_request(self, request_id: str, timeout: float = 15) -> list[dict[str, Any]]:
+        """The request's events, once its last one (RequestCompleted or RequestFailed) is in:
+        a request is ended before its events go out (they leave from its outbox, once each),
+        so a client that sees it completed may see them a moment later."""
+        deadline = time.monotonic() + timeout
+        while True:
+            mine = [e for e in self.drain() if e["detail"].get("request_id") == request_id]
+            last = {"RequestCompleted", "RequestFailed"} & {e["detail-type"] for e in mine}
+            if last or time.monotonic() > deadline:
+                return mine
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")
