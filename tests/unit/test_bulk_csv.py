@@ -44,13 +44,31 @@ def test_only_the_header_line_decides_the_delimiter():
 @pytest.mark.parametrize("sample, says", [
     (b"", "empty"), (b"   \n\n", "empty"), (b"\xef\xbb\xbf", "empty"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary"), (b"email\x00,phone\n", "binary"),
-    (b"email,nom\npr\xe9nom@example.com,x\n" + b"y" * 10, "not UTF-8"),
+    (b"email,pr\xe9nom\nm@example.com,x\n" + b"y" * 10, "not UTF-8"),
 ])
 def test_a_file_that_is_no_csv_of_text_is_refused_saying_why(sample, says):
     with pytest.raises(OblioError) as err:
         bulk._sniff(sample)
     assert says in err.value.message
     assert err.value.code == "invalid_file"
+
+
+def test_a_bad_byte_after_the_header_is_left_to_the_line_that_holds_it():
+    """Only the header must be readable at once; a later line is reported by its number."""
+    assert bulk._sniff(b"email,nom\npr\xe9nom@example.com,x\n" + b"y" * 10) == ","
+
+
+def test_a_line_that_is_not_utf8_is_reported_by_number_and_reading_goes_on():
+    got = rows(b"email\na@example.com\npr\xe9nom@example.com\nb@example.com\n")
+    assert got == [(1, ["email"]), (2, ["a@example.com"]), (3, bulk.BadLine(bulk.NOT_UTF8)),
+                   (4, ["b@example.com"])]
+
+
+def test_a_field_over_the_csv_limit_is_reported_by_number_and_reading_goes_on():
+    big = b"x" * 200_000
+    got = rows(b"email,note\na@example.com," + big + b"\nb@example.com,ok\n")
+    assert got == [(1, ["email", "note"]), (2, bulk.BadLine(bulk.FIELD_TOO_LONG)),
+                   (3, ["b@example.com", "ok"])]
 
 
 def test_a_character_cut_at_the_end_of_the_sample_is_not_an_encoding_error():

@@ -52,6 +52,10 @@ def chunk_keys(job_id: str, t: Any) -> list[str]:
     return [r["chunk"] for r in csv.DictReader(io.StringIO(body.read().decode()))]
 
 
+def upload_key(job_id: str, t: Any) -> str:
+    return f"{bulk.prefix(t.tenant_id)}{job_id}.csv"
+
+
 def validated(t: Any, content: bytes, **kw: Any) -> tuple[str, list[dict[str, Any]]]:
     """Validate an upload; returns the job id and every row of its chunk manifests."""
     job_id, key = upload(t, content, **kw)
@@ -149,7 +153,57 @@ def test_blank_lines_are_counted_and_other_columns_named_as_ignored(t):
     job_id, rows = validated(t, b"Email,Note,dry_run,\n\na@example.com,x,,\n \n")
     assert len(rows) == 1
     job = bulk.to_json(bulk.load(t.tenant_id, job_id))
-    assert (job["blank_lines"], job["ignored_columns"], job["rows_total"]) == (2, ["note"], 1)
+    assert (job["blank_lines"], job["ignored_columns"], job["rows_total"]) == (2, ["column 2"], 1)
+
+
+def test_ignored_columns_are_named_by_position_never_by_the_headers_text(t):
+    """A header may be a row of personal data: the job keeps no header cell in clear."""
+    job_id, _ = validated(t, b"email,Mario Rossi,mario.rossi@example.com\na@example.com,x,y\n")
+    job = bulk.load(t.tenant_id, job_id)
+    assert sorted(job.ignored_columns) == ["column 2", "column 3"]
+    assert "mario" not in repr(job.attribute_values).lower()
+
+
+def test_a_header_of_150000_columns_is_read_and_what_is_kept_is_bounded(t):
+    header = b"email," + b",".join(b"c%d" % i for i in range(150_000))
+    job_id, rows = validated(t, header + b"\na@example.com\n")
+    assert len(rows) == 1
+    ignored = bulk.to_json(bulk.load(t.tenant_id, job_id))["ignored_columns"]
+    assert len(ignored) == bulk.IGNORED_SHOWN + 1
+    assert "and 149980 more columns" in ignored
+
+
+def test_bad_lines_anywhere_are_reported_by_number_and_the_good_ones_kept(t):
+    """A non-UTF-8 byte after the first 64 KiB and a field over the csv module's limit: each
+    line reported with its number, every other row validated."""
+    good = b"".join(b"p%05d@example.com,\n" % i for i in range(4000))
+    content = (b"email,note\n" + good + b"ren\xe9@example.com,x\n"
+               + b"z@example.com," + b"q" * 200_000 + b"\n" + b"last@example.com,\n")
+    assert len(good) > 65536
+    job_id, rows = validated(t, content)
+    assert len(rows) == 4001
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert (job["status"], job["invalid"], job["rows_total"]) == ("running", 2, 4003)
+    rejects = [r for k in bulk.load(t.tenant_id, job_id).reject_keys
+               for r in objects.get_json(k)]
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (4002, bulk.NOT_UTF8), (4003, bulk.FIELD_TOO_LONG)]
+    assert world.versions(get_settings().bucket("ingest"), upload_key(job_id, t)) == []
+
+
+def test_an_error_of_oblios_own_fails_the_job_and_still_deletes_the_upload(t, monkeypatch):
+    job_id, key = upload(t, b"email\na@example.com\n")
+    bucket = get_settings().bucket("ingest")
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("a@example.com")  # an exception whose text quotes the file
+
+    monkeypatch.setattr(bulk, "normalise", broken)
+    assert bulk.validate(t.tenant_id, job_id, bucket, key) == {"failed": True, "chunks": 0}
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert job["status"] == "failed" and "RuntimeError" in job["error"]
+    assert "a@example.com" not in job["error"]
+    assert world.versions(bucket, key) == []
 
 
 def test_validation_deletes_every_version_of_the_upload(t):

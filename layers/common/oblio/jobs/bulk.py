@@ -31,7 +31,7 @@ import io
 import json
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DoesNotExist
 from ulid import ULID
@@ -157,12 +157,15 @@ def _sniff(sample: bytes) -> str:
     if b"\x00" in sample:
         raise _Rejected("the file is binary, not a CSV: upload a UTF-8 text file with a header "
                         "row naming email, phone or external_id")
+    first = sample.split(b"\n", 1)
     try:
         text = sample.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+        if exc.start < len(first[0]) and (len(first) > 1 or exc.start < len(sample) - 4):
+            # the header itself cannot be read (a byte cut at the sample's end is no error);
+            # a bad byte on a later line is reported with its line number, not here
             raise _Rejected("the file is not UTF-8 text: save it as CSV UTF-8") from None
-        text = sample[:exc.start].decode("utf-8-sig")
+        text = sample.decode("utf-8-sig", errors="replace")
     if not text.strip():
         raise _Rejected("the file is empty: it needs a header row naming email, phone or "
                         "external_id, then one row per person")
@@ -172,87 +175,69 @@ def _sniff(sample: bytes) -> str:
         return ","
 
 
-def _rows(body: Any, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of a streamed body; quoted fields may span lines."""
-    reader = csv.reader(codecs.getreader("utf-8-sig")(body), delimiter=delimiter)
-    for cells in reader:
-        yield reader.line_num, cells
+#: what a row the csv module cannot read, or that holds bytes that are not UTF-8, is reported as
+NOT_UTF8 = "the line is not UTF-8 text: save the file as CSV UTF-8"
+FIELD_TOO_LONG = (f"the line has a field over {csv.field_size_limit()} characters (no identity "
+                  "is that long): check the quoting of this line")
+#: how many ignored columns a job names (by position, never by the header's text)
+IGNORED_SHOWN = 20
+
+
+class BadLine(NamedTuple):
+    """A line that could not be read as CSV cells, and why (no cell's text)."""
+    reason: str
+
+
+def _undecodable(cells: list[str]) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for c in cells for ch in c)
+
+
+def _rows(body: Any, delimiter: str) -> Iterator[tuple[int, list[str] | BadLine]]:
+    """(line number, cells) of a streamed body; quoted fields may span lines. A line that is
+    not UTF-8, or has a field over the csv module's limit, comes as a BadLine and the reading
+    goes on with the next line."""
+    text = codecs.getreader("utf-8-sig")(body, errors="surrogateescape")
+    reader = csv.reader(text, delimiter=delimiter)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, BadLine(FIELD_TOO_LONG if "field limit" in str(exc)
+                                           else "the line cannot be read as CSV: check its "
+                                                "quotes")
+            continue
+        yield reader.line_num, (BadLine(NOT_UTF8) if _undecodable(cells) else cells)
 
 
 def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, Any]:
-    """Check the upload and cut it into chunk manifests; returns the Map's input."""
-    s = get_settings()
+    """Check the upload and cut it into chunk manifests; returns the Map's input.
+
+    The upload is deleted (every version) whatever happens: read to its end, refused, or an
+    error of oblio's own (the job then fails saying so, nothing erased)."""
     job = load(tenant_id, job_id)
-    work = _work(tenant_id, job_id)
     if job.chunks is not None:  # a retried step: the upload is gone, the chunks are there
         return _map_input(job)
-    tenant = get_tenant(tenant_id)
     try:
-        size = objects.size_of(bucket, key)
-        if size == 0:
-            _sniff(b"")  # says it is empty
-        if size > s.bulk_max_bytes:
-            raise _Rejected(f"the file is {size} bytes, over the limit of "
-                            f"{s.bulk_max_bytes}: split it into smaller files")
-        delimiter = _sniff(objects.read_head(bucket, key, 65536))
-        body = objects.stream(bucket, key)
-        rows = _rows(body, delimiter)
-        header_line = next(((n, c) for n, c in rows if any(x.strip() for x in c)), None)
-        if header_line is None:
-            raise _Rejected("the file has no header row")
-        header = [c.strip().lower() for c in header_line[1]]
-        columns = {c: i for i, c in enumerate(header) if c in IDENTITY_KINDS}
-        if not columns:
-            raise _Rejected("no identity column: the header must name at least one of "
-                            "email, phone, external_id")
-        ignored = sorted({csv_safe(c) for c in header if c not in columns and c != "dry_run"
-                          and c})
-        parts = chunks.Parts(work, "chunks", CHUNK)
-        rejects = chunks.Parts(work, "rejects", 1000)
-        seen: set[int] = set()
-        stats = {"valid": 0, "invalid": 0, "duplicates": 0, "blank": 0}
-        for line, cells in rows:
-            if not any(c.strip() for c in cells):
-                stats["blank"] += 1
-                continue
-            if stats["valid"] + stats["invalid"] + stats["duplicates"] >= s.bulk_max_rows:
-                raise _Rejected(f"the file has more than {s.bulk_max_rows} rows: split it")
-            ids, problem = {}, None
-            for kind, i in columns.items():
-                value = cells[i].strip() if i < len(cells) else ""
-                if not value:
-                    continue
-                try:
-                    ids[kind] = normalise(kind, value, tenant.phone_region, field=kind)
-                except Invalid as exc:
-                    problem = exc.message
-                    break
-            if problem is None and not ids:
-                problem = "no identity in this row"
-            if problem:
-                stats["invalid"] += 1
-                rejects.add({"line": line, "outcome": "invalid", "reason": problem})
-                continue
-            digest = int.from_bytes(hashlib.blake2b(
-                json.dumps(ids, sort_keys=True).encode(), digest_size=8).digest(), "big")
-            if digest in seen:
-                stats["duplicates"] += 1
-                rejects.add({"line": line, "outcome": "duplicate",
-                             "reason": "the same person as an earlier line"})
-                continue
-            seen.add(digest)
-            stats["valid"] += 1
-            row_dry = "dry_run" in header and header.index("dry_run") < len(cells) and \
-                cells[header.index("dry_run")].strip().lower() in _TRUE
-            parts.add({"line": line, "identities": ids, "dry_run": row_dry})
-        parts.flush()
-        rejects.flush()
+        got = _cut(job, bucket, key)
     except _Rejected as exc:
         objects.delete_all_versions([(bucket, key)])
         finish_failed(job, exc.message)
         return {"failed": True, "chunks": 0}
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the upload is deleted
+        # the upload holds personal data: it never outlives a validation that broke. The
+        # exception's text may quote the file; only its type is logged and kept.
+        objects.delete_all_versions([(bucket, key)])
+        logger.error("bulk validation failed", extra={"job_id": job_id,
+                                                       "error_type": type(exc).__name__})
+        finish_failed(job, f"the file could not be validated ({type(exc).__name__}); nothing "
+                           "was erased and the upload was deleted: upload it again")
+        return {"failed": True, "chunks": 0}
     # the upload holds personal data: gone as soon as it is cut into chunks
     objects.delete_all_versions([(bucket, key)])
+    parts, rejects, stats, ignored = got
+    work = _work(tenant_id, job_id)
     index = work.write_index(parts.keys)
     total = stats["valid"] + stats["invalid"] + stats["duplicates"]
     job.update(actions=[
@@ -268,6 +253,97 @@ def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, An
     logger.info("bulk file validated", extra={"job_id": job_id, **stats,
                                               "chunks": len(parts.keys)})
     return _map_input(load(tenant_id, job_id))
+
+
+def _ignored(header: list[str], used: set[int]) -> list[str]:
+    """The columns that are no identity, by position ("column 3"), never by their text (a
+    header may be a row of personal data); at most IGNORED_SHOWN, then how many more."""
+    idle = [i for i, c in enumerate(header) if i not in used and c and c != "dry_run"]
+    shown = [f"column {i + 1}" for i in idle[:IGNORED_SHOWN]]
+    if len(idle) > IGNORED_SHOWN:
+        shown.append(f"and {len(idle) - IGNORED_SHOWN} more columns")
+    return shown
+
+
+def _cut(job: BulkJobModel, bucket: str, key: str) -> tuple[chunks.Parts, chunks.Parts,
+                                                            dict[str, int], list[str]]:
+    """Read the upload into chunk manifests and reject parts; raises _Rejected for a file
+    that is no CSV of identities."""
+    s = get_settings()
+    tenant = get_tenant(job.tenant_id)
+    work = _work(job.tenant_id, job.job_id)
+    size = objects.size_of(bucket, key)
+    if size == 0:
+        _sniff(b"")  # says it is empty
+    if size > s.bulk_max_bytes:
+        raise _Rejected(f"the file is {size} bytes, over the limit of "
+                        f"{s.bulk_max_bytes}: split it into smaller files")
+    delimiter = _sniff(objects.read_head(bucket, key, 65536))
+    rows = _rows(objects.stream(bucket, key), delimiter)
+    header_line = None
+    for n, c in rows:
+        if isinstance(c, BadLine):
+            raise _Rejected(f"the header (line {n}) cannot be read: {c.reason}")
+        if any(x.strip() for x in c):
+            header_line = (n, c)
+            break
+    if header_line is None:
+        raise _Rejected("the file has no header row")
+    header = [c.strip().lower() for c in header_line[1]]
+    columns: dict[str, int] = {}
+    for i, c in enumerate(header):
+        if c in IDENTITY_KINDS:
+            columns.setdefault(c, i)
+    if not columns:
+        raise _Rejected("no identity column: the header must name at least one of "
+                        "email, phone, external_id")
+    ignored = _ignored(header, set(columns.values()))
+    dry_col = header.index("dry_run") if "dry_run" in header else None
+    parts = chunks.Parts(work, "chunks", CHUNK)
+    rejects = chunks.Parts(work, "rejects", 1000)
+    seen: set[int] = set()
+    stats = {"valid": 0, "invalid": 0, "duplicates": 0, "blank": 0}
+    for line, cells in rows:
+        if not isinstance(cells, BadLine) and not any(c.strip() for c in cells):
+            stats["blank"] += 1
+            continue
+        if stats["valid"] + stats["invalid"] + stats["duplicates"] >= s.bulk_max_rows:
+            raise _Rejected(f"the file has more than {s.bulk_max_rows} rows: split it")
+        if isinstance(cells, BadLine):
+            stats["invalid"] += 1
+            rejects.add({"line": line, "outcome": "invalid", "reason": cells.reason})
+            continue
+        ids, problem = {}, None
+        for kind, i in columns.items():
+            value = cells[i].strip() if i < len(cells) else ""
+            if not value:
+                continue
+            try:
+                ids[kind] = normalise(kind, value, tenant.phone_region, field=kind)
+            except Invalid as exc:
+                problem = exc.message
+                break
+        if problem is None and not ids:
+            problem = "no identity in this row"
+        if problem:
+            stats["invalid"] += 1
+            rejects.add({"line": line, "outcome": "invalid", "reason": problem})
+            continue
+        digest = int.from_bytes(hashlib.blake2b(
+            json.dumps(ids, sort_keys=True).encode(), digest_size=8).digest(), "big")
+        if digest in seen:
+            stats["duplicates"] += 1
+            rejects.add({"line": line, "outcome": "duplicate",
+                         "reason": "the same person as an earlier line"})
+            continue
+        seen.add(digest)
+        stats["valid"] += 1
+        row_dry = dry_col is not None and dry_col < len(cells) and \
+            cells[dry_col].strip().lower() in _TRUE
+        parts.add({"line": line, "identities": ids, "dry_run": row_dry})
+    parts.flush()
+    rejects.flush()
+    return parts, rejects, stats, ignored
 
 
 def _map_input(job: BulkJobModel) -> dict[str, Any]:
