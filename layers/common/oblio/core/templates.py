@@ -44,21 +44,17 @@ class Template:
     def render(self, values: Mapping[str, Any] | Callable[[str], Any]) -> str | None:
         """The string, or None when a field has no value (an empty value is none: a
         rendered prefix never widens because a value is missing)."""
-        get = values if callable(values) else values.get
-        out = []
-        for i, part in enumerate(self.parts):
-            if i % 2 == 0:
-                out.append(part)
-                continue
-            text = scalar(get(part))
-            if text is None:
-                return None
-            out.append(text)
-        return "".join(out)
+        text, whole = self._fill(values)
+        return text if whole else None
 
     def prefix(self, values: Mapping[str, Any] | Callable[[str], Any]) -> str:
         """The template rendered up to the first field without a value: what every string
         it makes for these values starts with."""
+        return self._fill(values)[0]
+
+    def _fill(self, values: Mapping[str, Any] | Callable[[str], Any]) -> tuple[str, bool]:
+        """The template filled up to the first field without a value, and whether every
+        field had one."""
         get = values if callable(values) else values.get
         out = []
         for i, part in enumerate(self.parts):
@@ -67,9 +63,9 @@ class Template:
                 continue
             text = scalar(get(part))
             if text is None:
-                break
+                return "".join(out), False
             out.append(text)
-        return "".join(out)
+        return "".join(out), True
 
     def known(self, names: set[str]) -> bool:
         """Every field is among `names`."""

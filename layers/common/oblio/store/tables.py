@@ -40,15 +40,7 @@ def query_eq(table: str, partition: tuple[str, str], sort: tuple[str, Any],
              index: str | None = None, projection: Iterable[str] | None = None,
              ) -> Iterator[Item]:
     """Items whose partition key and sort key (of the table or of `index`) equal the values."""
-    params = _key_query(table, index, partition, sort, "=", projection)
-    ddb = aws.client("dynamodb")
-    while True:
-        page = ddb.query(**params)
-        for raw in page.get("Items", []):
-            yield from_ddb(raw)
-        if "LastEvaluatedKey" not in page:
-            return
-        params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return _pages(_key_query(table, index, partition, sort, "=", projection))
 
 
 def query_key(table: str, partition: tuple[str, Any],
@@ -56,19 +48,14 @@ def query_key(table: str, partition: tuple[str, Any],
               projection: Iterable[str] | None = None) -> Iterator[Item]:
     """Items of one partition (of the table or of `index`), optionally only those whose sort
     key equals a value (`=`) or starts with one (`begins_with`); paginated."""
-    names = {"#p": partition[0]}
-    values = {":p": _ser.serialize(partition[1])}
-    cond = "#p = :p"
-    if sort is not None:
-        attr, op, value = sort
-        names["#s"], values[":s"] = attr, _ser.serialize(value)
-        cond += " AND begins_with(#s, :s)" if op == "begins_with" else " AND #s = :s"
-    params: dict[str, Any] = {"TableName": table, "KeyConditionExpression": cond,
-                              "ExpressionAttributeValues": values,
-                              "ReturnConsumedCapacity": "TOTAL"}
-    if index:
-        params["IndexName"] = index
-    _projected(params, names, projection)
+    if sort is None:
+        return _pages(_key_query(table, index, partition, None, "=", projection))
+    attr, op, value = sort
+    return _pages(_key_query(table, index, partition, (attr, value), op, projection))
+
+
+def _pages(params: dict[str, Any]) -> Iterator[Item]:
+    """Every item a Query answers, page after page."""
     ddb = aws.client("dynamodb")
     while True:
         page = ddb.query(**params)
@@ -243,20 +230,23 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
 
 
 def _key_query(table: str, index: str | None, partition: tuple[str, Any],
-               sort: tuple[str, Any], op: str, projection: Iterable[str] | None,
+               sort: tuple[str, Any] | None, op: str, projection: Iterable[str] | None,
                ) -> dict[str, Any]:
-    """A Query's parameters: the partition key equal to a value, the sort key compared to one
-    with `op`, on the table or `index`, reading only `projection` when given."""
-    params: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": f"#p = :p AND #s {op} :s",
-        "ExpressionAttributeValues": {":p": _ser.serialize(partition[1]),
-                                      ":s": _ser.serialize(sort[1])},
-        "ReturnConsumedCapacity": "TOTAL",
-    }
+    """A Query's parameters: the partition key equal to a value, and the sort key (when
+    given) compared to one with `op` (`=`, `<`, `begins_with`), on the table or `index`,
+    reading only `projection` when given."""
+    names = {"#p": partition[0]}
+    values = {":p": _ser.serialize(partition[1])}
+    cond = "#p = :p"
+    if sort is not None:
+        names["#s"], values[":s"] = sort[0], _ser.serialize(sort[1])
+        cond += " AND begins_with(#s, :s)" if op == "begins_with" else f" AND #s {op} :s"
+    params: dict[str, Any] = {"TableName": table, "KeyConditionExpression": cond,
+                              "ExpressionAttributeValues": values,
+                              "ReturnConsumedCapacity": "TOTAL"}
     if index:
         params["IndexName"] = index
-    _projected(params, {"#p": partition[0], "#s": sort[0]}, projection)
+    _projected(params, names, projection)
     return params
 
 
