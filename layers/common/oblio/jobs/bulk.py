@@ -196,7 +196,7 @@ def _rows(body: Any, delimiter: str) -> Iterator[tuple[int, list[str] | BadLine]
     """(line number, cells) of a streamed body; quoted fields may span lines. A line that is
     not UTF-8, or has a field over the csv module's limit, comes as a BadLine and the reading
     goes on with the next line."""
-    text = codecs.getreader("utf-8-sig")(body, errors="surrogateescape")
+    text = codecs.getreader("utf-8-sig")(body, "surrogateescape")
     reader = csv.reader(text, delimiter=delimiter)
     while True:
         try:
@@ -291,9 +291,9 @@ def _cut(job: BulkJobModel, bucket: str, key: str) -> tuple[chunks.Parts, chunks
         raise _Rejected("the file has no header row")
     header = [c.strip().lower() for c in header_line[1]]
     columns: dict[str, int] = {}
-    for i, c in enumerate(header):
-        if c in IDENTITY_KINDS:
-            columns.setdefault(c, i)
+    for i, name in enumerate(header):
+        if name in IDENTITY_KINDS:
+            columns.setdefault(name, i)
     if not columns:
         raise _Rejected("no identity column: the header must name at least one of "
                         "email, phone, external_id")

@@ -6,6 +6,7 @@ ledger's records. `fail` records what the state machine caught."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,7 +153,7 @@ def finish_request(request_id: str, tenant_id: str,
         m = records.load(tenant_id, request_id)
         units = records.units_of(m)
     for i, ev in enumerate(units.get("_outbox", {}).get("events", [])):
-        once(m, units, f"_sent:{i}", lambda ev=ev: _send(ev))
+        once(m, units, f"_sent:{i}", functools.partial(_send, ev))
     leftover = objects.delete_prefix(work_prefix(m))
     if leftover:
         logger.warning("work files left behind", extra={"request_id": request_id,
