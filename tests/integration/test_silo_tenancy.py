@@ -6,19 +6,14 @@ erasure in acme leaves globex's table and bucket, holding the same person, as th
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-import requests as http
 
-from infra.local.stack import free_port
-from tests.integration.test_your_tables import _env
+from tests.integration.mapstack import call
 
 ROOT = Path(__file__).resolve().parents[2]
 MAP = """
@@ -42,7 +37,8 @@ tables:
 
 
 @pytest.fixture(scope="module")
-def silo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def silo(map_stack: Any, tmp_path_factory: pytest.TempPathFactory,
+         ) -> Iterator[dict[str, Any]]:
     d = tmp_path_factory.mktemp("silo")
     (d / "map.yaml").write_text(MAP)
     fx = d / "fixtures"
@@ -52,45 +48,8 @@ def silo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         (fx / f"{tenant}-people.jsonl").write_text(
             json.dumps({"person_id": "p1", "email": "eve@example.com", "cv": "cv/p1.pdf"})
             + "\n" + json.dumps({"person_id": "p2", "email": "sam@example.com"}) + "\n")
-    state = d / "local.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "local", "up", "--datamap", str(d / "map.yaml"),
-         "--no-demo", "--fixtures", str(fx), "--tenant", "acme", "--tenant", "globex",
-         "--api-port", str(free_port()), "--aws-port", str(free_port()), "--state",
-         str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
-    out: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        out.append(line)
-        if "Press Ctrl-C to stop." in line:
-            break
-    if not state.exists():
-        proc.kill()
-        pytest.fail("the stack did not start:\n" + "".join(out))
-    info = json.loads(state.read_text())
-    kw = {"endpoint_url": info["aws_endpoint_url"], "region_name": info["region"],
-          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    try:
-        yield {"info": info, "output": "".join(out), "ddb": boto3.client("dynamodb", **kw),
-               "s3": boto3.client("s3", **kw)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def call(silo: dict[str, Any], tenant: str, method: str, path: str, body: Any = None,
-         **params: str) -> http.Response:
-    key = silo["info"]["tenants"][tenant]["api_key"]
-    return http.request(method, silo["info"]["api_url"] + path, params=params or None,
-                        json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    with map_stack(d / "map.yaml", fx, ("acme", "globex")) as world:
+        yield world
 
 
 def scan(silo: dict[str, Any], table: str) -> list[dict[str, Any]]:
