@@ -35,7 +35,8 @@ class Finder:
         self.index = spec.get("finder", "index") == "index"
         hold, flt = spec.get("hold_attribute"), spec.get("filter") or {}
         self.projection = (set(self.t.key.names) | {spec["date_attribute"], dm.anonymised_marker}
-                           | set(self.t.s3_attributes()) | set(flt)
+                           | set(self.t.s3_attributes()) | self.t.template_fields()
+                           | set(flt)
                            | ({hold} if hold else set())
                            | ({self.t.ttl_attribute} if self.t.ttl_attribute else set()))
         self.now_epoch = int(clock.now().timestamp())
