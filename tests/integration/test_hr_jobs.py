@@ -167,6 +167,14 @@ def swept(hr: dict[str, Any], bulk: dict[str, Any]) -> dict[str, Any]:
               "description": "reviews older than the retention schedule allows"}
     r = call(hr, "acme", "PUT", "/v1/retention-policies/old-reviews", policy)
     assert r.status_code == 201, r.text
+    # the application also files absences (an entity the map does not cover) in the same
+    # sweep index: a sweep of reviews must not touch them
+    for emp, month in (("E0010", "2019-03"), ("E0011", "2018-11")):
+        hr["ddb"].put_item(TableName="hr-main", Item={
+            "pk": {"S": f"{ACME}{emp}"}, "sk": {"S": f"ABSENCE#{month}"},
+            "entity": {"S": "absence"}, "tenant_id": {"S": "acme"},
+            "employee_id": {"S": emp}, "reviewed_at": {"S": f"{month}-02"},
+            "sweep_bucket": {"S": f"acme#{month}"}})
     before = items(hr)
     dry = call(hr, "acme", "POST", "/v1/retention-policies/old-reviews/run", {"dry_run": True})
     assert dry.status_code == 200, dry.text
@@ -201,5 +209,6 @@ def test_a_retention_sweep_deletes_exactly_the_old_reviews_of_the_tenant(swept):
     assert not old_reviews(after, "acme")
     assert old_reviews(after, "globex") == old_reviews(before, "globex") != set()
     assert all(after[k] == before[k] for k in after)  # profiles, payslips, newer reviews
+    assert (f"{ACME}E0010", "ABSENCE#2019-03") in after  # another entity type in the index
     assert sweep["tables"]["reviews"]["deleted"] == len(want), sweep
     assert sweep["io"]["dynamodb.Scan"] == 0
