@@ -11,7 +11,8 @@ contract annexes), payslips (kept by law) and reviews, with files under
 - globex E0001 Ada Lovelace <ada.lovelace@example.com>: the same person at another employer
   (isolation check).
 
-The data is generated from a fixed seed (no real person). `rows(tenant, n)` is what the
+Reviews carry a date (`reviewed_at`; every other generated one is from 2019, for retention
+sweeps) and its month bucket. The data is generated from a fixed seed (no real person). `rows(tenant, n)` is what the
 benchmark loads at 1,000 and 10,000 employees.
 """
 
@@ -67,11 +68,13 @@ def employee(tenant: str, emp: str, name: str, email: str, city: str,
 
 
 def review(tenant: str, about: str, author: str, author_name: str, rid: str,
-           comments: str) -> dict[str, Any]:
+           comments: str, reviewed_at: str = "2024-06-14") -> dict[str, Any]:
+    """A review; `sweep_bucket` (<tenant>#<YYYY-MM> of its date) keys the sweep index."""
     return {"pk": _pk(tenant, about), "sk": f"REVIEW#{rid}", "entity": "review",
             "tenant_id": tenant, "employee_id": about, "review_id": rid,
             "author_id": author, "author_name": author_name,
-            "gsi2pk": f"TENANT#{tenant}#AUTHOR#{author}", "comments": comments, "rating": 4}
+            "gsi2pk": f"TENANT#{tenant}#AUTHOR#{author}", "comments": comments, "rating": 4,
+            "reviewed_at": reviewed_at, "sweep_bucket": f"{tenant}#{reviewed_at[:7]}"}
 
 
 def named(tenant: str) -> list[dict[str, Any]]:
@@ -102,8 +105,9 @@ def rows(tenant: str, n: int, seed: int = 13) -> Iterator[dict[str, Any]]:
         email = f"{name.lower().replace(' ', '.')}.{k}@example.com"
         yield from employee(tenant, emp, name, email, rnd.choice(CITIES))
         if k % 3 == 0:
+            # every other review is from 2019 (retention sweeps have work), the rest recent
             yield review(tenant, emp, f"E{k - 1:04d}", "A colleague", f"2024-G{k}",
-                         "Solid quarter")
+                         "Solid quarter", "2019-03-15" if k % 6 == 0 else "2025-09-30")
 
 
 def files(tenant: str, items: list[dict[str, Any]]) -> Iterator[str]:

@@ -30,6 +30,7 @@ import pytest
 from infra.local import lambdas
 from infra.local.stack import LocalStack, configure_environment, free_port
 from tests.client import Api
+from tests.integration import mapstack
 
 os.environ["POWERTOOLS_LOG_LEVEL"] = "DEBUG"  # the strictest case for the no-PII-in-logs check
 os.environ["OBLIO_LOCAL_SCHEDULE_SECONDS"] = "0"  # no nightly sweep behind the tests' backs
@@ -243,3 +244,23 @@ def event_log(stack: LocalStack, settings: Any, aws_client: Callable[[str], Any]
     sqs = aws_client("sqs")
     url = sqs.get_queue_url(QueueName=f"{settings.resource_prefix}-events")["QueueUrl"]
     return EventLog(sqs, url)
+
+
+@pytest.fixture(scope="session")
+def map_stack(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
+    """`with map_stack(map_file, fixtures_dir, ("acme", "globex")) as world:` a stack of that
+    data map in its own process, as `oblio local up --datamap ... --no-demo --fixtures ...
+    --tenant ...` starts it (see tests/integration/mapstack.py); the test fails if it does
+    not start."""
+
+    @contextmanager
+    def start(datamap: Any, fixtures: Any, tenants: tuple[str, ...] = ("acme", "globex"),
+              timeout: float = 180) -> Iterator[dict[str, Any]]:
+        try:
+            with mapstack.running(datamap, fixtures, tenants,
+                                  tmp_path_factory.mktemp("mapstack"), timeout) as world:
+                yield world
+        except mapstack.StackDidNotStart as exc:
+            pytest.fail(str(exc))
+
+    return start

@@ -9,21 +9,17 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
-import sys
 import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests as http
 from boto3.dynamodb.types import TypeDeserializer
 
-from infra.local.stack import free_port
-from tests.integration.test_your_tables import _env
+from tests.integration.mapstack import call
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "hr"
@@ -36,51 +32,13 @@ _de = TypeDeserializer()
 
 
 @pytest.fixture(scope="module")
-def hr(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = tmp_path_factory.mktemp("hr") / "local.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "local", "up", "--datamap",
-         str(EXAMPLE / "map.yaml"), "--no-demo", "--fixtures", str(EXAMPLE / "fixtures"),
-         "--tenant", "acme", "--tenant", "globex", "--api-port", str(free_port()),
-         "--aws-port", str(free_port()), "--state", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
-    out: list[str] = []
-    deadline = time.monotonic() + 180
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        out.append(line)
-        if "Press Ctrl-C to stop." in line:
-            break
-    if not state.exists():
-        proc.kill()
-        pytest.fail("the stack did not start:\n" + "".join(out))
-    info = json.loads(state.read_text())
-    kw = {"endpoint_url": info["aws_endpoint_url"], "region_name": info["region"],
-          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    world = {"info": info, "output": "".join(out), "ddb": boto3.client("dynamodb", **kw),
-             "s3": boto3.client("s3", **kw)}
-    # a second version of each of Ada's files: every version must go
-    for key in ADA_FILES:
-        world["s3"].put_object(Bucket="hr-files", Key=key, Body=b"second version")
-    world["items0"], world["versions0"] = items(world), versions(world)
-    try:
+def hr(map_stack: Any) -> Iterator[dict[str, Any]]:
+    with map_stack(EXAMPLE / "map.yaml", EXAMPLE / "fixtures", ("acme", "globex")) as world:
+        # a second version of each of Ada's files: every version must go
+        for key in ADA_FILES:
+            world["s3"].put_object(Bucket="hr-files", Key=key, Body=b"second version")
+        world["items0"], world["versions0"] = items(world), versions(world)
         yield world
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
-def call(hr: dict[str, Any], tenant: str, method: str, path: str, body: Any = None,
-         **params: str) -> http.Response:
-    key = hr["info"]["tenants"][tenant]["api_key"]
-    return http.request(method, hr["info"]["api_url"] + path, params=params or None,
-                        json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
 
 
 def run(hr: dict[str, Any], tenant: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -118,7 +76,7 @@ def versions(hr: dict[str, Any]) -> dict[str, list[str]]:
 
 def test_local_up_creates_the_single_table_its_indexes_and_loads_the_example(hr):
     out = hr["output"]
-    assert "created table hr-main (3 indexes)" in out, out
+    assert "created table hr-main (4 indexes)" in out, out
     assert "created bucket hr-files (versioned)" in out
     assert "fixtures: 1302 items in 1 table, 321 files" in out
     employees = [k for k in hr["items0"] if k[1] == "PROFILE"]

@@ -6,7 +6,6 @@ in examples/my-product)."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -14,19 +13,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import requests as http
 
 from infra.local.stack import free_port
+from tests.integration import mapstack
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "my-product"
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "OBLIO_",
-                                                                       "MOTO_"))}
 
 
 def _up(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -34,44 +28,14 @@ def _up(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "infra.cli", "local", "up", "--api-port", str(free_port()),
          "--aws-port", str(free_port()), *args], capture_output=True, text=True,
-        timeout=timeout, env=_env(), cwd=ROOT)
+        timeout=timeout, env=mapstack.env(), cwd=ROOT)
 
 
 @pytest.fixture(scope="module")
-def yours(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    state = tmp_path_factory.mktemp("yours") / "local.json"
-    api_port, aws_port = free_port(), free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "infra.cli", "local", "up", "--datamap",
-         str(EXAMPLE / "map.yaml"), "--no-demo", "--fixtures", str(EXAMPLE / "fixtures"),
-         "--tenant", "acme", "--tenant", "globex", "--api-port", str(api_port),
-         "--aws-port", str(aws_port), "--state", str(state)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(), cwd=ROOT)
-    out: list[str] = []
-    deadline = time.monotonic() + 120
-    assert proc.stdout is not None
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            break
-        out.append(line)
-        if "Press Ctrl-C to stop." in line:
-            break
-    if not state.exists():
-        proc.kill()
-        pytest.fail("the stack did not start:\n" + "".join(out))
-    info = json.loads(state.read_text())
-    kw = {"endpoint_url": info["aws_endpoint_url"], "region_name": info["region"],
-          "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-    try:
-        yield {"info": info, "output": "".join(out), "ddb": boto3.client("dynamodb", **kw),
-               "s3": boto3.client("s3", **kw)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+def yours(map_stack: Any) -> Iterator[dict[str, Any]]:
+    with map_stack(EXAMPLE / "map.yaml", EXAMPLE / "fixtures", ("acme", "globex"),
+                   timeout=120) as world:
+        yield world
 
 
 def _call(yours: dict[str, Any], tenant: str, method: str, path: str,
@@ -196,7 +160,7 @@ def test_a_bad_tenant_name_is_refused(tmp_path):
 def _cli(yours: dict[str, Any], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "infra.cli", "datamap", *args,
                            "--aws-endpoint", yours["info"]["aws_endpoint_url"]],
-                          capture_output=True, text=True, timeout=60, env=_env(), cwd=ROOT)
+                          capture_output=True, text=True, timeout=60, env=mapstack.env(), cwd=ROOT)
 
 
 def test_datamap_check_data_warns_about_what_the_map_misses(yours):
@@ -244,7 +208,7 @@ def test_datamap_draft_writes_a_first_map_that_check_accepts(yours, tmp_path):
     draft.write_text(done.stdout)
     assert "# review" in done.stdout
     checked = subprocess.run([sys.executable, "-m", "infra.cli", "datamap", "check",
-                              str(draft)], capture_output=True, text=True, env=_env(), cwd=ROOT)
+                              str(draft)], capture_output=True, text=True, env=mapstack.env(), cwd=ROOT)
     assert checked.returncode == 0, checked.stdout + checked.stderr + done.stdout
     import yaml
 

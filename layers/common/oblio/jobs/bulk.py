@@ -46,14 +46,15 @@ from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
 from oblio.jobs import chunks
-from oblio.pipeline import apply, evidence, find, rules, verify
+from oblio.pipeline import apply, evidence, find, outcome, rules, verify
+from oblio.pipeline import plan as planner
 from oblio.store import aws, objects, outbound, workflows
 from oblio.store.models import BulkJobModel, RequestModel
 from oblio.store.tables import add_to_map
 
 CHUNK = 500
 REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
-                  "files_deleted", "request_id", "reason")
+                  "files_deleted", "retained", "held", "request_id", "reason")
 _TRUE = {"1", "true", "yes", "y"}
 
 
@@ -416,78 +417,143 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
 
 
 def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict[str, Any]:
-    """What one line will erase, kept without personal values: item keys and file keys per
-    table, the HMACs of the identities named and found (for the suppression list), and the id
-    of the request record that will certify it."""
+    """What one line will erase, kept without personal values: per table the same manifest
+    a single erasure plans (item keys, files by pointer, key template and prefix, items on
+    legal hold, items she is in only in a role), the HMACs of the identities named and found
+    (for the suppression list), her subject reference and the id of the request record that
+    will certify it."""
     fp = find.walk(dm, tenant.tenant_id, row["identities"])
-    tables = {name: {"keys": [find.key_of(dm.tables[name], i) for i in items],
-                     "files": [list(r) for r in find.s3_refs(dm, dm.tables[name], items,
-                                                             tenant.tenant_id)]}
-              for name, items in fp.items.items() if items}
+    tables: dict[str, Any] = {}
+    for name in dm.order:
+        manifest = planner.unit_manifest(dm, name, "erase", {}, fp, tenant.tenant_id)
+        if manifest is None:
+            continue
+        # the objects under each prefix, counted now: what the line's files_deleted says
+        manifest["prefixed"] = sum(len(objects.current_keys(b, p))
+                                   for b, p in manifest.get("prefixes", []))
+        tables[name] = manifest
     return {"line": row["line"], "matched": fp.total, "tables": tables,
+            "subject_ref": tenant.keys.subject_ref(row["identities"]),
             "refs": find.identity_refs(dm, tenant.keys, fp, row["identities"],
                                           tenant.phone_region) if fp.total else {},
             "request_id": str(ULID())}
 
 
+def _key(t: Any, key: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(key[a] for a in t.key.names)
+
+
+def _merge(t: Any, manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table's manifests of several subjects as one: each item, file and prefix once."""
+    out: dict[str, Any] = {"keys": [], "s3": [], "templated": [], "prefixes": [], "held": []}
+    seen: set[Any] = set()
+    for m in manifests:
+        for key in m.get("keys", []):
+            if ("k", _key(t, key)) not in seen:
+                seen.add(("k", _key(t, key)))
+                out["keys"].append(key)
+        for kind in ("s3", "templated", "prefixes"):
+            for ref in m.get(kind, []):
+                if (kind, tuple(ref)) not in seen:
+                    seen.add((kind, tuple(ref)))
+                    out[kind].append(list(ref))
+        for h in m.get("held", []):
+            if ("h", _key(t, h["key"])) not in seen:
+                seen.add(("h", _key(t, h["key"])))
+                out["held"].append(h)
+    return out
+
+
 def _erase_merged(dm: datamap.DataMap, tenant: Tenant, plans: list[dict[str, Any]],
                   marker: str) -> set[tuple[str, tuple[Any, ...]]]:
-    """Apply the erasure to every table once for all the chunk's subjects, then read back;
-    returns the (table, key) of items that are not as they should be."""
+    """Apply the erasure to every table once for all the chunk's subjects (and, per
+    subject, to the items she is in only in a role: their markers are hers), then read
+    back; returns the (table, key) of items that are not as they should be, and (table,
+    ("files",)) where a file the erasure deletes is left."""
     left: set[tuple[str, tuple[Any, ...]]] = set()
     for name in dm.order:
         t = dm.tables[name]
-        keys, refs, seen = [], [], set()
-        for plan in plans:
-            planned = plan["tables"].get(name, {"keys": [], "files": []})
-            for key in planned["keys"]:
-                k = tuple(key[a] for a in t.key.names)
-                if k not in seen:
-                    seen.add(k)
-                    keys.append(key)
-            refs += [tuple(r) for r in planned["files"]]
-        if not keys:
+        planned = [p for p in plans if name in p["tables"]]
+        if not planned:
             continue
         unit = rules.Unit(tenant.tenant_id, name)
-        manifest = {"keys": keys, "s3": refs}
-        apply.apply_unit(dm, "erase", unit, manifest, tenant.keys, "bulk", marker=marker)
-        for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker,
-                                         subject_ref="bulk"):
-            left.add((name, tuple(bad[a] for a in t.key.names)))
-        if refs and objects.versions_left(refs):
-            left.add((name, ("files",)))
+        manifest = _merge(t, [p["tables"][name] for p in planned])
+        if manifest["keys"] or manifest["held"]:
+            apply.apply_unit(dm, "erase", unit, manifest, tenant.keys, "bulk", marker=marker)
+            for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker,
+                                             subject_ref="bulk"):
+                left.add((name, _key(t, bad)))
+            if rules.table_mode(dm, name, "erase") in ("delete", "anonymise") and                     any(f["left"] for f in verify.files_left(manifest).values()):
+                left.add((name, ("files",)))
+        for p in planned:
+            roles = p["tables"][name].get("roles")
+            if not roles:
+                continue
+            group = {"keys": [], "roles": roles}
+            apply.apply_unit(dm, "erase", unit, group, tenant.keys, p["subject_ref"],
+                             marker=marker)
+            for bad in verify.remaining_keys(dm, "erase", unit, group, marker,
+                                             subject_ref=p["subject_ref"]):
+                left.add((name, _key(t, bad)))
     return left
 
 
+def _line_counts(dm: datamap.DataMap, name: str, p: dict[str, Any]) -> dict[str, int]:
+    """One table's counts for one line, as a single erasure counts them."""
+    mode = rules.table_mode(dm, name, "erase")
+    n, held = len(p.get("keys", [])), len(p.get("held", []))
+    c = dict.fromkeys(rules.COUNTS, 0)
+    c["matched"], c["held"] = n + held, held
+    c["deleted" if mode == "delete" else "anonymised" if mode == "anonymise"
+      else "retained" if mode == "retain" else "kept"] += n
+    for role, group in (p.get("roles") or {}).items():
+        rm = rules.role_mode(dm, name, role, "erase")
+        k, h = len(group.get("keys", [])), len(group.get("held", []))
+        c["matched"] += k + h
+        c["held"] += h
+        c["deleted" if rm == "delete" else "anonymised" if rm == "anonymise"
+          else "retained" if rm == "retain" else "kept"] += k
+    if mode in ("delete", "anonymise"):  # a retained item keeps its files
+        c["files_deleted"] = len(p.get("s3", [])) + len(p.get("templated", [])) + \
+            int(p.get("prefixed", 0))
+    return c
+
+
 def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[str, Any],
-             plan: dict[str, Any], left: set[tuple[str, tuple[Any, ...]]]) -> dict[str, Any]:
+             plan_: dict[str, Any], left: set[tuple[str, tuple[Any, ...]]]) -> dict[str, Any]:
     """The same evidence as a single erasure: a request record with its certificate, an
-    audit entry, suppression entries, a SubjectErased event (once per line, retries too)."""
+    audit entry, suppression entries, a SubjectErased event (once per line, retries too).
+    A fresh search from her identities must find nothing but what stays by design (items
+    retained by law, items on legal hold)."""
     ids = row["identities"]
     again = find.walk(dm, tenant.tenant_id, ids)
-    planned = {name: plan["tables"].get(name, {"keys": [], "files": []}) for name in dm.order}
-    mine = {(name, tuple(k[a] for a in dm.tables[name].key.names))
-            for name, p in planned.items() for k in p["keys"]}
-    remaining = {n: 1 for n, k in left if (n, k) in mine or (k == ("files",) and
-                                                            planned[n]["files"])} | \
-        {n: len(i) for n, i in again.items.items() if i}
-    tables: dict[str, dict[str, int]] = {}
-    for name, p in planned.items():
-        mode = rules.mode(dm.tables[name], "erase")
-        n = len(p["keys"])
-        tables[name] = {"matched": n, "deleted": n if mode == "delete" else 0,
-                        "anonymised": n if mode == "anonymise" else 0, "updated": 0,
-                        "kept": 0, "files_deleted": len(p["files"])}
-    verification = {"passed": not remaining, "items_checked": plan["matched"],
+    planned = {name: plan_["tables"].get(name, {}) for name in dm.order}
+    mine = {(name, _key(dm.tables[name], k)) for name, p in planned.items()
+            for k in [*p.get("keys", []),
+                      *(k for g in (p.get("roles") or {}).values() for k in g["keys"])]}
+    remaining: dict[str, int] = {}
+    for n, k in left:
+        if (n, k) in mine or (k == ("files",) and n in plan_["tables"]):
+            remaining[n] = remaining.get(n, 0) + 1
+    for name, items in again.items.items():
+        t = dm.tables[name]
+        if rules.table_mode(dm, name, "erase") == "retain":
+            continue  # kept by law (checked above: without what its erase rules remove)
+        held = {_key(t, h["key"]) for h in planned[name].get("held", [])}
+        rest = [i for i in items if _key(t, find.key_of(t, i)) not in held]
+        if rest:
+            remaining[name] = remaining.get(name, 0) + len(rest)
+    tables = {name: _line_counts(dm, name, p) for name, p in planned.items()}
+    verification = {"passed": not remaining, "items_checked": plan_["matched"],
                     "remaining": remaining, "at": clock.iso()}
     request_id = record_erasure(tenant, ids, job.job_id, tables, verification,
-                                          plan["refs"], request_id=plan["request_id"])
+                                plan_["refs"], request_id=plan_["request_id"])
     if not verification["passed"]:
         return {"line": row["line"], "outcome": "failed", "subject_ref":
                 tenant.keys.subject_ref(ids), "request_id": request_id,
                 "reason": "items remained after the erasure; retry the job"}
     totals = {k: sum(t[k] for t in tables.values()) for k in
-              ("matched", "deleted", "anonymised", "files_deleted")}
+              ("matched", "deleted", "anonymised", "files_deleted", "retained", "held")}
     return {"line": row["line"], "outcome": "erased",
             "subject_ref": tenant.keys.subject_ref(ids), "request_id": request_id, **totals}
 
@@ -512,11 +578,18 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
     status = "completed" if passed else "completed_with_errors"
     actor = f"bulk:{job_id}"
     consents = ledger.erase_subject(tenant.tenant_id, refs)  # the ledger goes too
+    dm = datamap.current()
+    # what stays by design (retained by law, on legal hold), as a single erasure says it
+    exempt = outcome.exemptions(dm, {tenant.tenant_id: tables}, {})
+    stays = {"retained": exempt["retained"], "held": exempt["held"],
+             "legal_bases": sorted({e["legal_basis"] for e in exempt.get("exemptions", [])
+                                    if e["legal_basis"]})} \
+        if exempt["retained"] or exempt["held"] else {}
     entry = audit.append(tenant.tenant_id, "erasure_completed", actor=actor,
                          request_id=request_id, subject_ref=ref,
                          details={"type": "erasure", "bulk_job": job_id,
                                   "verification_passed": passed,
-                                  "consent_records_deleted": consents,
+                                  "consent_records_deleted": consents, **stays,
                                   "counts": {n: c for n, c in tables.items() if c["matched"]}})
     suppressed = suppression.add(tenant.tenant_id, refs, reason="erasure",
                                  request_id=request_id) if passed else 0
@@ -524,8 +597,9 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
     cert = evidence.certificate(
         request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure", subject_ref=ref,
         tables=tables, tenants={}, verification=verification, suppressed=suppressed,
-        started_at=started, entry=entry, datamap_digest=datamap.current().digest)
-    cert["consent_records_deleted"] = consents
+        started_at=started, entry=entry, datamap_digest=dm.digest)
+    cert = {"found": True, **exempt, **cert, "consent_records_deleted": consents}
+    message = outcome.exemption_message(exempt)
     now = clock.now()
     RequestModel(
         tenant_id=tenant.tenant_id, sk=records.request_sk(request_id), request_id=request_id,
@@ -537,8 +611,9 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
         options={"bulk_job": job_id, "action": "erase"},
         timeline=[records.event(at=started, event="received", by=actor),
                   records.event(event=status)],
-        result={"found": True, "tables": tables, "tenants": {}, "totals": totals,
-                "verification": verification, "certificate": cert, "bulk_job": job_id},
+        result={"found": True, **exempt, "tables": tables, "tenants": {}, "totals": totals,
+                "verification": verification, "certificate": cert, "bulk_job": job_id,
+                **({"message": message} if message else {})},
         units={}, io={}, attempt=1).save()
     outbound.emit("SubjectErased", tenant.tenant_id, request_id=request_id, subject_ref=ref,
                 type="erasure", bulk_job=job_id)

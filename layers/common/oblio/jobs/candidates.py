@@ -13,7 +13,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from oblio.core import clock
+from oblio.core import clock, layout
 from oblio.core.datamap import DataMap
 from oblio.pipeline import find
 from oblio.store import tables as store
@@ -35,8 +35,11 @@ class Finder:
         self.index = spec.get("finder", "index") == "index"
         hold, flt = spec.get("hold_attribute"), spec.get("filter") or {}
         self.projection = (set(self.t.key.names) | {spec["date_attribute"], dm.anonymised_marker}
-                           | set(self.t.s3_attributes()) | set(flt)
+                           | set(self.t.s3_attributes()) | self.t.template_fields()
+                           | set(flt)
                            | ({hold} if hold else set())
+                           | ({self.t.entity.attribute} if self.t.entity is not None
+                              and self.t.entity.attribute else set())
                            | ({self.t.ttl_attribute} if self.t.ttl_attribute else set()))
         self.now_epoch = int(clock.now().timestamp())
 
@@ -53,15 +56,20 @@ class Finder:
         return dict.fromkeys(parts, "")  # "" : from the start
 
     def _read(self, part: str, start: Any) -> tuple[list[dict[str, Any]], Any]:
+        """One page of a part: the items of this table's entity type and tenant in it (a
+        sweep index of a single table may hold other entity types' items too)."""
         if self.index:
-            return store.query_below(
+            items, last = store.query_below(
                 self.t.physical(self.tenant_id), self.sweep.index or "",
                 (self.sweep.bucket_attribute, f"{self.tenant_id}#{part}"),
                 (self.spec["date_attribute"], self.cutoff), self.page, start, self.projection)
+            return [i for i in items if layout.selects(self.dm, self.t, i, self.tenant_id)], \
+                last
         items, last = store.scan_page(self.t.physical(self.tenant_id), int(part),
                                       self.sweep.scan_segments,
                                       self.page, start, self.projection)
         mine = [i for i in items if i.get(self.dm.tenant_attribute) == self.tenant_id
+                and layout.selects(self.dm, self.t, i, self.tenant_id)
                 and isinstance(i.get(self.spec["date_attribute"]), str)
                 and i[self.spec["date_attribute"]] < self.cutoff]
         return mine, last

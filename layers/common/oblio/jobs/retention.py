@@ -66,7 +66,7 @@ SCOPES = POLICY_SCOPES
 #: what a find counts, then what the chunks count
 FIND_COUNTS = ("candidates", "on_hold", "filtered_out", "already_done", "expired")
 APPLY_COUNTS = ("matched", "anonymised", "deleted", "kept", "exported", "files_deleted",
-                "items_remaining", "subjects")
+                "items_remaining", "files_remaining", "subjects")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DURATION = re.compile(r"^P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
@@ -484,8 +484,7 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                 last = not state
                 flush = buffer and (len(buffer) >= s.retention_chunk_size or last)
                 if flush:
-                    work.put_chunk(n, {"keys": [find.key_of(t, i) for i in buffer],
-                                       "s3": find.s3_refs(dm, t, buffer, tenant_id)})
+                    work.put_chunk(n, chunk_manifest(dm, t, buffer, tenant_id))
                     n, written, buffer = n + 1, written + 1, []
             for k, v in io.calls.items():
                 io_total[k] = io_total.get(k, 0) + v
@@ -552,12 +551,31 @@ def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]
                 counts[k] = got[k]
             counts["items_remaining"] = len(verify.remaining_keys(
                 dm, act, unit, manifest, marker, subject_ref=f"retention:{sweep_id}"))
+            counts["files_remaining"] = _files_left(dm, unit.table, act, manifest)
     row = RetentionSweepModel(tenant_id=tenant_id, sk=sk, sweep_id=sweep_id, counts=counts,
                               io=dict(io.calls))
     if not chunks.record_once(lambda: row.save(
             condition=RetentionSweepModel.sk.does_not_exist())):
         return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     return {"chunk": chunk_key, **counts}
+
+
+def chunk_manifest(dm: DataMap, t: TableMap, items: list[dict[str, Any]], tenant_id: str,
+                   ) -> dict[str, Any]:
+    """The keys of the items a sweep acts on and every file that goes with them: pointers,
+    and the objects the table's file rules (key templates, prefixes) give each item."""
+    out: dict[str, Any] = {"keys": [find.key_of(t, i) for i in items],
+                           "s3": find.s3_refs(dm, t, items, tenant_id)}
+    if t.files:
+        out.update(find.file_refs(dm, t, items, tenant_id))
+    return out
+
+
+def _files_left(dm: DataMap, table: str, action: str, manifest: dict[str, Any]) -> int:
+    """Versions left of the files the action deleted (none when it keeps them)."""
+    if rules.table_mode(dm, table, action) not in ("delete", "anonymise"):
+        return 0
+    return sum(f["left"] for f in verify.files_left(manifest).values())
 
 
 def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
@@ -582,13 +600,13 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
                 continue
             tm = dm.tables[name]
             unit = rules.Unit(tenant.tenant_id, name)
-            m = {"keys": [find.key_of(tm, i) for i in items],
-                 "s3": find.s3_refs(dm, tm, items, tenant.tenant_id)}
+            m = chunk_manifest(dm, tm, items, tenant.tenant_id)
             got = apply.apply_unit(dm, act, unit, m, tenant.keys, ref, marker=marker)
             for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
                 counts[k] += got[k]
             counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker,
                                                                    subject_ref=ref))
+            counts["files_remaining"] += _files_left(dm, name, act, m)
 
 
 def _export(tenant: Any, t: TableMap, sweep_id: str, sk: str, keys: list[Any]) -> int:
@@ -668,7 +686,8 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
         # and the next run resumes with the chunks left
         raise SweepIncomplete(f"{int(m.chunks or 0) - done} of {int(m.chunks or 0)} chunks "
                               "did not finish; run the policy again to resume")
-    status = "completed_with_errors" if counts.get("items_remaining") else "completed"
+    status = "completed_with_errors" if counts.get("items_remaining") or \
+        counts.get("files_remaining") else "completed"
     tables = {spec["table"]: counts}
     body = {"sweep_id": sweep_id, "policy_id": m.policy_id, "tenant_id": tenant_id,
             "status": status, "action": spec["action"], "older_than": spec["older_than"],
