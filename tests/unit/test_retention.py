@@ -397,3 +397,70 @@ def test_the_nightly_schedule_counts_open_requests_past_their_due_date(world, ca
     metrics = [json.loads(line) for line in capsys.readouterr().out.splitlines()
                if '"OverdueRequests"' in line]
     assert [m["OverdueRequests"] for m in metrics] == [[2.0]]
+
+
+def test_a_policy_over_whole_subjects_applies_roles_and_legal_holds(world, monkeypatch):
+    """A subjects-scope sweep treats each subject as her erasure would: a review she only
+    wrote about a colleague loses what names her and keeps the rest; a review on legal hold
+    stays, counted `held`; what is about her goes."""
+    import copy
+
+    import yaml
+
+    from oblio.core import datamap
+    from oblio.core.settings import DEMO_DATAMAP
+    from oblio.jobs import retention
+    from oblio.store import aws as oblio_aws
+    from oblio.store import tables as store
+
+    raw = yaml.safe_load(DEMO_DATAMAP.read_text())
+    raw.update(version=2)
+    raw.pop("register")
+    raw["tables"] = {"contacts": raw["tables"]["contacts"], "reviews": {
+        "table": "sweep-reviews", "key": {"partition": "tenant_id", "sort": "review_id"},
+        "find": [{"from": "contacts.contact_id", "index": "by_subject_id",
+                  "attribute": "subject_id"},
+                 {"from": "contacts.contact_id", "index": "by_author_id",
+                  "attribute": "author_id", "role": "author"}],
+        "legal_hold": {"attribute": "on_hold", "reason": "litigation"},
+        "roles": {"author": {"attributes": {"author_id": {"anonymise": "null"},
+                                            "author_name": {"anonymise": "null"}}}},
+        "attributes": {
+            "review_id": {"category": "technical", "anonymise": "keep"},
+            "subject_id": {"category": "technical", "anonymise": "keep"},
+            "author_id": {"category": "technical", "anonymise": "keep"},
+            "author_name": {"category": "identity", "anonymise": "keep"},
+            "on_hold": {"category": "non_personal"},
+            "comments": {"category": "content", "anonymise": "null"}}}}
+    dm = datamap.parse(copy.deepcopy(raw))
+    monkeypatch.setattr(datamap, "current", lambda: dm)
+    oblio_aws.client("dynamodb").create_table(
+        TableName="sweep-reviews", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "tenant_id", "KeyType": "HASH"},
+                   {"AttributeName": "review_id", "KeyType": "RANGE"}],
+        AttributeDefinitions=[{"AttributeName": a, "AttributeType": "S"} for a in
+                              ("tenant_id", "review_id", "subject_id", "author_id")],
+        GlobalSecondaryIndexes=[
+            {"IndexName": f"by_{a}", "Projection": {"ProjectionType": "ALL"},
+             "KeySchema": [{"AttributeName": "tenant_id", "KeyType": "HASH"},
+                           {"AttributeName": a, "KeyType": "RANGE"}]}
+            for a in ("subject_id", "author_id")])
+    _contacts(world, [(900, False), (30, False)])  # c000 inactive, c001 active
+    store.batch_put("sweep-reviews", [
+        {"tenant_id": world, "review_id": "wrote", "subject_id": "c001", "author_id": "c000",
+         "author_name": "Ann Lee", "comments": "reliable"},
+        {"tenant_id": world, "review_id": "about", "subject_id": "c000", "author_id": "c001",
+         "author_name": "Bo", "comments": "late"},
+        {"tenant_id": world, "review_id": "held", "subject_id": "c000", "author_id": "c001",
+         "author_name": "Bo", "comments": "disputed", "on_hold": True}])
+    retention.put_policy(world, "leavers", {**GOOD, "scope": "subjects", "action": "delete"},
+                         actor="t")
+    counts = _sweep_all(world, "leavers")["tables"]["contacts"]
+
+    left = {i["review_id"]: i for i in store.batch_get("sweep-reviews", [
+        {"tenant_id": world, "review_id": r} for r in ("wrote", "about", "held")])}
+    assert set(left) == {"wrote", "held"}
+    assert "author_id" not in left["wrote"] and "author_name" not in left["wrote"]
+    assert left["wrote"]["comments"] == "reliable" and left["wrote"]["subject_id"] == "c001"
+    assert left["held"]["comments"] == "disputed"
+    assert counts["subjects"] == 1 and counts["held"] == 1 and counts["items_remaining"] == 0

@@ -42,7 +42,7 @@ from ulid import ULID
 
 from oblio.control import audit, records
 from oblio.control.tenants import Principal, get_tenant
-from oblio.core import clock, datamap
+from oblio.core import clock, datamap, identity
 from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody, parse
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
@@ -51,6 +51,7 @@ from oblio.core.settings import get_settings
 from oblio.jobs import chunks
 from oblio.jobs.candidates import Finder
 from oblio.pipeline import apply, find, rules, verify
+from oblio.pipeline import plan as planner
 from oblio.store import aws, objects, outbound, workflows
 from oblio.store import tables as store
 from oblio.store.models import RetentionPolicyModel, RetentionSweepModel, TenantModel, plain
@@ -65,8 +66,8 @@ FIELDS = ("table", "date_attribute", "older_than", "action", "filter", "hold_att
 SCOPES = POLICY_SCOPES
 #: what a find counts, then what the chunks count
 FIND_COUNTS = ("candidates", "on_hold", "filtered_out", "already_done", "expired")
-APPLY_COUNTS = ("matched", "anonymised", "deleted", "kept", "exported", "files_deleted",
-                "items_remaining", "files_remaining", "subjects")
+APPLY_COUNTS = ("matched", "anonymised", "deleted", "kept", "held", "retained", "exported",
+                "files_deleted", "items_remaining", "files_remaining", "subjects")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DURATION = re.compile(r"^P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
@@ -547,8 +548,8 @@ def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]
             act = "anonymise" if action == "anonymise" else "purge"
             got = apply.apply_unit(dm, act, unit, manifest, tenant.keys,
                                     f"retention:{sweep_id}", marker=marker)
-            for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
-                counts[k] = got[k]
+            for k in ("matched", "anonymised", "deleted", "kept", "held", "files_deleted"):
+                counts[k] = got.get(k, 0)
             counts["items_remaining"] = len(verify.remaining_keys(
                 dm, act, unit, manifest, marker, subject_ref=f"retention:{sweep_id}"))
             counts["files_remaining"] = _files_left(dm, unit.table, act, manifest)
@@ -582,31 +583,45 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
                     manifest: dict[str, Any], marker: str, counts: dict[str, int]) -> None:
     """Each item names a subject by its identity attributes: walk the map from them and apply
     the action to every table of the subject (anonymise, or erase by the erasure rules),
-    through the engine; each subject keeps its own pseudonyms."""
+    through the plan a request of the same action makes: items she is in only in a role are
+    treated by the role's rules, items on legal hold are counted `held`, exempted ones
+    `retained`; each subject keeps her own pseudonyms."""
     act = "anonymise" if action == "anonymise" else "erase"
     for item in store.batch_get(t.physical(tenant.tenant_id), manifest["keys"]):
-        ids: dict[str, str] = {}
-        for attr, kind in t.identity_attributes().items():
-            value = item.get(attr)
-            if isinstance(value, str) and value:
-                ids.setdefault(kind, value)
+        ids = _identities(t, item, tenant.phone_region)
         if not ids:  # no identity left (anonymised already): nothing names a subject
             counts["kept"] += 1
             continue
         ref = tenant.keys.subject_ref(ids)
         counts["subjects"] += 1
-        for name, items in find.walk(dm, tenant.tenant_id, ids).items.items():
-            if rules.table_mode(dm, name, act) == "none":
+        fp = find.walk(dm, tenant.tenant_id, ids)
+        for name in dm.order:
+            m = planner.unit_manifest(dm, name, act, {}, fp, tenant.tenant_id)
+            if m is None:
                 continue
-            tm = dm.tables[name]
             unit = rules.Unit(tenant.tenant_id, name)
-            m = chunk_manifest(dm, tm, items, tenant.tenant_id)
             got = apply.apply_unit(dm, act, unit, m, tenant.keys, ref, marker=marker)
-            for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
-                counts[k] += got[k]
+            for k in ("matched", "anonymised", "deleted", "kept", "held", "retained",
+                      "files_deleted"):
+                counts[k] += got.get(k, 0)
             counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker,
                                                                    subject_ref=ref))
             counts["files_remaining"] += _files_left(dm, name, act, m)
+
+
+def _identities(t: TableMap, item: dict[str, Any], region: str | None) -> dict[str, str]:
+    """The identities an item names, normalised as lookups need them (a value that does not
+    parse as its identity names nobody)."""
+    ids: dict[str, str] = {}
+    for attr, kind in t.identity_attributes().items():
+        value = item.get(attr)
+        if kind in ids or value is None:
+            continue
+        try:
+            ids[kind] = identity.normalise(kind, value, region)
+        except Invalid:
+            continue
+    return ids
 
 
 def _export(tenant: Any, t: TableMap, sweep_id: str, sk: str, keys: list[Any]) -> int:
