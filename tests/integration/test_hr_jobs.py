@@ -93,6 +93,8 @@ def test_a_bulk_erasure_on_the_hr_example_counts_each_line(bulk):
     job = bulk["job"]
     assert job["status"] == "completed", job
     assert (job["rows_total"], job["erased"], job["not_found"]) == (5, 4, 1), job
+    # the payslips the law keeps, three a person, counted on the job as on each line
+    assert (job["retained"], job["held"]) == (12, 0), job
     outcomes = [r["outcome"] for r in bulk["rows"]]
     assert outcomes == ["erased", "erased", "erased", "erased", "not_found"], bulk["report"]
 

@@ -81,6 +81,7 @@ def to_json(job: BulkJobModel) -> dict[str, Any]:
         "erased": int(job.erased or 0), "not_found": int(job.not_found or 0),
         "invalid": int(job.invalid or 0), "duplicates": int(job.duplicates or 0),
         "failed": int(job.failed or 0), "would_erase": int(job.would_erase or 0),
+        "retained": int(job.retained or 0), "held": int(job.held or 0),
         "blank_lines": int(job.blank_lines or 0),
         "ignored_columns": sorted(job.ignored_columns or ()), "error": job.error,
         "report_url": url, "message": job.message,
@@ -396,11 +397,14 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     objects.put_json(part, outcomes)
     counts = {k: sum(1 for o in outcomes if o["outcome"] == k)
               for k in ("erased", "not_found", "failed", "would_erase")}
+    kept = {k: sum(int(o.get(k, 0)) for o in outcomes if o["outcome"] == "erased")
+            for k in ("retained", "held")}
     if not chunks.record_once(lambda: job.update(actions=[
         BulkJobModel.rows_done.add(len(rows)), BulkJobModel.erased.add(counts["erased"]),
         BulkJobModel.not_found.add(counts["not_found"]),
         BulkJobModel.failed.add(counts["failed"]),
         BulkJobModel.would_erase.add(counts["would_erase"]),
+        BulkJobModel.retained.add(kept["retained"]), BulkJobModel.held.add(kept["held"]),
         BulkJobModel.chunks_done.add({chunk_key}),
         BulkJobModel.report_parts.add({part}),
     ], condition=~BulkJobModel.chunks_done.contains(chunk_key))):
@@ -671,7 +675,8 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
                         *([BulkJobModel.message.set(message)] if message else [])])
     _work(tenant_id, job_id).clear()
     counts = {k: int(getattr(job, k) or 0) for k in
-              ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed")}
+              ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",
+               "retained", "held")}
     audit.append(tenant_id, "bulk_erasure_completed", actor="oblio",
                  details={"job_id": job_id, "status": status, **counts})
     outbound.emit("BulkErasureCompleted", tenant_id, job_id=job_id, status=status, **counts)

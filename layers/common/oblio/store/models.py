@@ -158,6 +158,9 @@ class BulkJobModel(Model):
     duplicates = NumberAttribute(null=True)
     failed = NumberAttribute(null=True)
     would_erase = NumberAttribute(null=True)
+    #: items kept by law (an exemption) and items on legal hold, over every erased line
+    retained = NumberAttribute(null=True)
+    held = NumberAttribute(null=True)
     blank_lines = NumberAttribute(null=True)
     ignored_columns = UnicodeSetAttribute(null=True)
     chunks = NumberAttribute(null=True)
