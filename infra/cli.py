@@ -93,7 +93,7 @@ def _local_up(args: argparse.Namespace) -> int:
     stack = LocalStack(api_port=args.api_port, aws_port=args.aws_port, datamap=args.datamap,
                        demo=not args.no_demo, demo_contacts=args.demo_contacts,
                        fixtures=args.fixtures, tenants=tuple(args.tenant or ()),
-                       state_file=args.state)
+                       state_file=args.state, aws_endpoint=args.aws_endpoint)
     try:
         info = stack.start()
     except DataMapError as exc:
@@ -101,6 +101,8 @@ def _local_up(args: argparse.Namespace) -> int:
         return 2
     print(f"\noblio is running.\n  API:        {info['api_url']}\n"
           f"  local AWS:  {info['aws_endpoint_url']} ({info['region']})")
+    if args.aws_endpoint:
+        print(f"  your data:  {args.aws_endpoint} (the data map's tables and buckets)")
     for tenant, t in info["tenants"].items():
         print(f"  {tenant + ' key:':<16}{t['api_key']}")
     print(f"  {'operator key:':<16}{info['operator_key']}  (tenants and keys: POST /v1/tenants)")
@@ -325,6 +327,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="create a tenant with an admin key (repeatable)")
     up.add_argument("--state", type=Path, default=None, metavar="FILE",
                     help="where to write the URLs and keys (default: .oblio/local.json)")
+    up.add_argument("--aws-endpoint", metavar="URL", default=None,
+                    help="a local AWS you already run (e.g. a moto server) holding your "
+                         "tables and buckets: the data map's tables and buckets are used "
+                         "there (and created there if missing); oblio's own stay in the local "
+                         "AWS it starts")
     up.set_defaults(fn=_local_up)
     be = sub.add_parser("bulk-erase", help="erase the people of a CSV (email, phone, "
                                            "external_id columns) and follow the job")

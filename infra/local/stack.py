@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,8 +44,10 @@ def free_port() -> int:
 
 
 def configure_environment(aws_port: int, datamap: Path | None = None,
-                          region: str = "eu-west-1") -> None:
-    """Point every AWS client of this process at the local AWS. Call before importing oblio."""
+                          region: str = "eu-west-1", data_endpoint: str | None = None) -> None:
+    """Point every AWS client of this process at the local AWS (and the data map's tables and
+    buckets at `data_endpoint`, the user's own local AWS, when given). Call before importing
+    oblio."""
     endpoint = f"http://127.0.0.1:{aws_port}"
     os.environ.update({
         "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
@@ -56,6 +59,10 @@ def configure_environment(aws_port: int, datamap: Path | None = None,
     })
     if datamap is not None:
         os.environ["OBLIO_DATAMAP"] = str(Path(datamap).resolve())
+    if data_endpoint:
+        os.environ["OBLIO_DATA_ENDPOINT_URL"] = data_endpoint
+    else:
+        os.environ.pop("OBLIO_DATA_ENDPOINT_URL", None)
 
 
 #: deliveries of one event to its target, as AWS retries an asynchronous invocation twice
@@ -184,6 +191,24 @@ class ScheduleTimer(threading.Thread):
         self.join(timeout=5)
 
 
+def _refuse_a_dead_endpoint(url: str) -> None:
+    """`--aws-endpoint` must answer as an AWS endpoint before anything is started."""
+    from infra.local import yours
+
+    if not re.match(r"^https?://[^/\s]+/?$", url):
+        raise yours.Refused([f"--aws-endpoint {url!r}: give the endpoint's URL, such as "
+                             "http://127.0.0.1:5000 (scheme, host and port, no path)"])
+    try:
+        urlopen(Request(url.rstrip("/") + "/", method="GET"), timeout=5).read()
+    except HTTPError:
+        return  # it answers (an AWS endpoint answers a bare GET with an error document)
+    except (URLError, OSError) as exc:
+        kind = type(exc).__name__
+        raise yours.Refused([f"--aws-endpoint {url}: nothing answers there ({kind}): start "
+                             "your local AWS first (e.g. `moto_server -p 5000`), or leave the "
+                             "option out to let oblio start one"]) from None
+
+
 @dataclass
 class LocalStack:
     api_port: int = 8000
@@ -199,6 +224,10 @@ class LocalStack:
     write_state: bool = True
     #: where the state (URLs, keys) is written; default .oblio/local.json of the checkout
     state_file: Path | None = None
+    #: a local AWS the user already runs (a moto server holding their tables and buckets):
+    #: the data map's tables and buckets are read, created when missing, and written there;
+    #: oblio's own tables, buckets and workflows stay in the local AWS this stack starts
+    aws_endpoint: str | None = None
     quiet: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     _moto: Any = None
@@ -214,7 +243,7 @@ class LocalStack:
     def start(self) -> dict[str, Any]:
         from infra.local import yours
 
-        configure_environment(self.aws_port, self.datamap)
+        configure_environment(self.aws_port, self.datamap, data_endpoint=self.aws_endpoint)
         import logging
 
         from moto.server import ThreadedMotoServer
@@ -237,6 +266,8 @@ class LocalStack:
                                     "letters, digits or '-' (not first or last), and not "
                                     "demo or demo-child"])
         self._refuse_a_running_stack()
+        if self.aws_endpoint:
+            _refuse_a_dead_endpoint(self.aws_endpoint)
         for port in (self.aws_port, self.api_port):
             # moto's server binds in a thread, where a taken port would go unnoticed and the
             # clients would talk to whatever listens there: refuse here instead
@@ -258,13 +289,14 @@ class LocalStack:
         from oblio.store import aws
 
         try:
-            made = yours.create_missing(dm, aws.client("dynamodb"), aws.client("s3"),
-                                        settings.region, silo)
+            ddb, s3 = aws.data_client("dynamodb"), aws.data_client("s3")
+            where = f" on {self.aws_endpoint}" if self.aws_endpoint else ""
+            made = yours.create_missing(dm, ddb, s3, settings.region, silo)
             for line in made:
-                self._say(f"created {line} (named by the data map)")
-            dmap.check_tables(dm, aws.client("dynamodb"), silo)
+                self._say(f"created {line}{where} (named by the data map)")
+            dmap.check_tables(dm, ddb, silo)
             if fixtures is not None:
-                yours.load_fixtures(fixtures, aws.client("dynamodb"), aws.client("s3"))
+                yours.load_fixtures(fixtures, ddb, s3)
                 self._say(f"fixtures: {fixtures.summary()} from {self.fixtures}")
         except Exception:
             self.stop()
@@ -290,6 +322,8 @@ class LocalStack:
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
             "aws_endpoint_url": endpoint, "region": settings.region,
+            # where the data map's tables and buckets are: the user's local AWS, or oblio's
+            "data_endpoint_url": self.aws_endpoint or endpoint,
             "tenants": tenants, "operator_key": operator,
         }
         if self.write_state:

@@ -255,10 +255,11 @@ def map_stack(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Any]:
 
     @contextmanager
     def start(datamap: Any, fixtures: Any, tenants: tuple[str, ...] = ("acme", "globex"),
-              timeout: float = 180) -> Iterator[dict[str, Any]]:
+              timeout: float = 180, extra: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
         try:
             with mapstack.running(datamap, fixtures, tenants,
-                                  tmp_path_factory.mktemp("mapstack"), timeout) as world:
+                                  tmp_path_factory.mktemp("mapstack"), timeout,
+                                  extra) as world:
                 yield world
         except mapstack.StackDidNotStart as exc:
             pytest.fail(str(exc))

@@ -36,16 +36,18 @@ def env() -> dict[str, str]:
 
 @contextmanager
 def running(datamap: Path, fixtures: Path, tenants: tuple[str, ...], state_dir: Path,
-            timeout: float = 180) -> Iterator[dict[str, Any]]:
+            timeout: float = 180, extra: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
     """The stack, until the block ends: `{"info"` (its `.oblio/local.json`), `"output"` (what
-    it printed), `"ddb"`, `"s3"` (boto3 clients of its local AWS)}`."""
+    it printed), `"ddb"`, `"s3"` (boto3 clients of the local AWS holding the data map's
+    tables and buckets), `"own_ddb"` (of oblio's own local AWS)}`. `extra`: more arguments of
+    `oblio local up`."""
     state = state_dir / "local.json"
     args = [sys.executable, "-m", "infra.cli", "local", "up", "--datamap", str(datamap),
             "--no-demo", "--fixtures", str(fixtures)]
     for t in tenants:
         args += ["--tenant", t]
     args += ["--api-port", str(free_port()), "--aws-port", str(free_port()),
-             "--state", str(state)]
+             "--state", str(state), *extra]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=env(), cwd=ROOT)
     try:
@@ -62,10 +64,13 @@ def running(datamap: Path, fixtures: Path, tenants: tuple[str, ...], state_dir: 
         if not state.exists():
             raise StackDidNotStart("the stack did not start:\n" + "".join(out))
         info = json.loads(state.read_text())
-        kw = {"endpoint_url": info["aws_endpoint_url"], "region_name": info["region"],
-              "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-        yield {"info": info, "output": "".join(out), "ddb": boto3.client("dynamodb", **kw),
-               "s3": boto3.client("s3", **kw)}
+        kw = {"region_name": info["region"], "aws_access_key_id": "testing",
+              "aws_secret_access_key": "testing"}
+        data = info.get("data_endpoint_url", info["aws_endpoint_url"])
+        yield {"info": info, "output": "".join(out),
+               "ddb": boto3.client("dynamodb", endpoint_url=data, **kw),
+               "s3": boto3.client("s3", endpoint_url=data, **kw),
+               "own_ddb": boto3.client("dynamodb", endpoint_url=info["aws_endpoint_url"], **kw)}
     finally:
         proc.terminate()
         try:

@@ -430,3 +430,16 @@ def test_check_tables_reports_every_mismatch_at_once(live):
     problems = check_problems(edit)
     assert [p.split(":")[0] for p in problems] == [f"table 'tickets' ({live}-tickets)",
                                                    f"table 'documents' ({live}-no)"]
+
+
+def test_a_map_naming_tables_or_buckets_like_oblios_own_is_refused_live(demo_map):
+    """oblio routes tables and buckets by its resource prefix: a map's table under it would
+    be taken for oblio's own."""
+    data = copy.deepcopy(DEMO)
+    data["tables"]["contacts"]["table"] = "oblio-contacts"
+    data["buckets"] = {**data.get("buckets", {}), "photos": "oblio-photos"}
+    problems = datamap.own_name_problems(datamap.parse(data))
+    assert any(p.startswith("table 'contacts' (oblio-contacts): its name starts with oblio's "
+                            "resource prefix 'oblio-'") for p in problems), problems
+    assert any(p.startswith("bucket 'photos' (oblio-photos)") for p in problems), problems
+    assert datamap.own_name_problems(demo_map) == []

@@ -88,9 +88,30 @@ def from_json(text: str) -> DataMap:
 def check_tables(dm: DataMap, dynamodb: Any, tenants: Iterable[str] = ()) -> None:
     """Compare the map with the live tables (a silo table's for each tenant given); raises
     DataMapError naming each mismatch."""
-    problems = mapcheck.live_problems(dm, dynamodb, tenants)
+    problems = own_name_problems(dm, tenants) + mapcheck.live_problems(dm, dynamodb, tenants)
     if problems:
         raise DataMapError(problems)
+
+
+def own_name_problems(dm: DataMap, tenants: Iterable[str] = ()) -> list[str]:
+    """Tables and buckets of the map named like oblio's own (the deployment's resource
+    prefix): oblio would take them for its own and route them so."""
+    s = get_settings()
+    out: list[str] = []
+    for name, t in dm.tables.items():
+        for physical in dict.fromkeys(t.physical(x) for x in (*tenants, "tenant")):
+            if s.own_resource(physical):
+                out.append(f"table '{name}' ({physical}): its name starts with oblio's "
+                           f"resource prefix '{s.resource_prefix}-', which names oblio's own "
+                           "tables; rename it, or deploy oblio with another "
+                           "OBLIO_RESOURCE_PREFIX")
+                break
+    for logical, bucket in dm.buckets.items():
+        if s.own_resource(bucket):
+            out.append(f"bucket '{logical}' ({bucket}): its name starts with oblio's "
+                       f"resource prefix '{s.resource_prefix}-'; rename it, or deploy oblio "
+                       "with another OBLIO_RESOURCE_PREFIX")
+    return out
 
 
 _current: dict[tuple[str, float], DataMap] = {}

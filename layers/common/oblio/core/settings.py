@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     #: the Secrets Manager secret holding the operator key (the scope above tenants: create
     #: tenants, manage any tenant's keys); default `<prefix>-operator-key`
     operator_secret: str | None = None
+    #: the local stack attached to a user's own local AWS (`oblio local up --aws-endpoint`):
+    #: the data map's tables and buckets are read and written there, oblio's own resources
+    #: stay in oblio's local AWS. Never set on AWS.
+    data_endpoint_url: str | None = None
+
+    def own_resource(self, name: str) -> bool:
+        """Whether a table or bucket is one of oblio's own (its name carries the resource
+        prefix; a data map naming a table or bucket under it is refused at load)."""
+        return name.startswith(f"{self.resource_prefix}-")
 
     def table(self, name: str) -> str:
         return physical_name(self.resource_prefix, "table", name)

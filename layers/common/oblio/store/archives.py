@@ -38,7 +38,7 @@ class MultipartWriter:
     def __init__(self, bucket: str, key: str, *, part_size: int, content_type: str,
                  tags: dict[str, str] | None = None, filename: str | None = None) -> None:
         self.bucket, self.key, self.part_size = bucket, key, max(part_size, 5 * MiB)
-        self._s3 = aws.client("s3")
+        self._s3 = aws.bucket_client(bucket)
         extra = encryption_args(content_type, tags, filename)
         self._upload_id = self._s3.create_multipart_upload(Bucket=bucket, Key=key,
                                                            **extra)["UploadId"]
@@ -116,7 +116,7 @@ class MultipartWriter:
 def open_object(bucket: str, key: str) -> tuple[Iterator[bytes], int] | None:
     """The object's bytes as a stream of chunks and its size; None when S3 does not hold it
     (no such key, or its latest version is a delete marker)."""
-    s3 = aws.client("s3")
+    s3 = aws.bucket_client(bucket)
     try:
         resp = s3.get_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exc:
@@ -127,7 +127,7 @@ def open_object(bucket: str, key: str) -> tuple[Iterator[bytes], int] | None:
 
 
 def exists(bucket: str, key: str) -> bool:
-    s3 = aws.client("s3")
+    s3 = aws.bucket_client(bucket)
     try:
         s3.head_object(Bucket=bucket, Key=key)
     except s3.exceptions.ClientError as exc:

@@ -74,16 +74,39 @@ def count_calls(client: Any) -> None:
                 _counted.add(id(client))
 
 
-def client(service: str) -> Any:
-    """The process's client for `service` (follows AWS_ENDPOINT_URL like every boto3 client)."""
-    found = _clients.get(service)
+def data_client(service: str) -> Any:
+    """The client for the tenant's own data (the data map's tables and buckets): the
+    process's client, or, on a local stack attached to the user's own local AWS, a client of
+    that endpoint."""
+    endpoint = get_settings().data_endpoint_url
+    return client(service) if not endpoint else client(service, endpoint)
+
+
+def table_client(table: str) -> Any:
+    """The DynamoDB client for `table`: oblio's own tables on oblio's AWS, the others (the
+    data map's) where the tenant's data lives."""
+    return client("dynamodb") if get_settings().own_resource(table) else \
+        data_client("dynamodb")
+
+
+def bucket_client(bucket: str) -> Any:
+    """The S3 client for `bucket`: oblio's own buckets on oblio's AWS, the others (the data
+    map's) where the tenant's data lives."""
+    return client("s3") if get_settings().own_resource(bucket) else data_client("s3")
+
+
+def client(service: str, endpoint_url: str | None = None) -> Any:
+    """The process's client for `service` (follows AWS_ENDPOINT_URL like every boto3 client,
+    or talks to `endpoint_url`)."""
+    name = service if endpoint_url is None else f"{service}@{endpoint_url}"
+    found = _clients.get(name)
     if found is not None:
         return found
     with _lock:
-        if service not in _clients:
+        if name not in _clients:
             s = get_settings()
             c = boto3.session.Session().client(
-                service, region_name=s.region,
+                service, region_name=s.region, endpoint_url=endpoint_url,
                 # standard mode: exponential backoff with full jitter on throttles, 5xx and
                 # connection errors; what outlasts 10 attempts is a TransientError for the
                 # state machine's Retry
@@ -91,8 +114,8 @@ def client(service: str) -> Any:
                               max_pool_connections=32),
             )
             c.meta.events.register("after-call.*.*", _after_call)
-            _clients[service] = c
-        return _clients[service]
+            _clients[name] = c
+        return _clients[name]
 
 
 def reset_clients() -> None:

@@ -32,12 +32,11 @@ def delete_all_versions(refs: list[tuple[str, str]],
     `seen(found)`, when given, is called with the count found before anything is deleted, and
     its answer is what this returns: a caller records the count first, so that a retry that
     finds the objects already gone still reports them."""
-    s3 = aws.client("s3")
     by_bucket: dict[str, list[dict[str, str]]] = defaultdict(list)
     found = 0
     for bucket, key in refs:
         had = False
-        paginator = s3.get_paginator("list_object_versions")
+        paginator = aws.bucket_client(bucket).get_paginator("list_object_versions")
         for page in paginator.paginate(Bucket=bucket, Prefix=key):
             for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
                 if v["Key"] == key:
@@ -46,7 +45,7 @@ def delete_all_versions(refs: list[tuple[str, str]],
         found += had
     reported = seen(found) if seen is not None else found
     for bucket, objects in by_bucket.items():
-        left = _delete_versions(s3, bucket, objects)
+        left = _delete_versions(aws.bucket_client(bucket), bucket, objects)
         if left:
             raise TransientError(f"S3 could not delete {len(left)} object versions in "
                                  f"bucket {bucket}")
@@ -77,17 +76,16 @@ def _delete_versions(s3: Any, bucket: str, objects: list[dict[str, str]],
 
 def versions_left(refs: list[tuple[str, str]]) -> int:
     """How many of the (bucket, key) objects still have any version or delete marker."""
-    s3 = aws.client("s3")
     left = 0
     for bucket, key in refs:
-        resp = s3.list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=10)
+        resp = aws.bucket_client(bucket).list_object_versions(Bucket=bucket, Prefix=key, MaxKeys=10)
         if any(v["Key"] == key for v in resp.get("Versions", []) + resp.get("DeleteMarkers", [])):
             left += 1
     return left
 
 
 def _versions_under(bucket: str, prefix: str) -> list[dict[str, str]]:
-    s3 = aws.client("s3")
+    s3 = aws.bucket_client(bucket)
     out: list[dict[str, str]] = []
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
                                                                   Prefix=prefix):
@@ -99,13 +97,12 @@ def _versions_under(bucket: str, prefix: str) -> list[dict[str, str]]:
 def delete_prefixes(refs: list[tuple[str, str]]) -> int:
     """Delete every version and delete marker of every object under each (bucket, prefix);
     returns the number of objects (keys) that had any version."""
-    s3 = aws.client("s3")
     found = 0
     for bucket, prefix in refs:
         versions = _versions_under(bucket, prefix)
         found += len({v["Key"] for v in versions})
         for start in range(0, len(versions), 1000):
-            resp = s3.delete_objects(Bucket=bucket,
+            resp = aws.bucket_client(bucket).delete_objects(Bucket=bucket,
                                      Delete={"Objects": versions[start:start + 1000],
                                              "Quiet": True})
             if resp.get("Errors"):
@@ -117,11 +114,10 @@ def delete_prefixes(refs: list[tuple[str, str]]) -> int:
 def left_under(refs: list[tuple[str, str]]) -> int:
     """How many objects (keys) under the (bucket, prefix)es still have any version or
     delete marker."""
-    s3 = aws.client("s3")
     left = 0
     for bucket, prefix in refs:
         keys: set[str] = set()
-        resp = s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
+        resp = aws.bucket_client(bucket).list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
         for v in resp.get("Versions", []) + resp.get("DeleteMarkers", []):
             keys.add(v["Key"])
         left += len(keys) if not resp.get("IsTruncated") else max(len(keys), 1000)
@@ -130,7 +126,7 @@ def left_under(refs: list[tuple[str, str]]) -> int:
 
 def current_keys(bucket: str, prefix: str) -> list[str]:
     """The keys of the current objects under a prefix (ListObjectsV2, paginated)."""
-    s3 = aws.client("s3")
+    s3 = aws.bucket_client(bucket)
     out: list[str] = []
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out += [o["Key"] for o in page.get("Contents", [])]
@@ -139,19 +135,19 @@ def current_keys(bucket: str, prefix: str) -> list[str]:
 
 def size_of(bucket: str, key: str) -> int:
     """The object's size in bytes (HeadObject)."""
-    return int(aws.client("s3").head_object(Bucket=bucket, Key=key)["ContentLength"])
+    return int(aws.bucket_client(bucket).head_object(Bucket=bucket, Key=key)["ContentLength"])
 
 
 def read_head(bucket: str, key: str, length: int) -> bytes:
     """The object's first `length` bytes (a ranged GetObject)."""
-    resp = aws.client("s3").get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}")
+    resp = aws.bucket_client(bucket).get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}")
     data: bytes = resp["Body"].read()
     return data
 
 
 def stream(bucket: str, key: str) -> Any:
     """The object's body, a stream read as it is consumed (never held whole in memory)."""
-    return aws.client("s3").get_object(Bucket=bucket, Key=key)["Body"]
+    return aws.bucket_client(bucket).get_object(Bucket=bucket, Key=key)["Body"]
 
 
 def _work_bucket() -> str:
@@ -184,7 +180,7 @@ def put_encrypted(bucket: str, key: str, body: bytes | IO[bytes], *, content_typ
                   tags: dict[str, str] | None = None, size: int | None = None) -> None:
     """Write one object, encrypted. `body` is bytes, or a file read from its start: with its
     `size`, in one PutObject; without, streamed (S3's managed upload, in parts when large)."""
-    s3 = aws.client("s3")
+    s3 = aws.bucket_client(bucket)
     extra = encryption_args(content_type, tags)
     if isinstance(body, bytes):
         s3.put_object(Bucket=bucket, Key=key, Body=body, **extra)

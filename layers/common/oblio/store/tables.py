@@ -56,7 +56,7 @@ def query_key(table: str, partition: tuple[str, Any],
 
 def _pages(params: dict[str, Any]) -> Iterator[Item]:
     """Every item a Query answers, page after page."""
-    ddb = aws.client("dynamodb")
+    ddb = aws.table_client(params["TableName"])
     while True:
         page = ddb.query(**params)
         for raw in page.get("Items", []):
@@ -68,7 +68,7 @@ def _pages(params: dict[str, Any]) -> Iterator[Item]:
 
 def batch_get(table: str, keys: list[Item]) -> list[Item]:
     """The items that exist among `keys` (100 a call, unprocessed keys retried)."""
-    ddb = aws.client("dynamodb")
+    ddb = aws.table_client(table)
     out: list[Item] = []
     for start in range(0, len(keys), 100):
         pending: dict[str, Any] = {table: {"Keys": [to_ddb(k) for k in keys[start:start + 100]],
@@ -87,7 +87,7 @@ def batch_get(table: str, keys: list[Item]) -> list[Item]:
 
 def batch_delete(table: str, keys: list[Item]) -> int:
     """Delete `keys` in BatchWriteItem calls of 25; returns how many deletes were sent."""
-    ddb = aws.client("dynamodb")
+    ddb = aws.table_client(table)
     for start in range(0, len(keys), 25):
         pending: dict[str, Any] = {table: [{"DeleteRequest": {"Key": to_ddb(k)}}
                                            for k in keys[start:start + 25]]}
@@ -161,7 +161,7 @@ def update(table: str, key: Item, set_values: dict[Location, Any], remove: list[
     }
     if values:
         params["ExpressionAttributeValues"] = values
-    ddb = aws.client("dynamodb")
+    ddb = aws.table_client(table)
     try:
         ddb.update_item(**params)
     except ddb.exceptions.ConditionalCheckFailedException:
@@ -171,7 +171,7 @@ def update(table: str, key: Item, set_values: dict[Location, Any], remove: list[
 
 def batch_put(table: str, items: list[Item]) -> None:
     """Write items in batches of 25 (used by the demo loader and tests)."""
-    ddb = aws.client("dynamodb")
+    ddb = aws.table_client(table)
     for start in range(0, len(items), 25):
         pending: dict[str, Any] = {table: [{"PutRequest": {"Item": to_ddb(i)}}
                                            for i in items[start:start + 25]]}
@@ -220,7 +220,7 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
     params: dict[str, Any] = {}
     if conditions:
         params["ConditionExpression"] = " AND ".join(conditions)
-    ddb = aws.client("dynamodb")
+    ddb = aws.table_client(table)
     try:
         ddb.update_item(
             TableName=table, Key=to_ddb(key), UpdateExpression="SET " + ", ".join(parts),
@@ -271,7 +271,7 @@ def query_below(table: str, index: str, partition: tuple[str, str], sort: tuple[
     params["Limit"] = limit
     if start:
         params["ExclusiveStartKey"] = start
-    page = aws.client("dynamodb").query(**params)
+    page = aws.table_client(table).query(**params)
     return [from_ddb(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
 
 
@@ -288,5 +288,5 @@ def scan_page(table: str, segment: int, segments: int, limit: int,
     names: dict[str, str] = {}
     if projection:
         _projected(params, names, projection)
-    page = aws.client("dynamodb").scan(**params)
+    page = aws.table_client(table).scan(**params)
     return [from_ddb(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
