@@ -57,7 +57,6 @@ from oblio.store import tables as store
 from oblio.store.models import RetentionPolicyModel, RetentionSweepModel, TenantModel, plain
 
 ACTIONS = POLICY_ACTIONS
-ENDED = ("completed", "completed_with_errors", "failed")
 FIELDS = ("table", "date_attribute", "older_than", "action", "filter", "hold_attribute",
           "enabled", "description", "scope")
 #: "items": the action applies to the table's items found; "subjects": each item found names a
@@ -691,7 +690,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
     A retried report writes the audit entry once."""
     s = get_settings()
     m = load_sweep(tenant_id, sweep_id)
-    if m.status in ENDED:
+    if m.status in chunks.ENDED:
         return {"status": m.status}
     spec = (plain(m.policy) or {})
     counts, io, done = totals(m)
