@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 ARGS    ?=
 
-.PHONY: run test unit integration infra lint bench synth deploy clean
+.PHONY: install run test unit integration infra lint bench synth deploy clean
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -20,6 +20,9 @@ $(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
 $(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[local,dev,cdk]'
 	touch $(STAMP) $(RUN_STAMP)
+
+## install: the runtime and the local stack in .venv (what `make run` installs), no start
+install: $(RUN_STAMP)
 
 ## run: start the local stack (embedded AWS + API) with the demo tenants and data
 run: $(RUN_STAMP)

@@ -35,7 +35,7 @@ def env() -> dict[str, str]:
 
 
 @contextmanager
-def running(datamap: Path, fixtures: Path, tenants: tuple[str, ...], state_dir: Path,
+def running(datamap: Path, fixtures: Path | None, tenants: tuple[str, ...], state_dir: Path,
             timeout: float = 180, extra: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
     """The stack, until the block ends: `{"info"` (its `.oblio/local.json`), `"output"` (what
     it printed), `"ddb"`, `"s3"` (boto3 clients of the local AWS holding the data map's
@@ -43,7 +43,7 @@ def running(datamap: Path, fixtures: Path, tenants: tuple[str, ...], state_dir: 
     `oblio local up`."""
     state = state_dir / "local.json"
     args = [sys.executable, "-m", "infra.cli", "local", "up", "--datamap", str(datamap),
-            "--no-demo", "--fixtures", str(fixtures)]
+            "--no-demo", *(("--fixtures", str(fixtures)) if fixtures else ())]
     for t in tenants:
         args += ["--tenant", t]
     args += ["--api-port", str(free_port()), "--aws-port", str(free_port()),
