@@ -85,3 +85,32 @@ def call(world: dict[str, Any], tenant: str, method: str, path: str, body: Any =
     key = world["info"]["tenants"][tenant]["api_key"]
     return http.request(method, world["info"]["api_url"] + path, params=params or None,
                         json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+
+
+@contextmanager
+def their_aws(timeout: float = 30) -> Iterator[str]:
+    """A local AWS of the user's own (a moto server in its own process, as a team runs one:
+    a server in this process would share the suite's in-memory AWS), until the block ends;
+    yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=env(), cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                http.get(f"{url}/moto-api/", timeout=2)
+                break
+            except http.ConnectionError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise StackDidNotStart(f"moto server on {url} did not start") from None
+                time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()

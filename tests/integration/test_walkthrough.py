@@ -16,9 +16,7 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
-from infra.local.stack import free_port
 from tests.integration import mapstack
 from tests.integration.mapstack import call
 
@@ -34,11 +32,9 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def theirs() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    """The user's own local AWS, running before oblio starts."""
+    with mapstack.their_aws() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from infra.local.stack import free_port
+from tests.integration import mapstack
 from tests.integration.mapstack import call
 from tests.integration.test_your_tables import EXAMPLE, _up
 
@@ -22,11 +22,8 @@ from tests.integration.test_your_tables import EXAMPLE, _up
 @pytest.fixture(scope="module")
 def theirs() -> Iterator[str]:
     """The user's own local AWS, running before oblio starts."""
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with mapstack.their_aws() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
