@@ -297,3 +297,18 @@ def test_the_live_check_knows_the_index_is_keyed_by_the_shadow(typed_world):
     got = mapcheck.live_problems(datamap.parse(raw), typed_world["ddb"])
     assert any("index 'by_email' is keyed (tenant_id, _oblio_email), not (tenant_id, email)"
                in p for p in got), got
+
+
+# -- sweeps over whole subjects ------------------------------------------------------------------
+
+def test_a_sweep_names_the_subject_of_a_typed_item_by_its_canonical_identities(dm):
+    from oblio.pipeline import find
+
+    t = dm.tables["people"]
+    assert find.item_identities(t, ANNA, "DE") == {"email": "anna.berg@example.com",
+                                                   "phone": "+33612345678"}
+    dora = {"person_id": "p-4", "email": "not an address", "phone": "call me"}
+    assert find.item_identities(t, dora, "FR") == {}  # nothing that parses names nobody
+    canonical = datamap.load(ROOT / "examples" / "my-product" / "map.yaml")
+    assert find.item_identities(canonical.tables["contacts"], {"email": "a@b.example"},
+                                None) == {"email": "a@b.example"}

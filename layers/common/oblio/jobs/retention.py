@@ -585,11 +585,8 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
     through the engine; each subject keeps its own pseudonyms."""
     act = "anonymise" if action == "anonymise" else "erase"
     for item in store.batch_get(t.physical(tenant.tenant_id), manifest["keys"]):
-        ids: dict[str, str] = {}
-        for attr, kind in t.identity_attributes().items():
-            value = item.get(attr)
-            if isinstance(value, str) and value:
-                ids.setdefault(kind, value)
+        # an identity stored as typed is looked up (and referred to) in its canonical form
+        ids = find.item_identities(t, item, tenant.phone_region)
         if not ids:  # no identity left (anonymised already): nothing names a subject
             counts["kept"] += 1
             continue

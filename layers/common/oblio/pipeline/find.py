@@ -205,6 +205,20 @@ def _pointers(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | 
     return out
 
 
+def item_identities(t: TableMap, item: Item, region: str | None) -> dict[str, str]:
+    """The identities an item names, as the walk looks them up (first attribute of each
+    kind): a canonical attribute's value as stored, an as-typed one's canonical form (its
+    shadow as the writers compute it; none when the value does not parse)."""
+    typed = shadows.names(t)
+    wanted = shadows.wanted(t, item, region) if typed else {}
+    ids: dict[str, str] = {}
+    for attr, kind in t.identity_attributes().items():
+        value = wanted.get(typed[attr]) if attr in typed else item.get(attr)
+        if isinstance(value, str) and value:
+            ids.setdefault(kind, value)
+    return ids
+
+
 def identity_refs(dm: DataMap, keys: TenantKeys, fp: Footprint, named: dict[str, str],
                   region: str | None) -> dict[str, list[str]]:
     """HMACs of the identities named and of those found on the subject's items (so that the
