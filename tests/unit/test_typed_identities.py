@@ -312,3 +312,21 @@ def test_a_sweep_names_the_subject_of_a_typed_item_by_its_canonical_identities(d
     canonical = datamap.load(ROOT / "examples" / "my-product" / "map.yaml")
     assert find.item_identities(canonical.tables["contacts"], {"email": "a@b.example"},
                                 None) == {"email": "a@b.example"}
+
+
+@pytest.mark.parametrize("edit, taken", [
+    (lambda people: people["attributes"].update(
+        {"_oblio_email": {"category": "technical", "anonymise": "keep"}}),
+     "a mapped attribute"),
+    (lambda people: people["attributes"].update(
+        {"anonymised": {"category": "identity", "identity": "external_id",
+                        "stored": "as_typed", "anonymise": "null"}}),
+     "oblio's anonymised marker"),
+])
+def test_a_shadow_that_would_take_another_attributes_name_is_refused(edit, taken):
+    raw = copy.deepcopy(RAW)
+    edit(raw["tables"]["people"])
+    with pytest.raises(DataMapError) as err:
+        datamap.parse(raw)
+    assert any(f"would be {taken}; rename the attribute" in p for p in err.value.problems), \
+        err.value.problems

@@ -97,6 +97,12 @@ def problems(dm: DataMap) -> list[str]:
             if a.identity and a.identity not in dm.identities:
                 out.append(f"{aw}: identity '{a.identity}' is not in the map's identities")
             out += _stored_problems(aw, attr, a, t)
+            shadow = shadow_name(attr)
+            taken = "oblio's anonymised marker" if dm.is_marker(shadow) else \
+                "a mapped attribute" if shadow in known else None
+            if a.stored == "as_typed" and taken:
+                out.append(f"{aw}: its shadow '{shadow}' would be {taken}; rename the "
+                           "attribute (or the other one), or store it canonically")
             rewrites = t.on_erase == "anonymise" or t.on_anonymise == "anonymise"
             if attr in t.key.names and a.anonymise not in (None, "keep") and rewrites:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
