@@ -160,3 +160,33 @@ def test_erasure_of_the_typed_person_leaves_nothing_and_touches_nobody_else(type
     assert after[("typed-people", "globex", "p-1")]["_oblio_email"] == ANNA_EMAIL
     again = call(typed, "acme", "GET", "/v1/subjects", email=ANNA_EMAIL).json()
     assert again["found"] is False
+
+
+def test_a_bulk_erasure_finds_the_typed_phone_through_its_shadow(typed):
+    """Bruno's phone is stored "+39 333 123 4567"; the CSV names it "+393331234567"."""
+    import csv
+
+    before = items(typed)
+    r = call(typed, "acme", "POST", "/v1/bulk-erasures", {})
+    assert r.status_code == 201, r.text
+    content = b"phone\n+393331234567\n+33 6 00 00 00 00\n"
+    assert http.put(r.json()["upload_url"], data=content, timeout=60).status_code == 200
+    path = f"/v1/bulk-erasures/{r.json()['job_id']}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        job = call(typed, "acme", "GET", path).json()
+        if job["status"] in ("completed", "completed_with_errors", "failed"):
+            break
+        time.sleep(0.5)
+    assert job["status"] == "completed", job
+    rows = list(csv.DictReader(io.StringIO(http.get(job["report_url"], timeout=60).text)))
+    assert [x["outcome"] for x in rows] == ["erased", "not_found"], rows
+    after = items(typed)
+    assert ("typed-people", "acme", "p-2") not in after
+    shell = after[("typed-orders", "acme", "o-3")]
+    assert "person_id" not in shell and "_oblio_buyer_email" not in shell
+    text = _text([i for k, i in after.items() if k[1] == "acme"])
+    for value in ("bruno.costa@example.com", "+393331234567", "333 123 4567", "bruno"):
+        assert value not in text, value
+    changed = {k for k in before if before[k] != after.get(k)}
+    assert changed == {("typed-people", "acme", "p-2"), ("typed-orders", "acme", "o-3")}
