@@ -330,3 +330,17 @@ def test_a_shadow_that_would_take_another_attributes_name_is_refused(edit, taken
         datamap.parse(raw)
     assert any(f"would be {taken}; rename the attribute" in p for p in err.value.problems), \
         err.value.problems
+
+
+def test_a_single_table_index_may_hold_the_tenant_in_its_sort_template_beside_the_shadow():
+    """Single-table design: the index is partitioned by the shadow and sorted by the item's
+    key template, whose constant start with the tenant keeps every read in the tenant."""
+    raw = _v2({"partition": "_oblio_email",
+               "sort": {"attribute": "pk", "template": "TENANT#{tenant}#P#{person_id}"}})
+    raw["tables"]["people"]["attributes"]["pk"] = {"category": "technical",
+                                                   "anonymise": "keep"}
+    dm = datamap.parse(raw)
+    t = dm.tables["people"]
+    c = layout.condition(dm, t, t.find[0], "acme", "anna.berg@example.com")
+    assert c.partition == ("_oblio_email", "anna.berg@example.com")
+    assert c.sort == ("pk", "begins_with", "TENANT#acme#P#")
