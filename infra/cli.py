@@ -276,6 +276,9 @@ def _datamap_check(args: argparse.Namespace) -> int:
     sampled = ", ".join(f"{t} {n}" for t, n in report.sampled.items())
     objects = ", ".join(f"{b} {n}" for b, n in report.objects.items()) or "no bucket"
     print(f"sampled items: {sampled}; object keys: {objects}")
+    for attr, (holding, right) in report.coverage.items():
+        print(f"shadow coverage: {attr}: {right} of {holding} sampled items holding it have "
+              "a right shadow")
     for w in report.warnings:
         print(f"warning: {w}")
     print(f"{len(report.warnings)} warning(s)" if report.warnings else

@@ -22,8 +22,9 @@ import phonenumbers
 import yaml
 from boto3.dynamodb.types import TypeDeserializer
 
+from oblio.core import shadows
 from oblio.core.datamap import DataMap
-from oblio.core.identity import normalise_email
+from oblio.core.identity import SHADOW_PREFIX, normalise_email
 
 EMAIL = re.compile(r"^\s*[^@\s]+@[^@\s]+\.[^@\s]+\s*$")
 PHONE = re.compile(r"^\s*\+?[\d][\d ().-]{6,}\d\s*$")
@@ -89,6 +90,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     sampled: dict[str, int] = field(default_factory=dict)
     objects: dict[str, int] = field(default_factory=dict)
+    #: "table.attribute" of each identity stored as typed -> (sampled items holding it or
+    #: its shadow, those whose shadow is right)
+    coverage: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def warn(self, text: str) -> None:
         self.warnings.append(text)
@@ -109,12 +113,14 @@ def check_data(dm: DataMap, dynamodb: Any, s3: Any, limit: int = 300,
         rep.sampled[physical] = len(items)
         named: set[str] = {dm.tenant_attribute, dm.anonymised_marker}
         for t in entries.values():
-            named |= set(t.attributes) | set(t.key.names)
+            named |= set(t.attributes) | set(t.key.names) | set(shadows.names(t).values())
             if t.ttl_attribute:
                 named.add(t.ttl_attribute)
         unknown: Counter[str] = Counter()
         odd: Counter[tuple[str, str]] = Counter()
         looks: Counter[tuple[str, str]] = Counter()
+        #: (attribute, shadow) -> [items holding either, items whose shadow is right]
+        covered: dict[tuple[str, str], list[int]] = {}
         for item in items:
             for p, v in paths(item):
                 top = p.split(".")[0].split("[")[0]
@@ -124,12 +130,19 @@ def check_data(dm: DataMap, dynamodb: Any, s3: Any, limit: int = 300,
                     if kind:
                         looks[(p, kind)] += 1
             for t in entries.values():
+                right = shadows.wanted(t, item, region)
+                for attr, shadow in shadows.names(t).items():
+                    if item.get(attr) is None and shadow not in item:
+                        continue
+                    seen = covered.setdefault((attr, shadow), [0, 0])
+                    seen[0] += 1
+                    seen[1] += item.get(shadow) == right[shadow]
                 for attr, spec in t.attributes.items():
                     v = item.get(attr)
                     if v is None:
                         continue
-                    if spec.identity in ("email", "phone") and \
-                            not _canonical(spec.identity, v, region):
+                    if spec.identity in ("email", "phone") and spec.stored == "canonical" \
+                            and not _canonical(spec.identity, v, spec.region or region):
                         odd[(attr, spec.identity)] += 1
                     if spec.category == "non_personal" and looks_like(v):
                         looks[(attr, str(looks_like(v)))] += 1
@@ -138,7 +151,17 @@ def check_data(dm: DataMap, dynamodb: Any, s3: Any, limit: int = 300,
         for (attr, kind), n in sorted(odd.items()):
             rep.warn(f"table {physical}: attribute '{attr}' holds {kind} values not stored "
                      f"canonically in {n} of {len(items)} sampled items (no shadow attribute "
-                     "covers them: a search by the canonical form will not find them)")
+                     "covers them: a search by the canonical form will not find them); if "
+                     "people's typing is kept as it is, declare it 'stored: as_typed' and "
+                     "add the index on its shadow")
+        for (attr, shadow), (holding, right) in sorted(covered.items()):
+            rep.coverage[f"{physical}.{attr}"] = (holding, right)
+            if right < holding:
+                rep.warn(f"table {physical}: attribute '{attr}' is stored as typed, but "
+                         f"{holding - right} of the {holding} sampled items holding it lack "
+                         f"a right shadow '{shadow}' (missing, or not the canonical form of "
+                         "the value): a search will not find them until the shadow backfill "
+                         "has run over the table")
         for p, n in sorted(unknown.items()):
             rep.warn(f"table {physical}: attribute '{p}' is in {n} of {len(items)} sampled "
                      "items but the map does not name it (give it a category and a rule)")
@@ -227,8 +250,8 @@ def draft(dynamodb: Any, tables: list[str], buckets: list[str], limit: int = 300
                 values[p.split(".")[0].split("[")[0]].append(v)
         attrs: dict[str, Any] = {}
         for attr in sorted(values):
-            if attr == tenant:
-                continue
+            if attr == tenant or attr.startswith(SHADOW_PREFIX):
+                continue  # oblio's own shadows: their attribute is drafted as typed below
             if attr in key.values():
                 attrs[attr] = {"category": "technical", "anonymise": "keep"}
                 continue
@@ -259,6 +282,13 @@ def draft(dynamodb: Any, tables: list[str], buckets: list[str], limit: int = 300
             if gk.get("HASH") != tenant or not gk.get("RANGE"):
                 continue
             attr = gk["RANGE"]
+            typed = attr.removeprefix(SHADOW_PREFIX)
+            if typed != attr and (attrs.get(typed) or {}).get("identity"):
+                # an index on oblio's shadow: the identity is stored as typed
+                attrs[typed]["stored"] = "as_typed"
+                notes.append(f"{lname}.{typed}: stored as typed (an index is keyed by its "
+                             f"shadow {attr}) # review")
+                attr = typed
             ident = (attrs.get(attr) or {}).get("identity")
             if ident:
                 finds.append({"identity": ident, "index": g["IndexName"], "attribute": attr})

@@ -19,7 +19,7 @@ from typing import IO, Any
 from boto3.dynamodb.types import Binary
 
 from oblio.control import records
-from oblio.core import clock, paths
+from oblio.core import clock, paths, shadows
 from oblio.core.cells import csv_safe
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.observability import logger
@@ -121,8 +121,11 @@ class TablePart:
         out: dict[str, Any] = {}
         files: list[dict[str, Any]] = []
         mine = {paths.top(a) for a in t.roles[role].attributes} if role else set()
+        derived = set(shadows.names(t).values())
         for attr, value in item.items():
-            if attr == dm.tenant_attribute or dm.is_marker(attr):
+            # a shadow is oblio's canonical copy of an attribute shown beside it: the
+            # table's `derived_by_oblio` names it instead (see package._table_meta)
+            if attr == dm.tenant_attribute or dm.is_marker(attr) or attr in derived:
                 continue
             if role is not None and attr not in mine and attr not in t.key.names:
                 if t.attributes.get(attr) is None or t.attributes[attr].export:

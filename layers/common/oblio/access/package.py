@@ -22,7 +22,7 @@ from oblio.access.collect import (
 )
 from oblio.control import ledger, records
 from oblio.control.tenants import get_tenant
-from oblio.core import clock
+from oblio.core import clock, shadows
 from oblio.core.datamap import DataMap
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
@@ -91,11 +91,26 @@ def _table_meta(dm: DataMap, name: str, outcome: dict[str, Any], csv_path: str,
     by_category: dict[str, list[str]] = {}
     for c in header:
         by_category.setdefault(category(t, c), []).append(c)
-    return {"purpose": t.purpose or None, "legal_basis": e.legal_basis or None,
-            "recipients": e.recipients, "retention": e.retention or None,
-            "source": e.source or None, "csv": csv_path,
-            "count": int(outcome.get("exported", 0)), "attributes": attrs,
-            "categories": by_category}
+    meta: dict[str, Any] = {
+        "purpose": t.purpose or None, "legal_basis": e.legal_basis or None,
+        "recipients": e.recipients, "retention": e.retention or None,
+        "source": e.source or None, "csv": csv_path,
+        "count": int(outcome.get("exported", 0)), "attributes": attrs,
+        "categories": by_category}
+    derived = derived_by_oblio(dm, name)
+    if derived:
+        meta["derived_by_oblio"] = derived
+    return meta
+
+
+def derived_by_oblio(dm: DataMap, name: str) -> dict[str, str]:
+    """The attributes oblio adds to a table's items and leaves out of the items exported,
+    each with what it holds: the shadow of an identity stored as typed is its canonical
+    form (so that nothing is hidden, the export says it exists and where its value is)."""
+    return {shadow: f"the normalised form of '{attr}' (as oblio compares it), which oblio "
+                    f"keeps to find these records; its value is the one under '{attr}', "
+                    "written the canonical way"
+            for attr, shadow in shadows.names(dm.tables[name]).items()}
 
 
 def _stamp(name: str, when: datetime, stored: bool = False) -> zipfile.ZipInfo:

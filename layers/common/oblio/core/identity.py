@@ -114,3 +114,22 @@ def parse_subject(raw: Any, region: str | None, allowed: tuple[str, ...] = IDENT
         raise Invalid("subject", "subject names no identity: give at least one of "
                                  f"{', '.join(allowed)}")
     return out
+
+
+SHADOW_PREFIX = "_oblio_"
+
+
+def shadow_name(attribute: str) -> str:
+    """The attribute holding the canonical form of an as-typed identity attribute."""
+    return f"{SHADOW_PREFIX}{attribute}"
+
+
+def shadow_value(kind: str, raw: Any, region: str | None) -> str | None:
+    """The canonical form of a value stored as typed, or None when it does not parse as an
+    identity of `kind` (a malformed stored value gets no shadow; nothing is raised)."""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return None
+    try:
+        return normalise(kind, raw, region)
+    except Invalid:
+        return None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from oblio.core import templates
+from oblio.core.identity import shadow_name
 from oblio.core.mapmodel import DataMap, Find, KeyPart, KeySchema, TableMap
 
 
@@ -27,15 +28,23 @@ class KeyCondition:
     sort: tuple[str, Literal["=", "begins_with"], Any] | None
 
 
+def queried(t: TableMap, f: Find) -> str:
+    """The attribute a find's key condition compares with the value it looks up: the find's
+    attribute, or, when that identity is stored as typed, its shadow `_oblio_<attribute>`
+    (which holds the canonical form the walk looks up)."""
+    return shadow_name(f.attribute) if f.attribute in t.as_typed() else f.attribute
+
+
 def target(dm: DataMap, t: TableMap, f: Find) -> KeySchema:
     """The key schema a find queries: its index's (declared, or in version 1 the tenant
-    attribute and the find's attribute), or the base table's."""
+    attribute and the find's attribute, or its shadow when stored as typed), or the base
+    table's."""
     if f.index is None:
         return t.key
     declared = t.indexes.get(f.index)
     if declared is not None:
         return declared
-    return KeySchema(partition=dm.tenant_attribute, sort=f.attribute)
+    return KeySchema(partition=dm.tenant_attribute, sort=queried(t, f))
 
 
 def _value(dm: DataMap, part: KeyPart, known: dict[str, Any]) -> Any:
@@ -66,7 +75,7 @@ def sort_prefix(t: TableMap) -> str | None:
 def condition(dm: DataMap, t: TableMap, f: Find, tenant_id: str, value: Any) -> KeyCondition:
     """The key condition of the find's Query for one value."""
     keys = target(dm, t, f)
-    known = {templates.TENANT: tenant_id, f.attribute: value}
+    known = {templates.TENANT: tenant_id, queried(t, f): value}
     p = keys.partition_part
     partition = (p.attribute, _value(dm, p, known))
     s = keys.sort_part
@@ -142,7 +151,8 @@ def problems(dm: DataMap, name: str, t: TableMap, i: int, f: Find) -> list[str]:
     fw = f"table '{name}', find #{i}"
     keys = target(dm, t, f)
     where = f"index '{f.index}'" if f.index else "the table's key"
-    known = {templates.TENANT, f.attribute}
+    attr = queried(t, f)
+    known = {templates.TENANT, attr}
     out: list[str] = []
     p = keys.partition_part
     try:
@@ -150,23 +160,26 @@ def problems(dm: DataMap, name: str, t: TableMap, i: int, f: Find) -> list[str]:
         stpl = keys.sort_part.parsed if keys.sort_part else None
     except templates.TemplateError as exc:
         return [f"{fw}: {where}: {exc}"]
+    if attr != f.attribute:
+        typed = _as_typed_problem(fw, where, keys, f.attribute, attr)
+        if typed:
+            return [typed]
     if ptpl is not None:
         missing = [x for x in ptpl.fields if x not in known]
         if missing:
             out.append(f"{fw}: the partition template '{p.template}' of {where} names "
                        f"'{{{missing[0]}}}', which this find does not supply (it knows the "
-                       f"tenant and '{f.attribute}'); query an index whose partition holds "
+                       f"tenant and '{attr}'); query an index whose partition holds "
                        "only those")
-    elif p.attribute not in (dm.tenant_attribute, f.attribute):
+    elif p.attribute not in (dm.tenant_attribute, attr):
         out.append(f"{fw}: the partition key '{p.attribute}' of {where} is neither the tenant "
-                   f"attribute nor the find's attribute '{f.attribute}'; give it a template "
+                   f"attribute nor the find's attribute '{attr}'; give it a template "
                    "(e.g. 'TENANT#{tenant}#EMAIL#{email}') or query another index")
     s = keys.sort_part
     sort_known = known
-    uses = _uses(dm, p, f.attribute, known) or (s is not None and _uses(dm, s, f.attribute,
-                                                                       sort_known))
+    uses = _uses(dm, p, attr, known) or (s is not None and _uses(dm, s, attr, sort_known))
     if not out and not uses:
-        out.append(f"{fw}: the key condition on {where} does not use '{f.attribute}', so its "
+        out.append(f"{fw}: the key condition on {where} does not use '{attr}', so its "
                    "Query would read every item of the tenant; put the attribute in the "
                    "partition or sort key (or its template), or query an index keyed by it")
     tenant = _tenant_in(dm, p) or (s is not None and stpl is not None and
@@ -180,3 +193,26 @@ def problems(dm: DataMap, name: str, t: TableMap, i: int, f: Find) -> list[str]:
                    "template (e.g. 'TENANT#{tenant}#EMAIL#{email}'), key it by the tenant "
                    "attribute, or make the table name a template of {tenant}")
     return out
+
+
+def _as_typed_problem(fw: str, where: str, keys: KeySchema, attribute: str, shadow: str,
+                      ) -> str | None:
+    """A find by an identity stored as typed queries its shadow, which the writers keep as a
+    plain attribute: the index must be keyed by `_oblio_<attribute>` itself, not by the
+    attribute as typed nor by a template (nothing writes a composed key from the shadow)."""
+    fix = (f"key an index by the tenant attribute and '{shadow}' (e.g. indexes: "
+           f"{{by-{attribute}: {{partition: tenant_id, sort: {shadow}}}}}) and find through it")
+    if where == "the table's key":
+        return (f"{fw}: '{attribute}' is stored as typed, so it is found through its shadow "
+                f"'{shadow}', which the table's key does not hold; {fix}")
+    for part in keys.parts:
+        tpl = part.parsed
+        if tpl is None and part.attribute != attribute:
+            continue
+        if tpl is not None and attribute not in tpl.fields and shadow not in tpl.fields:
+            continue
+        return (f"{fw}: {where} is keyed by '{part.template or part.attribute}', but "
+                f"'{attribute}' is stored as typed: a Query of it with the canonical value "
+                f"misses the items typed otherwise, and oblio writes the canonical form only "
+                f"to the plain attribute '{shadow}'; {fix}")
+    return None

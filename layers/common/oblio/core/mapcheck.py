@@ -10,8 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import phonenumbers
+
 from oblio.core import layout, paths, templates
-from oblio.core.mapmodel import PERSONAL, DataMap, TableMap, parses
+from oblio.core.identity import shadow_name
+from oblio.core.mapmodel import PERSONAL, Attribute, DataMap, TableMap, parses
 
 
 def problems(dm: DataMap) -> list[str]:
@@ -93,6 +96,13 @@ def problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: s3 bucket '{a.s3}' is not declared under 'buckets'")
             if a.identity and a.identity not in dm.identities:
                 out.append(f"{aw}: identity '{a.identity}' is not in the map's identities")
+            out += _stored_problems(aw, attr, a, t)
+            shadow = shadow_name(attr)
+            taken = "oblio's anonymised marker" if dm.is_marker(shadow) else \
+                "a mapped attribute" if shadow in known else None
+            if a.stored == "as_typed" and taken:
+                out.append(f"{aw}: its shadow '{shadow}' would be {taken}; rename the "
+                           "attribute (or the other one), or store it canonically")
             rewrites = t.on_erase == "anonymise" or t.on_anonymise == "anonymise"
             if attr in t.key.names and a.anonymise not in (None, "keep") and rewrites:
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
@@ -307,6 +317,30 @@ def _file_problems(dm: DataMap, where: str, t: TableMap) -> list[str]:
             out.append(f"{fw}: prefix '{text}' must end with '/' after its last field, or "
                        "it would also reach the files of items whose id starts the same "
                        "(employee 1 and employee 10)")
+    return out
+
+
+def _stored_problems(aw: str, attr: str, a: Attribute, t: TableMap) -> list[str]:
+    """`stored: as_typed` and `region` make sense only where a shadow can sit beside them."""
+    out: list[str] = []
+    if a.stored == "as_typed":
+        if not a.identity:
+            out.append(f"{aw}: 'stored: as_typed' applies to identity attributes; add "
+                       "'identity: email|phone|external_id' or remove 'stored'")
+        elif parses(attr) and paths.nested(attr):
+            out.append(f"{aw}: 'stored: as_typed' needs a top-level attribute (its shadow "
+                       f"'{shadow_name(attr)}' is indexed beside it); copy the value "
+                       "to a top-level attribute")
+        elif attr in t.key.names:
+            out.append(f"{aw}: a key attribute cannot be 'stored: as_typed' (the key is "
+                       "queried as stored); find through an index on its shadow "
+                       f"'{shadow_name(attr)}' instead, or store it canonically")
+    if a.region is not None:
+        if a.identity != "phone":
+            out.append(f"{aw}: 'region' applies to phone attributes only; remove it")
+        elif a.region not in phonenumbers.SUPPORTED_REGIONS:
+            out.append(f"{aw}: region '{a.region}' is not a region code; give a two-letter "
+                       "ISO 3166 code such as 'FR' or 'DE'")
     return out
 
 

@@ -47,6 +47,13 @@ class Attribute(_Strict):
     s3: str | None = None
     #: the value is about another person: redacted in the subject's export
     other_person: bool = False
+    #: how an identity attribute's values are stored: `canonical` (as oblio normalises
+    #: them: lower-case e-mails, E.164 phones, trimmed ids) or `as_typed` (as people typed
+    #: them: oblio keeps their canonical form in a shadow attribute `_oblio_<name>`, written
+    #: by the backfill and the stream consumer, and finds the subject through an index on it)
+    stored: Literal["canonical", "as_typed"] = "canonical"
+    #: the region national phone numbers stored here are read in (default: the tenant's)
+    region: str | None = None
 
     @field_validator("anonymise", "erase")
     @classmethod
@@ -332,6 +339,11 @@ class TableMap(_Strict):
 
     def identity_attributes(self) -> dict[str, str]:
         return {n: a.identity for n, a in self.attributes.items() if a.identity}
+
+    def as_typed(self) -> dict[str, Attribute]:
+        """Identity attributes stored as typed, which carry a shadow attribute."""
+        return {n: a for n, a in self.attributes.items()
+                if a.identity and a.stored == "as_typed"}
 
     def rule(self, attribute: str, action: str = "anonymise") -> str:
         """The strategy `action` ("anonymise" or "erase") applies to `attribute` (a

@@ -42,7 +42,7 @@ from ulid import ULID
 
 from oblio.control import audit, records
 from oblio.control.tenants import Principal, get_tenant
-from oblio.core import clock, datamap, identity
+from oblio.core import clock, datamap
 from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody, parse
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
@@ -587,7 +587,8 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
     `retained`; each subject keeps her own pseudonyms."""
     act = "anonymise" if action == "anonymise" else "erase"
     for item in store.batch_get(t.physical(tenant.tenant_id), manifest["keys"]):
-        ids = _identities(t, item, tenant.phone_region)
+        # an identity stored as typed is looked up (and referred to) in its canonical form
+        ids = find.item_identities(t, item, tenant.phone_region)
         if not ids:  # no identity left (anonymised already): nothing names a subject
             counts["kept"] += 1
             continue
@@ -606,21 +607,6 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
             counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker,
                                                                    subject_ref=ref))
             counts["files_remaining"] += _files_left(dm, name, act, m)
-
-
-def _identities(t: TableMap, item: dict[str, Any], region: str | None) -> dict[str, str]:
-    """The identities an item names, normalised as lookups need them (a value that does not
-    parse as its identity names nobody)."""
-    ids: dict[str, str] = {}
-    for attr, kind in t.identity_attributes().items():
-        value = item.get(attr)
-        if kind in ids or value is None:
-            continue
-        try:
-            ids[kind] = identity.normalise(kind, value, region)
-        except Invalid:
-            continue
-    return ids
 
 
 def _export(tenant: Any, t: TableMap, sweep_id: str, sk: str, keys: list[Any]) -> int:

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import clock, identity, layout, paths
+from oblio.core import clock, identity, layout, paths, shadows
 from oblio.core.datamap import DataMap, TableMap
 from oblio.store import tables as store
 
@@ -65,6 +65,9 @@ def _projection(dm: DataMap, name: str) -> set[str]:
     flags |= {p.attribute for p in t.key_parts()}
     if t.entity is not None and t.entity.attribute:
         flags.add(t.entity.attribute)
+    # the shadows of identities stored as typed: the subject's canonical values, which
+    # actions remove and verification checks like the attributes they shadow
+    flags |= set(shadows.names(t).values())
     # a path is read whole from its top-level attribute (a projection cannot say "every
     # element of a list")
     return set(t.key.names) | {_top(a) for a in wanted} | flags
@@ -117,9 +120,16 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
             else:
                 src, attr = f.source  # type: ignore[misc]
                 st = dm.tables[src]
+                # an identity stored as typed is read in its canonical form (its shadow)
+                attr = shadows.names(st).get(attr, attr)
                 values = _unique(v for i in found.get(src, {}).values()
                                  for v in st.field_values(i, attr, tenant_id)
                                  if _queryable(v))
+                typed = t.as_typed().get(f.attribute)
+                if typed is not None and typed.identity:
+                    # this table's shadow holds the canonical form: look that up
+                    values = _unique(identity.shadow_value(typed.identity, v, None)
+                                     for v in values)
             for value in values:
                 fp.queries += 1
                 c = layout.condition(dm, t, f, tenant_id, value)
@@ -195,13 +205,39 @@ def _pointers(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | 
     return out
 
 
+def item_identities(t: TableMap, item: Item, region: str | None) -> dict[str, str]:
+    """The identities an item names, as the walk looks them up (first attribute of each
+    kind): a canonical attribute's value as stored, an as-typed one's canonical form (its
+    shadow as the writers compute it; none when the value does not parse)."""
+    typed = shadows.names(t)
+    wanted = shadows.wanted(t, item, region) if typed else {}
+    ids: dict[str, str] = {}
+    for attr, kind in t.identity_attributes().items():
+        value = wanted.get(typed[attr]) if attr in typed else item.get(attr)
+        if isinstance(value, str) and value:
+            ids.setdefault(kind, value)
+    return ids
+
+
 def identity_refs(dm: DataMap, keys: TenantKeys, fp: Footprint, named: dict[str, str],
                   region: str | None) -> dict[str, list[str]]:
     """HMACs of the identities named and of those found on the subject's items (so that the
     suppression list covers the phone of a subject who was named by e-mail)."""
     values: dict[str, set[str]] = {k: {v} for k, v in named.items()}
     for name, items in fp.items.items():
-        for attr, kind in dm.tables[name].identity_attributes().items():
+        t = dm.tables[name]
+        typed = t.as_typed()
+        kind_of = {shadow: typed[attr].identity for attr, shadow in shadows.names(t).items()}
+        for item in items if typed else ():
+            # stored as typed: the canonical form as the writers compute it (a value that
+            # does not parse has none, and is no identity of hers)
+            for shadow, value in shadows.wanted(t, item, region).items():
+                typed_kind = kind_of[shadow]
+                if value is not None and typed_kind:
+                    values.setdefault(typed_kind, set()).add(value)
+        for attr, kind in t.identity_attributes().items():
+            if attr in typed:
+                continue
             for raw in (v for item in items for _, v in paths.values(item, attr)):
                 if raw is None:
                     continue

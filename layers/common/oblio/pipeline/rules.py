@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import paths
+from oblio.core import paths, shadows
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.paths import Location
@@ -69,6 +69,14 @@ def changes_for(t: TableMap, changes: dict[str, Any]) -> dict[str, Any]:
                     out[attr] = value
         elif name in t.attributes:
             out[name] = value
+    # an identity stored as typed gets its new canonical form in its shadow too, so that
+    # the old one is neither found nor kept
+    for attr, shadow in shadows.names(t).items():
+        a = t.attributes[attr]
+        canonical = shadows.shadow_value(a.identity or "", out[attr], a.region) \
+            if attr in out else None
+        if canonical is not None:
+            out[shadow] = canonical
     return out
 
 
@@ -154,14 +162,23 @@ def role_rewrite(t: TableMap, role: str, item: Item, action: str, keys: TenantKe
         for loc, v in paths.values(item, attr):
             apply_rule(r.rule(attr, action), attr, loc, v, t, keys, subject_ref, sets,
                        removes)
+    removes += role_shadows(t, role, item, action)
     return sets, removes
+
+
+def role_shadows(t: TableMap, role: str, item: Item, action: str) -> list[Location]:
+    """The shadows (canonical copies) of the as-typed identities a role rewrites that the
+    item holds: they go with the value they copy."""
+    r = t.roles[role]
+    return [shadow for attr, shadow in shadows.names(t).items()
+            if attr in r.attributes and r.rule(attr, action) != "keep" and shadow in item]
 
 
 def role_remains(t: TableMap, role: str, item: Item, action: str) -> list[Location]:
     """The places of an item in `role` that the role's rules remove and the item holds."""
     r = t.roles[role]
     return [loc for attr in r.attributes if r.rule(attr, action) == "null"
-            for loc, _ in paths.values(item, attr)]
+            for loc, _ in paths.values(item, attr)] + role_shadows(t, role, item, action)
 
 
 def table_mode(dm: DataMap, name: str, action: str, params: dict[str, Any] | None = None
@@ -177,9 +194,16 @@ def places(dm: DataMap, t: TableMap, item: Item, action: str
     street`, `annexes[].s3_key`) decides only what the path reaches; inside a map or list
     that holds mapped paths, what the map does not name follows its nearest mapped
     ancestor's rule (none: it goes, as an unmapped top-level attribute does). Keys, the
-    tenant attribute and oblio's markers are never rewritten."""
+    tenant attribute and oblio's markers are never rewritten. The shadow of an identity
+    stored as typed (its canonical copy) is kept only where that identity is kept, and
+    removed wherever its rule changes it (an HMAC or a pseudonym has no canonical form)."""
+    shadowed = {shadow: attr for attr, shadow in shadows.names(t).items()}
     for attr, value in item.items():
         if attr in t.key.names or dm.is_marker(attr) or attr == dm.tenant_attribute:
+            continue
+        if attr in shadowed:
+            kept = t.rule(shadowed[attr], action) == "keep"
+            yield attr, "keep" if kept else "null", attr, value
             continue
         for owner, loc, v in t.tree.walk(attr, value):
             name = t.path_names.get(owner) if owner else None
@@ -264,9 +288,11 @@ def split_held(t: TableMap, items: list[Item]) -> tuple[list[Item], list[tuple[I
 
 def retained_places(dm: DataMap, t: TableMap, item: Item) -> Iterator[tuple[str, str, Location,
                                                                              Any]]:
-    """The places a retained item's explicit `erase:` rules rewrite (all else is kept)."""
+    """The places a retained item's explicit `erase:` rules rewrite (all else is kept); the
+    shadow of an as-typed identity follows that identity's rule."""
+    shadowed = {shadow: attr for attr, shadow in shadows.names(t).items()}
     for attr, rule, loc, v in places(dm, t, item, "erase"):
-        spec = t.attributes.get(attr)
+        spec = t.attributes.get(shadowed.get(attr, attr))
         if spec is not None and spec.erase is not None and rule != "keep":
             yield attr, rule, loc, v
 
@@ -287,4 +313,8 @@ def identifying_values(dm: DataMap, name: str, items: list[Item]) -> list[Any]:
     attrs = [a for a, spec in t.attributes.items()
              if (spec.category == "identity" or spec.identity) and a not in t.key.names
              and not spec.other_person]
+    # an identity stored as typed also in its canonical form (its shadow): a phone typed
+    # "06 12 34 56 78" is "+33612345678" in the shadow, and neither may survive
+    attrs += [shadow for attr, shadow in shadows.names(t).items()
+              if not t.attributes[attr].other_person]
     return [v for i in items for a in attrs for _, v in paths.values(i, a)]

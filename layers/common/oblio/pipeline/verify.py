@@ -9,7 +9,7 @@ from typing import Any
 from oblio.control import records
 from oblio.control.crypto import TenantKeys
 from oblio.control.tenants import get_tenant
-from oblio.core import clock, paths
+from oblio.core import clock, paths, shadows
 from oblio.core.datamap import DataMap
 from oblio.pipeline import find
 from oblio.pipeline.find import Item
@@ -70,9 +70,11 @@ def _remaining(dm: DataMap, t: Any, table: str, m: str, action: str, group: dict
             wrong = any(rule == "null" for _, rule, _, _ in retained_places(dm, t, item))
         elif m == "anonymise":
             # in a role, only what the role names is hers (the rest is about someone else)
+            # (a shadow is the canonical copy of the identity it shadows: checked with it)
             own = [a for a in item if a not in t.key.names and not dm.is_marker(a)
                    and a != dm.tenant_attribute] if role is None else \
-                [a for a in t.roles[role].attributes]
+                [*t.roles[role].attributes,
+                 *(s for a, s in shadows.names(t).items() if a in t.roles[role].attributes)]
             values = [item[a] for a in own if a in item] if role is None else \
                 [v for a in own for _, v in paths.values(item, a)]
             leaked = bool(identifying and keys and value_refs(keys, values) & identifying)
