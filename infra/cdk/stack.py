@@ -32,6 +32,7 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -137,6 +138,7 @@ class OblioStack(Stack):
                 self.api = self._api(f)
         for rule in routes(catalogue, config.schedules):
             self._rule(rule)
+        self._shadow_streams()
         self._alarms()
         self._dashboard()
         CfnOutput(self, "ResourcePrefix", value=self.prefix,
@@ -582,6 +584,31 @@ class OblioStack(Stack):
                     targets=[target], description=f"oblio: {rule.name}: {what} -> {kind} {name}")
 
     # -- operations -------------------------------------------------------------------------
+
+    def _shadow_streams(self) -> None:
+        """The shadow_stream function on each tenant table's stream (`shadow_stream_arns`):
+        partial batch failures reported, a failing batch halved until the bad record is
+        alone, retried 5 times, then its description sent to the dead-letter queue."""
+        if "shadow_stream" not in self.functions:
+            return
+        fn = self.functions["shadow_stream"]
+        arns = list(self.config.shadow_stream_arns)
+        if arns:
+            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
+                sid="ReadShadowStreams", resources=arns,
+                actions=["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                         "dynamodb:GetShardIterator", "dynamodb:ListStreams"]))
+            self.dead_letters.grant_send_messages(self.roles["shadow_stream"])
+        for i, arn in enumerate(arns):
+            lambda_.EventSourceMapping(
+                self, f"ShadowStream{i}", target=fn, event_source_arn=arn,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON, batch_size=100,
+                max_batching_window=Duration.seconds(1), bisect_batch_on_error=True,
+                retry_attempts=5, report_batch_item_failures=True,
+                on_failure=lambda_event_sources.SqsDlq(self.dead_letters))
+        CfnOutput(self, "ShadowStreamFunction", value=self.physical("function", "shadow_stream"),
+                  description="the function to attach to the streams of tenant tables with "
+                              "identities stored as typed (context value shadow_stream_arns)")
 
     def _function_names(self) -> list[tuple[str, str]]:
         return [(f.name, self.physical("function", f.name)) for f in self.catalogue.functions]
