@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsii
 from aws_cdk import (
     AssetHashType,
     Aws,
@@ -32,7 +33,6 @@ from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_event_sources as lambda_event_sources
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -598,15 +598,22 @@ class OblioStack(Stack):
                 sid="ReadShadowStreams", resources=arns,
                 actions=["dynamodb:DescribeStream", "dynamodb:GetRecords",
                          "dynamodb:GetShardIterator", "dynamodb:ListStreams"]))
-            self.dead_letters.grant_send_messages(self.roles["shadow_stream"])
+            # the failed batches' descriptions (ids and sequence numbers, no image) go to the
+            # dead-letter queue, encrypted with the deployment key: exact actions, no wildcard
+            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
+                sid="ShadowStreamFailures", resources=[self.dead_letters.queue_arn],
+                actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]))
+            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
+                sid="ShadowStreamFailuresKey", resources=[self.key.key_arn],
+                actions=["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]))
         for i, arn in enumerate(arns):
             lambda_.EventSourceMapping(
                 self, f"ShadowStream{i}", target=fn, event_source_arn=arn,
                 starting_position=lambda_.StartingPosition.TRIM_HORIZON, batch_size=100,
                 max_batching_window=Duration.seconds(1), bisect_batch_on_error=True,
                 retry_attempts=5, report_batch_item_failures=True,
-                on_failure=lambda_event_sources.SqsDlq(self.dead_letters))
-        CfnOutput(self, "ShadowStreamFunction", value=self.physical("function", "shadow_stream"),
+                on_failure=_QueueOnFailure(self.dead_letters))
+        CfnOutput(self, "ShadowStreamConsumer", value=self.physical("function", "shadow_stream"),
                   description="the function to attach to the streams of tenant tables with "
                               "identities stored as typed (context value shadow_stream_arns)")
 
@@ -667,6 +674,18 @@ class OblioStack(Stack):
             cw.GraphWidget(title="Function errors", width=9, left=[
                 _lambda_metric("Errors", physical, hour, label=n)
                 for n, physical in self._function_names()]))
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class _QueueOnFailure:
+    """An event source mapping's on-failure destination: the queue, with the grants the
+    stack writes itself (the CDK's own adds KMS wildcards)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(self, _target: Any, _handler: Any) -> lambda_.DlqDestinationConfig:
+        return lambda_.DlqDestinationConfig(destination=self.queue.queue_arn)
 
 
 def _lambda_metric(metric: str, function_name: str, period: Duration,
