@@ -182,7 +182,8 @@ def decide(dm: DataMap, tables: Iterable[str], item: dict[str, Any], tenant_id: 
     sets: dict[str, str] = {}
     removes: list[str] = []
     expect: dict[str, Any] = {}
-    unparsable, mine, key_names = 0, False, ()
+    unparsable, mine = 0, False
+    key_names: tuple[str, ...] = ()
     for name in tables:
         t = dm.tables[name]
         if not layout.selects(dm, t, item, tenant_id):

@@ -66,12 +66,12 @@ def on_record(record: dict[str, Any], dm: Any = None) -> str:
     by_tenant: dict[str, list[str]] = {}
     for logical, tenant in shadowscan.owners(dm, table, item):
         by_tenant.setdefault(tenant, []).append(logical)
-    for tenant, logical in by_tenant.items():
+    for tenant, names in by_tenant.items():
         try:
             region = _region(tenant)
         except NotFound:
             continue  # an item of no tenant oblio knows: not ours to shadow
-        seen = shadowscan.decide(dm, logical, item, tenant, region)
+        seen = shadowscan.decide(dm, names, item, tenant, region)
         if not seen.mine:
             continue
         if seen.write is None:
