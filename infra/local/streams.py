@@ -12,6 +12,7 @@ record's image holds personal data; the file never does).
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -58,10 +59,21 @@ def enable(dynamodb: Any, tables: Iterable[str]) -> list[str]:
     return made
 
 
+def _json_value(value: Any) -> Any:
+    """An attribute value as a Lambda event carries it: binary (B, BS) as base64 text."""
+    if isinstance(value, bytes | bytearray):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {k: _json_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_value(v) for v in value]
+    return value
+
+
 def _plain(record: dict[str, Any], arn: str) -> dict[str, Any]:
     """A record as the Lambda event carries it: JSON, with its stream's ARN."""
     body = dict(record)
-    ddb = dict(body.get("dynamodb") or {})
+    ddb = {k: _json_value(v) for k, v in (body.get("dynamodb") or {}).items()}
     when = ddb.get("ApproximateCreationDateTime")
     if hasattr(when, "timestamp"):
         ddb["ApproximateCreationDateTime"] = int(when.timestamp())

@@ -303,3 +303,46 @@ def test_a_record_without_its_image_says_how_to_fix_the_stream_never_a_value(dm)
     with pytest.raises(shadowstream.BadRecord) as exc:
         shadowstream.on_record(_record("1", None, "INSERT"))
     assert "NEW_IMAGE" in str(exc.value) and TABLE in str(exc.value)
+
+
+def test_a_failed_backfill_resumes_from_its_checkpoints_and_only_a_failed_one(dm, monkeypatch):
+    from oblio.core.errors import Conflict
+    from oblio.jobs import backfill
+    from oblio.store import workflows
+
+    started: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(workflows, "start", lambda sm, name, payload: started.append(
+        (name, payload)) or "arn")
+    _put(*_many(3))
+    bid = backfill.create(world.principal("acme"), _body(segments=2))["backfill_id"]
+    with pytest.raises(Conflict):
+        backfill.resume(world.principal("acme"), bid)  # it runs: nothing to resume
+    backfill.run_segment("acme", bid, TABLE, 0)
+    backfill.fail("acme", bid, {"Error": "TransientError", "Cause": "throttled"})
+    assert backfill.to_json(backfill.load("acme", bid))["status"] == "failed"
+    out = backfill.resume(world.principal("acme"), bid)
+    assert (out["status"], out["attempt"]) == ("running", 2)
+    name, payload = started[-1]
+    assert name == f"backfill-{bid}-2"
+    assert payload["segments"] == [{"table": TABLE, "segment": 0}, {"table": TABLE,
+                                                                    "segment": 1}]
+    assert payload["tenant_id"] == "acme" and "Person" not in str(payload)  # references only
+    assert backfill.run_segment("acme", bid, TABLE, 0) == {"done": True}  # finished stays
+
+
+def test_the_local_poller_hands_binary_attributes_over_as_the_lambda_event_does():
+    import base64
+    import json
+    from datetime import UTC, datetime
+
+    from infra.local.streams import _plain
+
+    rec = {"eventName": "INSERT", "dynamodb": {
+        "ApproximateCreationDateTime": datetime(2026, 1, 1, tzinfo=UTC),
+        "NewImage": {"pk": {"S": "a"}, "blob": {"B": b"\x00\x01"}, "set": {"BS": [b"x"]}},
+        "SequenceNumber": "1"}}
+    out = _plain(rec, ARN)
+    json.dumps(out)  # a Lambda payload is JSON
+    assert out["eventSourceARN"] == ARN
+    assert out["dynamodb"]["NewImage"]["blob"] == {"B": base64.b64encode(b"\x00\x01").decode()}
+    assert out["dynamodb"]["ApproximateCreationDateTime"] == 1767225600
