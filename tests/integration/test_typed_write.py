@@ -18,6 +18,7 @@ import requests as http
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "typed"
 TABLE = "typed-contacts"
+LEADS = "acme-typed-leads"
 EXPECTED = {  # (tenant, contact) -> the shadows it must carry (None: none)
     ("acme", "c-001"): ("anna.berg@example.com", "+33612345678"),
     ("acme", "c-002"): ("bruno.costa@example.com", "+33698765432"),
@@ -63,7 +64,8 @@ def _finished(world: dict[str, Any], tenant: str, backfill_id: str,
 
 
 def test_the_stack_streams_the_typed_table_and_loads_fixtures_without_shadows(typed):
-    assert f"enabled the stream of table {TABLE}" in typed["output"]
+    for name in (TABLE, LEADS, "globex-typed-leads"):
+        assert f"enabled the stream of table {name}" in typed["output"]
     spec = typed["ddb"].describe_table(TableName=TABLE)["Table"]["StreamSpecification"]
     assert spec == {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     assert not any(k.startswith("_oblio_") for i in _items(typed).values() for k in i)
@@ -73,7 +75,9 @@ def test_a_backfill_writes_every_shadow_of_the_tenant_once_and_says_what_it_did(
     r = _call(typed, "acme", "POST", "/v1/backfills", {}, **{"Idempotency-Key": "bf-1"})
     assert r.status_code == 202, r.text
     started = r.json()
-    assert started["tables"] == ["contacts"] and started["segments"]["total"] == 4
+    # contacts: the tenant's partition of a pooled table, one Query segment; leads: the
+    # tenant's own (silo) table, a Scan in 4 parallel segments
+    assert started["tables"] == ["contacts", "leads"] and started["segments"]["total"] == 5
     again = _call(typed, "acme", "POST", "/v1/backfills", {}, **{"Idempotency-Key": "bf-1"})
     assert again.json()["backfill_id"] == started["backfill_id"]  # one backfill, not two
     out = _finished(typed, "acme", started["backfill_id"])
@@ -84,22 +88,35 @@ def test_a_backfill_writes_every_shadow_of_the_tenant_once_and_says_what_it_did(
         assert items[key].get("_oblio_phone") == phone, key
     # globex's item sits in the same (pooled) table: acme's backfill leaves it alone
     assert not any(k.startswith("_oblio_") for k in items[("globex", "c-001")])
+    leads = {i["lead_id"]["S"]: i for i in typed["ddb"].scan(TableName=LEADS)["Items"]}
+    for lead_id, item in leads.items():
+        if lead_id == "l-003":  # "not an address": no shadow
+            assert "_oblio_email" not in item
+        else:
+            assert item["_oblio_email"] == {"S": f"lead.{int(lead_id[2:])}@example.com"}
+    globex_leads = typed["ddb"].scan(TableName="globex-typed-leads")["Items"]
+    assert not any(k.startswith("_oblio_") for i in globex_leads for k in i)
     c = out["counts"]
-    assert c["items_scanned"] == 5  # the Scan reads the whole pooled table
-    assert (c["items_read"], c["items_written"], c["already_right"]) == (4, 4, 0)
-    assert c["values_unparsable"] == 1 and c["items_left"] == 0
-    assert out["segments"] == {"done": 4, "total": 4}
-    assert out["io"]["dynamodb.Scan"] >= 4 and out["io"]["dynamodb.UpdateItem"] >= 4
+    per = out["physical_tables"]
+    # the pooled table: only acme's partition read (a Query), globex's item never
+    assert per[TABLE]["counts"]["items_scanned"] == 4
+    assert per[LEADS]["counts"]["items_scanned"] == 12 and per[LEADS]["segments_done"] == 4
+    # l-003's only identity does not parse: it needs no shadow, and has none: already right
+    assert (c["items_read"], c["items_written"], c["already_right"]) == (16, 15, 1)
+    assert c["values_unparsable"] == 2 and c["items_left"] == 0
+    assert out["segments"] == {"done": 5, "total": 5}
+    assert out["io"]["dynamodb.Query"] >= 1 and out["io"]["dynamodb.Scan"] >= 4
+    assert out["io"]["dynamodb.UpdateItem"] >= 15  # the shadow writes (and checkpoints)
     assert out["elapsed_seconds"] > 0
     assert "not a number" not in json.dumps(out)  # a value that does not parse: counted only
     listed = _call(typed, "acme", "GET", "/v1/backfills").json()["items"]
     assert listed[0]["backfill_id"] == started["backfill_id"]
     # a re-run finds every shadow right and writes nothing
-    rerun = _call(typed, "acme", "POST", "/v1/backfills", {"tables": ["contacts"]},
+    rerun = _call(typed, "acme", "POST", "/v1/backfills", {},
                   **{"Idempotency-Key": "bf-2"}).json()
     done = _finished(typed, "acme", rerun["backfill_id"])
     assert done["status"] == "completed"
-    assert (done["counts"]["items_written"], done["counts"]["already_right"]) == (0, 4)
+    assert (done["counts"]["items_written"], done["counts"]["already_right"]) == (0, 16)
 
 
 def test_an_item_put_raw_gets_its_shadow_from_the_stream_within_seconds(typed):

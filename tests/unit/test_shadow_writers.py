@@ -59,12 +59,60 @@ def _target(dm: Any, tenant: str = "acme") -> Any:
 # -- what one item needs (pure) -------------------------------------------------------------------
 
 
-def test_a_pooled_tables_scan_is_filtered_to_the_tenant_and_reads_only_key_values_and_shadows(
-        dm):
+def test_a_pooled_table_keyed_by_the_tenant_is_read_by_a_query_of_the_tenants_partition(dm):
     t = _target(dm)
-    assert t.tenant_filter == ("tenant_id", "=", "acme")
+    assert t.partition == ("tenant_id", "acme") and t.tenant_filter is None
     assert t.projection == ("_oblio_email", "_oblio_phone", "contact_id", "email", "phone",
                             "tenant_id")  # never `name`, nor anything else of the item
+
+
+def _shared_map() -> Any:
+    from oblio.core.datamap import parse
+
+    return parse({"version": 2, "name": "t", "tables": {"people": {
+        "table": "shared", "key": {"partition": {
+            "attribute": "pk", "template": "TENANT#{tenant}#P#{person_id}"}},
+        "find": [{"identity": "external_id", "attribute": "person_id"}],
+        "attributes": {
+            "person_id": {"category": "identity", "identity": "external_id",
+                          "anonymise": "keep"},
+            "email": {"category": "identity", "identity": "email", "stored": "as_typed",
+                      "anonymise": "null"}}}}})
+
+
+def test_a_pooled_table_with_a_partition_per_item_is_scanned_filtered_to_the_tenant():
+    from oblio.core import shadowscan
+
+    dm = _shared_map()
+    [t] = shadowscan.targets(dm, "acme", ["people"])
+    assert t.partition is None
+    assert t.tenant_filter == ("pk", "begins_with", "TENANT#acme#P#")
+    # and what the filter lets through is checked again: only the tenant's items are written
+    other = {"pk": "TENANT#acme2#P#7", "email": "A@B.COM"}
+    assert shadowscan.decide(dm, ["people"], other, "acme", None).mine is False
+    mine = {"pk": "TENANT#acme#P#7", "email": "A@B.COM"}
+    seen = shadowscan.decide(dm, ["people"], mine, "acme", None)
+    assert seen.write is not None and seen.write.key == {"pk": "TENANT#acme#P#7"}
+
+
+def test_a_scan_page_reads_only_the_tenants_items_of_a_shared_table(aws):
+    from oblio.core import shadowscan
+    from oblio.store import aws as oblio_aws
+    from oblio.store import tables
+
+    oblio_aws.client("dynamodb").create_table(
+        TableName="shared", BillingMode="PAY_PER_REQUEST",
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    tables.batch_put("shared", [{"pk": f"TENANT#{t}#P#{i}", "email": "X@Y.COM", "bio": "b"}
+                                for t in ("acme", "globex") for i in range(5)])
+    [t] = shadowscan.targets(_shared_map(), "acme", ["people"])
+    items, last, scanned = tables.scan_page_counted("shared", 0, 1, 100,
+                                                    projection=t.projection,
+                                                    where=t.tenant_filter)
+    assert last is None and scanned == 10  # DynamoDB reads (and bills) every tenant's items
+    assert sorted(i["pk"] for i in items) == [f"TENANT#acme#P#{i}" for i in range(5)]
+    assert all("bio" not in i for i in items)
 
 
 def test_naming_a_table_without_typed_identities_says_which_position_never_the_value(dm):
@@ -196,14 +244,19 @@ def test_a_segment_that_fails_mid_page_resumes_from_its_checkpoint_and_writes_no
     # the four items written before the failure were right when the page was read again
     assert (c["items_written"], c["already_right"]) == (21, 4)
     assert out["segments"] == {"done": 1, "total": 1}
-    assert out["io"]["dynamodb.Scan"] == 3 and out["status"] == "completed"
+    # the tenant is one partition of this pooled table: three Query pages, no Scan; every
+    # shadow write counted (one UpdateItem each, four lost with the failed attempt not
+    # counted: the calls of an attempt that failed are not in its checkpoint)
+    assert out["io"]["dynamodb.Query"] == 3 and out["io"]["dynamodb.Scan"] == 0
+    assert out["io"]["dynamodb.UpdateItem"] == 21 + 3  # the writes and the checkpoints
+    assert out["status"] == "completed"
     for item in _many(25):
         got = _get("acme", item["contact_id"])
         assert got["_oblio_email"] == item["email"].strip().lower()
     # a second backfill finds every shadow right and writes nothing
     again = backfill.create(world.principal("acme"), _body(segments=2))
-    for seg in range(2):
-        backfill.run_segment("acme", again["backfill_id"], TABLE, seg)
+    assert again["segments"]["total"] == 1  # a Query of the tenant's partition: one segment
+    backfill.run_segment("acme", again["backfill_id"], TABLE, 0)
     backfill.finish("acme", again["backfill_id"])
     c2 = backfill.to_json(backfill.load("acme", again["backfill_id"]))["counts"]
     assert (c2["items_read"], c2["items_written"], c2["already_right"]) == (25, 0, 25)
@@ -228,7 +281,7 @@ def test_a_segment_hands_over_after_its_time_budget(dm, monkeypatch):
 def _body(**kw: Any) -> Any:
     from oblio.core.bodies import BackfillBody
 
-    return BackfillBody(**kw)
+    return BackfillBody(**{"tables": ["contacts"], **kw})
 
 
 # -- the stream consumer --------------------------------------------------------------------------
@@ -324,8 +377,8 @@ def test_a_failed_backfill_resumes_from_its_checkpoints_and_only_a_failed_one(dm
     assert (out["status"], out["attempt"]) == ("running", 2)
     name, payload = started[-1]
     assert name == f"backfill-{bid}-2"
-    assert payload["segments"] == [{"table": TABLE, "segment": 0}, {"table": TABLE,
-                                                                    "segment": 1}]
+    # the tenant is one partition of this pooled table: read by one Query, one segment
+    assert payload["segments"] == [{"table": TABLE, "segment": 0}]
     assert payload["tenant_id"] == "acme" and "Person" not in str(payload)  # references only
     assert backfill.run_segment("acme", bid, TABLE, 0) == {"done": True}  # finished stays
 

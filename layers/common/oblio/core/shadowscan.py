@@ -36,6 +36,10 @@ class Target:
     #: None: the table is the tenant's own (silo), or its layout gives no filter (then every
     #: item is checked by `decide` and only the tenant's are written)
     tenant_filter: TenantFilter | None
+    #: (attribute, value): the tenant's items are one partition (a pooled table keyed by the
+    #: tenant, or by a template of the tenant alone): read by a Query of it, never a Scan of
+    #: every tenant's items; None: a (segmented) Scan
+    partition: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,22 @@ def _filter_for(dm: DataMap, t: TableMap, tenant_id: str) -> TenantFilter | None
     return (attr, "begins_with", templates.parse(value).prefix({templates.TENANT: tenant_id}))
 
 
+def tenant_partition(dm: DataMap, t: TableMap, tenant_id: str) -> tuple[str, str] | None:
+    """(partition key, value) when the tenant's items of `t` are exactly one partition: the
+    partition key is the tenant attribute, or a template whose only field is the tenant
+    (`TENANT#{tenant}`). None otherwise (a silo table, or partitions per item)."""
+    if templates.is_template(t.table) and templates.TENANT in templates.parse(t.table).fields:
+        return None
+    part = t.key.partition_part
+    tpl = part.parsed
+    if tpl is None:
+        return (part.attribute, tenant_id) if part.attribute == dm.tenant_attribute else None
+    if tpl.fields == (templates.TENANT,):
+        value = tpl.render({templates.TENANT: tenant_id})
+        return (part.attribute, value) if value is not None else None
+    return None
+
+
 def targets(dm: DataMap, tenant_id: str, names: Iterable[str]) -> list[Target]:
     """The physical tables to scan for `tenant_id`, each once with every chosen logical table
     it holds; sorted by physical name."""
@@ -137,9 +157,13 @@ def targets(dm: DataMap, tenant_id: str, names: Iterable[str]) -> list[Target]:
             if t.entity is not None and t.entity.attribute:
                 wanted.add(t.entity.attribute)
         filters = {_filter_for(dm, t, tenant_id) for t in ts}
+        partitions = {tenant_partition(dm, t, tenant_id) for t in ts}
+        partition = partitions.pop() if len(partitions) == 1 else None
         out.append(Target(physical=physical, tables=tuple(logical), key=tuple(key),
                           projection=tuple(sorted(wanted)),
-                          tenant_filter=filters.pop() if len(filters) == 1 else None))
+                          tenant_filter=None if partition else
+                          (filters.pop() if len(filters) == 1 else None),
+                          partition=partition))
     return out
 
 

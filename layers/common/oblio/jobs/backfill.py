@@ -8,9 +8,11 @@ A backfill is one run of `statemachines/shadow_backfill.asl.json` for one tenant
   identity, or those named), groups them by physical table, records the run and one row per
   Scan segment of each physical table, and starts the workflow with references only (table
   names and segment numbers).
-- `run_segment` scans one segment page by page (`settings.backfill_page_size` items a page,
-  only the key, the as-typed attributes and their shadows read; a pooled table filtered to
-  the tenant), asks `oblio.core.shadowscan.decide` what each item needs, writes only the items
+- `run_segment` reads one segment page by page (`settings.backfill_page_size` items a page,
+  only the key, the as-typed attributes and their shadows): a Scan segment, filtered to the
+  tenant in a pooled table, or, where the tenant's items are one partition of a pooled table
+  (keyed by the tenant), a Query of that partition alone (one segment); it asks
+  `oblio.core.shadowscan.decide` what each item needs, writes only the items
   whose shadows are missing or wrong (an UpdateItem conditioned on the item still existing
   with the raw values read, re-read and decided again when a concurrent write moved it), then
   moves the segment's resume point and counters together in one conditional write. A retried
@@ -102,18 +104,21 @@ def create(principal: Principal, body: BackfillBody) -> dict[str, Any]:
     targets = shadowscan.targets(dm, tenant_id, names)
     backfill_id = str(ULID())
     now = clock.iso()
+    # a tenant that is one partition of a pooled table is read by a Query of it (one
+    # "segment": a Query cannot be split); other tables by a parallel segmented Scan
+    per = {t.physical: 1 if t.partition else segments for t in targets}
     m = BackfillModel(tenant_id=tenant_id, sk=_run_sk(backfill_id), backfill_id=backfill_id,
-                      status="running", tables=names,
-                      physical={t.physical: segments for t in targets},
-                      segments_total=segments * len(targets), created_at=now,
+                      status="running", tables=names, physical=per,
+                      segments_total=sum(per.values()), created_at=now,
                       requested_by=principal.key_id, attempt=1)
     with BackfillModel.batch_write() as batch:
         for t in targets:
-            for i in range(segments):
+            for i in range(per[t.physical]):
                 batch.save(BackfillModel(
                     tenant_id=tenant_id, sk=_seg_sk(backfill_id, t.physical, i),
-                    backfill_id=backfill_id, table=t.physical, segment=i, segments=segments,
-                    pages=0, done=False, counts=dict.fromkeys(COUNTS, 0), io={}))
+                    backfill_id=backfill_id, table=t.physical, segment=i,
+                    segments=per[t.physical], pages=0, done=False,
+                    counts=dict.fromkeys(COUNTS, 0), io={}))
         batch.save(m)
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-1", _input(m))
     audit.append(tenant_id, "shadow_backfill_started", actor=principal.key_id,
@@ -176,9 +181,11 @@ def _write(target: shadowscan.Target, dm: Any, tenant_id: str, region: str | Non
 
 
 def process_page(dm: Any, target: shadowscan.Target, items: list[dict[str, Any]],
-                 tenant_id: str, region: str | None,
-                 pool: ThreadPoolExecutor | None = None) -> dict[str, int]:
-    """Decide and write one page's items; returns the page's counts (but items_scanned)."""
+                 tenant_id: str, region: str | None, pool: ThreadPoolExecutor | None = None,
+                 io: aws.IoCounter | None = None) -> dict[str, int]:
+    """Decide and write one page's items (the writes on `pool`, their calls added to `io`:
+    a pool's threads do not see the caller's counter); returns the page's counts (but
+    items_scanned)."""
     counts = dict.fromkeys(COUNTS, 0)
     writes: list[shadowscan.Seen] = []
     for item in items:
@@ -191,11 +198,16 @@ def process_page(dm: Any, target: shadowscan.Target, items: list[dict[str, Any]]
             counts["already_right"] += 1
         else:
             writes.append(seen)
-    outcomes = (pool.map(lambda x: _write(target, dm, tenant_id, region, x), writes)
-                if pool is not None and len(writes) > 1
-                else (_write(target, dm, tenant_id, region, x) for x in writes))
-    for outcome in outcomes:
+    def counted(seen: shadowscan.Seen) -> tuple[str, aws.IoCounter]:
+        with aws.counting() as calls:
+            return _write(target, dm, tenant_id, region, seen), calls
+
+    outcomes = (pool.map(counted, writes) if pool is not None and len(writes) > 1
+                else (counted(x) for x in writes))
+    for outcome, calls in outcomes:
         counts[outcome] += 1
+        if io is not None:
+            io.add(calls)
     return counts
 
 
@@ -223,10 +235,15 @@ def run_segment(tenant_id: str, backfill_id: str, table: str, segment: int) -> d
         while True:
             start = _start_key(tenant_id, m.start_key)
             with aws.counting() as io:
-                items, last, scanned = store.scan_page_counted(
-                    table, segment, int(m.segments or 1), s.backfill_page_size, start=start,
-                    projection=target.projection, where=target.tenant_filter)
-                page = process_page(dm, target, items, tenant_id, region, pool)
+                if target.partition is not None:
+                    items, last, scanned = store.query_page(
+                        table, target.partition, s.backfill_page_size, start=start,
+                        projection=target.projection)
+                else:
+                    items, last, scanned = store.scan_page_counted(
+                        table, segment, int(m.segments or 1), s.backfill_page_size,
+                        start=start, projection=target.projection, where=target.tenant_filter)
+                page = process_page(dm, target, items, tenant_id, region, pool, io)
             page["items_scanned"] = scanned
             calls = dict(io.calls)
             # the checkpoint below is one more UpdateItem (on oblio's own table)

@@ -351,6 +351,20 @@ def scan_page(table: str, segment: int, segments: int, limit: int,
 _last_scanned = threading.local()
 
 
+def query_page(table: str, partition: tuple[str, Any], limit: int,
+               start: dict[str, Any] | None = None, projection: Iterable[str] | None = None,
+               ) -> tuple[list[Item], dict[str, Any] | None, int]:
+    """One page of one partition of the table (a tenant's items of a pooled table keyed by
+    the tenant): the items, the LastEvaluatedKey or None, and how many items were read."""
+    params = _key_query(table, None, partition, None, "=", projection)
+    params["Limit"] = limit
+    if start:
+        params["ExclusiveStartKey"] = start
+    page = aws.client("dynamodb").query(**params)
+    items = [from_ddb(i) for i in page.get("Items", [])]
+    return items, page.get("LastEvaluatedKey"), int(page.get("ScannedCount", len(items)))
+
+
 def scan_page_counted(table: str, segment: int, segments: int, limit: int,
                       start: dict[str, Any] | None = None,
                       projection: Iterable[str] | None = None,
