@@ -271,9 +271,11 @@ def _written() -> dict[str, Any]:
             "/v1/backfills": {
                 "post": _op("write the shadows of identities stored as typed, once, for the "
                             "items the tenant's tables hold: {tables?, segments?}; 202 with "
-                            "the backfill id (a parallel segmented Scan of each table: it "
-                            "reads, and costs, the whole table; a pooled table's Scan reads "
-                            "every tenant's items)", "admin", ok="202"),
+                            "the backfill id (a silo table, or a pooled one with a partition "
+                            "per item, is read by a parallel segmented Scan, which reads and "
+                            "bills the whole table, every tenant's items of a pooled one; a "
+                            "pooled table keyed by the tenant by a Query of its partition)",
+                            "admin", ok="202"),
                 "get": _op("shadow backfills, newest first", "admin")},
             "/v1/backfills/{backfill_id}": {"get": _path_param(_op(
                 "a backfill's status and progress: segments done of total, items read, "
