@@ -184,3 +184,28 @@ def test_bad_backfill_bodies_say_what_is_wrong_and_never_echo_it(typed):
     assert r.status_code == 404
     r = _call(typed, "globex", "GET", "/v1/backfills")
     assert r.json()["items"] == []  # acme's backfills are acme's
+
+
+def test_oblio_backfill_start_wait_and_status_follow_a_backfill_to_its_end(typed):
+    import subprocess
+    import sys
+
+    from tests.integration import mapstack
+
+    key = typed["info"]["tenants"]["acme"]["api_key"]
+    api = ["--api-url", typed["info"]["api_url"], "--api-key", key]
+    out = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "backfill", "start", "--table", "leads", "--wait",
+         *api], capture_output=True, text=True, timeout=120, env=mapstack.env(), cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout[out.stdout.index("{"):])
+    assert body["status"] == "completed" and body["tables"] == ["leads"]
+    assert body["counts"]["items_written"] == 0  # every lead's shadow is right by now
+    status = subprocess.run(
+        [sys.executable, "-m", "infra.cli", "backfill", "status", body["backfill_id"], *api],
+        capture_output=True, text=True, timeout=60, env=mapstack.env(), cwd=ROOT)
+    assert status.returncode == 0 and json.loads(status.stdout)["backfill_id"] == \
+        body["backfill_id"]
+    # another tenant's key does not see it
+    r = _call(typed, "globex", "GET", f"/v1/backfills/{body['backfill_id']}")
+    assert r.status_code == 404
