@@ -2,13 +2,13 @@
 
 Every read is a Query on a key or an index, paginated; writes are batched (BatchWriteItem of
 25, UnprocessedItems retried with backoff). The one Scan is `scan_page`: the fallback a data
-map must declare (`sweep: {scan_segments: N}`) for a table that retention sweeps cannot query.
+map must declare (`sweep: {scan_segments: N}`) for a table that retention sweeps cannot query,
+and the shadow backfill of a table that is not one partition of the tenant's.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 import time
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -328,27 +328,9 @@ def scan_page(table: str, segment: int, segments: int, limit: int,
     LastEvaluatedKey or None. `where` (attribute, "=" or "begins_with", value) filters the
     page (one tenant's items of a pooled table): DynamoDB still reads, and bills, every item
     of the page, filtered or not; `limit` bounds the items read, not the items returned."""
-    params: dict[str, Any] = {"TableName": table, "Segment": segment,
-                              "TotalSegments": segments, "Limit": limit,
-                              "ReturnConsumedCapacity": "TOTAL"}
-    if start:
-        params["ExclusiveStartKey"] = start
-    names: dict[str, str] = {}
-    if where is not None:
-        attr, op, value = where
-        names["#w"] = attr
-        params["ExpressionAttributeValues"] = {":w": _ser.serialize(value)}
-        params["FilterExpression"] = "begins_with(#w, :w)" if op == "begins_with" \
-            else "#w = :w"
-        params["ExpressionAttributeNames"] = names
-    if projection:
-        _projected(params, names, projection)
-    page = aws.client("dynamodb").scan(**params)
-    _last_scanned.n = int(page.get("ScannedCount", len(page.get("Items", []))))
-    return [from_ddb(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
-
-
-_last_scanned = threading.local()
+    items, last, _ = scan_page_counted(table, segment, segments, limit, start, projection,
+                                       where)
+    return items, last
 
 
 def query_page(table: str, partition: tuple[str, Any], limit: int,
@@ -372,5 +354,21 @@ def scan_page_counted(table: str, segment: int, segments: int, limit: int,
                       ) -> tuple[list[Item], dict[str, Any] | None, int]:
     """`scan_page`, and how many items DynamoDB read for it (its ScannedCount: with a
     filter, more than it returned; what the page costs)."""
-    items, last = scan_page(table, segment, segments, limit, start, projection, where)
-    return items, last, int(getattr(_last_scanned, "n", len(items)))
+    params: dict[str, Any] = {"TableName": table, "Segment": segment,
+                              "TotalSegments": segments, "Limit": limit,
+                              "ReturnConsumedCapacity": "TOTAL"}
+    if start:
+        params["ExclusiveStartKey"] = start
+    names: dict[str, str] = {}
+    if where is not None:
+        attr, op, value = where
+        names["#w"] = attr
+        params["ExpressionAttributeValues"] = {":w": _ser.serialize(value)}
+        params["FilterExpression"] = "begins_with(#w, :w)" if op == "begins_with" \
+            else "#w = :w"
+        params["ExpressionAttributeNames"] = names
+    if projection:
+        _projected(params, names, projection)
+    page = aws.client("dynamodb").scan(**params)
+    items = [from_ddb(i) for i in page.get("Items", [])]
+    return items, page.get("LastEvaluatedKey"), int(page.get("ScannedCount", len(items)))
