@@ -58,6 +58,7 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.consent $(ARGS)
 	$(BIN)/python -m tests.bench.retention $(ARGS)
 	$(BIN)/python -m tests.bench.typed $(ARGS)
+	$(BIN)/python -m tests.bench.backfill $(ARGS)
 
 ## synth: write the CloudFormation template (no AWS credentials needed)
 synth: $(STAMP)

@@ -209,6 +209,12 @@ SWEEP_FUNCTIONS = {
 #: `OBLIO_LOCAL_SCHEDULE_SECONDS` timer stands in for it)
 RETENTION_SCHEDULE = "cron(30 2 * * ? *)"
 
+BACKFILL_FUNCTIONS = {
+    "SegmentFunctionArn": "backfill_segment",
+    "BackfillFinishFunctionArn": "backfill_finish",
+    "BackfillFailFunctionArn": "backfill_fail",
+}
+
 EXPORT_FUNCTIONS = {
     "PlanFunctionArn": "plan",
     "CollectFunctionArn": "export_collect",
@@ -236,6 +242,9 @@ CATALOGUE = Catalogue(
         Table("public_slugs", _S("slug"), purpose="public tenant names of self-service pages"),
         Table("retention", _TENANT, _S("sk"),
               purpose="retention policies, sweeps (counters, progress) and their locks"),
+        Table("backfills", _TENANT, _S("sk"),
+              purpose="shadow backfills of identities stored as typed: runs, and each Scan "
+                      "segment's resume point and counters"),
         # the demo domain: a CRM / helpdesk / mailing product (a tenant's own tables)
         _demo_table("demo-contacts", "contact_id", "email", "phone", "external_id",
                     purpose="demo: contact profiles", sweep="last_activity_at"),
@@ -310,6 +319,16 @@ CATALOGUE = Catalogue(
                  purpose="a sweep's report in S3, audit entry and event"),
         Function("sweep_fail", "sweep_fail.handler.handler", timeout_seconds=60,
                  purpose="record a sweep's failure (the next run resumes it)"),
+        Function("backfill_segment", "backfill_segment.handler.handler", timeout_seconds=900,
+                 purpose="scan one segment of a table page by page, write the shadows that "
+                         "are missing or wrong, checkpoint after each page"),
+        Function("backfill_finish", "backfill_finish.handler.handler", timeout_seconds=120,
+                 purpose="a shadow backfill's totals, audit entry and status"),
+        Function("backfill_fail", "backfill_fail.handler.handler", timeout_seconds=60,
+                 purpose="record a shadow backfill's failure (resume it to go on)"),
+        Function("shadow_stream", "shadow_stream.handler.handler", timeout_seconds=60,
+                 purpose="DynamoDB Streams of the tenant's tables: keep the shadows of "
+                         "identities stored as typed current on every write"),
     ),
     state_machines=(
         StateMachine("erasure", "erasure.asl.json", functions=TASK_FUNCTIONS,
@@ -327,6 +346,10 @@ CATALOGUE = Catalogue(
                      values={"ChildExecutionType": ("STANDARD", "EXPRESS")},
                      purpose="apply one retention policy: candidates by the sweep index, "
                              "chunks through the engine (Distributed Map), report"),
+        StateMachine("shadow_backfill", "shadow_backfill.asl.json",
+                     functions=BACKFILL_FUNCTIONS,
+                     purpose="write the shadows of identities stored as typed: a parallel "
+                             "segmented Scan of each table (Map over segments), resumable"),
     ),
     event_bus="events",
     rules=(

@@ -193,6 +193,51 @@ def _sweep(args: argparse.Namespace) -> int:
     return worst
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    """`oblio backfill start|status|list`: the shadows of identities stored as typed, written
+    once by a parallel segmented Scan (through the API of the local stack, or --api-url /
+    --api-key); --wait follows the backfill with a progress bar of its segments."""
+    import time
+
+    api_url, key = _endpoint(args)
+
+    def call(method: str, path: str, body: Any = None) -> Any:
+        return _call(api_url, key, method, path, body, timeout=60)
+
+    if args.backfill_command == "list":
+        for b in call("GET", "/v1/backfills")["items"]:
+            c = b["counts"]
+            print(f"{b['backfill_id']}  {b['status']:<21} {', '.join(b['tables'])}: "
+                  f"{c['items_read']} read, {c['items_written']} written, "
+                  f"{c['already_right']} already right")
+        return 0
+    if args.backfill_command == "start":
+        body: dict[str, Any] = {}
+        if args.table:
+            body["tables"] = args.table
+        if args.segments:
+            body["segments"] = args.segments
+        out = call("POST", "/v1/backfills", body)
+        print(f"backfill {out['backfill_id']}: {', '.join(out['tables'])} "
+              f"({out['segments']['total']} segments)")
+    else:
+        out = call("GET", f"/v1/backfills/{args.backfill_id}")
+    if args.wait and out["status"] not in ("completed", "completed_with_errors", "failed"):
+        from tqdm import tqdm
+
+        bar = tqdm(total=out["segments"]["total"], unit="segment", desc="backfilling")
+        while out["status"] not in ("completed", "completed_with_errors", "failed"):
+            time.sleep(args.poll)
+            out = call("GET", f"/v1/backfills/{out['backfill_id']}")
+            c = out["counts"]
+            bar.n = out["segments"]["done"]
+            bar.set_postfix(read=c["items_read"], written=c["items_written"],
+                            right=c["already_right"], unparsable=c["values_unparsable"])
+        bar.close()
+    print(json.dumps(out, indent=2))
+    return 0 if out["status"] in ("completed", "running") else 1
+
+
 def _tenants(args: argparse.Namespace) -> int:
     """`oblio tenants create|list`: with the operator key (the local stack's, or --api-key)."""
     api_url, key = _endpoint(args, operator=True)
@@ -354,6 +399,28 @@ def main(argv: list[str] | None = None) -> int:
     sw.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
     sw.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     sw.set_defaults(fn=_sweep)
+    bf = sub.add_parser("backfill", help="write the shadows of identities stored as typed "
+                                         "(a parallel Scan of the tables) and follow it")
+    bsub = bf.add_subparsers(dest="backfill_command", required=True)
+    bstart = bsub.add_parser("start", help="start a backfill of the tenant's tables")
+    bstart.add_argument("--table", action="append", metavar="T",
+                        help="a logical table of the map (repeatable; default: every table "
+                             "with an identity stored as typed)")
+    bstart.add_argument("--segments", type=int, default=None,
+                        help="parallel Scan segments per table (1-64, default 4)")
+    bstatus = bsub.add_parser("status", help="a backfill's status and progress")
+    bstatus.add_argument("backfill_id")
+    blist = bsub.add_parser("list", help="the tenant's backfills, newest first")
+    for p in (bstart, bstatus):
+        p.add_argument("--wait", action="store_true",
+                       help="follow it with a progress bar until it ends")
+    for p in (bstart, bstatus, blist):
+        p.add_argument("--tenant", default="demo", help="whose key to take from "
+                                                        ".oblio/local.json (default demo)")
+        p.add_argument("--api-url", help="default: .oblio/local.json")
+        p.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
+        p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    bf.set_defaults(fn=_backfill)
     ten = sub.add_parser("tenants", help="create and list tenants (the operator key)")
     tsub = ten.add_subparsers(dest="tenants_command", required=True)
     tc = tsub.add_parser("create", help="a tenant with its first admin key (shown once)")

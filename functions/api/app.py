@@ -20,7 +20,7 @@ from oblio.access import deliver
 from oblio.control import audit, records
 from oblio.control.tenants import OPERATOR
 from oblio.core import bodies
-from oblio.jobs import bulk, retention
+from oblio.jobs import backfill, bulk, retention
 from oblio.rights import admin, consent, intake, search, selfservice
 
 app = Chalice(app_name="oblio")
@@ -327,3 +327,31 @@ def list_retention_sweeps(principal, q):
 @api(app, scope="dsr:read")
 def get_retention_sweep(principal, sweep_id):
     return retention.sweep_json(retention.load_sweep(principal.tenant_id, sweep_id))
+
+
+# -- shadows of identities stored as typed ------------------------------------------------------
+
+@app.route("/v1/backfills", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+@idempotent_write(app, "create_backfill", body=bodies.BackfillBody)
+def create_backfill(principal, body):
+    return 202, backfill.create(principal, body)
+
+
+@app.route("/v1/backfills", methods=["GET"])
+@api(app, scope="admin", query=bodies.IdPageQuery)
+def list_backfills(principal, q):
+    return backfill.list_backfills(principal.tenant_id, q.limit, q.cursor or None)
+
+
+@app.route("/v1/backfills/{backfill_id}", methods=["GET"])
+@api(app, scope="admin")
+def get_backfill(principal, backfill_id):
+    return backfill.to_json(backfill.load(principal.tenant_id, backfill_id))
+
+
+@app.route("/v1/backfills/{backfill_id}/resume", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+@idempotent_write(app, "resume_backfill")
+def resume_backfill(principal, backfill_id):
+    return 202, backfill.resume(principal, backfill_id)

@@ -81,9 +81,10 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
         tables={"tenants": "rw", "api_keys": "rw", "requests": "rw", "audit": "rw",
                 "suppression": "rw", "idempotency": "rw", "bulk_jobs": "rw",
                 "consents": "rw", "selfservice": "rw", "public_slugs": "rw",
-                "retention": "rw"},
+                "retention": "rw", "backfills": "rw"},
         buckets={"exports": ("get", "list"), "ingest": ("put",)},
-        tenant_data="r", tenant_scan=True, starts=(*_REQUEST_API, "retention_sweep"),
+        tenant_data="r", tenant_scan=True,
+        starts=(*_REQUEST_API, "retention_sweep", "shadow_backfill"),
         stops=_REQUEST_API, events=True, email=True, topics=("verification-codes",),
         secrets=("operator-key",), scans=("tenants",),
         encrypt=True),
@@ -150,6 +151,18 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
                            events=True, encrypt=True),
     # retention.fail: records the failure on the sweep and its policy, audits, emits
     "sweep_fail": Access(tables={**_SWEEP, "audit": "rw"}, events=True),
+    # backfill.run_segment: a segmented Scan of the tenant's tables (hence no
+    # tenant_leading_keys: a Scan has no leading key), conditional UpdateItem of the shadows,
+    # the segment's checkpoint; the tenant's key encrypts the resume point
+    "backfill_segment": Access(tables={"backfills": "rw", "tenants": "r"}, tenant_data="rw",
+                               tenant_scan=True),
+    # backfill.finish / fail: totals, status, audit
+    "backfill_finish": Access(tables={"backfills": "rw", "tenants": "r", "audit": "rw"}),
+    "backfill_fail": Access(tables={"backfills": "rw", "tenants": "r", "audit": "rw"}),
+    # shadowstream.on_record: the tenant's region setting, a conditional UpdateItem of the
+    # shadows on the tenant's table; the stream itself is read by the event source mapping
+    # (its grants come with it)
+    "shadow_stream": Access(tables={"tenants": "r"}, tenant_data="rw"),
 })
 
 

@@ -43,6 +43,10 @@ class DeployConfig:
     tenant_leading_keys: tuple[str, ...] = ()
     #: customer managed KMS keys that encrypt tenant tables or buckets
     tenant_kms_key_arns: tuple[str, ...] = ()
+    #: DynamoDB Stream ARNs of the tenant tables with identities stored as typed (the map's
+    #: `stored: as_typed`): the shadow_stream function consumes each (view type NEW_IMAGE or
+    #: NEW_AND_OLD_IMAGES, enabled on the tables by their owner: they are not this stack's)
+    shadow_stream_arns: tuple[str, ...] = ()
     #: the data map file to ship in the layer (OBLIO_DATAMAP); default: the package's demo map
     datamap: Path | None = None
     #: the SES sender of export and one-time-code e-mails, and what SES verifies for it
@@ -135,6 +139,7 @@ class DeployConfig:
             tenant_bucket_arns=strings("tenant_bucket_arns"),
             tenant_leading_keys=strings("tenant_leading_keys"),
             tenant_kms_key_arns=strings("tenant_kms_key_arns"),
+            shadow_stream_arns=strings("shadow_stream_arns"),
             datamap=(ROOT / datamap).resolve() if datamap else None,
             ses_sender=text("ses_sender", None),
             ses_identity=text("ses_identity", d.ses_identity) or d.ses_identity,
@@ -170,6 +175,11 @@ class DeployConfig:
                              f"not {self.ses_sender!r}")
         if self.datamap is not None and not self.datamap.is_file():
             raise ValueError(f"context value 'datamap': no file at {self.datamap}")
+        for arn in self.shadow_stream_arns:
+            if not (arn.startswith("arn:") and ":table/" in arn and "/stream/" in arn):
+                raise ValueError(f"context value 'shadow_stream_arns': {arn!r} is not a "
+                                 "DynamoDB Stream ARN (arn:aws:dynamodb:<region>:<account>:"
+                                 "table/<name>/stream/<label>)")
         for name in ("tenant_table_arns", "tenant_bucket_arns", "tenant_kms_key_arns"):
             for arn in getattr(self, name):
                 if not arn.startswith("arn:"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import jsii
 from aws_cdk import (
     AssetHashType,
     Aws,
@@ -137,6 +138,7 @@ class OblioStack(Stack):
                 self.api = self._api(f)
         for rule in routes(catalogue, config.schedules):
             self._rule(rule)
+        self._shadow_streams()
         self._alarms()
         self._dashboard()
         CfnOutput(self, "ResourcePrefix", value=self.prefix,
@@ -583,6 +585,38 @@ class OblioStack(Stack):
 
     # -- operations -------------------------------------------------------------------------
 
+    def _shadow_streams(self) -> None:
+        """The shadow_stream function on each tenant table's stream (`shadow_stream_arns`):
+        partial batch failures reported, a failing batch halved until the bad record is
+        alone, retried 5 times, then its description sent to the dead-letter queue."""
+        if "shadow_stream" not in self.functions:
+            return
+        fn = self.functions["shadow_stream"]
+        arns = list(self.config.shadow_stream_arns)
+        if arns:
+            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
+                sid="ReadShadowStreams", resources=arns,
+                actions=["dynamodb:DescribeStream", "dynamodb:GetRecords",
+                         "dynamodb:GetShardIterator", "dynamodb:ListStreams"]))
+            # the failed batches' descriptions (ids and sequence numbers, no image) go to the
+            # dead-letter queue, encrypted with the deployment key: exact actions, no wildcard
+            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
+                sid="ShadowStreamFailures", resources=[self.dead_letters.queue_arn],
+                actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]))
+            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
+                sid="ShadowStreamFailuresKey", resources=[self.key.key_arn],
+                actions=["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]))
+        for i, arn in enumerate(arns):
+            lambda_.EventSourceMapping(
+                self, f"ShadowStream{i}", target=fn, event_source_arn=arn,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON, batch_size=100,
+                max_batching_window=Duration.seconds(1), bisect_batch_on_error=True,
+                retry_attempts=5, report_batch_item_failures=True,
+                on_failure=_QueueOnFailure(self.dead_letters))
+        CfnOutput(self, "ShadowStreamConsumer", value=self.physical("function", "shadow_stream"),
+                  description="the function to attach to the streams of tenant tables with "
+                              "identities stored as typed (context value shadow_stream_arns)")
+
     def _function_names(self) -> list[tuple[str, str]]:
         return [(f.name, self.physical("function", f.name)) for f in self.catalogue.functions]
 
@@ -640,6 +674,18 @@ class OblioStack(Stack):
             cw.GraphWidget(title="Function errors", width=9, left=[
                 _lambda_metric("Errors", physical, hour, label=n)
                 for n, physical in self._function_names()]))
+
+
+@jsii.implements(lambda_.IEventSourceDlq)
+class _QueueOnFailure:
+    """An event source mapping's on-failure destination: the queue, with the grants the
+    stack writes itself (the CDK's own adds KMS wildcards)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(self, _target: Any, _handler: Any) -> lambda_.DlqDestinationConfig:
+        return lambda_.DlqDestinationConfig(destination=self.queue.queue_arn)
 
 
 def _lambda_metric(metric: str, function_name: str, period: Duration,

@@ -235,6 +235,7 @@ class LocalStack:
     _api_thread: threading.Thread | None = None
     _pump: Any = None
     _timer: Any = None
+    _streams: Any = None
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -248,7 +249,7 @@ class LocalStack:
 
         from moto.server import ThreadedMotoServer
 
-        from infra.local import lambdas, moto_speed, provision
+        from infra.local import lambdas, moto_speed, provision, streams
         from oblio.core import datamap as dmap
         from oblio.core.settings import get_settings
 
@@ -298,6 +299,12 @@ class LocalStack:
             if fixtures is not None:
                 yours.load_fixtures(fixtures, ddb, s3)
                 self._say(f"fixtures: {fixtures.summary()} from {self.fixtures}")
+            # after the fixtures: what they loaded is the backfill's to shadow, what is
+            # written from now on the stream consumer's
+            shadowed = streams.shadowed_tables(dm, silo)
+            for name in streams.enable(ddb, shadowed):
+                self._say(f"enabled the stream of table {name} (identities stored as typed: "
+                          "the shadow_stream consumer keeps their shadows current)")
         except Exception:
             self.stop()
             raise
@@ -315,6 +322,9 @@ class LocalStack:
             retention.seed_demo_policies("demo")
         self._pump = EventPump(settings)
         self._pump.start()
+        if shadowed:
+            self._streams = streams.StreamPoller(settings, shadowed)
+            self._streams.start()
         if settings.local_schedule_seconds > 0:
             self._timer = ScheduleTimer(settings, settings.local_schedule_seconds)
             self._timer.start()
@@ -485,6 +495,9 @@ class LocalStack:
         if self._timer is not None:
             self._timer.stop()
             self._timer = None
+        if self._streams is not None:
+            self._streams.stop()
+            self._streams = None
         if self._api is not None:
             self._api.server.shutdown()
             self._api.server.server_close()

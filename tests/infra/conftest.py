@@ -21,6 +21,7 @@ CONTEXT = {
     "ses_sender": "privacy@example.com",
     "alarm_email": "ops@example.com",
     "tenant_leading_keys": "acme,acme-*",
+    "shadow_stream_arns": "arn:aws:dynamodb:eu-west-1:123456789012:table/acme-contacts/stream/2026-01-01T00:00:00.000",
 }
 PREFIX = "oblio"
 

@@ -103,6 +103,7 @@ def _write_operations(api: Api) -> list[tuple[str, str, bool, str | None]]:
     doc = api.get("/v1/openapi.json").json()
     ids = {"request_id": "01M8Y1D9R7P27Y66MV7B6K406B", "policy_id": "no-such-policy",
            "job_id": "01M8Y1D9R7P27Y66MV7B6K406B", "sweep_id": "01M8Y1D9R7P27Y66MV7B6K406B",
+           "backfill_id": "01M8Y1D9R7P27Y66MV7B6K406B",
            "key_id": "key_01M8Y1D9R7P27Y66MV7B6K406B", "tenant_id": "no-such-tenant"}
     return [(method, path.format(**ids), "requestBody" in op, op.get("x-oblio-scope"))
             for path, ops in doc["paths"].items() for method, op in ops.items()

@@ -268,6 +268,23 @@ def _written() -> dict[str, Any]:
             "/v1/retention-sweeps/{sweep_id}": {"get": _path_param(_op(
                 "a sweep's progress, counts per table, AWS calls and report URL", "dsr:read"),
                 "sweep_id")},
+            "/v1/backfills": {
+                "post": _op("write the shadows of identities stored as typed, once, for the "
+                            "items the tenant's tables hold: {tables?, segments?}; 202 with "
+                            "the backfill id (a silo table, or a pooled one with a partition "
+                            "per item, is read by a parallel segmented Scan, which reads and "
+                            "bills the whole table, every tenant's items of a pooled one; a "
+                            "pooled table keyed by the tenant by a Query of its partition)",
+                            "admin", ok="202"),
+                "get": _op("shadow backfills, newest first", "admin")},
+            "/v1/backfills/{backfill_id}": {"get": _path_param(_op(
+                "a backfill's status and progress: segments done of total, items read, "
+                "written, already right, values that do not parse (counted, never shown), "
+                "AWS calls by operation, elapsed seconds", "admin"), "backfill_id")},
+            "/v1/backfills/{backfill_id}/resume": {"post": _errors(_path_param(_op(
+                "start a failed backfill again from each segment's checkpoint (finished "
+                "segments stay finished); 409 when it has not failed", "admin", ok="202"),
+                "backfill_id"), "409")},
             "/v1/keys": {
                 "post": _op("create an API key of the caller's tenant; the key is in this "
                             "answer only (only its hash is kept)", "admin", ok="201"),

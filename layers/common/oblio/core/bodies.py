@@ -835,6 +835,26 @@ class RunBody(Body):
     example: ClassVar[str] = "{\"dry_run\": true} or {\"confirm\": true}"
 
 
+class BackfillBody(Body):
+    """`POST /v1/backfills`: write the shadows of identities stored as typed, once, for the
+    items the tenant's tables already hold."""
+
+    tables: list[str] | None = Field(default=None, min_length=1, max_length=100,
+                                     description="logical tables of the data map (default: "
+                                                 "every table with an identity stored as "
+                                                 "typed)")
+    segments: int | None = Field(default=None, ge=1, le=64,
+                                 description="parallel Scan segments per physical table "
+                                             "(default: the deployment's, 4)")
+
+    hints: ClassVar[dict[str, str]] = {
+        "tables": "tables must be a list of 1 to 100 logical table names of the data map, or "
+                  "left out for every table with an identity stored as typed",
+        "segments": "segments must be a whole number between 1 and 64"}
+    codes: ClassVar[dict[str, str]] = {"tables": "unmapped_table"}
+    example: ClassVar[str] = "{} or {\"tables\": [\"contacts\"], \"segments\": 4}"
+
+
 # -- path parameters ----------------------------------------------------------------------------
 
 #: the form of the ULIDs oblio gives out as request, job and sweep ids: 26 letters and digits
@@ -853,6 +873,8 @@ PATH_IDS: dict[str, tuple[re.Pattern[str], str, str | None]] = {
                "bulk erasure job"),
     "sweep_id": (ULID_ID, "the 26-character id that a run of a retention policy answered",
                  "retention sweep"),
+    "backfill_id": (ULID_ID, "the 26-character id that POST /v1/backfills answered",
+                    "backfill"),
     "policy_id": (POLICY_ID, "1-63 lower-case letters, digits, '-' or '_'", None),
     "tenant_id": (TENANT_ID, TENANT_TAKES, "tenant"),
     "key_id": (KEY_ID, "the key_id that creating the key answered (key_ and 26 characters)",
@@ -944,7 +966,7 @@ class TokenQuery(Query):
 #: every model a route takes, for the OpenAPI document
 BODIES: tuple[type[Body] | Tagged[Any], ...] = (
     REQUEST, ExtendBody, DenyBody, ConsentBody, LinkBody, PUBLIC_REQUEST, VerifyBody,
-    TenantPatch, KeyBody, TenantBody, BulkBody, PolicyBody, RunBody)
+    TenantPatch, KeyBody, TenantBody, BulkBody, PolicyBody, RunBody, BackfillBody)
 
 
 def schema_of(schema: type[Body] | Tagged[Any], ref: str = "#/$defs/{model}"

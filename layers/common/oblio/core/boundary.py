@@ -114,12 +114,23 @@ class SweepEvent(BaseModel):
     error: dict[str, Any] | None = None
 
 
+class BackfillEvent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: str
+    backfill_id: str
+    table: str | None = None
+    segment: int | None = None
+    error: dict[str, Any] | None = None
+
+
 def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
               ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     @functools.wraps(fn)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ev = model.model_validate(event)
-        ids = {k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id", "tenant_id")
+        ids = {k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id", "backfill_id",
+                                                  "tenant_id")
                if hasattr(ev, k)}
         # this invocation's ids on this thread's lines only, and gone after it: the local
         # stack runs many invocations at once on threads of one process, and a warm Lambda

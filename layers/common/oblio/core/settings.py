@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     retention_chunk_size: int = 500
     retention_concurrency: int = 4
     local_schedule_seconds: int = 24 * 3600
+    #: shadow backfills: parallel Scan segments per physical table, items per Scan page
+    #: (read per call: the page bounds memory and the write burst), and the seconds one
+    #: segment invocation works before it hands over to the next (below the Lambda timeout)
+    backfill_segments: int = 4
+    backfill_page_size: int = 200
+    backfill_seconds: float = 600.0
     #: the Secrets Manager secret holding the operator key (the scope above tenants: create
     #: tenants, manage any tenant's keys); default `<prefix>-operator-key`
     operator_secret: str | None = None

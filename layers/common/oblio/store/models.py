@@ -292,3 +292,39 @@ class RetentionSweepModel(Model):
     audit_entry = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
     expires = NumberAttribute(null=True)
+
+
+class BackfillModel(Model):
+    """A shadow backfill (sk = run#<id>: what it covers, its status), or one segment of its
+    parallel Scan of one physical table (sk = seg#<id>#<table>#<segment>): its resume point
+    (the Scan's LastEvaluatedKey, encrypted with the tenant's key: it is an item's key) and
+    its counters, moved together after each page, so that a retried or resumed segment goes
+    on where it stopped."""
+
+    class Meta(_Meta):
+        table_name = _s.table("backfills")
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sk = UnicodeAttribute(range_key=True)
+    backfill_id = UnicodeAttribute()
+    status = UnicodeAttribute(null=True)
+    #: the run: the logical tables covered, physical table -> its segments
+    tables = ListAttribute[str](null=True)
+    physical = MapAttribute[str, Any](null=True)
+    segments_total = NumberAttribute(null=True)
+    requested_by = UnicodeAttribute(null=True)
+    created_at = UnicodeAttribute(null=True)
+    completed_at = UnicodeAttribute(null=True)
+    attempt = NumberAttribute(default=0)
+    error = UnicodeAttribute(null=True)
+    totals = MapAttribute[str, Any](null=True)
+    audit_entry = UnicodeAttribute(null=True)
+    #: a segment: which, where it stands, what it counted and the calls it made
+    table = UnicodeAttribute(null=True)
+    segment = NumberAttribute(null=True)
+    segments = NumberAttribute(null=True)
+    start_key = UnicodeAttribute(null=True)
+    pages = NumberAttribute(default=0)
+    done = BooleanAttribute(default=False)
+    counts = MapAttribute[str, Any](null=True)
+    io = MapAttribute[str, Any](null=True)

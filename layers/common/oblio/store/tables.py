@@ -2,7 +2,8 @@
 
 Every read is a Query on a key or an index, paginated; writes are batched (BatchWriteItem of
 25, UnprocessedItems retried with backoff). The one Scan is `scan_page`: the fallback a data
-map must declare (`sweep: {scan_segments: N}`) for a table that retention sweeps cannot query.
+map must declare (`sweep: {scan_segments: N}`) for a table that retention sweeps cannot query,
+and the shadow backfill of a table that is not one partition of the tenant's.
 """
 
 from __future__ import annotations
@@ -169,6 +170,49 @@ def update(table: str, key: Item, set_values: dict[Location, Any], remove: list[
     return True
 
 
+def set_if_unchanged(table: str, key: Item, set_values: dict[str, Any], remove: Iterable[str],
+                     expect: dict[str, Any]) -> bool:
+    """One UpdateItem of top-level attributes (SET `set_values`, REMOVE `remove`), made only if
+    the item still exists and each attribute of `expect` still holds its value (None: is still
+    absent): a concurrent write is never overwritten by what was computed from the value it
+    replaced. Returns False when the condition held the write back."""
+    names: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sets, removes = [], []
+    for i, (attr, value) in enumerate(sorted(set_values.items())):
+        names[f"#s{i}"], values[f":s{i}"] = attr, _ser.serialize(value)
+        sets.append(f"#s{i} = :s{i}")
+    for i, attr in enumerate(sorted(remove)):
+        names[f"#r{i}"] = attr
+        removes.append(f"#r{i}")
+    names["#k"] = next(iter(key))
+    conditions = ["attribute_exists(#k)"]
+    for i, (attr, value) in enumerate(sorted(expect.items())):
+        names[f"#e{i}"] = attr
+        if value is None:
+            conditions.append(f"attribute_not_exists(#e{i})")
+        else:
+            values[f":e{i}"] = _ser.serialize(value)
+            conditions.append(f"#e{i} = :e{i}")
+    expr = " ".join(part for part in (
+        "SET " + ", ".join(sets) if sets else "",
+        "REMOVE " + ", ".join(removes) if removes else "") if part)
+    if not expr:
+        return True
+    params: dict[str, Any] = {
+        "TableName": table, "Key": to_ddb(key), "UpdateExpression": expr,
+        "ConditionExpression": " AND ".join(conditions), "ExpressionAttributeNames": names,
+        "ReturnConsumedCapacity": "TOTAL"}
+    if values:
+        params["ExpressionAttributeValues"] = values
+    ddb = aws.table_client(table)
+    try:
+        ddb.update_item(**params)
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
 def batch_put(table: str, items: list[Item]) -> None:
     """Write items in batches of 25 (used by the demo loader and tests)."""
     ddb = aws.table_client(table)
@@ -277,16 +321,54 @@ def query_below(table: str, index: str, partition: tuple[str, str], sort: tuple[
 
 def scan_page(table: str, segment: int, segments: int, limit: int,
               start: dict[str, Any] | None = None, projection: Iterable[str] | None = None,
+              where: tuple[str, str, Any] | None = None,
               ) -> tuple[list[Item], dict[str, Any] | None]:
-    """One page of one segment of a parallel Scan (the declared retention fallback only: its
-    cost grows with the table); returns the items and the LastEvaluatedKey or None."""
+    """One page of one segment of a parallel Scan (the declared retention fallback and the
+    shadow backfill only: its cost grows with the table); returns the items and the
+    LastEvaluatedKey or None. `where` (attribute, "=" or "begins_with", value) filters the
+    page (one tenant's items of a pooled table): DynamoDB still reads, and bills, every item
+    of the page, filtered or not; `limit` bounds the items read, not the items returned."""
+    items, last, _ = scan_page_counted(table, segment, segments, limit, start, projection,
+                                       where)
+    return items, last
+
+
+def query_page(table: str, partition: tuple[str, Any], limit: int,
+               start: dict[str, Any] | None = None, projection: Iterable[str] | None = None,
+               ) -> tuple[list[Item], dict[str, Any] | None, int]:
+    """One page of one partition of the table (a tenant's items of a pooled table keyed by
+    the tenant): the items, the LastEvaluatedKey or None, and how many items were read."""
+    params = _key_query(table, None, partition, None, "=", projection)
+    params["Limit"] = limit
+    if start:
+        params["ExclusiveStartKey"] = start
+    page = aws.table_client(table).query(**params)
+    items = [from_ddb(i) for i in page.get("Items", [])]
+    return items, page.get("LastEvaluatedKey"), int(page.get("ScannedCount", len(items)))
+
+
+def scan_page_counted(table: str, segment: int, segments: int, limit: int,
+                      start: dict[str, Any] | None = None,
+                      projection: Iterable[str] | None = None,
+                      where: tuple[str, str, Any] | None = None,
+                      ) -> tuple[list[Item], dict[str, Any] | None, int]:
+    """`scan_page`, and how many items DynamoDB read for it (its ScannedCount: with a
+    filter, more than it returned; what the page costs)."""
     params: dict[str, Any] = {"TableName": table, "Segment": segment,
                               "TotalSegments": segments, "Limit": limit,
                               "ReturnConsumedCapacity": "TOTAL"}
     if start:
         params["ExclusiveStartKey"] = start
     names: dict[str, str] = {}
+    if where is not None:
+        attr, op, value = where
+        names["#w"] = attr
+        params["ExpressionAttributeValues"] = {":w": _ser.serialize(value)}
+        params["FilterExpression"] = "begins_with(#w, :w)" if op == "begins_with" \
+            else "#w = :w"
+        params["ExpressionAttributeNames"] = names
     if projection:
         _projected(params, names, projection)
     page = aws.table_client(table).scan(**params)
-    return [from_ddb(i) for i in page.get("Items", [])], page.get("LastEvaluatedKey")
+    items = [from_ddb(i) for i in page.get("Items", [])]
+    return items, page.get("LastEvaluatedKey"), int(page.get("ScannedCount", len(items)))
