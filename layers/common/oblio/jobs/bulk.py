@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 from pynamodb.exceptions import DoesNotExist
 from ulid import ULID
 
-from oblio.control import audit, ledger, records, suppression
+from oblio.control import audit, exports, ledger, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
 from oblio.core.bodies import BulkBody
@@ -389,6 +389,7 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
             else:
                 todo.append((row, plan))
         left = _erase_merged(dm, tenant, [p for _, p in todo], marker)
+        exports.delete_archives([a for _, p in todo for a in p.get("archives", [])])
     for row, plan in todo:
         outcomes.append(_certify(dm, tenant, job, row, plan, left))
     outcomes.sort(key=lambda o: int(o["line"]))
@@ -422,7 +423,7 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict
     legal hold, items she is in only in a role), the HMACs of the identities named and found
     (for the suppression list), her subject reference and the id of the request record that
     will certify it."""
-    fp = find.walk(dm, tenant.tenant_id, row["identities"])
+    fp = find.walk(dm, tenant.tenant_id, row["identities"], include_expired=True)
     tables: dict[str, Any] = {}
     for name in dm.order:
         manifest = planner.unit_manifest(dm, name, "erase", {}, fp, tenant.tenant_id)
@@ -432,11 +433,14 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict
         manifest["prefixed"] = sum(len(objects.current_keys(b, p))
                                    for b, p in manifest.get("prefixes", []))
         tables[name] = manifest
+    refs = find.identity_refs(dm, tenant.keys, fp, row["identities"],
+                              tenant.phone_region) if fp.total else {}
     return {"line": row["line"], "matched": fp.total, "tables": tables,
             "subject_ref": tenant.keys.subject_ref(row["identities"]),
-            "refs": find.identity_refs(dm, tenant.keys, fp, row["identities"],
-                                          tenant.phone_region) if fp.total else {},
-            "request_id": str(ULID())}
+            "refs": refs, "request_id": str(ULID()),
+            # items past their TTL (planned like the rest) and her unexpired access exports
+            "expired": fp.expired,
+            "archives": exports.subject_archives({tenant.tenant_id: refs}) if refs else []}
 
 
 def _key(t: Any, key: dict[str, Any]) -> tuple[Any, ...]:
@@ -526,7 +530,7 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
     A fresh search from her identities must find nothing but what stays by design (items
     retained by law, items on legal hold)."""
     ids = row["identities"]
-    again = find.walk(dm, tenant.tenant_id, ids)
+    again = find.walk(dm, tenant.tenant_id, ids, include_expired=True)
     planned = {name: plan_["tables"].get(name, {}) for name in dm.order}
     mine = {(name, _key(dm.tables[name], k)) for name, p in planned.items()
             for k in [*p.get("keys", []),
@@ -543,11 +547,19 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
         rest = [i for i in items if _key(t, find.key_of(t, i)) not in held]
         if rest:
             remaining[name] = remaining.get(name, 0) + len(rest)
+    archived = plan_.get("archives", [])
+    archives_left = exports.archives_left(archived)
+    if archives_left:
+        remaining[exports.UNIT] = archives_left
     tables = {name: _line_counts(dm, name, p) for name, p in planned.items()}
     verification = {"passed": not remaining, "items_checked": plan_["matched"],
-                    "remaining": remaining, "at": clock.iso()}
+                    "remaining": remaining, "at": clock.iso(),
+                    "checked": {"archives": {"objects": len(archived), "left": archives_left}}}
     request_id = record_erasure(tenant, ids, job.job_id, tables, verification,
-                                plan_["refs"], request_id=plan_["request_id"])
+                                plan_["refs"], request_id=plan_["request_id"],
+                                certified={"archives_deleted": len(archived) - archives_left,
+                                           "expired_items_included":
+                                               int(plan_.get("expired", 0))})
     if not verification["passed"]:
         return {"line": row["line"], "outcome": "failed", "subject_ref":
                 tenant.keys.subject_ref(ids), "request_id": request_id,
@@ -562,10 +574,12 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
 
 def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                    tables: dict[str, dict[str, int]], verification: dict[str, Any],
-                   refs: dict[str, list[str]], request_id: str | None = None) -> str:
+                   refs: dict[str, list[str]], request_id: str | None = None,
+                   certified: dict[str, int] | None = None) -> str:
     """One subject of a bulk job, erased: the same request record, certificate, audit entry,
     suppression entries and event as a single erasure (its RequestsCompleted metric is the
-    chunk's, one line for all). Returns the request id. Recording a request id that is
+    chunk's, one line for all); `certified` adds figures to the certificate (archives
+    deleted, items past their TTL included). Returns the request id. Recording a request id that is
     already recorded (a retried chunk) does nothing again."""
     request_id, started = request_id or str(ULID()), clock.iso()
     try:
@@ -598,7 +612,8 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
         request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure", subject_ref=ref,
         tables=tables, tenants={}, verification=verification, suppressed=suppressed,
         started_at=started, entry=entry, datamap_digest=dm.digest)
-    cert = {"found": True, **exempt, **cert, "consent_records_deleted": consents}
+    cert = {"found": True, **exempt, **cert, "consent_records_deleted": consents,
+            **(certified or {})}
     message = outcome.exemption_message(exempt)
     now = clock.now()
     RequestModel(

@@ -595,7 +595,8 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
             continue
         ref = tenant.keys.subject_ref(ids)
         counts["subjects"] += 1
-        for name, items in find.walk(dm, tenant.tenant_id, ids).items.items():
+        for name, items in find.walk(dm, tenant.tenant_id, ids,
+                                     include_expired=True).items.items():
             if rules.table_mode(dm, name, act) == "none":
                 continue
             tm = dm.tables[name]

@@ -13,7 +13,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from oblio.control import audit, ledger, records, suppression
+from oblio.control import audit, exports, ledger, records, suppression
 from oblio.control.tenants import get_tenant
 from oblio.core import clock
 from oblio.core.boundary import caught
@@ -238,8 +238,11 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
             m, action, plan_.get("identity_refs", {}), body.get("purposes") or []))
     if action == "erase":
         body["consent_records_deleted"] = sum(consented.get("deleted", {}).values())
+        body["archives_deleted"] = int((units.get(f"{tenant_id}/{exports.UNIT}") or {})
+                                       .get("archives_deleted", 0))
     found = body["found"] = outcome.found(totals["matched"],
-                                          int(body.get("consent_records_deleted", 0)))
+                                          int(body.get("consent_records_deleted", 0))
+                                          + int(body.get("archives_deleted", 0)))
     exempt = outcome.exemptions(dm, counts, units) if action in ("erase", "anonymise") \
         else None
     if exempt and (exempt["retained"] or exempt["held"]):
@@ -270,6 +273,12 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
                 out["certificate"]["statement"] = outcome.NOT_FOUND_STATEMENT
         if action == "erase":
             out["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
+            # the subject's unexpired access-export archives, every version deleted
+            out["certificate"]["archives_deleted"] = body["archives_deleted"]
+        if action in ("erase", "anonymise"):
+            # items past their DynamoDB TTL not deleted yet: planned and acted on like the
+            # rest (counted in the tables' figures too)
+            out["certificate"]["expired_items_included"] = int(plan_.get("expired_items", 0))
         if consented:
             out["consent"] = consented
         if suppressed:

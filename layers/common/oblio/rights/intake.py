@@ -124,7 +124,10 @@ def dry_run(principal: Principal, body: RequestBody) -> dict[str, Any]:
         ids = parse_subject(body.subject.identities(), tenant.phone_region,
                             tuple(dm.identities))
         params = params_of(asked(body), dm, tenant.phone_region)
-        fp = find.walk(dm, tenant.tenant_id, ids)
+        # a dry run of an erasure or anonymisation sees what the run will: items past their
+        # TTL included
+        fp = find.walk(dm, tenant.tenant_id, ids,
+                       include_expired=action in find.SEES_EXPIRED)
         tables = {}
         for name in dm.order:
             t = dm.tables[name]
