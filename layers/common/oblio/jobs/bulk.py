@@ -41,7 +41,7 @@ from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
 from oblio.core.bodies import BulkBody
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Invalid, NotFound, Unprocessable
+from oblio.core.errors import Conflict, Invalid, NotFound, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
@@ -119,6 +119,17 @@ def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
                  details={"job_id": job_id, "dry_run": dry_run})
     return {"job_id": job_id, "upload_url": url, "upload_key": key,
             "upload_bucket": s.bucket("ingest"), "expires_in": s.presign_seconds}
+
+
+def upload_url(tenant_id: str, job_id: str) -> str:
+    """A fresh presigned PUT for a job still waiting for its CSV (the replay of its
+    creation: the first URL is never kept); 409 once the upload was received."""
+    job = load(tenant_id, job_id)
+    if job.status != "awaiting_upload":
+        raise Conflict(f"bulk erasure job {job_id} has received its CSV already (status "
+                       f"{job.status}); follow it with GET /v1/bulk-erasures/{job_id}",
+                       code="upload_received", details={"status": job.status})
+    return objects.presign("put_object", get_settings().bucket("ingest"), str(job.upload_key))
 
 
 def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
