@@ -11,6 +11,9 @@ e-mail is found by an erasure asked by phone once the phone was found next to th
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import timedelta
+
+from ulid import ULID
 
 from oblio.control import records
 from oblio.core import clock
@@ -22,6 +25,12 @@ from oblio.store.models import RequestModel, plain
 UNIT = "_archives"
 #: the statuses of an access request whose archive was written
 WRITTEN = ("completed", "completed_with_errors")
+#: how far back an access request can have been filed and its archive not have expired yet:
+#: the longest export TTL (30 days) and a margin for the time an export takes and retries
+WINDOW = timedelta(days=45)
+
+#: a finished access request: its id, the identity HMACs it was filed with, its expiry
+Export = tuple[str, frozenset[tuple[str, str]], str | None]
 
 
 def archive_key(tenant_id: str, request_id: str) -> str:
@@ -29,30 +38,42 @@ def archive_key(tenant_id: str, request_id: str) -> str:
     return f"exports/{tenant_id}/{request_id}.zip"
 
 
+def recent_exports(tenant_id: str) -> list[Export]:
+    """The tenant's finished access requests filed within WINDOW, newest first: one Query
+    on the request ids' range (ULIDs sort by time), access requests only, no Scan. Its cost
+    grows with the tenant's requests of the last weeks, not with its history; a bulk chunk
+    reads it once for all its lines."""
+    since = ULID.from_datetime(clock.now() - WINDOW)
+    out: list[Export] = []
+    for m in RequestModel.query(
+            tenant_id, RequestModel.sk.between(f"{records.REQUEST_PREFIX}{since}",
+                                               f"{records.REQUEST_PREFIX}~"),
+            scan_index_forward=False,
+            filter_condition=(RequestModel.type == "access")
+            & RequestModel.status.is_in(*WRITTEN),
+            attributes_to_get=["tenant_id", "sk", "request_id", "identity_refs", "result"]):
+        refs = frozenset((k, str(v)) for k, v in (plain(m.identity_refs) or {}).items())
+        result = records.result_of(m)
+        out.append((m.request_id, refs,
+                    (result.get("export") or {}).get("expires_at") or result.get("expires_at")))
+    return out
+
+
+def matching(tenant_id: str, exports: list[Export], kinds: dict[str, list[str]],
+             ) -> list[dict[str, str]]:
+    """`{"tenant_id", "request_id"}` of each export filed with one of these identity HMACs
+    (kind -> HMACs) whose archive has not expired; references only, no personal data."""
+    now = clock.iso()
+    macs = {(k, v) for k, vs in kinds.items() for v in vs}
+    return [{"tenant_id": tenant_id, "request_id": rid} for rid, refs, expires in exports
+            if refs & macs and not (expires and expires <= now)]
+
+
 def subject_archives(identity_refs: dict[str, dict[str, list[str]]]) -> list[dict[str, str]]:
     """`{"tenant_id", "request_id"}` of each finished, unexpired access request of the subject
-    (tenant -> kind -> HMACs), newest first per tenant. One Query of the tenant's requests
-    (access requests only), no Scan; references only, no personal data."""
-    now = clock.iso()
-    out: list[dict[str, str]] = []
-    for tenant_id, kinds in sorted(identity_refs.items()):
-        macs = {(k, v) for k, vs in kinds.items() for v in vs}
-        if not macs:
-            continue
-        for m in RequestModel.query(
-                tenant_id, RequestModel.sk.startswith(records.REQUEST_PREFIX),
-                scan_index_forward=False,
-                filter_condition=(RequestModel.type == "access")
-                & RequestModel.status.is_in(*WRITTEN)):
-            refs = plain(m.identity_refs) or {}
-            if not any((k, v) in macs for k, v in refs.items()):
-                continue
-            expires = (records.result_of(m).get("export") or {}).get("expires_at") \
-                or records.result_of(m).get("expires_at")
-            if expires and expires <= now:
-                continue  # expired: the app refuses it and the lifecycle rule removes it
-            out.append({"tenant_id": tenant_id, "request_id": m.request_id})
-    return out
+    (tenant -> kind -> HMACs), newest first per tenant: one `recent_exports` Query a tenant."""
+    return [a for tenant_id, kinds in sorted(identity_refs.items()) if kinds
+            for a in matching(tenant_id, recent_exports(tenant_id), kinds)]
 
 
 def refs(found: Iterable[dict[str, str]]) -> list[tuple[str, str]]:

@@ -386,7 +386,9 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
         plans: list[dict[str, Any]] | None = objects.get_json(plan_key) \
             if objects.exists(plan_key) else None
         if plans is None:
-            plans = [_plan_line(dm, tenant, row) for row in rows]
+            # the tenant's recent access exports, read once for the chunk's lines
+            recent = exports.recent_exports(tenant_id)
+            plans = [_plan_line(dm, tenant, row, recent) for row in rows]
             objects.put_json(plan_key, plans)
         todo: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for row, plan in zip(rows, plans, strict=True):
@@ -428,7 +430,8 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     return {"chunk": chunk_key, **counts}
 
 
-def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict[str, Any]:
+def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any],
+               recent: list[exports.Export]) -> dict[str, Any]:
     """What one line will erase, kept without personal values: per table the same manifest
     a single erasure plans (item keys, files by pointer, key template and prefix, items on
     legal hold, items she is in only in a role), the HMACs of the identities named and found
@@ -451,7 +454,7 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict
             "refs": refs, "request_id": str(ULID()),
             # items past their TTL (planned like the rest) and her unexpired access exports
             "expired": fp.expired,
-            "archives": exports.subject_archives({tenant.tenant_id: refs}) if refs else []}
+            "archives": exports.matching(tenant.tenant_id, recent, refs) if refs else []}
 
 
 def _key(t: Any, key: dict[str, Any]) -> tuple[Any, ...]:
