@@ -9,14 +9,23 @@ from pathlib import Path
 from typing import Any
 
 STATE = Path(".oblio/local.json")
+#: where `oblio local up` writes its state by default: the checkout's .oblio/local.json
+CHECKOUT_STATE = Path(__file__).resolve().parents[1] / ".oblio" / "local.json"
 
 
 class CliError(Exception):
     """What went wrong, in one line with the fix; printed without a traceback (exit 2)."""
 
 
-def _state(path: Path = STATE) -> dict[str, Any]:
+def _state_file() -> Path:
+    """The local stack's state: ./.oblio/local.json, or the checkout's when the command runs
+    from another directory (where `oblio local up` writes it by default)."""
+    return STATE if STATE.exists() or not CHECKOUT_STATE.exists() else CHECKOUT_STATE
+
+
+def _state(path: Path | None = None) -> dict[str, Any]:
     """The running local stack's URLs and keys."""
+    path = path or _state_file()
     try:
         data: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
@@ -477,6 +486,20 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.fn(args))
     except CliError as exc:
         print(f"oblio {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        # a job or sweep already started goes on in the stack: say how to follow it
+        print(f"oblio {args.command}: interrupted (what the API started goes on: follow it "
+              "with GET /v1/bulk-erasures or /v1/retention-sweeps)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        from botocore.exceptions import EndpointConnectionError
+
+        if not isinstance(exc, EndpointConnectionError):
+            raise
+        print(f"oblio {args.command}: the AWS endpoint {exc.kwargs.get('endpoint_url', '')} "
+              "does not answer: is the local stack running? start it with `make run`, or "
+              "give --aws-endpoint URL", file=sys.stderr)
         return 2
 
 

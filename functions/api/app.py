@@ -47,8 +47,8 @@ def openapi_document() -> dict:
 @api(app, scope="")  # dsr:write, or dsr:erase for irreversible types: checked by the domain
 @idempotent_write(app, "create_request", body=bodies.REQUEST,
                   replay=Replay(rerun_dry_runs=True))  # a dry run's plan names item keys
-def create_request(principal, body):
-    filed = intake.create(principal, body)
+def create_request(principal, body, replayed=False):
+    filed = intake.create(principal, body, audited=not replayed)
     return (202 if filed.created else 200), filed.body
 
 
@@ -115,8 +115,9 @@ def read_consents(principal, q):
 
 @app.route("/v1/consents/links", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="consent:write")
-@idempotent_write(app, "consent_link", body=bodies.LinkBody, context={"base_url": base_url})
-def create_consent_link(principal, body, base_url):
+@idempotent_write(app, "consent_link", body=bodies.LinkBody, context={"base_url": base_url},
+                  replay=Replay(rerun=True))  # a signed link is not kept: a replay signs anew
+def create_consent_link(principal, body, base_url, replayed=False):
     return 201, consent.link(principal, body, base_url)
 
 
@@ -267,7 +268,10 @@ def rotate_tenant_key(principal, tenant_id, key_id):
 
 @app.route("/v1/bulk-erasures", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-@idempotent_write(app, "create_bulk_erasure", body=bodies.BulkBody)
+@idempotent_write(app, "create_bulk_erasure", body=bodies.BulkBody,
+                  # the presigned PUT is not kept: a replay presigns the job's upload again
+                  replay=Replay(drop=("upload_url",), rebuild=lambda p, kept: {
+                      "upload_url": bulk.upload_url(p.tenant_id, kept["job_id"])}))
 def create_bulk_erasure(principal, body):
     return 201, bulk.create_job(principal, body)
 
@@ -312,8 +316,8 @@ def delete_retention_policy(principal, policy_id):
 @api(app, scope="dsr:erase")
 @idempotent_write(app, "run_retention_policy", body=bodies.RunBody,
                   replay=Replay(rerun_dry_runs=True))
-def run_retention_policy(principal, body, policy_id):
-    ran = retention.run(principal, policy_id, body)
+def run_retention_policy(principal, body, policy_id, replayed=False):
+    ran = retention.run(principal, policy_id, body, audited=not replayed)
     return (202 if ran.started else 200), ran.body
 
 

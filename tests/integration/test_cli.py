@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -45,9 +46,37 @@ def test_a_stack_that_is_down_is_said_in_one_line(capsys):
 
 def test_no_local_state_is_said_in_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "CHECKOUT_STATE", tmp_path / "checkout" / "local.json")
     code, _, err = _run(capsys, "sweep")
     assert code == 2
     assert "no local stack found" in err and "Traceback" not in err
+
+
+def test_the_checkouts_state_is_found_from_another_directory(capsys, tmp_path, monkeypatch):
+    # `oblio local up` writes the checkout's .oblio/local.json: a command run elsewhere
+    # finds it (here it names a stack that is down, which the command then says)
+    state = tmp_path / "checkout" / "local.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps({"api_url": f"http://127.0.0.1:{free_port()}",
+                                 "tenants": {"demo": {"api_key": "k"}}}))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(cli, "CHECKOUT_STATE", state)
+    code, _, err = _run(capsys, "sweep")
+    assert code == 2
+    assert "does not answer" in err and "no local stack found" not in err
+
+
+@pytest.mark.parametrize("argv", [
+    ("datamap", "draft", "--table", "t"),
+    ("datamap", "check", "layers/common/oblio/datamaps/demo.yaml", "--data")])
+def test_an_aws_endpoint_that_is_down_is_said_in_one_line(capsys, argv, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    code, _, err = _run(capsys, *argv, "--aws-endpoint", f"http://127.0.0.1:{free_port()}")
+    assert code == 2
+    assert "does not answer" in err and "--aws-endpoint" in err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
 def test_a_port_left_in_time_wait_counts_as_free_and_a_listening_one_does_not():

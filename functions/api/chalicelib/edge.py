@@ -225,16 +225,31 @@ class Replay:
     - `rerun_dry_runs`: a dry run's answer (a plan: item keys, which can be e-mail addresses)
       is not kept; a replay runs the dry run again (it changes nothing) and answers what is
       true now (after the subject's erasure: nothing found);
+    - `rerun`: the operation changes nothing and its answer is secret-like (a signed
+      withdrawal link): nothing of it is kept; a replay runs it again (a fresh link);
+    - `rebuild=fn, drop=(...)`: the answer holds short-lived credentials (a presigned upload
+      URL): the fields in `drop` are not kept, and a replay answers the rest with what
+      `fn(principal, kept_answer)` adds (a fresh URL, or an error saying why there is none);
     - `secret="key_id"`: the answer holds a secret shown once (a new API key): only the
       field named (its reference) is kept, and a replay is 409 `secret_not_replayed` naming
-      that reference, never the secret."""
+      that reference, never the secret.
+
+    A dry run or an operation run again for a replay is called with `replayed=True`: it was
+    audited the first time and is not audited again."""
 
     rerun_dry_runs: bool = False
+    rerun: bool = False
     secret: str | None = None
+    drop: tuple[str, ...] = ()
+    rebuild: Callable[[Principal, dict[str, Any]], dict[str, Any]] | None = None
 
     def kept(self, raw: Any, status: int, answer: Any) -> dict[str, Any]:
-        if self.rerun_dry_runs and isinstance(raw, dict) and raw.get("dry_run") is True:
+        if self.rerun or (self.rerun_dry_runs and isinstance(raw, dict)
+                          and raw.get("dry_run") is True):
             return {"status": status, "rerun": True}
+        if self.rebuild is not None and isinstance(answer, dict):
+            return {"status": status, "rebuild": True,
+                    "body": {k: v for k, v in answer.items() if k not in self.drop}}
         if self.secret is not None:
             ref = answer.get(self.secret) if isinstance(answer, dict) else None
             return {"status": status, "secret_of": {self.secret: ref}}
@@ -325,7 +340,13 @@ def _digest(tenant_id: str, op: str, body: Any, params: dict[str, Any]) -> str:
 def _replayed(call: dict[str, Any], out: dict[str, Any]) -> tuple[int, Any]:
     """The answer of a replay, from what the record kept."""
     if out.get("rerun"):
-        return _OPERATIONS[call["op"]](_principal(call), call["body"], call["params"])
+        return _OPERATIONS[call["op"]](_principal(call), call["body"],
+                                       {**call["params"], "replayed": True})
+    if out.get("rebuild"):
+        rebuild = _REPLAYS[call["op"]].rebuild
+        assert rebuild is not None
+        kept = dict(out["body"])
+        return int(out["status"]), {**kept, **rebuild(_principal(call), kept)}
     if "secret_of" in out:
         raise Conflict("the first request with this Idempotency-Key made a secret, which is "
                        "shown once and never replayed: find what it made by the reference in "

@@ -65,7 +65,9 @@ def _answers(op: dict[str, Any], schema: dict[str, Any], *codes: str) -> dict[st
 _FILED = {"type": "object", "required": ["status"],
           "properties": {"request_id": {"type": ["string", "null"]},
                          "status": {"type": "string"},
-                         "due_at": {"type": ["string", "null"]}}}
+                         "due_at": {"type": ["string", "null"]},
+                         # a national phone number: the region it was read in
+                         "phone_reading": {"type": "object"}}}
 
 
 def _schema(model: Any, schemas: dict[str, Any]) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from oblio.access.package import FORMAT, archive_key, archive_name
+from oblio.access.package import FORMAT, archive_name
 from oblio.control import audit, links, records
+from oblio.control.exports import archive_key
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock
 from oblio.core.errors import Conflict, Gone, Invalid, MessageRefused, TransientError

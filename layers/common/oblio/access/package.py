@@ -21,6 +21,7 @@ from oblio.access.collect import (
     write_csv,
 )
 from oblio.control import ledger, records
+from oblio.control.exports import archive_key
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, shadows
 from oblio.core.datamap import DataMap
@@ -40,10 +41,6 @@ CONSENT_COLUMNS = ("at", "purpose", "status", "channel", "source", "policy_versi
 
 #: how many missing files the request's result lists (subject.json lists them all)
 LISTED = 50
-
-
-def archive_key(tenant_id: str, request_id: str) -> str:
-    return f"exports/{tenant_id}/{request_id}.zip"
 
 
 def archive_name(request_id: str) -> str:

@@ -239,7 +239,8 @@ def subject_ledger(tenant: Tenant, ids: dict[str, str]) -> dict[str, Any]:
         state[purpose] = {"status": m.status, "at": m.at, "event_id": m.event_id,
                           "channel": m.channel, "source": m.source,
                           "policy_version": m.policy_version}
-    return {"subject_ref": tenant.keys.subject_ref(ids), "state": state,
+    return {"subject_ref": tenant.keys.subject_ref(ids), "found": bool(history or states),
+            "state": state,
             "history": [_event_json(m) for m in sorted(history.values(),
                                                         key=lambda m: m.order)]}
 
@@ -260,14 +261,56 @@ def erase_subject(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
     return n
 
 
+def move_identity(tenant_id: str, kind: str, old_macs: list[str], new_mac: str) -> int:
+    """Move every ledger record filed under `kind#<old>` to `kind#<new>` (a rectified
+    identity): the events copied as they are (their content and hash unchanged, only the key),
+    each state copied unless the new key holds a newer one, then the old records deleted.
+    Copies are written before anything is deleted, so a move cut short is finished by running
+    it again (it moves what is still under the old keys); returns how many records moved.
+    One Query per old identity, batched writes, no Scan."""
+    connect()
+    new_key = f"{kind}#{new_mac}"
+    moved = 0
+    for mac in sorted(set(old_macs) - {new_mac}):
+        old_key = f"{kind}#{mac}"
+        found = list(ConsentModel.query(tenant_id, ConsentModel.sk.startswith(f"{old_key}#"),
+                                        consistent_read=True))
+        if not found:
+            continue
+        states = [m for m in found if m.sk.startswith(f"{old_key}#s#")]
+        theirs = {m.sk: m for m in ConsentModel.batch_get(
+            [(tenant_id, new_key + m.sk[len(old_key):]) for m in states],
+            consistent_read=True)} if states else {}
+        with ConsentModel.batch_write() as batch:
+            for m in found:
+                sk = new_key + m.sk[len(old_key):]
+                newer = theirs.get(sk)
+                if newer is not None and newer.order >= m.order:
+                    continue  # the new identity's own state is newer: it stays
+                copy = ConsentModel(**{**m.attribute_values, "sk": sk})
+                batch.save(copy)
+        with ConsentModel.batch_write() as batch:
+            for m in found:
+                batch.delete(m)
+        moved += len(found)
+    return moved
+
+
 def on_request_finished(m: RequestModel, action: str,
                         identity_refs: dict[str, dict[str, list[str]]],
-                        purposes: list[str]) -> dict[str, Any]:
+                        purposes: list[str],
+                        new_refs: dict[str, dict[str, str]] | None = None) -> dict[str, Any]:
     """What a finished request does to the ledger, per tenant it reached: an erasure removes
     the subject's records; an objection records a withdrawal of each of its purposes that the
-    tenant records consent for (source "objection request")."""
+    tenant records consent for (source "objection request"); a rectification of an identity
+    moves the records of the old values to the new one (`new_refs`: tenant -> kind -> the
+    new value's HMAC)."""
     if action == "erase":
         return {"deleted": {t: erase_subject(t, kinds) for t, kinds in identity_refs.items()}}
+    if action == "rectify":
+        return {"moved": {t: sum(move_identity(t, kind, identity_refs.get(t, {}).get(kind, []),
+                                               mac) for kind, mac in sorted(kinds.items()))
+                          for t, kinds in sorted((new_refs or {}).items())}}
     if action != "object":
         return {}
     withdrawn: dict[str, list[str]] = {}

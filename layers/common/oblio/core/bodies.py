@@ -735,13 +735,26 @@ class TenantPatch(Body):
 class KeyBody(Body):
     """`POST /v1/keys`: a new API key (shown once)."""
 
-    scopes: list[Literal[SCOPES]] = Field(min_length=1)  # type: ignore[valid-type]
+    scopes: list[Literal[SCOPES]] = Field(  # type: ignore[valid-type]
+        min_length=1, json_schema_extra={"uniqueItems": True},
+        description="each scope once: a list that names one twice is refused (422)")
     name: str | None = None
     children: Flag = Field(default=False, description="may act on child tenants (if this key may)")
 
     hints: ClassVar[dict[str, str]] = {
         "scopes": f"scopes must name at least one scope of {', '.join(SCOPES)}"}
     example: ClassVar[str] = "{\"scopes\": [...], \"name\": ...}"
+
+    @field_validator("scopes")
+    @classmethod
+    def _once(cls, v: list[str]) -> list[str]:
+        # refused rather than deduplicated: a key's scopes are what its creator meant, and a
+        # repeated one is more likely a typo of another (dsr:write for dsr:erase)
+        again = [i for i, s in enumerate(v) if s in v[:i]]
+        if again:
+            raise ValueError(f"item {', '.join(str(i) for i in again)} repeats a scope named "
+                             "before it: name each scope once")
+        return v
 
 
 #: a tenant's id (it names the tenant in keys and in the physical names of silo tables)
@@ -940,8 +953,20 @@ class IdentityQuery(Query):
     """A subject named in the query string: `?email=` (or phone, external_id)."""
 
     email: str | None = None
-    phone: str | None = None
+    phone: str | None = Field(default=None, description="E.164 (write the + as %2B) or a "
+                                                        "national number of the tenant's "
+                                                        "default region")
     external_id: str | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _plus_kept(cls, v: str | None) -> str | None:
+        # an unencoded + in a query string arrives as a space: '?phone=+33 6...' reads
+        # ' 33 6...', which would be taken for a national number of the tenant's region
+        if v is not None and re.match(r"^\s+\d", v):
+            raise ValueError("starts with a space before its digits: an unencoded + in a URL "
+                             "is read as a space; write the + as %2B (?phone=%2B39...)")
+        return v
 
     def identities(self) -> dict[str, Any]:
         return self.model_dump(exclude_unset=True)

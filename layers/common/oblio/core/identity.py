@@ -46,6 +46,14 @@ def phone_reading(value: Any, region: str | None) -> dict[str, Any] | None:
                     "another country's; in a URL write the + as %2B"}
 
 
+def readings(raw: Any, region: str | None) -> dict[str, Any]:
+    """`{"phone_reading": ...}` when the subject's phone (as sent) is a national number read
+    in `region`, else `{}`: what an answer that looked the subject up adds, so that a caller
+    who meant another country sees which one was assumed."""
+    reading = phone_reading(raw.get("phone"), region) if isinstance(raw, dict) else None
+    return {"phone_reading": reading} if reading else {}
+
+
 def normalise_phone(value: str, region: str | None, field: str = "subject.phone") -> str:
     """E.164. A national number is read in `region` (the tenant's default, or the region an
     attribute declares); one that is not a valid number there is refused, saying which region

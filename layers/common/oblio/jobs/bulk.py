@@ -36,12 +36,12 @@ from typing import Any, NamedTuple
 from pynamodb.exceptions import DoesNotExist
 from ulid import ULID
 
-from oblio.control import audit, ledger, records, suppression
+from oblio.control import audit, exports, ledger, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
 from oblio.core.bodies import BulkBody
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Invalid, NotFound, Unprocessable
+from oblio.core.errors import Conflict, Invalid, NotFound, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
@@ -120,6 +120,17 @@ def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
                  details={"job_id": job_id, "dry_run": dry_run})
     return {"job_id": job_id, "upload_url": url, "upload_key": key,
             "upload_bucket": s.bucket("ingest"), "expires_in": s.presign_seconds}
+
+
+def upload_url(tenant_id: str, job_id: str) -> str:
+    """A fresh presigned PUT for a job still waiting for its CSV (the replay of its
+    creation: the first URL is never kept); 409 once the upload was received."""
+    job = load(tenant_id, job_id)
+    if job.status != "awaiting_upload":
+        raise Conflict(f"bulk erasure job {job_id} has received its CSV already (status "
+                       f"{job.status}); follow it with GET /v1/bulk-erasures/{job_id}",
+                       code="upload_received", details={"status": job.status})
+    return objects.presign("put_object", get_settings().bucket("ingest"), str(job.upload_key))
 
 
 def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
@@ -376,7 +387,9 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
         plans: list[dict[str, Any]] | None = objects.get_json(plan_key) \
             if objects.exists(plan_key) else None
         if plans is None:
-            plans = [_plan_line(dm, tenant, row) for row in rows]
+            # the tenant's recent access exports, read once for the chunk's lines
+            recent = exports.recent_exports(tenant_id)
+            plans = [_plan_line(dm, tenant, row, recent) for row in rows]
             objects.put_json(plan_key, plans)
         todo: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for row, plan in zip(rows, plans, strict=True):
@@ -390,6 +403,7 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
             else:
                 todo.append((row, plan))
         left = _erase_merged(dm, tenant, [p for _, p in todo], marker)
+        exports.delete_archives([a for _, p in todo for a in p.get("archives", [])])
     for row, plan in todo:
         outcomes.append(_certify(dm, tenant, job, row, plan, left))
     outcomes.sort(key=lambda o: int(o["line"]))
@@ -420,13 +434,14 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     return {"chunk": chunk_key, **counts}
 
 
-def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict[str, Any]:
+def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any],
+               recent: list[exports.Export]) -> dict[str, Any]:
     """What one line will erase, kept without personal values: per table the same manifest
     a single erasure plans (item keys, files by pointer, key template and prefix, items on
     legal hold, items she is in only in a role), the HMACs of the identities named and found
     (for the suppression list), her subject reference and the id of the request record that
     will certify it."""
-    fp = find.walk(dm, tenant.tenant_id, row["identities"])
+    fp = find.walk(dm, tenant.tenant_id, row["identities"], include_expired=True)
     tables: dict[str, Any] = {}
     for name in dm.order:
         manifest = planner.unit_manifest(dm, name, "erase", {}, fp, tenant.tenant_id)
@@ -436,11 +451,14 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict
         manifest["prefixed"] = sum(len(objects.current_keys(b, p))
                                    for b, p in manifest.get("prefixes", []))
         tables[name] = manifest
+    refs = find.identity_refs(dm, tenant.keys, fp, row["identities"],
+                              tenant.phone_region) if fp.total else {}
     return {"line": row["line"], "matched": fp.total, "tables": tables,
             "subject_ref": tenant.keys.subject_ref(row["identities"]),
-            "refs": find.identity_refs(dm, tenant.keys, fp, row["identities"],
-                                          tenant.phone_region) if fp.total else {},
-            "request_id": str(ULID())}
+            "refs": refs, "request_id": str(ULID()),
+            # items past their TTL (planned like the rest) and her unexpired access exports
+            "expired": fp.expired,
+            "archives": exports.matching(tenant.tenant_id, recent, refs) if refs else []}
 
 
 def _key(t: Any, key: dict[str, Any]) -> tuple[Any, ...]:
@@ -530,7 +548,7 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
     A fresh search from her identities must find nothing but what stays by design (items
     retained by law, items on legal hold)."""
     ids = row["identities"]
-    again = find.walk(dm, tenant.tenant_id, ids)
+    again = find.walk(dm, tenant.tenant_id, ids, include_expired=True)
     planned = {name: plan_["tables"].get(name, {}) for name in dm.order}
     mine = {(name, _key(dm.tables[name], k)) for name, p in planned.items()
             for k in [*p.get("keys", []),
@@ -547,11 +565,19 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
         rest = [i for i in items if _key(t, find.key_of(t, i)) not in held]
         if rest:
             remaining[name] = remaining.get(name, 0) + len(rest)
+    archived = plan_.get("archives", [])
+    archives_left = exports.archives_left(archived)
+    if archives_left:
+        remaining[exports.UNIT] = archives_left
     tables = {name: _line_counts(dm, name, p) for name, p in planned.items()}
     verification = {"passed": not remaining, "items_checked": plan_["matched"],
-                    "remaining": remaining, "at": clock.iso()}
+                    "remaining": remaining, "at": clock.iso(),
+                    "checked": {"archives": {"objects": len(archived), "left": archives_left}}}
     request_id = record_erasure(tenant, ids, job.job_id, tables, verification,
-                                plan_["refs"], request_id=plan_["request_id"])
+                                plan_["refs"], request_id=plan_["request_id"],
+                                certified={"archives_deleted": len(archived) - archives_left,
+                                           "expired_items_included":
+                                               int(plan_.get("expired", 0))})
     if not verification["passed"]:
         return {"line": row["line"], "outcome": "failed", "subject_ref":
                 tenant.keys.subject_ref(ids), "request_id": request_id,
@@ -566,10 +592,12 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
 
 def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                    tables: dict[str, dict[str, int]], verification: dict[str, Any],
-                   refs: dict[str, list[str]], request_id: str | None = None) -> str:
+                   refs: dict[str, list[str]], request_id: str | None = None,
+                   certified: dict[str, int] | None = None) -> str:
     """One subject of a bulk job, erased: the same request record, certificate, audit entry,
     suppression entries and event as a single erasure (its RequestsCompleted metric is the
-    chunk's, one line for all). Returns the request id. Recording a request id that is
+    chunk's, one line for all); `certified` adds figures to the certificate (archives
+    deleted, items past their TTL included). Returns the request id. Recording a request id that is
     already recorded (a retried chunk) does nothing again."""
     request_id, started = request_id or str(ULID()), clock.iso()
     try:
@@ -602,7 +630,8 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
         request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure", subject_ref=ref,
         tables=tables, tenants={}, verification=verification, suppressed=suppressed,
         started_at=started, entry=entry, datamap_digest=dm.digest)
-    cert = {"found": True, **exempt, **cert, "consent_records_deleted": consents}
+    cert = {"found": True, **exempt, **cert, "consent_records_deleted": consents,
+            **(certified or {})}
     message = outcome.exemption_message(exempt)
     now = clock.now()
     RequestModel(

@@ -293,8 +293,9 @@ def seed_demo_policies(tenant_id: str) -> None:
 
 # -- a policy's dry run -----------------------------------------------------------------------
 
-def dry_run(tenant_id: str, policy_id: str) -> dict[str, Any]:
-    """What a run would do now, counted through the same finder; changes nothing."""
+def dry_run(tenant_id: str, policy_id: str, audited: bool = True) -> dict[str, Any]:
+    """What a run would do now, counted through the same finder; changes nothing. Audited
+    (`retention_dry_run`) unless `audited` is false (the replay of an answered dry run)."""
     p = load_policy(tenant_id, policy_id)
     spec = (plain(p.spec) or {})
     dm = datamap.current()
@@ -308,9 +309,10 @@ def dry_run(tenant_id: str, policy_id: str) -> dict[str, Any]:
         while state:
             acting += len(finder.classify(finder.round(state, pool, width), counts))
     table = {**counts, "would_" + spec["action"]: acting}
-    audit.append(tenant_id, "retention_dry_run", actor="oblio",
-                 details={"policy_id": policy_id, "cutoff": cutoff, "tables":
-                          {spec["table"]: table}})
+    if audited:
+        audit.append(tenant_id, "retention_dry_run", actor="oblio",
+                     details={"policy_id": policy_id, "cutoff": cutoff, "tables":
+                              {spec["table"]: table}})
     return {"dry_run": True, "policy_id": policy_id, "action": spec["action"],
             "cutoff": cutoff, "finder": spec.get("finder"), "tables": {spec["table"]: table},
             "io": io.as_dict()}
@@ -414,11 +416,12 @@ class Ran(NamedTuple):
     started: bool
 
 
-def run(principal: Principal, policy_id: str, body: RunBody) -> Ran:
-    """POST /v1/retention-policies/{id}/run: a dry run (at once) or a sweep (started)."""
+def run(principal: Principal, policy_id: str, body: RunBody, audited: bool = True) -> Ran:
+    """POST /v1/retention-policies/{id}/run: a dry run (at once; audited unless `audited` is
+    false) or a sweep (started)."""
     dry = body.dry_run
     if dry:
-        return Ran(dry_run(principal.tenant_id, policy_id), started=False)
+        return Ran(dry_run(principal.tenant_id, policy_id, audited=audited), started=False)
     if not body.confirm:
         load_policy(principal.tenant_id, policy_id)  # an unknown policy is 404 all the same
         raise Invalid("confirm", "a sweep is irreversible: send {\"confirm\": true} to run "
@@ -594,7 +597,7 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
             continue
         ref = tenant.keys.subject_ref(ids)
         counts["subjects"] += 1
-        fp = find.walk(dm, tenant.tenant_id, ids)
+        fp = find.walk(dm, tenant.tenant_id, ids, include_expired=True)
         for name in dm.order:
             m = planner.unit_manifest(dm, name, act, {}, fp, tenant.tenant_id)
             if m is None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from oblio.control import records
+from oblio.control import exports, records
 from oblio.control.crypto import TenantKeys
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, paths
@@ -162,6 +162,8 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     done = (records.units_of(m)).get(u.id)
     if done and done.get("status") == "done":
         return {"unit": u.id, "skipped": True}
+    if u.table == exports.UNIT:
+        return _delete_archives(m, u)
     dm = frozen_map(m)
     tenant = get_tenant(u.tenant_id)
     params = request_params(m, get_tenant(tenant_id))
@@ -187,6 +189,29 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
                      dict(io.calls))
     logger.info("unit done", extra={"request_id": request_id, "unit": u.id, **counts})
     return {"unit": u.id, **counts}
+
+
+def _delete_archives(m: Any, u: Unit) -> dict[str, Any]:
+    """Delete every version of the archives the plan found (references only: tenant and
+    request id); the count is recorded before the deletion, so a retry reports it."""
+    found = records.plan_of(m).get("archives") or []
+    with aws.counting() as io:
+        deleted = objects.delete_all_versions(
+            exports.refs(found),
+            seen=lambda n: _seen(m, u, n)) if found else 0
+    records.record_unit(m, u.id, {"status": "done", "at": clock.iso(), "archives": len(found),
+                                  "archives_deleted": deleted}, dict(io.calls))
+    logger.info("archives deleted", extra={"request_id": m.request_id, "unit": u.id,
+                                           "archives_deleted": deleted})
+    return {"unit": u.id, "archives_deleted": deleted}
+
+
+def _seen(m: Any, u: Unit, found: int) -> int:
+    done = records.units_of(m).get(u.id) or {}
+    if "archives_present" in done:
+        return max(found, int(done["archives_present"]))
+    records.record_unit(m, u.id, {"status": "applying", "archives_present": found}, {})
+    return found
 
 
 def held_reasons(t: TableMap, manifest: dict[str, Any], n: int) -> dict[str, int]:

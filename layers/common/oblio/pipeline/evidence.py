@@ -13,11 +13,12 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from oblio.control import audit, ledger, records, suppression
+from oblio.control import audit, exports, ledger, records, suppression
 from oblio.control.tenants import get_tenant
 from oblio.core import clock
 from oblio.core.boundary import caught
 from oblio.core.datamap import DataMap
+from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.observability import count, logger
 from oblio.pipeline import outcome, rules
 from oblio.pipeline.work import frozen_map, work_prefix
@@ -70,6 +71,22 @@ def _rectification_audit(m: RequestModel, tenant: Any) -> dict[str, Any]:
     return {"new": {name: sorted(rules.value_refs(tenant.keys, [value]))
                     for name, value in changes.items()},
             "old": {attr: sorted(refs) for attr, refs in sorted(old.items())}}
+
+
+def _new_identities(m: RequestModel, tenant: Any) -> dict[str, str]:
+    """The identities a rectification changes (kind -> the new, normalised value)."""
+    if m.type != "rectification" or not m.changes_enc:
+        return {}
+    changes = tenant.keys.decrypt(m.changes_enc)
+    return {k: str(v) for k, v in changes.items() if k in IDENTITY_KINDS and v}
+
+
+def _new_refs(m: RequestModel, tenant: Any, plan_: dict[str, Any],
+              ) -> dict[str, dict[str, str]]:
+    """Per tenant the request reached, the HMAC of each rectified identity's new value."""
+    new = _new_identities(m, tenant)
+    return {t: {k: get_tenant(t).keys.hmac(k, v) for k, v in new.items()}
+            for t in (plan_.get("identity_refs") or {m.tenant_id: {}})} if new else {}
 
 
 Counts = dict[str, dict[str, dict[str, int]]]
@@ -233,13 +250,20 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
     # the consent ledger: an erasure removes the subject's records, an objection records the
     # withdrawals (once: a retried finish reuses the outcome)
     consented = units.get("_consent") or {}
-    if action in ("erase", "object"):
+    if action in ("erase", "object") or (action == "rectify" and _new_identities(m, tenant)):
         consented = once(m, units, "_consent", lambda: ledger.on_request_finished(
-            m, action, plan_.get("identity_refs", {}), body.get("purposes") or []))
+            m, action, plan_.get("identity_refs", {}), body.get("purposes") or [],
+            new_refs=_new_refs(m, tenant, plan_)))
+    if action == "rectify" and consented.get("moved") is not None:
+        # the ledger follows the rectified identity (counted; the audit holds no value)
+        body["consent_records_moved"] = sum(consented["moved"].values())
     if action == "erase":
         body["consent_records_deleted"] = sum(consented.get("deleted", {}).values())
+        body["archives_deleted"] = int((units.get(f"{tenant_id}/{exports.UNIT}") or {})
+                                       .get("archives_deleted", 0))
     found = body["found"] = outcome.found(totals["matched"],
-                                          int(body.get("consent_records_deleted", 0)))
+                                          int(body.get("consent_records_deleted", 0))
+                                          + int(body.get("archives_deleted", 0)))
     exempt = outcome.exemptions(dm, counts, units) if action in ("erase", "anonymise") \
         else None
     if exempt and (exempt["retained"] or exempt["held"]):
@@ -270,6 +294,12 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
                 out["certificate"]["statement"] = outcome.NOT_FOUND_STATEMENT
         if action == "erase":
             out["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
+            # the subject's unexpired access-export archives, every version deleted
+            out["certificate"]["archives_deleted"] = body["archives_deleted"]
+        if action in ("erase", "anonymise"):
+            # items past their DynamoDB TTL not deleted yet: planned and acted on like the
+            # rest (counted in the tables' figures too)
+            out["certificate"]["expired_items_included"] = int(plan_.get("expired_items", 0))
         if consented:
             out["consent"] = consented
         if suppressed:

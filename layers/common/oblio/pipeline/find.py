@@ -28,6 +28,8 @@ class Footprint:
     #: the items about the subject (reached by finds without a role)
     items: dict[str, list[Item]] = field(default_factory=dict)
     queries: int = 0
+    #: items past their TTL found (and returned) by a walk that includes them
+    expired: int = 0
     #: table -> role -> the items she appears in only in that role (not in `items`); their
     #: references are not followed (what a review she wrote links to is not hers)
     roles: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
@@ -99,10 +101,19 @@ def expired(t: TableMap, item: Item, now: float) -> bool:
     return isinstance(ttl, int | float | Decimal) and not isinstance(ttl, bool) and ttl <= now
 
 
+#: the actions whose walk reaches items past their TTL: DynamoDB deletes those lazily (it
+#: can take days; moto never does), and TTL would delete only the item and orphan what it
+#: references (a soft-deleted ticket's messages). Search, exports and rectification hide
+#: them: to the person and the tenant they are already gone.
+SEES_EXPIRED = frozenset({"erase", "anonymise"})
+
+
 def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
-         full_items: bool = False) -> Footprint:
-    """Every item of the subject named by `identities` in `tenant_id`; an item past its TTL
-    is never returned (retention sweeps purge it).
+         full_items: bool = False, include_expired: bool = False) -> Footprint:
+    """Every item of the subject named by `identities` in `tenant_id`. An item past its TTL
+    is returned (and its references followed) only with `include_expired` (erasure,
+    anonymisation, bulk erasure and their verification: see SEES_EXPIRED); `expired` counts
+    those returned.
 
     Items carry the key, the attributes other tables' finds read, S3 references and identity
     attributes; with `full_items`, every attribute."""
@@ -135,10 +146,16 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
                 c = layout.condition(dm, t, f, tenant_id, value)
                 for item in store.query_key(c.table, c.partition, c.sort, index=c.index,
                                             projection=proj):
-                    if expired(t, item, now) or not layout.selects(dm, t, item, tenant_id):
+                    if not layout.selects(dm, t, item, tenant_id):
+                        continue
+                    late = expired(t, item, now)
+                    if late and not include_expired:
                         continue
                     into = role_hits.setdefault(f.role, {}) if f.role else hits
-                    into.setdefault(tuple(item[k] for k in t.key.names), item)
+                    key = tuple(item[k] for k in t.key.names)
+                    if late and key not in into:
+                        fp.expired += 1
+                    into.setdefault(key, item)
         found[name] = hits
         if hits:
             fp.items[name] = list(hits.values())

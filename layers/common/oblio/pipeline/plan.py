@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oblio.control import records
+from oblio.control import exports, records
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, datamap
 from oblio.core.observability import logger
@@ -64,7 +64,9 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     if not records.proceed(m):
         return {"units": [], "cancelled": True}
     if m.plan is not None and plain(m.plan).get("units") is not None:
-        return {"units": [{"tenant_id": u.tenant_id, "table": u.table} for u in planned_units(m)]}
+        return {"units": [*({"tenant_id": u.tenant_id, "table": u.table}
+                            for u in planned_units(m)),
+                          *_archive_unit(m.tenant_id, plain(m.plan))]}
     dm = datamap.current()
     tenant = get_tenant(tenant_id)
     ids = records.identities_of(m, tenant)
@@ -74,11 +76,13 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     map_key = f"{work_prefix(m)}datamap.json"
     objects.put_json(map_key, json.loads(dm.to_json()))
     params = request_params(m, tenant)
-    units, refs, found, queries = [], {}, {}, 0
+    units, refs, found, queries, late = [], {}, {}, 0, 0
     with aws.counting() as io:
         for t in tenants:
-            fp = find.walk(dm, t.tenant_id, ids)
+            fp = find.walk(dm, t.tenant_id, ids,
+                           include_expired=action in find.SEES_EXPIRED)
             queries += fp.queries
+            late += fp.expired
             refs[t.tenant_id] = find.identity_refs(dm, t.keys, fp, ids, t.phone_region)
             found[t.tenant_id] = {name: fp.count(name) + fp.in_roles(name) for name in dm.order
                                   if fp.count(name) or fp.in_roles(name)}
@@ -95,11 +99,18 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 objects.put_json(manifest_key(m, unit), manifest)
                 units.append({"tenant_id": t.tenant_id, "table": name,
                               "count": fp.count(name) + fp.in_roles(name)})
+        # an erasure deletes the subject's unexpired access-export archives (everything
+        # about her, kept for the export TTL)
+        found_archives = exports.subject_archives(refs) if action == "erase" else []
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
+    planned = {"archives": found_archives} if action == "erase" else {}
     records.fenced_update(m, [
-        RequestModel.plan.set({"datamap_digest": dm.digest, "datamap_key": map_key,
+        RequestModel.plan.set({**planned, "datamap_digest": dm.digest, "datamap_key": map_key,
                                "units": units, "identity_refs": refs, "found": found,
                                "queries": queries, "action": action,
+                               # items past their TTL that DynamoDB had not deleted yet,
+                               # planned like the others
+                               "expired_items": late,
                                "started_at": clock.iso()}),
         RequestModel.status.set("running"),
         RequestModel.timeline.set(RequestModel.timeline.append([records.event(
@@ -107,4 +118,9 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     ], condition=RequestModel.status.is_in("received", "queued", "running"))
     logger.info("planned", extra={"request_id": request_id, "subject_ref": m.subject_ref,
                                   "units": len(units)})
-    return {"units": [{"tenant_id": u["tenant_id"], "table": u["table"]} for u in units]}
+    return {"units": [*({"tenant_id": u["tenant_id"], "table": u["table"]} for u in units),
+                      *_archive_unit(tenant_id, planned)]}
+
+
+def _archive_unit(tenant_id: str, plan_: dict[str, Any]) -> list[dict[str, str]]:
+    return [{"tenant_id": tenant_id, "table": exports.UNIT}] if plan_.get("archives") else []

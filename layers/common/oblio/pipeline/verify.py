@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oblio.control import records
+from oblio.control import exports, records
 from oblio.control.crypto import TenantKeys
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, paths, shadows
@@ -189,7 +189,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         if action in ("erase", "anonymise"):
             for t in sorted(tenants):
                 # version 2 markers are per subject and role: read whole items to see them
-                fp = find.walk(dm, t, ids, full_items=dm.version >= 2)
+                fp = find.walk(dm, t, ids, full_items=dm.version >= 2,
+                               include_expired=True)
                 lookups += fp.queries
                 for name, roles in fp.roles.items():
                     # in a role: done when her marker for it is there, or the role keeps
@@ -211,18 +212,23 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                     if items:
                         remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
                                                        len(items))
+        # the subject's access-export archives an erasure deleted: no version may be left
+        archived = (records.plan_of(m).get("archives") or []) if action == "erase" else []
+        archives_left = exports.archives_left(archived)
     fresh = action in ("erase", "anonymise")
     per_rule["pointer"]["outside_the_map"] = outside
     files_checked = sum(f.get("objects", 0) + f.get("prefixes", 0) for f in per_rule.values())
-    outcome = {**verdict(planned=checked, files_planned=files_checked, remaining=remaining,
-                         files_remaining=files_left + outside,
+    outcome = {**verdict(planned=checked, files_planned=files_checked + len(archived),
+                         remaining=remaining,
+                         files_remaining=files_left + outside + archives_left,
                          exempt=exempt["retained"] + exempt["held"]),
                "items_checked": checked, "remaining": remaining,
-               "files_remaining": files_left + outside,
+               "files_remaining": files_left + outside + archives_left,
                "identity_lookup_tenants": len(tenants),
                # what was checked, so that nobody reads "passed" into what was not
                "checked": {"items_read_back": checked,
                            "files": per_rule,
+                           "archives": {"objects": len(archived), "left": archives_left},
                            "fresh_search": {"tenants": len(tenants) if fresh else 0,
                                             "queries": lookups},
                            # read back as kept, and not counted as left by a fresh search

@@ -25,7 +25,7 @@ from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock
 from oblio.core.bodies import ConsentBody, IdentityQuery, LinkBody, parse
 from oblio.core.errors import Invalid
-from oblio.core.identity import parse_subject
+from oblio.core.identity import parse_subject, readings
 from oblio.core.observability import logger
 from oblio.store.models import ConsentModel, plain
 
@@ -36,8 +36,9 @@ def record(principal: Principal, body: ConsentBody) -> dict[str, Any]:
     tenant = get_tenant(principal.tenant_id)
     fields = validate(tenant, body)
     ids = parse_subject(body.subject.identities(), tenant.phone_region)
-    return append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
-                  recorded_by=principal.key_id)
+    return {**append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
+                     recorded_by=principal.key_id),
+            **readings(body.subject.identities(), tenant.phone_region)}
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -49,7 +50,8 @@ def read(principal: Principal, q: IdentityQuery) -> dict[str, Any]:
     raw = q.identities()
     if not raw:
         raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
-    return subject_ledger(tenant, parse_subject(raw, tenant.phone_region))
+    return {**subject_ledger(tenant, parse_subject(raw, tenant.phone_region)),
+            **readings(raw, tenant.phone_region)}
 
 
 # -- one-click withdrawal links ---------------------------------------------------------------

@@ -25,7 +25,7 @@ from oblio.core.bodies import (
     RestrictionRequest,
 )
 from oblio.core.errors import Conflict, Invalid
-from oblio.core.identity import IDENTITY_KINDS, parse_subject
+from oblio.core.identity import IDENTITY_KINDS, parse_subject, readings
 from oblio.core.observability import count
 from oblio.core.settings import get_settings
 from oblio.pipeline import find, rules
@@ -114,9 +114,10 @@ def params_of(options: dict[str, Any], dm: Any, region: str | None) -> dict[str,
     return params
 
 
-def dry_run(principal: Principal, body: RequestBody) -> dict[str, Any]:
+def dry_run(principal: Principal, body: RequestBody, audited: bool = True) -> dict[str, Any]:
     """What the request would do, table by table (and for a rewrite, attribute by
-    attribute), without changing anything."""
+    attribute), without changing anything; audited (`<type>_dry_run`) unless `audited` is
+    false (the replay of an answered dry run: the first answer was audited)."""
     dm = datamap.current()
     action = action_of(body)
     plans: dict[str, Any] = {}
@@ -124,7 +125,10 @@ def dry_run(principal: Principal, body: RequestBody) -> dict[str, Any]:
         ids = parse_subject(body.subject.identities(), tenant.phone_region,
                             tuple(dm.identities))
         params = params_of(asked(body), dm, tenant.phone_region)
-        fp = find.walk(dm, tenant.tenant_id, ids)
+        # a dry run of an erasure or anonymisation sees what the run will: items past their
+        # TTL included
+        fp = find.walk(dm, tenant.tenant_id, ids,
+                       include_expired=action in find.SEES_EXPIRED)
         tables = {}
         for name in dm.order:
             t = dm.tables[name]
@@ -166,15 +170,17 @@ def dry_run(principal: Principal, body: RequestBody) -> dict[str, Any]:
                                    "tables": tables, "total": fp.total,
                                    "queries": fp.queries}
     own = plans[principal.tenant_id]
-    audit.append(principal.tenant_id, f"{body.type}_dry_run", actor=principal.key_id,
-                 subject_ref=own["subject_ref"],
-                 details={"matched": {t: p["total"] for t, p in plans.items()}})
+    if audited:
+        audit.append(principal.tenant_id, f"{body.type}_dry_run", actor=principal.key_id,
+                     subject_ref=own["subject_ref"],
+                     details={"matched": {t: p["total"] for t, p in plans.items()}})
     return {"dry_run": True, "type": body.type, "action": action,
             "subject_ref": own["subject_ref"],
             "found": any(p["total"] for p in plans.values()),
             "tables": own["tables"],
             "tenants": {t: p for t, p in plans.items() if t != principal.tenant_id},
-            "changed": 0}
+            "changed": 0,
+            **readings(body.subject.identities(), get_tenant(principal.tenant_id).phone_region)}
 
 
 class Filed(NamedTuple):
@@ -185,12 +191,13 @@ class Filed(NamedTuple):
     created: bool
 
 
-def create(principal: Principal, body: RequestBody) -> Filed:
-    """File a request: a new one, or the open one it repeats; a dry run files nothing."""
+def create(principal: Principal, body: RequestBody, audited: bool = True) -> Filed:
+    """File a request: a new one, or the open one it repeats; a dry run files nothing (and
+    is audited unless `audited` is false: see `dry_run`)."""
     body = _check(body)
     principal.require("dsr:erase" if body.type in records.IRREVERSIBLE else "dsr:write")
     if body.dry_run:
-        return Filed(dry_run(principal, body), created=False)
+        return Filed(dry_run(principal, body, audited=audited), created=False)
     dm = datamap.current()
     tenant = get_tenant(principal.tenant_id)
     reachable = reachable_tenants(principal, body.include_children)  # 403?
@@ -225,7 +232,8 @@ def create(principal: Principal, body: RequestBody) -> Filed:
     existing = records.insert(m, kind)
     if existing is not None:
         return Filed({**records.to_json(records.load(tenant.tenant_id, existing)),
-                      "duplicate_of_open_request": True}, created=False)
+                      "duplicate_of_open_request": True,
+                      **readings(subject, tenant.phone_region)}, created=False)
     audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
                  request_id=request_id, subject_ref=ref,
                  details={"type": body.type, "action": action,
@@ -234,8 +242,8 @@ def create(principal: Principal, body: RequestBody) -> Filed:
                           "changes": sorted(params["changes"] or {})})
     records.start(m)
     count("RequestsCreated", type=body.type)
-    return Filed({"request_id": request_id, "status": m.status, "due_at": m.due_at},
-                 created=True)
+    return Filed({"request_id": request_id, "status": m.status, "due_at": m.due_at,
+                  **readings(subject, tenant.phone_region)}, created=True)
 
 
 def _require_export(tenant_id: str, subject_ref: str) -> None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from typing import Any
 
 from oblio.control import audit, ledger, suppression
-from oblio.control.tenants import Principal, reachable_tenants
+from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import datamap
 from oblio.core.bodies import SubjectQuery
 from oblio.core.errors import Invalid
-from oblio.core.identity import parse_subject
+from oblio.core.identity import parse_subject, readings
 from oblio.pipeline import find
 
 
@@ -62,4 +62,4 @@ def search(principal: Principal, q: SubjectQuery) -> dict[str, Any]:
                  subject_ref=own["subject_ref"],
                  details={"found": own["total"], "children": sorted(out)})
     return {**own, "tables_found": sum(1 for t in own["tables"].values() if t["count"]),
-            "children": out}
+            "children": out, **readings(raw, get_tenant(principal.tenant_id).phone_region)}
