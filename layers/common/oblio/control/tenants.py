@@ -128,6 +128,26 @@ def list_api_keys(tenant_id: str) -> list[dict[str, Any]]:
             for k in ApiKeyModel.by_tenant.query(tenant_id)]
 
 
+def revoke_api_key(principal: Principal, key_id: str) -> dict[str, Any]:
+    """Revoke one of the tenant's keys for good (a repeat answers the same). The calling key
+    cannot revoke itself, so that an admin cannot lock the tenant out by mistake. Other
+    processes notice within CACHE_SECONDS."""
+    found = list(ApiKeyModel.by_tenant.query(principal.tenant_id,
+                                             ApiKeyModel.key_id == key_id, limit=1))
+    if not found:
+        raise NotFound(f"no API key {key_id!r} in this tenant")
+    if key_id == principal.key_id:
+        raise Conflict("this is the key you are signed in with; revoke it with another admin "
+                       "key", code="revoking_own_key")
+    k = found[0]
+    if not k.revoked:
+        ApiKeyModel(key_hash=k.key_hash).update(actions=[ApiKeyModel.revoked.set(True)])
+    with _lock:
+        _key_cache.pop(k.key_hash, None)
+    return {"key_id": k.key_id, "name": k.name, "scopes": sorted(k.scopes),
+            "children": k.children, "created_at": k.created_at, "revoked": True}
+
+
 def authenticate(authorization: str | None) -> Principal:
     """`Authorization: Bearer <key>` -> the principal; 401 when missing or unknown."""
     if not authorization or not authorization.startswith("Bearer ") or \

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oblio.control import audit, ledger, suppression
-from oblio.control.tenants import Principal, reachable_tenants
+from oblio.control import audit, ledger, records, suppression
+from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import datamap
 from oblio.core.errors import Invalid
 from oblio.core.identity import parse_subject
@@ -54,3 +54,15 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
                  details={"found": own["total"], "children": sorted(out)})
     return {**own, "tables_found": sum(1 for t in own["tables"].values() if t["count"]),
             "children": out}
+
+
+def export_rule(principal: Principal, subject_ref: str) -> dict[str, Any]:
+    """The tenant's export-before-anonymisation rule for this subject: whether it applies,
+    and the unexpired export that satisfies it (read only when the rule applies: it looks
+    through the tenant's requests)."""
+    if not get_tenant(principal.tenant_id).settings.get("require_export_before_anonymisation"):
+        return {"required": False, "export": None}
+    m = records.latest_valid_export(principal.tenant_id, subject_ref)
+    export = None if m is None else {"request_id": m.request_id,
+                                     "expires_at": records.result_of(m).get("expires_at")}
+    return {"required": True, "export": export}
