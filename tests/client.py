@@ -34,6 +34,10 @@ class Api:
         return http.put(self.base + path, data=json.dumps(body if body is not None else {}),
                         headers=self._headers(), timeout=60)
 
+    def patch(self, path: str, body: Any = None) -> http.Response:
+        return http.patch(self.base + path, data=json.dumps(body if body is not None else {}),
+                          headers=self._headers(), timeout=60)
+
     def wait(self, request_id: str, timeout: float = 60) -> dict[str, Any]:
         """Poll a request until it leaves queued/running."""
         deadline = time.monotonic() + timeout

@@ -2,7 +2,7 @@
 
 from chalice import Chalice
 
-from chalicelib import openapi
+from chalicelib import console, openapi
 from chalicelib.edge import (
     api,
     base_url,
@@ -23,6 +23,7 @@ from oblio.jobs import bulk, retention
 from oblio.rights import consent, intake, search, selfservice
 
 app = Chalice(app_name="oblio")
+app.register_blueprint(console.console)  # the DPO's console at /console/ and its routes
 # JSON is parsed from the raw body whatever the client declared (curl -d sends form-urlencoded)
 BODY_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
 

@@ -48,7 +48,7 @@ PAGE = ["limit", "cursor"]
 
 def document() -> dict[str, Any]:
     rid = "request_id"
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.0.3",
         "info": {"title": "oblio", "version": __version__,
                  "description": "GDPR data-subject rights for DynamoDB and S3"},
@@ -174,3 +174,7 @@ def document() -> dict[str, Any]:
                                              "details": {"type": "object"}}}}}}}}},
         },
     }
+    from chalicelib import console  # the console's routes describe themselves
+
+    doc["paths"].update(console.openapi_paths())
+    return doc
