@@ -206,6 +206,7 @@ class LocalStack:
         self._serve_api()
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
+            "console_url": f"http://127.0.0.1:{self.api_port}/console/",
             "aws_endpoint_url": endpoint, "region": settings.region,
             "tenants": tenants,
         }
