@@ -268,8 +268,8 @@ def test_settings_create_a_key_shown_once_and_revoke_it(console: Console, admin_
     assert api.__class__(api.base, key).get("/v1/whoami").json()["scopes"] == ["dsr:read"]
     console.shot("settings")
     row = page.get_by_role("row").filter(has_text="helpdesk read-only")
-    row.get_by_role("button", name="Revoke…").click()
-    page.get_by_role("button", name="Revoke helpdesk read-only").click()
+    row.get_by_role("button", name="Revoke helpdesk read-only…").click()
+    page.get_by_role("button", name="Revoke helpdesk read-only", exact=True).click()
     row.get_by_text("revoked").wait_for()
 
 

@@ -145,15 +145,15 @@ function pendingDeliveries(ctx, r) {
     ["Purposes", (p) => purposesOf(p.table).join(", ") || "—"],
     ["Item keys", (p) => keysList(p.keys)],
     ["", (p) => mayWrite && purposesOf(p.table).length ? h("button", {
-      type: "button", class: "small",
+      type: "button", class: "small", "aria-label": `Take out of ${tableName(p.table)}: object to ${purposesOf(p.table).join(", ")}`,
       onclick: () => document.dispatchEvent(new CustomEvent("oblio:act", { detail: { type: "objection", purposes: purposesOf(p.table) } })),
-    }, `Take out of ${tableName(p.table)}…`) : ""],
+    }, `Object to ${purposesOf(p.table).join(", ")}…`) : ""],
   ], r.pending_deliveries));
   if (mayWrite) {
     wrap.append(h("p", {}, h("button", { type: "button", class: "small", onclick: () =>
       document.dispatchEvent(new CustomEvent("oblio:act", { detail: { type: "objection", purposes: dm?.objection_purposes || ["marketing"] } })),
     }, "Take out of every pending delivery…"), " ",
-    h("span", { class: "hint" }, "Files an objection to the purposes these deliveries serve (Art. 21): you see its dry run first.")));
+    h("span", { class: "hint" }, "An objection (Art. 21) takes the person out of every delivery that serves its purposes, and suppresses them for those purposes; its dry run shows which deliveries first.")));
   }
   return wrap;
 }

@@ -43,8 +43,8 @@ async function loadPolicies(area, work, ctx, refreshSweeps) {
       ["Scope", (p) => p.scope],
       ["Enabled", (p) => (p.enabled ? badge("enabled", "ok") : badge("disabled", "muted"))],
       ["", (p) => h("div", { class: "actions tight" },
-        erase ? h("button", { type: "button", class: "small", "data-policy": p.id, onclick: () => dryRun(work, ctx, p, refreshSweeps) }, "Dry run") : null,
-        admin ? h("button", { type: "button", class: "small", onclick: () => edit(work, ctx, p, reload) }, "Edit") : null)],
+        erase ? h("button", { type: "button", class: "small", "data-policy": p.id, "aria-label": `Dry run of ${p.id}`, onclick: () => dryRun(work, ctx, p, refreshSweeps) }, "Dry run") : null,
+        admin ? h("button", { type: "button", class: "small", "aria-label": `Edit ${p.id}`, onclick: () => edit(work, ctx, p, reload) }, "Edit") : null)],
     ], page.items, { empty: "No retention policy yet." }),
     admin ? h("div", { class: "actions" }, h("button", { type: "button", onclick: () => edit(work, ctx, null, reload) }, "New policy")) : null));
 }

@@ -81,7 +81,7 @@ async function loadKeys(area, ctx) {
     ["Children", (k) => (k.children ? "yes" : "no")],
     ["Created", (k) => timeEl(k.created_at)],
     ["State", (k) => (k.revoked ? badge("revoked", "bad") : k.key_id === ctx.me.key_id ? badge("this key", "info") : badge("active", "ok"))],
-    ["", (k) => (k.revoked || k.key_id === ctx.me.key_id ? "" : h("button", { type: "button", class: "small danger-outline", onclick: (e) => {
+    ["", (k) => (k.revoked || k.key_id === ctx.me.key_id ? "" : h("button", { type: "button", class: "small danger-outline", "aria-label": `Revoke ${k.name || k.key_id}…`, onclick: (e) => {
       const yes = h("button", { type: "button", class: "danger small" }, `Revoke ${k.name || k.key_id}`);
       yes.addEventListener("click", () => busy(yes, async () => { await api.post(`keys/${k.key_id}/revoke`); say("Key revoked"); reload(); }, errors, "Revoking…"));
       e.target.replaceWith(yes);
