@@ -91,7 +91,9 @@ def test_an_anonymisation_is_refused_until_its_confirmation_is_ticked(
     page.get_by_label("All tables").uncheck()
     page.get_by_role("group", name="Only these tables").get_by_label("tickets").check()
     page.get_by_role("button", name="Preview (dry run)").click()
-    assert "would rewrite" in page.get_by_test_id("preview-summary").inner_text()
+    assert re.search(r"would rewrite [23] items and delete 0 items in 1 table\b",
+                     page.get_by_test_id("preview-summary").inner_text())  # the tickets only
+    assert "other tables are left as they are" in page.locator(".check.confirm").inner_text()
     page.locator("table.plan").get_by_text(re.compile(r"\d+ kept")).first.click()  # the rules
     console.shot("anonymise-preview")
     # without the tick: refused in the page, and nothing filed

@@ -155,7 +155,7 @@ function happens(type, t) {
 function totals(tables) {
   const t = { tables: 0, matched: 0, del: 0, anon: 0, upd: 0, files: 0 };
   for (const p of Object.values(tables)) {
-    if (p.matched) t.tables += 1;
+    if (p.would_delete || p.would_anonymise || p.would_update || p.action === "read") t.tables += 1;
     t.matched += p.matched; t.del += p.would_delete; t.anon += p.would_anonymise;
     t.upd += p.would_update; t.files += p.files;
   }
@@ -196,11 +196,12 @@ function planTable(type, caption, tables) {
   ], rows, { cls: "plan" });
 }
 
-function consequence(type, t) {
+function consequence(type, t, partial) {
   if (type === "erasure") {
     return `I have read the above and accept that this person's data be erased: ${plural(t.del, "item")} deleted and ${plural(t.anon, "item")} anonymised in ${plural(t.tables, "table")}, ${plural(t.files, "file")} deleted with every version, and the person added to the suppression list. This cannot be undone.`;
   }
-  return `I have read the above and accept that the data be anonymised: ${plural(t.anon, "item")} rewritten by the rules above and ${plural(t.del, "item")} deleted in ${plural(t.tables, "table")}, ${plural(t.files, "file")} deleted. The person will remain only as a pseudonym. This cannot be undone.`;
+  const remains = partial ? "The other tables are left as they are." : "The person will remain only as a pseudonym.";
+  return `I have read the above and accept that the data be anonymised: ${plural(t.anon, "item")} rewritten by the rules above and ${plural(t.del, "item")} deleted in ${plural(t.tables, "table")}, ${plural(t.files, "file")} deleted. ${remains} This cannot be undone.`;
 }
 
 function exportRule(ctx, found, open) {
@@ -279,7 +280,7 @@ function actionForm(ctx, a, subject, found, preset, refresh, open) {
       if (!rule.ok) { clear(runArea, nodes); return; }
     }
     if (a.irreversible) {
-      confirm = checkbox(consequence(a.type, t), { name: "confirm", "data-testid": "confirm" });
+      confirm = checkbox(consequence(a.type, t, !!opts.body().tables), { name: "confirm", "data-testid": "confirm" });
       confirm.wrap.classList.add("confirm");
       nodes.push(confirm.wrap);
       confirm.input.addEventListener("change", () => runErrors.replaceChildren());
