@@ -3,18 +3,26 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+# what `make run` needs: the runtime and the local stack, not the CDK toolchain or linters
+RUN_STAMP := $(VENV)/.installed-run
 ARGS    ?=
 
 .PHONY: run test unit integration infra console lint bench synth deploy clean
 
-$(STAMP): pyproject.toml
-	test -d $(VENV) || $(PY) -m venv $(VENV)
+$(VENV)/bin/python:
+	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install -q -e '.[local]'
+	touch $(RUN_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
 	$(BIN)/pip install -q -e '.[local,dev,cdk]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
 
 ## run: start the local stack (embedded AWS + API) with the demo tenants and data
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/oblio local up $(ARGS)
 
 ## test: the whole suite: unit (in-process moto), integration (local stack over HTTP), infra,

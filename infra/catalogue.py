@@ -121,6 +121,14 @@ class Topic:
 
 
 @dataclass(frozen=True)
+class Secret:
+    """A Secrets Manager secret oblio reads (its value is made at deploy, never in code)."""
+
+    name: str
+    purpose: str = ""
+
+
+@dataclass(frozen=True)
 class Catalogue:
     tables: tuple[Table, ...]
     buckets: tuple[Bucket, ...]
@@ -131,6 +139,7 @@ class Catalogue:
     queues: tuple[Queue, ...]
     kms_alias: str
     topics: tuple[Topic, ...] = ()
+    secrets: tuple[Secret, ...] = ()
 
     def table(self, name: str) -> Table:
         return _by_name(self.tables, name, "table")
@@ -337,13 +346,19 @@ CATALOGUE = Catalogue(
     kms_alias="oblio",
     topics=(Topic("verification-codes",
                   purpose="one-time codes of self-service requests named by a phone (SMS)"),),
+    secrets=(Secret("operator-key",
+                    purpose="the operator key: the scope above tenants (create tenants, manage "
+                            "their keys); the API compares a caller's key with its hash"),),
 )
+
 
 def check(catalogue: Catalogue, prefix: str) -> None:
     """Reject a catalogue that could not deploy: bad names, unknown functions, buckets whose
     personal-data prefixes have no expiring lifecycle rule."""
     for t in catalogue.tables:
         physical_name(prefix, "table", t.name)
+    for sec in catalogue.secrets:
+        physical_name(prefix, "secret", sec.name)
     for b in catalogue.buckets:
         physical_name(prefix, "bucket", b.name)
         for p in b.expiring_prefixes:

@@ -1,28 +1,30 @@
-"""oblio's HTTP API (Chalice). Thin views: authenticate, parse, call the domain, answer."""
+"""oblio's HTTP API (Chalice). Thin views: authenticate, parse, call the domain, answer.
+
+Each route declares what it takes (`oblio.core.bodies`: `query=` its query string, `body=`
+its JSON body) and, for a write, its idempotent operation; the OpenAPI document is built
+from the same models."""
 
 from chalice import Chalice
 
-from chalicelib import console, openapi
+from chalicelib import console, openapi, pages
 from chalicelib.edge import (
+    Replay,
     api,
     base_url,
-    html_page,
-    idempotent,
-    json_body,
-    operation,
-    page_args,
-    page_or_redirect,
-    query,
+    idempotent_write,
+    one_error_shape,
     source_ip,
 )
 from oblio import __version__
 from oblio.access import deliver
-from oblio.control import audit, records, tenants
-from oblio.core.errors import Invalid
+from oblio.control import audit, records
+from oblio.control.tenants import OPERATOR
+from oblio.core import bodies
 from oblio.jobs import bulk, retention
-from oblio.rights import consent, intake, search, selfservice
+from oblio.rights import admin, consent, intake, search, selfservice
 
 app = Chalice(app_name="oblio")
+app.register_middleware(one_error_shape, "http")  # 405, 415: the one error shape
 app.register_blueprint(console.console)  # the DPO's console at /console/ and its routes
 # JSON is parsed from the raw body whatever the client declared (curl -d sends form-urlencoded)
 BODY_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
@@ -37,30 +39,25 @@ def health() -> dict:
 @app.route("/v1/openapi.json", methods=["GET"])
 @api(app)
 def openapi_document() -> dict:
-    return openapi.document()
+    return openapi.document(app)
 
 
-@operation("create_request")
-def _create_request(principal, body, params):
-    return intake.create(principal, body)
-
+# -- data-subject requests ----------------------------------------------------------------------
 
 @app.route("/v1/requests", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")  # dsr:write, or dsr:erase for irreversible types: checked by the domain
-def create_request(principal):
-    return idempotent(app, principal, "create_request", json_body(app))
+@idempotent_write(app, "create_request", body=bodies.REQUEST,
+                  replay=Replay(rerun_dry_runs=True))  # a dry run's plan names item keys
+def create_request(principal, body):
+    filed = intake.create(principal, body)
+    return (202 if filed.created else 200), filed.body
 
 
 @app.route("/v1/requests", methods=["GET"])
-@api(app, scope="dsr:read")
-def list_requests(principal):
-    q = query(app)
-    limit, cursor = page_args(q)
-    if q.get("overdue", "false") not in ("true", "false"):
-        raise Invalid("overdue", "overdue must be true or false")
-    return intake.list_requests(principal.tenant_id, type_=q.get("type"),
-                                  status=q.get("status"), overdue=q.get("overdue") == "true",
-                                  limit=limit, cursor=cursor)
+@api(app, scope="dsr:read", query=bodies.RequestsQuery)
+def list_requests(principal, q):
+    return intake.list_requests(principal.tenant_id, type_=q.type, status=q.status,
+                                overdue=q.overdue, limit=q.limit, cursor=q.cursor or None)
 
 
 @app.route("/v1/requests/{request_id}", methods=["GET"])
@@ -69,38 +66,25 @@ def get_request(principal, request_id):
     return records.to_json(records.load(principal.tenant_id, request_id))
 
 
-@operation("cancel_request")
-def _cancel(principal, body, params):
-    return 200, intake.cancel(principal, params["request_id"])
-
-
 @app.route("/v1/requests/{request_id}/cancel", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
+@idempotent_write(app, "cancel_request")
 def cancel_request(principal, request_id):
-    return idempotent(app, principal, "cancel_request", {}, {"request_id": request_id})
-
-
-@operation("retry_request")
-def _retry(principal, body, params):
-    return 200, intake.retry(principal, params["request_id"])
+    return intake.cancel(principal, request_id)
 
 
 @app.route("/v1/requests/{request_id}/retry", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
+@idempotent_write(app, "retry_request")
 def retry_request(principal, request_id):
-    return idempotent(app, principal, "retry_request", {}, {"request_id": request_id})
-
-
-@operation("extend_request")
-def _extend(principal, body, params):
-    return 200, intake.extend(principal, params["request_id"], body)
+    return intake.retry(principal, request_id)
 
 
 @app.route("/v1/requests/{request_id}/extend", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
-def extend_request(principal, request_id):
-    return idempotent(app, principal, "extend_request", json_body(app),
-                      {"request_id": request_id})
+@idempotent_write(app, "extend_request", body=bodies.ExtendBody)
+def extend_request(principal, body, request_id):
+    return intake.extend(principal, request_id, body)
 
 
 @app.route("/v1/requests/{request_id}/download", methods=["GET"])
@@ -110,95 +94,80 @@ def download_export(principal, request_id):
 
 
 @app.route("/v1/subjects", methods=["GET"])
-@api(app, scope="dsr:read")
-def search_subject(principal):
-    return search.search(principal, query(app))
+@api(app, scope="dsr:read", query=bodies.SubjectQuery)
+def search_subject(principal, q):
+    return search.search(principal, q)
 
 
 # -- consent ledger and self-service requests ---------------------------------------------------
 
-@operation("record_consent")
-def _record_consent(principal, body, params):
-    return consent.record(principal, body)
-
-
 @app.route("/v1/consents", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="consent:write")
-def record_consent(principal):
-    return idempotent(app, principal, "record_consent", json_body(app))
+@idempotent_write(app, "record_consent", body=bodies.ConsentBody)
+def record_consent(principal, body):
+    return 201, consent.record(principal, body)
 
 
 @app.route("/v1/consents", methods=["GET"])
-@api(app, scope="consent:read")
-def read_consents(principal):
-    return consent.read(principal, query(app))
-
-
-@operation("consent_link")
-def _consent_link(principal, body, params):
-    return consent.link(principal, body, params["base_url"])
+@api(app, scope="consent:read", query=bodies.IdentityQuery)
+def read_consents(principal, q):
+    return consent.read(principal, q)
 
 
 @app.route("/v1/consents/links", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="consent:write")
-def create_consent_link(principal):
-    return idempotent(app, principal, "consent_link", json_body(app),
-                      {"base_url": base_url(app)})
+@idempotent_write(app, "consent_link", body=bodies.LinkBody, context={"base_url": base_url})
+def create_consent_link(principal, body, base_url):
+    return 201, consent.link(principal, body, base_url)
 
 
 @app.route("/v1/public/unsubscribe", methods=["GET", "POST"], content_types=BODY_TYPES)
-@api(app)  # the signed token is the credential; POST is RFC 8058 one-click from mail clients
-def unsubscribe():
-    return html_page(*consent.unsubscribe(query(app).get("token")))
+@api(app, query=bodies.TokenQuery)  # the signed token is the credential; POST is RFC 8058
+@pages.on_bad_link(invalid=pages.LINK_INVALID, expired=pages.LINK_EXPIRED)
+def unsubscribe(q):
+    return pages.unsubscribed(consent.unsubscribe(q.token))
 
 
 @app.route("/v1/public/requests", methods=["POST"], content_types=BODY_TYPES)
-@api(app)
-def public_request():
-    return selfservice.create(json_body(app), source_ip(app), base_url(app))
+@api(app, body=bodies.PUBLIC_REQUEST)
+def public_request(body):
+    return 202, selfservice.create(body, source_ip(app), base_url(app))
 
 
 @app.route("/v1/public/requests/{request_id}/verify", methods=["POST"],
            content_types=BODY_TYPES)
-@api(app)
-def verify_public_request(request_id):
-    return selfservice.verify(request_id, json_body(app))
+@api(app, body=bodies.VerifyBody)
+def verify_public_request(request_id, body):
+    return selfservice.verify(request_id, body)
 
 
 @app.route("/v1/public/requests/{request_id}/download", methods=["GET"])
-@api(app)  # the signed link sent to the person who asked is the credential
-def public_download(request_id):
-    return page_or_redirect(*selfservice.public_download(request_id, query(app).get("token")))
-
-
-@operation("approve_request")
-def _approve(principal, body, params):
-    return 200, selfservice.approve(principal, params["request_id"])
+@api(app, query=bodies.TokenQuery)  # the signed link sent to the person who asked
+@pages.on_bad_link(invalid=pages.DOWNLOAD_INVALID, expired=pages.DOWNLOAD_EXPIRED)
+def public_download(request_id, q):
+    return pages.redirect(selfservice.public_download(request_id, q.token))
 
 
 @app.route("/v1/requests/{request_id}/approve", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")  # dsr:erase for an erasure, dsr:write otherwise: checked by the domain
+@idempotent_write(app, "approve_request")
 def approve_request(principal, request_id):
-    return idempotent(app, principal, "approve_request", {}, {"request_id": request_id})
-
-
-@operation("deny_request")
-def _deny(principal, body, params):
-    return 200, selfservice.deny(principal, params["request_id"], body)
+    return selfservice.approve(principal, request_id)
 
 
 @app.route("/v1/requests/{request_id}/deny", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="")
-def deny_request(principal, request_id):
-    return idempotent(app, principal, "deny_request", json_body(app),
-                      {"request_id": request_id})
+@idempotent_write(app, "deny_request", body=bodies.DenyBody)
+def deny_request(principal, body, request_id):
+    return selfservice.deny(principal, request_id, body)
 
+
+# -- evidence -----------------------------------------------------------------------------------
 
 @app.route("/v1/audit", methods=["GET"])
-@api(app, scope="audit:read")
-def list_audit(principal):
-    limit, cursor = page_args(query(app))
-    rows, nxt = audit.entries(principal.tenant_id, limit=limit, start=cursor)
+@api(app, scope="audit:read", query=bodies.AuditQuery)
+def list_audit(principal, q):
+    rows, nxt = audit.entries(principal.tenant_id, limit=q.limit, start=q.cursor or None)
     return {"items": [audit.to_json(r) for r in rows], "next_cursor": nxt}
 
 
@@ -208,68 +177,106 @@ def verify_audit(principal):
     return audit.verify(principal.tenant_id)
 
 
+# -- the tenant and its keys --------------------------------------------------------------------
+
 @app.route("/v1/tenant", methods=["GET"])
 @api(app, scope="admin")
 def get_tenant(principal):
-    t = tenants.get_tenant(principal.tenant_id)
-    return {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
-            "children": list(t.children), "settings": t.settings}
-
-
-@operation("update_tenant")
-def _update_tenant(principal, body, params):
-    t = tenants.update_settings(principal.tenant_id, body)
-    audit.append(principal.tenant_id, "tenant_settings_changed", actor=principal.key_id,
-                 details={"settings": sorted((body.get("settings") or body).keys())})
-    return 200, {"tenant_id": t.tenant_id, "name": t.name, "parent_id": t.parent_id,
-                 "children": list(t.children), "settings": t.settings}
+    return admin.show(principal)
 
 
 @app.route("/v1/tenant", methods=["PATCH"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-def update_tenant(principal):
-    return idempotent(app, principal, "update_tenant", json_body(app))
-
-
-@operation("create_key")
-def _create_key(principal, body, params):
-    if not isinstance(body, dict):
-        raise Invalid("scopes", "send {\"scopes\": [...], \"name\": ...}")
-    key_id, key = tenants.create_api_key(principal.tenant_id, body.get("scopes") or [],
-                                         name=str(body.get("name") or ""),
-                                         children=bool(body.get("children")) and
-                                         principal.children)
-    return 201, {"key_id": key_id, "api_key": key, "scopes": sorted(body["scopes"])}
+@idempotent_write(app, "update_tenant", body=bodies.TenantPatch)
+def update_tenant(principal, body):
+    return admin.update(principal, body)
 
 
 @app.route("/v1/keys", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-def create_key(principal):
-    return idempotent(app, principal, "create_key", json_body(app))
+@idempotent_write(app, "create_key", body=bodies.KeyBody,
+                  replay=Replay(secret="key_id"))  # a key is shown once
+def create_key(principal, body):
+    return 201, admin.create_key(principal, body)
 
 
 @app.route("/v1/keys", methods=["GET"])
 @api(app, scope="admin")
 def list_keys(principal):
-    return {"items": tenants.list_api_keys(principal.tenant_id), "next_cursor": None}
+    return admin.list_keys(principal)
 
 
-@operation("create_bulk_erasure")
-def _create_bulk(principal, body, params):
-    return 201, bulk.create_job(principal, body)
+@app.route("/v1/keys/{key_id}/revoke", methods=["POST"])
+@api(app, scope="admin")
+@idempotent_write(app, "revoke_key")
+def revoke_key(principal, key_id):
+    return admin.revoke_key(principal, key_id)
 
+
+@app.route("/v1/keys/{key_id}/rotate", methods=["POST"])
+@api(app, scope="admin")
+@idempotent_write(app, "rotate_key", replay=Replay(secret="key_id"))  # shown once
+def rotate_key(principal, key_id):
+    return 201, admin.rotate_key(principal, key_id)
+
+
+# -- tenants and any tenant's keys: the operator key ---------------------------------------------
+
+@app.route("/v1/tenants", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "create_tenant", body=bodies.TenantBody,
+                  replay=Replay(secret="key_id"))  # its first admin key is shown once
+def create_tenant(principal, body):
+    return 201, admin.create_tenant(principal, body)
+
+
+@app.route("/v1/tenants", methods=["GET"])
+@api(app, scope=OPERATOR)
+def list_tenants(principal):
+    return admin.list_tenants(principal)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "create_tenant_key", body=bodies.KeyBody,
+                  replay=Replay(secret="key_id"))
+def create_tenant_key(principal, body, tenant_id):
+    return 201, admin.create_key(principal, body, tenant_id)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys", methods=["GET"])
+@api(app, scope=OPERATOR)
+def list_tenant_keys(principal, tenant_id):
+    return admin.list_keys(principal, tenant_id)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys/{key_id}/revoke", methods=["POST"])
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "revoke_tenant_key")
+def revoke_tenant_key(principal, tenant_id, key_id):
+    return admin.revoke_key(principal, key_id, tenant_id)
+
+
+@app.route("/v1/tenants/{tenant_id}/keys/{key_id}/rotate", methods=["POST"])
+@api(app, scope=OPERATOR)
+@idempotent_write(app, "rotate_tenant_key", replay=Replay(secret="key_id"))
+def rotate_tenant_key(principal, tenant_id, key_id):
+    return 201, admin.rotate_key(principal, key_id, tenant_id)
+
+
+# -- bulk erasure -------------------------------------------------------------------------------
 
 @app.route("/v1/bulk-erasures", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-def create_bulk_erasure(principal):
-    return idempotent(app, principal, "create_bulk_erasure", json_body(app))
+@idempotent_write(app, "create_bulk_erasure", body=bodies.BulkBody)
+def create_bulk_erasure(principal, body):
+    return 201, bulk.create_job(principal, body)
 
 
 @app.route("/v1/bulk-erasures", methods=["GET"])
-@api(app, scope="dsr:read")
-def list_bulk_erasures(principal):
-    limit, cursor = page_args(query(app))
-    return bulk.list_jobs(principal.tenant_id, limit, cursor)
+@api(app, scope="dsr:read", query=bodies.IdPageQuery)
+def list_bulk_erasures(principal, q):
+    return bulk.list_jobs(principal.tenant_id, q.limit, q.cursor or None)
 
 
 @app.route("/v1/bulk-erasures/{job_id}", methods=["GET"])
@@ -286,37 +293,35 @@ def list_retention_policies(principal):
     return retention.list_policies(principal.tenant_id)
 
 
-@operation("put_retention_policy")
-def _put_policy(principal, body, params):
-    return retention.put_policy(principal.tenant_id, params["policy_id"], body,
-                                actor=principal.key_id)
-
-
 @app.route("/v1/retention-policies/{policy_id}", methods=["PUT"], content_types=BODY_TYPES)
 @api(app, scope="admin")
-def put_retention_policy(principal, policy_id):
-    return idempotent(app, principal, "put_retention_policy", json_body(app),
-                      {"policy_id": policy_id})
+@idempotent_write(app, "put_retention_policy", body=bodies.PolicyBody)
+def put_retention_policy(principal, body, policy_id):
+    saved = retention.put_policy(principal.tenant_id, policy_id, body, actor=principal.key_id)
+    return (201 if saved.created else 200), saved.policy
 
 
-@operation("run_retention_policy")
-def _run_policy(principal, body, params):
-    return retention.run(principal, params["policy_id"], body)
+@app.route("/v1/retention-policies/{policy_id}", methods=["DELETE"], content_types=BODY_TYPES)
+@api(app, scope="admin")
+@idempotent_write(app, "delete_retention_policy")
+def delete_retention_policy(principal, policy_id):
+    return retention.delete_policy(principal.tenant_id, policy_id, actor=principal.key_id)
 
 
 @app.route("/v1/retention-policies/{policy_id}/run", methods=["POST"],
            content_types=BODY_TYPES)
 @api(app, scope="dsr:erase")
-def run_retention_policy(principal, policy_id):
-    return idempotent(app, principal, "run_retention_policy", json_body(app),
-                      {"policy_id": policy_id})
+@idempotent_write(app, "run_retention_policy", body=bodies.RunBody,
+                  replay=Replay(rerun_dry_runs=True))
+def run_retention_policy(principal, body, policy_id):
+    ran = retention.run(principal, policy_id, body)
+    return (202 if ran.started else 200), ran.body
 
 
 @app.route("/v1/retention-sweeps", methods=["GET"])
-@api(app, scope="dsr:read")
-def list_retention_sweeps(principal):
-    limit, cursor = page_args(query(app))
-    return retention.list_sweeps(principal.tenant_id, limit, cursor)
+@api(app, scope="dsr:read", query=bodies.IdPageQuery)
+def list_retention_sweeps(principal, q):
+    return retention.list_sweeps(principal.tenant_id, q.limit, q.cursor or None)
 
 
 @app.route("/v1/retention-sweeps/{sweep_id}", methods=["GET"])

@@ -1,11 +1,12 @@
 """Record on the job the failure the state machine caught."""
 
 from oblio.core.boundary import BulkEvent, task
-from oblio.core.observability import logger
+from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @task(BulkEvent)
 def handler(ev: BulkEvent) -> dict:
     return bulk.fail(ev.tenant_id, ev.job_id, ev.error or {})

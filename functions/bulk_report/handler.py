@@ -1,11 +1,12 @@
 """Report: merge every line's outcome into the job's CSV report; the job completes."""
 
 from oblio.core.boundary import BulkEvent, task
-from oblio.core.observability import logger
+from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @task(BulkEvent)
 def handler(ev: BulkEvent) -> dict:
     return bulk.report(ev.tenant_id, ev.job_id)

@@ -2,11 +2,12 @@
 
 from typing import Any
 
-from oblio.core.observability import logger
+from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)  # the answer may name the upload
 def handler(event: dict[str, Any], context: Any) -> dict:
     detail = event.get("detail") or {}
     return bulk.start_from_upload(detail["bucket"]["name"], detail["object"]["key"])

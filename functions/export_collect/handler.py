@@ -3,10 +3,11 @@ iteration)."""
 
 from oblio.access import collect
 from oblio.core.boundary import TaskEvent, task
-from oblio.core.observability import logger
+from oblio.core.observability import logger, tracer
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @task
 def handler(ev: TaskEvent) -> dict:
     return collect.collect(ev.request_id, ev.tenant_id, ev.unit or {})

@@ -2,10 +2,11 @@
 
 from oblio.access import package
 from oblio.core.boundary import TaskEvent, task
-from oblio.core.observability import logger
+from oblio.core.observability import logger, tracer
 
 
 @logger.inject_lambda_context
+@tracer.capture_lambda_handler
 @task
 def handler(ev: TaskEvent) -> dict:
     return package.package(ev.request_id, ev.tenant_id)

@@ -53,6 +53,7 @@ class Access:
     events: bool = False  # PutEvents on oblio's bus
     email: bool = False  # SES SendEmail from the configured sender
     topics: tuple[str, ...] = ()  # SNS Publish
+    secrets: tuple[str, ...] = ()  # Secrets Manager GetSecretValue
     #: KMS on the deployment key: decrypt (tenant data keys, SSE-KMS reads) always; encrypt
     #: (GenerateDataKey) to write SSE-KMS objects and publish to encrypted topics
     encrypt: bool = False
@@ -74,6 +75,8 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
     # signer's permissions, hence get/put and KMS encrypt there
     # retention policies and sweeps: starts a sweep, and its dry run reads candidates as the
     # sweep would (through the sweep index, or the table's declared Scan fallback)
+    # tenants and keys: the operator key's secret; the operator's list of tenants scans the
+    # (small) tenants table
     "api": Access(
         tables={"tenants": "rw", "api_keys": "rw", "requests": "rw", "audit": "rw",
                 "suppression": "rw", "idempotency": "rw", "bulk_jobs": "rw",
@@ -82,6 +85,7 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
         buckets={"exports": ("get", "list"), "ingest": ("put",)},
         tenant_data="r", tenant_scan=True, starts=(*_REQUEST_API, "retention_sweep"),
         stops=_REQUEST_API, events=True, email=True, topics=("verification-codes",),
+        secrets=("operator-key",), scans=("tenants",),
         encrypt=True),
     # workflow.plan: walks the map (queries), writes manifests and the frozen map to work/
     "plan": Access(tables=_CONTROL, buckets={"work": ("put",)}, tenant_data="r",
@@ -156,6 +160,7 @@ def check(catalogue: Catalogue, access: Mapping[str, Access] = ACCESS) -> None:
     buckets = {b.name for b in catalogue.buckets if not b.demo}
     machines = {sm.name for sm in catalogue.state_machines}
     topics = {t.name for t in catalogue.topics}
+    secrets = {s.name for s in catalogue.secrets}
     for f in catalogue.functions:
         if f.name not in access:
             raise ValueError(f"catalogue function {f.name!r} has no entry in "
@@ -164,7 +169,8 @@ def check(catalogue: Catalogue, access: Mapping[str, Access] = ACCESS) -> None:
         for kind, named, known in (("table", (*a.tables, *a.scans), tables),
                                    ("bucket", tuple(a.buckets), buckets),
                                    ("state machine", (*a.starts, *a.stops), machines),
-                                   ("topic", a.topics, topics)):
+                                   ("topic", a.topics, topics),
+                                   ("secret", a.secrets, secrets)):
             for n in named:
                 if n not in known:
                     raise ValueError(f"access of function {name!r} names {kind} {n!r}, "

@@ -14,6 +14,7 @@ the account) are set on the packaged resources, never passed through os.environ.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -91,3 +92,29 @@ def chalice_api(scope: Construct, fn: Function, *, role_arn: str, layer_arn: str
     for key, value in {**chalice_env, **environment}.items():
         handler.add_property_override(f"Environment.Variables.{key}", value)
     return api, json.loads((project / ".chalice" / "config.json").read_text())["stages"][stage]
+
+
+def gateway_responses(scope: Construct, rest_api_id: str) -> list[Any]:
+    """API Gateway's own answers (a path or method no route serves, a media type, a size or
+    rate limit, a timeout) in the one error shape, from functions/api/chalicelib/gateway.py,
+    which the local server answers too. None quotes the request: API Gateway's default for
+    an unknown path with an API key in the Authorization header repeats that header."""
+    from aws_cdk import aws_apigateway as apigw
+
+    spec = importlib.util.spec_from_file_location("oblio_gateway",
+                                                  PROJECT / "chalicelib" / "gateway.py")
+    assert spec is not None and spec.loader is not None
+    gateway = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gateway)
+    made = []
+    for kind, (status, code, message) in gateway.GATEWAY_RESPONSES.items():
+        headers = {"gatewayresponse.header.Content-Type": "'application/json'"}
+        if status == 429:
+            headers["gatewayresponse.header.Retry-After"] = "'1'"
+        made.append(apigw.CfnGatewayResponse(
+            scope, f"GatewayResponse{''.join(w.title() for w in kind.split('_'))}",
+            rest_api_id=rest_api_id, response_type=kind,
+            status_code=None if kind in gateway.KEEP_STATUS else str(status),
+            response_parameters=headers,
+            response_templates={"application/json": gateway.body(code, message)}))
+    return made

@@ -34,6 +34,7 @@ from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import aws_ses as ses
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subs
@@ -52,7 +53,7 @@ from infra.cdk.access import (
     S3_OBJECT_ACTIONS,
     Access,
 )
-from infra.cdk.api import chalice_api
+from infra.cdk.api import chalice_api, gateway_responses
 from infra.cdk.config import DeployConfig
 from infra.cdk.nag import suppress
 from infra.cdk.routes import Route, routes
@@ -81,6 +82,13 @@ def _attr_type(k: Any) -> ddb.AttributeType:
     return ddb.AttributeType.NUMBER if k.type == "N" else ddb.AttributeType.STRING
 
 
+def iam_name(name: str) -> str:
+    """A data map's table or bucket name as an IAM resource name: a silo name (a template of
+    the tenant, `{tenant}-employees`) grants every tenant's (`*-employees`), never the literal
+    braces."""
+    return name.replace("{tenant}", "*")
+
+
 class OblioStack(Stack):
     """Everything oblio needs in one account and region."""
 
@@ -104,6 +112,8 @@ class OblioStack(Stack):
         self.dead_letters = self._dead_letter_queue()
         self.queues = {q.name: self._queue(q.name) for q in catalogue.queues if not q.local_only}
         self.topics = {t.name: self._topic(t.name) for t in catalogue.topics}
+        self.secrets = {sec.name: self._secret(sec.name, sec.purpose)
+                        for sec in catalogue.secrets}
         self.alarm_topic = self._alarm_topic()
         self.ses_identity = self._ses_identity()
         self.layer = self._layer()
@@ -233,6 +243,18 @@ class OblioStack(Stack):
         return sns.Topic(self, f"{_id(name)}Topic", topic_name=self.physical("topic", name),
                          master_key=self.key, enforce_ssl=True)
 
+    def _secret(self, name: str, purpose: str) -> secretsmanager.Secret:
+        # the value is generated at deploy, encrypted with the deployment's key; an operator
+        # reads it from Secrets Manager and replaces it to rotate it (the API reads it again
+        # within five minutes)
+        secret = secretsmanager.Secret(
+            self, f"{_id(name)}Secret", secret_name=self.physical("secret", name),
+            description=purpose, encryption_key=self.key,
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48, exclude_punctuation=True))
+        suppress(secret, "operator-key-rotation")
+        return secret
+
     def _alarm_topic(self) -> sns.Topic:
         topic = sns.Topic(self, "AlarmTopic", topic_name=self.physical("topic", "alarms"),
                           master_key=self.key, enforce_ssl=True)
@@ -325,6 +347,7 @@ class OblioStack(Stack):
                 "status": "$context.status", "latencyMs": "$context.responseLatency",
                 "integrationError": "$context.integrationErrorMessage"})})
         rest.add_property_override("TracingEnabled", True)
+        gateway_responses(self, rest.ref)  # 404, 415, 429, ... in the one error shape
         rest.add_property_override("MethodSettings", [{
             "ResourcePath": "/*", "HttpMethod": "*", "MetricsEnabled": True,
             "LoggingLevel": "ERROR", "DataTraceEnabled": False,
@@ -356,7 +379,7 @@ class OblioStack(Stack):
 
             dm = datamap.load(self.config.datamap)
             arns = [self.format_arn(service="dynamodb", resource="table",
-                                    resource_name=t.table) for t in dm.tables.values()]
+                                    resource_name=iam_name(t.table)) for t in dm.tables.values()]
         else:
             arns = [self.format_arn(service="dynamodb", resource="table", resource_name="*")]
         return sorted({*arns, *(f"{a}/index/*" for a in arns if not a.endswith("/*"))})
@@ -368,7 +391,8 @@ class OblioStack(Stack):
             from oblio.core import datamap
 
             dm = datamap.load(self.config.datamap)
-            return sorted(f"arn:{Aws.PARTITION}:s3:::{b}" for b in set(dm.buckets.values()))
+            return sorted(f"arn:{Aws.PARTITION}:s3:::{iam_name(b)}"
+                          for b in set(dm.buckets.values()))
         return [f"arn:{Aws.PARTITION}:s3:::*"]
 
     def _grant(self, name: str, role: iam.Role, a: Access) -> None:
@@ -427,6 +451,10 @@ class OblioStack(Stack):
             role.add_to_policy(iam.PolicyStatement(
                 sid="Publish", actions=["sns:Publish"],
                 resources=[self.topics[t].topic_arn for t in a.topics]))
+        if a.secrets:
+            role.add_to_policy(iam.PolicyStatement(
+                sid="ReadSecrets", actions=["secretsmanager:GetSecretValue"],
+                resources=[self.secrets[n].secret_arn for n in a.secrets]))
 
     def _grant_tenant_data(self, role: iam.Role, use: str, scan: bool = False) -> None:
         conditions: dict[str, Any] = {}

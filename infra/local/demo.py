@@ -80,10 +80,13 @@ class _Builder:
             (writer or store.batch_put)(self.dm.tables[table].table, items)
             counts[table] = len(items)
         s3 = aws.client("s3")
+        types = {"png": "image/png", "pdf": "application/pdf", "txt": "text/plain"}
         for key, body in self.files:
-            s3.put_object(Bucket=self.dm.buckets["files"], Key=key, Body=body)
+            kind = types[key.rsplit(".", 1)[-1]]
+            s3.put_object(Bucket=self.dm.buckets["files"], Key=key, Body=body, ContentType=kind)
             # a second version, so that erasure must remove every version
-            s3.put_object(Bucket=self.dm.buckets["files"], Key=key, Body=body + b" (v2)")
+            s3.put_object(Bucket=self.dm.buckets["files"], Key=key, Body=body + b" (v2)",
+                          ContentType=kind)
         counts["files"] = len(self.files)
         return counts
 
@@ -93,7 +96,11 @@ class _Builder:
         return item
 
     def file(self, kind: str, owner: str, body: bytes) -> str:
-        key = f"{self.tenant_id}/{kind}/{owner}/{self._id('f')}.bin"
+        # named as a tenant's own files are (photo.png, contract.pdf): an export keeps a
+        # file's name, so a ".bin" here reached the person as a file no program opens
+        ext = "png" if body.startswith(b"\x89PNG") else "pdf" if body.startswith(b"%PDF") \
+            else "txt"
+        key = f"{self.tenant_id}/{kind}/{owner}/{self._id('f')}.{ext}"
         self.files.append((key, body))
         return key
 

@@ -37,6 +37,8 @@ class Fault:
     when: dict[str, Any] = field(default_factory=dict)
     #: sleep this long first; with no `error`, only delay the invocation
     delay: float = 0.0
+    #: raise the error after the handler ran: its work is done, its answer lost (a timeout)
+    after: bool = False
 
 
 class _Faults:
@@ -112,9 +114,11 @@ class Dispatcher:
             fault = faults.take(logical, event)
             if fault and fault.delay:
                 time.sleep(fault.delay)
-            if fault and fault.error:
+            if fault and fault.error and not fault.after:
                 raise type(fault.error, (Exception,), {})(fault.message)
             result = handler(event, _Context(fn.function_name, fn.function_arn))
+            if fault and fault.error and fault.after:
+                raise type(fault.error, (Exception,), {})(fault.message)
             return json.dumps(result, default=str).encode()
         except Exception as exc:  # noqa: BLE001 - returned to the caller as AWS does
             response_headers["x-amz-function-error"] = "Unhandled"

@@ -112,6 +112,22 @@ def definition(s: Settings, sm_name: str, catalogue: Catalogue = CATALOGUE) -> s
     return text
 
 
+def operator_key(s: Settings, catalogue: Catalogue = CATALOGUE) -> str:
+    """The catalogue's operator-key secret, made with OBLIO_OPERATOR_KEY's value or a fresh
+    random key; returns the key (the local stack prints it, as a deployment's operator reads
+    it from Secrets Manager)."""
+    import os
+    import secrets
+
+    from oblio.store import secrets as secrets_store
+
+    key = os.environ.get("OBLIO_OPERATOR_KEY") or f"obl_op_{secrets.token_urlsafe(32)}"
+    for sec in catalogue.secrets:
+        if sec.name == "operator-key":
+            secrets_store.write(s.operator_secret_name, key)
+    return key
+
+
 def provision(s: Settings, catalogue: Catalogue = CATALOGUE) -> None:
     kms = aws.client("kms")
     key = kms.create_key(Description="oblio local key")["KeyMetadata"]

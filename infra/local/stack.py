@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import threading
 import time
@@ -20,6 +21,19 @@ from urllib.request import Request, urlopen
 
 ROOT = Path(__file__).resolve().parents[2]
 DEMO_ADMIN_SCOPES = ("admin",)
+TENANT_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61})[a-z0-9]$")
+
+
+def port_free(port: int) -> bool:
+    """Whether a server of ours could bind `port` on 127.0.0.1 now. Like the servers, the probe
+    sets SO_REUSEADDR: a port that a stopped stack left in TIME_WAIT counts as free."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def free_port() -> int:
@@ -44,6 +58,44 @@ def configure_environment(aws_port: int, datamap: Path | None = None,
         os.environ["OBLIO_DATAMAP"] = str(Path(datamap).resolve())
 
 
+#: deliveries of one event to its target, as AWS retries an asynchronous invocation twice
+DELIVERY_ATTEMPTS = 3
+
+
+def deliver(invoke: Any, payload: bytes, attempts: int = DELIVERY_ATTEMPTS,
+            wait: Any = None) -> tuple[bool, int, str]:
+    """Invoke a target with `payload` until it succeeds (no exception, no FunctionError), at
+    most `attempts` times with a short backoff; returns (delivered, tries, last error)."""
+    import time
+
+    error = ""
+    for n in range(1, attempts + 1):
+        try:
+            resp = invoke(payload)
+            if not resp.get("FunctionError"):
+                return True, n, ""
+            error = str(resp.get("FunctionError"))
+        except Exception as exc:  # noqa: BLE001 - recorded in the dead letter
+            error = type(exc).__name__
+        if n < attempts:
+            (wait or time.sleep)(0.2 * 2 ** (n - 1))
+    return False, attempts, error
+
+
+def dead_letter(path: Path, queue: str, function: str, body: str, tries: int,
+                error: str) -> None:
+    """Append an event that could not be delivered to the local dead-letter file (events
+    carry references only, never personal data)."""
+    import json as _json
+    from datetime import UTC, datetime
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as f:
+        f.write(_json.dumps({"at": datetime.now(UTC).isoformat(), "queue": queue,
+                             "function": function, "attempts": tries, "error": error,
+                             "body": body}) + "\n")
+
+
 class EventPump(threading.Thread):
     """moto's EventBridge delivers rules only to SQS: drain each rule's local queue into the
     target it has in AWS (a function), as EventBridge would."""
@@ -56,6 +108,8 @@ class EventPump(threading.Thread):
         self.routes = [(r.local_queue, r.target) for r in CATALOGUE.rules
                        if r.local_queue and r.target[0] == "function"]
         self._halt = threading.Event()
+        self.dead_letters = Path(os.environ.get("OBLIO_LOCAL_DEAD_LETTERS",
+                                                ".oblio/dead-letters.jsonl"))
 
     def run(self) -> None:
         import logging
@@ -73,8 +127,15 @@ class EventPump(threading.Thread):
                                                WaitTimeSeconds=1).get("Messages", [])
                     for msg in msgs:
                         idle = False
-                        lam.invoke(FunctionName=self.settings.function(fn),
-                                   Payload=msg["Body"].encode())
+                        name = self.settings.function(fn)
+                        ok, tries, error = deliver(
+                            lambda p, name=name: lam.invoke(FunctionName=name, Payload=p),
+                            msg["Body"].encode())
+                        if not ok:  # as AWS after its two retries: a record you can see
+                            dead_letter(self.dead_letters, queue, fn, msg["Body"], tries, error)
+                            logging.getLogger("oblio.local").error(
+                                "event pump: %s failed %d times; dead letter in %s",
+                                fn, tries, self.dead_letters)
                         sqs.delete_message(QueueUrl=urls[queue],
                                            ReceiptHandle=msg["ReceiptHandle"])
                 except Exception:
@@ -131,7 +192,13 @@ class LocalStack:
     demo: bool = True
     demo_contacts: int = 1000
     demo_api_key: str | None = None
+    #: a fixture directory loaded into the map's tables and buckets (infra/local/yours.py)
+    fixtures: Path | None = None
+    #: more tenants, each with an admin key, listed in .oblio/local.json
+    tenants: tuple[str, ...] = ()
     write_state: bool = True
+    #: where the state (URLs, keys) is written; default .oblio/local.json of the checkout
+    state_file: Path | None = None
     quiet: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     _moto: Any = None
@@ -145,6 +212,8 @@ class LocalStack:
             print(message, flush=True)
 
     def start(self) -> dict[str, Any]:
+        from infra.local import yours
+
         configure_environment(self.aws_port, self.datamap)
         import logging
 
@@ -157,17 +226,23 @@ class LocalStack:
         # moto's server logs every request line: keep the console for what matters
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
         settings = get_settings()
-        # refuse a bad data map before anything starts
+        # refuse a bad data map, bad fixtures or a bad tenant name before anything starts
         dm = dmap.load(settings.datamap)
+        silo = [*self.tenants, *(("demo", "demo-child") if self.demo else ())]
+        fixtures = yours.read_fixtures(dm, Path(self.fixtures), silo) if self.fixtures \
+            else None
+        for name in self.tenants:
+            if not TENANT_NAME.match(name) or name in ("demo", "demo-child"):
+                raise yours.Refused([f"--tenant {name!r}: a tenant name is 2 to 63 lower-case "
+                                    "letters, digits or '-' (not first or last), and not "
+                                    "demo or demo-child"])
+        self._refuse_a_running_stack()
         for port in (self.aws_port, self.api_port):
             # moto's server binds in a thread, where a taken port would go unnoticed and the
             # clients would talk to whatever listens there: refuse here instead
-            with socket.socket() as probe:
-                try:
-                    probe.bind(("127.0.0.1", port))
-                except OSError:
-                    raise RuntimeError(f"port {port} on 127.0.0.1 is in use: choose another "
-                                       "with --aws-port / --api-port") from None
+            if not port_free(port):
+                raise yours.Refused([f"port {port} on 127.0.0.1 is in use: choose another "
+                                     "with --aws-port / --api-port"])
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port,
                                         verbose=False)
         self._moto.start()
@@ -183,10 +258,18 @@ class LocalStack:
         from oblio.store import aws
 
         try:
-            dmap.check_tables(dm, aws.client("dynamodb"))
+            made = yours.create_missing(dm, aws.client("dynamodb"), aws.client("s3"),
+                                        settings.region, silo)
+            for line in made:
+                self._say(f"created {line} (named by the data map)")
+            dmap.check_tables(dm, aws.client("dynamodb"), silo)
+            if fixtures is not None:
+                yours.load_fixtures(fixtures, aws.client("dynamodb"), aws.client("s3"))
+                self._say(f"fixtures: {fixtures.summary()} from {self.fixtures}")
         except Exception:
             self.stop()
             raise
+        operator = provision.operator_key(settings)
         tenants = self._tenants()
         if self.demo:
             from infra.local import demo
@@ -208,13 +291,33 @@ class LocalStack:
             "api_url": f"http://127.0.0.1:{self.api_port}",
             "console_url": f"http://127.0.0.1:{self.api_port}/console/",
             "aws_endpoint_url": endpoint, "region": settings.region,
-            "tenants": tenants,
+            "tenants": tenants, "operator_key": operator,
         }
         if self.write_state:
-            state = ROOT / ".oblio" / "local.json"
+            state = self._state_path()
             state.parent.mkdir(exist_ok=True)
             state.write_text(json.dumps(self.info, indent=2))
         return self.info
+
+    def _state_path(self) -> Path:
+        return Path(self.state_file) if self.state_file else ROOT / ".oblio" / "local.json"
+
+    def _refuse_a_running_stack(self) -> None:
+        """A state file naming a stack whose API still answers belongs to that stack: writing
+        over it would hand its keys out for this one. A stale one is replaced."""
+        from infra.local import yours
+
+        path = self._state_path()
+        if not self.write_state or not path.exists():
+            return
+        try:
+            url = json.loads(path.read_text())["api_url"]
+            urlopen(f"{url}/v1/health", timeout=2).read()
+        except Exception:  # noqa: BLE001 - stale, unreadable or down: it can be replaced
+            return
+        raise yours.Refused([f"another local stack is running (its API answers at {url}, "
+                             f"state in {path}): stop it, or give this one --state FILE and "
+                             "other ports"])
 
     def _tenants(self) -> dict[str, Any]:
         from oblio.control import tenants
@@ -229,7 +332,12 @@ class LocalStack:
                                              children=True, api_key=key)
         _, child_key = tenants.create_api_key("demo-child", DEMO_ADMIN_SCOPES,
                                               name="demo-child admin")
-        return {"demo": {"api_key": demo_key}, "demo-child": {"api_key": child_key}}
+        out = {"demo": {"api_key": demo_key}, "demo-child": {"api_key": child_key}}
+        for name in self.tenants:
+            tenants.create_tenant(name, name)
+            _, key = tenants.create_api_key(name, DEMO_ADMIN_SCOPES, name=f"{name} admin")
+            out[name] = {"api_key": key}
+        return out
 
     def _serve_api(self) -> None:
         import sys
@@ -242,21 +350,61 @@ class LocalStack:
             LocalDevServer,
         )
 
-        class AccessLog(ChaliceRequestHandler):
-            """Access lines go to the `oblio.access` logger with the query string cut:
-            `GET /v1/subjects?email=...` must not write an identity to a log."""
-
-            def log_message(self, format: str, *args: Any) -> None:
-                import logging
-                import re
-
-                line = format % args
-                logging.getLogger("oblio.access").info(re.sub(r"\?\S*", "?[query]", line))
-
         for p in (str(ROOT / "functions" / "api"), str(ROOT / "functions")):
             if p not in sys.path:
                 sys.path.insert(0, p)
+        from chalice.local import ForbiddenError
+
         from app import app  # functions/api/app.py
+        from chalicelib import gateway
+        from oblio.core.bodies import PATH_IDS
+
+        class AccessLog(ChaliceRequestHandler):
+            """Access lines go to the `oblio.access` logger with the query string cut and
+            every path id that is not of its form redacted: `GET /v1/subjects?email=...` or
+            `GET /v1/requests/a@b.com` must not write an identity to a log. A path no route
+            serves is answered 404 in the one error shape, as the CDK stack's gateway
+            responses answer it (chalice's local gateway answers 403 quoting the
+            Authorization header)."""
+
+            def log_message(self, format: str, *args: Any) -> None:
+                import logging
+
+                line = format % args
+                logging.getLogger("oblio.access").info(redact_request_line(line))
+
+            def _send_error_response(self, error: Any) -> None:
+                if isinstance(error, ForbiddenError):  # chalice local: no route matched
+                    self._send_http_response(404, {"Content-Type": "application/json"},
+                                             gateway.body(*gateway.NOT_FOUND).encode())
+                    return
+                super()._send_error_response(error)
+
+        routes = [r.split("/")[1:] for r in app.routes]
+
+        def redact_request_line(line: str) -> str:
+            """`"GET /v1/requests/<id>?... HTTP/1.1" 200 -` with the query cut, the ids of
+            the route's path parameters kept only where they are of their form."""
+            import re
+
+            def path(match: re.Match[str]) -> str:
+                parts = match.group(1).split("?", 1)[0].split("/")[1:]
+                for route in routes:
+                    if len(route) == len(parts) and all(
+                            r == p or r.startswith("{") for r, p in zip(route, parts,
+                                                                      strict=True)):
+                        shown = [p if not r.startswith("{") or _id_ok(r.strip("{}"), p)
+                                 else "[redacted]" for r, p in zip(route, parts, strict=True)]
+                        query = "?[query]" if "?" in match.group(1) else ""
+                        return " /" + "/".join(shown) + query + " "
+                return " [a path no route serves] "
+
+            return re.sub(r" (/\S*) ", path, line, count=1)
+
+        def _id_ok(name: str, value: str) -> bool:
+            known = PATH_IDS.get(name)
+            return known is not None and bool(known[0].match(value))
+
 
         config = Config.create(chalice_stage="dev", app_name="oblio", chalice_app=app,
                                config_from_disk=json.loads((ROOT / "chalice.json")
@@ -271,7 +419,14 @@ class LocalStack:
         self._api_thread.start()
 
     def wait(self) -> None:
-        """Block until interrupted (the CLI's foreground)."""
+        """Block until interrupted (the CLI's foreground): Ctrl-C, or SIGTERM, stop it
+        cleanly."""
+        import signal
+
+        def interrupt(*_: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, interrupt)
         try:
             while True:
                 time.sleep(3600)
@@ -283,6 +438,14 @@ class LocalStack:
     def stop(self) -> None:
         from infra.local import lambdas
 
+        if self.write_state and self.info:
+            # the state names this stack's URLs and keys: gone with it, if it is still ours
+            path = self._state_path()
+            try:
+                if json.loads(path.read_text()).get("api_url") == self.info.get("api_url"):
+                    path.unlink()
+            except (OSError, ValueError):
+                pass
         if self._pump is not None:
             self._pump.stop()
             self._pump = None

@@ -103,7 +103,7 @@ def run_one(size: int, scan_up_to: int) -> dict[str, Any]:
         dry_s = time.monotonic() - t
         assert dry["tables"] == dry_direct["tables"]
         t = time.monotonic()
-        started = api.post("/v1/retention-policies/bench/run", {}).json()
+        started = api.post("/v1/retention-policies/bench/run", {"confirm": True}).json()
         sweep = _wait(api, started["sweep_id"])
         sweep_s = time.monotonic() - t
         assert sweep["status"] == "completed", sweep

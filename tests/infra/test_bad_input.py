@@ -139,3 +139,10 @@ def test_make_synth_exits_2_naming_the_entry(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(synth, "CATALOGUE", bad)
     assert synth.main(["--outdir", "/nonexistent/never-written"]) == 2
     assert "synth refused: catalogue table 'audit log!'" in capsys.readouterr().err
+
+
+def test_a_silo_table_or_bucket_of_the_data_map_is_granted_for_every_tenant_not_literally():
+    from infra.cdk.stack import iam_name
+
+    assert iam_name("{tenant}-employees") == "*-employees"
+    assert iam_name("hr-main") == "hr-main"

@@ -481,3 +481,17 @@ def test_the_console_ships_with_the_api(resources: dict[str, Any], synthesized: 
     web = ROOT / "functions" / "api" / "chalicelib" / "web"
     assert {f"chalicelib/web/{f.name}" for f in web.iterdir()} <= names
     assert {"app.py", "chalicelib/console.py"} <= names
+
+
+def test_the_operator_key_is_a_generated_encrypted_secret_only_the_api_reads(
+        resources: dict[str, Any]) -> None:
+    secrets = by_property(resources, "AWS::SecretsManager::Secret", "Name")
+    logical, secret = secrets[name("secret", "operator-key")]
+    assert "GenerateSecretString" in secret
+    assert "KmsKeyId" in secret
+    for fn in CATALOGUE.functions:
+        reads = {r for s in _role_statements(resources, _function_role(resources, fn))
+                 if "secretsmanager:GetSecretValue" in (
+                     s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
+                 for r in refs(s["Resource"])}
+        assert reads == ({logical} if fn.name == "api" else set()), fn.name

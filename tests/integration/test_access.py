@@ -8,17 +8,23 @@ import csv
 import io
 import json
 import zipfile
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import requests as http
 
-from infra.local import lambdas
+from infra.local.lambdas import Fault
+from tests.integration import raw
 
 JEANNE = {"email": "jeanne.dupont@example.com"}
 MARIO_IDS = ("mario.rossi@example.com", "+393331234567", "CRM-0001")
 DPO = "dpo.office@tenant.example"
 REDACTED = "[redacted: about another person]"
+
+
+def when(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
 
 
 def export(api: Any, subject: dict[str, str], **extra: Any) -> dict[str, Any]:
@@ -39,59 +45,72 @@ def everything(z: zipfile.ZipFile) -> str:
     return "\n".join(z.read(n).decode("utf-8", "replace") for n in z.namelist())
 
 
-def mails_about(request_id: str) -> list[Any]:
-    from moto.ses.models import ses_backends
-
-    from oblio.core.settings import get_settings
-
-    s = get_settings()
-    return [m for m in ses_backends[s.account_id][s.region].sent_messages
-            if request_id in (m.body or "")]
+def csv_rows(z: zipfile.ZipFile, name: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(z.read(name).decode("utf-8-sig"))))
 
 
-def s3_bodies(dm: Any, aws_client: Any, tenant: str, identities: dict[str, str]) -> list[bytes]:
-    """The current bytes of every S3 object the subject's items point to."""
-    from oblio.pipeline import find
-
-    fp = find.walk(dm, tenant, identities)
-    s3 = aws_client("s3")
-    return [s3.get_object(Bucket=b, Key=k)["Body"].read()
-            for name, items in fp.items.items()
-            for b, k in find.s3_refs(dm, dm.tables[name], items)]
+def mails_about(settings: Any, request_id: str) -> list[Any]:
+    return [m for m in raw.mails(settings) if request_id in (m.body or "")]
 
 
-def test_access_export_of_jeanne_holds_her_data_and_nobody_elses(api, dm, aws_client,
-                                                                 event_log):
-    from oblio.access import deliver
-    from oblio.core import clock
-    from oblio.core.settings import get_settings
+# -- Jeanne's export, made once and read by each test below ------------------------------------
 
+@pytest.fixture(scope="module")
+def jeanne(api, dm, aws_client) -> dict[str, Any]:
+    """Jeanne's export, notified to the DPO's address (given in capitals), downloaded once;
+    what the search found of her and the bytes of her files, read before."""
     found = api.get("/v1/subjects", **JEANNE).json()["tables"]
+    files = raw.bodies(aws_client, raw.pointed_files(api, aws_client, dm, **JEANNE))
     done = export(api, JEANNE, notify_email=DPO.upper())
+    z = fetch(api, done["id"])
+    subject = json.loads(z.read("subject.json"))
+    return {"found": found, "files": files, "done": done, "result": done["result"], "zip": z,
+            "subject": subject, "tables": subject["tables"]}
 
+
+def test_jeanne_export_completes_with_every_item_the_search_finds(jeanne):
+    done, result, found = jeanne["done"], jeanne["result"], jeanne["found"]
     assert done["status"] == "completed", done
-    result = done["result"]
     for table, where in found.items():
         assert result["tables"][table]["exported"] == where["count"], table
     assert result["export"]["items"] == sum(w["count"] for w in found.values())
     assert result["export"]["size"] > 0 and result["export"]["files"] == 3
+
+
+def test_an_export_expires_after_the_tenants_fourteen_days(jeanne):
+    result = jeanne["result"]
     assert result["expires_at"] == result["export"]["expires_at"]
-    days = clock.parse(result["expires_at"]) - clock.parse(done["completed_at"])
+    days = when(result["expires_at"]) - when(jeanne["done"]["completed_at"])
     assert timedelta(days=13, hours=23) < days <= timedelta(days=14)
-    assert result["redacted"] == {"tickets": ["assignee"], "ticket_messages": ["mentioned_name"]}
-    io_ = result["io"]
+
+
+def test_an_export_names_the_attributes_redacted_as_about_other_people(jeanne):
+    assert jeanne["result"]["redacted"] == {"tickets": ["assignee"],
+                                            "ticket_messages": ["mentioned_name"]}
+
+
+def test_an_export_reads_in_batches_and_uploads_one_multipart_archive_without_a_scan(jeanne):
+    io_ = jeanne["result"]["io"]
     # (moto applies parallel updates of one item without isolation: a count can be lost)
     assert io_["dynamodb.Scan"] == 0 and io_["dynamodb.BatchGetItem"] >= 1
     assert io_["s3.UploadPart"] >= 1 and io_["s3.CompleteMultipartUpload"] == 1
-    assert "jeanne" not in json.dumps(done).lower()
 
-    z = fetch(api, done["id"])
-    names = z.namelist()
+
+def test_the_finished_request_holds_no_identity(jeanne):
+    assert "jeanne" not in json.dumps(jeanne["done"]).lower()
+
+
+def test_the_archive_holds_subject_json_a_readme_and_a_csv_per_table(jeanne):
+    names = set(jeanne["zip"].namelist())
     assert {"README.txt", "subject.json", "contacts.csv", "tickets.csv",
-            "ticket_messages.csv", "email_events.csv", "subscriptions.csv"} <= set(names)
-    subject = json.loads(z.read("subject.json"))
-    assert subject["found"] is True and subject["request"]["id"] == done["id"]
-    tables = subject["tables"]
+            "ticket_messages.csv", "email_events.csv", "subscriptions.csv"} <= names
+    assert jeanne["subject"]["found"] is True
+    assert jeanne["subject"]["request"]["id"] == jeanne["done"]["id"]
+    assert "No data about you" not in jeanne["zip"].read("README.txt").decode()
+
+
+def test_subject_json_groups_her_items_by_table_and_category(jeanne):
+    tables, found = jeanne["tables"], jeanne["found"]
     profile = tables["contacts"]["items"][0]
     assert profile["email"] == JEANNE["email"] and profile["last_name"] == "Dupont"
     assert tables["contacts"]["attributes"]["email"]["category"] == "identity"
@@ -103,180 +122,221 @@ def test_access_export_of_jeanne_holds_her_data_and_nobody_elses(api, dm, aws_cl
     assert {e["type"] for e in tables["email_events"]["items"]} == {"open", "click"}
     assert tables["subscriptions"]["items"][0]["source"] == "signup-form"
     assert tables["subscriptions"]["attributes"]["source"]["category"] == "consent"
-    # her consent history from oblio's ledger (the demo seeds one for each named subject)
-    consents = subject["consents"]
+
+
+def test_the_archive_holds_her_consent_history_from_the_ledger(jeanne):
+    """The demo seeds a consent history for each named subject."""
+    consents = jeanne["subject"]["consents"]
     assert "marketing" in consents["state"] and consents["history"]
     assert {"purpose", "status", "channel", "at"} <= set(consents["history"][0])
-    rows = list(csv.DictReader(io.StringIO(z.read("consents.csv").decode("utf-8-sig"))))
-    assert len(rows) == len(consents["history"])
-    # the Art. 15 information sheet, from the data map's processing register
-    info = subject["information"]
+    assert len(csv_rows(jeanne["zip"], "consents.csv")) == len(consents["history"])
+
+
+def test_the_archive_carries_the_art15_information_sheet(jeanne):
+    """From the data map's processing register."""
+    info = jeanne["subject"]["information"]
     assert info["controller"] and info["contact"] and "Art. 17" in info["rights"]
     assert "customer support" in {p["purpose"] for p in info["purposes"]}
     assert "e-mail delivery provider" in info["recipients"]
     assert info["retention"]["email_events"] == "13 months"
     assert "tracking" in info["sources"]["email_events"]
-    assert tables["email_events"]["legal_basis"].startswith("legitimate interest")
-    # other people's data in her items is redacted; nobody else's data is there at all
-    text = everything(z)
+    assert jeanne["tables"]["email_events"]["legal_basis"].startswith("legitimate interest")
+
+
+def test_the_archive_redacts_other_people_and_holds_nobody_elses_data(jeanne):
+    text = everything(jeanne["zip"])
     assert "Luigi Verdi" not in text and "agent.bianchi" not in text
-    assert REDACTED in {m.get("mentioned_name") for m in tables["ticket_messages"]["items"]}
+    assert REDACTED in {m.get("mentioned_name")
+                        for m in jeanne["tables"]["ticket_messages"]["items"]}
     assert all(value not in text for value in MARIO_IDS)
     assert "@demo.example.org" not in text  # the generated contacts
     assert "_oblio_anonymised" not in text and '"tenant_id"' not in text
-    # one CSV per table that opens with a header and her rows
-    for table, where in found.items():
-        if where["count"]:
-            rows = list(csv.DictReader(io.StringIO(z.read(f"{table}.csv").decode("utf-8-sig"))))
-            assert len(rows) == where["count"], table
-    contact_row = next(csv.DictReader(io.StringIO(z.read("contacts.csv").decode("utf-8-sig"))))
-    assert contact_row["email"] == JEANNE["email"] and contact_row["phone"] == "'+33612345678"
-    # files/ holds her photo, attachment and document, byte for byte
-    zipped = sorted(z.read(n) for n in names if n.startswith("files/"))
-    assert zipped == sorted(s3_bodies(dm, aws_client, "demo", JEANNE))
-    assert profile["photo_key"] in names
-    assert "No data about you" not in z.read("README.txt").decode()
 
-    # encrypted, tagged for the lifecycle rule that expires it
-    s = get_settings()
-    s3 = aws_client("s3")
-    key = f"exports/demo/{done['id']}.zip"
-    head = s3.head_object(Bucket=s.bucket("exports"), Key=key)
-    assert head["ServerSideEncryption"] == "aws:kms"
-    tags = s3.get_object_tagging(Bucket=s.bucket("exports"), Key=key)["TagSet"]
+
+def test_each_csv_opens_with_a_header_and_her_rows(jeanne):
+    z = jeanne["zip"]
+    for table, where in jeanne["found"].items():
+        if where["count"]:
+            assert len(csv_rows(z, f"{table}.csv")) == where["count"], table
+    contact_row = csv_rows(z, "contacts.csv")[0]
+    assert contact_row["email"] == JEANNE["email"] and contact_row["phone"] == "'+33612345678"
+
+
+def test_the_archive_files_are_her_photo_attachment_and_document_byte_for_byte(jeanne):
+    z = jeanne["zip"]
+    names = z.namelist()
+    zipped = sorted(z.read(n) for n in names if n.startswith("files/"))
+    assert zipped == sorted(jeanne["files"])
+    assert jeanne["tables"]["contacts"]["items"][0]["photo_key"] in names
+
+
+def test_the_archive_is_kms_encrypted_and_tagged_for_the_lifecycle_rule_of_its_ttl(
+        jeanne, aws_client, settings):
+    s3, bucket = aws_client("s3"), settings.bucket("exports")
+    key = f"exports/demo/{jeanne['done']['id']}.zip"
+    assert s3.head_object(Bucket=bucket, Key=key)["ServerSideEncryption"] == "aws:kms"
+    tags = s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
     assert tags == [{"Key": "oblio-ttl", "Value": "14"}]
-    rules = s3.get_bucket_lifecycle_configuration(Bucket=s.bucket("exports"))["Rules"]
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     assert any(r["Filter"].get("And", {}).get("Prefix") == "exports/"
                and {"Key": "oblio-ttl", "Value": "14"} in r["Filter"]["And"]["Tags"]
                and r["Expiration"]["Days"] == 14 for r in rules)
 
-    # the requester's e-mail says it is ready and nothing about her
-    mails = mails_about(done["id"])
+
+def test_the_requesters_mail_says_it_is_ready_and_nothing_about_her(jeanne, settings):
+    done = jeanne["done"]
+    mails = mails_about(settings, done["id"])
     assert len(mails) == 1 and mails[0].destinations["ToAddresses"] == [DPO]
     mail = f"{mails[0].subject} {mails[0].body}".lower()
     assert "jeanne" not in mail and "dupont" not in mail and done["subject_ref"] not in mail
-    assert result["notified"] is True
-    # an event for other systems, and no identity in it or in the execution's history
+    assert jeanne["result"]["notified"] is True
+
+
+def test_an_export_emits_request_completed_and_its_history_holds_no_identity(
+        jeanne, event_log, aws_client, settings):
+    done = jeanne["done"]
     mine = event_log.for_request(done["id"])
     assert [(e["detail-type"], e["detail"]["status"]) for e in mine] == [
         ("RequestCompleted", "completed")]
-    arn = s.state_machine_arn("access_export").replace(":stateMachine:", ":execution:")
+    arn = settings.state_machine_arn("access_export").replace(":stateMachine:", ":execution:")
     history = aws_client("stepfunctions").get_execution_history(
         executionArn=f"{arn}:{done['id']}-1", maxResults=1000)
     assert JEANNE["email"] not in json.dumps(history, default=str)
-    # the history lists it with its expiry; the audit log has it and the download
+
+
+def test_the_history_lists_the_export_with_its_expiry_and_the_audit_has_its_download(
+        api, jeanne):
+    rid = jeanne["done"]["id"]
     listed = api.get("/v1/requests", type="access", limit=500).json()["items"]
-    assert any(i["id"] == done["id"] and i["result"]["expires_at"] for i in listed)
-    actions = {e["action"] for e in api.get("/v1/audit", limit=20).json()["items"]
-               if e["request_id"] == done["id"]}
+    assert any(i["id"] == rid and i["result"]["expires_at"] for i in listed)
+    actions = {e["action"] for e in api.get("/v1/audit", limit=50).json()["items"]
+               if e["request_id"] == rid}
     assert {"access_completed", "export_downloaded"} <= actions
 
-    # expired in the app the moment its date passes, whatever S3 still holds
-    assert deliver.latest_valid_export("demo", done["subject_ref"]) is not None
-    clock.advance(timedelta(days=15))
-    try:
-        gone = api.get(f"/v1/requests/{done['id']}/download")
-        assert gone.status_code == 410, gone.text
-        assert gone.json()["error"]["code"] == "export_expired"
-        assert deliver.latest_valid_export("demo", done["subject_ref"]) is None
-    finally:
-        clock.reset()
+
+def test_an_export_expires_in_the_app_the_moment_its_date_passes(api, jeanne, clock_ahead,
+                                                                  tenant_settings):
+    """Whatever S3 still holds: the download is gone, and the export no longer counts for a
+    tenant that requires one before an anonymisation."""
+    tenant_settings(api, require_export_before_anonymisation=True)
+    with clock_ahead(timedelta(days=15)):
+        gone = api.get(f"/v1/requests/{jeanne['done']['id']}/download")
+        anon = api.post("/v1/requests", {"type": "anonymisation", "confirm": True,
+                                         "subject": JEANNE})
+    assert gone.status_code == 410, gone.text
+    assert gone.json()["error"]["code"] == "export_expired"
+    assert anon.status_code == 409 and anon.json()["error"]["code"] == "export_required"
 
 
-def test_access_export_of_mario_over_http_holds_his_data_and_nothing_of_jeanne(
-        api, dm, aws_client, event_log):
-    """The issue's "done when", as a client would check it."""
-    from oblio.control import ledger
-    from oblio.core import clock
-    from oblio.core.settings import get_settings
+# -- Mario's export over HTTP, made once ------------------------------------------------------
 
-    mario = {"email": MARIO_IDS[0]}
-    if not api.get("/v1/subjects", **mario).json()["found"]:  # erased by an earlier test
+@pytest.fixture(scope="module")
+def mario(api, dm, aws_client) -> dict[str, Any]:
+    """The issue's "done when", as a client would check it: Mario's export."""
+    ids = {"email": MARIO_IDS[0]}
+    if not api.get("/v1/subjects", **ids).json()["found"]:  # erased by an earlier run
         from infra.local import demo
 
         demo.seed_subject(dm, "demo", MARIO_IDS[0], MARIO_IDS[1], MARIO_IDS[2],
                           first="Mario", last="Rossi")
-        ledger.seed_demo("demo", MARIO_IDS[0])
-    found = api.get("/v1/subjects", **mario).json()["tables"]
-    done = export(api, mario, notify_email=DPO)
-    assert done["status"] == "completed", done
-    result = done["result"]
+        _seed_consents(api, MARIO_IDS[0])
+    found = api.get("/v1/subjects", **ids).json()["tables"]
+    files = raw.bodies(aws_client, raw.pointed_files(api, aws_client, dm, **ids))
+    done = export(api, ids, notify_email=DPO)
+    z = fetch(api, done["id"])
+    subject = json.loads(z.read("subject.json"))
+    return {"found": found, "files": files, "done": done, "result": done["result"], "zip": z,
+            "subject": subject, "tables": subject["tables"]}
+
+
+def _seed_consents(api: Any, email: str) -> None:
+    for purpose in ("newsletter", "marketing"):
+        r = api.post("/v1/consents", {"subject": {"email": email}, "purpose": purpose,
+                                      "channel": "web", "status": "granted"})
+        assert r.status_code == 201, r.text
+
+
+def test_mario_export_holds_every_table_the_search_finds_without_a_scan(mario):
+    assert mario["done"]["status"] == "completed", mario["done"]
+    result, found = mario["result"], mario["found"]
     assert {t: c["exported"] for t, c in result["tables"].items() if c["exported"]} == \
         {t: w["count"] for t, w in found.items() if w["count"]}
     assert result["export"]["size"] > 0 and result["io"]["dynamodb.Scan"] == 0
 
-    z = fetch(api, done["id"])
-    names = set(z.namelist())
-    subject = json.loads(z.read("subject.json"))
-    tables = subject["tables"]
-    # his profile, tickets and messages, e-mail events, subscription and consent history
+
+def test_mario_archive_holds_his_profile_items_and_consent_history(mario):
+    tables, found = mario["tables"], mario["found"]
     assert tables["contacts"]["items"][0]["email"] == MARIO_IDS[0]
     assert tables["contacts"]["items"][0]["first_name"] == "Mario"
     for table in ("tickets", "ticket_messages", "email_events", "subscriptions"):
         assert len(tables[table]["items"]) == found[table]["count"] >= 1, table
-    history = subject["consents"]["history"]
+    history = mario["subject"]["consents"]["history"]
     assert {"newsletter", "marketing"} <= {e["purpose"] for e in history}
-    # every CSV opens, with a header and one row per item
-    for table, where in found.items():
+    assert len(csv_rows(mario["zip"], "consents.csv")) == len(history)
+
+
+def test_every_csv_of_mario_has_each_mapped_column_and_one_row_per_item(mario):
+    for table, where in mario["found"].items():
         if where["count"]:
-            text = z.read(f"{table}.csv").decode("utf-8-sig")
-            rows = list(csv.DictReader(io.StringIO(text)))
-            assert len(rows) == where["count"] and rows[0].keys() >= {
-                c for c in tables[table]["attributes"]}, table
-    assert len(list(csv.DictReader(io.StringIO(z.read("consents.csv").decode("utf-8-sig"))))) \
-        == len(history)
-    # files/ holds his photo, attachments and document, byte for byte
-    assert sorted(z.read(n) for n in names if n.startswith("files/")) == \
-        sorted(s3_bodies(dm, aws_client, "demo", mario))
+            rows = csv_rows(mario["zip"], f"{table}.csv")
+            assert len(rows) == where["count"] and rows[0].keys() >= set(
+                mario["tables"][table]["attributes"]), table
+
+
+def test_mario_archive_files_are_his_photo_attachments_and_document(mario):
+    names = set(mario["zip"].namelist())
+    assert sorted(mario["zip"].read(n) for n in names if n.startswith("files/")) == \
+        sorted(mario["files"])
     assert {n.split("/")[1] for n in names if n.startswith("files/")} == {
-        "contacts", "ticket_messages", "documents"}  # photo, attachments, document
-    # nothing of Jeanne anywhere in the archive
-    text = everything(z).lower()
+        "contacts", "ticket_messages", "documents"}
+
+
+def test_mario_archive_holds_nothing_of_jeanne(mario):
+    text = everything(mario["zip"]).lower()
     for value in ("jeanne", "dupont", "33612345678", "crm-0002"):
         assert value not in text, value
-    # encrypted, under the lifecycle rule of its TTL, the e-mail sent, the event emitted
-    s = get_settings()
-    key = f"exports/demo/{done['id']}.zip"
-    assert aws_client("s3").head_object(Bucket=s.bucket("exports"),
-                                        Key=key)["ServerSideEncryption"] == "aws:kms"
-    assert len(mails_about(done["id"])) == 1
-    assert [e["detail-type"] for e in event_log.for_request(done["id"])] == ["RequestCompleted"]
-    # the download URL lives minutes, not days; after the archive's date: 410, although S3
-    # still holds it (moto runs no lifecycle rule)
-    d = api.get(f"/v1/requests/{done['id']}/download").json()
-    assert clock.parse(d["expires_at"]) - clock.now() <= timedelta(minutes=15)
-    assert d["archive_expires_at"] == result["expires_at"]
-    clock.advance(timedelta(days=14, minutes=1))
-    try:
-        gone = api.get(f"/v1/requests/{done['id']}/download")
-    finally:
-        clock.reset()
+
+
+def test_mario_export_is_encrypted_mailed_and_announced(mario, aws_client, settings,
+                                                        event_log):
+    rid = mario["done"]["id"]
+    head = aws_client("s3").head_object(Bucket=settings.bucket("exports"),
+                                        Key=f"exports/demo/{rid}.zip")
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert len(mails_about(settings, rid)) == 1
+    assert [e["detail-type"] for e in event_log.for_request(rid)] == ["RequestCompleted"]
+
+
+def test_a_download_url_lives_minutes_and_is_refused_after_the_archives_date(
+        api, mario, aws_client, settings, clock_ahead):
+    """Although S3 still holds the archive (moto runs no lifecycle rule)."""
+    rid = mario["done"]["id"]
+    d = api.get(f"/v1/requests/{rid}/download").json()
+    assert when(d["expires_at"]) - datetime.now(UTC) <= timedelta(minutes=15)
+    assert d["archive_expires_at"] == mario["result"]["expires_at"]
+    with clock_ahead(timedelta(days=14, minutes=1)):
+        gone = api.get(f"/v1/requests/{rid}/download")
     assert gone.status_code == 410 and gone.json()["error"]["code"] == "export_expired"
-    assert aws_client("s3").head_object(Bucket=s.bucket("exports"), Key=key)
+    assert aws_client("s3").head_object(Bucket=settings.bucket("exports"),
+                                        Key=f"exports/demo/{rid}.zip")
 
 
-def test_the_tenant_ttl_tags_the_archive_for_its_lifecycle_rule(api, subject, aws_client):
-    from oblio.core import clock
-    from oblio.core.settings import get_settings
-
-    s3, bucket = aws_client("s3"), get_settings().bucket("exports")
+def test_the_tenant_ttl_tags_the_archive_for_its_lifecycle_rule(api, subject, aws_client,
+                                                                settings, tenant_settings):
+    s3, bucket = aws_client("s3"), settings.bucket("exports")
     rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
     by_tag = {r["Filter"]["And"]["Tags"][0]["Value"]: r["Expiration"]["Days"] for r in rules
               if r["Filter"].get("And", {}).get("Prefix") == "exports/"
               and r["Status"] == "Enabled"}
     assert by_tag == {"10": 10, "14": 14, "30": 30}
-    bad = http.patch(api.base + "/v1/tenant", json={"settings": {"export_ttl_days": 7}},
-                     headers={"Authorization": f"Bearer {api.key}"}, timeout=30)
+    bad = api.patch("/v1/tenant", {"settings": {"export_ttl_days": 7}})
     assert bad.status_code == 422 and "10, 14 or 30" in bad.json()["error"]["message"]
     for ttl in (10, 30):
-        api_patch(api, {"export_ttl_days": ttl})
-        try:
-            done = export(api, {"email": subject["email"]})
-        finally:
-            api_patch(api, {"export_ttl_days": 14})
+        tenant_settings(api, export_ttl_days=ttl)
+        done = export(api, {"email": subject["email"]})
         assert done["status"] == "completed", done
         assert done["result"]["export"]["ttl_days"] == ttl
-        days = clock.parse(done["result"]["expires_at"]) - clock.parse(done["completed_at"])
+        days = when(done["result"]["expires_at"]) - when(done["completed_at"])
         assert timedelta(days=ttl - 1) < days <= timedelta(days=ttl)
         tags = s3.get_object_tagging(Bucket=bucket,
                                      Key=f"exports/demo/{done['id']}.zip")["TagSet"]
@@ -306,8 +366,9 @@ def test_export_with_include_children_puts_each_child_tenant_in_its_folder(api, 
     assert child_api.get(f"/v1/requests/{done['id']}/download").status_code == 404
 
 
-def test_download_is_409_until_finished_and_for_other_types(api, subject):
-    lambdas.faults.inject(lambdas.Fault("plan", delay=1.5))
+def test_download_is_409_until_finished_and_for_other_types(api, subject, faults,
+                                                            tenant_settings):
+    faults.inject(Fault("plan", delay=1.5))
     r = api.post("/v1/requests", {"type": "access", "subject": {"email": subject["email"]}})
     rid = r.json()["request_id"]
     early = api.get(f"/v1/requests/{rid}/download")
@@ -316,13 +377,10 @@ def test_download_is_409_until_finished_and_for_other_types(api, subject):
     assert api.wait(rid)["status"] == "completed"
     assert api.get(f"/v1/requests/{rid}/download").status_code == 200
     # a tenant that requires an export before anonymisation finds this one
-    api_patch(api, {"require_export_before_anonymisation": True})
-    try:
-        anon = api.post("/v1/requests", {"type": "anonymisation", "confirm": True,
-                                         "subject": {"email": subject["email"]}})
-        assert anon.status_code == 202, anon.text
-    finally:
-        api_patch(api, {"require_export_before_anonymisation": False})
+    tenant_settings(api, require_export_before_anonymisation=True)
+    anon = api.post("/v1/requests", {"type": "anonymisation", "confirm": True,
+                                     "subject": {"email": subject["email"]}})
+    assert anon.status_code == 202, anon.text
     other = anon.json()["request_id"]
     api.wait(other)
     r = api.get(f"/v1/requests/{other}/download")
@@ -331,17 +389,14 @@ def test_download_is_409_until_finished_and_for_other_types(api, subject):
     assert api.get("/v1/requests/01NOTAREQUEST0000000000000/download").status_code == 404
 
 
-def api_patch(api: Any, settings: dict[str, Any]) -> None:
-    r = http.patch(api.base + "/v1/tenant", json={"settings": settings},
-                   headers={"Authorization": f"Bearer {api.key}"}, timeout=30)
-    assert r.status_code == 200, r.text
-
-
-def test_missing_file_completes_with_errors_and_is_listed(api, subject):
-    from oblio.store import objects
-
+def test_missing_file_completes_with_errors_and_is_listed(api, subject, aws_client, dm):
     attachment = next(k for k in subject["files"] if "/attachments/" in k)
-    objects.delete_all_versions([("demo-files", attachment)])
+    s3, bucket = aws_client("s3"), dm.buckets["files"]
+    gone = s3.list_object_versions(Bucket=bucket, Prefix=attachment)
+    s3.delete_objects(Bucket=bucket, Delete={"Objects": [
+        {"Key": v["Key"], "VersionId": v["VersionId"]}
+        for v in gone.get("Versions", []) + gone.get("DeleteMarkers", [])]})
+    assert raw.versions(aws_client, bucket, attachment) == 0
     done = export(api, {"email": subject["email"]})
     assert done["status"] == "completed_with_errors", done
     result = done["result"]

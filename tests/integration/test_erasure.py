@@ -10,6 +10,8 @@ import pytest
 
 from infra.local import lambdas
 from infra.local.demo import NAMED
+from infra.local.lambdas import Fault
+from tests.integration import raw
 
 MARIO = {"email": "mario.rossi@example.com"}
 JEANNE = {"email": "jeanne.dupont@example.com"}
@@ -17,22 +19,6 @@ JEANNE = {"email": "jeanne.dupont@example.com"}
 
 def counts(search: dict[str, Any]) -> dict[str, int]:
     return {t: v["count"] for t, v in search["tables"].items()}
-
-
-def files_of(dm: Any, aws_client: Any, tenant: str, email: str) -> list[str]:
-    """The S3 keys of the subject's photo, attachments and documents, read from the tables."""
-    from oblio.core.settings import get_settings  # noqa: F401
-    from oblio.pipeline import find
-
-    fp = find.walk(dm, tenant, {"email": email})
-    return [k for name, items in fp.items.items()
-            for _, k in find.s3_refs(dm, dm.tables[name], items)]
-
-
-def versions(aws_client: Any, bucket: str, key: str) -> int:
-    resp = aws_client("s3").list_object_versions(Bucket=bucket, Prefix=key)
-    return len([v for v in resp.get("Versions", []) + resp.get("DeleteMarkers", [])
-                if v["Key"] == key])
 
 
 def test_search_finds_mario_in_at_least_eight_tables(api):
@@ -65,46 +51,81 @@ def test_dry_run_lists_what_would_go_and_changes_nothing(api):
     assert counts(api.get("/v1/subjects", **JEANNE).json()) == before
 
 
-def test_erasure_of_mario_end_to_end(api, child_api, dm, aws_client):
-    jeanne_before = counts(api.get("/v1/subjects", **JEANNE).json())
-    child_before = counts(child_api.get("/v1/subjects", **MARIO).json())
-    files = files_of(dm, aws_client, "demo", MARIO["email"])
-    assert len(files) >= 3  # photo, attachment, document
-    bucket = dm.buckets["files"]
-    assert all(versions(aws_client, bucket, k) == 2 for k in files)
-    tickets_before = api.get("/v1/subjects", **MARIO).json()["tables"]["tickets"]["keys"]
-
+@pytest.fixture(scope="module")
+def mario_erased(api, child_api, dm, aws_client) -> dict[str, Any]:
+    """Mario erased by e-mail, and what a DPO would have noted first: Jeanne's and the child
+    tenant's Mario's counts, his files and their versions, his tickets' keys."""
+    before = {
+        "jeanne": counts(api.get("/v1/subjects", **JEANNE).json()),
+        "child": counts(child_api.get("/v1/subjects", **MARIO).json()),
+        "files": raw.pointed_files(api, aws_client, dm, **MARIO),
+        "tickets": api.get("/v1/subjects", **MARIO).json()["tables"]["tickets"]["keys"],
+    }
+    before["versions"] = [raw.versions(aws_client, b, k) for b, k in before["files"]]
     done = api.erase(MARIO, reason="asked by e-mail")
+    return {"before": before, "done": done, "result": done["result"]}
 
-    assert done["status"] == "completed", done
-    result = done["result"]
-    assert result["verification"]["passed"] is True
+
+def test_erasure_of_mario_completes_with_a_passed_verification(mario_erased):
+    assert mario_erased["done"]["status"] == "completed", mario_erased["done"]
+    assert mario_erased["result"]["verification"]["passed"] is True
+
+
+def test_erasure_counts_the_profile_deleted_the_tickets_anonymised_and_the_files(
+        mario_erased):
+    result, before = mario_erased["result"], mario_erased["before"]
+    assert len(before["files"]) >= 3  # photo, attachment, document
     assert result["tables"]["contacts"]["deleted"] == 1
-    assert result["tables"]["tickets"]["anonymised"] == len(tickets_before)
-    assert result["totals"]["files_deleted"] == len(files)
-    cert = result["certificate"]
+    assert result["tables"]["tickets"]["anonymised"] == len(before["tickets"])
+    assert result["totals"]["files_deleted"] == len(before["files"])
+
+
+def test_erasure_certificate_names_the_request_and_its_audit_entry_and_no_identity(
+        mario_erased):
+    done = mario_erased["done"]
+    cert = done["result"]["certificate"]
     assert cert["request_id"] == done["id"] and cert["tenant_id"] == "demo"
     assert cert["subject_ref"] == done["subject_ref"]
     assert cert["audit_entry"]["hash"] and cert["verification"]["passed"]
     assert "mario" not in json.dumps(done).lower()
-    io = result["io"]
+
+
+def test_erasure_reads_by_query_and_writes_in_batches_without_a_scan(mario_erased):
+    io = mario_erased["result"]["io"]
     assert io["dynamodb.Scan"] == 0
     assert io["dynamodb.Query"] >= 1 and io["dynamodb.BatchWriteItem"] >= 1
     assert io["s3.DeleteObjects"] >= 1
-    # nothing left: search, tables, every version of every file
+
+
+def test_an_erased_subject_is_found_nowhere_and_is_suppressed(api, mario_erased):
     after = api.get("/v1/subjects", **MARIO).json()
     assert after["found"] is False and after["suppressed"] is True
-    assert all(versions(aws_client, bucket, k) == 0 for k in files)
-    # the ticket shells stay for reporting, without the text or the link to the contact
-    ddb = aws_client("dynamodb")
-    for key in tickets_before:
-        item = ddb.get_item(TableName="demo-tickets", Key={
-            "tenant_id": {"S": "demo"}, "ticket_id": {"S": key["ticket_id"]}})["Item"]
+
+
+def test_erasure_deletes_every_version_of_every_file(aws_client, mario_erased):
+    before = mario_erased["before"]
+    assert before["versions"] == [2] * len(before["files"])
+    assert [raw.versions(aws_client, b, k) for b, k in before["files"]] == \
+        [0] * len(before["files"])
+
+
+def test_erasure_keeps_ticket_shells_for_reporting(aws_client, mario_erased):
+    """Without the text or the link to the contact."""
+    for key in mario_erased["before"]["tickets"]:
+        item = raw.get_item(aws_client, "demo-tickets", key)
+        assert item is not None, key
         assert {"status", "channel", "reason", "created_at", "sla_resolution_min"} <= set(item)
         assert not {"subject", "description", "contact_id"} & set(item)
-    # others untouched: Jeanne, and Mario's copy in the child tenant
-    assert counts(api.get("/v1/subjects", **JEANNE).json()) == jeanne_before
-    assert counts(child_api.get("/v1/subjects", **MARIO).json()) == child_before
+
+
+def test_erasure_leaves_jeanne_and_marios_copy_in_the_child_tenant_untouched(
+        api, child_api, mario_erased):
+    assert counts(api.get("/v1/subjects", **JEANNE).json()) == mario_erased["before"]["jeanne"]
+    assert counts(child_api.get("/v1/subjects", **MARIO).json()) == \
+        mario_erased["before"]["child"]
+
+
+def test_the_audit_log_verifies_after_an_erasure(api, mario_erased):
     assert api.get("/v1/audit/verify").json()["valid"] is True
 
 
@@ -117,8 +138,7 @@ def test_erasure_emits_subject_erased_event_without_identity(api, subject, event
     assert all(e["detail"]["subject_ref"] == done["subject_ref"] for e in mine)
 
 
-def test_include_children_erases_the_child_copy_with_a_parent_key(api, child_api, dm,
-                                                                  aws_client):
+def test_include_children_erases_the_child_copy_with_a_parent_key(api, child_api, dm):
     from infra.local import demo
 
     email = "paola.neri@example.com"
@@ -149,9 +169,9 @@ def test_unknown_subject_completes_with_zero_counts(api):
     assert "no item" in done["result"]["message"]
 
 
-def test_second_open_request_for_same_subject_is_the_same_request(api, subject):
+def test_second_open_request_for_same_subject_is_the_same_request(api, subject, faults):
     body = {"type": "erasure", "subject": {"email": subject["email"]}, "confirm": True}
-    lambdas.faults.inject(lambdas.Fault("plan", delay=2.0))
+    faults.inject(Fault("plan", delay=2.0))
     first = api.post("/v1/requests", body)
     second = api.post("/v1/requests", body)
     assert first.status_code == 202 and second.status_code == 200
@@ -172,45 +192,91 @@ def test_idempotency_key_replays_the_first_answer_and_rejects_another_body(api, 
     assert c.json()["error"]["code"] == "idempotency_key_reused"
 
 
-def test_failure_in_a_table_task_then_retry_resumes_without_redoing(api, subject,
-                                                                     aws_client):
-    lambdas.faults.inject(lambdas.Fault("apply", "TableUnavailable",
-                                        "the tickets table is unavailable",
-                                        when={"unit.table": "tickets"},
-                                        delay=1.5))  # the other tables finish first
-    r = api.post("/v1/requests", {"type": "erasure", "subject": {"email": subject["email"]},
-                                  "confirm": True})
-    failed = api.wait(r.json()["request_id"])
+@pytest.fixture(scope="module")
+def failed_then_retried(api, aws_client, settings, dm, stack) -> dict[str, Any]:
+    """An erasure whose tickets task fails (after the other tables are done), as its record
+    stood then, and the same request retried to its end."""
+    from infra.local import demo
+
+    email = "failing.tables@example.net"
+    seeded = demo.seed_subject(dm, "demo", email, "+393471230001")
+    lambdas.faults.inject(Fault("apply", "TableUnavailable", "the tickets table is unavailable",
+                                when={"unit.table": "tickets"},
+                                delay=1.5))  # the other tables finish first
+    try:
+        r = api.post("/v1/requests", {"type": "erasure", "subject": {"email": email},
+                                      "confirm": True})
+        failed = api.wait(r.json()["request_id"])
+    finally:
+        lambdas.faults.clear()
+    key = {"tenant_id": "demo", "sk": "req#" + failed["id"]}
+    table = settings.table("requests")
+    units_failed = raw.get_item(aws_client, table, key)["units"]
+    # the contact is gone, so search no longer reaches the tickets: the frozen plan does
+    retried = api.post(f"/v1/requests/{failed['id']}/retry")
+    done = api.wait(failed["id"]) if retried.status_code == 200 else None
+    return {"email": email, "seeded": seeded, "failed": failed, "retried": retried,
+            "done": done, "units_failed": units_failed,
+            "units_done": raw.get_item(aws_client, table, key)["units"]}
+
+
+def test_a_failed_table_task_fails_the_request_with_its_code(failed_then_retried):
+    failed = failed_then_retried["failed"]
     assert failed["status"] == "failed"
     assert failed["error"]["code"] == "TableUnavailable"
-    ddb = aws_client("dynamodb")
-    from oblio.core.settings import get_settings
 
-    key = {"tenant_id": {"S": "demo"}, "sk": {"S": "req#" + failed["id"]}}
-    table = get_settings().table("requests")
-    units_before = ddb.get_item(TableName=table, Key=key)["Item"]["units"]["M"]
-    done_before = {k: v for k, v in units_before.items() if k.startswith("demo/")}
-    assert "demo/contacts" in done_before and "demo/tickets" not in done_before
-    # the contact is gone, so search no longer reaches the tickets: the frozen plan does
 
-    retried = api.post(f"/v1/requests/{failed['id']}/retry")
-    assert retried.status_code == 200, retried.text
-    done = api.wait(failed["id"])
+def test_the_tables_done_before_a_failure_are_recorded_and_the_failed_one_is_not(
+        failed_then_retried):
+    done = {k for k in failed_then_retried["units_failed"] if k.startswith("demo/")}
+    assert "demo/contacts" in done and "demo/tickets" not in done
+
+
+def test_a_retried_request_completes_from_its_frozen_plan(api, failed_then_retried):
+    assert failed_then_retried["retried"].status_code == 200, \
+        failed_then_retried["retried"].text
+    done = failed_then_retried["done"]
     assert done["status"] == "completed", done
     assert done["attempt"] == 2
-    units_after = ddb.get_item(TableName=table, Key=key)["Item"]["units"]["M"]
-    # the tables done before the failure were not done again
-    assert {k: units_after[k] for k in done_before} == done_before
     assert done["result"]["tables"]["contacts"]["deleted"] == 1
-    assert done["result"]["tables"]["tickets"]["anonymised"] == subject["counts"]["tickets"]
+    assert done["result"]["tables"]["tickets"]["anonymised"] == \
+        failed_then_retried["seeded"]["counts"]["tickets"]
     assert done["result"]["verification"]["passed"] is True
-    assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is False
-    events = [e["event"] for e in done["timeline"]]
+    assert api.get("/v1/subjects", email=failed_then_retried["email"]).json()["found"] is False
+
+
+def test_a_retry_does_not_redo_the_tables_done_before_the_failure(failed_then_retried):
+    before = {k: v for k, v in failed_then_retried["units_failed"].items()
+              if k.startswith("demo/")}
+    after = failed_then_retried["units_done"]
+    assert before and {k: after[k] for k in before} == before
+
+
+def test_the_timeline_shows_the_failure_the_retry_and_the_end(failed_then_retried):
+    events = [e["event"] for e in failed_then_retried["done"]["timeline"]]
     assert events.index("failed") < events.index("retry") < events.index("completed")
 
 
-def test_cancel_a_queued_request(api, subject):
-    lambdas.faults.inject(lambdas.Fault("plan", delay=2.0))
+def test_a_table_task_retried_after_its_answer_was_lost_is_not_done_twice(api, subject,
+                                                                          faults, event_log):
+    """The contacts task deletes the profile and its photo, then fails as a timeout would;
+    the state machine's Retry runs it again, which finds it done."""
+    lost = Fault("apply", "TransientError", "the answer was lost", after=True,
+                 when={"unit.table": "contacts"})
+    faults.inject(lost)
+    done = api.erase({"email": subject["email"]})
+    assert lost.times == 0  # the task did fail once
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 1  # retried inside the execution, not by the client
+    contacts = done["result"]["tables"]["contacts"]
+    assert (contacts["deleted"], contacts["files_deleted"]) == (1, 1)
+    assert done["result"]["verification"]["passed"] is True
+    kinds = [e["detail-type"] for e in event_log.for_request(done["id"])]
+    assert sorted(kinds) == ["RequestCompleted", "SubjectErased"]
+
+
+def test_cancel_a_queued_request(api, subject, faults):
+    faults.inject(Fault("plan", delay=2.0))
     r = api.post("/v1/requests", {"type": "erasure", "subject": {"email": subject["email"]},
                                   "confirm": True})
     rid = r.json()["request_id"]
@@ -237,8 +303,8 @@ def test_request_history_filters_and_pages(api):
     assert api.get("/v1/requests", cursor="garbage").status_code == 422
 
 
-def test_extend_moves_the_due_date_with_a_reason(api, subject):
-    lambdas.faults.inject(lambdas.Fault("plan", delay=1.5))
+def test_extend_moves_the_due_date_with_a_reason(api, subject, faults):
+    faults.inject(Fault("plan", delay=1.5))
     r = api.post("/v1/requests", {"type": "erasure", "subject": {"email": subject["email"]},
                                   "confirm": True})
     rid = r.json()["request_id"]
@@ -259,7 +325,7 @@ def test_extend_moves_the_due_date_with_a_reason(api, subject):
      "subject.email", "invalid_email"),
     ({"type": "erasure", "subject": {"phone": "12"}, "confirm": True}, "subject.phone",
      "invalid_phone"),
-    ({"type": "erasure", "subject": {"fax": "1"}, "confirm": True}, "subject.fax",
+    ({"type": "erasure", "subject": {"fax": "1"}, "confirm": True}, "subject",
      "invalid_field"),
     ({"type": "erasure", "subject": MARIO}, "confirm", "confirmation_required"),
     ({"type": "erasure", "subject": MARIO, "confirm": "yes"}, "confirm", "invalid_field"),
@@ -272,6 +338,18 @@ def test_bad_requests_are_422_naming_the_field(api, body, field, code):
     assert err["code"] == code and err["details"]["field"] == field
     assert err["message"]
     assert "not-an-email" not in err["message"]
+
+
+def test_a_misspelt_field_is_422_naming_it_and_the_field_meant_and_files_nothing(api):
+    before = api.get("/v1/requests", limit=500).json()["items"]
+    r = api.post("/v1/requests", {"type": "anonymisation", "subject": MARIO, "confirm": True,
+                                  "tabels": ["tickets"]})
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["details"]["field"] == "tabels"
+    assert "tabels" in err["message"] and "did you mean 'tables'" in err["message"]
+    after = api.get("/v1/requests", limit=500).json()["items"]
+    assert [x["id"] for x in after] == [x["id"] for x in before]
 
 
 def test_bad_json_is_400_in_the_error_shape(api):
@@ -312,18 +390,15 @@ def test_tenant_isolation_no_endpoint_crosses_tenants(api, child_api, subject):
                for e in child_api.get("/v1/audit", limit=500).json()["items"])
     # the child's search sees its own data only: Jeanne lives in demo only
     assert child_api.get("/v1/subjects", **JEANNE).json()["found"] is False
-    # a tenant id in the body or query does not widen the key
+    # a tenant id in the body does not widen the key: the body is refused, it names the field
     r = child_api.post("/v1/requests", {"type": "erasure", "subject": JEANNE,
                                         "confirm": True, "tenant_id": "demo"})
-    assert r.status_code == 202
-    assert child_api.wait(r.json()["request_id"])["result"]["found"] is False
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "tenant_id"
     assert api.get("/v1/subjects", **JEANNE).json()["found"] is True
     assert child_api.get("/v1/tenant").json()["tenant_id"] == "demo-child"
 
 
-def test_audit_log_is_hash_chained_and_detects_tampering(api, aws_client):
-    from oblio.core.settings import get_settings
-
+def test_audit_log_is_hash_chained_and_detects_tampering(api, aws_client, settings):
     ok = api.get("/v1/audit/verify").json()
     assert ok["valid"] is True and ok["entries"] > 0
     entries = api.get("/v1/audit", limit=3).json()["items"]
@@ -331,7 +406,7 @@ def test_audit_log_is_hash_chained_and_detects_tampering(api, aws_client):
     victim = entries[1]
     ddb = aws_client("dynamodb")
     key = {"tenant_id": {"S": "demo"}, "seq": {"S": victim["id"]}}
-    table = get_settings().table("audit")
+    table = settings.table("audit")
     old = ddb.get_item(TableName=table, Key=key)["Item"]
     ddb.update_item(TableName=table, Key=key, UpdateExpression="SET #a = :a",
                     ExpressionAttributeNames={"#a": "action"},
@@ -345,7 +420,8 @@ def test_audit_log_is_hash_chained_and_detects_tampering(api, aws_client):
     assert api.get("/v1/audit/verify").json()["valid"] is True
 
 
-def test_no_log_line_or_execution_history_holds_an_identity(api, subject, logs, aws_client):
+def test_no_log_line_or_execution_history_holds_an_identity(api, subject, logs, aws_client,
+                                                            settings):
     api.get("/v1/subjects", email=subject["email"])
     done = api.erase({"email": subject["email"], "phone": subject["phone"]})
     assert done["status"] == "completed"
@@ -356,9 +432,7 @@ def test_no_log_line_or_execution_history_holds_an_identity(api, subject, logs, 
     for value in forbidden:
         assert value not in text, f"an identity leaked into the logs: {value[:3]}..."
     sfn = aws_client("stepfunctions")
-    from oblio.core.settings import get_settings
-
-    arn = get_settings().state_machine_arn("erasure").replace(":stateMachine:", ":execution:")
+    arn = settings.state_machine_arn("erasure").replace(":stateMachine:", ":execution:")
     history = sfn.get_execution_history(executionArn=f"{arn}:{done['id']}-1")
     raw = json.dumps(history, default=str)
     assert subject["email"] not in raw and subject["phone"] not in raw
@@ -366,4 +440,7 @@ def test_no_log_line_or_execution_history_holds_an_identity(api, subject, logs, 
 
 def test_openapi_document_is_served(anon):
     doc = anon.get("/v1/openapi.json").json()
-    assert doc["openapi"].startswith("3.") and "/v1/requests" in doc["paths"]
+    assert doc["openapi"] == "3.1.0" and "/v1/requests" in doc["paths"]
+    body = doc["paths"]["/v1/requests"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"] == {"$ref": "#/components/schemas/RequestBody"}
+    assert "tables" in doc["components"]["schemas"]["AnonymisationRequest"]["properties"]

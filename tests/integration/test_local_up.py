@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from infra.local.stack import free_port
-from oblio.core.settings import DEMO_DATAMAP
+from infra.local.stack import ROOT, free_port
 
-DEMO = yaml.safe_load(DEMO_DATAMAP.read_text())
+#: the shipped demo data map (a file of the project, read as a user would copy it)
+DEMO = yaml.safe_load((ROOT / "layers/common/oblio/datamaps/demo.yaml").read_text())
 
 
 def _up(tmp_path: Path, datamap: dict) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,9 @@ from typing import Any
 import pytest
 import requests as http
 
+from infra.local.lambdas import Fault
+from tests.integration import raw
+
 ENDED = ("completed", "completed_with_errors", "failed")
 
 
@@ -54,15 +57,7 @@ def generated(stack: Any, dm: Any) -> dict[str, list[dict[str, Any]]]:
 
 def live(aws_client: Any, table: str, key: str) -> dict[str, dict[str, Any]]:
     """The demo tenant's items as they are now (read by the test, with a Scan of its own)."""
-    from oblio.store.tables import from_ddb
-
-    out: dict[str, dict[str, Any]] = {}
-    for page in aws_client("dynamodb").get_paginator("scan").paginate(TableName=table):
-        for raw in page["Items"]:
-            item = from_ddb(raw)
-            if item["tenant_id"] == "demo":
-                out[item[key]] = item
-    return out
+    return raw.scan(aws_client, table, key)
 
 
 def audit_entry(api: Any, entry_id: str) -> dict[str, Any]:
@@ -76,9 +71,8 @@ def audit_entry(api: Any, entry_id: str) -> dict[str, Any]:
         assert cursor, f"audit entry {entry_id} not found"
 
 
-def test_the_demo_tenant_has_its_policies_and_the_schedule_exists(api, aws_client):
+def test_the_demo_tenant_has_its_policies_and_the_schedule_exists(api, aws_client, settings):
     from infra.catalogue import CATALOGUE
-    from oblio.core.settings import get_settings
 
     policies = {p["id"]: p for p in api.get("/v1/retention-policies").json()["items"]}
     assert {"inactive-contacts", "ticket-trash", "old-email-events"} <= set(policies)
@@ -87,7 +81,7 @@ def test_the_demo_tenant_has_its_policies_and_the_schedule_exists(api, aws_clien
         ("contacts", "P18M", "anonymise", True)
     rule = next(r for r in CATALOGUE.rules if r.schedule)
     live_rule = aws_client("events").describe_rule(
-        Name=f"{get_settings().resource_prefix}-{rule.name}")
+        Name=f"{settings.resource_prefix}-{rule.name}")
     assert live_rule["ScheduleExpression"] == rule.schedule
 
 
@@ -109,59 +103,88 @@ def test_a_bad_policy_is_422_naming_the_field(api, body, field):
     assert api.post("/v1/retention-policies/no-such/run", {"dry_run": True}).status_code == 404
 
 
-def test_inactive_contacts_dry_run_then_run_anonymises_exactly_those(api, aws_client,
-                                                                      generated, event_log):
+@pytest.fixture(scope="module")
+def inactive_swept(api, aws_client, generated, event_log) -> dict[str, Any]:
+    """The demo policy "anonymise contacts inactive for 18 months" dry-run, then run; the
+    contacts as they were before and after, its report, audit entry and event."""
+    now = live(aws_client, "demo-contacts", "contact_id")
     dry = api.post("/v1/retention-policies/inactive-contacts/run", {"dry_run": True})
     assert dry.status_code == 200, dry.text
     report = dry.json()
     cutoff = report["cutoff"]
-    now = live(aws_client, "demo-contacts", "contact_id")
     # the expectation: generated contacts older than the cutoff, not on hold, still there
     # and not anonymised already (other tests of the session may have erased some)
     old = {c["contact_id"] for c in generated["contacts"] if c["last_activity_at"] < cutoff}
     held = {c["contact_id"] for c in generated["contacts"] if c["legal_hold"]}
     present = {k for k, v in now.items() if "_oblio_anonymised" not in v}
-    want = (old - held) & present
-    assert 100 < len(want) < len(generated["contacts"])  # the demo has work for the rule
-    counts = report["tables"]["contacts"]
-    assert counts["would_anonymise"] == len(want)
-    assert counts["on_hold"] == len(old & held & present) > 0
-    assert report["io"]["dynamodb.Scan"] == 0
-    assert live(aws_client, "demo-contacts", "contact_id") == now  # changed nothing
-
-    r = api.post("/v1/retention-policies/inactive-contacts/run", {})
+    out: dict[str, Any] = {"dry": report, "before": now, "want": (old - held) & present,
+                           "held": old & held & present,
+                           "after_dry_run": live(aws_client, "demo-contacts", "contact_id")}
+    r = api.post("/v1/retention-policies/inactive-contacts/run", {"confirm": True})
     assert r.status_code == 202, r.text
     sweep = finished(api, r.json()["sweep_id"])
+    out.update(sweep=sweep, after=live(aws_client, "demo-contacts", "contact_id"))
+    out["doc"] = http.get(sweep["report_url"], timeout=30).json() \
+        if sweep.get("report_url") else None
+    out["entry"] = audit_entry(api, sweep["audit_entry"]) if sweep.get("audit_entry") else None
+    out["events"] = [e for e in event_log.drain()
+                     if e["detail-type"] == "RetentionSweepCompleted"
+                     and e["detail"].get("sweep_id") == sweep["sweep_id"]]
+    return out
+
+
+def test_a_dry_run_counts_exactly_the_inactive_contacts_not_on_hold(inactive_swept, generated):
+    want, counts = inactive_swept["want"], inactive_swept["dry"]["tables"]["contacts"]
+    assert 100 < len(want) < len(generated["contacts"])  # the demo has work for the rule
+    assert counts["would_anonymise"] == len(want)
+    assert counts["on_hold"] == len(inactive_swept["held"]) > 0
+    assert inactive_swept["dry"]["io"]["dynamodb.Scan"] == 0
+
+
+def test_a_dry_run_changes_nothing(inactive_swept):
+    assert inactive_swept["after_dry_run"] == inactive_swept["before"]
+
+
+def test_a_sweep_anonymises_exactly_the_contacts_past_the_policy_and_not_on_hold(
+        inactive_swept):
+    sweep, after, want = inactive_swept["sweep"], inactive_swept["after"], inactive_swept["want"]
     assert sweep["status"] == "completed", sweep
-    after = live(aws_client, "demo-contacts", "contact_id")
     mine = {k for k, v in after.items()
             if v.get("_oblio_anonymised") == f"sweep:{sweep['sweep_id']}"}
     assert mine == want  # none newer, none on hold
     for k in want:
         assert "email" not in after[k] and "phone" not in after[k]
-    for k in set(after) - want:
-        assert after[k] == now[k]  # untouched
+
+
+def test_a_sweep_leaves_every_other_contact_as_it_was(inactive_swept):
+    after, before = inactive_swept["after"], inactive_swept["before"]
+    for k in set(after) - inactive_swept["want"]:
+        assert after[k] == before[k]
+
+
+def test_a_sweep_counts_what_it_anonymised_without_a_scan(inactive_swept):
+    sweep = inactive_swept["sweep"]
     counts = sweep["tables"]["contacts"]
-    assert counts["anonymised"] == len(want) and counts["items_remaining"] == 0
+    assert counts["anonymised"] == len(inactive_swept["want"]) and counts["items_remaining"] == 0
     assert sweep["io"]["dynamodb.Scan"] == 0
 
-    # the report in S3, the sweep and the audit entry agree
-    doc = http.get(sweep["report_url"], timeout=30).json()
+
+def test_the_sweeps_report_in_s3_and_its_audit_entry_agree_and_hold_no_address(
+        inactive_swept):
+    sweep, doc, entry = inactive_swept["sweep"], inactive_swept["doc"], inactive_swept["entry"]
     assert doc["tables"] == sweep["tables"] and doc["status"] == "completed"
-    entry = audit_entry(api, sweep["audit_entry"])
     assert entry["action"] == "retention_sweep_completed"
     assert entry["details"]["tables"] == sweep["tables"]
     assert "@" not in json.dumps(doc) and "@" not in json.dumps(entry)
-    event_log.for_request("-")  # drain the bus copy
-    done = [e for e in event_log.seen if e["detail-type"] == "RetentionSweepCompleted"
-            and e["detail"].get("sweep_id") == sweep["sweep_id"]]
-    assert done and done[0]["detail"]["counts"]["anonymised"] == len(want)
+
+
+def test_a_sweep_is_announced_with_its_counts(inactive_swept):
+    done = inactive_swept["events"]
+    assert done and done[0]["detail"]["counts"]["anonymised"] == len(inactive_swept["want"])
 
 
 def test_trash_purge_deletes_tickets_30_days_after_soft_delete_and_a_second_run_waits(
-        api, aws_client, stack, generated):
-    from infra.local.lambdas import Fault, faults
-
+        api, aws_client, stack, generated, faults):
     before = live(aws_client, "demo-tickets", "ticket_id")
     dry = api.post("/v1/retention-policies/ticket-trash/run", {"dry_run": True}).json()
     cutoff = dry["cutoff"]
@@ -171,9 +194,9 @@ def test_trash_purge_deletes_tickets_30_days_after_soft_delete_and_a_second_run_
     assert want and dry["tables"]["tickets"]["would_delete"] == len(want)
 
     faults.inject(Fault("sweep_find", delay=3.0))  # keep the first sweep busy a moment
-    first = api.post("/v1/retention-policies/ticket-trash/run", {})
+    first = api.post("/v1/retention-policies/ticket-trash/run", {"confirm": True})
     assert first.status_code == 202, first.text
-    second = api.post("/v1/retention-policies/ticket-trash/run", {})
+    second = api.post("/v1/retention-policies/ticket-trash/run", {"confirm": True})
     assert second.status_code == 409, second.text
     err = second.json()["error"]
     assert err["code"] == "sweep_running"
@@ -191,23 +214,20 @@ def test_trash_purge_deletes_tickets_30_days_after_soft_delete_and_a_second_run_
                 t["purge_at"] < time.time()]
 
 
-def test_a_failed_sweep_is_resumed_by_the_next_run(api, aws_client, monkeypatch):
-    from infra.local.lambdas import Fault, faults
-    from oblio.core.settings import get_settings
-
-    monkeypatch.setattr(get_settings(), "retention_chunk_size", 20)
+def test_a_failed_sweep_is_resumed_by_the_next_run(api, aws_client, faults, stack_settings):
+    stack_settings(retention_chunk_size=20)
     dry = api.post("/v1/retention-policies/old-email-events/run", {"dry_run": True}).json()
     want = dry["tables"]["email_events"]["would_delete"]
     assert want > 40  # several chunks
     before = len(live(aws_client, "demo-email-events", "event_id"))
     faults.inject(Fault("sweep_chunk", error="Boom", message="chunk failed"))
-    r = api.post("/v1/retention-policies/old-email-events/run", {})
+    r = api.post("/v1/retention-policies/old-email-events/run", {"confirm": True})
     failed = finished(api, r.json()["sweep_id"])
     faults.clear()
     # the Map fails (AWS), or goes on without the chunk and the report refuses (moto)
     assert failed["status"] == "failed" and failed["error"]
     assert failed["chunks_done"] == failed["chunks"] - 1  # the others' work is kept
-    again = api.post("/v1/retention-policies/old-email-events/run", {})
+    again = api.post("/v1/retention-policies/old-email-events/run", {"confirm": True})
     assert again.status_code == 202
     assert again.json()["sweep_id"] == failed["sweep_id"] and again.json()["resumed"]
     done = finished(api, failed["sweep_id"])

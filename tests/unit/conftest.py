@@ -30,7 +30,7 @@ def _forget_process_state() -> None:
     oblio_aws.reset_clients()
     crypto._cache.clear()
     tenants._cache.clear()
-    tenants._key_cache.clear()
+    tenants.forget_operator_key()
 
 
 @contextmanager

@@ -76,3 +76,37 @@ def test_caught_reads_a_lambda_error_from_the_state_machines_catch():
                                                                    "throttled")
     assert caught({"Error": "States.Timeout", "Cause": "took too long"}) == (
         "States.Timeout", "took too long")
+
+
+def _throttled(code: str) -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "slow down"},
+                        "ResponseMetadata": {"HTTPStatusCode": 400}}, "GetItem")
+
+
+@pytest.mark.parametrize("wrapper", ["GetError", "QueryError", "PutError", "UpdateError"])
+def test_a_throttle_surfacing_from_pynamodb_leaves_the_task_as_a_transient_error(wrapper):
+    import pynamodb.exceptions as pe
+
+    from oblio.core.boundary import TaskEvent, task
+
+    def step(ev: TaskEvent) -> dict:
+        raise getattr(pe, wrapper)("Failed", cause=_throttled(
+            "ProvisionedThroughputExceededException"))
+
+    with pytest.raises(Exception) as got:
+        task(step)({"request_id": "R", "tenant_id": "t"}, None)
+    assert type(got.value).__name__ == "TransientError"  # what the ASL's Retry matches
+
+
+def test_a_real_error_keeps_its_name_at_the_task_boundary():
+    from oblio.core.boundary import TaskEvent, task, transient
+
+    def step(ev: TaskEvent) -> dict:
+        raise KeyError("no such table")
+
+    with pytest.raises(Exception) as got:
+        task(step)({"request_id": "R", "tenant_id": "t"}, None)
+    assert type(got.value).__name__ == "KeyError"
+    assert not transient(_throttled("ConditionalCheckFailedException"))

@@ -1,9 +1,11 @@
 """The DPO's console: its static files at /console/ (plain HTML, CSS and JavaScript modules,
 no build step), the security headers of every answer, and the few API routes the console
 needs beyond the rest of the API: who the key is, what the data map offers, a search with
-the identity in the body (never in a URL), a CSV sent through the API, a key revoked.
+the identity in the body (never in a URL), a CSV sent through the API. (Keys are revoked
+through the API's own `POST /v1/keys/{key_id}/revoke`.)
 
-Registered by app.py with one line; the routes stay thin like the others."""
+Registered by app.py with one line; the routes stay thin like the others. The search's body
+is a model of `oblio.core.bodies`, so that the OpenAPI document shows it like the others."""
 
 from __future__ import annotations
 
@@ -15,12 +17,11 @@ from typing import Any
 
 from chalice import Blueprint, Response
 
-from chalicelib.edge import api, json_body
+from chalicelib.edge import api
 from oblio import __version__
 from oblio.control import tenants
-from oblio.core import datamap
-from oblio.core.errors import BadRequest, Invalid
-from oblio.core.identity import IDENTITY_KINDS
+from oblio.core import bodies, datamap
+from oblio.core.errors import Forbidden
 from oblio.jobs import bulk
 from oblio.rights import search
 
@@ -113,6 +114,9 @@ def console_asset(asset: str) -> Response:
 @console.route("/v1/whoami", methods=["GET"])
 @api(console, scope="")  # any valid key: it describes itself
 def whoami(principal: tenants.Principal) -> dict[str, Any]:
+    if principal.is_operator:
+        raise Forbidden("the operator key manages tenants (/v1/tenants), not one tenant's "
+                        "subjects: sign in to the console with a tenant's API key")
     t = tenants.get_tenant(principal.tenant_id)
     s = t.settings
     return {"tenant_id": t.tenant_id, "tenant_name": t.name, "parent_id": t.parent_id,
@@ -134,79 +138,55 @@ def datamap_summary(principal: tenants.Principal) -> dict[str, Any]:
     return datamap.summary(datamap.current())
 
 
-def _search_params(body: Any) -> dict[str, str]:
-    """POST /v1/subjects/search's body as GET /v1/subjects's query."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object: {\"subject\": {\"email\": ...}, "
-                         "\"include_children\": false}")
-    unknown = sorted(set(body) - {"subject", "include_children"})
-    if unknown:
-        raise Invalid(unknown[0], f"unknown field '{unknown[0]}'; the body takes subject and "
-                                  "include_children")
-    subject = body.get("subject")
-    if not isinstance(subject, dict) or not subject:
-        raise Invalid("subject", "name the subject: {\"subject\": {\"email\": ...}} (or "
-                                 "phone, external_id)")
-    for kind, value in subject.items():
-        if kind not in IDENTITY_KINDS:
-            raise Invalid(f"subject.{kind}", f"unknown identity '{kind}'; use "
-                                             f"{', '.join(IDENTITY_KINDS)}")
-        if not isinstance(value, str):
-            raise Invalid(f"subject.{kind}", f"subject.{kind} must be a string")
-    children = body.get("include_children", False)
-    if not isinstance(children, bool):
-        raise Invalid("include_children", "include_children must be true or false")
-    return {**subject, "include_children": "true" if children else "false"}
-
-
 @console.route("/v1/subjects/search", methods=["POST"], content_types=BODY_TYPES)
-@api(console, scope="dsr:read")
-def search_subject_by_body(principal: tenants.Principal) -> dict[str, Any]:
-    found = search.search(principal, _search_params(json_body(console)))
+@api(console, scope="dsr:read", body=bodies.SearchBody)
+def search_subject_by_body(principal: tenants.Principal, body: bodies.SearchBody,
+                           ) -> dict[str, Any]:
+    found = search.search(principal, body)
     return {**found, "export_before_anonymisation": search.export_rule(
         principal, found["subject_ref"])}
 
 
+def _raw_body(*types: str) -> Any:
+    """Mark a route whose body is a file (not JSON): the OpenAPI document shows it as
+    binary of these media types."""
+    def mark(view: Any) -> Any:
+        view.raw_body_types = list(types)
+        return view
+    return mark
+
+
 @console.route("/v1/bulk-erasures/{job_id}/file", methods=["PUT"], content_types=UPLOAD_TYPES)
+@_raw_body(*UPLOAD_TYPES)
 @api(console, scope="dsr:erase")
 def upload_bulk_file(principal: tenants.Principal, job_id: str) -> dict[str, Any]:
     raw = console.current_request.raw_body or b""
     return bulk.upload(principal, job_id, raw if isinstance(raw, bytes) else raw.encode())
 
 
-@console.route("/v1/keys/{key_id}/revoke", methods=["POST"], content_types=BODY_TYPES)
-@api(console, scope="admin")
-def revoke_key(principal: tenants.Principal, key_id: str) -> dict[str, Any]:
-    return tenants.revoke_api_key(principal, key_id)
-
-
 def openapi_paths() -> dict[str, Any]:
-    """This module's operations, for the OpenAPI document."""
+    """This module's operations, for the OpenAPI document (their bodies come from the routes'
+    declarations, as for the others)."""
     from chalicelib.openapi import _errors, _op, _path_param
 
     return {
         "/console": {"get": _op("the DPO's console (HTML; /console/ with the slash)", None)},
         "/console/{asset}": {"get": _path_param(_op("the console's scripts and styles",
                                                     None), "asset")},
-        "/v1/whoami": {"get": _op(
+        "/v1/whoami": {"get": _errors(_op(
             "the calling key: tenant, scopes, child tenants it may act on, and the tenant "
-            "rules a client must explain (export before anonymisation, export TTL)", "")},
+            "rules a client must explain (export before anonymisation, export TTL); 403 for "
+            "the operator key", ""))},
         "/v1/datamap": {"get": _op(
             "the data map's tables in walk order, what erasure and anonymisation do to each, "
             "attributes' categories, objection purposes and rectifiable names (no physical "
             "names)", "dsr:read")},
         "/v1/subjects/search": {"post": _op(
             "where a subject appears, with the identity in the body (kept out of URLs and "
-            "access logs): {subject: {email | phone | external_id}, include_children}; the "
-            "answer of GET /v1/subjects plus export_before_anonymisation {required, export}",
-            "dsr:read", body=True)},
+            "access logs): the answer of GET /v1/subjects plus export_before_anonymisation "
+            "{required, export}", "dsr:read")},
         "/v1/bulk-erasures/{job_id}/file": {"put": _errors(_path_param(_op(
             "send a bulk job's CSV through the API instead of its upload_url (at most "
             f"{bulk.API_UPLOAD_MAX_BYTES} bytes; 409 once the job has its file, 413 when "
-            "larger)", "dsr:erase", body=True), "job_id"), "409", "413") | {"requestBody": {
-            "required": True, "content": {t: {"schema": {"type": "string", "format": "binary"}}
-                                          for t in UPLOAD_TYPES}}}},
-        "/v1/keys/{key_id}/revoke": {"post": _errors(_path_param(_op(
-            "revoke an API key (a repeat answers the same; 409 for the calling key)", "admin"),
-            "key_id"), "409")},
+            "larger)", "dsr:erase"), "job_id"), "409", "413")},
     }

@@ -19,7 +19,7 @@ from typing import IO, Any
 from boto3.dynamodb.types import Binary
 
 from oblio.control import records
-from oblio.core import clock
+from oblio.core import clock, paths
 from oblio.core.cells import csv_safe
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.observability import logger
@@ -49,6 +49,8 @@ def safe_name(text: str, limit: int = 120) -> str:
 
 
 REDACTED = "[redacted: about another person]"
+
+_DROP = object()  # a nested place left out of the export
 
 
 UNCLASSIFIED = "unclassified"  # an attribute the data map does not name
@@ -94,8 +96,10 @@ def category(t: TableMap, attribute: str) -> str:
 class TablePart:
     """One table's share of the export, built item by item."""
 
-    def __init__(self, dm: DataMap, name: str, prefix: str) -> None:
+    def __init__(self, dm: DataMap, name: str, prefix: str, tenant_id: str | None = None,
+                 ) -> None:
         self.dm, self.name, self.t, self.prefix = dm, name, dm.tables[name], prefix
+        self.tenant_id = tenant_id
         self.columns = columns(dm, self.t)
         self.unmapped: set[str] = set()
         self.redacted: set[str] = set()
@@ -107,14 +111,23 @@ class TablePart:
                if k != self.dm.tenant_attribute and k in item]
         return safe_name("_".join(own) or "item")
 
-    def export(self, item: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    def export(self, item: dict[str, Any], role: str | None = None,
+               ) -> tuple[dict[str, Any], list[dict[str, str]]]:
         """The item as exported (attributes in column order; an S3 attribute holds the file's
-        path in the archive) and the files it points to."""
+        path in the archive) and the files it points to. An item she is in only in a
+        `role` (a review she wrote about a colleague) shows what the role names of her;
+        the rest is about someone else and is redacted, and its files are not hers."""
         t, dm = self.t, self.dm
         out: dict[str, Any] = {}
-        files: list[dict[str, str]] = []
+        files: list[dict[str, Any]] = []
+        mine = {paths.top(a) for a in t.roles[role].attributes} if role else set()
         for attr, value in item.items():
-            if attr in (dm.tenant_attribute, dm.anonymised_marker):
+            if attr == dm.tenant_attribute or dm.is_marker(attr):
+                continue
+            if role is not None and attr not in mine and attr not in t.key.names:
+                if t.attributes.get(attr) is None or t.attributes[attr].export:
+                    self.redacted.add(attr)
+                    out[attr] = REDACTED
                 continue
             spec = t.attributes.get(attr)
             if spec is None:
@@ -127,16 +140,77 @@ class TablePart:
                 out[attr] = REDACTED
                 continue
             value = plain(value)
-            if spec is not None and spec.s3 and isinstance(value, str) and value:
-                path = self._path(item, attr, value)
-                files.append({"bucket": dm.buckets[spec.s3], "key": value, "path": path,
-                              "table": self.name, "attribute": attr,
-                              "item": self.item_id(item)})
-                value = path
+            if t.tree.has_below((attr,)):
+                value = self._nested(item, (attr,), value, files)
+            elif spec is not None and spec.s3:
+                value = self._file(item, attr, spec.s3, value, files)
             out[attr] = value
         ordered = {c: out[c] for c in self.columns if c in out}
         ordered.update({c: out[c] for c in sorted(out) if c not in ordered})
         return ordered, files
+
+    def rule_files(self, item: dict[str, Any], tenant_id: str) -> list[dict[str, Any]]:
+        """The files the table's rules give the item: the object of each key template (if
+        it exists: a convention promises no file), every current object under each prefix
+        (listed now)."""
+        out: list[dict[str, Any]] = []
+        for i, r in enumerate(self.t.files):
+            text = r.template.render(lambda f: self.t.field(item, f, tenant_id))
+            if text is None:
+                continue
+            bucket = self.dm.bucket(r.bucket, tenant_id)
+            rule = f"files #{i + 1}"
+            keys = objects.current_keys(bucket, text) if r.kind == "prefix" else [text]
+            for key in keys:
+                out.append({"bucket": bucket, "key": key, "path": self._path(item, rule, key),
+                            "table": self.name, "attribute": rule, "item": self.item_id(item),
+                            **({"optional": True} if r.kind == "key_template" else {})})
+        return out
+
+    def _file(self, item: dict[str, Any], attr: str, bucket: str, value: Any,
+              files: list[dict[str, str]]) -> Any:
+        """A pointer (an object key, or a `{bucket, key}` map naming a declared bucket)
+        becomes the file's path in the archive; anything else stays as it is."""
+        declared = self.dm.physical_buckets(self.tenant_id)
+        own = self.dm.bucket(bucket, self.tenant_id)
+        if isinstance(value, str) and value:
+            where, key = own, value
+        elif isinstance(value, dict) and isinstance(value.get("key"), str) and value["key"] \
+                and (value.get("bucket") or own) in declared:
+            where, key = value.get("bucket") or own, value["key"]
+        else:
+            return value
+        path = self._path(item, attr, key)
+        files.append({"bucket": where, "key": key, "path": path, "table": self.name,
+                      "attribute": attr, "item": self.item_id(item)})
+        return path
+
+    def _nested(self, item: dict[str, Any], pattern: paths.Pattern, value: Any,
+                files: list[dict[str, str]]) -> Any:
+        """A map or list that holds mapped paths, as exported: each mapped place dropped
+        (`export: false`), redacted (`other_person`) or turned into its file's path (`s3`);
+        the rest as it is."""
+        t = self.t
+        name = t.path_names.get(pattern)
+        spec = t.attributes.get(name) if name else None
+        if spec is not None:
+            if not spec.export:
+                self.dropped.add(name or "")
+                return _DROP
+            if spec.other_person:
+                self.redacted.add(name or "")
+                return REDACTED
+            if spec.s3:
+                return self._file(item, name or "", spec.s3, value, files)
+        if not t.tree.has_below(pattern):
+            return value
+        if isinstance(value, dict):
+            out = {k: self._nested(item, (*pattern, k), v, files) for k, v in value.items()}
+            return {k: v for k, v in out.items() if v is not _DROP}
+        if isinstance(value, list):
+            got = [self._nested(item, (*pattern, paths.ALL), v, files) for v in value]
+            return [v for v in got if v is not _DROP]
+        return value
 
     def _path(self, item: dict[str, Any], attr: str, key: str) -> str:
         base = f"{self.prefix}files/{safe_name(self.name)}/{self.item_id(item)}"
@@ -183,20 +257,30 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
         return {"unit": u.id, "skipped": True}
     dm = work.frozen_map(m)
     t = dm.tables[u.table]
-    part = TablePart(dm, u.table, archive_prefix(tenant_id, u.tenant_id))
+    part = TablePart(dm, u.table, archive_prefix(tenant_id, u.tenant_id), u.tenant_id)
     exported = files = 0
     with aws.counting() as io_, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL) as lines, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL) as refs:
-        keys: list[dict[str, Any]] = objects.get_json(work.manifest_key(m, u))["keys"]
+        manifest = objects.get_json(work.manifest_key(m, u))
+        keys: list[dict[str, Any]] = manifest["keys"]
+        roles = {_key_of(t, k): r for r, g in sorted((manifest.get("roles") or {}).items())
+                 for k in g["keys"]}
+        keys = keys + [k for r, g in sorted((manifest.get("roles") or {}).items())
+                       for k in g["keys"]]
         for start in range(0, len(keys), 100):
             batch = keys[start:start + 100]
-            got = {_key_of(t, i): i for i in store.batch_get(t.table, batch)}
+            got = {_key_of(t, i): i for i in store.batch_get(t.physical(u.tenant_id), batch)}
             for key in batch:  # the plan's order; an item deleted since is not exported
                 item = got.get(_key_of(t, key))
                 if item is None:
                     continue
-                out, pointed = part.export(item)
+                role = roles.get(_key_of(t, key))
+                out, pointed = part.export(item, role)
+                if role is None:
+                    pointed += part.rule_files(item, u.tenant_id)
+                else:
+                    out = {"_role": role, **out}  # the role she appears in
                 lines.write(json.dumps(out, ensure_ascii=False).encode() + b"\n")
                 for ref in pointed:
                     refs.write(json.dumps(ref).encode() + b"\n")

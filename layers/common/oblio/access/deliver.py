@@ -1,6 +1,7 @@
-"""Deliver: an access export's end. Finish writes the result (archive size, items per
-table, expiry, io), the audit entry and the `RequestCompleted` event, and tells the requester
-(an e-mail that says nothing about the subject; a self-service request's person gets a signed
+"""Deliver: an access export's end. Finish, through the closing sequence every subject
+request shares (`evidence.finish_request`), writes the result (archive size, items per table,
+expiry, io), the audit entry and the `RequestCompleted` event, and tells the requester (an
+e-mail that says nothing about the subject; a self-service request's person gets a signed
 link to the archive instead); `completed_with_errors` when a file was missing. `download`
 answers `GET /v1/requests/{id}/download`: a presigned URL of minutes; 409 when there is no
 archive to give; 410 once the archive's date has passed, whatever S3 still holds."""
@@ -18,8 +19,8 @@ from oblio.core.errors import Conflict, Gone, Invalid, MessageRefused, Transient
 from oblio.core.identity import normalise_email
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
-from oblio.pipeline import work
-from oblio.store import archives, objects, outbound
+from oblio.pipeline import evidence, work
+from oblio.store import archives, outbound
 from oblio.store.models import RequestModel
 
 ARCHIVE_READY = frozenset({"completed", "completed_with_errors"})
@@ -89,60 +90,46 @@ def _notify(m: RequestModel, tenant: Tenant, expires: str) -> dict[str, Any]:
 def finish(request_id: str, tenant_id: str) -> dict[str, Any]:
     """The result, the audit entry, the e-mail and the event; the request completes
     (`completed_with_errors` when a file the items point to was missing)."""
-    m = records.load(tenant_id, request_id)
-    if m.status in records.ENDED:
-        return {"status": m.status}
-    tenant = get_tenant(tenant_id)
+    return evidence.finish_request(request_id, tenant_id, _ending)
+
+
+def _ending(m: RequestModel) -> evidence.Ending:
+    """What an access export says as it ends: the archive made, and the requester told."""
+    tenant = get_tenant(m.tenant_id)
     units = records.units_of(m)
-    plan_ = records.plan_of(m)
     made = units["_package"]
     counts = _counts(m, units)
-    totals = {k: sum(c[k] for t in counts.values() for c in t.values())
-              for k in ("matched", "exported", "files", "files_missing")}
+    totals = evidence.totals_of(counts, ("matched", "exported", "files", "files_missing"))
     status = "completed_with_errors" if made["files_missing"] else "completed"
     export = {"size": int(made["size"]), "sha256": made["sha256"],
               "items": totals["exported"], "files": int(made["files"]),
               "files_missing": int(made["files_missing"]), "expires_at": made["expires_at"],
               "ttl_days": int(made["ttl_days"]), "format": FORMAT}
-    if "_audit" in units:  # a retried finish: the entry is written already
-        entry = audit.Entry(units["_audit"]["id"], units["_audit"]["hash"])
-    else:
-        entry = audit.append(tenant_id, "access_completed", actor="oblio",
-                             request_id=request_id, subject_ref=m.subject_ref, details={
-                                 "type": "access", "status": status, "size": export["size"],
-                                 "sha256": export["sha256"], "items": export["items"],
-                                 "files": export["files"],
-                                 "files_missing": export["files_missing"],
-                                 "expires_at": export["expires_at"],
-                                 "tables": {n: c["exported"] for n, c in
-                                            counts[tenant_id].items()}})
-        records.record_unit(m, "_audit", {"id": entry.id, "hash": entry.hash}, {})
-    notified = units.get("_notify")
-    if notified is None:
-        notified = _notify(m, tenant, export["expires_at"])
-        records.record_unit(m, "_notify", notified, {})
-        m.update(actions=[RequestModel.options["notify_enc"].remove()])
-    io_ = {k: int(v) for k, v in (records.io_of(m)).items()}
-    io_.setdefault("dynamodb.Scan", 0)
-    redacted = {u.table: units[u.id]["redacted"] for u in work.planned_units(m)
-                if u.tenant_id == tenant_id and (units.get(u.id) or {}).get("redacted")}
-    result: dict[str, Any] = {
-        "found": totals["exported"] > 0, "tables": counts[tenant_id],
-        "tenants": {t: {"tables": c} for t, c in counts.items() if t != tenant_id},
-        "totals": totals, "export": export, "expires_at": export["expires_at"],
-        "missing_files": made.get("missing", []), "redacted": redacted,
-        "notified": bool(notified.get("sent")), "io": io_,
-        "queries_planned": plan_.get("queries", 0), "audit_entry": entry.id}
-    if not result["found"]:
-        result["message"] = ("no item of the subject was found in any mapped table: the "
-                             "archive says so")
-    outbound.emit("RequestCompleted", tenant_id, request_id=request_id,
-                subject_ref=m.subject_ref, type=m.type, status=status)
-    objects.delete_prefix(work.work_prefix(m))
-    records.end(m, status, result)
-    logger.info("request finished", extra={"request_id": request_id, "status": status,
-                                           "subject_ref": m.subject_ref})
-    return {"status": status}
+    details = {"type": "access", "status": status, "size": export["size"],
+               "sha256": export["sha256"], "items": export["items"],
+               "files": export["files"], "files_missing": export["files_missing"],
+               "expires_at": export["expires_at"],
+               "tables": {n: c["exported"] for n, c in counts[m.tenant_id].items()}}
+
+    def result(entry: audit.Entry) -> dict[str, Any]:
+        notified = units.get("_notify")
+        if notified is None:
+            notified = _notify(m, tenant, export["expires_at"])
+            records.record_unit(m, "_notify", notified, {})
+            m.update(actions=[RequestModel.options["notify_enc"].remove()])
+        redacted = {u.table: units[u.id]["redacted"] for u in work.planned_units(m)
+                    if u.tenant_id == m.tenant_id and (units.get(u.id) or {}).get("redacted")}
+        out: dict[str, Any] = {
+            "export": export, "expires_at": export["expires_at"],
+            "missing_files": made.get("missing", []), "redacted": redacted,
+            "notified": bool(notified.get("sent"))}
+        if not totals["exported"]:
+            out["message"] = ("no item of the subject was found in any mapped table: the "
+                              "archive says so")
+        return out
+
+    return evidence.Ending(status=status, counts=counts, totals=totals,
+                           found=totals["exported"] > 0, details=details, result=result)
 
 
 # -- download --------------------------------------------------------------------------------

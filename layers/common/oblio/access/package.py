@@ -218,6 +218,8 @@ def _add_unit(zf: zipfile.ZipFile, m: RequestModel, u: Unit, outcome: dict[str, 
     for line in archives.work_lines(part_key(m, u, "files.jsonl")):
         ref = json.loads(line)
         found = archives.open_object(ref["bucket"], ref["key"])
+        if found is None and ref.get("optional"):
+            continue  # a key template names a file by convention; none is there
         if found is None:
             missing.append({k: ref[k] for k in ("table", "attribute", "item", "path")})
             continue

@@ -19,9 +19,8 @@ newsletter, analytics, profiling); channels are those of `CHANNELS`.
 
 from __future__ import annotations
 
-import ipaddress
 import json
-import re
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -33,19 +32,19 @@ from ulid import ULID
 from oblio.control import crypto
 from oblio.control.tenants import Tenant, get_tenant
 from oblio.core import clock
-from oblio.core.errors import BadRequest, Invalid, TransientError
+from oblio.core.bodies import (
+    CHANNELS,
+    CONSENT_STATUSES,
+    ConsentFields,
+    Proof,
+    parse,
+)
+from oblio.core.errors import Invalid, TransientError
 from oblio.core.observability import count
 from oblio.store import aws, outbound
 from oblio.store.models import ConsentModel, RequestModel, plain
 
-CHANNELS = ("email", "sms", "phone", "post", "web")
-
-
-STATUSES = ("granted", "withdrawn")
-
-
-#: what `proof` may hold; an IP address is kept only as its HMAC (`ip_ref`)
-PROOF_FIELDS = ("submission_id", "form_id", "campaign_id", "message_id", "ip_address")
+STATUSES = CONSENT_STATUSES
 
 
 #: the channel of events oblio records itself (an objection request withdraws consent)
@@ -53,15 +52,6 @@ REQUEST_CHANNEL = "request"
 
 
 LINK_SOURCE = "one-click link"
-
-
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-
-
-LINK_DAYS = (1, 730)
-
-
-DEFAULT_LINK_DAYS = 90
 
 
 _ATTEMPTS = 10
@@ -117,73 +107,51 @@ def parse_at(value: Any) -> str:
     return clock.iso(when)
 
 
-def _text(body: dict[str, Any], name: str, limit: int) -> str | None:
-    value = body.get(name)
-    if value is None:
+def _proof(tenant: Tenant, proof: Proof | None) -> dict[str, str] | None:
+    """What is kept of `proof`: its ids as given, an IP address only as its HMAC."""
+    if proof is None:
         return None
-    if not isinstance(value, str) or not value.strip() or len(value) > limit:
-        raise Invalid(name, f"{name} must be a non-empty string of at most {limit} characters")
-    return value.strip()
-
-
-def _proof(tenant: Tenant, raw: Any) -> dict[str, str] | None:
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise Invalid("proof", "proof must be an object, e.g. {\"submission_id\": \"f-123\", "
-                               "\"ip_address\": \"203.0.113.7\"}")
     out: dict[str, str] = {}
-    for name, value in raw.items():
-        field = f"proof.{name}"
-        if name not in PROOF_FIELDS:
-            raise Invalid(field, f"proof may hold {', '.join(PROOF_FIELDS)}; '{name}' is not "
-                                 "one of them")
-        if not isinstance(value, str) or not value.strip() or len(value) > 200:
-            raise Invalid(field, f"{field} must be a non-empty string of at most 200 "
-                                 "characters")
+    for name, value in proof.model_dump(exclude_none=True).items():
         if name == "ip_address":
-            try:
-                ip = ipaddress.ip_address(value.strip())
-            except ValueError:
-                raise Invalid(field, f"{field} is not an IPv4 or IPv6 address") from None
-            out["ip_ref"] = tenant.keys.hmac("ip", str(ip))  # never the address itself
+            out["ip_ref"] = tenant.keys.hmac("ip", value)  # never the address itself
         else:
-            out[name] = value.strip()
+            out[name] = value
     return out or None
 
 
-def validate(tenant: Tenant, body: Any) -> dict[str, Any]:
-    """A `POST /v1/consents` body -> the event's fields (without the subject). An unknown
-    purpose or channel is 422 naming it."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object, e.g. {\"subject\": {\"email\": ...}, "
-                         "\"purpose\": \"newsletter\", \"channel\": \"web\", \"status\": "
-                         "\"granted\"}")
+def check_purpose(tenant: Tenant, purpose: str) -> str:
+    """A purpose the tenant records consent for; 422 `unknown_purpose` naming it otherwise."""
     purposes = purposes_of(tenant)
-    purpose = body.get("purpose")
-    if not isinstance(purpose, str) or purpose not in purposes:
-        shown = purpose if isinstance(purpose, str) and len(purpose) <= 40 else "?"
-        raise Invalid("purpose", f"unknown purpose '{shown}': this tenant records consent for "
+    if purpose not in purposes:
+        # the value sent is never repeated: a purpose is where a careless client puts an
+        # e-mail address
+        raise Invalid("purpose", "purpose is not one this tenant records consent for; it "
+                                 f"records consent for "
                                  f"{', '.join(purposes)} (an admin adds purposes with PATCH "
                                  "/v1/tenant settings.purposes)", code="unknown_purpose")
-    channel = body.get("channel")
-    if not isinstance(channel, str) or channel not in CHANNELS:
-        shown = channel if isinstance(channel, str) and len(channel) <= 40 else "?"
+    return purpose
+
+
+def check_channel(channel: str) -> str:
+    if channel not in CHANNELS:
+        shown = channel if len(channel) <= 40 else "?"
         raise Invalid("channel", f"unknown channel '{shown}': use one of "
                                  f"{', '.join(CHANNELS)}", code="unknown_channel")
-    status = body.get("status")
-    if status not in STATUSES:
-        raise Invalid("status", "status must be 'granted' or 'withdrawn'")
-    notice = body.get("notice_hash")
-    if notice is not None and (not isinstance(notice, str) or not _HEX64.match(notice.lower())):
-        raise Invalid("notice_hash", "notice_hash must be the SHA-256 of the notice text shown, "
-                                     "64 hexadecimal characters")
-    return {"purpose": purpose, "channel": channel, "status": status,
-            "source": _text(body, "source", 200) or "api",
-            "policy_version": _text(body, "policy_version", 64),
-            "notice_hash": notice.lower() if isinstance(notice, str) else None,
-            "proof": _proof(tenant, body.get("proof")),
-            "at": parse_at(body["at"]) if body.get("at") is not None else None}
+    return channel
+
+
+def validate(tenant: Tenant, body: ConsentFields | Mapping[str, Any]) -> dict[str, Any]:
+    """A consent event's fields (a `POST /v1/consents` body, without the subject) -> what is
+    recorded. The shape is the model's; an unknown purpose or channel is 422 naming it."""
+    if not isinstance(body, ConsentFields):
+        body = parse(ConsentFields, body)
+    return {"purpose": check_purpose(tenant, body.purpose),
+            "channel": check_channel(body.channel), "status": body.status,
+            "source": body.source or "api", "policy_version": body.policy_version,
+            "notice_hash": body.notice_hash.lower() if body.notice_hash else None,
+            "proof": _proof(tenant, body.proof),
+            "at": parse_at(body.at) if body.at is not None else None}
 
 
 def append(tenant: Tenant, keys: list[str], subject_ref: str | None, fields: dict[str, Any],

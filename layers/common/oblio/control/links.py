@@ -9,11 +9,12 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from oblio.control.tenants import Tenant, get_tenant
 from oblio.core import clock
-from oblio.core.errors import OblioError
+from oblio.core.errors import BadRequest, Gone, OblioError
 
 
 def _b64(data: bytes) -> str:
@@ -39,19 +40,23 @@ def sign(tenant: Tenant, claims: dict[str, Any], use: str = CONSENT_LINK) -> str
     return f"{payload}.{_signature(tenant, payload, use)}"
 
 
-class InvalidLink(OblioError):
+class InvalidLink(BadRequest):
     """A link oblio did not sign as it is (cut, altered, made up)."""
 
-    code, status = "invalid_link", 400
+    code = "invalid_link"
 
 
-class ExpiredLink(OblioError):
-    code, status = "link_expired", 410
+class ExpiredLink(Gone):
+    code = "link_expired"
 
 
-def verify(token: str | None, use: str = CONSENT_LINK) -> tuple[Tenant, dict[str, Any]]:
+def verify(token: str | None, use: str = CONSENT_LINK,
+           needs: Mapping[str, type | tuple[type, ...]] | None = None,
+           ) -> tuple[Tenant, dict[str, Any]]:
     """The tenant and claims of a token oblio signed for `use`; InvalidLink or ExpiredLink
-    otherwise. The signature is checked before any claim is trusted."""
+    otherwise. The signature is checked before any claim is trusted; then each claim of
+    `needs` must be there, of its type (a token signed by an older or another version that
+    lacks one is invalid, not an error)."""
     invalid = InvalidLink("this link is not valid")
     if not token or len(token) > 2000 or token.count(".") != 1:
         raise invalid
@@ -62,6 +67,9 @@ def verify(token: str | None, use: str = CONSENT_LINK) -> tuple[Tenant, dict[str
     except (ValueError, KeyError, TypeError, binascii.Error, OblioError):
         raise invalid from None
     if not hmac.compare_digest(signature, _signature(tenant, payload, use)):
+        raise invalid
+    if not isinstance(claims, dict) or any(not isinstance(claims.get(name), kind)
+                                           for name, kind in (needs or {}).items()):
         raise invalid
     if not isinstance(claims.get("x"), int) or claims["x"] < clock.now().timestamp():
         raise ExpiredLink("this link has expired")

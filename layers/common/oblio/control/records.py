@@ -8,18 +8,20 @@ import contextlib
 from datetime import timedelta
 from typing import Any
 
-from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError
+from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
 from oblio.control.tenants import Tenant
 from oblio.core import clock
-from oblio.core.errors import Conflict, NotFound
-from oblio.core.observability import count
+from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
+from oblio.core.boundary import current_attempt
+from oblio.core.errors import Conflict, NotFound, StaleAttempt
+from oblio.core.observability import count, logger
 from oblio.store import workflows
 from oblio.store.models import RequestModel, plain
-from oblio.store.tables import add_to_map
+from oblio.store.tables import ConditionFailed, add_to_map
 
-TYPES = ("access", "erasure", "anonymisation", "rectification", "restriction", "objection")
+TYPES = REQUEST_TYPES
 #: request type -> the state machine that carries it out
 AVAILABLE = {"erasure": "erasure", "anonymisation": "anonymisation",
              "rectification": "subject_update", "restriction": "subject_update",
@@ -28,8 +30,7 @@ AVAILABLE = {"erasure": "erasure", "anonymisation": "anonymisation",
 ACTIONS = {"erasure": "erase", "anonymisation": "anonymise", "rectification": "rectify",
            "restriction": "restrict", "objection": "object", "access": "export"}
 IRREVERSIBLE = {"erasure", "anonymisation"}
-STATUSES = ("received", "awaiting_verification", "awaiting_approval", "queued", "running",
-            "completed", "completed_with_errors", "failed", "cancelled")
+STATUSES = REQUEST_STATUSES
 ENDED = frozenset({"completed", "completed_with_errors", "cancelled"})
 REQUEST_PREFIX = "req#"
 
@@ -97,7 +98,7 @@ def load(tenant_id: str, request_id: str, consistent: bool = True) -> RequestMod
     try:
         return RequestModel.get(tenant_id, request_sk(request_id), consistent_read=consistent)
     except DoesNotExist:
-        raise NotFound(f"no request {request_id!r} in this tenant") from None
+        raise NotFound("no request with this id in this tenant") from None
 
 
 def identities_of(m: RequestModel, tenant: Tenant) -> dict[str, str]:
@@ -121,16 +122,82 @@ def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None
 
 
 def start(m: RequestModel) -> None:
-    """Start the request's workflow (attempt `m.attempt`) and mark it queued."""
-    arn = workflows.start(AVAILABLE[m.type or ""], f"{m.request_id}-{int(m.attempt or 1)}", {
-        "request_id": m.request_id, "tenant_id": m.tenant_id,
+    """Start the request's workflow (attempt `m.attempt`, carried by the execution so that
+    every task of it is fenced on it) and mark it queued.
+
+    The execution is named after the attempt: a second start of the same attempt is refused
+    by Step Functions, so one attempt never runs twice. If the record moved on meanwhile (a
+    task of this very execution already marked it running, or another caller queued it), the
+    conditional update is refused and the request is left as the execution made it."""
+    attempt = int(m.attempt or 1)
+    arn = workflows.start(AVAILABLE[m.type or ""], f"{m.request_id}-{attempt}", {
+        "request_id": m.request_id, "tenant_id": m.tenant_id, "attempt": attempt,
         "action": options_of(m).get("action") or ACTIONS.get(m.type or "", "")})
-    m.update(actions=[
-        RequestModel.status.set("queued"),
-        RequestModel.execution_arn.set(arn),
-        RequestModel.timeline.set(RequestModel.timeline.append(
-            [event(event="queued", attempt=int(m.attempt or 1))])),
-    ], condition=RequestModel.status.is_in("received", "failed", "completed_with_errors"))
+    try:
+        m.update(actions=[
+            RequestModel.status.set("queued"),
+            RequestModel.execution_arn.set(arn),
+            RequestModel.timeline.set(RequestModel.timeline.append(
+                [event(event="queued", attempt=attempt)])),
+        ], condition=RequestModel.status.is_in("received", "failed", "completed_with_errors")
+            & (RequestModel.attempt == attempt))
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        # the execution runs: record its ARN without moving the status back
+        with contextlib.suppress(UpdateError):
+            m.update(actions=[RequestModel.execution_arn.set(arn)],
+                     condition=RequestModel.attempt == attempt)
+        m.refresh(consistent_read=True)
+
+
+def fence(m: RequestModel) -> Any:
+    """The condition every write of a task makes on its request: the task's attempt (see
+    `oblio.core.boundary.current_attempt`) is still the request's current one. None outside
+    a request's task (a bulk chunk's own records, the API)."""
+    attempt = current_attempt()
+    return None if attempt is None else (RequestModel.attempt == attempt)
+
+
+def check_current(m: RequestModel) -> None:
+    """Refuse, before any work, a task whose attempt is no longer the request's current one
+    (a client retried meanwhile); logged, never applied."""
+    attempt = current_attempt()
+    if attempt is not None and int(m.attempt or 1) != attempt:
+        stale(m, attempt)
+
+
+def proceed(m: RequestModel) -> bool:
+    """At a step boundary: refuse a stale attempt (StaleAttempt), and say whether the step
+    may do its work (False once the request was cancelled: a cancel is honoured at the next
+    step, and what was done before it stays recorded on the request)."""
+    check_current(m)
+    return m.status != "cancelled"
+
+
+def stale(m: RequestModel, attempt: int | None = None) -> None:
+    attempt = attempt if attempt is not None else current_attempt()
+    logger.warning("stale write refused", extra={
+        "request_id": m.request_id, "attempt": attempt, "current_attempt": int(m.attempt or 1)})
+    count("StaleWritesRefused", type=m.type or "")
+    raise StaleAttempt(f"attempt {attempt} of request {m.request_id} is no longer current; "
+                       "its write was refused", details={"attempt": attempt})
+
+
+def fenced_update(m: RequestModel, actions: list[Any], condition: Any = None) -> None:
+    """`m.update` conditional on the task's attempt being current (and on `condition`);
+    a refused fence raises StaleAttempt, logged."""
+    f = fence(m)
+    cond = f if condition is None else (condition if f is None else condition & f)
+    try:
+        m.update(actions=actions, condition=cond)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException" or f is None:
+            raise
+        m.refresh(consistent_read=True)
+        if int(m.attempt or 1) != current_attempt():
+            stale(m)
+        raise
 
 
 def overdue_count(tenant_id: str) -> int:
@@ -172,7 +239,7 @@ def append_timeline(m: RequestModel, **fields: Any) -> None:
 
 def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -> None:
     """Close a request: final status and result; the identities go, their HMACs stay."""
-    m.update(actions=[
+    fenced_update(m, [
         RequestModel.status.set(status), RequestModel.completed_at.set(clock.iso()),
         RequestModel.result.set(result), RequestModel.identities_enc.remove(),
         RequestModel.changes_enc.remove(),
@@ -191,7 +258,12 @@ def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
                 io: dict[str, Any]) -> None:
     """Store one table's outcome and add its AWS calls to the request's `io`, atomically
     (parallel Map iterations write the same record)."""
-    add_to_map(RequestModel.Meta.table_name, {"tenant_id": m.tenant_id, "sk": m.sk}, "io",
-               io, {unit_id: ("units", outcome)})
+    attempt = current_attempt()
+    try:
+        add_to_map(RequestModel.Meta.table_name, {"tenant_id": m.tenant_id, "sk": m.sk}, "io",
+                   io, {unit_id: ("units", outcome)},
+                   only_if=None if attempt is None else {"attempt": attempt})
+    except ConditionFailed:
+        stale(m)
 
 

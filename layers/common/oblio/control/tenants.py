@@ -3,37 +3,32 @@
 from __future__ import annotations
 
 import contextlib
-import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import phonenumbers
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from ulid import ULID
 
 from oblio.control import crypto
 from oblio.control.crypto import TenantKeys
 from oblio.core import clock
+from oblio.core.bodies import SCOPES, TenantPatch, TenantSettings, parse
 from oblio.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from oblio.core.settings import get_settings
 from oblio.store import keys as kms
+from oblio.store import secrets as secrets_store
 from oblio.store.models import ApiKeyModel, PublicSlugModel, TenantModel
 
-SCOPES = ("dsr:read", "dsr:write", "dsr:erase", "consent:write", "consent:read", "audit:read",
-          "admin")
-DEFAULT_SETTINGS: dict[str, Any] = {
-    "export_ttl_days": 14,
-    "require_export_before_anonymisation": False,
-    "default_phone_region": None,
-    # consent ledger (oblio.consent) and self-service requests (oblio.selfservice)
-    "purposes": ["marketing", "newsletter", "analytics", "profiling"],
-    "public_slug": None,
-    "selfservice_requires_approval": False,
-    "selfservice_due_pauses_until_verified": False,
-    "public_requests_per_hour": 20,
-}
+#: the scope above tenants, held by the operator key alone (never by a tenant's key): create
+#: tenants, manage any tenant's keys; it reads no tenant's data
+OPERATOR = "operator"
+OPERATOR_ID = "operator"
+#: a tenant's settings where it set none (what they are and take: `TenantSettings`)
+DEFAULT_SETTINGS: dict[str, Any] = TenantSettings().model_dump()
 
 
 @dataclass(frozen=True)
@@ -45,8 +40,17 @@ class Principal:
     scopes: frozenset[str]
     children: bool
 
+    @property
+    def is_operator(self) -> bool:
+        return OPERATOR in self.scopes
+
     def require(self, scope: str) -> None:
-        if "admin" in self.scopes or scope in self.scopes:
+        if scope == OPERATOR:
+            if self.is_operator:
+                return
+            raise Forbidden("this needs the operator key (the scope above tenants), not a "
+                            "tenant's key", details={"required_scope": OPERATOR})
+        if not self.is_operator and ("admin" in self.scopes or scope in self.scopes):
             return
         raise Forbidden(f"this API key lacks the '{scope}' scope; ask a tenant admin for a key "
                         "that has it", details={"required_scope": scope})
@@ -68,9 +72,11 @@ class Tenant:
 
 
 _cache: dict[str, tuple[float, Tenant]] = {}
-_key_cache: dict[str, tuple[float, Principal]] = {}
 _lock = threading.Lock()
 CACHE_SECONDS = 30.0
+#: the operator key's hash, read from its secret at most this often
+OPERATOR_SECONDS = 300.0
+_operator: tuple[float, str | None] = (0.0, None)
 
 
 def hash_key(api_key: str) -> str:
@@ -97,7 +103,7 @@ def get_tenant(tenant_id: str) -> Tenant:
     try:
         m = TenantModel.get(tenant_id)
     except DoesNotExist:
-        raise NotFound(f"tenant {tenant_id!r} does not exist") from None
+        raise NotFound("no tenant with this tenant_id") from None
     tenant = Tenant(tenant_id=m.tenant_id, name=m.name, parent_id=m.parent_id,
                     children=tuple(sorted(m.children or ())),
                     settings={**DEFAULT_SETTINGS, **(m.settings.as_dict() if hasattr(
@@ -123,29 +129,7 @@ def create_api_key(tenant_id: str, scopes: list[str] | tuple[str, ...], name: st
 
 
 def list_api_keys(tenant_id: str) -> list[dict[str, Any]]:
-    return [{"key_id": k.key_id, "name": k.name, "scopes": sorted(k.scopes),
-             "children": k.children, "created_at": k.created_at, "revoked": k.revoked}
-            for k in ApiKeyModel.by_tenant.query(tenant_id)]
-
-
-def revoke_api_key(principal: Principal, key_id: str) -> dict[str, Any]:
-    """Revoke one of the tenant's keys for good (a repeat answers the same). The calling key
-    cannot revoke itself, so that an admin cannot lock the tenant out by mistake. Other
-    processes notice within CACHE_SECONDS."""
-    found = list(ApiKeyModel.by_tenant.query(principal.tenant_id,
-                                             ApiKeyModel.key_id == key_id, limit=1))
-    if not found:
-        raise NotFound(f"no API key {key_id!r} in this tenant")
-    if key_id == principal.key_id:
-        raise Conflict("this is the key you are signed in with; revoke it with another admin "
-                       "key", code="revoking_own_key")
-    k = found[0]
-    if not k.revoked:
-        ApiKeyModel(key_hash=k.key_hash).update(actions=[ApiKeyModel.revoked.set(True)])
-    with _lock:
-        _key_cache.pop(k.key_hash, None)
-    return {"key_id": k.key_id, "name": k.name, "scopes": sorted(k.scopes),
-            "children": k.children, "created_at": k.created_at, "revoked": True}
+    return [key_json(k) for k in ApiKeyModel.by_tenant.query(tenant_id)]
 
 
 def authenticate(authorization: str | None) -> Principal:
@@ -154,9 +138,9 @@ def authenticate(authorization: str | None) -> Principal:
             not authorization[7:].strip():
         raise Unauthorized("missing API key: send 'Authorization: Bearer <api key>'")
     digest = hash_key(authorization[7:].strip())
-    hit = _key_cache.get(digest)
-    if hit and hit[0] > time.monotonic():
-        return hit[1]
+    if digest == _operator_digest():
+        return Principal(OPERATOR_ID, OPERATOR_ID, frozenset({OPERATOR}), False)
+    # no cache: a revoked key is refused on its very next call, in every process
     try:
         k = ApiKeyModel.get(digest)
     except DoesNotExist:
@@ -164,10 +148,94 @@ def authenticate(authorization: str | None) -> Principal:
                            "one") from None
     if k.revoked:
         raise Unauthorized("this API key has been revoked; ask a tenant admin for a new one")
-    principal = Principal(k.tenant_id, k.key_id, frozenset(k.scopes), bool(k.children))
-    with _lock:
-        _key_cache[digest] = (time.monotonic() + CACHE_SECONDS, principal)
-    return principal
+    return Principal(k.tenant_id, k.key_id, frozenset(k.scopes) - {OPERATOR}, bool(k.children))
+
+
+def _operator_digest() -> str | None:
+    global _operator
+    at, digest = _operator
+    if at > time.monotonic():
+        return digest
+    value = secrets_store.read(get_settings().operator_secret_name)
+    digest = hash_key(value) if value else None
+    _operator = (time.monotonic() + OPERATOR_SECONDS, digest)
+    return digest
+
+
+def forget_operator_key() -> None:
+    """Read the operator secret again on the next call (after it was changed)."""
+    global _operator
+    _operator = (0.0, None)
+
+
+# -- tenants and keys as a product ------------------------------------------------------------
+
+def new_tenant(tenant_id: str, name: str, parent_id: str | None = None,
+               settings: dict[str, Any] | None = None, children: bool = True,
+               ) -> tuple[Tenant, str, str]:
+    """Create a tenant (under `parent_id` when given) with its first admin key. Returns the
+    tenant, the key's id and the key itself (shown once; only its hash is stored). The id and
+    name are checked by `TenantBody` where they come from a caller."""
+    if parent_id is not None:
+        get_tenant(parent_id)  # 404 for an unknown parent
+    try:
+        create_tenant(tenant_id, name.strip(), parent_id=parent_id, settings=settings)
+    except PutError:
+        raise Conflict("a tenant with this tenant_id exists already; choose another",
+                       code="tenant_exists", details={"field": "tenant_id"}) from None
+    key_id, key = create_api_key(tenant_id, ("admin",), name=f"{tenant_id} admin",
+                                 children=children)
+    return get_tenant(tenant_id), key_id, key
+
+
+def _key_model(tenant_id: str, key_id: str) -> ApiKeyModel:
+    for k in ApiKeyModel.by_tenant.query(tenant_id, ApiKeyModel.key_id == key_id):
+        return k
+    raise NotFound("no API key with this key_id in this tenant")
+
+
+def get_api_key(tenant_id: str, key_id: str) -> dict[str, Any]:
+    """One key of the tenant as the API shows it (404 for another tenant's)."""
+    return key_json(_key_model(tenant_id, key_id))
+
+
+def revoke_api_key(tenant_id: str, key_id: str) -> dict[str, Any]:
+    """Revoke a key of the tenant at once (its next call is refused). Revoking twice is the
+    same as once."""
+    k = _key_model(tenant_id, key_id)
+    if not k.revoked:
+        k.update(actions=[ApiKeyModel.revoked.set(True),
+                          ApiKeyModel.revoked_at.set(clock.iso())])
+    return key_json(k)
+
+
+def rotate_api_key(tenant_id: str, key_id: str) -> tuple[dict[str, Any], str]:
+    """A new key with the same name, scopes and children access; the old one is revoked.
+    Returns the new key's record and the key itself (shown once)."""
+    old = _key_model(tenant_id, key_id)
+    if old.revoked:
+        raise Conflict("this key is revoked already; create a new key instead",
+                       code="key_revoked")
+    new_id, key = create_api_key(tenant_id, sorted(old.scopes), name=old.name,
+                                 children=bool(old.children))
+    revoke_api_key(tenant_id, key_id)
+    return key_json(_key_model(tenant_id, new_id)) | {"replaces": key_id}, key
+
+
+def key_json(k: ApiKeyModel) -> dict[str, Any]:
+    """A key as the API shows it: never the key, never its hash."""
+    return {"key_id": k.key_id, "name": k.name, "scopes": sorted(k.scopes),
+            "children": k.children, "created_at": k.created_at, "revoked": k.revoked,
+            "revoked_at": k.revoked_at}
+
+
+def list_tenants(parent_id: str | None = None) -> list[dict[str, Any]]:
+    """Every tenant (the operator's view), or the children of one."""
+    rows = TenantModel.scan() if parent_id is None else \
+        (TenantModel.get(c) for c in sorted(get_tenant(parent_id).children))
+    return sorted(({"tenant_id": m.tenant_id, "name": m.name, "parent_id": m.parent_id,
+                    "children": sorted(m.children or ()), "created_at": m.created_at}
+                   for m in rows), key=lambda t: str(t["tenant_id"]))
 
 
 def reachable_tenants(principal: Principal, include_children: bool) -> list[Tenant]:
@@ -179,47 +247,6 @@ def reachable_tenants(principal: Principal, include_children: bool) -> list[Tena
         raise Forbidden("this API key may not act on child tenants; use a parent key created "
                         "with children access", details={"field": "include_children"})
     return [tenant, *(get_tenant(c) for c in tenant.children)]
-
-
-EXPORT_TTL_DAYS = (10, 14, 30)
-#: a tenant's public name (its self-service page), and a consent purpose's name
-SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{1,38})[a-z0-9]$")
-_PURPOSE = re.compile(r"^[a-z][a-z0-9_-]{0,39}$")
-_MAX_PURPOSES = 50
-
-
-def _check_purposes(name: str, value: Any, field: str) -> list[str]:
-    """The tenant setting `purposes`: a list of distinct lower-case names."""
-    if not isinstance(value, list) or not value or len(value) > _MAX_PURPOSES or \
-            not all(isinstance(p, str) and _PURPOSE.match(p) for p in value):
-        raise Invalid(field, f"{name} must be a list of 1 to {_MAX_PURPOSES} purpose names of "
-                             "lower-case letters, digits, '_' or '-' (at most 40 characters), "
-                             "e.g. [\"marketing\", \"newsletter\"]")
-    if len(set(value)) != len(value):
-        raise Invalid(field, f"{name} names a purpose twice")
-    return list(value)
-
-
-def _check_selfservice(name: str, value: Any, field: str) -> Any:
-    """Validate one of the self-service tenant settings; returns the value to store."""
-    if name == "public_slug":
-        if value is None:
-            return None
-        if not isinstance(value, str) or not SLUG.match(value.lower()):
-            raise Invalid(field, "public_slug must be 3 to 40 lower-case letters, digits or "
-                                 "'-' (not first or last), or null to close the self-service "
-                                 "page")
-        return value.lower()
-    if name in ("selfservice_requires_approval", "selfservice_due_pauses_until_verified"):
-        if not isinstance(value, bool):
-            raise Invalid(field, f"{name} must be true or false")
-        return value
-    if name == "public_requests_per_hour":
-        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10_000:
-            raise Invalid(field, "public_requests_per_hour must be a whole number from 1 to "
-                                 "10000 (requests from one address per hour)")
-        return value
-    raise Invalid(field, f"unknown setting '{name}'")
 
 
 def claim_slug(tenant_id: str, slug: str | None, previous: str | None) -> None:
@@ -240,34 +267,17 @@ def claim_slug(tenant_id: str, slug: str | None, previous: str | None) -> None:
                 condition=PublicSlugModel.tenant_id == tenant_id)
 
 
-def update_settings(tenant_id: str, changes: Any) -> Tenant:
-    """Change the tenant's settings; each value is checked, unknown names are refused."""
-    if not isinstance(changes, dict) or not isinstance(changes.get("settings", changes), dict):
-        raise Invalid("settings", "send {\"settings\": {name: value}}")
-    changes = dict(changes.get("settings", changes))
-    for name, value in changes.items():
-        field = f"settings.{name}"
-        if name not in DEFAULT_SETTINGS:
-            raise Invalid(field, f"unknown setting '{name}'; settings are "
-                                 f"{', '.join(DEFAULT_SETTINGS)}")
-        if name == "export_ttl_days" and value not in EXPORT_TTL_DAYS:
-            raise Invalid(field, "export_ttl_days must be 10, 14 or 30")
-        if name == "require_export_before_anonymisation" and not isinstance(value, bool):
-            raise Invalid(field, f"{name} must be true or false")
-        if name == "default_phone_region" and value is not None and (
-                not isinstance(value, str) or
-                value.upper() not in phonenumbers.SUPPORTED_REGIONS):
-            raise Invalid(field, "default_phone_region must be a two-letter region code such "
-                                 "as 'IT' or 'FR', or null")
-        if name == "purposes":
-            changes[name] = _check_purposes(name, value, field)
-        elif name.startswith(("public_", "selfservice_")):
-            changes[name] = _check_selfservice(name, value, field)
+def update_settings(tenant_id: str, changes: TenantPatch | Mapping[str, Any]) -> Tenant:
+    """Change the tenant's settings (`{"settings": {name: value}}`, checked by the model;
+    unknown names are refused) and answer the tenant as it is now."""
+    if not isinstance(changes, TenantPatch):
+        changes = parse(TenantPatch, changes)
+    named = changes.settings.changes()
     m = TenantModel.get(tenant_id)
     stored = dict(m.settings.as_dict() if hasattr(m.settings, "as_dict") else m.settings or {})
-    merged = {**DEFAULT_SETTINGS, **stored, **changes}
-    if "public_slug" in changes:  # unique across tenants: claimed before it is set
-        claim_slug(tenant_id, changes["public_slug"], stored.get("public_slug"))
+    merged = {**DEFAULT_SETTINGS, **stored, **named}
+    if "public_slug" in named:  # unique across tenants: claimed before it is set
+        claim_slug(tenant_id, named["public_slug"], stored.get("public_slug"))
     if merged.get("default_phone_region"):
         merged["default_phone_region"] = str(merged["default_phone_region"]).upper()
     m.update(actions=[TenantModel.settings.set(merged)])

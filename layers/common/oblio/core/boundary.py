@@ -7,6 +7,7 @@ like an identity before it leaves."""
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import re
@@ -15,10 +16,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from oblio.core.observability import logger
+from oblio.core.observability import annotate, logger
 
 _EMAIL = re.compile(r"[^\s@'\"]+@[^\s@'\"]+")
 _DIGITS = re.compile(r"\+?\d[\d ().-]{6,}\d")
+#: the attempt of the request that the running task belongs to (None: not a request's task)
+_attempt: contextvars.ContextVar[int | None] = contextvars.ContextVar("oblio_attempt",
+                                                                       default=None)
+
+
+def current_attempt() -> int | None:
+    """The attempt number the execution of the running task carries (its input's `attempt`),
+    or None outside a request's task: every write of a request's status, counts or evidence
+    is fenced on it (`oblio.control.records.fenced`)."""
+    return _attempt.get()
 
 
 class TaskEvent(BaseModel):
@@ -29,6 +40,41 @@ class TaskEvent(BaseModel):
     action: str = "erase"
     unit: dict[str, str] | None = None
     error: dict[str, Any] | None = None
+    #: the attempt of the request this execution carries out (set by `records.start`)
+    attempt: int | None = None
+
+
+#: AWS error codes that say "try again later", whatever library raised them
+TRANSIENT_CODES = frozenset({
+    "ProvisionedThroughputExceededException", "ThrottlingException", "Throttling",
+    "RequestLimitExceeded", "TooManyRequestsException", "SlowDown", "ServiceUnavailable",
+    "InternalServerError", "InternalError", "RequestTimeout", "RequestTimeoutException",
+    "TransactionConflictException", "TransactionInProgressException"})
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` is a fault worth retrying: a throttle, a 5xx or a connection error that
+    outlasted the SDK's own retries, raised by boto3 or wrapped by PynamoDB (`GetError`,
+    `QueryError`, `PutError`, ...: the AWS error is in its cause)."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if type(cur).__name__ in ("TransientError", "EndpointConnectionError",
+                                  "ConnectionClosedError", "ReadTimeoutError",
+                                  "ConnectTimeoutError"):
+            return True
+        response = getattr(cur, "response", None)
+        if isinstance(response, dict):
+            error = response.get("Error") or {}
+            status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+            if error.get("Code") in TRANSIENT_CODES or int(status) >= 500:
+                return True
+        code = getattr(cur, "cause_response_code", None)  # PynamoDB's view of its cause
+        if code in TRANSIENT_CODES:
+            return True
+        cur = cur.__cause__ or getattr(cur, "cause", None) or cur.__context__
+    return False
 
 
 def caught(error: dict[str, Any]) -> tuple[str, str]:
@@ -73,15 +119,28 @@ def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
     @functools.wraps(fn)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ev = model.model_validate(event)
-        logger.append_keys(**{k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id",
-                                                           "tenant_id")
-                              if hasattr(ev, k)})
+        ids = {k: getattr(ev, k) for k in ("request_id", "job_id", "sweep_id", "tenant_id")
+               if hasattr(ev, k)}
+        # this invocation's ids on this thread's lines only, and gone after it: the local
+        # stack runs many invocations at once on threads of one process, and a warm Lambda
+        # runs one after another; neither may print a job id on an unrelated request
+        logger.thread_safe_append_keys(**ids)
+        unit, chunk = getattr(ev, "unit", None) or {}, getattr(ev, "chunk", None) or ""
+        # the trace of a Map iteration says which table or chunk it was
+        annotate(**ids, action=getattr(ev, "action", None), table=unit.get("table"),
+                 chunk=chunk.rsplit("/", 1)[-1].split(".")[0])
+        token = _attempt.set(getattr(ev, "attempt", None))
         try:
             return fn(ev)
         except Exception as exc:  # noqa: BLE001 - re-raised, scrubbed
-            name = type(exc).__name__
-            logger.warning("task failed", extra={"error": name})
+            # a throttle or 5xx that outlasted the SDK's retries is retried by the state
+            # machine (its Retry matches TransientError), whichever library raised it
+            name = "TransientError" if transient(exc) else type(exc).__name__
+            logger.warning("task failed", extra={"error": name, "raised": type(exc).__name__})
             raise type(name, (Exception,), {})(scrub(str(exc))) from None
+        finally:
+            logger.thread_safe_remove_keys(list(ids))
+            _attempt.reset(token)
 
     return handler
 

@@ -1,5 +1,7 @@
-"""Domain errors: each has a code and an HTTP status; the API edge turns them into the one
-error shape of API.md. Messages never carry personal data."""
+"""Domain errors: each has a code, a message and details, and no HTTP status: the API edge
+(`functions/api/chalicelib/edge.py`) maps each class, by its place in this hierarchy, to a
+status and the one error shape of API.md. Task functions name a failure by its class (the
+state machines retry `TransientError`). Messages never carry personal data."""
 
 from __future__ import annotations
 
@@ -8,7 +10,6 @@ from typing import Any
 
 class OblioError(Exception):
     code = "error"
-    status = 500
 
     def __init__(self, message: str, *, code: str | None = None,
                  details: dict[str, Any] | None = None) -> None:
@@ -23,45 +24,81 @@ class OblioError(Exception):
 
 
 class Unauthorized(OblioError):
-    code, status = "unauthorized", 401
+    """No credential, or one oblio does not know."""
+
+    code = "unauthorized"
 
 
 class Forbidden(OblioError):
-    code, status = "forbidden", 403
+    """A known credential without the right to do this."""
+
+    code = "forbidden"
 
 
 class NotFound(OblioError):
-    code, status = "not_found", 404
+    code = "not_found"
 
 
 class Conflict(OblioError):
-    code, status = "conflict", 409
+    """The thing is in a state that does not allow this (now)."""
+
+    code = "conflict"
+
+
+class StaleAttempt(Conflict):
+    """A task of an attempt that is no longer the request's current one (a client retried,
+    or the request ended): its write is refused, never applied."""
+
+    code = "stale_attempt"
 
 
 class Gone(OblioError):
     """It existed and has expired (an access export past its date)."""
 
-    code, status = "gone", 410
+    code = "gone"
 
 
 class BadRequest(OblioError):
-    code, status = "bad_request", 400
+    """Input that cannot be read at all (not JSON), or a wrong secret (a one-time code)."""
+
+    code = "bad_request"
 
 
-class Invalid(OblioError):
-    """Input that parses but is not acceptable: 422, naming the field."""
+class Unprocessable(OblioError):
+    """Input that was read but cannot be used (a bad field, a bad file)."""
 
-    code, status = "invalid", 422
+    code = "unprocessable"
 
-    def __init__(self, field: str, message: str, *, code: str | None = None) -> None:
-        super().__init__(message, code=code or "invalid_field", details={"field": field})
+
+class Invalid(Unprocessable):
+    """Input that parses but is not acceptable, naming the field."""
+
+    code = "invalid"
+
+    def __init__(self, field: str, message: str, *, code: str | None = None,
+                 details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, code=code or "invalid_field",
+                         details={"field": field, **(details or {})})
         self.field = field
+
+
+class TooManyRequests(OblioError):
+    """A limit per caller and time window was reached; details say when to try again."""
+
+    code = "too_many_requests"
+
+
+class TooLarge(OblioError):
+    """A body larger than the route takes; details name the limit (max_bytes) and the
+    message the way to send a larger one."""
+
+    code = "too_large"
 
 
 class DataMapError(OblioError):
     """A data map that cannot be used; the message names the table and attribute."""
 
-    code, status = "invalid_datamap", 500
+    code = "invalid_datamap"
 
     def __init__(self, problems: list[str]) -> None:
         super().__init__("the data map is invalid:\n  - " + "\n  - ".join(problems),
@@ -72,14 +109,14 @@ class DataMapError(OblioError):
 class TransientError(OblioError):
     """Worth retrying (throttling, unprocessed items): the state machine's Retry handles it."""
 
-    code, status = "transient", 503
+    code = "transient"
 
 
 class MessageRefused(OblioError):
     """SES or SNS refused a message for good (a bad address, an unverified sender); the
     provider's error code is kept, never the address."""
 
-    code, status = "message_refused", 502
+    code = "message_refused"
 
     def __init__(self, provider_code: str) -> None:
         super().__init__(f"the message was refused ({provider_code})",

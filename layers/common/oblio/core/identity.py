@@ -29,17 +29,47 @@ def normalise_email(value: str, field: str = "subject.email") -> str:
     return parsed.normalized.lower()
 
 
+def national(value: str) -> bool:
+    """Whether a phone number is written without its country (read in a region)."""
+    text = value.strip()
+    return not text.startswith(("+", "00"))
+
+
+def phone_reading(value: Any, region: str | None) -> dict[str, Any] | None:
+    """How a phone number was read, for the answer to say it (never the number): a national
+    number is read in `region`, which may not be the country the caller meant."""
+    if not isinstance(value, str) or not national(value) or not region:
+        return None
+    return {"read_as_national_number_of": region,
+            "country_code": phonenumbers.country_code_for_region(region),
+            "hint": "give the number in international form (+<country code> ...) if it is "
+                    "another country's; in a URL write the + as %2B"}
+
+
 def normalise_phone(value: str, region: str | None, field: str = "subject.phone") -> str:
+    """E.164. A national number is read in `region` (the tenant's default, or the region an
+    attribute declares); one that is not a valid number there is refused, saying which region
+    it was read in, since it may be another country's (or an international number whose `+`
+    a URL turned into a space)."""
     if not isinstance(value, str) or not value.strip():
         raise Invalid(field, f"{field} must be a non-empty string such as '+39 333 123 4567'")
+    text = value.strip()
+    if text.startswith("00"):
+        text = "+" + text[2:]
+    in_region = national(text)
     try:
-        number = phonenumbers.parse(value.strip(), region)
+        number = phonenumbers.parse(text, region)
     except phonenumbers.NumberParseException as exc:
         hint = ("give it in international form ('+39 ...') or set the tenant's default phone "
                 "region" if region is None else "give it in international form ('+39 ...')")
         raise Invalid(field, f"{field} could not be parsed as a phone number: {hint}",
                       code="invalid_phone") from exc
     if not phonenumbers.is_valid_number(number):
+        if in_region and region:
+            raise Invalid(field, f"{field} is not a valid phone number when read as a national "
+                                 f"number of {region} (the region it was read in): if it is "
+                                 "another country's, give it in international form ('+33 6 "
+                                 "...'), and in a URL write the + as %2B", code="invalid_phone")
         raise Invalid(field, f"{field} is not a valid phone number for its country; check the "
                              "digits and the country code", code="invalid_phone")
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

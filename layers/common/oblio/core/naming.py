@@ -14,6 +14,7 @@ _NAME_RULES = {
     "queue": (re.compile(r"^[A-Za-z0-9_-]{1,80}$"), "1-80 letters, digits, '_', '-'"),
     "topic": (re.compile(r"^[A-Za-z0-9_-]{1,256}$"), "1-256 letters, digits, '_', '-'"),
     "bus": (re.compile(r"^[A-Za-z0-9/_.-]{1,256}$"), "1-256 letters, digits, '/._-'"),
+    "secret": (re.compile(r"^[A-Za-z0-9/_+=.@-]{1,512}$"), "1-512 letters, digits, '/_+=.@-'"),
 }
 
 

@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     retention_chunk_size: int = 500
     retention_concurrency: int = 4
     local_schedule_seconds: int = 24 * 3600
+    #: the Secrets Manager secret holding the operator key (the scope above tenants: create
+    #: tenants, manage any tenant's keys); default `<prefix>-operator-key`
+    operator_secret: str | None = None
 
     def table(self, name: str) -> str:
         return physical_name(self.resource_prefix, "table", name)
@@ -71,6 +74,11 @@ class Settings(BaseSettings):
     @property
     def event_bus(self) -> str:
         return physical_name(self.resource_prefix, "bus", "events")
+
+    @property
+    def operator_secret_name(self) -> str:
+        return self.operator_secret or physical_name(self.resource_prefix, "secret",
+                                                     "operator-key")
 
     @property
     def kms_alias(self) -> str:

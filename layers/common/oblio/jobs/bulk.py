@@ -15,6 +15,9 @@ One pipeline, four steps, each a task of `statemachines/bulk_erasure.asl.json`:
   identity in clear: the subject's HMAC reference only; every cell safe from CSV injection).
 - `fail`: records a failure the state machine caught.
 
+The work prefix, the chunk manifests and their index, the Map's input, a chunk recorded once
+and the failure step are the chunked pipeline that retention sweeps share (`jobs.chunks`).
+
 Memory stays flat in the file's size, but for the duplicate check: 8 bytes a distinct subject.
 """
 
@@ -28,7 +31,7 @@ import io
 import json
 import tempfile
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from ulid import ULID
@@ -36,21 +39,22 @@ from ulid import ULID
 from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
-from oblio.core.boundary import caught
+from oblio.core.bodies import BulkBody
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
+from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
-from oblio.pipeline import apply, evidence, find, rules, verify
+from oblio.jobs import chunks
+from oblio.pipeline import apply, evidence, find, outcome, rules, verify
+from oblio.pipeline import plan as planner
 from oblio.store import aws, objects, outbound, workflows
 from oblio.store.models import BulkJobModel, RequestModel
 from oblio.store.tables import add_to_map
 
 CHUNK = 500
 REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
-                  "files_deleted", "request_id", "reason")
-ENDED = ("completed", "completed_with_errors", "failed")
+                  "files_deleted", "retained", "held", "request_id", "reason")
 _TRUE = {"1", "true", "yes", "y"}
 
 
@@ -59,8 +63,8 @@ def prefix(tenant_id: str) -> str:
     return f"bulk/{tenant_id}/"
 
 
-def _work(tenant_id: str, job_id: str) -> str:
-    return f"work/{tenant_id}/bulk/{job_id}/"
+def _work(tenant_id: str, job_id: str) -> chunks.Work:
+    return chunks.Work(tenant_id, "bulk", job_id)
 
 
 # -- jobs --------------------------------------------------------------------------------------
@@ -98,16 +102,12 @@ def load(tenant_id: str, job_id: str) -> BulkJobModel:
     try:
         return BulkJobModel.get(tenant_id, job_id, consistent_read=True)
     except DoesNotExist:
-        raise NotFound(f"no bulk erasure job {job_id!r} in this tenant") from None
+        raise NotFound("no bulk erasure job with this id in this tenant") from None
 
 
-def create_job(principal: Principal, body: Any) -> dict[str, Any]:
+def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
     """A job waiting for its CSV, and a presigned PUT to upload it."""
-    if body is not None and not isinstance(body, dict):
-        raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": false}")
-    dry_run = (body or {}).get("dry_run", False)
-    if not isinstance(dry_run, bool):
-        raise Invalid("dry_run", "dry_run must be true or false")
+    dry_run = body.dry_run
     job_id = str(ULID())
     key = f"{prefix(principal.tenant_id)}{job_id}.csv"
     BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",
@@ -126,19 +126,16 @@ def create_job(principal: Principal, body: Any) -> dict[str, Any]:
 API_UPLOAD_MAX_BYTES = 4 * 1024 * 1024
 
 
-class _TooLarge(OblioError):
-    code, status = "file_too_large", 413
-
-
 def upload(principal: Principal, job_id: str, data: bytes) -> dict[str, Any]:
     """The job's CSV sent through the API instead of its presigned URL: stored where the
     presigned PUT would have put it, so that the same S3 event starts the job. Once only."""
     job = load(principal.tenant_id, job_id)
     if len(data) > API_UPLOAD_MAX_BYTES:
-        raise _TooLarge(f"the file is {len(data)} bytes; through the API a file may have at "
-                        f"most {API_UPLOAD_MAX_BYTES} bytes: PUT a larger one to the job's "
-                        "upload_url (oblio bulk-erase does), or drop it in the ingest bucket",
-                        details={"field": "file", "max_bytes": API_UPLOAD_MAX_BYTES})
+        raise TooLarge(f"the file is {len(data)} bytes; through the API a file may have at "
+                       f"most {API_UPLOAD_MAX_BYTES} bytes: PUT a larger one to the job's "
+                       "upload_url (oblio bulk-erase does), or drop it in the ingest bucket",
+                       code="file_too_large",
+                       details={"field": "file", "max_bytes": API_UPLOAD_MAX_BYTES})
     if not data:
         raise Invalid("file", "the file is empty: it needs a header row naming email, phone "
                               "or external_id, then one row per person")
@@ -193,20 +190,23 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
 
 # -- validation --------------------------------------------------------------------------------
 
-class _Rejected(OblioError):
-    code, status = "invalid_file", 422
+class _Rejected(Unprocessable):
+    code = "invalid_file"
 
 
 def _sniff(sample: bytes) -> str:
     if b"\x00" in sample:
         raise _Rejected("the file is binary, not a CSV: upload a UTF-8 text file with a header "
                         "row naming email, phone or external_id")
+    first = sample.split(b"\n", 1)
     try:
         text = sample.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        if exc.start < len(sample) - 4:  # not just a character cut at the sample's end
+        if exc.start < len(first[0]) and (len(first) > 1 or exc.start < len(sample) - 4):
+            # the header itself cannot be read (a byte cut at the sample's end is no error);
+            # a bad byte on a later line is reported with its line number, not here
             raise _Rejected("the file is not UTF-8 text: save it as CSV UTF-8") from None
-        text = sample[:exc.start].decode("utf-8-sig")
+        text = sample.decode("utf-8-sig", errors="replace")
     if not text.strip():
         raise _Rejected("the file is empty: it needs a header row naming email, phone or "
                         "external_id, then one row per person")
@@ -216,113 +216,70 @@ def _sniff(sample: bytes) -> str:
         return ","
 
 
-def _rows(body: Any, delimiter: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) of a streamed body; quoted fields may span lines."""
-    reader = csv.reader(codecs.getreader("utf-8-sig")(body), delimiter=delimiter)
-    for cells in reader:
-        yield reader.line_num, cells
+#: what a row the csv module cannot read, or that holds bytes that are not UTF-8, is reported as
+NOT_UTF8 = "the line is not UTF-8 text: save the file as CSV UTF-8"
+FIELD_TOO_LONG = (f"the line has a field over {csv.field_size_limit()} characters (no identity "
+                  "is that long): check the quoting of this line")
+#: how many ignored columns a job names (by position, never by the header's text)
+IGNORED_SHOWN = 20
 
 
-class _Parts:
-    """Rows written to numbered JSON parts in the work bucket, `size` a part."""
+class BadLine(NamedTuple):
+    """A line that could not be read as CSV cells, and why (no cell's text)."""
+    reason: str
 
-    def __init__(self, base: str, size: int) -> None:
-        self.base, self.size, self.n = base, size, 0
-        self.rows: list[dict[str, Any]] = []
-        self.keys: list[str] = []
 
-    def add(self, row: dict[str, Any]) -> None:
-        self.rows.append(row)
-        if len(self.rows) >= self.size:
-            self.flush()
+def _undecodable(cells: list[str]) -> bool:
+    return any("\udc80" <= ch <= "\udcff" for c in cells for ch in c)
 
-    def flush(self) -> None:
-        if self.rows:
-            key = f"{self.base}{self.n:06d}.json"
-            objects.put_json(key, self.rows)
-            self.keys.append(key)
-            self.n += 1
-            self.rows = []
+
+def _rows(body: Any, delimiter: str) -> Iterator[tuple[int, list[str] | BadLine]]:
+    """(line number, cells) of a streamed body; quoted fields may span lines. A line that is
+    not UTF-8, or has a field over the csv module's limit, comes as a BadLine and the reading
+    goes on with the next line."""
+    text = codecs.getreader("utf-8-sig")(body, "surrogateescape")
+    reader = csv.reader(text, delimiter=delimiter)
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield reader.line_num, BadLine(FIELD_TOO_LONG if "field limit" in str(exc)
+                                           else "the line cannot be read as CSV: check its "
+                                                "quotes")
+            continue
+        yield reader.line_num, (BadLine(NOT_UTF8) if _undecodable(cells) else cells)
 
 
 def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, Any]:
-    """Check the upload and cut it into chunk manifests; returns the Map's input."""
-    s = get_settings()
+    """Check the upload and cut it into chunk manifests; returns the Map's input.
+
+    The upload is deleted (every version) whatever happens: read to its end, refused, or an
+    error of oblio's own (the job then fails saying so, nothing erased)."""
     job = load(tenant_id, job_id)
-    work = _work(tenant_id, job_id)
     if job.chunks is not None:  # a retried step: the upload is gone, the chunks are there
-        return _map_input(job, work)
-    tenant = get_tenant(tenant_id)
+        return _map_input(job)
     try:
-        size = objects.size_of(bucket, key)
-        if size == 0:
-            _sniff(b"")  # says it is empty
-        if size > s.bulk_max_bytes:
-            raise _Rejected(f"the file is {size} bytes, over the limit of "
-                            f"{s.bulk_max_bytes}: split it into smaller files")
-        delimiter = _sniff(objects.read_head(bucket, key, 65536))
-        body = objects.stream(bucket, key)
-        rows = _rows(body, delimiter)
-        header_line = next(((n, c) for n, c in rows if any(x.strip() for x in c)), None)
-        if header_line is None:
-            raise _Rejected("the file has no header row")
-        header = [c.strip().lower() for c in header_line[1]]
-        columns = {c: i for i, c in enumerate(header) if c in IDENTITY_KINDS}
-        if not columns:
-            raise _Rejected("no identity column: the header must name at least one of "
-                            "email, phone, external_id")
-        ignored = sorted({csv_safe(c) for c in header if c not in columns and c != "dry_run"
-                          and c})
-        chunks = _Parts(f"{work}chunks/", CHUNK)
-        rejects = _Parts(f"{work}rejects/", 1000)
-        seen: set[int] = set()
-        stats = {"valid": 0, "invalid": 0, "duplicates": 0, "blank": 0}
-        for line, cells in rows:
-            if not any(c.strip() for c in cells):
-                stats["blank"] += 1
-                continue
-            if stats["valid"] + stats["invalid"] + stats["duplicates"] >= s.bulk_max_rows:
-                raise _Rejected(f"the file has more than {s.bulk_max_rows} rows: split it")
-            ids, problem = {}, None
-            for kind, i in columns.items():
-                value = cells[i].strip() if i < len(cells) else ""
-                if not value:
-                    continue
-                try:
-                    ids[kind] = normalise(kind, value, tenant.phone_region, field=kind)
-                except Invalid as exc:
-                    problem = exc.message
-                    break
-            if problem is None and not ids:
-                problem = "no identity in this row"
-            if problem:
-                stats["invalid"] += 1
-                rejects.add({"line": line, "outcome": "invalid", "reason": problem})
-                continue
-            digest = int.from_bytes(hashlib.blake2b(
-                json.dumps(ids, sort_keys=True).encode(), digest_size=8).digest(), "big")
-            if digest in seen:
-                stats["duplicates"] += 1
-                rejects.add({"line": line, "outcome": "duplicate",
-                             "reason": "the same person as an earlier line"})
-                continue
-            seen.add(digest)
-            stats["valid"] += 1
-            row_dry = "dry_run" in header and header.index("dry_run") < len(cells) and \
-                cells[header.index("dry_run")].strip().lower() in _TRUE
-            chunks.add({"line": line, "identities": ids, "dry_run": row_dry})
-        chunks.flush()
-        rejects.flush()
+        got = _cut(job, bucket, key)
     except _Rejected as exc:
         objects.delete_all_versions([(bucket, key)])
         finish_failed(job, exc.message)
         return {"failed": True, "chunks": 0}
+    except Exception as exc:  # noqa: BLE001 - whatever broke, the upload is deleted
+        # the upload holds personal data: it never outlives a validation that broke. The
+        # exception's text may quote the file; only its type is logged and kept.
+        objects.delete_all_versions([(bucket, key)])
+        logger.error("bulk validation failed", extra={"job_id": job_id,
+                                                       "error_type": type(exc).__name__})
+        finish_failed(job, f"the file could not be validated ({type(exc).__name__}); nothing "
+                           "was erased and the upload was deleted: upload it again")
+        return {"failed": True, "chunks": 0}
     # the upload holds personal data: gone as soon as it is cut into chunks
     objects.delete_all_versions([(bucket, key)])
-    index = f"{work}chunks.csv"
-    objects.put_encrypted(s.bucket("work"), index,
-                          ("chunk\n" + "".join(f"{k}\n" for k in chunks.keys)).encode(),
-                          content_type="text/csv")
+    parts, rejects, stats, ignored = got
+    work = _work(tenant_id, job_id)
+    index = work.write_index(parts.keys)
     total = stats["valid"] + stats["invalid"] + stats["duplicates"]
     job.update(actions=[
         BulkJobModel.status.set("running"), BulkJobModel.rows_total.set(total),
@@ -331,18 +288,108 @@ def validate(tenant_id: str, job_id: str, bucket: str, key: str) -> dict[str, An
         BulkJobModel.duplicates.set(stats["duplicates"]),
         BulkJobModel.blank_lines.set(stats["blank"]),
         BulkJobModel.ignored_columns.set(set(ignored) or None),
-        BulkJobModel.chunks.set(len(chunks.keys)), BulkJobModel.index_key.set(index),
+        BulkJobModel.chunks.set(len(parts.keys)), BulkJobModel.index_key.set(index),
         BulkJobModel.reject_keys.set(rejects.keys or None),
     ])
     logger.info("bulk file validated", extra={"job_id": job_id, **stats,
-                                              "chunks": len(chunks.keys)})
-    return _map_input(load(tenant_id, job_id), work)
+                                              "chunks": len(parts.keys)})
+    return _map_input(load(tenant_id, job_id))
 
 
-def _map_input(job: BulkJobModel, work: str) -> dict[str, Any]:
+def _ignored(header: list[str], used: set[int]) -> list[str]:
+    """The columns that are no identity, by position ("column 3"), never by their text (a
+    header may be a row of personal data); at most IGNORED_SHOWN, then how many more."""
+    idle = [i for i, c in enumerate(header) if i not in used and c and c != "dry_run"]
+    shown = [f"column {i + 1}" for i in idle[:IGNORED_SHOWN]]
+    if len(idle) > IGNORED_SHOWN:
+        shown.append(f"and {len(idle) - IGNORED_SHOWN} more columns")
+    return shown
+
+
+def _cut(job: BulkJobModel, bucket: str, key: str) -> tuple[chunks.Parts, chunks.Parts,
+                                                            dict[str, int], list[str]]:
+    """Read the upload into chunk manifests and reject parts; raises _Rejected for a file
+    that is no CSV of identities."""
     s = get_settings()
-    return {"failed": False, "chunks": int(job.chunks or 0), "index_bucket": s.bucket("work"),
-            "index_key": job.index_key, "concurrency": s.bulk_concurrency}
+    tenant = get_tenant(job.tenant_id)
+    work = _work(job.tenant_id, job.job_id)
+    size = objects.size_of(bucket, key)
+    if size == 0:
+        _sniff(b"")  # says it is empty
+    if size > s.bulk_max_bytes:
+        raise _Rejected(f"the file is {size} bytes, over the limit of "
+                        f"{s.bulk_max_bytes}: split it into smaller files")
+    delimiter = _sniff(objects.read_head(bucket, key, 65536))
+    rows = _rows(objects.stream(bucket, key), delimiter)
+    header_line = None
+    for n, c in rows:
+        if isinstance(c, BadLine):
+            raise _Rejected(f"the header (line {n}) cannot be read: {c.reason}")
+        if any(x.strip() for x in c):
+            header_line = (n, c)
+            break
+    if header_line is None:
+        raise _Rejected("the file has no header row")
+    header = [c.strip().lower() for c in header_line[1]]
+    columns: dict[str, int] = {}
+    for i, name in enumerate(header):
+        if name in IDENTITY_KINDS:
+            columns.setdefault(name, i)
+    if not columns:
+        raise _Rejected("no identity column: the header must name at least one of "
+                        "email, phone, external_id")
+    ignored = _ignored(header, set(columns.values()))
+    dry_col = header.index("dry_run") if "dry_run" in header else None
+    parts = chunks.Parts(work, "chunks", CHUNK)
+    rejects = chunks.Parts(work, "rejects", 1000)
+    seen: set[int] = set()
+    stats = {"valid": 0, "invalid": 0, "duplicates": 0, "blank": 0}
+    for line, cells in rows:
+        if not isinstance(cells, BadLine) and not any(c.strip() for c in cells):
+            stats["blank"] += 1
+            continue
+        if stats["valid"] + stats["invalid"] + stats["duplicates"] >= s.bulk_max_rows:
+            raise _Rejected(f"the file has more than {s.bulk_max_rows} rows: split it")
+        if isinstance(cells, BadLine):
+            stats["invalid"] += 1
+            rejects.add({"line": line, "outcome": "invalid", "reason": cells.reason})
+            continue
+        ids, problem = {}, None
+        for kind, i in columns.items():
+            value = cells[i].strip() if i < len(cells) else ""
+            if not value:
+                continue
+            try:
+                ids[kind] = normalise(kind, value, tenant.phone_region, field=kind)
+            except Invalid as exc:
+                problem = exc.message
+                break
+        if problem is None and not ids:
+            problem = "no identity in this row"
+        if problem:
+            stats["invalid"] += 1
+            rejects.add({"line": line, "outcome": "invalid", "reason": problem})
+            continue
+        digest = int.from_bytes(hashlib.blake2b(
+            json.dumps(ids, sort_keys=True).encode(), digest_size=8).digest(), "big")
+        if digest in seen:
+            stats["duplicates"] += 1
+            rejects.add({"line": line, "outcome": "duplicate",
+                         "reason": "the same person as an earlier line"})
+            continue
+        seen.add(digest)
+        stats["valid"] += 1
+        row_dry = dry_col is not None and dry_col < len(cells) and \
+            cells[dry_col].strip().lower() in _TRUE
+        parts.add({"line": line, "identities": ids, "dry_run": row_dry})
+    parts.flush()
+    rejects.flush()
+    return parts, rejects, stats, ignored
+
+
+def _map_input(job: BulkJobModel) -> dict[str, Any]:
+    return chunks.map_input(int(job.chunks or 0), job.index_key,
+                            get_settings().bulk_concurrency, failed=False)
 
 
 # -- erasure of one chunk ----------------------------------------------------------------------
@@ -361,7 +408,8 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     tenant = get_tenant(tenant_id)
     rows: list[dict[str, Any]] = objects.get_json(chunk_key)
     marker = f"bulk:{job_id}"
-    plan_key = f"{_work(tenant_id, job_id)}plans/{chunk_key.rsplit('/', 1)[1]}"
+    work = _work(tenant_id, job_id)
+    plan_key = work.beside("plans", chunk_key)
     outcomes: list[dict[str, Any]] = []
     with aws.counting() as io_:
         plans: list[dict[str, Any]] | None = objects.get_json(plan_key) \
@@ -384,94 +432,168 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     for row, plan in todo:
         outcomes.append(_certify(dm, tenant, job, row, plan, left))
     outcomes.sort(key=lambda o: int(o["line"]))
-    part = f"{_work(tenant_id, job_id)}report/{chunk_key.rsplit('/', 1)[1]}"
+    part = work.beside("report", chunk_key)
     objects.put_json(part, outcomes)
     counts = {k: sum(1 for o in outcomes if o["outcome"] == k)
               for k in ("erased", "not_found", "failed", "would_erase")}
-    job.update(actions=[
+    if not chunks.record_once(lambda: job.update(actions=[
         BulkJobModel.rows_done.add(len(rows)), BulkJobModel.erased.add(counts["erased"]),
         BulkJobModel.not_found.add(counts["not_found"]),
         BulkJobModel.failed.add(counts["failed"]),
         BulkJobModel.would_erase.add(counts["would_erase"]),
         BulkJobModel.chunks_done.add({chunk_key}),
         BulkJobModel.report_parts.add({part}),
-    ])
+    ], condition=~BulkJobModel.chunks_done.contains(chunk_key))):
+        return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     add_to_map(BulkJobModel.Meta.table_name, {"tenant_id": tenant_id, "job_id": job_id}, "io",
                dict(io_.calls))
+    # the chunk's erasures are requests that ended: one metric line each status, counted
+    # once with the job's counters (a subject recorded by an attempt that died is counted here)
+    for status, n in (("completed", counts["erased"]), ("completed_with_errors",
+                                                         counts["failed"])):
+        if n:
+            count("RequestsCompleted", n, type="erasure", status=status)
     return {"chunk": chunk_key, **counts}
 
 
 def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict[str, Any]:
-    """What one line will erase, kept without personal values: item keys and file keys per
-    table, the HMACs of the identities named and found (for the suppression list), and the id
-    of the request record that will certify it."""
+    """What one line will erase, kept without personal values: per table the same manifest
+    a single erasure plans (item keys, files by pointer, key template and prefix, items on
+    legal hold, items she is in only in a role), the HMACs of the identities named and found
+    (for the suppression list), her subject reference and the id of the request record that
+    will certify it."""
     fp = find.walk(dm, tenant.tenant_id, row["identities"])
-    tables = {name: {"keys": [find.key_of(dm.tables[name], i) for i in items],
-                     "files": [list(r) for r in find.s3_refs(dm, dm.tables[name], items)]}
-              for name, items in fp.items.items() if items}
+    tables: dict[str, Any] = {}
+    for name in dm.order:
+        manifest = planner.unit_manifest(dm, name, "erase", {}, fp, tenant.tenant_id)
+        if manifest is None:
+            continue
+        # the objects under each prefix, counted now: what the line's files_deleted says
+        manifest["prefixed"] = sum(len(objects.current_keys(b, p))
+                                   for b, p in manifest.get("prefixes", []))
+        tables[name] = manifest
     return {"line": row["line"], "matched": fp.total, "tables": tables,
+            "subject_ref": tenant.keys.subject_ref(row["identities"]),
             "refs": find.identity_refs(dm, tenant.keys, fp, row["identities"],
                                           tenant.phone_region) if fp.total else {},
             "request_id": str(ULID())}
 
 
+def _key(t: Any, key: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(key[a] for a in t.key.names)
+
+
+def _merge(t: Any, manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """One table's manifests of several subjects as one: each item, file and prefix once."""
+    out: dict[str, Any] = {"keys": [], "s3": [], "templated": [], "prefixes": [], "held": []}
+    seen: set[Any] = set()
+    for m in manifests:
+        for key in m.get("keys", []):
+            if ("k", _key(t, key)) not in seen:
+                seen.add(("k", _key(t, key)))
+                out["keys"].append(key)
+        for kind in ("s3", "templated", "prefixes"):
+            for ref in m.get(kind, []):
+                if (kind, tuple(ref)) not in seen:
+                    seen.add((kind, tuple(ref)))
+                    out[kind].append(list(ref))
+        for h in m.get("held", []):
+            if ("h", _key(t, h["key"])) not in seen:
+                seen.add(("h", _key(t, h["key"])))
+                out["held"].append(h)
+    return out
+
+
 def _erase_merged(dm: datamap.DataMap, tenant: Tenant, plans: list[dict[str, Any]],
                   marker: str) -> set[tuple[str, tuple[Any, ...]]]:
-    """Apply the erasure to every table once for all the chunk's subjects, then read back;
-    returns the (table, key) of items that are not as they should be."""
+    """Apply the erasure to every table once for all the chunk's subjects (and, per
+    subject, to the items she is in only in a role: their markers are hers), then read
+    back; returns the (table, key) of items that are not as they should be, and (table,
+    ("files",)) where a file the erasure deletes is left."""
     left: set[tuple[str, tuple[Any, ...]]] = set()
     for name in dm.order:
         t = dm.tables[name]
-        keys, refs, seen = [], [], set()
-        for plan in plans:
-            planned = plan["tables"].get(name, {"keys": [], "files": []})
-            for key in planned["keys"]:
-                k = tuple(key[a] for a in t.key.names)
-                if k not in seen:
-                    seen.add(k)
-                    keys.append(key)
-            refs += [tuple(r) for r in planned["files"]]
-        if not keys:
+        planned = [p for p in plans if name in p["tables"]]
+        if not planned:
             continue
         unit = rules.Unit(tenant.tenant_id, name)
-        manifest = {"keys": keys, "s3": refs}
-        apply.apply_unit(dm, "erase", unit, manifest, tenant.keys, "bulk", marker=marker)
-        for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker):
-            left.add((name, tuple(bad[a] for a in t.key.names)))
-        if refs and objects.versions_left(refs):
-            left.add((name, ("files",)))
+        manifest = _merge(t, [p["tables"][name] for p in planned])
+        if manifest["keys"] or manifest["held"]:
+            apply.apply_unit(dm, "erase", unit, manifest, tenant.keys, "bulk", marker=marker)
+            for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker,
+                                             subject_ref="bulk"):
+                left.add((name, _key(t, bad)))
+            if rules.table_mode(dm, name, "erase") in ("delete", "anonymise") and                     any(f["left"] for f in verify.files_left(manifest).values()):
+                left.add((name, ("files",)))
+        for p in planned:
+            roles = p["tables"][name].get("roles")
+            if not roles:
+                continue
+            group = {"keys": [], "roles": roles}
+            apply.apply_unit(dm, "erase", unit, group, tenant.keys, p["subject_ref"],
+                             marker=marker)
+            for bad in verify.remaining_keys(dm, "erase", unit, group, marker,
+                                             subject_ref=p["subject_ref"]):
+                left.add((name, _key(t, bad)))
     return left
 
 
+def _line_counts(dm: datamap.DataMap, name: str, p: dict[str, Any]) -> dict[str, int]:
+    """One table's counts for one line, as a single erasure counts them."""
+    mode = rules.table_mode(dm, name, "erase")
+    n, held = len(p.get("keys", [])), len(p.get("held", []))
+    c = dict.fromkeys(rules.COUNTS, 0)
+    c["matched"], c["held"] = n + held, held
+    c["deleted" if mode == "delete" else "anonymised" if mode == "anonymise"
+      else "retained" if mode == "retain" else "kept"] += n
+    for role, group in (p.get("roles") or {}).items():
+        rm = rules.role_mode(dm, name, role, "erase")
+        k, h = len(group.get("keys", [])), len(group.get("held", []))
+        c["matched"] += k + h
+        c["held"] += h
+        c["deleted" if rm == "delete" else "anonymised" if rm == "anonymise"
+          else "retained" if rm == "retain" else "kept"] += k
+    if mode in ("delete", "anonymise"):  # a retained item keeps its files
+        c["files_deleted"] = len(p.get("s3", [])) + len(p.get("templated", [])) + \
+            int(p.get("prefixed", 0))
+    return c
+
+
 def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[str, Any],
-             plan: dict[str, Any], left: set[tuple[str, tuple[Any, ...]]]) -> dict[str, Any]:
+             plan_: dict[str, Any], left: set[tuple[str, tuple[Any, ...]]]) -> dict[str, Any]:
     """The same evidence as a single erasure: a request record with its certificate, an
-    audit entry, suppression entries, a SubjectErased event (once per line, retries too)."""
+    audit entry, suppression entries, a SubjectErased event (once per line, retries too).
+    A fresh search from her identities must find nothing but what stays by design (items
+    retained by law, items on legal hold)."""
     ids = row["identities"]
     again = find.walk(dm, tenant.tenant_id, ids)
-    planned = {name: plan["tables"].get(name, {"keys": [], "files": []}) for name in dm.order}
-    mine = {(name, tuple(k[a] for a in dm.tables[name].key.names))
-            for name, p in planned.items() for k in p["keys"]}
-    remaining = {n: 1 for n, k in left if (n, k) in mine or (k == ("files",) and
-                                                            planned[n]["files"])} | \
-        {n: len(i) for n, i in again.items.items() if i}
-    tables: dict[str, dict[str, int]] = {}
-    for name, p in planned.items():
-        mode = rules.mode(dm.tables[name], "erase")
-        n = len(p["keys"])
-        tables[name] = {"matched": n, "deleted": n if mode == "delete" else 0,
-                        "anonymised": n if mode == "anonymise" else 0, "updated": 0,
-                        "kept": 0, "files_deleted": len(p["files"])}
-    verification = {"passed": not remaining, "items_checked": plan["matched"],
+    planned = {name: plan_["tables"].get(name, {}) for name in dm.order}
+    mine = {(name, _key(dm.tables[name], k)) for name, p in planned.items()
+            for k in [*p.get("keys", []),
+                      *(k for g in (p.get("roles") or {}).values() for k in g["keys"])]}
+    remaining: dict[str, int] = {}
+    for n, k in left:
+        if (n, k) in mine or (k == ("files",) and n in plan_["tables"]):
+            remaining[n] = remaining.get(n, 0) + 1
+    for name, items in again.items.items():
+        t = dm.tables[name]
+        if rules.table_mode(dm, name, "erase") == "retain":
+            continue  # kept by law (checked above: without what its erase rules remove)
+        held = {_key(t, h["key"]) for h in planned[name].get("held", [])}
+        rest = [i for i in items if _key(t, find.key_of(t, i)) not in held]
+        if rest:
+            remaining[name] = remaining.get(name, 0) + len(rest)
+    tables = {name: _line_counts(dm, name, p) for name, p in planned.items()}
+    verification = {"passed": not remaining, "items_checked": plan_["matched"],
                     "remaining": remaining, "at": clock.iso()}
     request_id = record_erasure(tenant, ids, job.job_id, tables, verification,
-                                          plan["refs"], request_id=plan["request_id"])
+                                plan_["refs"], request_id=plan_["request_id"])
     if not verification["passed"]:
         return {"line": row["line"], "outcome": "failed", "subject_ref":
                 tenant.keys.subject_ref(ids), "request_id": request_id,
                 "reason": "items remained after the erasure; retry the job"}
     totals = {k: sum(t[k] for t in tables.values()) for k in
-              ("matched", "deleted", "anonymised", "files_deleted")}
+              ("matched", "deleted", "anonymised", "files_deleted", "retained", "held")}
     return {"line": row["line"], "outcome": "erased",
             "subject_ref": tenant.keys.subject_ref(ids), "request_id": request_id, **totals}
 
@@ -482,8 +604,9 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
                    tables: dict[str, dict[str, int]], verification: dict[str, Any],
                    refs: dict[str, list[str]], request_id: str | None = None) -> str:
     """One subject of a bulk job, erased: the same request record, certificate, audit entry,
-    suppression entries and event as a single erasure. Returns the request id. Recording a
-    request id that is already recorded (a retried chunk) does nothing again."""
+    suppression entries and event as a single erasure (its RequestsCompleted metric is the
+    chunk's, one line for all). Returns the request id. Recording a request id that is
+    already recorded (a retried chunk) does nothing again."""
     request_id, started = request_id or str(ULID()), clock.iso()
     try:
         RequestModel.get(tenant.tenant_id, records.request_sk(request_id))
@@ -495,11 +618,18 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
     status = "completed" if passed else "completed_with_errors"
     actor = f"bulk:{job_id}"
     consents = ledger.erase_subject(tenant.tenant_id, refs)  # the ledger goes too
+    dm = datamap.current()
+    # what stays by design (retained by law, on legal hold), as a single erasure says it
+    exempt = outcome.exemptions(dm, {tenant.tenant_id: tables}, {})
+    stays = {"retained": exempt["retained"], "held": exempt["held"],
+             "legal_bases": sorted({e["legal_basis"] for e in exempt.get("exemptions", [])
+                                    if e["legal_basis"]})} \
+        if exempt["retained"] or exempt["held"] else {}
     entry = audit.append(tenant.tenant_id, "erasure_completed", actor=actor,
                          request_id=request_id, subject_ref=ref,
                          details={"type": "erasure", "bulk_job": job_id,
                                   "verification_passed": passed,
-                                  "consent_records_deleted": consents,
+                                  "consent_records_deleted": consents, **stays,
                                   "counts": {n: c for n, c in tables.items() if c["matched"]}})
     suppressed = suppression.add(tenant.tenant_id, refs, reason="erasure",
                                  request_id=request_id) if passed else 0
@@ -507,8 +637,9 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
     cert = evidence.certificate(
         request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure", subject_ref=ref,
         tables=tables, tenants={}, verification=verification, suppressed=suppressed,
-        started_at=started, entry=entry, datamap_digest=datamap.current().digest)
-    cert["consent_records_deleted"] = consents
+        started_at=started, entry=entry, datamap_digest=dm.digest)
+    cert = {"found": True, **exempt, **cert, "consent_records_deleted": consents}
+    message = outcome.exemption_message(exempt)
     now = clock.now()
     RequestModel(
         tenant_id=tenant.tenant_id, sk=records.request_sk(request_id), request_id=request_id,
@@ -520,12 +651,12 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
         options={"bulk_job": job_id, "action": "erase"},
         timeline=[records.event(at=started, event="received", by=actor),
                   records.event(event=status)],
-        result={"found": True, "tables": tables, "tenants": {}, "totals": totals,
-                "verification": verification, "certificate": cert, "bulk_job": job_id},
+        result={"found": True, **exempt, "tables": tables, "tenants": {}, "totals": totals,
+                "verification": verification, "certificate": cert, "bulk_job": job_id,
+                **({"message": message} if message else {})},
         units={}, io={}, attempt=1).save()
     outbound.emit("SubjectErased", tenant.tenant_id, request_id=request_id, subject_ref=ref,
                 type="erasure", bulk_job=job_id)
-    count("RequestsCompleted", type="erasure", status=status)
     return request_id
 
 
@@ -538,8 +669,19 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
     """One CSV of every line's outcome, in line order; the job completes."""
     s = get_settings()
     job = load(tenant_id, job_id)
-    if job.status in ENDED:
+    if job.status in chunks.ENDED:
         return {"status": job.status}
+    # the Map's own verdict is not trusted (an emulator may report success for a chunk that
+    # failed): every chunk of the index must be recorded done, else the job failed, naming
+    # them, and its saved plans stay so that a retry resumes
+    missing = chunks.missing(_work(tenant_id, job_id), int(job.chunks or 0),
+                             set(job.chunks_done or ()))
+    if missing:
+        names = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
+        finish_failed(job, f"{len(missing)} of {int(job.chunks or 0)} chunks did not finish "
+                           f"({names}); their saved plans are kept: retry to resume",
+                      keep_work=True)
+        return {"status": "failed", "missing_chunks": missing}
     streams = [_part_rows([k]) for k in sorted(job.report_parts or ())]
     streams += [_part_rows(list(job.reject_keys or ()))]
     key = f"reports/{tenant_id}/bulk-{job_id}.csv"
@@ -567,7 +709,7 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
                         BulkJobModel.completed_at.set(clock.iso()),
                         BulkJobModel.report_key.set(key),
                         *([BulkJobModel.message.set(message)] if message else [])])
-    objects.delete_prefix(_work(tenant_id, job_id))
+    _work(tenant_id, job_id).clear()
     counts = {k: int(getattr(job, k) or 0) for k in
               ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed")}
     audit.append(tenant_id, "bulk_erasure_completed", actor="oblio",
@@ -576,10 +718,13 @@ def report(tenant_id: str, job_id: str) -> dict[str, Any]:
     return {"status": status}
 
 
-def finish_failed(job: BulkJobModel, reason: str) -> None:
+def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> None:
+    """End the job failed with `reason`; its work files go unless `keep_work` (chunks that
+    did not finish: their manifests and saved plans are what a retry resumes from)."""
     job.update(actions=[BulkJobModel.status.set("failed"), BulkJobModel.error.set(reason),
                         BulkJobModel.completed_at.set(clock.iso())])
-    objects.delete_prefix(_work(job.tenant_id, job.job_id))
+    if not keep_work:
+        _work(job.tenant_id, job.job_id).clear()
     audit.append(job.tenant_id, "bulk_erasure_failed", actor="oblio",
                  details={"job_id": job.job_id, "reason": reason})
     outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id, status="failed")
@@ -588,8 +733,5 @@ def finish_failed(job: BulkJobModel, reason: str) -> None:
 def fail(tenant_id: str, job_id: str, error: dict[str, Any]) -> dict[str, Any]:
     """Record a failure the state machine caught."""
     job = load(tenant_id, job_id)
-    if job.status not in ENDED:
-        code, message = caught(error)
-        finish_failed(job, f"{code}: {message}")
-    return {"status": "failed"}
+    return chunks.fail(job.status, error, lambda code, reason: finish_failed(job, reason))
 

@@ -18,6 +18,9 @@ the tasks of `statemachines/retention_sweep.asl.json`:
   event; the policy's lock is released.
 - `fail`: records the failure; the policy's next run resumes the same sweep.
 
+The work prefix, the chunk manifests and their index, the Map's input, a chunk recorded once
+and the failure step are the chunked pipeline that bulk erasure shares (`jobs.chunks`).
+
 Two sweeps of one policy never run at once: a conditional write takes the policy's lock (a
 second run is refused with 409 `sweep_running`). Payloads, logs, events and the audit carry
 counts and references, never an item's content.
@@ -26,13 +29,13 @@ counts and references, never an item's content.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import re
 import time
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from ulid import ULID
@@ -40,28 +43,30 @@ from ulid import ULID
 from oblio.control import audit, records
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock, datamap
-from oblio.core.boundary import caught
+from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody, parse
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
 from oblio.core.observability import gauge, logger
 from oblio.core.settings import get_settings
+from oblio.jobs import chunks
+from oblio.jobs.candidates import Finder
 from oblio.pipeline import apply, find, rules, verify
 from oblio.store import aws, objects, outbound, workflows
 from oblio.store import tables as store
 from oblio.store.models import RetentionPolicyModel, RetentionSweepModel, TenantModel, plain
 
-ACTIONS = ("anonymise", "delete", "export_then_delete", "export_only")
+ACTIONS = POLICY_ACTIONS
 ENDED = ("completed", "completed_with_errors", "failed")
 FIELDS = ("table", "date_attribute", "older_than", "action", "filter", "hold_attribute",
           "enabled", "description", "scope")
 #: "items": the action applies to the table's items found; "subjects": each item found names a
 #: subject (its identity attributes), and the action applies to all of the subject's items in
 #: every mapped table, through the same walk and engine as a single request
-SCOPES = ("items", "subjects")
+SCOPES = POLICY_SCOPES
 #: what a find counts, then what the chunks count
 FIND_COUNTS = ("candidates", "on_hold", "filtered_out", "already_done", "expired")
 APPLY_COUNTS = ("matched", "anonymised", "deleted", "kept", "exported", "files_deleted",
-                "items_remaining", "subjects")
+                "items_remaining", "files_remaining", "subjects")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DURATION = re.compile(r"^P(?=\d|T\d)(?:(\d+)Y)?(?:(\d+)M)?(?:(\d+)W)?(?:(\d+)D)?"
@@ -81,14 +86,21 @@ PARALLEL_BUCKETS = 4
 
 
 class SweepIncomplete(OblioError):
-    code, status = "sweep_incomplete", 500
+    code = "sweep_incomplete"
 
 
 # -- durations and cutoffs ---------------------------------------------------------------------
 
-def parse_duration(text: Any) -> tuple[int, timedelta]:
-    """An ISO 8601 duration ("P18M", "P30D", "P2Y6M", "PT12H") as (months, the rest); raises
-    ValueError for anything else or a zero duration."""
+class Duration(NamedTuple):
+    """An ISO 8601 duration as calendar months and the rest (weeks, days, time)."""
+
+    months: int
+    rest: timedelta
+
+
+def parse_duration(text: Any) -> Duration:
+    """An ISO 8601 duration ("P18M", "P30D", "P2Y6M", "PT12H") as its months and the rest;
+    raises ValueError for anything else or a zero duration."""
     m = _DURATION.match(text) if isinstance(text, str) else None
     if not m:
         raise ValueError(text)
@@ -96,7 +108,7 @@ def parse_duration(text: Any) -> tuple[int, timedelta]:
     months, rest = y * 12 + mo, timedelta(weeks=w, days=d, hours=h, minutes=mi, seconds=s)
     if not months and not rest:
         raise ValueError(text)
-    return months, rest
+    return Duration(months, rest)
 
 
 def cutoff_of(older_than: Any, now: datetime | None = None) -> datetime:
@@ -116,22 +128,20 @@ def _anonymisable(t: TableMap) -> bool:
         if n not in t.key.names)
 
 
-def validate(dm: DataMap, body: Any) -> dict[str, Any]:
-    """A policy's spec from a request body; Invalid (422) names the first bad field."""
-    if not isinstance(body, dict):
-        raise Invalid("body", "send a JSON object: table, older_than, action, and optionally "
-                              "date_attribute, filter, hold_attribute, enabled, description")
-    for k in body:
-        if k not in FIELDS:
-            raise Invalid(str(k), f"unknown field '{k}'; a policy has {', '.join(FIELDS)}")
-    name = body.get("table")
-    if not isinstance(name, str) or name not in dm.tables:
+def validate(dm: DataMap, body: PolicyBody | Mapping[str, Any]) -> dict[str, Any]:
+    """A policy's spec from a request body (its shape is `PolicyBody`'s), checked against the
+    data map; Invalid (422) names the first bad field."""
+    if not isinstance(body, PolicyBody):
+        body = parse(PolicyBody, body)
+    given = body.model_fields_set
+    name = body.table
+    if name not in dm.tables:
         raise Invalid("table", f"table must name a mapped table: one of "
                                f"{', '.join(sorted(dm.tables))}", code="unmapped_table")
     t = dm.tables[name]
     known = set(t.attributes) | set(t.key.names)
     sw = t.sweep
-    date_attr = body.get("date_attribute") or (sw.date_attribute if sw else None)
+    date_attr = body.date_attribute or (sw.date_attribute if sw else None)
     if not isinstance(date_attr, str) or date_attr not in known:
         raise Invalid("date_attribute", f"date_attribute must be a mapped attribute of table "
                       f"'{name}' holding a date", code="unmapped_attribute")
@@ -141,40 +151,36 @@ def validate(dm: DataMap, body: Any) -> dict[str, Any]:
                       "and its data map entry declares no Scan fallback (sweep: "
                       "{scan_segments: N}); add one of them to the data map",
                       code="not_sweepable")
-    older = body.get("older_than")
+    older = body.older_than
     try:
-        cutoff_of(older)
+        cutoff = cutoff_of(older)
     except (ValueError, TypeError):
         raise Invalid("older_than", "older_than must be an ISO 8601 duration such as P18M, "
                       "P30D, P2Y or P1Y6M, or a date (2025-01-01: what is dated before it)",
                       code="invalid_duration") from None
-    action = body.get("action")
-    if action not in ACTIONS:
-        raise Invalid("action", f"action must be one of {', '.join(ACTIONS)}",
-                      code="invalid_action")
+    if cutoff > clock.now():
+        # a cutoff after today catches every item, the ones of yesterday included
+        raise Invalid("older_than", "older_than is a date after today: every item would be "
+                      "older than it; give a past date, or a duration such as P18M",
+                      code="cutoff_in_future")
+    action = body.action
     if action == "anonymise" and not _anonymisable(t):
         raise Invalid("action", f"table '{name}' has no anonymise rules (its items are deleted "
                       "or kept as they are): use delete or export_then_delete",
                       code="action_not_allowed")
-    flt = body.get("filter") or {}
-    if not isinstance(flt, dict):
-        raise Invalid("filter", "filter must be an object of attribute: value (equality)")
-    for attr, value in flt.items():
+    flt = dict(body.filter or {})
+    for attr in flt:
         if attr not in known:
-            raise Invalid("filter", f"filter names '{attr}', which is not a mapped attribute "
-                          f"of table '{name}'", code="unmapped_attribute")
-        if not isinstance(value, str | int | float | bool) or value is None:
-            raise Invalid("filter", f"filter value of '{attr}' must be a string, number or "
-                          "boolean")
-    hold = body.get("hold_attribute", "legal_hold" if "legal_hold" in known else None)
-    if hold is not None and (not isinstance(hold, str) or hold not in known):
+            raise Invalid("filter", f"filter names an attribute that is not a mapped "
+                          f"attribute of table '{name}' (it is not repeated here); mapped: "
+                          f"{', '.join(sorted(known))}", code="unmapped_attribute")
+    hold = body.hold_attribute if "hold_attribute" in given else \
+        ("legal_hold" if "legal_hold" in known else None)
+    if hold is not None and hold not in known:
         raise Invalid("hold_attribute", f"hold_attribute must be a mapped attribute of table "
                       f"'{name}' (items where it is true are skipped), or null",
                       code="unmapped_attribute")
-    scope = body.get("scope", "items")
-    if scope not in SCOPES:
-        raise Invalid("scope", "scope must be items (the table's items) or subjects (everything "
-                               "of the subjects the items name)")
+    scope = body.scope
     if scope == "subjects":
         if action not in ("anonymise", "delete"):
             raise Invalid("action", "a policy over whole subjects anonymises or deletes them "
@@ -182,15 +188,10 @@ def validate(dm: DataMap, body: Any) -> dict[str, Any]:
         if not any(f.identity for f in t.find):
             raise Invalid("scope", f"table '{name}' is not found by an identity, so its items "
                           "do not name a subject: use scope items", code="not_a_subject_table")
-    enabled = body.get("enabled", True)
-    if not isinstance(enabled, bool):
-        raise Invalid("enabled", "enabled must be true or false")
-    desc = body.get("description", "")
-    if not isinstance(desc, str) or len(desc) > 500:
-        raise Invalid("description", "description must be a string of at most 500 characters")
     return {"table": name, "date_attribute": date_attr, "older_than": older, "action": action,
-            "filter": flt, "hold_attribute": hold, "enabled": enabled, "description": desc,
-            "scope": scope, "finder": "index" if indexed else "scan"}
+            "filter": flt, "hold_attribute": hold, "enabled": body.enabled,
+            "description": body.description, "scope": scope,
+            "finder": "index" if indexed else "scan"}
 
 
 def _policy_sk(policy_id: str) -> str:
@@ -209,7 +210,28 @@ def load_policy(tenant_id: str, policy_id: str) -> RetentionPolicyModel:
     try:
         return RetentionPolicyModel.get(tenant_id, _policy_sk(policy_id), consistent_read=True)
     except DoesNotExist:
-        raise NotFound(f"no retention policy {policy_id!r} in this tenant") from None
+        raise NotFound("no retention policy with this id in this tenant") from None
+
+
+def delete_policy(tenant_id: str, policy_id: str, actor: str) -> dict[str, Any]:
+    """DELETE /v1/retention-policies/{id}: the policy goes (its sweeps stay, as evidence);
+    refused (409) while a sweep of it runs; an unknown policy is 404."""
+    p = load_policy(tenant_id, policy_id)
+    try:
+        lock = RetentionSweepModel.get(tenant_id, f"lock#{policy_id}", consistent_read=True)
+        if (lock.expires or 0) >= int(clock.now().timestamp()):
+            raise Conflict("a sweep of this policy is running; wait for it to finish "
+                           "(GET /v1/retention-sweeps/{sweep_id}), then delete the policy",
+                           code="sweep_running", details={"sweep_id": lock.sweep_id})
+    except DoesNotExist:
+        pass
+    try:
+        p.delete(condition=RetentionPolicyModel.sk.exists())
+    except DeleteError:
+        raise NotFound("no retention policy with this id in this tenant") from None
+    audit.append(tenant_id, "retention_policy_deleted", actor=actor,
+                 details={"policy_id": policy_id})
+    return {"id": policy_id, "deleted": True, "last_sweep_id": p.last_sweep_id}
 
 
 def list_policies(tenant_id: str) -> dict[str, Any]:
@@ -217,9 +239,16 @@ def list_policies(tenant_id: str) -> dict[str, Any]:
     return {"items": [policy_json(p) for p in rows], "next_cursor": None}
 
 
-def put_policy(tenant_id: str, policy_id: str, body: Any, actor: str,
-               dm: DataMap | None = None) -> tuple[int, dict[str, Any]]:
-    """Create or replace a policy; 201 when new."""
+class Saved(NamedTuple):
+    """A policy as stored, and whether it is new (else it replaced one)."""
+
+    policy: dict[str, Any]
+    created: bool
+
+
+def put_policy(tenant_id: str, policy_id: str, body: PolicyBody | Mapping[str, Any],
+               actor: str, dm: DataMap | None = None) -> Saved:
+    """Create or replace a policy."""
     if not _ID.match(policy_id):
         raise Invalid("id", "a policy id is 1-63 lower-case letters, digits, '-' or '_'")
     spec = validate(dm or datamap.current(), body)
@@ -237,7 +266,7 @@ def put_policy(tenant_id: str, policy_id: str, body: Any, actor: str,
                  details={"policy_id": policy_id, **{k: spec[k] for k in
                                                      ("table", "older_than", "action",
                                                       "enabled")}})
-    return (200 if old else 201), policy_json(p)
+    return Saved(policy_json(p), created=old is None)
 
 
 #: the demo tenant's rules (the local stack writes them with the demo data)
@@ -262,93 +291,7 @@ def seed_demo_policies(tenant_id: str) -> None:
         put_policy(tenant_id, policy_id, body, actor="oblio-demo")
 
 
-# -- finding candidates ------------------------------------------------------------------------
-
-class Finder:
-    """A policy's candidates, round by round: each round reads one page of a few parts (month
-    buckets of the sweep index, or segments of the Scan fallback) at once. `state` maps each
-    unfinished part to its resume point, so a find can stop after any round and go on."""
-
-    def __init__(self, dm: DataMap, tenant_id: str, spec: dict[str, Any], cutoff: str,
-                 page: int) -> None:
-        self.dm, self.tenant_id, self.spec, self.cutoff = dm, tenant_id, spec, cutoff
-        self.t = dm.tables[spec["table"]]
-        sw = self.t.sweep
-        assert sw is not None
-        self.sweep = sw
-        self.page = page
-        self.index = spec.get("finder", "index") == "index"
-        hold, flt = spec.get("hold_attribute"), spec.get("filter") or {}
-        self.projection = (set(self.t.key.names) | {spec["date_attribute"], dm.anonymised_marker}
-                           | set(self.t.s3_attributes()) | set(flt)
-                           | ({hold} if hold else set())
-                           | ({self.t.ttl_attribute} if self.t.ttl_attribute else set()))
-        self.now_epoch = int(clock.now().timestamp())
-
-    def initial_state(self) -> dict[str, Any]:
-        if self.index:
-            end = clock.parse(self.cutoff)
-            first = clock.add_months(end.replace(day=1), -self.sweep.horizon_months)
-            parts, month = [], first
-            while month.strftime("%Y-%m") <= end.strftime("%Y-%m"):
-                parts.append(month.strftime("%Y-%m"))
-                month = clock.add_months(month, 1)
-        else:
-            parts = [f"{s:03d}" for s in range(self.sweep.scan_segments)]
-        return dict.fromkeys(parts, "")  # "" : from the start
-
-    def _read(self, part: str, start: Any) -> tuple[list[dict[str, Any]], Any]:
-        if self.index:
-            return store.query_below(
-                self.t.table, self.sweep.index or "",
-                (self.sweep.bucket_attribute, f"{self.tenant_id}#{part}"),
-                (self.spec["date_attribute"], self.cutoff), self.page, start, self.projection)
-        items, last = store.scan_page(self.t.table, int(part), self.sweep.scan_segments,
-                                      self.page, start, self.projection)
-        mine = [i for i in items if i.get(self.dm.tenant_attribute) == self.tenant_id
-                and isinstance(i.get(self.spec["date_attribute"]), str)
-                and i[self.spec["date_attribute"]] < self.cutoff]
-        return mine, last
-
-    def round(self, state: dict[str, Any], pool: ThreadPoolExecutor,
-              width: int) -> list[dict[str, Any]]:
-        """Read one page of up to `width` unfinished parts (in parallel); moves `state`."""
-        parts = sorted(state)[:width]
-        futures = [pool.submit(contextvars.copy_context().run, self._read, p,
-                               _decode(state[p])) for p in parts]
-        out: list[dict[str, Any]] = []
-        for part, fut in zip(parts, futures, strict=True):
-            items, last = fut.result()
-            out += items
-            if last:
-                state[part] = json.dumps(last)
-            else:
-                del state[part]
-        return out
-
-    def classify(self, items: list[dict[str, Any]], counts: dict[str, int]
-                 ) -> list[dict[str, Any]]:
-        """The items to act on; counts the others (on hold, filtered out, already done)."""
-        hold, flt = self.spec.get("hold_attribute"), self.spec.get("filter") or {}
-        keep: list[dict[str, Any]] = []
-        for item in items:
-            counts["candidates"] += 1
-            if hold and item.get(hold) is True:
-                counts["on_hold"] += 1
-            elif any(item.get(k) != v for k, v in flt.items()):
-                counts["filtered_out"] += 1
-            elif self.spec["action"] == "anonymise" and self.dm.anonymised_marker in item:
-                counts["already_done"] += 1
-            else:
-                if find.expired(self.t, item, self.now_epoch):
-                    counts["expired"] += 1
-                keep.append(item)
-        return keep
-
-
-def _decode(raw: Any) -> Any:
-    return json.loads(raw) if isinstance(raw, str) and raw else None
-
+# -- a policy's dry run -----------------------------------------------------------------------
 
 def dry_run(tenant_id: str, policy_id: str) -> dict[str, Any]:
     """What a run would do now, counted through the same finder; changes nothing."""
@@ -379,15 +322,15 @@ def _run_sk(sweep_id: str) -> str:
     return f"run#{sweep_id}"
 
 
-def _work(tenant_id: str, sweep_id: str) -> str:
-    return f"work/{tenant_id}/sweeps/{sweep_id}/"
+def _work(tenant_id: str, sweep_id: str) -> chunks.Work:
+    return chunks.Work(tenant_id, "sweeps", sweep_id)
 
 
 def load_sweep(tenant_id: str, sweep_id: str) -> RetentionSweepModel:
     try:
         return RetentionSweepModel.get(tenant_id, _run_sk(sweep_id), consistent_read=True)
     except DoesNotExist:
-        raise NotFound(f"no retention sweep {sweep_id!r} in this tenant") from None
+        raise NotFound("no retention sweep with this id in this tenant") from None
 
 
 def _lock(tenant_id: str, policy_id: str, sweep_id: str) -> None:
@@ -464,20 +407,25 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             "resumed": resume is not None}
 
 
-def run(principal: Principal, policy_id: str, body: Any) -> tuple[int, dict[str, Any]]:
-    """POST /v1/retention-policies/{id}/run: a dry run (200, at once) or a sweep (202)."""
-    if body is not None and not isinstance(body, dict):
-        raise Invalid("body", "send a JSON object, e.g. {\"dry_run\": true}")
-    body = body or {}
-    for k in body:
-        if k != "dry_run":
-            raise Invalid(str(k), f"unknown field '{k}'; a run takes only dry_run")
-    dry = body.get("dry_run", False)
-    if not isinstance(dry, bool):
-        raise Invalid("dry_run", "dry_run must be true or false")
+class Ran(NamedTuple):
+    """A run of a policy: a dry run's report (answered at once), or the sweep `started`."""
+
+    body: dict[str, Any]
+    started: bool
+
+
+def run(principal: Principal, policy_id: str, body: RunBody) -> Ran:
+    """POST /v1/retention-policies/{id}/run: a dry run (at once) or a sweep (started)."""
+    dry = body.dry_run
     if dry:
-        return 200, dry_run(principal.tenant_id, policy_id)
-    return 202, start(principal.tenant_id, policy_id, trigger=f"api:{principal.key_id}")
+        return Ran(dry_run(principal.tenant_id, policy_id), started=False)
+    if not body.confirm:
+        load_policy(principal.tenant_id, policy_id)  # an unknown policy is 404 all the same
+        raise Invalid("confirm", "a sweep is irreversible: send {\"confirm\": true} to run "
+                                 "it, or {\"dry_run\": true} to see what it would do",
+                      code="confirmation_required")
+    return Ran(start(principal.tenant_id, policy_id, trigger=f"api:{principal.key_id}"),
+               started=True)
 
 
 def run_scheduled() -> dict[str, Any]:
@@ -536,9 +484,7 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                 last = not state
                 flush = buffer and (len(buffer) >= s.retention_chunk_size or last)
                 if flush:
-                    objects.put_json(f"{work}chunks/{n:06d}.json", {
-                        "keys": [find.key_of(t, i) for i in buffer],
-                        "s3": find.s3_refs(dm, t, buffer)})
+                    work.put_chunk(n, chunk_manifest(dm, t, buffer, tenant_id))
                     n, written, buffer = n + 1, written + 1, []
             for k, v in io.calls.items():
                 io_total[k] = io_total.get(k, 0) + v
@@ -553,11 +499,7 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
             if not buffer and (written >= FIND_MAX_CHUNKS or
                                time.monotonic() - began > FIND_MAX_SECONDS):
                 return {"done": False, "chunks": n}
-    index = f"{work}chunks.csv"
-    objects.put_encrypted(
-        s.bucket("work"), index,
-        ("chunk\n" + "".join(f"{work}chunks/{i:06d}.json\n" for i in range(n))).encode(),
-        content_type="text/csv")
+    index = work.write_index(work.chunk(i) for i in range(n))
     m.update(actions=[RetentionSweepModel.find_done.set(True),
                       RetentionSweepModel.index_key.set(index)])
     logger.info("retention candidates found", extra={"sweep_id": sweep_id, "chunks": n,
@@ -566,13 +508,12 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
 
 
 def _map_input(m: RetentionSweepModel) -> dict[str, Any]:
-    s = get_settings()
-    return {"done": True, "chunks": int(m.chunks or 0), "index_bucket": s.bucket("work"),
-            "index_key": m.index_key, "concurrency": s.retention_concurrency}
+    return chunks.map_input(int(m.chunks or 0), m.index_key,
+                            get_settings().retention_concurrency, done=True)
 
 
 def _chunk_sk(sweep_id: str, chunk_key: str) -> str:
-    return f"chunk#{sweep_id}#{chunk_key.rsplit('/', 1)[1].split('.')[0]}"
+    return f"chunk#{sweep_id}#{chunks.chunk_name(chunk_key)}"
 
 
 def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]:
@@ -608,15 +549,33 @@ def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]
                                     f"retention:{sweep_id}", marker=marker)
             for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
                 counts[k] = got[k]
-            counts["items_remaining"] = len(verify.remaining_keys(dm, act, unit, manifest,
-                                                                  marker))
-    try:
-        RetentionSweepModel(tenant_id=tenant_id, sk=sk, sweep_id=sweep_id, counts=counts,
-                            io=dict(io.calls)).save(
-            condition=RetentionSweepModel.sk.does_not_exist())
-    except PutError:
+            counts["items_remaining"] = len(verify.remaining_keys(
+                dm, act, unit, manifest, marker, subject_ref=f"retention:{sweep_id}"))
+            counts["files_remaining"] = _files_left(dm, unit.table, act, manifest)
+    row = RetentionSweepModel(tenant_id=tenant_id, sk=sk, sweep_id=sweep_id, counts=counts,
+                              io=dict(io.calls))
+    if not chunks.record_once(lambda: row.save(
+            condition=RetentionSweepModel.sk.does_not_exist())):
         return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     return {"chunk": chunk_key, **counts}
+
+
+def chunk_manifest(dm: DataMap, t: TableMap, items: list[dict[str, Any]], tenant_id: str,
+                   ) -> dict[str, Any]:
+    """The keys of the items a sweep acts on and every file that goes with them: pointers,
+    and the objects the table's file rules (key templates, prefixes) give each item."""
+    out: dict[str, Any] = {"keys": [find.key_of(t, i) for i in items],
+                           "s3": find.s3_refs(dm, t, items, tenant_id)}
+    if t.files:
+        out.update(find.file_refs(dm, t, items, tenant_id))
+    return out
+
+
+def _files_left(dm: DataMap, table: str, action: str, manifest: dict[str, Any]) -> int:
+    """Versions left of the files the action deleted (none when it keeps them)."""
+    if rules.table_mode(dm, table, action) not in ("delete", "anonymise"):
+        return 0
+    return sum(f["left"] for f in verify.files_left(manifest).values())
 
 
 def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
@@ -625,7 +584,7 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
     the action to every table of the subject (anonymise, or erase by the erasure rules),
     through the engine; each subject keeps its own pseudonyms."""
     act = "anonymise" if action == "anonymise" else "erase"
-    for item in store.batch_get(t.table, manifest["keys"]):
+    for item in store.batch_get(t.physical(tenant.tenant_id), manifest["keys"]):
         ids: dict[str, str] = {}
         for attr, kind in t.identity_attributes().items():
             value = item.get(attr)
@@ -641,19 +600,20 @@ def _apply_subjects(dm: DataMap, tenant: Any, t: TableMap, action: str,
                 continue
             tm = dm.tables[name]
             unit = rules.Unit(tenant.tenant_id, name)
-            m = {"keys": [find.key_of(tm, i) for i in items],
-                 "s3": find.s3_refs(dm, tm, items)}
+            m = chunk_manifest(dm, tm, items, tenant.tenant_id)
             got = apply.apply_unit(dm, act, unit, m, tenant.keys, ref, marker=marker)
             for k in ("matched", "anonymised", "deleted", "kept", "files_deleted"):
                 counts[k] += got[k]
-            counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker))
+            counts["items_remaining"] += len(verify.remaining_keys(dm, act, unit, m, marker,
+                                                                   subject_ref=ref))
+            counts["files_remaining"] += _files_left(dm, name, act, m)
 
 
 def _export(tenant: Any, t: TableMap, sweep_id: str, sk: str, keys: list[Any]) -> int:
     """The chunk's items as JSON in the exports bucket (SSE-KMS, expiring with the tenant's
     export TTL), before anything is deleted."""
     s = get_settings()
-    items = store.batch_get(t.table, keys)
+    items = store.batch_get(t.physical(tenant.tenant_id), keys)
     part = sk.rsplit("#", 1)[1]
     objects.put_encrypted(
         s.bucket("exports"), f"exports/{tenant.tenant_id}/retention/{sweep_id}/{part}.json",
@@ -726,7 +686,8 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
         # and the next run resumes with the chunks left
         raise SweepIncomplete(f"{int(m.chunks or 0) - done} of {int(m.chunks or 0)} chunks "
                               "did not finish; run the policy again to resume")
-    status = "completed_with_errors" if counts.get("items_remaining") else "completed"
+    status = "completed_with_errors" if counts.get("items_remaining") or \
+        counts.get("files_remaining") else "completed"
     tables = {spec["table"]: counts}
     body = {"sweep_id": sweep_id, "policy_id": m.policy_id, "tenant_id": tenant_id,
             "status": status, "action": spec["action"], "older_than": spec["older_than"],
@@ -750,7 +711,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
     outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
                 policy_id=m.policy_id, status=status, table=spec["table"],
                 action=spec["action"], counts=counts)
-    objects.delete_prefix(_work(tenant_id, sweep_id))
+    _work(tenant_id, sweep_id).clear()
     m.update(actions=[RetentionSweepModel.status.set(status),
                       RetentionSweepModel.completed_at.set(clock.iso()),
                       RetentionSweepModel.report_key.set(key)])
@@ -763,19 +724,19 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]
     """Record a failure the state machine caught; the policy's next run resumes this sweep
     (its manifests and finished chunks stay)."""
     m = load_sweep(tenant_id, sweep_id)
-    if m.status in ENDED:
-        return {"status": m.status}
-    code, message = caught(error)
-    m.update(actions=[RetentionSweepModel.status.set("failed"),
-                      RetentionSweepModel.error.set(f"{code}: {message}"[:500]),
-                      RetentionSweepModel.completed_at.set(clock.iso())])
-    with contextlib.suppress(NotFound):
-        load_policy(tenant_id, m.policy_id or "").update(
-            actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
-    _unlock(tenant_id, m.policy_id or "", sweep_id)
-    audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
-                 details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code})
-    outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
-                policy_id=m.policy_id, status="failed")
-    logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
-    return {"status": "failed"}
+
+    def record(code: str, reason: str) -> None:
+        m.update(actions=[RetentionSweepModel.status.set("failed"),
+                          RetentionSweepModel.error.set(reason[:500]),
+                          RetentionSweepModel.completed_at.set(clock.iso())])
+        with contextlib.suppress(NotFound):
+            load_policy(tenant_id, m.policy_id or "").update(
+                actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
+        _unlock(tenant_id, m.policy_id or "", sweep_id)
+        audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
+                     details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code})
+        outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
+                      policy_id=m.policy_id, status="failed")
+        logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
+
+    return chunks.fail(m.status, error, record)

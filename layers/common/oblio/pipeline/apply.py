@@ -5,16 +5,33 @@ second time."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from oblio.control import records
 from oblio.control.crypto import TenantKeys
 from oblio.control.tenants import get_tenant
-from oblio.core import clock
+from oblio.core import clock, paths
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.observability import logger
+from oblio.core.paths import Location
+from oblio.pipeline import find
 from oblio.pipeline.find import Item
-from oblio.pipeline.rules import COUNTS, Unit, changes_for, rewrite, table_mode, value_refs
+from oblio.pipeline.rules import (
+    COUNTS,
+    DESTRUCTIVE,
+    Unit,
+    apply_rule,
+    changes_for,
+    held,
+    located,
+    retained_places,
+    rewrite,
+    role_mode,
+    role_rewrite,
+    table_mode,
+    value_refs,
+)
 from oblio.pipeline.work import frozen_map, manifest_key, request_params
 from oblio.store import aws, objects
 from oblio.store import tables as store
@@ -22,62 +39,126 @@ from oblio.store import tables as store
 
 def apply_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                keys: TenantKeys, subject_ref: str, marker: str,
-               params: dict[str, Any] | None = None) -> dict[str, int]:
-    """Apply `action` to the unit's items and S3 objects; returns its counts."""
+               params: dict[str, Any] | None = None,
+               files_seen: Callable[[int], int] | None = None) -> dict[str, int]:
+    """Apply `action` to the unit's items and S3 objects; returns its counts. The items she
+    appears in only in a role (`manifest["roles"]`) get that role's rules. The items are
+    counted from the plan, the pointed and templated files from what was found before
+    deleting (`files_seen` records that count first, so a retried unit still counts what it
+    deleted before)."""
     t = dm.tables[unit.table]
     m = table_mode(dm, unit.table, action, params)
-    item_keys: list[Item] = manifest["keys"]
     counts = dict.fromkeys(COUNTS, 0)
-    counts["matched"] = len(item_keys)
+    table = t.physical(unit.tenant_id)
+    _apply_group(dm, t, table, m, action, manifest, keys, subject_ref, marker, None, params,
+                 counts)
+    for role, group in sorted((manifest.get("roles") or {}).items()):
+        rm = role_mode(dm, unit.table, role, action, params)
+        _apply_group(dm, t, table, rm, action, group, keys, subject_ref, marker, role, params,
+                     counts)
+    if m in ("delete", "anonymise"):  # a retained item keeps its files
+        counts["files_deleted"] = delete_files(manifest, files_seen)
+    return counts
+
+
+def _apply_group(dm: DataMap, t: TableMap, table: str, m: str, action: str,
+                 group: dict[str, Any],
+                 keys: TenantKeys, subject_ref: str, marker: str, role: str | None,
+                 params: dict[str, Any] | None, counts: dict[str, int]) -> None:
+    item_keys: list[Item] = group["keys"]
+    counts["matched"] += len(item_keys) + len(group.get("held", []))
+    counts["held"] += len(group.get("held", []))
+    if t.legal_hold is not None and m in DESTRUCTIVE and item_keys:
+        # a hold set since the plan still blocks: read the items again, leave the held ones
+        now_held = [find.key_of(t, i) for i in store.batch_get(table, item_keys)
+                    if held(t, i)]
+        if now_held:
+            counts["held"] += len(now_held)
+            item_keys = [k for k in item_keys if k not in now_held]
     if m == "delete":
-        store.batch_delete(t.table, item_keys)
-        counts["deleted"] = len(item_keys)
+        store.batch_delete(table, item_keys)
+        counts["deleted"] += len(item_keys)
+    elif m == "retain":
+        counts["retained"] += len(item_keys)
+        if any(spec.erase is not None for spec in t.attributes.values()):
+            _rewrite_retained(dm, t, table, item_keys, keys, subject_ref, marker)
     elif m == "anonymise":
-        for item in store.batch_get(t.table, item_keys):
-            done = item.get(dm.anonymised_marker)
+        mark = dm.marker(subject_ref, role)
+        for item in store.batch_get(table, item_keys):
+            done = item.get(mark)
             if done is not None:
                 # done by this request before a retry, or by an earlier request: not again
                 counts["anonymised" if done == marker else "kept"] += 1
                 continue
-            sets, removes = rewrite(dm, t, item, action, keys, subject_ref)
-            sets[dm.anonymised_marker] = marker
-            store.update(t.table, {k: item[k] for k in t.key.names}, sets, removes,
-                         only_if_absent=dm.anonymised_marker)
+            sets, removes = rewrite(dm, t, item, action, keys, subject_ref) if role is None \
+                else role_rewrite(t, role, item, action, keys, subject_ref)
+            sets[mark] = marker
+            store.update(table, find.key_of(t, item), sets, removes, only_if_absent=mark)
             counts["anonymised"] += 1
     elif m in ("update", "flag", "unflag"):
-        values = changes_for(t, (params or {}).get("changes") or {}) if m == "update" \
-            else {t.restriction_flag or "": m == "flag"}
+        values: dict[str, Any] = changes_for(t, (params or {}).get("changes") or {}) \
+            if m == "update" else {t.restriction_flag or "": m == "flag"}
         if any(a in t.key.names for a in values):
-            _move(t, item_keys, values)
-            counts["updated"] = len(item_keys)
+            _move(t, table, item_keys, values)
+            counts["updated"] += len(item_keys)
+        elif any(paths.nested(a) for a in values):
+            # a path is set where each item has it (a map member, every element of a list)
+            for item in store.batch_get(table, item_keys):
+                store.update(table, find.key_of(t, item), located(item, values), [])
+                counts["updated"] += 1
         else:
             for key in item_keys:
-                store.update(t.table, key, values, [])
+                store.update(table, key, {a: v for a, v in values.items()}, [])
                 counts["updated"] += 1
     else:
-        counts["kept"] = len(item_keys)
-    refs = [(b, k) for b, k in manifest.get("s3", [])]
-    if refs and m in ("delete", "anonymise"):
-        counts["files_deleted"] = objects.delete_all_versions(refs)
-    return counts
+        counts["kept"] += len(item_keys)
 
 
-def _move(t: TableMap, item_keys: list[Item], values: dict[str, Any]) -> None:
+def delete_files(manifest: dict[str, Any], seen: Callable[[int], int] | None = None) -> int:
+    """Every version of the unit's files: the objects its items point to, those their key
+    templates name, and every object under their prefixes; returns how many objects (the
+    named files as `seen` records them; the objects under prefixes as deleted this time)."""
+    refs = [(b, k) for b, k in [*manifest.get("s3", []), *manifest.get("templated", [])]]
+    prefixes = [(b, p) for b, p in manifest.get("prefixes", [])]
+    n = objects.delete_all_versions(refs, seen=seen) if refs else 0
+    return n + (objects.delete_prefixes(prefixes) if prefixes else 0)
+
+
+def _rewrite_retained(dm: DataMap, t: TableMap, table: str, item_keys: list[Item],
+                      keys: TenantKeys, subject_ref: str, marker: str) -> None:
+    """A retained item keeps all but what its explicit `erase:` rules rewrite (once: the
+    marker makes a repeated pass a no-op)."""
+    mark = dm.marker(subject_ref)
+    for item in store.batch_get(table, item_keys):
+        if item.get(mark) is not None:
+            continue
+        sets: dict[Location, Any] = {}
+        removes: list[Location] = []
+        for attr, rule, loc, v in retained_places(dm, t, item):
+            apply_rule(rule, attr, loc, v, t, keys, subject_ref, sets, removes)
+        if sets or removes:
+            sets[mark] = marker
+            store.update(table, find.key_of(t, item), sets, removes, only_if_absent=mark)
+
+
+def _move(t: TableMap, table: str, item_keys: list[Item], values: dict[str, Any]) -> None:
     """Rectify items whose key holds a changed value: each is written at its new key first,
     then removed from the old one, so that a retry finds it moved (the old key gone) and
     nothing is ever lost between the two."""
-    items = store.batch_get(t.table, item_keys)
+    items = store.batch_get(table, item_keys)
     moved = [{**item, **values} for item in items]
     gone = [{k: i[k] for k in t.key.names} for i, n in zip(items, moved, strict=True)
             if any(i[k] != n[k] for k in t.key.names)]
-    store.batch_put(t.table, moved)
-    store.batch_delete(t.table, gone)
+    store.batch_put(table, moved)
+    store.batch_delete(table, gone)
 
 
 def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) -> dict[str, Any]:
     """Apply the action to one table of the plan; a unit already done is not done again."""
     m = records.load(tenant_id, request_id)
     u = Unit(unit["tenant_id"], unit["table"])
+    if not records.proceed(m):
+        return {"unit": u.id, "skipped": True, "cancelled": True}
     done = (records.units_of(m)).get(u.id)
     if done and done.get("status") == "done":
         return {"unit": u.id, "skipped": True}
@@ -85,16 +166,40 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     tenant = get_tenant(u.tenant_id)
     params = request_params(m, get_tenant(tenant_id))
     extra: dict[str, Any] = {}
+
+    def files_seen(found: int) -> int:
+        # recorded before any file is deleted: a retry after the deletion (the files gone,
+        # its result lost) reports what the first run found
+        if done and "files_present" in done:
+            return max(found, int(done["files_present"]))
+        records.record_unit(m, u.id, {"status": "applying", "files_present": found}, {})
+        return found
+
     with aws.counting() as io:
         manifest = objects.get_json(manifest_key(m, u))
         if action == "rectify":
             extra["old"] = rectified_refs(dm, u, manifest, params, tenant)
         counts = apply_unit(dm, action, u, manifest, tenant.keys, m.subject_ref or "",
-                                   marker=request_id, params=params)
+                                   marker=request_id, params=params, files_seen=files_seen)
+        if counts["held"]:
+            extra["held_reasons"] = held_reasons(dm.tables[u.table], manifest, counts["held"])
     records.record_unit(m, u.id, {"status": "done", "at": clock.iso(), **counts, **extra},
                      dict(io.calls))
     logger.info("unit done", extra={"request_id": request_id, "unit": u.id, **counts})
     return {"unit": u.id, **counts}
+
+
+def held_reasons(t: TableMap, manifest: dict[str, Any], n: int) -> dict[str, int]:
+    """How many items were held, by reason (those held since the plan by the map's)."""
+    out: dict[str, int] = {}
+    planned = [*manifest.get("held", []),
+               *(h for g in (manifest.get("roles") or {}).values() for h in g.get("held", []))]
+    for h in planned:
+        out[h["reason"]] = out.get(h["reason"], 0) + 1
+    late = n - len(planned)
+    if late > 0 and t.legal_hold is not None:
+        out[t.legal_hold.reason] = out.get(t.legal_hold.reason, 0) + late
+    return out
 
 
 def rectified_refs(dm: DataMap, u: Unit, manifest: dict[str, Any], params: dict[str, Any],
@@ -103,8 +208,7 @@ def rectified_refs(dm: DataMap, u: Unit, manifest: dict[str, Any], params: dict[
     t = dm.tables[u.table]
     attrs = changes_for(t, params.get("changes") or {})
     out: dict[str, set[str]] = {a: set() for a in attrs}
-    for item in store.batch_get(t.table, manifest["keys"]):
+    for item in store.batch_get(t.physical(u.tenant_id), manifest["keys"]):
         for a in attrs:
-            if a in item:
-                out[a] |= value_refs(tenant.keys, [item[a]])
+            out[a] |= value_refs(tenant.keys, [v for _, v in paths.values(item, a)])
     return {a: sorted(v) for a, v in out.items()}

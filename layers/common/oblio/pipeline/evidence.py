@@ -1,10 +1,17 @@
-"""Evidence: how a subject's request ends. Finish writes the audit entry, the certificate
-of an erasure or anonymisation, the suppression entries and the consent ledger's records,
-emits the events, and ends the request; Fail records what the state machine caught."""
+"""Evidence: how a subject's request ends. `finish_request` is the one closing sequence of
+every subject workflow and of the access export (audit entry, the steps that follow it,
+events, work files deleted, the request ended); `finish` gives it what a subject workflow
+says: the certificate of an erasure or anonymisation, the suppression entries and the consent
+ledger's records. `fail` records what the state machine caught."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
+
+from pynamodb.exceptions import UpdateError
 
 from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import get_tenant
@@ -12,10 +19,10 @@ from oblio.core import clock
 from oblio.core.boundary import caught
 from oblio.core.datamap import DataMap
 from oblio.core.observability import count, logger
-from oblio.pipeline import rules
+from oblio.pipeline import outcome, rules
 from oblio.pipeline.work import frozen_map, work_prefix
 from oblio.store import objects, outbound
-from oblio.store.models import RequestModel
+from oblio.store.models import RequestModel, plain
 
 SUBJECT_EVENTS: dict[str, tuple[str, ...]] = {
     "erase": ("SubjectErased",), "anonymise": ("SubjectAnonymised",),
@@ -65,25 +72,157 @@ def _rectification_audit(m: RequestModel, tenant: Any) -> dict[str, Any]:
             "old": {attr: sorted(refs) for attr, refs in sorted(old.items())}}
 
 
+Counts = dict[str, dict[str, dict[str, int]]]
+"""What a request counted: tenant -> table -> count name -> number."""
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What one kind of request says as it ends; `finish_request` does the rest, the same way
+    for every kind (an erasure, an anonymisation, a rectification, a restriction or objection,
+    an access export)."""
+
+    status: str
+    counts: Counts
+    totals: dict[str, int]
+    found: bool
+    #: what the audit entry records
+    details: dict[str, Any]
+    #: the steps after the audit entry (certificate, suppression, the requester's e-mail),
+    #: each safe to repeat; returns what the result says beyond what every result says
+    result: Callable[[audit.Entry], dict[str, Any]]
+    #: the subject's events (Art. 17(2), 19), one for each tenant the request reached
+    subject_events: tuple[str, ...] = ()
+    event_fields: dict[str, Any] = field(default_factory=dict)
+    #: what the result says right after `found` (what stays by design: retained, held)
+    top: dict[str, Any] = field(default_factory=dict)
+
+
+def totals_of(counts: Counts, names: Iterable[str]) -> dict[str, int]:
+    """Each count summed over every tenant and table."""
+    return {k: sum(c[k] for t in counts.values() for c in t.values()) for k in names}
+
+
+def io_of(m: RequestModel) -> dict[str, int]:
+    """The request's AWS calls by operation; a Scan is always named, if only to say 0."""
+    io = {k: int(v) for k, v in records.io_of(m).items()}
+    io.setdefault("dynamodb.Scan", 0)
+    return io
+
+
+def once(m: RequestModel, units: dict[str, Any], unit_id: str,
+         do: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The outcome of a step of the finish, recorded as unit `unit_id`: a retried finish
+    reuses it instead of doing the step again."""
+    if unit_id in units:
+        got: dict[str, Any] = units[unit_id]
+        return got
+    outcome = do()
+    records.record_unit(m, unit_id, outcome, {})
+    return outcome
+
+
+def finish_request(request_id: str, tenant_id: str,
+                   ending: Callable[[RequestModel], Ending]) -> dict[str, Any]:
+    """How every request of one subject ends, in this order, each step safe to repeat (a
+    retried finish finds what an earlier invocation of the same attempt recorded and goes on
+    from there):
+
+    1. `ending(m)`: what the request found and did, as the audit entry records it (for an
+       erasure or objection after the consent ledger has changed: once, as unit `_consent`);
+    2. the audit entry, once (unit `_audit`: a retried finish reuses it);
+    3. `ending.result(entry)`: the steps after the entry (certificate, suppression entries,
+       the requester's e-mail) and the fields of the result that are its own;
+    4. the events to send written to the request's outbox (unit `_outbox`), and the request
+       ended with its status and result, conditionally on this attempt being current and the
+       request still open (a client that sees it completed can rely on 1-3);
+    5. each event of the outbox sent once (unit `_sent:<n>` recorded after each);
+    6. the request's work files deleted, last (nothing above needs them on a retry).
+
+    A task of an attempt that is no longer current is refused before it does anything. A
+    request ended by something else (cancelled) is left alone."""
+    m = records.load(tenant_id, request_id)
+    records.check_current(m)
+    units = records.units_of(m)
+    if m.status in records.ENDED:
+        if "_outbox" not in units:  # ended by a cancel, not by this finish
+            return {"status": m.status}
+        status = str(units["_outbox"].get("status", m.status))
+    else:
+        status = _conclude(m, ending)
+        m = records.load(tenant_id, request_id)
+        units = records.units_of(m)
+    for i, ev in enumerate(units.get("_outbox", {}).get("events", [])):
+        once(m, units, f"_sent:{i}", functools.partial(_send, ev))
+    leftover = objects.delete_prefix(work_prefix(m))
+    if leftover:
+        logger.warning("work files left behind", extra={"request_id": request_id,
+                                                         "left": leftover})
+    logger.info("request finished", extra={"request_id": request_id, "status": status,
+                                           "subject_ref": m.subject_ref})
+    return {"status": status}
+
+
+def _send(ev: dict[str, Any]) -> dict[str, Any]:
+    detail = dict(ev["detail"])
+    outbound.emit(ev["type"], ev["tenant_id"], **detail)
+    return {"sent": True, "at": clock.iso()}
+
+
+def _conclude(m: RequestModel, ending: Callable[[RequestModel], Ending]) -> str:
+    """Steps 1-4 of `finish_request`: the evidence, the outbox, the request ended."""
+    request_id, tenant_id = m.request_id, m.tenant_id
+    e = ending(m)
+    got = once(m, records.units_of(m), "_audit", lambda: _audit(m, e.details))
+    entry = audit.Entry(got["id"], got["hash"])
+    own = e.result(entry)
+    m = records.load(tenant_id, request_id)
+    result: dict[str, Any] = {
+        "found": e.found, **e.top, "tables": e.counts[tenant_id],
+        "tenants": {t: {"tables": c} for t, c in e.counts.items() if t != tenant_id},
+        "totals": e.totals, **own, "io": io_of(m),
+        "queries_planned": records.plan_of(m).get("queries", 0), "audit_entry": entry.id}
+    events = [{"type": detail_type, "tenant_id": t, "detail": {
+        "request_id": request_id, "subject_ref": m.subject_ref, "type": m.type,
+        "parent_tenant_id": tenant_id if t != tenant_id else None,
+        "found": any(c["matched"] for c in e.counts[t].values()) or (
+            t == tenant_id and e.found), **e.event_fields}}
+        for t in e.counts for detail_type in e.subject_events]
+    events.append({"type": "RequestCompleted", "tenant_id": tenant_id, "detail": {
+        "request_id": request_id, "subject_ref": m.subject_ref, "type": m.type,
+        "status": e.status}})
+    records.record_unit(m, "_outbox", {"status": e.status, "events": events}, {})
+    records.end(m, e.status, result)
+    return e.status
+
+
+def _audit(m: RequestModel, details: dict[str, Any]) -> dict[str, Any]:
+    entry = audit.append(m.tenant_id, f"{m.type}_completed", actor="oblio",
+                         request_id=m.request_id, subject_ref=m.subject_ref, details=details)
+    return {"id": entry.id, "hash": entry.hash}
+
+
 def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Audit entry, certificate (erasure, anonymisation), suppression entries, events; the
     request completes."""
-    m = records.load(tenant_id, request_id)
-    if m.status in records.ENDED:
-        return {"status": m.status}
+    return finish_request(request_id, tenant_id, lambda m: _subject_ending(m, action))
+
+
+def _subject_ending(m: RequestModel, action: str) -> Ending:
+    """What a subject workflow (erasure, anonymisation, subject update) says as it ends."""
+    request_id, tenant_id = m.request_id, m.tenant_id
     dm = frozen_map(m)
     tenant = get_tenant(tenant_id)
     plan_ = records.plan_of(m)
     units = records.units_of(m)
     verification = units.get("_verification", {"passed": False, "reason": "not run"})
     counts = _counts(m, dm)
-    totals = {k: sum(c[k] for t in counts.values() for c in t.values()) for k in rules.COUNTS}
-    status = "completed" if verification.get("passed") else "completed_with_errors"
-    io = {k: int(v) for k, v in (records.io_of(m)).items()}
-    io.setdefault("dynamodb.Scan", 0)
+    totals = totals_of(counts, rules.COUNTS)
+    status = outcome.status_of(verification)
     options = records.options_of(m)
     body: dict[str, Any] = {
-        "type": m.type, "verification_passed": bool(verification.get("passed")),
+        "found": totals["matched"] > 0,  # the ledger's records count too (below)
+        "type": m.type, "verification_passed": verification.get("passed") is True,
         "total": totals["matched"],
         "counts": {t: {n: c for n, c in tables.items() if c["matched"]}
                    for t, tables in counts.items()}}
@@ -94,79 +233,104 @@ def finish(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     # the consent ledger: an erasure removes the subject's records, an objection records the
     # withdrawals (once: a retried finish reuses the outcome)
     consented = units.get("_consent") or {}
-    if action in ("erase", "object") and "_consent" not in units:
-        consented = ledger.on_request_finished(m, action, plan_.get("identity_refs", {}),
-                                             body.get("purposes") or [])
-        records.record_unit(m, "_consent", consented, {})
+    if action in ("erase", "object"):
+        consented = once(m, units, "_consent", lambda: ledger.on_request_finished(
+            m, action, plan_.get("identity_refs", {}), body.get("purposes") or []))
     if action == "erase":
         body["consent_records_deleted"] = sum(consented.get("deleted", {}).values())
-    if "_audit" in units:  # a retried finish: the entry is written already
-        entry = audit.Entry(units["_audit"]["id"], units["_audit"]["hash"])
-    else:
-        entry = audit.append(tenant_id, f"{m.type}_completed", actor="oblio",
-                             request_id=request_id, subject_ref=m.subject_ref, details=body)
-        records.record_unit(m, "_audit", {"id": entry.id, "hash": entry.hash}, {})
-    refs = plan_.get("identity_refs", {})
-    suppressed = 0
-    if action == "erase" or (action == "object" and "marketing" in body["purposes"]):
-        reason = "erasure" if action == "erase" else "objection:marketing"
-        for t, kinds in refs.items():
-            suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
-    result: dict[str, Any] = {
-        "found": totals["matched"] > 0, "tables": counts[tenant_id],
-        "tenants": {t: {"tables": c} for t, c in counts.items() if t != tenant_id},
-        "totals": totals, "verification": verification, "io": io,
-        "queries_planned": plan_.get("queries", 0), "audit_entry": entry.id}
-    if action in ("erase", "anonymise"):
-        result["certificate"] = certificate(
-            request_id=request_id, tenant_id=tenant_id, type_=m.type or "",
-            subject_ref=m.subject_ref or "", tables=counts[tenant_id],
-            tenants={t: c for t, c in counts.items() if t != tenant_id},
-            verification=verification, suppressed=suppressed,
-            started_at=plan_.get("started_at"), entry=entry,
-            datamap_digest=plan_.get("datamap_digest"))
-    if action == "erase":
-        result["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
-    if consented:
-        result["consent"] = consented
-    if suppressed:
-        result["suppression_entries"] = suppressed
-    if not any((plan_.get("found") or {}).values()):
-        result["message"] = "no item of the subject was found in any mapped table"
-    elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
-        result["message"] = "the subject was already anonymised: nothing changed"
-    # events and clean-up before the status: a client that sees "completed" can rely on them
-    for t in counts:
-        for detail_type in SUBJECT_EVENTS.get(action, ()):
-            outbound.emit(detail_type, t, request_id=request_id, subject_ref=m.subject_ref,
-                        type=m.type, parent_tenant_id=tenant_id if t != tenant_id else None,
-                        **({"purposes": body["purposes"]} if action == "object" else {}))
-    outbound.emit("RequestCompleted", tenant_id, request_id=request_id,
-                subject_ref=m.subject_ref, type=m.type, status=status)
-    objects.delete_prefix(work_prefix(m))
-    records.end(m, status, result)
-    logger.info("request finished", extra={"request_id": request_id, "status": status,
-                                           "subject_ref": m.subject_ref})
-    return {"status": status}
+    found = body["found"] = outcome.found(totals["matched"],
+                                          int(body.get("consent_records_deleted", 0)))
+    exempt = outcome.exemptions(dm, counts, units) if action in ("erase", "anonymise") \
+        else None
+    if exempt and (exempt["retained"] or exempt["held"]):
+        # the audit says what stays and under which law; the reasons are the certificate's
+        body["retained"], body["held"] = exempt["retained"], exempt["held"]
+        body["legal_bases"] = sorted({e["legal_basis"] for e in exempt.get("exemptions", [])})
+
+    def result(entry: audit.Entry) -> dict[str, Any]:
+        refs = plan_.get("identity_refs", {})
+        suppressed = 0
+        # a subject found nowhere was not erased: the suppression list would say it was
+        if (action == "erase" and found) or \
+                (action == "object" and "marketing" in body["purposes"]):
+            reason = "erasure" if action == "erase" else "objection:marketing"
+            for t, kinds in refs.items():
+                suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
+        out: dict[str, Any] = {"verification": verification}
+        if action in ("erase", "anonymise"):
+            cert = certificate(
+                request_id=request_id, tenant_id=tenant_id, type_=m.type or "",
+                subject_ref=m.subject_ref or "", tables=counts[tenant_id],
+                tenants={t: c for t, c in counts.items() if t != tenant_id},
+                verification=verification, suppressed=suppressed,
+                started_at=plan_.get("started_at"), entry=entry,
+                datamap_digest=plan_.get("datamap_digest"))
+            out["certificate"] = {"found": found, **(exempt or {}), **cert}
+            if not found:
+                out["certificate"]["statement"] = outcome.NOT_FOUND_STATEMENT
+        if action == "erase":
+            out["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
+        if consented:
+            out["consent"] = consented
+        if suppressed:
+            out["suppression_entries"] = suppressed
+        if not any((plan_.get("found") or {}).values()):
+            out["message"] = "no item of the subject was found in any mapped table" + (
+                ": nothing was erased and the subject was not added to the suppression list"
+                if action == "erase" and not found else "")
+        elif exempt and outcome.exemption_message(exempt):
+            out["message"] = outcome.exemption_message(exempt)
+        elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
+            out["message"] = "the subject was already anonymised: nothing changed"
+        return out
+
+    return Ending(status=status, counts=counts, totals=totals, found=found,
+                  details=body, result=result, subject_events=SUBJECT_EVENTS.get(action, ()),
+                  event_fields={"purposes": body["purposes"]} if action == "object" else {},
+                  top=exempt or {})
 
 
 def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, Any]:
-    """Record the failure that the state machine caught; `retry` resumes from here."""
+    """Record the failure that the state machine caught; `retry` resumes from here.
+
+    Fenced: only the request's current attempt, still open, is marked failed (a stale
+    failure of an earlier attempt never overwrites a newer one); the audit entry and the
+    `RequestFailed` event go out once per attempt, however often this step is retried."""
     m = records.load(tenant_id, request_id)
     if m.status in records.ENDED:
         return {"status": m.status}
+    records.check_current(m)
     code, message = caught(error)
-    failure = {"code": code, "message": message, "at": clock.iso(),
-               "attempt": int(m.attempt or 1)}
-    count("RequestsCompleted", type=m.type or "", status="failed")
-    m.update(actions=[
-        RequestModel.status.set("failed"), RequestModel.error.set(failure),
-        RequestModel.timeline.set(RequestModel.timeline.append([records.event(
-            event="failed", code=code)])),
-    ])
-    audit.append(tenant_id, "request_failed", actor="oblio", request_id=request_id,
-                 subject_ref=m.subject_ref, details={"code": code})
-    outbound.emit("RequestFailed", tenant_id, request_id=request_id, subject_ref=m.subject_ref,
-                type=m.type, code=code)
-    logger.warning("request failed", extra={"request_id": request_id, "code": code})
+    attempt = int(m.attempt or 1)
+    if m.status != "failed":
+        failure = {"code": code, "message": message, "at": clock.iso(), "attempt": attempt}
+        try:
+            records.fenced_update(m, [
+                RequestModel.status.set("failed"), RequestModel.error.set(failure),
+                RequestModel.timeline.set(RequestModel.timeline.append([records.event(
+                    event="failed", code=code, attempt=attempt)])),
+            ], condition=RequestModel.status.is_in("received", "queued", "running"))
+        except UpdateError:  # ended (or cancelled) meanwhile: its end stands
+            return {"status": records.load(tenant_id, request_id).status}
+        count("RequestsCompleted", type=m.type or "", status="failed")
+    m = records.load(tenant_id, request_id)
+    code = str((plain(m.error) or {}).get("code", code))
+    units = records.units_of(m)
+    once(m, units, f"_failed_audit:{attempt}", lambda: _audit_failure(m, code))
+    once(m, units, f"_failed_event:{attempt}", lambda: _failure_event(m, code))
+    logger.warning("request failed", extra={"request_id": request_id, "code": code,
+                                            "attempt": attempt})
     return {"status": "failed"}
+
+
+def _audit_failure(m: RequestModel, code: str) -> dict[str, Any]:
+    entry = audit.append(m.tenant_id, "request_failed", actor="oblio",
+                         request_id=m.request_id, subject_ref=m.subject_ref,
+                         details={"code": code, "attempt": int(m.attempt or 1)})
+    return {"id": entry.id}
+
+
+def _failure_event(m: RequestModel, code: str) -> dict[str, Any]:
+    outbound.emit("RequestFailed", m.tenant_id, request_id=m.request_id,
+                  subject_ref=m.subject_ref, type=m.type, code=code)
+    return {"sent": True}

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import clock, identity
+from oblio.core import clock, identity, layout, paths
 from oblio.core.datamap import DataMap, TableMap
 from oblio.store import tables as store
 
@@ -25,15 +25,25 @@ class Footprint:
     """Where one subject appears in one tenant: the items per mapped table."""
 
     tenant_id: str
+    #: the items about the subject (reached by finds without a role)
     items: dict[str, list[Item]] = field(default_factory=dict)
     queries: int = 0
+    #: table -> role -> the items she appears in only in that role (not in `items`); their
+    #: references are not followed (what a review she wrote links to is not hers)
+    roles: dict[str, dict[str, list[Item]]] = field(default_factory=dict)
 
     def count(self, table: str) -> int:
         return len(self.items.get(table, []))
 
+    def in_roles(self, table: str) -> int:
+        """Items of the table she appears in only in a role (each once)."""
+        seen = {id(i) for items in self.roles.get(table, {}).values() for i in items}
+        return len(seen)
+
     @property
     def total(self) -> int:
-        return sum(len(v) for v in self.items.values())
+        return sum(len(v) for v in self.items.values()) + \
+            sum(self.in_roles(t) for t in self.roles)
 
 
 def key_of(t: TableMap, item: Item) -> Item:
@@ -45,8 +55,26 @@ def _projection(dm: DataMap, name: str) -> set[str]:
     identifying = {a for a, spec in t.attributes.items() if spec.category == "identity"}
     flags = {dm.anonymised_marker} | ({t.restriction_flag} if t.restriction_flag else set()) \
         | ({t.ttl_attribute} if t.ttl_attribute else set())
-    return (set(t.key.names) | dm.referenced_attributes(name) | set(t.s3_attributes())
-            | set(t.identity_attributes()) | identifying | flags)
+    if t.legal_hold is not None:
+        flags |= {a for a in (t.legal_hold.attribute, t.legal_hold.reason_attribute) if a}
+    wanted = (dm.referenced_attributes(name) | set(t.s3_attributes())
+              | set(t.identity_attributes()) | identifying | t.template_fields())
+    for role in t.roles.values():
+        wanted |= set(role.attributes)
+    # fields a reference or a template reads back from the keys, the entity's type
+    flags |= {p.attribute for p in t.key_parts()}
+    if t.entity is not None and t.entity.attribute:
+        flags.add(t.entity.attribute)
+    # a path is read whole from its top-level attribute (a projection cannot say "every
+    # element of a list")
+    return set(t.key.names) | {_top(a) for a in wanted} | flags
+
+
+def _top(attr: str) -> str:
+    try:
+        return paths.top(attr)
+    except paths.PathError:
+        return attr
 
 
 def _unique(values: Iterable[Any]) -> list[Any]:
@@ -55,6 +83,11 @@ def _unique(values: Iterable[Any]) -> list[Any]:
         if v is not None and v != "":
             seen.setdefault(v, None)
     return list(seen)
+
+
+def _queryable(value: Any) -> bool:
+    """A value a key condition can compare with: a string, a number or bytes."""
+    return isinstance(value, str | int | Decimal | bytes) and not isinstance(value, bool)
 
 
 def expired(t: TableMap, item: Item, now: float) -> bool:
@@ -77,34 +110,88 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
         t = dm.tables[name]
         proj = None if full_items else _projection(dm, name)
         hits: dict[tuple[Any, ...], Item] = {}
+        role_hits: dict[str, dict[tuple[Any, ...], Item]] = {}
         for f in t.find:
             if f.identity:
                 values = _unique([identities.get(f.identity)])
             else:
                 src, attr = f.source  # type: ignore[misc]
-                values = _unique(i.get(attr) for i in found.get(src, {}).values())
+                st = dm.tables[src]
+                values = _unique(v for i in found.get(src, {}).values()
+                                 for v in st.field_values(i, attr, tenant_id)
+                                 if _queryable(v))
             for value in values:
                 fp.queries += 1
-                for item in store.query_eq(t.table, (dm.tenant_attribute, tenant_id),
-                                           (f.attribute, value), index=f.index,
-                                           projection=proj):
-                    if expired(t, item, now):
+                c = layout.condition(dm, t, f, tenant_id, value)
+                for item in store.query_key(c.table, c.partition, c.sort, index=c.index,
+                                            projection=proj):
+                    if expired(t, item, now) or not layout.selects(dm, t, item, tenant_id):
                         continue
-                    hits.setdefault(tuple(item[k] for k in t.key.names), item)
+                    into = role_hits.setdefault(f.role, {}) if f.role else hits
+                    into.setdefault(tuple(item[k] for k in t.key.names), item)
         found[name] = hits
         if hits:
             fp.items[name] = list(hits.values())
+        # an item about her is hers whatever else she is in it: the stronger rules apply
+        roles = {r: [i for k, i in got.items() if k not in hits]
+                 for r, got in role_hits.items()}
+        if any(roles.values()):
+            fp.roles[name] = {r: items for r, items in roles.items() if items}
     return fp
 
 
-def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item]) -> list[tuple[str, str]]:
-    """The (bucket, key) of every S3 object the items point to."""
-    out: list[tuple[str, str]] = []
+def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | None = None,
+            ) -> list[tuple[str, str]]:
+    """The (bucket, key) of every S3 object the items point to, at any path: a pointer is
+    an object key in the attribute's declared bucket, or a map `{bucket, key}` naming one of
+    the map's buckets. A pointer naming a bucket the map does not declare is not followed
+    (`outside_refs` counts those). A bucket named by a template of the tenant needs the
+    tenant."""
+    return [r for r in _pointers(dm, t, items, tenant_id)  # type: ignore[misc]
+            if r[0] is not None]
+
+
+def file_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str,
+              ) -> dict[str, Any]:
+    """The objects the table's file rules give the items: (bucket, key) of each key
+    template and (bucket, prefix) of each prefix, rendered from the tenant and each item's
+    attributes; `unresolved` counts the (item, rule) pairs an attribute was missing for (no
+    prefix is ever made wider by a missing value)."""
+    templated: list[tuple[str, str]] = []
+    prefixes: list[tuple[str, str]] = []
+    unresolved = 0
+    for item in items:
+        for r in t.files:
+            text = r.template.render(lambda f, i=item: t.field(i, f, tenant_id))  # type: ignore[misc]
+            if text is None:
+                unresolved += 1
+                continue
+            ref = (dm.bucket(r.bucket, tenant_id), text)
+            (prefixes if r.kind == "prefix" else templated).append(ref)
+    return {"templated": _unique(templated), "prefixes": _unique(prefixes),
+            "unresolved": unresolved}
+
+
+def outside_refs(dm: DataMap, t: TableMap, items: Iterable[Item],
+                 tenant_id: str | None = None) -> int:
+    """How many pointers of the items name a bucket the map does not declare: files of the
+    subject that oblio may not touch, reported rather than ignored."""
+    return sum(1 for r in _pointers(dm, t, items, tenant_id) if r[0] is None)
+
+
+def _pointers(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | None,
+              ) -> list[tuple[str | None, str]]:
+    declared = dm.physical_buckets(tenant_id)
+    out: list[tuple[str | None, str]] = []
     for item in items:
         for attr, bucket in t.s3_attributes().items():
-            key = item.get(attr)
-            if isinstance(key, str) and key:
-                out.append((dm.buckets[bucket], key))
+            for _, value in paths.values(item, attr):
+                if isinstance(value, str) and value:
+                    out.append((dm.bucket(bucket, tenant_id), value))
+                elif isinstance(value, dict) and isinstance(value.get("key"), str) \
+                        and value["key"]:
+                    named = value.get("bucket") or dm.bucket(bucket, tenant_id)
+                    out.append((named if named in declared else None, value["key"]))
     return out
 
 
@@ -115,8 +202,7 @@ def identity_refs(dm: DataMap, keys: TenantKeys, fp: Footprint, named: dict[str,
     values: dict[str, set[str]] = {k: {v} for k, v in named.items()}
     for name, items in fp.items.items():
         for attr, kind in dm.tables[name].identity_attributes().items():
-            for item in items:
-                raw = item.get(attr)
+            for raw in (v for item in items for _, v in paths.values(item, attr)):
                 if raw is None:
                     continue
                 try:

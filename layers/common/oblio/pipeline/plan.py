@@ -24,10 +24,45 @@ from oblio.store import aws, objects
 from oblio.store.models import RequestModel, plain
 
 
+def unit_manifest(dm: datamap.DataMap, name: str, action: str, params: dict[str, Any],
+                  fp: find.Footprint, tenant_id: str) -> dict[str, Any] | None:
+    """One table's share of the plan, or None when the action does nothing there: the keys
+    of the items it acts on, their files (pointers, key templates, prefixes), the items on
+    legal hold with their reasons, and per role the items she appears in only in that
+    role."""
+    table = dm.tables[name]
+    mode = rules.table_mode(dm, name, action, params)
+    found = fp.items.get(name, [])
+    roles = {r: items for r, items in fp.roles.get(name, {}).items()
+             if rules.role_mode(dm, name, r, action, params) != "none"}
+    if (mode == "none" or not found) and not roles:
+        return None
+    if mode == "none":
+        found = []
+    items, held = rules.split_held(table, found) if mode in rules.DESTRUCTIVE \
+        else (found, [])
+    manifest: dict[str, Any] = {"keys": [find.key_of(table, i) for i in items],
+                                "s3": find.s3_refs(dm, table, items, tenant_id),
+                                "outside": find.outside_refs(dm, table, items, tenant_id)}
+    if table.files:
+        manifest.update(find.file_refs(dm, table, items, tenant_id))
+    if held:  # on legal hold: not touched, counted with the reason
+        manifest["held"] = [{"key": find.key_of(table, i), "reason": r} for i, r in held]
+    for role, role_items in sorted(roles.items()):
+        acted, kept = rules.split_held(table, role_items)
+        group: dict[str, Any] = {"keys": [find.key_of(table, i) for i in acted]}
+        if kept:
+            group["held"] = [{"key": find.key_of(table, i), "reason": r} for i, r in kept]
+        manifest.setdefault("roles", {})[role] = group
+    return manifest
+
+
 def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Walk the map for the subject (and child tenants when asked), write one manifest per
     table to the work bucket, freeze the map into the request. A retry reuses the plan."""
     m = records.load(tenant_id, request_id)
+    if not records.proceed(m):
+        return {"units": [], "cancelled": True}
     if m.plan is not None and plain(m.plan).get("units") is not None:
         return {"units": [{"tenant_id": u.tenant_id, "table": u.table} for u in planned_units(m)]}
     dm = datamap.current()
@@ -45,23 +80,23 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             fp = find.walk(dm, t.tenant_id, ids)
             queries += fp.queries
             refs[t.tenant_id] = find.identity_refs(dm, t.keys, fp, ids, t.phone_region)
-            found[t.tenant_id] = {name: len(items) for name, items in fp.items.items()}
+            found[t.tenant_id] = {name: fp.count(name) + fp.in_roles(name) for name in dm.order
+                                  if fp.count(name) or fp.in_roles(name)}
             if action == "anonymise":
                 values = [v for name, items in fp.items.items()
                           for v in rules.identifying_values(dm, name, items)]
                 objects.put_json(identifying_key(m, t.tenant_id),
                                  sorted(rules.value_refs(t.keys, [*values, *ids.values()])))
-            for name, items in fp.items.items():
-                if rules.table_mode(dm, name, action, params) == "none":
+            for name in dm.order:
+                manifest = unit_manifest(dm, name, action, params, fp, t.tenant_id)
+                if manifest is None:
                     continue
                 unit = Unit(t.tenant_id, name)
-                table = dm.tables[name]
-                objects.put_json(manifest_key(m, unit), {
-                    "keys": [find.key_of(table, i) for i in items],
-                    "s3": find.s3_refs(dm, table, items)})
-                units.append({"tenant_id": t.tenant_id, "table": name, "count": len(items)})
+                objects.put_json(manifest_key(m, unit), manifest)
+                units.append({"tenant_id": t.tenant_id, "table": name,
+                              "count": fp.count(name) + fp.in_roles(name)})
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
-    m.update(actions=[
+    records.fenced_update(m, [
         RequestModel.plan.set({"datamap_digest": dm.digest, "datamap_key": map_key,
                                "units": units, "identity_refs": refs, "found": found,
                                "queries": queries, "action": action,
@@ -69,7 +104,7 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         RequestModel.status.set("running"),
         RequestModel.timeline.set(RequestModel.timeline.append([records.event(
             event="planned", tables=len(units), items=sum(u["count"] for u in units))])),
-    ])
+    ], condition=RequestModel.status.is_in("received", "queued", "running"))
     logger.info("planned", extra={"request_id": request_id, "subject_ref": m.subject_ref,
                                   "units": len(units)})
     return {"units": [{"tenant_id": u["tenant_id"], "table": u["table"]} for u in units]}

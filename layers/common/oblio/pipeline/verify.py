@@ -9,11 +9,22 @@ from typing import Any
 from oblio.control import records
 from oblio.control.crypto import TenantKeys
 from oblio.control.tenants import get_tenant
-from oblio.core import clock
+from oblio.core import clock, paths
 from oblio.core.datamap import DataMap
 from oblio.pipeline import find
 from oblio.pipeline.find import Item
-from oblio.pipeline.rules import Unit, changes_for, table_mode, value_refs
+from oblio.pipeline.outcome import verdict
+from oblio.pipeline.rules import (
+    Unit,
+    changes_for,
+    holds,
+    retained_places,
+    role_mode,
+    role_remains,
+    table_mode,
+    to_remove,
+    value_refs,
+)
 from oblio.pipeline.work import (
     frozen_map,
     identifying_key,
@@ -28,30 +39,48 @@ from oblio.store import tables as store
 def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                    marker: str, params: dict[str, Any] | None = None,
                    keys: TenantKeys | None = None, identifying: set[str] | None = None,
-                   ) -> list[Item]:
+                   subject_ref: str = "") -> list[Item]:
     """Read the unit's items back; the keys of those not as the action left them: deleted
-    ones must be gone; anonymised ones must carry the marker, no attribute whose rule removes
-    it and no value of the subject's identifying attributes; updated ones must hold the new
-    values."""
+    ones must be gone; anonymised ones must carry the subject's marker, no attribute whose
+    rule removes it and no value of the subject's identifying attributes; retained ones
+    nothing their erase rules remove; updated ones must hold the new values. Items she is in
+    only in a role are checked by that role's rules."""
     t = dm.tables[unit.table]
-    m = table_mode(dm, unit.table, action, params)
-    item_keys: list[Item] = manifest["keys"]
-    left = store.batch_get(t.table, item_keys) if item_keys and m != "none" else []
+    table = t.physical(unit.tenant_id)
+    bad = _remaining(dm, t, table, table_mode(dm, unit.table, action, params), action,
+                     manifest, None, params, keys, identifying, subject_ref)
+    for role, group in sorted((manifest.get("roles") or {}).items()):
+        bad += _remaining(dm, t, table, role_mode(dm, unit.table, role, action, params),
+                          action, group, role, params, keys, identifying, subject_ref)
+    return bad
+
+
+def _remaining(dm: DataMap, t: Any, table: str, m: str, action: str, group: dict[str, Any],
+               role: str | None, params: dict[str, Any] | None, keys: TenantKeys | None,
+               identifying: set[str] | None, subject_ref: str) -> list[Item]:
+    item_keys: list[Item] = group["keys"]
+    left = store.batch_get(table, item_keys) if item_keys and m != "none" else []
+    mark = dm.marker(subject_ref, role)
     bad: list[Item] = []
     for item in left:
         wrong = False
         if m == "delete":
             wrong = True
+        elif m == "retain":  # kept, without what its explicit erase rules remove
+            wrong = any(rule == "null" for _, rule, _, _ in retained_places(dm, t, item))
         elif m == "anonymise":
-            own = [a for a in item if a not in t.key.names and a != dm.anonymised_marker
-                   and a != dm.tenant_attribute]
-            leaked = bool(identifying and keys and
-                          value_refs(keys, [item[a] for a in own]) & identifying)
-            wrong = item.get(dm.anonymised_marker) is None or leaked or any(
-                t.rule(a, action) == "null" for a in own)
+            # in a role, only what the role names is hers (the rest is about someone else)
+            own = [a for a in item if a not in t.key.names and not dm.is_marker(a)
+                   and a != dm.tenant_attribute] if role is None else \
+                [a for a in t.roles[role].attributes]
+            values = [item[a] for a in own if a in item] if role is None else \
+                [v for a in own for _, v in paths.values(item, a)]
+            leaked = bool(identifying and keys and value_refs(keys, values) & identifying)
+            rest = to_remove(dm, t, item, action) if role is None else \
+                role_remains(t, role, item, action)
+            wrong = item.get(mark) is None or leaked or bool(rest)
         elif m == "update":
-            want = changes_for(t, (params or {}).get("changes") or {})
-            wrong = any(item.get(a) != v for a, v in want.items())
+            wrong = not holds(item, changes_for(t, (params or {}).get("changes") or {}))
         elif m in ("flag", "unflag"):
             wrong = item.get(t.restriction_flag or "") is not (m == "flag")
         if wrong:
@@ -62,56 +91,141 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
 def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                marker: str, params: dict[str, Any] | None = None,
                keys: TenantKeys | None = None, identifying: set[str] | None = None,
-               ) -> dict[str, int]:
-    """What `remaining_keys` finds, counted, and S3 objects with any version left."""
+               subject_ref: str = "") -> dict[str, Any]:
+    """What `remaining_keys` finds, counted, and S3 objects with any version left (per file
+    rule under `files` when the table has rules beside pointers)."""
+    out = _check(dm, action, unit, manifest, marker, params, keys, identifying, subject_ref)
+    if "templated" not in manifest and "prefixes" not in manifest:
+        out.pop("files")
+    return out
+
+
+def _check(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
+           marker: str, params: dict[str, Any] | None = None,
+           keys: TenantKeys | None = None, identifying: set[str] | None = None,
+           subject_ref: str = "") -> dict[str, Any]:
     m = table_mode(dm, unit.table, action, params)
-    bad = remaining_keys(dm, action, unit, manifest, marker, params, keys, identifying)
-    refs = [(b, k) for b, k in manifest.get("s3", [])]
-    files = objects.versions_left(refs) if refs and m in ("delete", "anonymise") else 0
-    return {"checked": len(manifest["keys"]), "items_remaining": len(bad),
-            "files_remaining": files}
+    bad = remaining_keys(dm, action, unit, manifest, marker, params, keys, identifying,
+                         subject_ref)
+    files = files_left(manifest) if m in ("delete", "anonymise") else {}
+    checked = len(manifest["keys"]) + sum(len(g["keys"]) for g in
+                                          (manifest.get("roles") or {}).values())
+    return {"checked": checked, "items_remaining": len(bad),
+            "files_remaining": sum(f["left"] for f in files.values()), "files": files}
+
+
+def _key(t: Any, item: Item) -> tuple[Any, ...]:
+    return tuple(item.get(k) for k in t.key.names)
+
+
+def files_left(manifest: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """Per file rule, what was checked and what is left (any version or delete marker):
+    the pointers' objects, the key templates' objects, and every object under the
+    prefixes."""
+    out: dict[str, dict[str, int]] = {}
+    pointers = [(b, k) for b, k in manifest.get("s3", [])]
+    out["pointer"] = {"objects": len(pointers),
+                      "left": objects.versions_left(pointers) if pointers else 0}
+    templated = [(b, k) for b, k in manifest.get("templated", [])]
+    if "templated" in manifest:
+        out["key_template"] = {"objects": len(templated),
+                               "left": objects.versions_left(templated) if templated else 0}
+    prefixes = [(b, p) for b, p in manifest.get("prefixes", [])]
+    if "prefixes" in manifest:
+        out["prefix"] = {"prefixes": len(prefixes),
+                         "left": objects.left_under(prefixes) if prefixes else 0}
+    return out
 
 
 def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Read back every planned item and object, and walk the map again from the identities:
     nothing of the subject may be found. Records the outcome on the request."""
     m = records.load(tenant_id, request_id)
+    if not records.proceed(m):
+        return {"cancelled": True}
     dm = frozen_map(m)
     tenant = get_tenant(tenant_id)
     ids = records.identities_of(m, tenant)
     params = request_params(m, tenant)
     remaining: dict[str, int] = {}
-    checked = files_left = 0
+    checked = files_left = lookups = outside = 0
+    per_rule: dict[str, dict[str, int]] = {"pointer": {"objects": 0, "left": 0}}
     compared: dict[str, int] = {}
+    #: (tenant, table) -> keys that stay by design (retained by law, on legal hold): a
+    #: fresh search finding them again finds nothing left behind
+    stays: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
+    exempt = {"retained": 0, "held": 0}
     with aws.counting() as io:
         for u in planned_units(m):
             identifying = set(objects.get_json(identifying_key(m, u.tenant_id))) \
                 if action == "anonymise" else None
             if identifying is not None:
                 compared[u.tenant_id] = len(identifying)
-            r = check_unit(dm, action, u, objects.get_json(manifest_key(m, u)),
-                                  marker=request_id, params=params,
-                                  keys=get_tenant(u.tenant_id).keys, identifying=identifying)
+            manifest = objects.get_json(manifest_key(m, u))
+            tm = dm.tables[u.table]
+            mine = stays.setdefault((u.tenant_id, u.table), set())
+            mine.update(_key(tm, h["key"]) for h in manifest.get("held", []))
+            exempt["held"] += len(manifest.get("held", []))
+            if table_mode(dm, u.table, action, params) == "retain":
+                mine.update(_key(tm, k) for k in manifest["keys"])
+                exempt["retained"] += len(manifest["keys"])
+            if table_mode(dm, u.table, action, params) in ("delete", "anonymise"):
+                # pointers to buckets the map does not declare: the subject's files, left
+                outside += int(manifest.get("outside", 0))
+            r = _check(dm, action, u, manifest, marker=request_id, params=params,
+                       keys=get_tenant(u.tenant_id).keys, identifying=identifying,
+                       subject_ref=m.subject_ref or "")
             checked += r["checked"]
             files_left += r["files_remaining"]
+            for kind, got in r["files"].items():
+                rule = per_rule.setdefault(kind, dict.fromkeys(got, 0))
+                for k, v in got.items():
+                    rule[k] += v
             if r["items_remaining"]:
                 remaining[u.id] = r["items_remaining"]
         tenants = {u.tenant_id for u in planned_units(m)} | {tenant_id}
         if action in ("erase", "anonymise"):
             for t in sorted(tenants):
-                fp = find.walk(dm, t, ids)
+                # version 2 markers are per subject and role: read whole items to see them
+                fp = find.walk(dm, t, ids, full_items=dm.version >= 2)
+                lookups += fp.queries
+                for name, roles in fp.roles.items():
+                    # in a role: done when her marker for it is there, or the role keeps
+                    left = [i for r, items in roles.items()
+                            if role_mode(dm, name, r, action, params) != "none"
+                            for i in items if dm.marker(m.subject_ref or "", r) not in i
+                            and _key(dm.tables[name], i) not in stays.get((t, name), set())]
+                    if left:
+                        remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
+                                                       len(left))
                 for name, items in fp.items.items():
+                    kept = stays.get((t, name), set())
+                    items = [i for i in items if _key(dm.tables[name], i) not in kept]
                     if action == "anonymise":
                         # found again is fine for what is out of scope or anonymised
                         if table_mode(dm, name, action, params) == "none":
                             continue
-                        items = [i for i in items if dm.anonymised_marker not in i]
+                        items = [i for i in items if dm.marker(m.subject_ref or "") not in i]
                     if items:
                         remaining[f"{t}/{name}"] = max(remaining.get(f"{t}/{name}", 0),
                                                        len(items))
-    outcome = {"passed": not remaining and not files_left, "items_checked": checked,
-               "remaining": remaining, "files_remaining": files_left,
-               "identity_lookup_tenants": len(tenants), "at": clock.iso()}
+    fresh = action in ("erase", "anonymise")
+    per_rule["pointer"]["outside_the_map"] = outside
+    files_checked = sum(f.get("objects", 0) + f.get("prefixes", 0) for f in per_rule.values())
+    outcome = {**verdict(planned=checked, files_planned=files_checked, remaining=remaining,
+                         files_remaining=files_left + outside,
+                         exempt=exempt["retained"] + exempt["held"]),
+               "items_checked": checked, "remaining": remaining,
+               "files_remaining": files_left + outside,
+               "identity_lookup_tenants": len(tenants),
+               # what was checked, so that nobody reads "passed" into what was not
+               "checked": {"items_read_back": checked,
+                           "files": per_rule,
+                           "fresh_search": {"tenants": len(tenants) if fresh else 0,
+                                            "queries": lookups},
+                           # read back as kept, and not counted as left by a fresh search
+                           "exempt": exempt},
+               "at": clock.iso()}
     if action == "anonymise":
         # no value of the subject's identifying attributes may survive in a rewritten item
         outcome["identifying_values_compared"] = sum(compared.values())

@@ -3,127 +3,111 @@ out signed one-click withdrawal links, and honour them (`/v1/public/unsubscribe`
 
 from __future__ import annotations
 
-import html
 import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from oblio.control import links, suppression
 from oblio.control.ledger import (
-    DEFAULT_LINK_DAYS,
-    LINK_DAYS,
     LINK_SOURCE,
     append,
+    check_channel,
+    check_purpose,
     connect,
     state_sk,
     subject_keys,
     subject_ledger,
     validate,
 )
-from oblio.control.links import ExpiredLink, InvalidLink
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock
-from oblio.core.errors import BadRequest, Invalid
-from oblio.core.identity import IDENTITY_KINDS, parse_subject
+from oblio.core.bodies import ConsentBody, IdentityQuery, LinkBody, parse
+from oblio.core.errors import Invalid
+from oblio.core.identity import parse_subject
 from oblio.core.observability import logger
 from oblio.store.models import ConsentModel, plain
 
 
-def record(principal: Principal, body: Any) -> tuple[int, dict[str, Any]]:
+def record(principal: Principal, body: ConsentBody) -> dict[str, Any]:
     """`POST /v1/consents`: record a grant or a withdrawal (a withdrawal of a purpose never
-    granted is recorded too: it is evidence)."""
+    granted is recorded too: it is evidence). Returns what was recorded and what it changed."""
     tenant = get_tenant(principal.tenant_id)
     fields = validate(tenant, body)
-    ids = parse_subject(body.get("subject"), tenant.phone_region)
-    out = append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
-                 recorded_by=principal.key_id)
-    return 201, out
+    ids = parse_subject(body.subject.identities(), tenant.phone_region)
+    return append(tenant, subject_keys(tenant, ids), tenant.keys.subject_ref(ids), fields,
+                  recorded_by=principal.key_id)
 
 
 # -- reading ----------------------------------------------------------------------------------
 
 
-def read(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def read(principal: Principal, q: IdentityQuery) -> dict[str, Any]:
     """`GET /v1/consents?email=...` (or phone, external_id)."""
     tenant = get_tenant(principal.tenant_id)
-    raw = {k: v for k, v in params.items() if k in IDENTITY_KINDS}
+    raw = q.identities()
     if not raw:
         raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
     return subject_ledger(tenant, parse_subject(raw, tenant.phone_region))
 
 
-# -- erasure and objection --------------------------------------------------------------------
+# -- one-click withdrawal links ---------------------------------------------------------------
 
 
-def link(principal: Principal, body: Any, base_url: str) -> tuple[int, dict[str, Any]]:
+def link(principal: Principal, body: LinkBody | Mapping[str, Any], base_url: str,
+         ) -> dict[str, Any]:
     """`POST /v1/consents/links`: a signed one-click withdrawal URL for a subject and purpose,
     for the tenant to put in its messages. The token holds HMACs, never the identity."""
+    if not isinstance(body, LinkBody):
+        body = parse(LinkBody, body)
     tenant = get_tenant(principal.tenant_id)
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object: {\"subject\": {\"email\": ...}, "
-                         "\"purpose\": \"newsletter\"}")
-    fields = validate(tenant, {**body, "status": "withdrawn",
-                               "channel": body.get("channel", "email")})
-    days = body.get("expires_in_days", DEFAULT_LINK_DAYS)
-    if not isinstance(days, int) or isinstance(days, bool) or \
-            not LINK_DAYS[0] <= days <= LINK_DAYS[1]:
-        raise Invalid("expires_in_days", f"expires_in_days must be a whole number from "
-                                         f"{LINK_DAYS[0]} to {LINK_DAYS[1]}")
-    ids = parse_subject(body.get("subject"), tenant.phone_region)
-    expires = clock.now() + timedelta(days=days)
+    purpose, channel = check_purpose(tenant, body.purpose), check_channel(body.channel)
+    ids = parse_subject(body.subject.identities(), tenant.phone_region)
+    expires = clock.now() + timedelta(days=body.expires_in_days)
     token = links.sign(tenant, {"v": 1, "t": tenant.tenant_id, "k": subject_keys(tenant, ids),
-                          "r": tenant.keys.subject_ref(ids), "p": fields["purpose"],
-                          "c": fields["channel"], "x": int(expires.timestamp()),
-                          "n": secrets.token_hex(8)})
-    return 201, {"url": f"{base_url.rstrip('/')}/v1/public/unsubscribe?token={token}",
-                 "token": token, "purpose": fields["purpose"], "channel": fields["channel"],
-                 "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
+                                "r": tenant.keys.subject_ref(ids), "p": purpose, "c": channel,
+                                "x": int(expires.timestamp()), "n": secrets.token_hex(8)})
+    return {"url": f"{base_url.rstrip('/')}/v1/public/unsubscribe?token={token}",
+            "token": token, "purpose": purpose, "channel": channel,
+            "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
 
 
-def page(title: str, text: str) -> str:
-    """A small HTML page for a person who followed a link (no key, no script)."""
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            "<meta name=\"robots\" content=\"noindex\">"
-            f"<title>{html.escape(title)}</title></head>"
-            "<body style=\"font-family: sans-serif; max-width: 32em; margin: 3em auto\">"
-            f"<h1>{html.escape(title)}</h1><p>{html.escape(text)}</p></body></html>")
+@dataclass(frozen=True)
+class Withdrawn:
+    """What a one-click link did: the organisation no longer uses the person's data for the
+    purpose (recorded now, or already by an earlier click or an erasure)."""
+
+    organisation: str
+    purpose: str
 
 
-def unsubscribe(token: str | None) -> tuple[int, str]:
-    """`GET /v1/public/unsubscribe?token=...`: withdraw the link's purpose, answer a small
-    page. A link not signed by oblio, or expired, changes nothing and says so. A second click
-    of the same link records nothing more."""
-    try:
-        tenant, claims = links.verify(token)
-    except ExpiredLink as exc:
-        return exc.status, page("This link has expired",
-                                "Nothing was changed. Use the link in a more recent "
-                                "message, or contact the sender to withdraw your consent.")
-    except InvalidLink as exc:
-        return exc.status, page("This link is not valid",
-                                "Nothing was changed. The link may have been cut or altered: "
-                                "copy the whole link from the message and try again.")
+def unsubscribe(token: str | None) -> Withdrawn:
+    """`GET /v1/public/unsubscribe?token=...`: withdraw the link's purpose. A link not signed
+    by oblio (InvalidLink), or expired (ExpiredLink), changes nothing. A second click of the
+    same link records nothing more."""
+    tenant, claims = links.verify(token, needs={"p": str, "k": list, "c": str, "n": str})
     purpose, keys = str(claims["p"]), [str(k) for k in claims["k"]]
-    done = page("You are unsubscribed", f"{tenant.name} will no longer use your data for "
-                                        f"{purpose}. You can close this page.")
+    if not keys or any("#" not in k for k in keys):
+        raise links.InvalidLink("this link is not valid")
+    done = Withdrawn(tenant.name, purpose)
     refs = {k.split("#", 1)[0]: k.split("#", 1)[1] for k in keys}
     if any(s["reason"] == "erasure" for s in suppression.lookup(tenant.tenant_id, refs)):
-        return 200, done  # the person was erased: nothing is kept about them, nothing to add
+        return done  # the person was erased: nothing is kept about them, nothing to add
     connect()
     states = ConsentModel.batch_get([(tenant.tenant_id, state_sk(k, purpose)) for k in keys],
                                     consistent_read=True)
     for state in states:
         proof = plain(state.proof)
         if state.status == "withdrawn" and (proof or {}).get("link_id") == claims["n"]:
-            return 200, done
+            return done
     append(tenant, keys, str(claims.get("r") or "") or None,
            {"purpose": purpose, "status": "withdrawn", "channel": str(claims["c"]),
             "source": LINK_SOURCE, "proof": {"link_id": str(claims["n"])}},
            recorded_by=LINK_SOURCE)
     logger.info("consent withdrawn through a link", extra={"tenant_id": tenant.tenant_id,
                                                            "subject_ref": claims.get("r")})
-    return 200, done
+    return done
 
 
 # -- demo ---------------------------------------------------------------------------------------

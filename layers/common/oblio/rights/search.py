@@ -8,21 +8,24 @@ from typing import Any
 from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import datamap
+from oblio.core.bodies import SearchBody, SubjectQuery
 from oblio.core.errors import Invalid
 from oblio.core.identity import parse_subject
 from oblio.pipeline import find
 
 
-def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
+def search(principal: Principal, q: SubjectQuery | SearchBody) -> dict[str, Any]:
+    """`GET /v1/subjects?email=...` (or phone, external_id; include_children=true), or
+    `POST /v1/subjects/search` with the same in its body."""
     dm = datamap.current()
-    include_children = params.get("include_children", "false").lower()
-    if include_children not in ("true", "false"):
-        raise Invalid("include_children", "include_children must be true or false")
-    raw = {k: v for k, v in params.items() if k in ("email", "phone", "external_id")}
+    raw = q.identities()
+    if not raw and isinstance(q, SearchBody):
+        raise Invalid("subject", "name the subject by at least one of email, phone, "
+                                 "external_id: {\"subject\": {\"email\": ...}}")
     if not raw:
         raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
     out: dict[str, Any] = {}
-    for tenant in reachable_tenants(principal, include_children == "true"):
+    for tenant in reachable_tenants(principal, q.include_children):
         ids = parse_subject(raw, tenant.phone_region, tuple(dm.identities))
         fp = find.walk(dm, tenant.tenant_id, ids)
         tables: dict[str, Any] = {}
@@ -31,8 +34,18 @@ def search(principal: Principal, params: dict[str, str]) -> dict[str, Any]:
             t = dm.tables[name]
             items = fp.items.get(name, [])
             keys = [find.key_of(t, i) for i in items]
-            tables[name] = {"count": len(items), "keys": keys,
-                            "files": len(find.s3_refs(dm, t, items))}
+            # the physical table is the tenant's own (silo tenancy: `acme-employees`)
+            tables[name] = {"table": t.physical(tenant.tenant_id), "count": len(items),
+                            "keys": keys,
+                            "files": len(find.s3_refs(dm, t, items, tenant.tenant_id))}
+            if fp.roles.get(name):  # items she is in only in a role (e.g. as an author)
+                tables[name]["roles"] = {r: {"count": len(i), "keys": [find.key_of(t, x)
+                                                                      for x in i]}
+                                         for r, i in fp.roles[name].items()}
+            if t.files:  # files by key template or prefix
+                fr = find.file_refs(dm, t, items, tenant.tenant_id)
+                tables[name]["files"] += len(fr["templated"])
+                tables[name]["file_prefixes"] = len(fr["prefixes"])
             if t.pending_deliveries and items:
                 pending.append({"table": name, "count": len(items), "keys": keys})
         restricted = any(i.get(t.restriction_flag) is True for name, t in dm.tables.items()

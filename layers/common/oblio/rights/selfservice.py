@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import contextlib
 import hmac
-import re
 import secrets
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -38,8 +38,21 @@ from ulid import ULID
 
 from oblio.access import deliver
 from oblio.control import audit, links, records
-from oblio.control.tenants import SLUG, Principal, Tenant, get_tenant
+from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
+from oblio.core.bodies import (
+    PUBLIC_REQUEST,
+    PUBLIC_TYPES,
+    SLUG,
+    DenyBody,
+    PublicAccess,
+    PublicErasure,
+    PublicObjection,
+    PublicRequestBody,
+    PublicSubject,
+    VerifyBody,
+    parse,
+)
 from oblio.core.errors import (
     BadRequest,
     Conflict,
@@ -47,17 +60,17 @@ from oblio.core.errors import (
     Invalid,
     MessageRefused,
     NotFound,
-    OblioError,
+    TooManyRequests,
     TransientError,
 )
 from oblio.core.identity import parse_subject
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
-from oblio.rights import consent, intake
+from oblio.rights import intake
 from oblio.store import outbound
 from oblio.store.models import PublicSlugModel, RequestModel, SelfServiceModel
 
-TYPES = ("access", "erasure", "objection")
+TYPES = PUBLIC_TYPES
 
 
 #: the identities a person can prove they hold (an external id cannot receive a code)
@@ -69,9 +82,6 @@ ACTOR = "self-service"
 
 
 
-_CODE = re.compile(r"^\d{6}$")
-
-
 _WINDOW = 3600
 
 
@@ -79,13 +89,13 @@ _LABELS = {"access": "access to your data", "erasure": "erasure of your data",
            "objection": "objection to the use of your data"}
 
 
-class RateLimited(OblioError):
-    code, status = "rate_limited", 429
+class RateLimited(TooManyRequests):
+    code = "rate_limited"
 
 
-def resolve(slug: Any) -> Tenant:
+def resolve(slug: str) -> Tenant:
     """The tenant whose self-service page is `slug`; 404 if none has it."""
-    if not isinstance(slug, str) or not slug.strip():
+    if not slug.strip():
         raise Invalid("tenant", "tenant is required: the public name of the organisation "
                                 "you are asking, as its privacy page gives it")
     unknown = NotFound("there is no self-service page with this name; check the name the "
@@ -150,33 +160,30 @@ def _code_mac(tenant: Tenant, request_id: str, code: str) -> str:
 # -- the public requests ----------------------------------------------------------------------
 
 
-def _subject(tenant: Tenant, raw: Any) -> tuple[str, str]:
-    if not isinstance(raw, dict) or len([v for v in raw.values() if v is not None]) != 1:
+def _subject(tenant: Tenant, raw: PublicSubject) -> tuple[str, str]:
+    named = raw.identities()
+    if len([v for v in named.values() if v is not None]) != 1:
         raise Invalid("subject", "subject names the one e-mail address or phone number the "
                                  "request is about, e.g. {\"email\": \"name@example.com\"}: "
                                  "the code goes to it")
-    ids = parse_subject(raw, tenant.phone_region, KINDS)
+    ids = parse_subject(named, tenant.phone_region, KINDS)
     kind, value = next(iter(ids.items()))
     return kind, value
 
 
-def create(body: Any, source_ip: str, base_url: str | None = None,
-           ) -> tuple[int, dict[str, Any]]:
+def create(body: PublicRequestBody | Mapping[str, Any], source_ip: str,
+           base_url: str | None = None) -> dict[str, Any]:
     """`POST /v1/public/requests`: file a request that waits for its one-time code, and send
     the code. The answer is the same whether or not the person is in the tenant's data."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object, e.g. {\"tenant\": \"acme\", \"type\": "
-                         "\"erasure\", \"subject\": {\"email\": \"name@example.com\"}}")
-    tenant = resolve(body.get("tenant"))
+    if not isinstance(body, PublicAccess | PublicErasure | PublicObjection):
+        body = parse(PUBLIC_REQUEST, body)
+    tenant = resolve(body.tenant)
     limit(tenant, source_ip)
-    type_ = body.get("type")
-    if type_ not in TYPES:
-        raise Invalid("type", f"type must be one of {', '.join(TYPES)}", code="invalid_type")
-    kind, value = _subject(tenant, body.get("subject"))
-    if body.get("purposes") is not None and type_ != "objection":
-        raise Invalid("purposes", "purposes applies to an objection")
-    params = intake.params_of({"type": type_, "purposes": body.get("purposes")},
-                            datamap.current(), tenant.phone_region)
+    type_ = body.type
+    kind, value = _subject(tenant, body.subject)
+    purposes = body.purposes if isinstance(body, PublicObjection) else None
+    params = intake.params_of({"type": type_, "purposes": purposes}, datamap.current(),
+                              tenant.phone_region)
     s = get_settings()
     now = clock.now()
     request_id = str(ULID())
@@ -220,7 +227,7 @@ def create(body: Any, source_ip: str, base_url: str | None = None,
     count("RequestsCreated", type=type_)
     logger.info("self-service request received", extra={"request_id": request_id,
                                                         "tenant_id": tenant.tenant_id})
-    return 202, {"request_id": request_id, "status": "awaiting_verification",
+    return {"request_id": request_id, "status": "awaiting_verification",
                  "verify_by": "e-mail" if kind == "email" else "phone",
                  "code_expires_at": clock.iso(expires), "attempts": s.selfservice_code_attempts,
                  "due_at": m.due_at, "verify": f"/v1/public/requests/{request_id}/verify"}
@@ -252,16 +259,13 @@ def _public_request(tenant: Tenant, request_id: str) -> RequestModel:
     return m
 
 
-def verify(request_id: str, body: Any) -> tuple[int, dict[str, Any]]:
+def verify(request_id: str, body: VerifyBody | Mapping[str, Any]) -> dict[str, Any]:
     """`POST /v1/public/requests/{id}/verify {"tenant", "code"}`: the right code queues the
     request (or hands it to the DPO); a wrong one is 400 with the attempts left."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object: {\"tenant\": ..., \"code\": "
-                         "\"123456\"}")
-    tenant = resolve(body.get("tenant"))
-    code = body.get("code")
-    if not isinstance(code, str) or not _CODE.match(code.strip()):
-        raise Invalid("code", "code is the 6 digits of the message you received")
+    if not isinstance(body, VerifyBody):
+        body = parse(VerifyBody, body)
+    tenant = resolve(body.tenant)
+    code = body.code
     m = _public_request(tenant, request_id)
     if m.status != "awaiting_verification":
         raise Conflict(f"this request is {m.status}: there is nothing to verify",
@@ -303,7 +307,7 @@ def verify(request_id: str, body: Any) -> tuple[int, dict[str, Any]]:
                          "left", code="invalid_code",
                          details={"attempts_left": left, "status": "awaiting_verification"})
     otp.update(actions=[SelfServiceModel.verified_at.set(clock.iso())])
-    return 200, _verified(tenant, m)
+    return _verified(tenant, m)
 
 
 def _verified(tenant: Tenant, m: RequestModel) -> dict[str, Any]:
@@ -365,6 +369,10 @@ def _run(m: RequestModel) -> dict[str, str]:
 
 
 def _awaiting(principal: Principal, request_id: str) -> RequestModel:
+    # a scope first, before the lookup: a key that may decide nothing must not tell ids
+    # that exist (403) from ids that do not (404)
+    if "dsr:erase" not in principal.scopes:
+        principal.require("dsr:write")
     m = records.load(principal.tenant_id, request_id)
     principal.require("dsr:erase" if m.type in records.IRREVERSIBLE else "dsr:write")
     if m.status != "awaiting_approval":
@@ -390,14 +398,9 @@ def approve(principal: Principal, request_id: str) -> dict[str, Any]:
     return records.to_json(records.load(principal.tenant_id, request_id))
 
 
-def deny(principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
+def deny(principal: Principal, request_id: str, body: DenyBody) -> dict[str, Any]:
     """Refuse a verified self-service request with a reason; the person is told it."""
-    if not isinstance(body, dict):
-        raise BadRequest("the body must be a JSON object: {\"reason\": ...}")
-    reason = body.get("reason")
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
-        raise Invalid("reason", "reason is required (at most 1000 characters): Art. 12(4) "
-                                "asks to tell the person why nothing is done")
+    reason = body.reason
     m = _awaiting(principal, request_id)
     tenant = get_tenant(principal.tenant_id)
     ids = records.identities_of(m, tenant)
@@ -422,32 +425,24 @@ def deny(principal: Principal, request_id: str, body: Any) -> dict[str, Any]:
 # -- the export, handed to the person ---------------------------------------------------------
 
 
-def public_download(request_id: str, token: str | None) -> tuple[int, str]:
-    """`GET /v1/public/requests/{id}/download?token=...`: (302, a presigned URL of minutes)
-    for the person's link; otherwise the status and a small page that says why (a link not
-    signed as it is: 400; the archive expired: 410)."""
-
-    invalid = (400, consent.page("This link is not valid",
-                                 "The link may have been cut or altered: copy the whole link "
-                                 "from the message and try again."))
-    expired = (410, consent.page("This download has expired",
-                                 "Your data was deleted on the date the message gave. You "
-                                 "can ask for a new copy."))
-    try:
-        tenant, claims = links.verify(token, use=deliver.EXPORT_LINK)
-    except links.ExpiredLink:
-        return expired
-    except links.InvalidLink:
-        return invalid
+def public_download(request_id: str, token: str | None) -> str:
+    """`GET /v1/public/requests/{id}/download?token=...`: a presigned URL of minutes for the
+    person's link. A link not signed as it is, for another request, or for a request not made
+    through the self-service page raises InvalidLink; an expired archive, ExpiredLink."""
+    tenant, claims = links.verify(token, use=deliver.EXPORT_LINK, needs={"r": str})
+    invalid = links.InvalidLink("this link is not valid")
     if claims.get("r") != request_id:
-        return invalid
+        raise invalid
     try:
         m = records.load(tenant.tenant_id, request_id)
-        if m.requested_by != ACTOR:
-            return invalid
+    except NotFound:
+        raise invalid from None
+    if m.requested_by != ACTOR:
+        raise invalid
+    try:
         got = deliver.presigned(m, actor=ACTOR)
     except Gone:
-        return expired
+        raise links.ExpiredLink("this download has expired") from None
     except (Conflict, NotFound):
-        return invalid
-    return 302, str(got["url"])
+        raise invalid from None
+    return str(got["url"])

@@ -84,7 +84,10 @@ def client(service: str) -> Any:
             s = get_settings()
             c = boto3.session.Session().client(
                 service, region_name=s.region,
-                config=Config(retries={"mode": "standard", "max_attempts": 5},
+                # standard mode: exponential backoff with full jitter on throttles, 5xx and
+                # connection errors; what outlasts 10 attempts is a TransientError for the
+                # state machine's Retry
+                config=Config(retries={"mode": "standard", "max_attempts": 10},
                               max_pool_connections=32),
             )
             c.meta.events.register("after-call.*.*", _after_call)

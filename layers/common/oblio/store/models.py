@@ -37,6 +37,10 @@ def plain(value: Any) -> Any:
 class _Meta:
     region = _s.region
     billing_mode = "PAY_PER_REQUEST"
+    # botocore's standard retry mode (exponential backoff with jitter) for throttles and 5xx:
+    # enough attempts that a burst of throttling is absorbed here; what outlasts them is a
+    # TransientError at the task boundary, retried by the state machine
+    max_retry_attempts = 8
 
 
 class TenantModel(Model):
@@ -73,6 +77,7 @@ class ApiKeyModel(Model):
     children = BooleanAttribute(default=False)
     created_at = UnicodeAttribute()
     revoked = BooleanAttribute(default=False)
+    revoked_at = UnicodeAttribute(null=True)
     by_tenant = KeysByTenant()
 
 

@@ -5,7 +5,10 @@
 from __future__ import annotations
 
 import json
+import random
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from decimal import Decimal
 from functools import lru_cache
 from typing import IO, Any
@@ -19,9 +22,16 @@ from oblio.core.settings import get_settings
 from oblio.store import aws
 
 
-def delete_all_versions(refs: list[tuple[str, str]]) -> int:
+def delete_all_versions(refs: list[tuple[str, str]],
+                        seen: Callable[[int], int] | None = None) -> int:
     """Delete every version and delete marker of each (bucket, key); returns the number of
-    objects (keys) that had at least one version. DeleteObjects takes 1,000 a call."""
+    objects (keys) that had at least one version. DeleteObjects takes 1,000 a call; versions
+    it reports as not deleted are tried again (`_delete_versions`), and any left after that
+    raise TransientError (a retry of the step finds and deletes them).
+
+    `seen(found)`, when given, is called with the count found before anything is deleted, and
+    its answer is what this returns: a caller records the count first, so that a retry that
+    finds the objects already gone still reports them."""
     s3 = aws.client("s3")
     by_bucket: dict[str, list[dict[str, str]]] = defaultdict(list)
     found = 0
@@ -34,15 +44,35 @@ def delete_all_versions(refs: list[tuple[str, str]]) -> int:
                     by_bucket[bucket].append({"Key": key, "VersionId": v["VersionId"]})
                     had = True
         found += had
+    reported = seen(found) if seen is not None else found
     for bucket, objects in by_bucket.items():
+        left = _delete_versions(s3, bucket, objects)
+        if left:
+            raise TransientError(f"S3 could not delete {len(left)} object versions in "
+                                 f"bucket {bucket}")
+    return reported
+
+
+def _delete_versions(s3: Any, bucket: str, objects: list[dict[str, str]],
+                     attempts: int = 4) -> list[dict[str, str]]:
+    """DeleteObjects over `objects` (1,000 a call), trying again, after a jittered backoff,
+    the versions it reports as not deleted (per-key SlowDown, InternalError...), up to
+    `attempts` rounds; returns those still not deleted."""
+    for n in range(attempts):
+        if not objects:
+            break
+        if n:
+            time.sleep(random.uniform(0, 0.05 * 2 ** n))
+        left: list[dict[str, str]] = []
         for start in range(0, len(objects), 1000):
             resp = s3.delete_objects(Bucket=bucket,
                                      Delete={"Objects": objects[start:start + 1000],
                                              "Quiet": True})
-            if resp.get("Errors"):
-                raise TransientError(f"S3 could not delete {len(resp['Errors'])} object "
-                                     f"versions in bucket {bucket}")
-    return found
+            left += [{"Key": e["Key"], **({"VersionId": e["VersionId"]}
+                                          if e.get("VersionId") else {})}
+                     for e in resp.get("Errors", [])]
+        objects = left
+    return objects
 
 
 def versions_left(refs: list[tuple[str, str]]) -> int:
@@ -54,6 +84,57 @@ def versions_left(refs: list[tuple[str, str]]) -> int:
         if any(v["Key"] == key for v in resp.get("Versions", []) + resp.get("DeleteMarkers", [])):
             left += 1
     return left
+
+
+def _versions_under(bucket: str, prefix: str) -> list[dict[str, str]]:
+    s3 = aws.client("s3")
+    out: list[dict[str, str]] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket,
+                                                                  Prefix=prefix):
+        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
+            out.append({"Key": v["Key"], "VersionId": v["VersionId"]})
+    return out
+
+
+def delete_prefixes(refs: list[tuple[str, str]]) -> int:
+    """Delete every version and delete marker of every object under each (bucket, prefix);
+    returns the number of objects (keys) that had any version."""
+    s3 = aws.client("s3")
+    found = 0
+    for bucket, prefix in refs:
+        versions = _versions_under(bucket, prefix)
+        found += len({v["Key"] for v in versions})
+        for start in range(0, len(versions), 1000):
+            resp = s3.delete_objects(Bucket=bucket,
+                                     Delete={"Objects": versions[start:start + 1000],
+                                             "Quiet": True})
+            if resp.get("Errors"):
+                raise TransientError(f"S3 could not delete {len(resp['Errors'])} object "
+                                     f"versions in bucket {bucket}")
+    return found
+
+
+def left_under(refs: list[tuple[str, str]]) -> int:
+    """How many objects (keys) under the (bucket, prefix)es still have any version or
+    delete marker."""
+    s3 = aws.client("s3")
+    left = 0
+    for bucket, prefix in refs:
+        keys: set[str] = set()
+        resp = s3.list_object_versions(Bucket=bucket, Prefix=prefix, MaxKeys=1000)
+        for v in resp.get("Versions", []) + resp.get("DeleteMarkers", []):
+            keys.add(v["Key"])
+        left += len(keys) if not resp.get("IsTruncated") else max(len(keys), 1000)
+    return left
+
+
+def current_keys(bucket: str, prefix: str) -> list[str]:
+    """The keys of the current objects under a prefix (ListObjectsV2, paginated)."""
+    s3 = aws.client("s3")
+    out: list[str] = []
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return out
 
 
 def size_of(bucket: str, key: str) -> int:
@@ -139,17 +220,17 @@ def exists(key: str) -> bool:
     return True
 
 
-def delete_prefix(prefix: str) -> None:
-    """Delete every version under a prefix of the work bucket (a finished request's files)."""
+def delete_prefix(prefix: str) -> int:
+    """Delete every version under a prefix of the work bucket (a finished request's files,
+    a job's chunk manifests), retrying per-key errors; returns how many versions are left
+    (0: the prefix is empty), so that a caller can say so rather than assume it."""
     s3 = aws.client("s3")
     objects: list[dict[str, str]] = []
     for page in s3.get_paginator("list_object_versions").paginate(Bucket=_work_bucket(),
                                                                   Prefix=prefix):
         for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
             objects.append({"Key": v["Key"], "VersionId": v["VersionId"]})
-    for start in range(0, len(objects), 1000):
-        s3.delete_objects(Bucket=_work_bucket(),
-                          Delete={"Objects": objects[start:start + 1000], "Quiet": True})
+    return len(_delete_versions(s3, _work_bucket(), objects))
 
 
 @lru_cache(maxsize=1)

@@ -40,7 +40,22 @@ def query_eq(table: str, partition: tuple[str, str], sort: tuple[str, Any],
              index: str | None = None, projection: Iterable[str] | None = None,
              ) -> Iterator[Item]:
     """Items whose partition key and sort key (of the table or of `index`) equal the values."""
-    params = _key_query(table, index, partition, sort, "=", projection)
+    return _pages(_key_query(table, index, partition, sort, "=", projection))
+
+
+def query_key(table: str, partition: tuple[str, Any],
+              sort: tuple[str, str, Any] | None = None, index: str | None = None,
+              projection: Iterable[str] | None = None) -> Iterator[Item]:
+    """Items of one partition (of the table or of `index`), optionally only those whose sort
+    key equals a value (`=`) or starts with one (`begins_with`); paginated."""
+    if sort is None:
+        return _pages(_key_query(table, index, partition, None, "=", projection))
+    attr, op, value = sort
+    return _pages(_key_query(table, index, partition, (attr, value), op, projection))
+
+
+def _pages(params: dict[str, Any]) -> Iterator[Item]:
+    """Every item a Query answers, page after page."""
     ddb = aws.client("dynamodb")
     while True:
         page = ddb.query(**params)
@@ -87,22 +102,47 @@ def batch_delete(table: str, keys: list[Item]) -> int:
     return len(keys)
 
 
-def update(table: str, key: Item, set_values: dict[str, Any], remove: list[str],
+Location = str | tuple[str | int, ...]
+
+
+def _document_path(loc: Location, names: dict[str, str]) -> str:
+    """`#n0.#n1[2].#n2` for a location: a top-level name, or a tuple of map member names and
+    list indexes. Every name goes through ExpressionAttributeNames (reserved words, dots)."""
+    parts = (loc,) if isinstance(loc, str) else loc
+    out = ""
+    for seg in parts:
+        if isinstance(seg, int):
+            out += f"[{seg}]"
+            continue
+        alias = next((k for k, v in names.items() if v == seg and k.startswith("#n")), None)
+        if alias is None:
+            alias = f"#n{sum(1 for k in names if k.startswith('#n'))}"
+            names[alias] = seg
+        out += ("." if out else "") + alias
+    return out
+
+
+def _order(loc: Location) -> tuple[Any, ...]:
+    parts = (loc,) if isinstance(loc, str) else loc
+    return tuple((1, s) if isinstance(s, int) else (0, s) for s in parts)
+
+
+def update(table: str, key: Item, set_values: dict[Location, Any], remove: list[Location],
            only_if_absent: str | None = None) -> bool:
-    """Rewrite one existing item: SET and REMOVE attributes. With `only_if_absent`, the
-    update applies only if the item does not carry that attribute yet (the anonymisation
-    marker), which makes a repeated pass a no-op. Returns False when a condition held it
-    back (the item is gone, or already marked)."""
+    """Rewrite one existing item: SET and REMOVE attributes, or places inside them (a
+    location is a top-level name, or a tuple of map member names and list indexes). With
+    `only_if_absent`, the update applies only if the item does not carry that attribute yet
+    (the anonymisation marker), which makes a repeated pass a no-op. Returns False when a
+    condition held it back (the item is gone, or already marked)."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     sets, removes = [], []
-    for i, (attr, value) in enumerate(sorted(set_values.items())):
-        names[f"#s{i}"] = attr
+    for i, (loc, value) in enumerate(sorted(set_values.items(), key=lambda kv: _order(kv[0]))):
         values[f":s{i}"] = _ser.serialize(value)
-        sets.append(f"#s{i} = :s{i}")
-    for i, attr in enumerate(sorted(remove)):
-        names[f"#r{i}"] = attr
-        removes.append(f"#r{i}")
+        sets.append(f"{_document_path(loc, names)} = :s{i}")
+    # list elements removed from the last index down, so that no removal shifts another
+    for loc in sorted(remove, key=_order, reverse=True):
+        removes.append(_document_path(loc, names))
     key_attr = next(iter(key))
     names["#k"] = key_attr
     condition = "attribute_exists(#k)"
@@ -145,14 +185,25 @@ def batch_put(table: str, items: list[Item]) -> None:
             raise TransientError(f"DynamoDB left writes on table {table} unprocessed")
 
 
+class ConditionFailed(Exception):
+    """A conditional write was refused: the item is not as the writer expected."""
+
+
 def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
-               entries: dict[str, tuple[str, Any]] | None = None) -> None:
+               entries: dict[str, tuple[str, Any]] | None = None,
+               only_if: dict[str, Any] | None = None) -> None:
     """One atomic update: add `counts` into the map `attribute` (which must exist), and set
     `entries`, each `name -> (map attribute, value)`. Parallel writers never lose a count
-    (DynamoDB's ADD does not reach into maps; SET with if_not_exists does)."""
+    (DynamoDB's ADD does not reach into maps; SET with if_not_exists does). With `only_if`
+    (attribute -> value), the update is made only if each attribute equals its value, else
+    ConditionFailed and nothing is written."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     parts = []
+    conditions = []
+    for i, (name, value) in enumerate(sorted((only_if or {}).items())):
+        names[f"#f{i}"], values[f":f{i}"] = name, _ser.serialize(value)
+        conditions.append(f"#f{i} = :f{i}")
     for i, (entry, (container, value)) in enumerate(sorted((entries or {}).items())):
         names[f"#c{i}"], names[f"#e{i}"] = container, entry
         values[f":e{i}"] = _ser.serialize(value)
@@ -166,26 +217,36 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
         parts.append(f"#m.#o{i} = if_not_exists(#m.#o{i}, :z) + :n{i}")
     if not parts:
         return
-    aws.client("dynamodb").update_item(
-        TableName=table, Key=to_ddb(key), UpdateExpression="SET " + ", ".join(parts),
-        ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    params: dict[str, Any] = {}
+    if conditions:
+        params["ConditionExpression"] = " AND ".join(conditions)
+    ddb = aws.client("dynamodb")
+    try:
+        ddb.update_item(
+            TableName=table, Key=to_ddb(key), UpdateExpression="SET " + ", ".join(parts),
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values, **params)
+    except ddb.exceptions.ConditionalCheckFailedException:
+        raise ConditionFailed(f"the update of {table} was refused by its condition") from None
 
 
 def _key_query(table: str, index: str | None, partition: tuple[str, Any],
-               sort: tuple[str, Any], op: str, projection: Iterable[str] | None,
+               sort: tuple[str, Any] | None, op: str, projection: Iterable[str] | None,
                ) -> dict[str, Any]:
-    """A Query's parameters: the partition key equal to a value, the sort key compared to one
-    with `op`, on the table or `index`, reading only `projection` when given."""
-    params: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": f"#p = :p AND #s {op} :s",
-        "ExpressionAttributeValues": {":p": _ser.serialize(partition[1]),
-                                      ":s": _ser.serialize(sort[1])},
-        "ReturnConsumedCapacity": "TOTAL",
-    }
+    """A Query's parameters: the partition key equal to a value, and the sort key (when
+    given) compared to one with `op` (`=`, `<`, `begins_with`), on the table or `index`,
+    reading only `projection` when given."""
+    names = {"#p": partition[0]}
+    values = {":p": _ser.serialize(partition[1])}
+    cond = "#p = :p"
+    if sort is not None:
+        names["#s"], values[":s"] = sort[0], _ser.serialize(sort[1])
+        cond += " AND begins_with(#s, :s)" if op == "begins_with" else f" AND #s {op} :s"
+    params: dict[str, Any] = {"TableName": table, "KeyConditionExpression": cond,
+                              "ExpressionAttributeValues": values,
+                              "ReturnConsumedCapacity": "TOTAL"}
     if index:
         params["IndexName"] = index
-    _projected(params, {"#p": partition[0], "#s": sort[0]}, projection)
+    _projected(params, names, projection)
     return params
 
 

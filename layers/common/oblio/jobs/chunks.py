@@ -1,0 +1,157 @@
+"""The chunked pipeline that bulk erasure and retention sweeps share.
+
+A job of many subjects or items runs as one state machine: a first step cuts the work into
+chunk manifests, a Distributed Map runs one task per chunk, a last step reports. What the
+two kinds of job have in common lives here:
+
+- the job's work files, under one prefix of the work bucket (`work/<tenant>/<kind>/<job>/`)
+  deleted when the job ends: the chunk manifests (`chunks/000000.json`, ...) and whatever a
+  step keeps beside them (`plans/`, `report/`, `rejects/` of a bulk job);
+- the index of the chunks that the Map's ItemReader reads (`chunks.csv`, one column `chunk`:
+  the S3 key of each manifest) and the Map's input (where the index is, how many chunks, how
+  many at once);
+- a chunk recorded as done once: the write that records it is conditional, so a retried or
+  duplicated chunk is counted once;
+- the failure step: the error the state machine caught, as the job records it.
+
+Payloads carry references only (the keys of manifests), never what the manifests hold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from pynamodb.exceptions import PutError, UpdateError
+
+from oblio.core.boundary import caught
+from oblio.core.settings import get_settings
+from oblio.store import objects
+
+#: the statuses of a job that has ended: its steps do nothing again
+ENDED = ("completed", "completed_with_errors", "failed")
+INDEX_HEADER = "chunk"
+
+
+@dataclass(frozen=True)
+class Work:
+    """A job's files in the work bucket, all under `prefix`."""
+
+    tenant_id: str
+    kind: str  # "bulk", "sweeps"
+    job_id: str
+
+    @property
+    def prefix(self) -> str:
+        return f"work/{self.tenant_id}/{self.kind}/{self.job_id}/"
+
+    @property
+    def index_key(self) -> str:
+        return f"{self.prefix}chunks.csv"
+
+    def part(self, folder: str, n: int) -> str:
+        """The key of the `n`th numbered part in `folder` (`chunks/000007.json`)."""
+        return f"{self.prefix}{folder}/{n:06d}.json"
+
+    def chunk(self, n: int) -> str:
+        """The key of the `n`th chunk manifest."""
+        return self.part("chunks", n)
+
+    def beside(self, folder: str, chunk_key: str) -> str:
+        """The key of a file that goes with a chunk, named as the chunk is, in `folder`
+        (a bulk chunk's plan in `plans/`, its outcomes in `report/`)."""
+        return f"{self.prefix}{folder}/{chunk_key.rsplit('/', 1)[1]}"
+
+    def put_chunk(self, n: int, manifest: Any) -> str:
+        key = self.chunk(n)
+        objects.put_json(key, manifest)
+        return key
+
+    def write_index(self, chunk_keys: Iterable[str]) -> str:
+        """Write the chunk index the Distributed Map reads; returns its key."""
+        objects.put_encrypted(get_settings().bucket("work"), self.index_key,
+                              index_csv(chunk_keys), content_type="text/csv")
+        return self.index_key
+
+    def clear(self) -> None:
+        """Delete every work file of the job (every version)."""
+        objects.delete_prefix(self.prefix)
+
+
+def index_csv(chunk_keys: Iterable[str]) -> bytes:
+    """The chunk index: a header row `chunk`, then one manifest key a line. The keys are
+    oblio's own (`work/...`, digits and letters): no cell needs quoting."""
+    return (INDEX_HEADER + "\n" + "".join(f"{k}\n" for k in chunk_keys)).encode()
+
+
+def chunk_name(chunk_key: str) -> str:
+    """A chunk's number as its manifest is named (`.../chunks/000007.json` -> `000007`)."""
+    return chunk_key.rsplit("/", 1)[1].split(".")[0]
+
+
+def map_input(chunks: int, index_key: str | None, concurrency: int,
+              **flags: bool) -> dict[str, Any]:
+    """What the step before the Distributed Map returns: its flags for the state machine's
+    Choice (`failed`, `done`), the number of chunks, where the index is, how many chunks
+    run at once."""
+    return {**flags, "chunks": chunks, "index_bucket": get_settings().bucket("work"),
+            "index_key": index_key, "concurrency": concurrency}
+
+
+class Parts:
+    """Rows written to numbered JSON parts of `size` rows (`<prefix><folder>/000000.json`,
+    ...), as they come: memory holds one part at a time. `keys` lists the parts written."""
+
+    def __init__(self, work: Work, folder: str, size: int,
+                 put: Callable[[str, Any], None] | None = None) -> None:
+        self.work, self.folder, self.size = work, folder, size
+        self.put = put or objects.put_json
+        self.rows: list[dict[str, Any]] = []
+        self.keys: list[str] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.size:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.rows:
+            key = self.work.part(self.folder, len(self.keys))
+            self.put(key, self.rows)
+            self.keys.append(key)
+            self.rows = []
+
+
+def missing(work: Work, total: int, done: set[str]) -> list[str]:
+    """The names of the chunks of the index (`total` chunks, numbered from 0) that are not
+    recorded done: what a report step checks before it calls a job finished."""
+    return [chunk_name(work.chunk(n)) for n in range(total) if work.chunk(n) not in done]
+
+
+def condition_failed(exc: PutError | UpdateError) -> bool:
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def record_once(write: Callable[[], Any]) -> bool:
+    """Run the conditional write that records a chunk as done; False when its condition
+    failed: the chunk is recorded already (a retry, or a duplicate that ran in parallel),
+    and its counts must not be added again."""
+    try:
+        write()
+    except (PutError, UpdateError) as exc:
+        if not condition_failed(exc):
+            raise
+        return False
+    return True
+
+
+def fail(status: str | None, error: dict[str, Any],
+         record: Callable[[str, str], None]) -> dict[str, Any]:
+    """The failure step of a job: `record(code, reason)` the error the state machine caught
+    (`reason` is `<error name>: <message>`), unless the job has ended."""
+    if status in ENDED:
+        return {"status": status}
+    code, message = caught(error)
+    record(code, f"{code}: {message}")
+    return {"status": "failed"}

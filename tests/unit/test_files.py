@@ -1,0 +1,138 @@
+"""Files by key template or prefix: every version of every object under the item's prefix
+goes with it, nothing of a neighbour's prefix does, the export holds them, verification
+lists the prefix again; the loader refuses a rule that could reach other subjects' files."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+import yaml
+
+from oblio.core import datamap
+from oblio.core.errors import DataMapError
+from oblio.core.settings import DEMO_DATAMAP
+from oblio.pipeline import apply, find, rules, verify
+
+DEMO: dict[str, Any] = yaml.safe_load(DEMO_DATAMAP.read_text())
+SUBJECT = "s_" + "1" * 40
+RULES = [{"bucket": "files", "prefix": "{tenant}/people/{contact_id}/"},
+         {"bucket": "files", "key": "{tenant}/avatars/{contact_id}.png"}]
+
+
+def v2(edit=None) -> dict[str, Any]:
+    data = copy.deepcopy(DEMO)
+    data["version"] = 2
+    data["tables"]["contacts"]["files"] = copy.deepcopy(RULES)
+    if edit:
+        edit(data)
+    return data
+
+
+def problems(edit) -> list[str]:
+    with pytest.raises(DataMapError) as err:
+        datamap.parse(v2(edit))
+    return err.value.problems
+
+
+def test_file_rules_render_from_the_tenant_and_the_item():
+    dm = datamap.parse(v2())
+    t = dm.tables["contacts"]
+    refs = find.file_refs(dm, t, [{"tenant_id": "acme", "contact_id": "c1"},
+                                  {"tenant_id": "acme"}], "acme")
+    assert refs == {"prefixes": [("demo-files", "acme/people/c1/")],
+                    "templated": [("demo-files", "acme/avatars/c1.png")],
+                    "unresolved": 2}  # the second item has no contact_id: no prefix at all
+
+
+@pytest.mark.parametrize("edit, expected", [
+    (lambda d: d.update(version=1), "'files' (objects by key template or prefix) needs "
+                                    "version: 2"),
+    (lambda d: d["tables"]["contacts"]["files"][0].update(bucket="nowhere"),
+     "files #1: bucket 'nowhere' is not declared"),
+    (lambda d: d["tables"]["contacts"]["files"][0].update(key="{tenant}/x/{contact_id}"),
+     "files #1: give exactly one of 'key' (a key template) or 'prefix'"),
+    (lambda d: d["tables"]["contacts"]["files"][0].update(prefix="{tenant}/p/{person}/"),
+     "files #1: template '{tenant}/p/{person}/' names '{person}', which is not an attribute"),
+    (lambda d: d["tables"]["contacts"]["files"][0].update(prefix="{tenant}/p/{contact_id}"),
+     "must end with '/' after its last field"),
+    (lambda d: d["tables"]["contacts"]["files"][0].update(prefix="{tenant}/people/"),
+     "names no attribute of the item"),
+    (lambda d: d["tables"]["contacts"]["files"][1].update(key="{tenant}/{contact_id"),
+     "files #2: '{tenant}/{contact_id': unbalanced braces"),
+])
+def test_the_loader_refuses_a_file_rule_it_cannot_apply(edit, expected):
+    found = problems(edit)
+    assert any(expected in p for p in found), found
+    assert all(p.startswith("table 'contacts'") for p in found)
+
+
+@pytest.fixture(scope="module")
+def files(module_aws) -> str:
+    from oblio.store import aws as oblio_aws
+
+    s3 = oblio_aws.client("s3")
+    s3.create_bucket(Bucket="demo-files",
+                     CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    s3.put_bucket_versioning(Bucket="demo-files", VersioningConfiguration={"Status": "Enabled"})
+    return "demo-files"
+
+
+def _seed(tenant: str, files: str) -> dict[str, Any]:
+    from oblio.store import aws as oblio_aws
+    from oblio.store import tables as store
+
+    s3 = oblio_aws.client("s3")
+    mine = [f"{tenant}/people/c1/id-card.pdf", f"{tenant}/people/c1/contracts/2024.pdf",
+            f"{tenant}/avatars/c1.png"]
+    theirs = [f"{tenant}/people/c10/id-card.pdf", f"{tenant}/people/c1.pdf",
+              f"{tenant}/avatars/c10.png"]
+    for key in mine + theirs:
+        s3.put_object(Bucket=files, Key=key, Body=b"v1")
+        s3.put_object(Bucket=files, Key=key, Body=b"v2")
+    s3.delete_object(Bucket=files, Key=mine[1])  # a delete marker over two versions
+    item = {"tenant_id": tenant, "contact_id": "c1", "email": f"c1@{tenant}.example"}
+    store.batch_put("demo-contacts", [item])
+    return {"item": item, "mine": mine, "theirs": theirs}
+
+
+def _keys_left(files: str, tenant: str) -> set[str]:
+    from oblio.store import aws as oblio_aws
+
+    resp = oblio_aws.client("s3").list_object_versions(Bucket=files, Prefix=f"{tenant}/")
+    return {v["Key"] for v in resp.get("Versions", []) + resp.get("DeleteMarkers", [])}
+
+
+def test_erasure_deletes_every_version_under_the_prefix_and_nothing_beside_it(
+        module_aws, tenant, files, keys):
+    dm = datamap.parse(v2())
+    t = dm.tables["contacts"]
+    seeded = _seed(tenant, files)
+    unit = rules.Unit(tenant, "contacts")
+    manifest = {"keys": [find.key_of(t, seeded["item"])], "s3": [],
+                **find.file_refs(dm, t, [seeded["item"]], tenant)}
+    before = verify.check_unit(dm, "erase", unit, manifest, "r1")
+    assert before["files"]["prefix"] == {"prefixes": 1, "left": 2}
+    assert before["files"]["key_template"] == {"objects": 1, "left": 1}
+    counts = apply.apply_unit(dm, "erase", unit, manifest, keys, SUBJECT, "r1")
+    assert counts["deleted"] == 1 and counts["files_deleted"] == 3
+    assert _keys_left(files, tenant) == set(seeded["theirs"])
+    after = verify.check_unit(dm, "erase", unit, manifest, "r1")
+    assert after == {"checked": 1, "items_remaining": 0, "files_remaining": 0,
+                     "files": {"pointer": {"objects": 0, "left": 0},
+                               "key_template": {"objects": 1, "left": 0},
+                               "prefix": {"prefixes": 1, "left": 0}}}
+
+
+def test_the_export_holds_every_current_object_under_the_prefix(module_aws, tenant, files):
+    from oblio.access.collect import TablePart
+
+    dm = datamap.parse(v2())
+    seeded = _seed(tenant, files)
+    got = TablePart(dm, "contacts", "").rule_files(seeded["item"], tenant)
+    # the contract under a delete marker is not a current object: it is not exported
+    assert sorted(f["key"] for f in got) == [f"{tenant}/avatars/c1.png",
+                                             f"{tenant}/people/c1/id-card.pdf"]
+    assert [f.get("optional") for f in got if "avatars" in f["key"]] == [True]
+    assert len({f["path"] for f in got}) == 2
