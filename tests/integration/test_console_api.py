@@ -1,6 +1,7 @@
 """The console over HTTP: its files and their security headers, and the API routes it added
 (whoami, the data map's summary, search with the identity in the body, a bulk CSV sent
-through the API, key revocation). The browser itself is tests/console's."""
+through the API) and main's key revocation as the console uses it. The browser itself is
+tests/console's."""
 
 from __future__ import annotations
 
@@ -149,6 +150,11 @@ def test_whoami_describes_the_calling_key_and_datamap_its_tables(stack, api, chi
     dm = api.get("/v1/datamap").json()
     assert "contacts" in [t["name"] for t in dm["tables"]]
     assert dm["objection_purposes"] == ["marketing"]
+
+
+def test_whoami_refuses_the_operator_key_which_has_no_tenant_of_its_own(stack):
+    r = Api(stack.info["api_url"], stack.info["operator_key"]).get("/v1/whoami")
+    assert r.status_code == 403 and "tenant's API key" in r.json()["error"]["message"]
 
 
 def test_a_bulk_csv_sent_through_the_api_runs_once(api, dm):
