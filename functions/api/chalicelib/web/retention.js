@@ -123,7 +123,7 @@ async function dryRun(work, ctx, p, refreshSweeps) {
   const follow = h("div");
   run.addEventListener("click", async () => {
     if (!confirm.input.checked) { errors.replaceChildren(errorBox({ message: "Not run: tick the confirmation first." })); confirm.input.focus(); return; }
-    const started = await busy(run, () => api.post(`retention-policies/${encodeURIComponent(p.id)}/run`, {}, { idempotencyKey: newKey() }), errors, "Starting…");
+    const started = await busy(run, () => api.post(`retention-policies/${encodeURIComponent(p.id)}/run`, { confirm: true }, { idempotencyKey: newKey() }), errors, "Starting…");
     if (started) { run.disabled = true; confirm.input.disabled = true; watch(ctx, started.sweep_id, follow, refreshSweeps); }
   });
   status.replaceWith(h("div", {},
