@@ -80,6 +80,17 @@ def test_the_readme_tour_through_the_console(console: Console, admin_key: str, a
     # Jeanne is untouched
     assert api.post("/v1/subjects/search", {
         "subject": {"email": "jeanne.dupont@example.com"}}).json()["found"]
+    # the quality bar: Mario never in a URL (the address bar, history, access logs), every
+    # answer of the API no-store, the key in this tab's session storage only, no cookie,
+    # and the page fits 1280 px
+    assert console.urls and not [u for u in console.urls
+                                 if "mario" in u.lower() or "rossi" in u.lower()]
+    searched = [h for u, h in console.answers if u.endswith("/v1/subjects/search")]
+    assert searched and all(h.get("cache-control") == "no-store" for _, h in console.answers)
+    assert page.evaluate("Object.keys(localStorage).length") == 0
+    assert page.evaluate("Object.keys(sessionStorage).length") >= 1
+    assert page.context.cookies() == []
+    assert console.overflow() <= 0
 
 
 def test_an_anonymisation_is_refused_until_its_confirmation_is_ticked(
@@ -290,3 +301,43 @@ def test_the_console_reads_at_a_phones_width(browser: Any, base: str, admin_key:
     finally:
         context.close()
     assert c.problems == []
+
+
+def test_the_console_is_usable_from_the_keyboard(console: Console, admin_key: str,
+                                                 subject: dict[str, str]):
+    page = console.page
+    console.sign_in(admin_key)  # the key typed and Enter
+    focused = "() => document.activeElement && (document.activeElement.innerText || " \
+              "document.activeElement.getAttribute('aria-label') || '').trim()"
+    # after a sign-in the focus is on the page's heading, ready for the form below it
+    assert page.evaluate(focused) == "Find a person"
+    # the page's first stop, the skip link, shows when focused and leads to the content
+    skip = page.get_by_role("link", name="Skip to content")
+    assert page.evaluate("() => document.querySelector('a[href], button, input, select')"
+                         ".innerText") == "Skip to content"
+    skip.focus()
+    assert skip.is_visible() and skip.bounding_box()["height"] > 1
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    skip.focus()
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "Find a person"  # then the sections, in reading order
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "Requests"
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Requests", level=1).wait_for()
+    console.go("Find a person")
+    page.get_by_label("Value", exact=True).focus()
+    page.keyboard.type(subject["email"])
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Where this person appears").wait_for()
+    skip.focus()  # skipping to the content keeps the page as it is
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    assert page.get_by_role("heading", name="Where this person appears").is_visible()
+    # every action on the person is a real button, reached and pressed by the keyboard
+    erase = page.get_by_role("button", name=re.compile("^Erase"))
+    erase.focus()
+    page.keyboard.press("Enter")
+    page.get_by_role("button", name="Preview (dry run)").wait_for()
+    assert console.unlabelled() == []

@@ -114,6 +114,13 @@ function route() {
 
 window.addEventListener("hashchange", route);
 
+// the skip link moves the focus to the content without touching the hash: "#main" is not a
+// route, and following it would render the first page again (losing a search's results)
+document.querySelector("a.skip")?.addEventListener("click", (e) => {
+  e.preventDefault();
+  main.focus();
+});
+
 async function boot() {
   if (!session.key) { renderSignIn(); return; }
   try {
