@@ -39,7 +39,7 @@ REQUIRED = os.environ.get("OBLIO_REQUIRE_CHROMIUM", "") not in ("", "0")
 def chromium_path() -> str | None:
     named = os.environ.get("OBLIO_CHROMIUM")
     if named:
-        return named if os.access(named, os.X_OK) else None
+        return named if os.path.isfile(named) and os.access(named, os.X_OK) else None
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
