@@ -40,6 +40,10 @@ def test_the_readme_tour_through_the_console(console: Console, admin_key: str, a
     summary = page.get_by_test_id("search-summary")
     assert re.match(r"Found in 9 of 9 tables", summary.inner_text()), summary.inner_text()
     assert page.get_by_role("heading", name="Pending deliveries").is_visible()
+    # each table by the map's name, which the actions take (not its physical table)
+    appear = page.locator("table.appear")
+    assert appear.get_by_role("rowheader", name="scheduled recipients", exact=True).count() \
+        == 1 and appear.get_by_text("demo-contacts").count() == 0
     console.shot("search")
     # 2. what would an erasure do? The dry run, per table, changes nothing
     page.get_by_role("button", name=re.compile("^Erase")).click()

@@ -76,7 +76,9 @@ function keysList(keys) {
 }
 
 function appearance(name, result) {
-  const rows = Object.entries(result.tables).map(([table, t]) => ({ table, ...t }));
+  // the map's name of the table (the one actions take); the answer's `table` is the physical
+  // table, which a tenant's DPO does not need
+  const rows = Object.entries(result.tables).map(([table, t]) => ({ ...t, table }));
   return table(name, [
     ["Table", (r) => tableName(r.table)],
     ["Items", (r) => r.count ? String(r.count) : h("span", { class: "muted" }, "0")],
