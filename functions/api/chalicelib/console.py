@@ -169,10 +169,22 @@ def openapi_paths() -> dict[str, Any]:
     declarations, as for the others)."""
     from chalicelib.openapi import _errors, _op, _path_param
 
+    text = {"schema": {"type": "string"}}
+    page = {"description": "the console's page", "content": {"text/html; charset=utf-8": text}}
+    files = {"description": "one of the console's files", "content": {
+        t: text for t in sorted(set(_TYPES.values()))}}
+    gone = {"description": "not one of the console's files",
+            "content": {"text/plain; charset=utf-8": text}}
+    same = {"description": "not modified (If-None-Match gave its ETag)"}
     return {
-        "/console": {"get": _op("the DPO's console (HTML; /console/ with the slash)", None)},
-        "/console/{asset}": {"get": _path_param(_op("the console's scripts and styles",
-                                                    None), "asset")},
+        "/console": {"get": {
+            "summary": "the DPO's console (HTML; /console redirects to /console/)",
+            "responses": {"200": page, "302": {"description": "to /console/"}, "304": same}}},
+        "/console/{asset}": {"get": {
+            "summary": "the console's page, scripts, styles and icon",
+            "parameters": [{"name": "asset", "in": "path", "required": True,
+                            "schema": {"type": "string"}}],
+            "responses": {"200": files, "304": same, "404": gone}}},
         "/v1/whoami": {"get": _errors(_op(
             "the calling key: tenant, scopes, child tenants it may act on, and the tenant "
             "rules a client must explain (export before anonymisation, export TTL); 403 for "
