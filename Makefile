@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 ARGS    ?=
 
-.PHONY: install run test unit integration infra lint bench synth deploy clean
+.PHONY: install run test unit integration infra console lint bench synth deploy clean
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -28,12 +28,15 @@ install: $(RUN_STAMP)
 run: $(RUN_STAMP)
 	$(BIN)/oblio local up $(ARGS)
 
-## test: the whole suite: unit (in-process moto), integration (local stack over HTTP), infra
-# two runs: the unit and infra suites use moto's in-process mock, the integration suite a
-# moto server in the same process, and the two cannot share a process
+## test: the whole suite: unit (in-process moto), integration (local stack over HTTP), infra,
+## and the console in headless Chromium (Debian's chromium package: .ci/run installs it)
+# three runs: the unit and infra suites use moto's in-process mock, the integration suite a
+# moto server in the same process, the console suite a local stack of its own; none of the
+# three can share a process with another
 test: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(wildcard tests/infra) -q
 	$(BIN)/python -m pytest tests/integration -q
+	$(BIN)/python -m pytest tests/console -q
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q $(ARGS)
@@ -43,6 +46,10 @@ integration: $(STAMP)
 
 infra: $(STAMP)
 	$(BIN)/python -m pytest tests/infra -q $(ARGS)
+
+## console: the console end to end in headless Chromium; screenshots to docs/console/
+console: $(STAMP)
+	$(BIN)/python -m pytest tests/console -q $(ARGS)
 
 ## lint: ruff and mypy (strict on the domain)
 lint: $(STAMP)

@@ -109,6 +109,7 @@ def _local_up(args: argparse.Namespace) -> int:
         print(f"oblio local up: refusing to start: {exc.message}", file=sys.stderr)
         return 2
     print(f"\noblio is running.\n  API:        {info['api_url']}\n"
+          f"  console:    {info['console_url']}  (sign in with the demo key)\n"
           f"  local AWS:  {info['aws_endpoint_url']} ({info['region']})")
     if args.aws_endpoint:
         print(f"  your data:  {args.aws_endpoint} (the data map's tables and buckets)")

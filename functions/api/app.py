@@ -6,7 +6,7 @@ from the same models."""
 
 from chalice import Chalice
 
-from chalicelib import openapi, pages
+from chalicelib import console, openapi, pages
 from chalicelib.edge import (
     Replay,
     api,
@@ -25,6 +25,7 @@ from oblio.rights import admin, consent, intake, search, selfservice
 
 app = Chalice(app_name="oblio")
 app.register_middleware(one_error_shape, "http")  # 405, 415: the one error shape
+app.register_blueprint(console.console)  # the DPO's console at /console/ and its routes
 # JSON is parsed from the raw body whatever the client declared (curl -d sends form-urlencoded)
 BODY_TYPES = ["application/json", "application/x-www-form-urlencoded", "text/plain"]
 

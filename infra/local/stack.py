@@ -331,6 +331,7 @@ class LocalStack:
         self._serve_api()
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
+            "console_url": f"http://127.0.0.1:{self.api_port}/console/",
             "aws_endpoint_url": endpoint, "region": settings.region,
             # where the data map's tables and buckets are: the user's local AWS, or oblio's
             "data_endpoint_url": self.aws_endpoint or endpoint,

@@ -6,6 +6,7 @@ checked without a new test."""
 from __future__ import annotations
 
 import json
+import zipfile
 from typing import Any
 
 import pytest
@@ -458,6 +459,28 @@ def test_no_tenant_table_scan_when_limited_to_leading_keys(resources: dict[str, 
     for fn in CATALOGUE.functions:
         sids = {s.get("Sid") for s in _role_statements(resources, _function_role(resources, fn))}
         assert "TenantTablesScan" not in sids, fn.name
+
+
+def test_the_console_ships_with_the_api(resources: dict[str, Any], synthesized: Any) -> None:
+    [body] = [r["Properties"]["DefinitionBody"]
+              for r in of_type(resources, "AWS::Serverless::Api").values()]
+    assert {"/console", "/console/{asset}", "/v1/subjects/search"} <= set(body["paths"])
+    # a CSV PUT as application/octet-stream reaches the function as its bytes
+    assert "application/octet-stream" in body["x-amazon-apigateway-binary-media-types"]
+    [api] = [r for r in of_type(resources, "AWS::Serverless::Function").values()
+             if r["Properties"].get("Handler") == "app.app"]
+    # the deployment package chalice.cdk built: the app, chalicelib and the console's files
+    asset = api["Properties"]["CodeUri"]["Key"].removesuffix(".zip")
+    found = [p for p in synthesized.template_path.parent.glob(f"asset.{asset}*")]
+    assert found, f"no asset {asset} beside the template"
+    if found[0].is_dir():
+        names = {str(p.relative_to(found[0])) for p in found[0].rglob("*")}
+    else:
+        with zipfile.ZipFile(found[0]) as z:
+            names = set(z.namelist())
+    web = ROOT / "functions" / "api" / "chalicelib" / "web"
+    assert {f"chalicelib/web/{f.name}" for f in web.iterdir()} <= names
+    assert {"app.py", "chalicelib/console.py"} <= names
 
 
 def test_the_operator_key_is_a_generated_encrypted_secret_only_the_api_reads(

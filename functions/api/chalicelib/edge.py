@@ -34,6 +34,7 @@ from oblio.core.errors import (
     MessageRefused,
     NotFound,
     OblioError,
+    TooLarge,
     TooManyRequests,
     TransientError,
     Unauthorized,
@@ -49,8 +50,8 @@ JSON = {"Content-Type": "application/json"}
 #: (InvalidLink is a BadRequest: 400; RateLimited a TooManyRequests: 429); anything else 500
 STATUS: dict[type[OblioError], int] = {
     BadRequest: 400, Unauthorized: 401, Forbidden: 403, NotFound: 404, Conflict: 409,
-    Gone: 410, Unprocessable: 422, Invalid: 422, TooManyRequests: 429, MessageRefused: 502,
-    TransientError: 503,
+    Gone: 410, TooLarge: 413, Unprocessable: 422, Invalid: 422, TooManyRequests: 429,
+    MessageRefused: 502, TransientError: 503,
 }
 
 

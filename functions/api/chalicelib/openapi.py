@@ -129,6 +129,11 @@ def _declared(op: dict[str, Any], view: Any, schemas: dict[str, Any]) -> dict[st
             "schema": _schema(body, schemas)}}}
         op["responses"].setdefault("400", _ERROR)  # not JSON, not an object, nested too deep
         op["responses"].setdefault("422", _ERROR)
+    raw = getattr(view, "raw_body_types", None)
+    if raw:  # a file, not JSON (the console's CSV upload)
+        op["requestBody"] = {"required": True, "content": {
+            t: {"schema": {"type": "string", "format": "binary"}} for t in raw}}
+        op["responses"].setdefault("422", _ERROR)
     if query is not None:
         op["responses"].setdefault("422", _ERROR)
     if not op["parameters"]:
@@ -163,7 +168,7 @@ _ERROR_SHAPE: dict[str, Any] = {
 
 def _written() -> dict[str, Any]:
     rid = "request_id"
-    return {
+    doc: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {"title": "oblio", "version": __version__,
                  "description": "GDPR data-subject rights for DynamoDB and S3"},
@@ -336,3 +341,7 @@ def _written() -> dict[str, Any]:
             },
         },
     }
+    from chalicelib import console  # the console's routes describe themselves
+
+    doc["paths"].update(console.openapi_paths())
+    return doc

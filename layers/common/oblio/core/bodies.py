@@ -979,6 +979,24 @@ class SubjectQuery(IdentityQuery):
         return {k: v for k, v in super().identities().items() if k != "include_children"}
 
 
+class SearchBody(Body):
+    """`POST /v1/subjects/search`: `GET /v1/subjects` with the identity in the body, so that
+    it stays out of URLs, access logs and browser history (the console searches this way)."""
+
+    subject: Subject
+    include_children: bool = Field(default=False, description="also in the child tenants "
+                                                              "(a key with children access)")
+
+    hints: ClassVar[dict[str, str]] = {
+        "subject": _SUBJECT,
+        "include_children": "include_children must be true or false"}
+    example: ClassVar[str] = ("{\"subject\": {\"email\": \"name@example.com\"}, "
+                              "\"include_children\": false}")
+
+    def identities(self) -> dict[str, Any]:
+        return self.subject.identities()
+
+
 class TokenQuery(Query):
     """A signed link's query: other parameters (a mail client's tracking) are ignored, so
     that a withdrawal never fails for what someone appended to the link."""
@@ -991,7 +1009,8 @@ class TokenQuery(Query):
 #: every model a route takes, for the OpenAPI document
 BODIES: tuple[type[Body] | Tagged[Any], ...] = (
     REQUEST, ExtendBody, DenyBody, ConsentBody, LinkBody, PUBLIC_REQUEST, VerifyBody,
-    TenantPatch, KeyBody, TenantBody, BulkBody, PolicyBody, RunBody, BackfillBody)
+    TenantPatch, KeyBody, TenantBody, BulkBody, PolicyBody, RunBody, BackfillBody,
+    SearchBody)
 
 
 def schema_of(schema: type[Body] | Tagged[Any], ref: str = "#/$defs/{model}"

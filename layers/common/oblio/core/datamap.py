@@ -42,13 +42,42 @@ from oblio.core.settings import get_settings
 
 __all__ = ["PERSONAL", "Attribute", "Category", "DataMap", "FileRule", "Find", "KeySchema",
            "LegalHold", "Register", "RegisterEntry", "Retain", "Role", "RoleRule", "Sweep",
-           "TableMap", "check_tables", "current", "from_json", "load", "parse", "schema"]
+           "TableMap", "check_tables", "current", "from_json", "load", "parse", "schema",
+           "summary"]
 
 
 
 def schema() -> dict[str, Any]:
     """The JSON Schema of a data map file."""
     return DataMap.model_json_schema(by_alias=True)
+
+
+def summary(dm: DataMap) -> dict[str, Any]:
+    """What a client needs to build its forms from the map, and nothing of where the data
+    lives (no physical table or bucket names): the tables in walk order with what erasure
+    and anonymisation do to them and their attributes' categories, the purposes an objection
+    may name, and the names a rectification may change."""
+    tables = []
+    for name in dm.order:
+        t = dm.tables[name]
+        tables.append({
+            "name": name, "purpose": t.purpose, "on_erase": t.on_erase,
+            "on_anonymise": t.on_anonymise, "pending_deliveries": t.pending_deliveries,
+            "purposes": list(t.purposes), "restriction_flag": t.restriction_flag is not None,
+            "key": list(t.key.names), "files": bool(t.s3_attributes()),
+            "attributes": [{"name": a, "category": attr.category, "identity": attr.identity,
+                            "files": attr.s3 is not None}
+                           for a, attr in t.attributes.items()],
+        })
+    # what a person asks to correct (Art. 16): who they are and how to reach them
+    keys = {a for t in dm.tables.values() for a in t.key.names}
+    rectifiable = sorted({a for t in dm.tables.values() for a, attr in t.attributes.items()
+                          if a not in keys and attr.identity is None and attr.s3 is None
+                          and attr.category in ("identity", "contact")})
+    return {"name": dm.name, "identities": list(dm.identities), "tables": tables,
+            "objection_purposes": sorted({p for t in dm.tables.values()
+                                          if t.pending_deliveries for p in t.purposes}),
+            "rectifiable": [*dm.identities, *rectifiable]}
 
 
 def parse(data: Any, source: str = "data map") -> DataMap:

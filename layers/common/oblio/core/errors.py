@@ -88,6 +88,13 @@ class TooManyRequests(OblioError):
     code = "too_many_requests"
 
 
+class TooLarge(OblioError):
+    """A body larger than the route takes; details name the limit (max_bytes) and the
+    message the way to send a larger one."""
+
+    code = "too_large"
+
+
 class DataMapError(OblioError):
     """A data map that cannot be used; the message names the table and attribute."""
 

@@ -33,7 +33,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 from ulid import ULID
 
 from oblio.control import audit, exports, ledger, records, suppression
@@ -41,7 +41,7 @@ from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
 from oblio.core.bodies import BulkBody
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Conflict, Invalid, NotFound, Unprocessable
+from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
@@ -131,6 +131,46 @@ def upload_url(tenant_id: str, job_id: str) -> str:
                        f"{job.status}); follow it with GET /v1/bulk-erasures/{job_id}",
                        code="upload_received", details={"status": job.status})
     return objects.presign("put_object", get_settings().bucket("ingest"), str(job.upload_key))
+
+
+#: a file sent through the API (PUT .../file): API Gateway hands Lambda at most 6 MB, and a
+#: binary body arrives base64-encoded; larger files go by the presigned URL or straight to S3
+API_UPLOAD_MAX_BYTES = 4 * 1024 * 1024
+
+
+def upload(principal: Principal, job_id: str, data: bytes) -> dict[str, Any]:
+    """The job's CSV sent through the API instead of its presigned URL: stored where the
+    presigned PUT would have put it, so that the same S3 event starts the job. Once only."""
+    job = load(principal.tenant_id, job_id)
+    if len(data) > API_UPLOAD_MAX_BYTES:
+        raise TooLarge(f"the file is {len(data)} bytes; through the API a file may have at "
+                       f"most {API_UPLOAD_MAX_BYTES} bytes: PUT a larger one to the job's "
+                       "upload_url (oblio bulk-erase does), or drop it in the ingest bucket",
+                       code="file_too_large",
+                       details={"field": "file", "max_bytes": API_UPLOAD_MAX_BYTES})
+    if not data:
+        raise Invalid("file", "the file is empty: it needs a header row naming email, phone "
+                              "or external_id, then one row per person")
+    if job.status != "awaiting_upload" or job.uploaded_at or not job.upload_key:
+        raise Conflict(f"this job already has its file (status {job.status}); create a new "
+                       "job for another file", code="already_uploaded",
+                       details={"status": job.status})
+    try:
+        job.update(actions=[BulkJobModel.uploaded_at.set(clock.iso())],
+                   condition=(BulkJobModel.status == "awaiting_upload")
+                   & BulkJobModel.uploaded_at.does_not_exist())
+    except UpdateError:
+        raise Conflict("this job already has its file; create a new job for another file",
+                       code="already_uploaded") from None
+    try:
+        objects.put_encrypted(get_settings().bucket("ingest"), job.upload_key, data,
+                              content_type="text/csv")
+    except Exception:
+        job.update(actions=[BulkJobModel.uploaded_at.remove()])  # let a retry upload again
+        raise
+    audit.append(principal.tenant_id, "bulk_erasure_uploaded", actor=principal.key_id,
+                 details={"job_id": job_id, "bytes": len(data)})
+    return to_json(load(principal.tenant_id, job_id))
 
 
 def start_from_upload(bucket: str, key: str) -> dict[str, Any]:

@@ -5,19 +5,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from oblio.control import audit, ledger, suppression
+from oblio.control import audit, ledger, records, suppression
 from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import datamap
-from oblio.core.bodies import SubjectQuery
+from oblio.core.bodies import SearchBody, SubjectQuery
 from oblio.core.errors import Invalid
 from oblio.core.identity import parse_subject, readings
 from oblio.pipeline import find
 
 
-def search(principal: Principal, q: SubjectQuery) -> dict[str, Any]:
-    """`GET /v1/subjects?email=...` (or phone, external_id; include_children=true)."""
+def search(principal: Principal, q: SubjectQuery | SearchBody) -> dict[str, Any]:
+    """`GET /v1/subjects?email=...` (or phone, external_id; include_children=true), or
+    `POST /v1/subjects/search` with the same in its body."""
     dm = datamap.current()
     raw = q.identities()
+    if not raw and isinstance(q, SearchBody):
+        raise Invalid("subject", "name the subject by at least one of email, phone, "
+                                 "external_id: {\"subject\": {\"email\": ...}}")
     if not raw:
         raise Invalid("email", "name the subject with ?email=, ?phone= or ?external_id=")
     out: dict[str, Any] = {}
@@ -63,3 +67,15 @@ def search(principal: Principal, q: SubjectQuery) -> dict[str, Any]:
                  details={"found": own["total"], "children": sorted(out)})
     return {**own, "tables_found": sum(1 for t in own["tables"].values() if t["count"]),
             "children": out, **readings(raw, get_tenant(principal.tenant_id).phone_region)}
+
+
+def export_rule(principal: Principal, subject_ref: str) -> dict[str, Any]:
+    """The tenant's export-before-anonymisation rule for this subject: whether it applies,
+    and the unexpired export that satisfies it (read only when the rule applies: it looks
+    through the tenant's requests)."""
+    if not get_tenant(principal.tenant_id).settings.get("require_export_before_anonymisation"):
+        return {"required": False, "export": None}
+    m = records.latest_valid_export(principal.tenant_id, subject_ref)
+    export = None if m is None else {"request_id": m.request_id,
+                                     "expires_at": records.result_of(m).get("expires_at")}
+    return {"required": True, "export": export}

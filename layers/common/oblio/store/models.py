@@ -146,6 +146,7 @@ class BulkJobModel(Model):
     job_id = UnicodeAttribute(range_key=True)
     status = UnicodeAttribute()
     upload_key = UnicodeAttribute(null=True)
+    uploaded_at = UnicodeAttribute(null=True)  # set when the file came through the API
     dry_run = BooleanAttribute(default=False)
     created_at = UnicodeAttribute()
     completed_at = UnicodeAttribute(null=True)
