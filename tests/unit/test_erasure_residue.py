@@ -188,3 +188,15 @@ def test_a_bulk_erasure_deletes_the_archive_and_the_items_past_their_ttl(t, mari
     assert cert["archives_deleted"] == 1 and cert["expired_items_included"] >= 1
     assert cert["verification"]["passed"] is True
     assert cert["verification"]["checked"]["archives"] == {"objects": 1, "left": 0}
+
+
+def test_an_archive_an_earlier_erasure_deleted_is_not_counted_again(t, mario):
+    finished_export(t, MARIO, days_left=10)
+    first = world.new_request(t, "erasure", MARIO, action="erase")
+    assert world.run(first, t.tenant_id, "erase")["result"]["certificate"][
+        "archives_deleted"] == 1
+    again = world.new_request(t, "erasure", MARIO, action="erase")
+    done = world.run(again, t.tenant_id, "erase")
+    cert = done["result"]["certificate"]
+    assert cert["archives_deleted"] == 0 and cert["found"] is False
+    assert done["result"]["verification"]["passed"] is None  # nothing to verify

@@ -71,9 +71,17 @@ def matching(tenant_id: str, exports: list[Export], kinds: dict[str, list[str]],
 
 def subject_archives(identity_refs: dict[str, dict[str, list[str]]]) -> list[dict[str, str]]:
     """`{"tenant_id", "request_id"}` of each finished, unexpired access request of the subject
-    (tenant -> kind -> HMACs), newest first per tenant: one `recent_exports` Query a tenant."""
-    return [a for tenant_id, kinds in sorted(identity_refs.items()) if kinds
-            for a in matching(tenant_id, recent_exports(tenant_id), kinds)]
+    (tenant -> kind -> HMACs) whose archive S3 still holds, newest first per tenant: one
+    `recent_exports` Query a tenant, one listing of versions per archive found."""
+    return stored([a for tenant_id, kinds in sorted(identity_refs.items()) if kinds
+                   for a in matching(tenant_id, recent_exports(tenant_id), kinds)])
+
+
+def stored(found: list[dict[str, str]]) -> list[dict[str, str]]:
+    """Those of the archives that S3 still holds (any version): an archive an earlier erasure
+    deleted is not planned, nor counted, again."""
+    return [a for a, ref in zip(found, refs(found), strict=True)
+            if objects.versions_left([ref])]
 
 
 def refs(found: Iterable[dict[str, str]]) -> list[tuple[str, str]]:

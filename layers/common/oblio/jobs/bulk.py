@@ -498,7 +498,8 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any],
             "refs": refs, "request_id": str(ULID()),
             # items past their TTL (planned like the rest) and her unexpired access exports
             "expired": fp.expired,
-            "archives": exports.matching(tenant.tenant_id, recent, refs) if refs else []}
+            "archives": exports.stored(exports.matching(tenant.tenant_id, recent, refs))
+            if refs else []}
 
 
 def _key(t: Any, key: dict[str, Any]) -> tuple[Any, ...]:
