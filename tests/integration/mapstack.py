@@ -114,3 +114,20 @@ def their_aws(timeout: float = 30) -> Iterator[str]:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def erase(world: dict[str, Any], tenant: str, email: str, timeout: float = 90,
+          ) -> dict[str, Any]:
+    """File a confirmed erasure of `email` as `tenant`'s admin and poll it until it leaves
+    received/queued/running; returns the request as GET answers it."""
+    filed = call(world, tenant, "POST", "/v1/requests", {
+        "type": "erasure", "subject": {"email": email}, "confirm": True})
+    assert filed.status_code == 202, filed.text
+    path = f"/v1/requests/{filed.json()['request_id']}"
+    deadline = time.monotonic() + timeout
+    while True:
+        got: dict[str, Any] = call(world, tenant, "GET", path).json()
+        if got["status"] not in ("received", "queued", "running") or \
+                time.monotonic() > deadline:
+            return got
+        time.sleep(0.5)

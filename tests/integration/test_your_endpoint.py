@@ -7,7 +7,6 @@ else."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,6 @@ import pytest
 
 from infra.local.stack import free_port
 from tests.integration import mapstack
-from tests.integration.mapstack import call
 from tests.integration.test_your_tables import EXAMPLE, _up
 
 
@@ -50,16 +48,7 @@ def test_the_maps_tables_live_on_the_users_endpoint_and_oblios_own_do_not(attach
 
 
 def test_an_erasure_acts_on_the_users_endpoint(attached):
-    filed = call(attached, "acme", "POST", "/v1/requests", {
-        "type": "erasure", "subject": {"email": "anna.berg@example.com"}, "confirm": True})
-    assert filed.status_code == 202, filed.text
-    path = f"/v1/requests/{filed.json()['request_id']}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        got = call(attached, "acme", "GET", path).json()
-        if got["status"] not in ("received", "queued", "running"):
-            break
-        time.sleep(0.5)
+    got = mapstack.erase(attached, "acme", "anna.berg@example.com")
     assert got["status"] == "completed", json.dumps(got)[:3000]
     assert got["result"]["verification"]["passed"] is True
     contacts = _scan(attached, "my-contacts")
