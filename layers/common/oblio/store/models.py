@@ -40,7 +40,7 @@ class _Meta:
     # botocore's standard retry mode (exponential backoff with jitter) for throttles and 5xx:
     # enough attempts that a burst of throttling is absorbed here; what outlasts them is a
     # TransientError at the task boundary, retried by the state machine
-    max_retry_attempts = 8
+    max_retry_attempts = 10
 
 
 class TenantModel(Model):
