@@ -45,7 +45,7 @@ class Api:
             r = self.get(f"/v1/requests/{request_id}")
             assert r.status_code == 200, r.text
             body = r.json()
-            if body["status"] not in ("received", "queued", "running"):
+            if body["status"] not in ("received", "queued", "running", "finishing"):
                 return body
             time.sleep(0.3)
         raise AssertionError(f"request {request_id} did not finish in {timeout}s")

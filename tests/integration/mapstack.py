@@ -127,7 +127,7 @@ def erase(world: dict[str, Any], tenant: str, email: str, timeout: float = 90,
     deadline = time.monotonic() + timeout
     while True:
         got: dict[str, Any] = call(world, tenant, "GET", path).json()
-        if got["status"] not in ("received", "queued", "running") or \
+        if got["status"] not in ("received", "queued", "running", "finishing") or \
                 time.monotonic() > deadline:
             return got
         time.sleep(0.5)

@@ -45,7 +45,7 @@ def run(world: dict[str, Any], tenant: str, body: dict[str, Any]) -> dict[str, A
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         got: dict[str, Any] = call(world, tenant, "GET", f"/v1/requests/{request_id}").json()
-        if got["status"] not in ("received", "queued", "running"):
+        if got["status"] not in ("received", "queued", "running", "finishing"):
             return got
         time.sleep(0.5)
     pytest.fail(f"request {request_id} did not end")

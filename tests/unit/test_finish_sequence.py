@@ -32,9 +32,24 @@ def effects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
         done.append(("unit", unit_id))
         m.units = {**evidence.records.units_of(m), unit_id: outcome}
 
-    def end(m: RequestModel, status: str, result: dict[str, Any]) -> None:
+    def end(m: RequestModel, status: str, result: dict[str, Any],
+            outbox: dict[str, Any] | None = None) -> None:
+        if outbox is not None:  # written with the end, in one update
+            done.append(("unit", "_outbox"))
+            m.units = {**evidence.records.units_of(m), "_outbox": outbox}
         done.append(("end", status, result))
         m.status = status
+
+    def mark_finishing(m: RequestModel) -> bool:
+        if m.status not in evidence.records.OPEN:
+            return False
+        m.status = evidence.records.FINISHING
+        return True
+
+    def send_once(m: RequestModel, unit_id: str, send: Any) -> bool:
+        send()
+        record_unit(m, unit_id, {"sent": True}, {})
+        return True
 
     monkeypatch.setattr(evidence.records, "record_unit", record_unit)
     monkeypatch.setattr(evidence.audit, "append", lambda tenant_id, action, **kw: (
@@ -44,6 +59,8 @@ def effects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     monkeypatch.setattr(evidence.objects, "delete_prefix",
                         lambda prefix: done.append(("delete", prefix)) and 0)
     monkeypatch.setattr(evidence.records, "end", end)
+    monkeypatch.setattr(evidence.records, "mark_finishing", mark_finishing)
+    monkeypatch.setattr(evidence.records, "send_once", send_once)
     return done
 
 

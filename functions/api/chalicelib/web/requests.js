@@ -9,7 +9,7 @@ import {
 import { ENDED, RUNNING, outcome, timelineList } from "./results.js";
 
 const TYPES = ["access", "erasure", "anonymisation", "rectification", "restriction", "objection"];
-const STATUSES = ["received", "awaiting_verification", "awaiting_approval", "queued", "running",
+const STATUSES = ["received", "awaiting_verification", "awaiting_approval", "queued", "running", "finishing",
   "completed", "completed_with_errors", "failed", "cancelled"];
 let filters = { type: "", status: "", overdue: false };
 

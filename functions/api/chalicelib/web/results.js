@@ -4,8 +4,9 @@
 import { api } from "./api.js";
 import { badge, busy, downloadJson, errorBox, facts, h, jsonBlock, plural, table, timeEl } from "./dom.js";
 
-export const OPEN = ["received", "awaiting_verification", "awaiting_approval", "queued", "running"];
-export const RUNNING = ["received", "queued", "running"];
+export const OPEN = ["received", "awaiting_verification", "awaiting_approval", "queued", "running",
+  "finishing"];
+export const RUNNING = ["received", "queued", "running", "finishing"];
 export const ENDED = ["completed", "completed_with_errors", "cancelled"];
 
 const COUNTS = [["matched", "Matched"], ["deleted", "Deleted"], ["anonymised", "Anonymised"],

@@ -47,15 +47,38 @@ class Entry:
     hash: str
 
 
+ONCE_PREFIX = "once#"
+
+
+def _written(tenant_id: str, once: str | None) -> Entry | None:
+    """The entry appended earlier under the key `once`, if any."""
+    if once is None:
+        return None
+    try:
+        got = AuditModel.get(tenant_id, ONCE_PREFIX + once, consistent_read=True)
+    except DoesNotExist:
+        return None
+    return Entry(str((plain(got.details) or {})["entry"]), got.hash or "")
+
+
 def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = None,
-           subject_ref: str | None = None, details: dict[str, Any] | None = None) -> Entry:
-    """Append one entry to the tenant's chain; returns its id (sequence) and hash."""
+           subject_ref: str | None = None, details: dict[str, Any] | None = None,
+           once: str | None = None) -> Entry:
+    """Append one entry to the tenant's chain; returns its id (sequence) and hash.
+
+    With `once` (a key such as `<request id>:completed`), the entry is appended at most once
+    whatever the number of callers: a marker under that key is written in the same
+    transaction as the entry, and a caller that finds it gets the entry appended first
+    (a task delivered twice, or two runs of it at once, never write two entries)."""
     details = json.loads(json.dumps(details or {}, default=str))
     # the model's own connection: a new one would build a new botocore client each time
     conn = AuditModel._get_connection().connection
     for attempt in range(20):
         if attempt:  # another writer moved the head: wait a jittered moment, read it again
             time.sleep(random.uniform(0, 0.005 * 2 ** min(attempt, 7)))
+        earlier = _written(tenant_id, once)
+        if earlier is not None:
+            return earlier
         try:
             head = AuditModel.get(tenant_id, HEAD, consistent_read=True)
             last, prev = int(head.last or 0), head.hash or GENESIS
@@ -76,6 +99,11 @@ def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = 
                                              AuditModel.hash.set(entry.hash)],
                               condition=AuditModel.last == last)
                 tx.save(entry, condition=AuditModel.seq.does_not_exist())
+                if once is not None:
+                    tx.save(AuditModel(tenant_id=tenant_id, seq=ONCE_PREFIX + once,
+                                       at=entry.at, details={"entry": entry.seq},
+                                       hash=entry.hash),
+                            condition=AuditModel.seq.does_not_exist())
         except TransactWriteError:
             continue
         return Entry(entry.seq, entry.hash)

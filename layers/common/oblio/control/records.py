@@ -15,7 +15,7 @@ from oblio.control.tenants import Tenant
 from oblio.core import clock
 from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
 from oblio.core.boundary import current_attempt
-from oblio.core.errors import Conflict, NotFound, StaleAttempt
+from oblio.core.errors import Conflict, NotFound, StaleAttempt, TransientError
 from oblio.core.observability import count, logger
 from oblio.store import workflows
 from oblio.store.models import RequestModel, plain
@@ -32,6 +32,13 @@ ACTIONS = {"erasure": "erase", "anonymisation": "anonymise", "rectification": "r
 IRREVERSIBLE = {"erasure", "anonymisation"}
 STATUSES = REQUEST_STATUSES
 ENDED = frozenset({"completed", "completed_with_errors", "cancelled"})
+#: where the work of a request may still go on (a step may start, a cancel is honoured)
+OPEN = ("received", "awaiting_verification", "awaiting_approval", "queued", "running")
+#: Finish has begun: the request can no longer be cancelled, only end (or fail)
+FINISHING = "finishing"
+#: what `retry` resumes: a failed request, one that completed with errors, and a cancelled
+#: erasure or anonymisation (a new attempt goes on from the units done)
+RETRYABLE = ("failed", "completed_with_errors", "cancelled")
 REQUEST_PREFIX = "req#"
 
 
@@ -88,9 +95,18 @@ def to_json(m: RequestModel) -> dict[str, Any]:
         "overdue": overdue, "reason": m.reason, "dry_run": bool(options.get("dry_run")),
         "include_children": bool(options.get("include_children")),
         "attempt": int(m.attempt or 0), "error": plain(m.error),
-        "timeline": plain(m.timeline) or [], "result": plain(m.result),
+        "timeline": plain(m.timeline) or [], "result": _result_view(m),
         "extension": plain(m.extended),
     }
+
+
+def _result_view(m: RequestModel) -> dict[str, Any] | None:
+    """The result; a cancelled request's says what was done and what was not (read from
+    the units recorded, so a step that was under way at the cancel is counted once done)."""
+    result: dict[str, Any] | None = plain(m.result)
+    if m.status == "cancelled" and plain(m.plan):
+        return {**(result or {}), "progress": progress(m)}
+    return result
 
 
 def load(tenant_id: str, request_id: str, consistent: bool = True) -> RequestModel:
@@ -121,34 +137,62 @@ def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None
     return None
 
 
-def start(m: RequestModel) -> None:
-    """Start the request's workflow (attempt `m.attempt`, carried by the execution so that
-    every task of it is fenced on it) and mark it queued.
+def start(m: RequestModel, claimed: bool = False) -> None:
+    """Start the request's workflow for attempt `m.attempt` (carried by the execution, so
+    that every task of it is fenced on it) and mark it queued.
 
-    The execution is named after the attempt: a second start of the same attempt is refused
-    by Step Functions, so one attempt never runs twice. If the record moved on meanwhile (a
-    task of this very execution already marked it running, or another caller queued it), the
-    conditional update is refused and the request is left as the execution made it."""
+    The order cannot leave an execution nobody tracks: the record is made `queued` for this
+    attempt first (conditionally; `claimed`: the caller did it, as `retry` does), and only
+    then is the execution started, named after the attempt (a second start of the same
+    attempt is refused by Step Functions, so one attempt never runs twice). Its ARN is then
+    recorded on the condition that the attempt is still current; if it is not (a newer
+    attempt won meanwhile), the execution is stopped, and its tasks would be refused anyway.
+    If the execution cannot be started, the request is marked `failed` (code
+    `start_failed`) so that `retry` can run it: never `queued` with nothing running."""
     attempt = int(m.attempt or 1)
-    arn = workflows.start(AVAILABLE[m.type or ""], f"{m.request_id}-{attempt}", {
-        "request_id": m.request_id, "tenant_id": m.tenant_id, "attempt": attempt,
-        "action": options_of(m).get("action") or ACTIONS.get(m.type or "", "")})
+    if not claimed:
+        try:
+            m.update(actions=[
+                RequestModel.status.set("queued"),
+                RequestModel.timeline.set(RequestModel.timeline.append(
+                    [event(event="queued", attempt=attempt)])),
+            ], condition=RequestModel.status.is_in("received", "failed", "completed_with_errors")
+                & (RequestModel.attempt == attempt))
+        except UpdateError as exc:
+            if exc.cause_response_code != "ConditionalCheckFailedException":
+                raise
+            m.refresh(consistent_read=True)
+            return  # another caller queued this attempt (and started it) or it moved on
     try:
-        m.update(actions=[
-            RequestModel.status.set("queued"),
-            RequestModel.execution_arn.set(arn),
-            RequestModel.timeline.set(RequestModel.timeline.append(
-                [event(event="queued", attempt=attempt)])),
-        ], condition=RequestModel.status.is_in("received", "failed", "completed_with_errors")
-            & (RequestModel.attempt == attempt))
+        arn = workflows.start(AVAILABLE[m.type or ""], f"{m.request_id}-{attempt}", {
+            "request_id": m.request_id, "tenant_id": m.tenant_id, "attempt": attempt,
+            "action": options_of(m).get("action") or ACTIONS.get(m.type or "", "")})
+    except workflows.AlreadyStarted:
+        m.refresh(consistent_read=True)
+        return  # this very attempt runs already: started by a concurrent caller
+    except Exception as exc:
+        with contextlib.suppress(UpdateError):
+            m.update(actions=[
+                RequestModel.status.set("failed"),
+                RequestModel.error.set({"code": "start_failed", "attempt": attempt,
+                                        "at": clock.iso(),
+                                        "message": "the workflow could not be started; "
+                                                   "retry the request"}),
+                RequestModel.timeline.set(RequestModel.timeline.append(
+                    [event(event="failed", code="start_failed", attempt=attempt)])),
+            ], condition=(RequestModel.status == "queued") & (RequestModel.attempt == attempt))
+        raise TransientError("the request's workflow could not be started; it is marked "
+                             "failed: retry it", details={"attempt": attempt}) from exc
+    try:
+        m.update(actions=[RequestModel.execution_arn.set(arn)],
+                 condition=RequestModel.attempt == attempt)
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
-        # the execution runs: record its ARN without moving the status back
-        with contextlib.suppress(UpdateError):
-            m.update(actions=[RequestModel.execution_arn.set(arn)],
-                     condition=RequestModel.attempt == attempt)
-        m.refresh(consistent_read=True)
+        logger.warning("execution of a stale attempt stopped", extra={
+            "request_id": m.request_id, "attempt": attempt})
+        workflows.stop(arn, cause="a newer attempt of the request is current")
+    m.refresh(consistent_read=True)
 
 
 def fence(m: RequestModel) -> Any:
@@ -172,7 +216,58 @@ def proceed(m: RequestModel) -> bool:
     may do its work (False once the request was cancelled: a cancel is honoured at the next
     step, and what was done before it stays recorded on the request)."""
     check_current(m)
-    return m.status != "cancelled"
+    return m.status not in ENDED
+
+
+def begin_step(m: RequestModel, step_id: str) -> bool:
+    """Claim, before a step changes anything, that the request is still open on this
+    attempt: one conditional write (`units._started:<step>`). False (and nothing written)
+    once the request was cancelled or ended, so a cancel that lands between a step's read
+    and its work is still honoured; StaleAttempt when another attempt is current."""
+    attempt = current_attempt()
+    cond = RequestModel.status.is_in(*OPEN)
+    if attempt is not None:
+        cond = cond & (RequestModel.attempt == attempt)
+    try:
+        m.update(actions=[RequestModel.units[f"_started:{step_id}"].set(
+            {"at": clock.iso(), "attempt": attempt})], condition=cond)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        m.refresh(consistent_read=True)
+        check_current(m)
+        if m.status in OPEN:  # pragma: no cover - the condition names exactly these
+            raise
+        return False
+    return True
+
+
+def mark_finishing(m: RequestModel) -> bool:
+    """Finish begins: the request moves to `finishing` only if it is still open on this
+    attempt (or already finishing: a retried Finish). False once it was cancelled (the
+    cancel stands; Finish does nothing); from here on a cancel answers 409."""
+    try:
+        fenced_update(m, [RequestModel.status.set(FINISHING)],
+                      condition=RequestModel.status.is_in(*OPEN, FINISHING))
+    except UpdateError:
+        m.refresh(consistent_read=True)
+        return False
+    m.refresh(consistent_read=True)
+    return True
+
+
+def progress(m: RequestModel) -> dict[str, Any]:
+    """What a request that stopped before its end had done: the planned units done (with
+    their counts), those begun and not recorded done, and those not started."""
+    units = units_of(m)
+    planned = [f"{u['tenant_id']}/{u['table']}" for u in plan_of(m).get("units", [])]
+    done = {u: {k: v for k, v in units[u].items() if isinstance(v, int | float)}
+            for u in planned if (units.get(u) or {}).get("status") == "done"}
+    begun = [u for u in planned if u not in done and (
+        u in units or f"_started:{u}" in units)]
+    return {"planned": len(planned), "done": done, "in_progress": begun,
+            "not_started": [u for u in planned if u not in done and u not in begun],
+            "verified": "_verification" in units}
 
 
 def stale(m: RequestModel, attempt: int | None = None) -> None:
@@ -237,15 +332,23 @@ def append_timeline(m: RequestModel, **fields: Any) -> None:
         [event(**fields)]))])
 
 
-def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -> None:
-    """Close a request: final status and result; the identities go, their HMACs stay."""
-    fenced_update(m, [
+def end(m: RequestModel, status: str, result: dict[str, Any],
+        outbox: dict[str, Any] | None = None, **timeline: Any) -> None:
+    """Close a request: final status and result; the identities go, their HMACs stay.
+
+    Conditional on the request still being open or finishing on this attempt (a cancelled
+    or ended request is never ended again: UpdateError); `outbox` (the events to send) is
+    written in the same update, so a request ends with its outbox or not at all."""
+    actions = [
         RequestModel.status.set(status), RequestModel.completed_at.set(clock.iso()),
         RequestModel.result.set(result), RequestModel.identities_enc.remove(),
         RequestModel.changes_enc.remove(),
         RequestModel.timeline.set(RequestModel.timeline.append([event(event=status,
                                                                       **timeline)])),
-    ])
+    ]
+    if outbox is not None:
+        actions.append(RequestModel.units["_outbox"].set(outbox))
+    fenced_update(m, actions, condition=RequestModel.status.is_in(*OPEN, FINISHING))
     release_open(m)
     count("RequestsCompleted", type=m.type or "", status=status)
 
@@ -267,3 +370,26 @@ def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
         stale(m)
 
 
+
+
+def send_once(m: RequestModel, unit_id: str, send: Any) -> bool:
+    """Send one event of the outbox at most once per delivery race: the send is claimed
+    first by a conditional write of unit `unit_id` (refused when another run claimed it),
+    then made; a send that fails gives the claim back so that the retry sends it. Returns
+    whether this call sent it."""
+    f = fence(m)
+    cond = RequestModel.units[unit_id].does_not_exist()
+    try:
+        m.update(actions=[RequestModel.units[unit_id].set({"sent": True, "at": clock.iso()})],
+                 condition=cond if f is None else cond & f)
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return False
+    try:
+        send()
+    except Exception:
+        with contextlib.suppress(UpdateError):
+            m.update(actions=[RequestModel.units[unit_id].remove()])
+        raise
+    return True

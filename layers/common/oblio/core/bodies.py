@@ -57,7 +57,8 @@ from oblio.core.errors import BadRequest, Invalid, NotFound
 REQUEST_TYPES = ("access", "erasure", "anonymisation", "rectification", "restriction",
                  "objection")
 REQUEST_STATUSES = ("received", "awaiting_verification", "awaiting_approval", "queued",
-                    "running", "completed", "completed_with_errors", "failed", "cancelled")
+                    "running", "finishing", "completed", "completed_with_errors", "failed",
+                    "cancelled")
 #: what a person may ask for through the self-service page
 PUBLIC_TYPES = ("access", "erasure", "objection")
 SCOPES = ("dsr:read", "dsr:write", "dsr:erase", "consent:write", "consent:read", "audit:read",

@@ -162,6 +162,8 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
     done = (records.units_of(m)).get(u.id)
     if done and done.get("status") == "done":
         return {"unit": u.id, "skipped": True}
+    if not records.begin_step(m, u.id):  # cancelled since it was read: nothing is touched
+        return {"unit": u.id, "skipped": True, "cancelled": True}
     if u.table == exports.UNIT:
         return _delete_archives(m, u)
     dm = frozen_map(m)

@@ -160,8 +160,12 @@ def finish_request(request_id: str, tenant_id: str,
     request ended by something else (cancelled) is left alone."""
     m = records.load(tenant_id, request_id)
     records.check_current(m)
+    if m.status not in records.ENDED and not records.mark_finishing(m):
+        # cancelled before Finish began (the cancel stands, nothing is written), or ended
+        # meanwhile by a concurrent run of this same Finish (then it goes on below)
+        m = records.load(tenant_id, request_id)
     units = records.units_of(m)
-    if m.status in records.ENDED:
+    if m.status != records.FINISHING:
         if "_outbox" not in units:  # ended by a cancel, not by this finish
             return {"status": m.status}
         status = str(units["_outbox"].get("status", m.status))
@@ -170,7 +174,8 @@ def finish_request(request_id: str, tenant_id: str,
         m = records.load(tenant_id, request_id)
         units = records.units_of(m)
     for i, ev in enumerate(units.get("_outbox", {}).get("events", [])):
-        once(m, units, f"_sent:{i}", functools.partial(_send, ev))
+        if f"_sent:{i}" not in units:
+            records.send_once(m, f"_sent:{i}", functools.partial(_send, ev))
     leftover = objects.delete_prefix(work_prefix(m))
     if leftover:
         logger.warning("work files left behind", extra={"request_id": request_id,
@@ -208,14 +213,22 @@ def _conclude(m: RequestModel, ending: Callable[[RequestModel], Ending]) -> str:
     events.append({"type": "RequestCompleted", "tenant_id": tenant_id, "detail": {
         "request_id": request_id, "subject_ref": m.subject_ref, "type": m.type,
         "status": e.status}})
-    records.record_unit(m, "_outbox", {"status": e.status, "events": events}, {})
-    records.end(m, e.status, result)
+    try:
+        records.end(m, e.status, result, outbox={"status": e.status, "events": events})
+    except UpdateError:
+        # a concurrent run of this Finish ended it first: its outbox and result stand
+        m = records.load(tenant_id, request_id)
+        if "_outbox" not in records.units_of(m):
+            raise
+        return str(records.units_of(m)["_outbox"].get("status", m.status))
     return e.status
 
 
 def _audit(m: RequestModel, details: dict[str, Any]) -> dict[str, Any]:
+    # one completion entry per request, whatever the attempts and deliveries of Finish
     entry = audit.append(m.tenant_id, f"{m.type}_completed", actor="oblio",
-                         request_id=m.request_id, subject_ref=m.subject_ref, details=details)
+                         request_id=m.request_id, subject_ref=m.subject_ref, details=details,
+                         once=f"{m.request_id}:completed")
     return {"id": entry.id, "hash": entry.hash}
 
 
@@ -339,7 +352,7 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
                 RequestModel.status.set("failed"), RequestModel.error.set(failure),
                 RequestModel.timeline.set(RequestModel.timeline.append([records.event(
                     event="failed", code=code, attempt=attempt)])),
-            ], condition=RequestModel.status.is_in("received", "queued", "running"))
+            ], condition=RequestModel.status.is_in(*records.OPEN, records.FINISHING))
         except UpdateError:  # ended (or cancelled) meanwhile: its end stands
             return {"status": records.load(tenant_id, request_id).status}
         count("RequestsCompleted", type=m.type or "", status="failed")
@@ -356,7 +369,8 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
 def _audit_failure(m: RequestModel, code: str) -> dict[str, Any]:
     entry = audit.append(m.tenant_id, "request_failed", actor="oblio",
                          request_id=m.request_id, subject_ref=m.subject_ref,
-                         details={"code": code, "attempt": int(m.attempt or 1)})
+                         details={"code": code, "attempt": int(m.attempt or 1)},
+                         once=f"{m.request_id}:failed:{int(m.attempt or 1)}")
     return {"id": entry.id}
 
 

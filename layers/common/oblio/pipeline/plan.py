@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pynamodb.exceptions import UpdateError
+
 from oblio.control import exports, records
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, datamap
@@ -104,22 +106,33 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         found_archives = exports.subject_archives(refs) if action == "erase" else []
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
     planned = {"archives": found_archives} if action == "erase" else {}
-    records.fenced_update(m, [
-        RequestModel.plan.set({**planned, "datamap_digest": dm.digest, "datamap_key": map_key,
-                               "units": units, "identity_refs": refs, "found": found,
-                               "queries": queries, "action": action,
-                               # items past their TTL that DynamoDB had not deleted yet,
-                               # planned like the others
-                               "expired_items": late,
-                               "started_at": clock.iso()}),
-        RequestModel.status.set("running"),
-        RequestModel.timeline.set(RequestModel.timeline.append([records.event(
-            event="planned", tables=len(units), items=sum(u["count"] for u in units))])),
-    ], condition=RequestModel.status.is_in("received", "queued", "running"))
+    try:
+        _record_plan(m, {**planned, "datamap_digest": dm.digest, "datamap_key": map_key,
+                         "units": units, "identity_refs": refs, "found": found,
+                         "queries": queries, "action": action,
+                         # items past their TTL that DynamoDB had not deleted yet,
+                         # planned like the others
+                         "expired_items": late, "started_at": clock.iso()}, units)
+    except UpdateError:
+        # cancelled while it planned (the write is conditional on the request being open):
+        # the cancel stands, nothing is planned
+        if records.load(tenant_id, request_id).status in records.ENDED:
+            return {"units": [], "cancelled": True}
+        raise
     logger.info("planned", extra={"request_id": request_id, "subject_ref": m.subject_ref,
                                   "units": len(units)})
     return {"units": [*({"tenant_id": u["tenant_id"], "table": u["table"]} for u in units),
                       *_archive_unit(tenant_id, planned)]}
+
+
+def _record_plan(m: Any, plan_: dict[str, Any], units: list[dict[str, Any]]) -> None:
+    """Freeze the plan into the request and mark it running, if it is still open."""
+    records.fenced_update(m, [
+        RequestModel.plan.set(plan_),
+        RequestModel.status.set("running"),
+        RequestModel.timeline.set(RequestModel.timeline.append([records.event(
+            event="planned", tables=len(units), items=sum(u["count"] for u in units))])),
+    ], condition=RequestModel.status.is_in(*records.OPEN))
 
 
 def _archive_unit(tenant_id: str, plan_: dict[str, Any]) -> list[dict[str, str]]:

@@ -9,6 +9,7 @@ import binascii
 import json
 from typing import Any, NamedTuple
 
+from pynamodb.exceptions import PutError, UpdateError
 from ulid import ULID
 
 from oblio.access import deliver
@@ -291,41 +292,114 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
 
 
 def cancel(principal: Principal, request_id: str) -> dict[str, Any]:
+    """Cancel a request that has not begun to finish. The cancel is a state, not a race: it
+    is written first, conditionally on the request being open, and every step of the
+    workflow checks it before it acts (a step under way completes; none begins after it).
+    Then the execution is stopped (stopping first could stop a Finish that won the race and
+    leave the request `finishing` for good). A request whose Finish has begun answers 409
+    `request_finishing`. The cancelled request says what was done and what was not; a
+    cancelled erasure or anonymisation keeps its identities (encrypted) so that `retry`
+    can resume it from the units done."""
     m = records.load(principal.tenant_id, request_id)
-    if m.status in records.ENDED:
-        raise Conflict(f"the request is already {m.status} and cannot be cancelled",
-                       details={"status": m.status})
-    if m.execution_arn and m.status in ("queued", "running"):
-        workflows.stop(m.execution_arn, cause="cancelled by the tenant")
-    m.update(actions=[
+    resumable = m.type in records.IRREVERSIBLE
+    note = ("a step under way completes; nothing else is done; retry resumes it"
+            if resumable else "work already done is not undone")
+    actions: list[Any] = [
         RequestModel.status.set("cancelled"), RequestModel.completed_at.set(clock.iso()),
-        RequestModel.identities_enc.remove(), RequestModel.changes_enc.remove(),
+        RequestModel.result.set({"cancelled": {"by": principal.key_id, "at": clock.iso(),
+                                               "note": note}}),
         RequestModel.timeline.set(RequestModel.timeline.append(
-            [records.event(event="cancelled", by=principal.key_id,
-                   note="work already done on some tables is not undone")])),
-    ])
-    records.release_open(m)
-    audit.append(principal.tenant_id, "request_cancelled", actor=principal.key_id,
-                 request_id=request_id, subject_ref=m.subject_ref)
-    return records.to_json(records.load(principal.tenant_id, request_id))
+            [records.event(event="cancelled", by=principal.key_id, note=note)])),
+    ]
+    if not resumable:
+        actions += [RequestModel.identities_enc.remove(), RequestModel.changes_enc.remove()]
+    try:
+        m.update(actions=actions, condition=RequestModel.status.is_in(*records.OPEN, "failed"))
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        m = records.load(principal.tenant_id, request_id)
+    else:
+        m = records.load(principal.tenant_id, request_id)
+        if m.execution_arn:
+            workflows.stop(m.execution_arn, cause="cancelled by the tenant")
+        records.release_open(m)
+        audit.append(principal.tenant_id, "request_cancelled", actor=principal.key_id,
+                     request_id=request_id, subject_ref=m.subject_ref,
+                     details={"attempt": int(m.attempt or 1)})
+        count("RequestsCompleted", type=m.type or "", status="cancelled")
+        return records.to_json(m)
+    if m.status == records.FINISHING:
+        raise Conflict("the request is finishing (its evidence is being written) and can no "
+                       "longer be cancelled; it ends in a moment", code="request_finishing",
+                       details={"status": m.status})
+    raise Conflict(f"the request is already {m.status} and cannot be cancelled",
+                   details={"status": m.status})
 
 
 def retry(principal: Principal, request_id: str) -> dict[str, Any]:
+    """Run a failed request (or a cancelled erasure or anonymisation) again as a new
+    attempt, which goes on from the units done. The new attempt is claimed by one
+    conditional write before its execution starts (see `records.start`): of two concurrent
+    retries one wins, the other answers the request as it now is (the attempt that runs),
+    and never a 500."""
     m = records.load(principal.tenant_id, request_id)
-    if m.status not in ("failed", "completed_with_errors"):
-        raise Conflict(f"only a failed request can be retried; this one is {m.status}",
-                       details={"status": m.status})
+    if m.status not in records.RETRYABLE or (
+            m.status == "cancelled" and m.type not in records.IRREVERSIBLE):
+        raise Conflict(f"only a failed request (or a cancelled erasure or anonymisation) can "
+                       f"be retried; this one is {m.status}", details={"status": m.status})
     if not m.identities_enc:
         raise Conflict("the request no longer holds the subject's identities; file a new one")
-    attempt = int(m.attempt or 1) + 1
-    m.update(actions=[RequestModel.attempt.set(attempt), RequestModel.error.remove(),
-                      RequestModel.timeline.set(RequestModel.timeline.append(
-                          [records.event(event="retry", by=principal.key_id, attempt=attempt)]))])
+    was, attempt = m.status, int(m.attempt or 1) + 1
+    if was == "cancelled":
+        _reopen(m)
+    try:
+        m.update(actions=[
+            RequestModel.attempt.set(attempt), RequestModel.status.set("queued"),
+            RequestModel.error.remove(), RequestModel.completed_at.remove(),
+            *([RequestModel.result.remove()] if was == "cancelled" else []),
+            RequestModel.timeline.set(RequestModel.timeline.append(
+                [records.event(event="retry", by=principal.key_id, attempt=attempt),
+                 records.event(event="queued", attempt=attempt)]))],
+            condition=(RequestModel.status == was) & (RequestModel.attempt == attempt - 1))
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return _current(principal, request_id, attempt)
     audit.append(principal.tenant_id, "request_retried", actor=principal.key_id,
                  request_id=request_id, subject_ref=m.subject_ref,
-                 details={"attempt": attempt})
-    records.start(m)
-    return records.to_json(records.load(principal.tenant_id, request_id))
+                 details={"attempt": attempt, "from": was})
+    records.start(m, claimed=True)
+    return _current(principal, request_id, attempt)
+
+
+def _reopen(m: RequestModel) -> None:
+    """A cancelled request that resumes is open again: it takes back the marker of the open
+    request of its kind, unless another request of that kind for the subject is open now."""
+    marker = RequestModel(tenant_id=m.tenant_id, sk=records.open_sk(m.type or "",
+                                                                   m.subject_ref or ""),
+                          request_id=m.request_id)
+    try:
+        marker.save(condition=RequestModel.sk.does_not_exist()
+                    | (RequestModel.request_id == m.request_id))
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        other = RequestModel.get(m.tenant_id, marker.sk, consistent_read=True).request_id
+        raise Conflict("another request of this type for this subject is open; it carries "
+                       "on the work", code="duplicate_open_request",
+                       details={"open_request_id": other}) from None
+
+
+def _current(principal: Principal, request_id: str, attempt: int) -> dict[str, Any]:
+    """The request as a retry leaves it: the attempt that now runs (this one or a
+    concurrent caller's), or 409 saying why nothing runs."""
+    m = records.load(principal.tenant_id, request_id)
+    if m.status in ("queued", "running", records.FINISHING) and int(m.attempt or 1) >= attempt:
+        return records.to_json(m)
+    raise Conflict(f"the request is {m.status} (attempt {int(m.attempt or 1)}): the retry "
+                   "did not start a new attempt", code="retry_not_started",
+                   details={"status": m.status, "attempt": int(m.attempt or 1)})
 
 
 def extend(principal: Principal, request_id: str, body: ExtendBody) -> dict[str, Any]:

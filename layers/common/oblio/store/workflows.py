@@ -10,13 +10,21 @@ from oblio.core.settings import get_settings
 from oblio.store import aws
 
 
+class AlreadyStarted(Exception):
+    """An execution of this name exists already (a concurrent caller started it)."""
+
+
 def start(state_machine: str, name: str, payload: dict[str, Any]) -> str:
     """Start an execution of the catalogue's state machine `state_machine`, named `name`
-    (unique per state machine: a second start of the same name is refused by AWS), with a
-    payload of references only. Returns the execution's ARN."""
-    resp = aws.client("stepfunctions").start_execution(
-        stateMachineArn=get_settings().state_machine_arn(state_machine), name=name,
-        input=json.dumps(payload))
+    (unique per state machine: a second start of the same name is refused by AWS, and
+    raises AlreadyStarted), with a payload of references only. Returns the execution's ARN."""
+    sfn = aws.client("stepfunctions")
+    try:
+        resp = sfn.start_execution(
+            stateMachineArn=get_settings().state_machine_arn(state_machine), name=name,
+            input=json.dumps(payload))
+    except sfn.exceptions.ExecutionAlreadyExists:
+        raise AlreadyStarted(name) from None
     arn: str = resp["executionArn"]
     return arn
 
