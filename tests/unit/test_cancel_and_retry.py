@@ -301,3 +301,29 @@ def test_a_resumed_cancel_refuses_when_another_request_of_its_kind_is_open(t, ma
     assert exc.value.code == "duplicate_open_request"
     assert exc.value.details == {"open_request_id": other}
     assert records.load(t.tenant_id, rid).status == "cancelled"
+
+
+def test_a_create_whose_transaction_was_throttled_is_a_transient_error_not_a_500(
+        t, mario, monkeypatch):
+    from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseClientError
+
+    class Throttled:
+        def __init__(self, **kw: Any) -> None:
+            pass
+
+        def __enter__(self) -> Throttled:
+            return self
+
+        def save(self, *a: Any, **kw: Any) -> None:
+            pass
+
+        def __exit__(self, *exc: Any) -> None:
+            cause = VerboseClientError(
+                {"Error": {"Code": "TransactionCanceledException", "Message": "cancelled"}},
+                "TransactWriteItems",
+                cancellation_reasons=[None, CancellationReason(code="ThrottlingError")])
+            raise TransactWriteError("Failed", cause=cause)
+
+    monkeypatch.setattr(records, "TransactWrite", Throttled)
+    with pytest.raises(TransientError, match="send it again"):
+        world.new_request(t, "erasure", mario["ids"], action="erase")

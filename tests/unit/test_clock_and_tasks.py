@@ -110,3 +110,43 @@ def test_a_real_error_keeps_its_name_at_the_task_boundary():
         task(step)({"request_id": "R", "tenant_id": "t"}, None)
     assert type(got.value).__name__ == "KeyError"
     assert not transient(_throttled("ConditionalCheckFailedException"))
+
+
+@pytest.mark.parametrize("error", ["PutError", "GetError", "QueryError", "UpdateError",
+                                   "DeleteError", "ScanError", "TransactWriteError"])
+@pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException",
+                                  "ThrottlingException", "InternalServerError"])
+def test_a_throttle_pynamodb_wraps_is_a_transient_error_at_the_task_boundary(error, code):
+    from botocore.exceptions import ClientError
+    from pynamodb import exceptions
+
+    from oblio.core.boundary import task, transient
+
+    cause = ClientError({"Error": {"Code": code, "Message": "slow down"}}, "Op")
+    exc = getattr(exceptions, error)("Failed", cause=cause)
+    assert transient(exc)
+
+    @task
+    def step(ev):
+        raise exc
+
+    with pytest.raises(Exception) as raised:
+        step({"request_id": "R1", "tenant_id": "acme"}, None)
+    assert type(raised.value).__name__ == "TransientError"  # what the workflows retry
+
+
+def test_a_transaction_cancelled_by_a_throttle_is_transient_and_by_a_condition_is_not():
+    from pynamodb.exceptions import CancellationReason, TransactWriteError, VerboseClientError
+
+    from oblio.core.boundary import transient
+
+    def cancelled(*codes):
+        reasons = [CancellationReason(code=c) if c else None for c in codes]
+        cause = VerboseClientError({"Error": {"Code": "TransactionCanceledException",
+                                              "Message": "cancelled"}}, "TransactWriteItems",
+                                   cancellation_reasons=reasons)
+        return TransactWriteError("Failed", cause=cause)
+
+    assert transient(cancelled(None, "ThrottlingError"))
+    assert transient(cancelled("TransactionConflict"))
+    assert not transient(cancelled("ConditionalCheckFailed", None))

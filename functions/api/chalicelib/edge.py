@@ -25,6 +25,7 @@ from chalice import Chalice, Response
 from oblio.control import tenants
 from oblio.control.tenants import Principal
 from oblio.core.bodies import Body, Tagged, check_path, parse
+from oblio.core.boundary import transient
 from oblio.core.errors import (
     BadRequest,
     Conflict,
@@ -195,7 +196,12 @@ def api(app: Chalice, scope: str | None = None, *, query: Schema | None = None,
                 return out
             except OblioError as exc:
                 return error_response(exc)
-            except Exception:  # noqa: BLE001 - the last boundary: log it, answer the shape
+            except Exception as exc:  # noqa: BLE001 - the last boundary: log it, answer the shape
+                if transient(exc):  # a throttle or 5xx that outlasted the SDK's retries
+                    logger.warning("transient error", extra={"raised": type(exc).__name__})
+                    return error_response(TransientError(
+                        "the service is busy; nothing was changed that a retry would repeat: "
+                        "send the request again in a moment", code="service_busy"))
                 logger.exception("unhandled error")
                 return error_response(OblioError(
                     "an internal error occurred; it has been logged, try again later",

@@ -14,7 +14,7 @@ from pynamodb.transactions import TransactWrite
 from oblio.control.tenants import Tenant
 from oblio.core import clock
 from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
-from oblio.core.boundary import current_attempt
+from oblio.core.boundary import current_attempt, transient
 from oblio.core.errors import Conflict, NotFound, StaleAttempt, TransientError
 from oblio.core.observability import count, logger
 from oblio.store import workflows
@@ -313,9 +313,17 @@ def insert(m: RequestModel, kind: str) -> str | None:
         with TransactWrite(connection=RequestModel._get_connection().connection) as tx:
             tx.save(marker, condition=RequestModel.sk.does_not_exist())
             tx.save(m, condition=RequestModel.sk.does_not_exist())
-    except TransactWriteError:
-        return RequestModel.get(m.tenant_id, open_sk(kind, m.subject_ref or ""),
-                                consistent_read=True).request_id
+    except TransactWriteError as exc:
+        try:
+            return RequestModel.get(m.tenant_id, open_sk(kind, m.subject_ref or ""),
+                                    consistent_read=True).request_id
+        except DoesNotExist:
+            # refused for another reason than an open request (a throttle, a conflict):
+            # nothing was written, the client may send it again
+            if transient(exc):
+                raise TransientError("the request could not be recorded now; send it again "
+                                     "(with the same Idempotency-Key)") from exc
+            raise exc from None
     return None
 
 

@@ -52,6 +52,11 @@ TRANSIENT_CODES = frozenset({
     "TransactionConflictException", "TransactionInProgressException"})
 
 
+#: why DynamoDB cancels a transaction when trying again later would do
+TRANSIENT_REASONS = frozenset({"ThrottlingError", "ProvisionedThroughputExceeded",
+                               "TransactionConflict"})
+
+
 def transient(exc: BaseException) -> bool:
     """Whether `exc` is a fault worth retrying: a throttle, a 5xx or a connection error that
     outlasted the SDK's own retries, raised by boto3 or wrapped by PynamoDB (`GetError`,
@@ -73,6 +78,10 @@ def transient(exc: BaseException) -> bool:
         code = getattr(cur, "cause_response_code", None)  # PynamoDB's view of its cause
         if code in TRANSIENT_CODES:
             return True
+        if code == "TransactionCanceledException" and any(
+                getattr(r, "code", None) in TRANSIENT_REASONS
+                for r in getattr(cur, "cancellation_reasons", None) or []):
+            return True  # a transaction refused for a throttle or a conflict, not a condition
         cur = cur.__cause__ or getattr(cur, "cause", None) or cur.__context__
     return False
 
