@@ -7,7 +7,7 @@ STAMP   := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 ARGS    ?=
 
-.PHONY: install run test unit integration infra console lint bench synth deploy clean
+.PHONY: install run test unit integration infra console faults lint bench synth deploy clean
 
 $(VENV)/bin/python:
 	$(PY) -m venv $(VENV)
@@ -37,6 +37,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests/unit $(wildcard tests/infra) -q
 	$(BIN)/python -m pytest tests/integration -q
 	$(BIN)/python -m pytest tests/console -q
+	$(BIN)/python -m pytest tests/faults -q
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q $(ARGS)
@@ -50,6 +51,11 @@ infra: $(STAMP)
 ## console: the console end to end in headless Chromium; screenshots to docs/console/
 console: $(STAMP)
 	$(BIN)/python -m pytest tests/console -q $(ARGS)
+
+## faults: the small fault suite (a local stack of its own under task, DynamoDB and S3 faults);
+## the full run: python -m tests.faults.run --task 0.2 --throttle 0.2 --s3 0.1 --requests 70 --bulk 200
+faults: $(STAMP)
+	$(BIN)/python -m pytest tests/faults -q $(ARGS)
 
 ## lint: ruff and mypy (strict on the domain)
 lint: $(STAMP)

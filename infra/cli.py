@@ -102,7 +102,8 @@ def _local_up(args: argparse.Namespace) -> int:
     stack = LocalStack(api_port=args.api_port, aws_port=args.aws_port, datamap=args.datamap,
                        demo=not args.no_demo, demo_contacts=args.demo_contacts,
                        fixtures=args.fixtures, tenants=tuple(args.tenant or ()),
-                       state_file=args.state, aws_endpoint=args.aws_endpoint)
+                       state_file=args.state, aws_endpoint=args.aws_endpoint,
+                       faults=args.faults)
     try:
         info = stack.start()
     except DataMapError as exc:
@@ -111,6 +112,9 @@ def _local_up(args: argparse.Namespace) -> int:
     print(f"\noblio is running.\n  API:        {info['api_url']}\n"
           f"  console:    {info['console_url']}  (sign in with the demo key)\n"
           f"  local AWS:  {info['aws_endpoint_url']} ({info['region']})")
+    if info.get("faults"):
+        print(f"  faults:     {json.dumps(info['faults']['plan'])} (local only; counts in "
+              f"{info['faults']['counts_file']})")
     if args.aws_endpoint:
         print(f"  your data:  {args.aws_endpoint} (the data map's tables and buckets)")
     for tenant, t in info["tenants"].items():
@@ -385,6 +389,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="create a tenant with an admin key (repeatable)")
     up.add_argument("--state", type=Path, default=None, metavar="FILE",
                     help="where to write the URLs and keys (default: .oblio/local.json)")
+    up.add_argument("--faults", metavar="PLAN", default=None,
+                    help="a fault plan for this local stack only (a JSON file or inline "
+                         "JSON, default: $OBLIO_LOCAL_FAULTS): task errors, DynamoDB "
+                         "throttles and partial batches, S3 503s and partial deletes at "
+                         "given rates; see README 'Fault suite'")
     up.add_argument("--aws-endpoint", metavar="URL", default=None,
                     help="a local AWS you already run (e.g. a moto server) holding your "
                          "tables and buckets: the data map's tables and buckets are used "

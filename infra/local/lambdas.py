@@ -3,7 +3,9 @@
 moto's Lambda would run functions in Docker; here its invoke is replaced by a dispatch to the
 handler the catalogue names (`functions/<name>/handler.py`). An exception in the handler is
 returned as AWS returns it (`X-Amz-Function-Error: Unhandled`, `{"errorType", "errorMessage"}`)
-so that the state machine's Retry and Catch see what they would see in AWS.
+so that the state machine's Retry and Catch see what they would see in AWS. A fault plan
+(infra/local/faults.py) may fail an invocation before its handler runs, or after it (the work
+done, the answer lost).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 from moto.awslambda.models import LambdaFunction
 
 from infra.catalogue import CATALOGUE
+from infra.local import faults as local_faults
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
@@ -111,6 +114,11 @@ class Dispatcher:
         event = json.loads(body) if body else {}
         logical, handler = self.handler(fn.function_name)
         try:
+            plan = local_faults.active()
+            if plan and plan.task_before(logical):  # the service failed before the handler
+                raise type(plan.plan.before_error, (Exception,), {})(
+                    "injected by the local fault plan: the invocation failed before the "
+                    "handler ran")
             fault = faults.take(logical, event)
             if fault and fault.delay:
                 time.sleep(fault.delay)
@@ -119,6 +127,9 @@ class Dispatcher:
             result = handler(event, _Context(fn.function_name, fn.function_arn))
             if fault and fault.error and fault.after:
                 raise type(fault.error, (Exception,), {})(fault.message)
+            if plan and plan.task_after(logical):  # work done, answer lost (a timeout)
+                raise type(plan.plan.after_error, (Exception,), {})(
+                    "injected by the local fault plan: the handler ran, its answer was lost")
             return json.dumps(result, default=str).encode()
         except Exception as exc:  # noqa: BLE001 - returned to the caller as AWS does
             response_headers["x-amz-function-error"] = "Unhandled"

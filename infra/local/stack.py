@@ -228,6 +228,9 @@ class LocalStack:
     #: the data map's tables and buckets are read, created when missing, and written there;
     #: oblio's own tables, buckets and workflows stay in the local AWS this stack starts
     aws_endpoint: str | None = None
+    #: a fault plan for this local stack only (a path or inline JSON; default: the
+    #: environment's OBLIO_LOCAL_FAULTS), see infra/local/faults.py
+    faults: str | None = None
     quiet: bool = False
     info: dict[str, Any] = field(default_factory=dict)
     _moto: Any = None
@@ -266,6 +269,14 @@ class LocalStack:
                 raise yours.Refused([f"--tenant {name!r}: a tenant name is 2 to 63 lower-case "
                                     "letters, digits or '-' (not first or last), and not "
                                     "demo or demo-child"])
+        from infra.local import faults as local_faults
+
+        try:
+            plan = local_faults.load(self.faults)
+        except local_faults.PlanError as exc:
+            raise yours.Refused([str(exc)]) from None
+        if plan is not None:  # every client made from now on carries the (idle) fault hook
+            local_faults.patch_sessions()
         self._refuse_a_running_stack()
         if self.aws_endpoint:
             _refuse_a_dead_endpoint(self.aws_endpoint)
@@ -329,6 +340,13 @@ class LocalStack:
             self._timer = ScheduleTimer(settings, settings.local_schedule_seconds)
             self._timer.start()
         self._serve_api()
+        faults_info: dict[str, Any] | None = None
+        if plan is not None:  # set up without faults; from here on they are injected
+            counts = Path(os.environ.get("OBLIO_LOCAL_FAULTS_COUNTS",
+                                         str(self._state_path().parent / "faults.json")))
+            local_faults.activate(plan, counts)
+            faults_info = {"plan": plan.as_dict(), "counts_file": str(counts)}
+            self._say(f"fault plan: {json.dumps(plan.as_dict())}; counts in {counts}")
         self.info = {
             "api_url": f"http://127.0.0.1:{self.api_port}",
             "console_url": f"http://127.0.0.1:{self.api_port}/console/",
@@ -337,6 +355,8 @@ class LocalStack:
             "data_endpoint_url": self.aws_endpoint or endpoint,
             "tenants": tenants, "operator_key": operator,
         }
+        if faults_info:
+            self.info["faults"] = faults_info
         if self.write_state:
             state = self._state_path()
             state.parent.mkdir(exist_ok=True)
@@ -480,8 +500,10 @@ class LocalStack:
             self.stop()
 
     def stop(self) -> None:
+        from infra.local import faults as local_faults
         from infra.local import lambdas
 
+        local_faults.uninstall()  # the counts written once more, the hook idle
         if self.write_state and self.info:
             # the state names this stack's URLs and keys: gone with it, if it is still ours
             path = self._state_path()

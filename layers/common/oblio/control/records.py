@@ -5,6 +5,8 @@ encrypted; once it ends they are dropped and only their HMACs remain."""
 from __future__ import annotations
 
 import contextlib
+import random
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -303,28 +305,56 @@ def overdue_count(tenant_id: str) -> int:
         filter_condition=(RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*ENDED)))
 
 
+#: tries of the request's transaction when it is refused for a reason other than its
+#: conditions (a throttle, a conflicting transaction) or when the open request it repeated
+#: ended before its marker was read
+INSERT_TRIES = 6
+
+
 def insert(m: RequestModel, kind: str) -> str | None:
     """Write a new request with the marker of the open request of its kind for its subject,
     in one transaction. Returns None, or the id of the open request it repeats (then nothing
-    is written)."""
+    is written).
+
+    A refused transaction is a repeat only when a condition refused it and the marker is
+    there to name the open request: a throttle or a conflicting transaction is tried again,
+    and so is a marker gone by the time it is read (that request ended meanwhile: this one
+    is not a repeat), instead of answering 500."""
     marker = RequestModel(tenant_id=m.tenant_id, sk=open_sk(kind, m.subject_ref or ""),
                           request_id=m.request_id)
-    try:
-        with TransactWrite(connection=RequestModel._get_connection().connection) as tx:
-            tx.save(marker, condition=RequestModel.sk.does_not_exist())
-            tx.save(m, condition=RequestModel.sk.does_not_exist())
-    except TransactWriteError as exc:
+    for n in range(INSERT_TRIES):
+        if n:
+            time.sleep(random.uniform(0, 0.05 * 2 ** n))
         try:
-            return RequestModel.get(m.tenant_id, open_sk(kind, m.subject_ref or ""),
-                                    consistent_read=True).request_id
-        except DoesNotExist:
-            # refused for another reason than an open request (a throttle, a conflict):
-            # nothing was written, the client may send it again
-            if transient(exc):
-                raise TransientError("the request could not be recorded now; send it again "
-                                     "(with the same Idempotency-Key)") from exc
-            raise exc from None
-    return None
+            with TransactWrite(connection=RequestModel._get_connection().connection) as tx:
+                tx.save(marker, condition=RequestModel.sk.does_not_exist())
+                tx.save(m, condition=RequestModel.sk.does_not_exist())
+        except TransactWriteError as exc:
+            if not _refused_by_a_condition(exc):
+                if transient(exc) or _conflicted(exc):
+                    continue
+                raise
+            try:
+                return RequestModel.get(m.tenant_id, open_sk(kind, m.subject_ref or ""),
+                                        consistent_read=True).request_id
+            except DoesNotExist:
+                continue  # the open request ended between the two: file this one
+        return None
+    raise TransientError("the request could not be filed for now (its record was busy); "
+                         "send it again with the same Idempotency-Key")
+
+
+def _reasons(exc: TransactWriteError) -> list[str]:
+    return [r.code for r in exc.cancellation_reasons if r is not None and r.code]
+
+
+def _refused_by_a_condition(exc: TransactWriteError) -> bool:
+    return "ConditionalCheckFailed" in _reasons(exc)
+
+
+def _conflicted(exc: TransactWriteError) -> bool:
+    return bool({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"}
+                & set(_reasons(exc)))
 
 
 def release_open(m: RequestModel) -> None:
