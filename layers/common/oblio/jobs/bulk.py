@@ -4,16 +4,22 @@ One pipeline, four steps, each a task of `statemachines/bulk_erasure.asl.json`:
 
 - `validate`: streams the uploaded CSV (UTF-8 with or without BOM, comma or semicolon,
   quoted fields, blank lines), checks every row, collapses duplicates, writes chunk manifests
-  of `bulk_chunk_size` subjects to the work bucket and an index of them for the Distributed Map, records
-  each bad row with its line and reason, and deletes the upload (every version). A file that
-  cannot be read as a CSV of identities fails the job at once, nothing erased.
+  of `bulk_chunk_size` subjects to the work bucket and an index of them for the Distributed
+  Map, records each bad row with its line and reason, and deletes the upload (every
+  version). A file that cannot be read as a CSV of identities fails the job at once,
+  nothing erased.
 - `erase_chunk`: erases one chunk's subjects through the same engine as a single erasure,
   batched across the chunk (one BatchWriteItem per 25 items whoever they belong to), verifies
   each subject, and gives each erased subject the same request record, certificate, audit entry,
   suppression entries and event as a single erasure.
-- `report`: merges the per-line outcomes into one CSV under the tenant's report prefix (no
-  identity in clear: the subject's HMAC reference only; every cell safe from CSV injection).
-- `fail`: records a failure the state machine caught.
+- `report`: checks every chunk of the index against the chunks recorded done (the Map's
+  own verdict is not trusted) and streams the per-line outcomes into one CSV under the
+  tenant's report prefix (no identity in clear: the subject's HMAC reference only; every
+  cell safe from CSV injection), a row for every line; a chunk not done ends the job
+  `failed` or `completed_with_errors`, naming it, its plans kept.
+- `fail`: records a failure the state machine caught (the plans kept once chunks are cut).
+- `retry`: a new attempt reruns the chunks not done; every task carries its attempt, and
+  one of an earlier attempt writes nothing to the job.
 
 The work prefix, the chunk manifests and their index, the Map's input, a chunk recorded once
 and the failure step are the chunked pipeline that retention sweeps share (`jobs.chunks`).
