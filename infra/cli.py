@@ -128,11 +128,8 @@ def _local_up(args: argparse.Namespace) -> int:
 
 def _bulk_erase(args: argparse.Namespace) -> int:
     """Upload a CSV for bulk erasure and follow the job with a progress bar."""
-    import time
     import urllib.error
     import urllib.request
-
-    from tqdm import tqdm
 
     if not args.file.is_file():  # before a job is created that nothing would ever fill
         raise CliError(f"{args.file}: no such file; give the path of a CSV with an email, "
@@ -152,9 +149,30 @@ def _bulk_erase(args: argparse.Namespace) -> int:
         raise CliError(f"the upload of {args.file} failed ({getattr(exc, 'reason', exc)}); "
                        f"job {job['job_id']} waits for a file: run the command again") from None
     print(f"job {job['job_id']}: uploaded {args.file}")
+    return _follow(call, job["job_id"], args.poll)
+
+
+def _bulk_retry(args: argparse.Namespace) -> int:
+    """Resume a failed bulk erasure job (the chunks not done) and follow it."""
+    api_url, key = _endpoint(args)
+
+    def call(method: str, path: str, body: Any = None) -> Any:
+        return _call(api_url, key, method, path, body, timeout=60)
+
+    job = call("POST", f"/v1/bulk-erasures/{args.job_id}/retry", {})
+    print(f"job {job['job_id']}: attempt {job['attempt']} resumes the chunks not done")
+    return _follow(call, job["job_id"], args.poll)
+
+
+def _follow(call: Any, job_id: str, poll: float) -> int:
+    """Follow a bulk job with a progress bar to its end; print its outcome."""
+    import time
+
+    from tqdm import tqdm
+
     bar = tqdm(total=None, unit="row", desc="erasing")
     while True:
-        state = call("GET", f"/v1/bulk-erasures/{job['job_id']}")
+        state = call("GET", f"/v1/bulk-erasures/{job_id}")
         if state["rows_total"] and bar.total is None:
             bar.total = state["rows_total"]
             bar.refresh()
@@ -163,7 +181,7 @@ def _bulk_erase(args: argparse.Namespace) -> int:
                         invalid=state["invalid"], failed=state["failed"])
         if state["status"] in ("completed", "completed_with_errors", "failed"):
             break
-        time.sleep(args.poll)
+        time.sleep(poll)
     bar.close()
     print(json.dumps({k: v for k, v in state.items() if k != "report_url"}, indent=2))
     if state.get("report_url"):
@@ -410,6 +428,15 @@ def main(argv: list[str] | None = None) -> int:
                                                      ".oblio/local.json (default demo)")
     be.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     be.set_defaults(fn=_bulk_erase)
+    br = sub.add_parser("bulk-retry", help="resume a failed bulk erasure job: rerun the "
+                                           "chunks not done, from their kept plans")
+    br.add_argument("job_id")
+    br.add_argument("--api-url", help="default: .oblio/local.json")
+    br.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
+    br.add_argument("--tenant", default="demo", help="whose key to take from "
+                                                     ".oblio/local.json (default demo)")
+    br.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    br.set_defaults(fn=_bulk_retry)
     sw = sub.add_parser("sweep", help="run a tenant's retention policies now")
     sw.add_argument("--tenant", default="demo")
     sw.add_argument("--policy", help="one policy (default: every enabled one)")

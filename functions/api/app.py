@@ -289,6 +289,13 @@ def get_bulk_erasure(principal, job_id):
     return bulk.to_json(bulk.load(principal.tenant_id, job_id))
 
 
+@app.route("/v1/bulk-erasures/{job_id}/retry", methods=["POST"], content_types=BODY_TYPES)
+@api(app, scope="dsr:erase")
+@idempotent_write(app, "retry_bulk_erasure")
+def retry_bulk_erasure(principal, job_id):
+    return bulk.retry(principal, job_id)
+
+
 # -- retention policies and sweeps --------------------------------------------------------------
 
 @app.route("/v1/retention-policies", methods=["GET"])

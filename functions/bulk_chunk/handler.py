@@ -9,4 +9,4 @@ from oblio.jobs import bulk
 @tracer.capture_lambda_handler
 @task(BulkEvent)
 def handler(ev: BulkEvent) -> dict:
-    return bulk.erase_chunk(ev.tenant_id, ev.job_id, ev.chunk or "")
+    return bulk.erase_chunk(ev.tenant_id, ev.job_id, ev.chunk or "", attempt=ev.attempt)

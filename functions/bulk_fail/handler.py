@@ -9,4 +9,4 @@ from oblio.jobs import bulk
 @tracer.capture_lambda_handler
 @task(BulkEvent)
 def handler(ev: BulkEvent) -> dict:
-    return bulk.fail(ev.tenant_id, ev.job_id, ev.error or {})
+    return bulk.fail(ev.tenant_id, ev.job_id, ev.error or {}, attempt=ev.attempt)

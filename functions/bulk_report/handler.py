@@ -9,4 +9,4 @@ from oblio.jobs import bulk
 @tracer.capture_lambda_handler
 @task(BulkEvent)
 def handler(ev: BulkEvent) -> dict:
-    return bulk.report(ev.tenant_id, ev.job_id)
+    return bulk.report(ev.tenant_id, ev.job_id, attempt=ev.attempt)

@@ -82,9 +82,10 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
                 "suppression": "rw", "idempotency": "rw", "bulk_jobs": "rw",
                 "consents": "rw", "selfservice": "rw", "public_slugs": "rw",
                 "retention": "rw", "backfills": "rw"},
-        buckets={"exports": ("get", "list"), "ingest": ("put",)},
+        # work: a bulk job's retry checks its kept chunks and writes the index to resume
+        buckets={"exports": ("get", "list"), "ingest": ("put",), "work": ("get", "put")},
         tenant_data="r", tenant_scan=True,
-        starts=(*_REQUEST_API, "retention_sweep", "shadow_backfill"),
+        starts=(*_REQUEST_API, "retention_sweep", "shadow_backfill", "bulk_erasure"),
         stops=_REQUEST_API, events=True, email=True, topics=("verification-codes",),
         secrets=("operator-key",), scans=("tenants",),
         encrypt=True),
@@ -125,12 +126,13 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
                                  "audit": "rw", "suppression": "rw", "consents": "rw"},
                          buckets={"work": ("get", "put")}, tenant_data="rw", events=True,
                          encrypt=True),
-    # bulk.report: merges the parts into the tagged report in exports/, cleans work/
+    # bulk.report: checks every chunk of the index (its plan saved: get), streams the parts
+    # into the tagged report in exports/ (a multipart upload), cleans work/ once all are done
     "bulk_report": Access(tables={"tenants": "r", "bulk_jobs": "rw", "audit": "rw"},
                           buckets={"work": ("get", "list", "delete"),
                                    "exports": ("put", "tag")},
                           events=True, encrypt=True),
-    # bulk.fail: records the failure, cleans work/
+    # bulk.fail: records the failure; cleans work/ only when nothing was cut into chunks
     "bulk_fail": Access(tables={"bulk_jobs": "rw", "audit": "rw"},
                         buckets={"work": ("list", "delete")}, events=True),
     # retention.run_scheduled: lists the tenants (oblio's own small table), takes each enabled

@@ -23,7 +23,7 @@ import requests as http
 
 from tests.bench.harness import direct_writer, emit, local_stack, run_module, run_sizes
 
-PROBE = 500  # subjects in the chunk whose worker's memory is measured (bulk.CHUNK)
+PROBE = 500  # subjects in the chunk whose worker's memory is measured
 
 
 def _wait(api: Any, job_id: str) -> dict[str, Any]:

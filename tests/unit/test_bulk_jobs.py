@@ -425,7 +425,7 @@ def test_a_job_with_a_chunk_that_never_finished_fails_naming_it_and_keeps_its_pl
 
     out = bulk.report(t.tenant_id, job_id)
 
-    assert out == {"status": "failed", "missing_chunks": ["000000"]}
+    assert out == {"status": "failed", "chunks_missing": ["000000"]}
     job = bulk.to_json(bulk.load(t.tenant_id, job_id))
     assert job["status"] == "failed" and "000000" in job["error"]
     assert objects.exists(key)  # the manifest stays for a retry

@@ -252,6 +252,24 @@ def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
     assert counts["kept"] == 0 and first["anonymised"] > 0
 
 
+def test_a_sweep_report_names_the_chunks_that_did_not_finish(world):
+    """The Map may report success (an emulator, a tolerated failure) for a chunk that
+    failed: the report checks the index and refuses to call the sweep done, naming it."""
+    from oblio.jobs import retention
+
+    _contacts(world, [(600 + 10 * i, False) for i in range(12)])
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
+    out = retention.find_candidates(world, sid)
+    assert out["chunks"] >= 2
+    work = f"work/{world}/sweeps/{sid}/chunks/"
+    retention.apply_chunk(world, sid, f"{work}000000.json")  # chunk 000001 never ran
+    with pytest.raises(retention.SweepIncomplete) as left:
+        retention.report(world, sid)
+    assert "000001" in left.value.message and "000000" not in left.value.message
+    assert retention.not_done(retention.load_sweep(world, sid))[0] == "000001"
+
+
 def test_trash_purge_deletes_only_tickets_past_their_purge_date_and_reads_skip_expired(
         world, demo_map):
     from oblio.core import clock

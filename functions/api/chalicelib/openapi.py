@@ -252,6 +252,11 @@ def _written() -> dict[str, Any]:
                 "get": _op("bulk jobs, newest first", "dsr:read")},
             "/v1/bulk-erasures/{job_id}": {"get": _path_param(
                 _op("a bulk job's progress, outcome and report URL", "dsr:read"), "job_id")},
+            "/v1/bulk-erasures/{job_id}/retry": {"post": _errors(_path_param(_op(
+                "run again, from their kept plans, the chunks of a failed job that are not "
+                "done (a new attempt: a task of the earlier one writes nothing); 409 "
+                "not_failed for a job running or completed, nothing_to_resume when its "
+                "plans are gone", "dsr:erase"), "job_id"), "409")},
             "/v1/retention-policies": {"get": _op(
                 "the tenant's retention policies", "admin")},
             "/v1/retention-policies/{policy_id}": {"put": _path_param(_op(

@@ -112,6 +112,8 @@ class BulkEvent(BaseModel):
     key: str | None = None
     chunk: str | None = None
     error: dict[str, Any] | None = None
+    #: the job's run the task belongs to (absent: the first)
+    attempt: int | None = None
 
 
 class SweepEvent(BaseModel):

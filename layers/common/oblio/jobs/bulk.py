@@ -4,16 +4,22 @@ One pipeline, four steps, each a task of `statemachines/bulk_erasure.asl.json`:
 
 - `validate`: streams the uploaded CSV (UTF-8 with or without BOM, comma or semicolon,
   quoted fields, blank lines), checks every row, collapses duplicates, writes chunk manifests
-  of `CHUNK` subjects to the work bucket and an index of them for the Distributed Map, records
-  each bad row with its line and reason, and deletes the upload (every version). A file that
-  cannot be read as a CSV of identities fails the job at once, nothing erased.
+  of `bulk_chunk_size` subjects to the work bucket and an index of them for the Distributed
+  Map, records each bad row with its line and reason, and deletes the upload (every
+  version). A file that cannot be read as a CSV of identities fails the job at once,
+  nothing erased.
 - `erase_chunk`: erases one chunk's subjects through the same engine as a single erasure,
   batched across the chunk (one BatchWriteItem per 25 items whoever they belong to), verifies
   each subject, and gives each erased subject the same request record, certificate, audit entry,
   suppression entries and event as a single erasure.
-- `report`: merges the per-line outcomes into one CSV under the tenant's report prefix (no
-  identity in clear: the subject's HMAC reference only; every cell safe from CSV injection).
-- `fail`: records a failure the state machine caught.
+- `report`: checks every chunk of the index against the chunks recorded done (the Map's
+  own verdict is not trusted) and streams the per-line outcomes into one CSV under the
+  tenant's report prefix (no identity in clear: the subject's HMAC reference only; every
+  cell safe from CSV injection), a row for every line; a chunk not done ends the job
+  `failed` or `completed_with_errors`, naming it, its plans kept.
+- `fail`: records a failure the state machine caught (the plans kept once chunks are cut).
+- `retry`: a new attempt reruns the chunks not done; every task carries its attempt, and
+  one of an earlier attempt writes nothing to the job.
 
 The work prefix, the chunk manifests and their index, the Map's input, a chunk recorded once
 and the failure step are the chunked pipeline that retention sweeps share (`jobs.chunks`).
@@ -29,8 +35,7 @@ import hashlib
 import heapq
 import io
 import json
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
@@ -48,11 +53,10 @@ from oblio.core.settings import get_settings
 from oblio.jobs import chunks
 from oblio.pipeline import apply, evidence, find, outcome, rules, verify
 from oblio.pipeline import plan as planner
-from oblio.store import aws, objects, outbound, workflows
+from oblio.store import archives, aws, objects, outbound, workflows
 from oblio.store.models import BulkJobModel, RequestModel
 from oblio.store.tables import add_to_map
 
-CHUNK = 500
 REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
                   "files_deleted", "retained", "held", "request_id", "reason")
 _TRUE = {"1", "true", "yes", "y"}
@@ -84,7 +88,10 @@ def to_json(job: BulkJobModel) -> dict[str, Any]:
         "retained": int(job.retained or 0), "held": int(job.held or 0),
         "blank_lines": int(job.blank_lines or 0),
         "ignored_columns": sorted(job.ignored_columns or ()), "error": job.error,
-        "report_url": url, "message": job.message,
+        "report_url": url, "message": job.message, "attempt": attempt_of(job),
+        "chunks": int(job.chunks or 0), "chunks_done": len(job.chunks_done or ()),
+        "chunks_failed": sorted(job.chunks_failed or ()),
+        "chunks_missing": sorted(job.chunks_missing or ()), "audit_entry": job.audit_entry,
     }
 
 
@@ -113,7 +120,7 @@ def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
     key = f"{prefix(principal.tenant_id)}{job_id}.csv"
     BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",
                  upload_key=key, dry_run=dry_run, created_at=clock.iso(),
-                 requested_by=principal.key_id, io={}).save()
+                 requested_by=principal.key_id, io={}, attempt=1).save()
     s = get_settings()
     url = objects.presign("put_object", s.bucket("ingest"), key)
     audit.append(principal.tenant_id, "bulk_erasure_created", actor=principal.key_id,
@@ -189,14 +196,15 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
     if job is None:
         job = BulkJobModel(tenant_id=tenant_id, job_id=str(ULID()), status="awaiting_upload",
                            upload_key=key, dry_run=False, created_at=clock.iso(),
-                           requested_by="s3-upload", io={})
+                           requested_by="s3-upload", io={}, attempt=1)
         job.save()
     if job.status != "awaiting_upload":
         return {"job_id": job.job_id, "status": job.status}  # a repeated event
     job.update(actions=[BulkJobModel.status.set("validating"),
                         BulkJobModel.upload_key.set(key)])
     workflows.start("bulk_erasure", f"bulk-{job.job_id}", {
-        "tenant_id": tenant_id, "job_id": job.job_id, "bucket": bucket, "key": key})
+        "tenant_id": tenant_id, "job_id": job.job_id, "bucket": bucket, "key": key,
+        "attempt": attempt_of(job)})
     return {"job_id": job.job_id, "status": "validating"}
 
 
@@ -352,7 +360,7 @@ def _cut(job: BulkJobModel, bucket: str, key: str) -> tuple[chunks.Parts, chunks
                         "email, phone, external_id")
     ignored = _ignored(header, set(columns.values()))
     dry_col = header.index("dry_run") if "dry_run" in header else None
-    parts = chunks.Parts(work, "chunks", CHUNK)
+    parts = chunks.Parts(work, "chunks", s.bulk_chunk_size)
     rejects = chunks.Parts(work, "rejects", 1000)
     seen: set[int] = set()
     stats = {"valid": 0, "invalid": 0, "duplicates": 0, "blank": 0}
@@ -400,13 +408,43 @@ def _cut(job: BulkJobModel, bucket: str, key: str) -> tuple[chunks.Parts, chunks
 
 
 def _map_input(job: BulkJobModel) -> dict[str, Any]:
-    return chunks.map_input(int(job.chunks or 0), job.index_key,
-                            get_settings().bulk_concurrency, failed=False)
+    """The Map's input: the chunks its index lists (every chunk on a first run, the chunks
+    not done on a retry)."""
+    todo = chunks.missing(_work(job.tenant_id, job.job_id), int(job.chunks or 0),
+                          set(job.chunks_done or ()))
+    return chunks.map_input(len(todo), job.index_key, get_settings().bulk_concurrency,
+                            failed=False)
+
+
+# -- attempts ----------------------------------------------------------------------------------
+
+def attempt_of(job: BulkJobModel) -> int:
+    return int(job.attempt or 1)
+
+
+def current(attempt: int | None) -> Any:
+    """The condition of a write by a task of run `attempt`: the job is still on that run
+    (a job made before attempts were kept is on its first)."""
+    n = attempt or 1
+    cond = BulkJobModel.attempt == n
+    return cond | BulkJobModel.attempt.does_not_exist() if n == 1 else cond
+
+
+def stale(job: BulkJobModel, attempt: int | None) -> bool:
+    """Whether a task of run `attempt` belongs to an earlier run than the job's: it writes
+    nothing (logged, never applied)."""
+    if attempt is not None and attempt != attempt_of(job):
+        logger.warning("a task of an earlier run of a bulk job did nothing",
+                       extra={"job_id": job.job_id, "task_attempt": attempt,
+                              "job_attempt": attempt_of(job)})
+        return True
+    return False
 
 
 # -- erasure of one chunk ----------------------------------------------------------------------
 
-def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
+def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
+                attempt: int | None = None) -> dict[str, Any]:
     """Erase a chunk's subjects, batched across the chunk; a chunk done is not done again.
 
     The chunk's plan (per line: the keys and files found, the identities' HMACs, the request
@@ -416,6 +454,8 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
     job = load(tenant_id, job_id)
     if chunk_key in (job.chunks_done or set()):
         return {"chunk": chunk_key, "skipped": True}
+    if stale(job, attempt) or job.status in chunks.ENDED:
+        return {"chunk": chunk_key, "skipped": True, "stale": True}
     dm = datamap.current()
     tenant = get_tenant(tenant_id)
     rows: list[dict[str, Any]] = objects.get_json(chunk_key)
@@ -461,7 +501,7 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str) -> dict[str, Any]:
         BulkJobModel.retained.add(kept["retained"]), BulkJobModel.held.add(kept["held"]),
         BulkJobModel.chunks_done.add({chunk_key}),
         BulkJobModel.report_parts.add({part}),
-    ], condition=~BulkJobModel.chunks_done.contains(chunk_key))):
+    ], condition=~BulkJobModel.chunks_done.contains(chunk_key) & current(attempt))):
         return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     add_to_map(BulkJobModel.Meta.table_name, {"tenant_id": tenant_id, "job_id": job_id}, "io",
                dict(io_.calls))
@@ -694,79 +734,252 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
     return request_id
 
 
-def _part_rows(keys: list[str]) -> Iterator[dict[str, Any]]:
+def _part_rows(keys: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """The rows of JSON parts, one part in memory at a time."""
     for key in keys:
         yield from objects.get_json(key)
 
 
-def report(tenant_id: str, job_id: str) -> dict[str, Any]:
-    """One CSV of every line's outcome, in line order; the job completes."""
+class Chunks(NamedTuple):
+    """Every chunk of a job's index by its outcome: recorded `done`, `failed` (it started:
+    its plan is saved, so some of its subjects may be erased) or `missing` (it never ran)."""
+    done: list[str]
+    failed: list[str]
+    missing: list[str]
+
+    @property
+    def not_done(self) -> list[str]:
+        return sorted(self.failed + self.missing)
+
+
+def chunk_outcomes(job: BulkJobModel) -> Chunks:
+    """The chunk index checked against what was recorded: the Map's own verdict is not
+    trusted (an emulator may report success for a chunk that failed, and a tolerated
+    failure would too)."""
+    work = _work(job.tenant_id, job.job_id)
+    total, done = int(job.chunks or 0), set(job.chunks_done or ())
+    out = Chunks([], [], [])
+    for n in range(total):
+        key = work.chunk(n)
+        if key in done:
+            out.done.append(chunks.chunk_name(key))
+        elif objects.exists(work.beside("plans", key)):
+            out.failed.append(chunks.chunk_name(key))
+        else:
+            out.missing.append(chunks.chunk_name(key))
+    return out
+
+
+def _named(names: list[str]) -> str:
+    return ", ".join(names[:20]) + (f" and {len(names) - 20} more" if len(names) > 20 else "")
+
+
+def _not_done_reason(got: Chunks) -> str:
+    parts = []
+    if got.failed:
+        parts.append(f"{len(got.failed)} chunk(s) failed after they started erasing "
+                     f"({_named(got.failed)}): their subjects may be partly erased")
+    if got.missing:
+        parts.append(f"{len(got.missing)} chunk(s) never ran ({_named(got.missing)})")
+    return (f"{len(got.not_done)} of {len(got.done) + len(got.not_done)} chunks did not "
+            f"finish: {'; '.join(parts)}. Their saved plans are kept: retry the job "
+            "(POST /v1/bulk-erasures/{job_id}/retry) to resume them")
+
+
+def _chunk_rows(job: BulkJobModel, got: Chunks) -> Iterator[dict[str, Any]]:
+    """Every valid line in line order, chunk after chunk (chunks are cut in line order):
+    a done chunk's outcomes, or, for a chunk not done, each of its lines `not_done` (from
+    its kept manifest; the subject's reference only). One chunk in memory at a time."""
+    work = _work(job.tenant_id, job.job_id)
+    tenant = get_tenant(job.tenant_id)
+    failed = set(got.failed)
+    for n in range(int(job.chunks or 0)):
+        key = work.chunk(n)
+        name = chunks.chunk_name(key)
+        if name in got.done:
+            yield from objects.get_json(work.beside("report", key))
+            continue
+        why = "failed after it started erasing" if name in failed else "never ran"
+        for row in objects.get_json(key):
+            yield {"line": row["line"], "outcome": "not_done",
+                   "subject_ref": tenant.keys.subject_ref(row["identities"]),
+                   "reason": f"its chunk {name} {why}: retry the job"}
+
+
+def write_report(job: BulkJobModel, got: Chunks, key: str) -> int:
+    """Stream the job's report into a multipart upload: the chunks' rows and the rejected
+    lines merged in line order, a part at a time (memory stays flat whatever the number of
+    lines). Returns the number of lines written (the header not counted)."""
     s = get_settings()
+    rejects = _part_rows(list(job.reject_keys or ()))
+    rows = heapq.merge(_chunk_rows(job, got), rejects, key=lambda r: int(r["line"]))
+    line = io.StringIO()
+    w = csv.writer(line)
+    n = 0
+    ttl = str(get_tenant(job.tenant_id).settings.get("export_ttl_days", 14))
+    with archives.MultipartWriter(s.bucket("exports"), key,
+                                  part_size=s.export_part_mb * archives.MiB,
+                                  content_type="text/csv", tags={"oblio-ttl": ttl}) as out:
+        w.writerow(REPORT_COLUMNS)
+        for row in rows:
+            w.writerow([csv_safe(row.get(c, "")) for c in REPORT_COLUMNS])
+            n += 1
+            if line.tell() > 64 * 1024:
+                out.write(line.getvalue().encode())
+                line.seek(0)
+                line.truncate()
+        out.write(line.getvalue().encode())
+    return n
+
+
+def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str, Any]:
+    """One CSV of every line's outcome, in line order; the job ends.
+
+    Every chunk of the index is checked: all done, the job is `completed` (or
+    `completed_with_errors` when lines failed their verification); a chunk failed or
+    missing, the job is `completed_with_errors` when other chunks are done, `failed` when
+    none is, naming the chunks either way, and the work files stay for a retry. The report
+    has a row for every line of the file (`not_done` for a chunk not done); its audit entry
+    and event are written before the job's status, once per run."""
     job = load(tenant_id, job_id)
-    if job.status in chunks.ENDED:
+    if job.status in chunks.ENDED or stale(job, attempt):
         return {"status": job.status}
-    # the Map's own verdict is not trusted (an emulator may report success for a chunk that
-    # failed): every chunk of the index must be recorded done, else the job failed, naming
-    # them, and its saved plans stay so that a retry resumes
-    missing = chunks.missing(_work(tenant_id, job_id), int(job.chunks or 0),
-                             set(job.chunks_done or ()))
-    if missing:
-        names = ", ".join(missing[:20]) + (" ..." if len(missing) > 20 else "")
-        finish_failed(job, f"{len(missing)} of {int(job.chunks or 0)} chunks did not finish "
-                           f"({names}); their saved plans are kept: retry to resume",
-                      keep_work=True)
-        return {"status": "failed", "missing_chunks": missing}
-    streams = [_part_rows([k]) for k in sorted(job.report_parts or ())]
-    streams += [_part_rows(list(job.reject_keys or ()))]
+    got = chunk_outcomes(job)
     key = f"reports/{tenant_id}/bulk-{job_id}.csv"
-    with tempfile.SpooledTemporaryFile(max_size=8 * 1024 * 1024) as buf:
-        line = io.StringIO()
-        w = csv.writer(line)
-
-        def put(cells: Any) -> None:
-            w.writerow(cells)
-            buf.write(line.getvalue().encode())
-            line.seek(0)
-            line.truncate()
-
-        put(REPORT_COLUMNS)
-        for row in heapq.merge(*streams, key=lambda r: int(r["line"])):
-            put([csv_safe(row.get(c, "")) for c in REPORT_COLUMNS])
-        objects.put_encrypted(s.bucket("exports"), key, buf, content_type="text/csv", tags={
-            "oblio-ttl": str(get_tenant(tenant_id).settings.get("export_ttl_days", 14))})
+    lines = write_report(job, got, key)
     job = load(tenant_id, job_id)
-    status = "completed_with_errors" if job.failed else "completed"
+    total = int(job.rows_total or 0)
     message = None
-    if not job.erased and not job.failed and job.not_found and not job.dry_run:
-        message = "nobody in the file was found: nothing was erased"
-    job.update(actions=[BulkJobModel.status.set(status),
-                        BulkJobModel.completed_at.set(clock.iso()),
-                        BulkJobModel.report_key.set(key),
-                        *([BulkJobModel.message.set(message)] if message else [])])
-    _work(tenant_id, job_id).clear()
+    if got.not_done:
+        status = "completed_with_errors" if got.done else "failed"
+        message = _not_done_reason(got)
+    else:
+        status = "completed_with_errors" if job.failed else "completed"
+        if not job.erased and not job.failed and job.not_found and not job.dry_run:
+            message = "nobody in the file was found: nothing was erased"
+    if lines != total:  # never expected: the report says so rather than pass it over
+        message = (f"{message} " if message else "") + \
+            f"The report has {lines} lines of the file's {total}."
     counts = {k: int(getattr(job, k) or 0) for k in
               ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",
                "retained", "held")}
-    audit.append(tenant_id, "bulk_erasure_completed", actor="oblio",
-                 details={"job_id": job_id, "status": status, **counts})
-    outbound.emit("BulkErasureCompleted", tenant_id, job_id=job_id, status=status, **counts)
-    return {"status": status}
+    details = {"job_id": job_id, "status": status, "attempt": attempt_of(job),
+               "report_lines": lines, **counts,
+               **({"chunks_failed": got.failed} if got.failed else {}),
+               **({"chunks_missing": got.missing} if got.missing else {})}
+    _announce(job, "bulk_erasure_failed" if status == "failed" else "bulk_erasure_completed",
+              details)
+    job.update(actions=[
+        BulkJobModel.status.set(status), BulkJobModel.completed_at.set(clock.iso()),
+        BulkJobModel.report_key.set(key),
+        *([BulkJobModel.chunks_failed.set(set(got.failed))] if got.failed else []),
+        *([BulkJobModel.chunks_missing.set(set(got.missing))] if got.missing else []),
+        *([BulkJobModel.message.set(message)] if message else []),
+        *([BulkJobModel.error.set(message)] if status == "failed" and message else []),
+    ], condition=current(attempt_of(job)))
+    if not got.not_done:
+        _work(tenant_id, job_id).clear()
+    return {"status": status, **({"chunks_failed": got.failed} if got.failed else {}),
+            **({"chunks_missing": got.missing} if got.missing else {})}
+
+
+def _announce(job: BulkJobModel, action: str, details: dict[str, Any]) -> None:
+    """The audit entry and the BulkErasureCompleted event of the job's end, each written
+    once per run and recorded on the job before its status moves: a rerun of the step
+    finds them recorded and writes neither again (a crash between a write and its record
+    can repeat it: the event carries `event_id`, the same each time, for consumers to
+    drop a repeat)."""
+    n = attempt_of(job)
+    if int(job.audited_attempt or 0) != n:
+        entry = audit.append(job.tenant_id, action, actor="oblio", details=details)
+        job.update(actions=[BulkJobModel.audit_entry.set(entry.id),
+                            BulkJobModel.audited_attempt.set(n)], condition=current(n))
+    if int(job.announced_attempt or 0) != n:
+        keep = ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",
+                "retained", "held", "chunks_failed", "chunks_missing")
+        outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id,
+                      status=details["status"], attempt=n, event_id=f"bulk-{job.job_id}-{n}",
+                      **{k: v for k, v in details.items() if k in keep})
+        job.update(actions=[BulkJobModel.announced_attempt.set(n)], condition=current(n))
 
 
 def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> None:
-    """End the job failed with `reason`; its work files go unless `keep_work` (chunks that
-    did not finish: their manifests and saved plans are what a retry resumes from)."""
+    """End the job failed with `reason`; its work files go unless `keep_work` (chunk
+    manifests and saved plans: what a retry resumes from). The audit entry and event come
+    first, once per run."""
+    _announce(job, "bulk_erasure_failed", {"job_id": job.job_id, "status": "failed",
+                                           "attempt": attempt_of(job), "reason": reason})
     job.update(actions=[BulkJobModel.status.set("failed"), BulkJobModel.error.set(reason),
-                        BulkJobModel.completed_at.set(clock.iso())])
+                        BulkJobModel.completed_at.set(clock.iso())],
+               condition=current(attempt_of(job)))
     if not keep_work:
         _work(job.tenant_id, job.job_id).clear()
-    audit.append(job.tenant_id, "bulk_erasure_failed", actor="oblio",
-                 details={"job_id": job.job_id, "reason": reason})
-    outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id, status="failed")
 
 
-def fail(tenant_id: str, job_id: str, error: dict[str, Any]) -> dict[str, Any]:
-    """Record a failure the state machine caught."""
+def fail(tenant_id: str, job_id: str, error: dict[str, Any],
+         attempt: int | None = None) -> dict[str, Any]:
+    """Record a failure the state machine caught (not for a task of an earlier run). Once
+    the file is cut into chunks its work files stay, so that a retry resumes the chunks not
+    done."""
     job = load(tenant_id, job_id)
-    return chunks.fail(job.status, error, lambda code, reason: finish_failed(job, reason))
+    if stale(job, attempt):
+        return {"status": job.status, "stale": True}
+    return chunks.fail(job.status, error, lambda code, reason: finish_failed(
+        job, reason, keep_work=job.chunks is not None))
 
+
+# -- retry -------------------------------------------------------------------------------------
+
+def retry(principal: Principal, job_id: str) -> dict[str, Any]:
+    """Run again, from their kept manifests and plans, the chunks of a failed job (or of one
+    completed with errors because chunks did not finish) that are not done: a new run
+    (`attempt`), so that a task of the earlier one writes nothing to the job."""
+    job = load(principal.tenant_id, job_id)
+    if job.status not in ("failed", "completed_with_errors"):
+        raise Conflict(f"only a failed bulk erasure job can be retried; this one is "
+                       f"{job.status}", code="not_failed", details={"status": job.status})
+    work = _work(job.tenant_id, job_id)
+    todo = chunks.missing(work, int(job.chunks or 0), set(job.chunks_done or ()))
+    if job.chunks is None or not job.index_key:
+        raise Conflict("the job failed before its file was cut into chunks: nothing was "
+                       "erased and there is nothing to resume; upload the file again in a "
+                       "new job", code="nothing_to_resume", details={"status": job.status})
+    if not todo:
+        raise Conflict("every chunk of this job is done: there is nothing to resume (lines "
+                       "that failed their verification are named in its report; erase them "
+                       "again in a new job)", code="nothing_to_resume",
+                       details={"status": job.status})
+    keys = [work.chunk(int(name)) for name in todo]
+    if not all(objects.exists(k) for k in keys):
+        raise Conflict("the job's saved chunks are gone: there is nothing to resume; upload "
+                       "the file again in a new job", code="nothing_to_resume",
+                       details={"status": job.status})
+    before, n = job.status, attempt_of(job)
+    work.write_index(keys)
+    try:
+        job.update(actions=[
+            BulkJobModel.attempt.set(n + 1), BulkJobModel.status.set("running"),
+            BulkJobModel.error.remove(), BulkJobModel.message.remove(),
+            BulkJobModel.completed_at.remove(), BulkJobModel.report_key.remove(),
+            BulkJobModel.chunks_failed.remove(), BulkJobModel.chunks_missing.remove(),
+        ], condition=(BulkJobModel.status == before) & current(n))
+    except UpdateError as exc:
+        if not chunks.condition_failed(exc):
+            raise
+        raise Conflict("the job was retried or changed meanwhile; follow it with GET "
+                       f"/v1/bulk-erasures/{job_id}", code="not_failed") from None
+    s = get_settings()
+    try:
+        workflows.start("bulk_erasure", f"bulk-{job_id}-{n + 1}", {
+            "tenant_id": job.tenant_id, "job_id": job_id, "bucket": s.bucket("ingest"),
+            "key": job.upload_key or "", "attempt": n + 1})
+    except Exception:
+        # nothing runs: the job goes back to how it was, so that a retry can start it again
+        job.update(actions=[BulkJobModel.attempt.set(n), BulkJobModel.status.set(before)],
+                   condition=current(n + 1))
+        raise
+    audit.append(job.tenant_id, "bulk_erasure_retried", actor=principal.key_id,
+                 details={"job_id": job_id, "attempt": n + 1, "chunks": todo})
+    logger.info("bulk job retried", extra={"job_id": job_id, "attempt": n + 1,
+                                           "chunks": len(todo)})
+    return to_json(load(principal.tenant_id, job_id))

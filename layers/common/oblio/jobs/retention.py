@@ -631,6 +631,14 @@ def _chunk_rows(tenant_id: str, sweep_id: str) -> list[RetentionSweepModel]:
         consistent_read=True))
 
 
+def not_done(m: RetentionSweepModel) -> list[str]:
+    """The names of the chunks of the sweep's index that no chunk row records done."""
+    work = _work(m.tenant_id, m.sweep_id)
+    done = {r.sk for r in _chunk_rows(m.tenant_id, m.sweep_id)}
+    return [chunks.chunk_name(work.chunk(n)) for n in range(int(m.chunks or 0))
+            if _chunk_sk(m.sweep_id, work.chunk(n)) not in done]
+
+
 def totals(m: RetentionSweepModel) -> tuple[dict[str, int], dict[str, int], int]:
     """The sweep's counts (find + chunks), AWS calls by operation, and chunks done."""
     counts = {k: int(v) for k, v in (plain(m.counts) or {}).items()}
@@ -684,11 +692,15 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
     spec = (plain(m.policy) or {})
     counts, io, done = totals(m)
     if done < int(m.chunks or 0):
-        # a chunk failed and the Map went on (a tolerated failure, or moto's Map): never
-        # report a sweep complete that skipped work; the state machine records the failure
-        # and the next run resumes with the chunks left
-        raise SweepIncomplete(f"{int(m.chunks or 0) - done} of {int(m.chunks or 0)} chunks "
-                              "did not finish; run the policy again to resume")
+        # a chunk failed (the Map's own verdict is not trusted: an emulator may report
+        # success, a tolerated failure would): never report a sweep complete that skipped
+        # work; the state machine records the failure, naming the chunks, and the policy's
+        # next run resumes with them
+        left = not_done(m)
+        names = ", ".join(left[:20]) + (f" and {len(left) - 20} more" if len(left) > 20
+                                        else "")
+        raise SweepIncomplete(f"{len(left)} of {int(m.chunks or 0)} chunks did not finish "
+                              f"({names}); run the policy again to resume them")
     status = "completed_with_errors" if counts.get("items_remaining") or \
         counts.get("files_remaining") else "completed"
     tables = {spec["table"]: counts}

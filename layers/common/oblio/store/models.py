@@ -173,6 +173,18 @@ class BulkJobModel(Model):
     error = UnicodeAttribute(null=True)
     message = UnicodeAttribute(null=True)
     io = MapAttribute[str, Any](null=True)
+    #: the job's run: 1, then one more for each retry. A chunk, report or failure task of an
+    #: earlier run writes nothing to the job (every such write is conditional on it)
+    attempt = NumberAttribute(null=True)
+    #: the chunks of the index a report found not done: `failed` (started: a plan was saved)
+    #: or `missing` (never ran), by chunk name; what a retry reruns
+    chunks_failed = UnicodeSetAttribute(null=True)
+    chunks_missing = UnicodeSetAttribute(null=True)
+    #: the attempt whose end is recorded in the audit trail (`audit_entry`) and announced by
+    #: its event: a rerun of the report or failure step writes neither again
+    audit_entry = UnicodeAttribute(null=True)
+    audited_attempt = NumberAttribute(null=True)
+    announced_attempt = NumberAttribute(null=True)
 
 
 class SuppressionModel(Model):

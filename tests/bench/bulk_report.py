@@ -1,0 +1,102 @@
+"""Bulk report benchmark: the report step's peak memory and time, whatever the job's size.
+
+    python -m tests.bench.bulk_report                       # 1,000 and 1,000,000 lines
+    python -m tests.bench.bulk_report --lines 1000,100000 --part-rows 250
+
+For each number of lines (a fresh process and in-process AWS each): a synthetic job whose
+every chunk is done, its result parts (`--part-rows` lines each, the shape a chunk writes:
+line, outcome, subject reference, counts, request id) and one part of rejected lines in the
+work bucket, then `bulk.report` runs under tracemalloc; printed: parts, seconds, peak Python
+heap of the step (allocations made from its start: the synthetic parts written before are
+not counted), and the report's lines. The report streams into a multipart upload, a part
+of the job in memory at a time: the peak must stay flat from 1,000 to 1,000,000 lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from typing import Any
+
+from tests.bench.harness import emit, run_sizes
+
+
+def run_one(lines: int, part_rows: int) -> dict[str, Any]:
+    from tests.unit import world
+    from tests.unit.conftest import _fresh_aws
+
+    with _fresh_aws(), world.provisioned():
+        from oblio.jobs import bulk
+        from oblio.store import aws, objects
+        from oblio.store.models import BulkJobModel
+
+        tenant = world.new_tenant("bench").tenant_id
+        job_id = "01BENCHREPORT0000000000000"
+        work = bulk._work(tenant, job_id)
+        rejects = max(1, lines // 100)  # one line in a hundred rejected, in its own part
+        valid = lines - rejects
+        reject_rows = [{"line": 2 + i * 100, "outcome": "invalid",
+                        "reason": "the e-mail address has no domain"} for i in range(rejects)]
+        rejected = {r["line"] for r in reject_rows}
+        numbers = (n for n in range(2, lines + 2 + rejects) if n not in rejected)
+        done, parts, n = set(), set(), 0
+        while n * part_rows < valid:
+            rows = []
+            for _ in range(min(part_rows, valid - n * part_rows)):
+                line = next(numbers)
+                rows.append({"line": line, "outcome": "erased",
+                             "subject_ref": f"sr_{line:040d}", "matched": 17, "deleted": 12,
+                             "anonymised": 4, "files_deleted": 3, "retained": 1, "held": 0,
+                             "request_id": f"01REQUEST{line:017d}"})
+            key = work.chunk(n)
+            objects.put_json(work.beside("report", key), rows)
+            done.add(key)
+            parts.add(work.beside("report", key))
+            n += 1
+        reject_key = work.part("rejects", 0)
+        objects.put_json(reject_key, reject_rows)
+        BulkJobModel(tenant_id=tenant, job_id=job_id, status="running", created_at="x",
+                     dry_run=False, rows_total=lines, rows_done=lines, erased=valid,
+                     invalid=rejects, chunks=n, chunks_done=done, report_parts=parts,
+                     reject_keys=[reject_key], index_key=work.index_key, io={},
+                     # (a release before attempts were kept: its report is measured too)
+                     **({"attempt": 1} if hasattr(BulkJobModel, "attempt") else {})).save()
+
+        tracemalloc.start()
+        began = time.monotonic()
+        out = bulk.report(tenant, job_id)
+        seconds = time.monotonic() - began
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+
+        job = bulk.load(tenant, job_id)
+        from oblio.core.settings import get_settings
+
+        body = aws.client("s3").get_object(Bucket=get_settings().bucket("exports"),
+                                           Key=job.report_key)["Body"]
+        written = sum(1 for _ in body.iter_lines()) - 1
+        return {"lines": lines, "parts": n + 1, "status": out["status"],
+                "report_lines": written, "seconds": round(seconds, 2),
+                "peak_mb": round(peak / 2**20, 1)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--lines", default="1000,1000000")
+    p.add_argument("--part-rows", type=int, default=500,
+                   help="lines per result part (a chunk's size; 500 as issue 18 measured)")
+    p.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.one:
+        emit(run_one(args.one, args.part_rows))
+        return
+    for r in run_sizes("tests.bench.bulk_report", args.lines, "--part-rows",
+                       str(args.part_rows)):
+        print(f"{r['lines']:>9} lines  {r['parts']:>5} parts  {r['seconds']:>7.2f} s  "
+              f"peak {r['peak_mb']:>7.1f} MB  report lines {r['report_lines']}  "
+              f"({r['status']})")
+
+
+if __name__ == "__main__":
+    main()

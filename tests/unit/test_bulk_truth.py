@@ -1,0 +1,245 @@
+"""Bulk jobs that tell the truth: the chunk size, the report's check of every chunk of the
+index against what was recorded (done, failed, missing), the job's end when a chunk did not
+finish, the plans kept for a retry, the retry that reruns only the chunks not done, the
+attempts that fence a task of an earlier run, and the end's audit entry and event written
+once, before the job's status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from oblio.control import audit
+from oblio.core.errors import Conflict, TransientError
+from oblio.core.settings import Settings, get_settings
+from oblio.jobs import bulk
+from oblio.store import objects, outbound
+from oblio.store.models import BulkJobModel
+from tests.unit import world
+from tests.unit.test_bulk_jobs import chunk_keys, report_rows, upload, validated
+
+pytestmark = pytest.mark.usefixtures("provisioned")
+
+
+@pytest.fixture(scope="module")
+def provisioned(module_aws):
+    with world.provisioned():
+        yield
+
+
+@pytest.fixture
+def t(tenant, monkeypatch):
+    monkeypatch.setattr(get_settings(), "bulk_chunk_size", 2)
+    return world.new_tenant(tenant)
+
+
+@pytest.fixture
+def announced(monkeypatch):
+    """Every BulkErasureCompleted event emitted, as (status, attempt)."""
+    got: list[tuple[str, int]] = []
+    real = outbound.emit
+
+    def emit(detail_type: str, tenant_id: str, **detail: Any) -> None:
+        if detail_type == "BulkErasureCompleted":
+            got.append((detail["status"], detail.get("attempt", 0)))
+        real(detail_type, tenant_id, **detail)
+
+    monkeypatch.setattr(outbound, "emit", emit)
+    return got
+
+
+def ghosts(n: int, tag: str = "ghost") -> bytes:
+    return ("email\n" + "".join(f"{tag}{i}@example.org\n" for i in range(n))).encode()
+
+
+def audit_actions(tenant_id: str, job_id: str) -> list[str]:
+    return [e["action"] for e in map(audit.to_json, audit.entries(tenant_id)[0])
+            if (e.get("details") or {}).get("job_id") == job_id]
+
+
+def fail_chunk(monkeypatch: Any, job_id: str, t: Any, key: str) -> None:
+    """Run a chunk that breaks after its plan is saved (a throttle that outlasted every
+    retry): it is never recorded done."""
+    def broken(*a: Any, **k: Any) -> Any:
+        raise TransientError("throttled")
+
+    with monkeypatch.context() as m:
+        m.setattr(bulk, "_erase_merged", broken)
+        with pytest.raises(TransientError):
+            bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
+
+
+# -- the chunk size ----------------------------------------------------------------------------
+
+def test_the_chunk_size_is_a_setting_read_from_the_environment(monkeypatch):
+    assert Settings().bulk_chunk_size == 250
+    monkeypatch.setenv("OBLIO_BULK_CHUNK_SIZE", "40")
+    assert Settings().bulk_chunk_size == 40
+
+
+def test_the_cut_makes_chunks_of_the_setting_s_size(t):
+    job_id, rows = validated(t, ghosts(5))
+    keys = chunk_keys(job_id, t)
+    assert [len(objects.get_json(k)) for k in keys] == [2, 2, 1] and len(rows) == 5
+    assert bulk.to_json(bulk.load(t.tenant_id, job_id))["chunks"] == 3
+
+
+# -- the report checks every chunk -------------------------------------------------------------
+
+def test_a_failed_chunk_ends_the_job_completed_with_errors_naming_it(t, monkeypatch,
+                                                                     announced):
+    job_id, _ = validated(t, ghosts(5) + b"not-an-email\n")
+    first, second, third = chunk_keys(job_id, t)
+    bulk.erase_chunk(t.tenant_id, job_id, first, attempt=1)
+    fail_chunk(monkeypatch, job_id, t, second)  # started: its plan is saved
+    # the third never ran
+
+    out = bulk.report(t.tenant_id, job_id, attempt=1)
+
+    assert out == {"status": "completed_with_errors", "chunks_failed": ["000001"],
+                   "chunks_missing": ["000002"]}
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert job["status"] == "completed_with_errors"
+    assert (job["chunks_failed"], job["chunks_missing"]) == (["000001"], ["000002"])
+    assert "000001" in job["message"] and "000002" in job["message"]
+    # one report row per line of the file, whatever did not run
+    rows = report_rows(job)
+    assert len(rows) == job["rows_total"] == 6
+    assert [r["outcome"] for r in rows] == ["not_found"] * 2 + ["not_done"] * 3 + ["invalid"]
+    assert all(r["subject_ref"] for r in rows if r["outcome"] == "not_done")
+    assert "000001 failed" in rows[2]["reason"] and "000002 never ran" in rows[4]["reason"]
+    # the manifests and the failed chunk's plan stay: what a retry resumes from
+    work = bulk._work(t.tenant_id, job_id)
+    assert objects.exists(second) and objects.exists(third)
+    assert objects.exists(work.beside("plans", second))
+    assert audit_actions(t.tenant_id, job_id).count("bulk_erasure_completed") == 1
+    assert announced == [("completed_with_errors", 1)]
+
+
+def test_a_job_with_no_chunk_done_fails_naming_them_and_keeps_its_plans(t):
+    job_id, _ = validated(t, ghosts(3))
+
+    out = bulk.report(t.tenant_id, job_id, attempt=1)
+
+    assert out == {"status": "failed", "chunks_missing": ["000000", "000001"]}
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert job["status"] == "failed" and "000000, 000001" in job["error"]
+    assert len(report_rows(job)) == 3
+    assert all(objects.exists(k) for k in chunk_keys(job_id, t))
+    assert audit_actions(t.tenant_id, job_id).count("bulk_erasure_failed") == 1
+
+
+def test_a_failure_the_state_machine_caught_keeps_the_plans_once_chunks_are_cut(t):
+    job_id, _ = validated(t, ghosts(3))
+    bulk.fail(t.tenant_id, job_id, {"Error": "States.Timeout", "Cause": "late"}, attempt=1)
+    assert bulk.load(t.tenant_id, job_id).status == "failed"
+    assert all(objects.exists(k) for k in chunk_keys(job_id, t))
+
+
+# -- retry -------------------------------------------------------------------------------------
+
+def test_a_retry_reruns_only_the_chunks_not_done_and_the_job_completes(t, monkeypatch,
+                                                                       announced):
+    job_id, _ = validated(t, ghosts(5))
+    first, second, third = chunk_keys(job_id, t)
+    bulk.erase_chunk(t.tenant_id, job_id, first, attempt=1)
+    fail_chunk(monkeypatch, job_id, t, second)
+    bulk.report(t.tenant_id, job_id, attempt=1)
+
+    got = bulk.retry(world.principal(t.tenant_id), job_id)
+
+    assert (got["status"], got["attempt"], got["error"], got["report_url"]) == (
+        "running", 2, None, None)
+    # the Map of the new run reads an index of the chunks not done
+    assert chunk_keys(job_id, t) == [second, third]
+    assert bulk.validate(t.tenant_id, job_id, "", "")["chunks"] == 2
+    for key in (second, third):
+        assert bulk.erase_chunk(t.tenant_id, job_id, key, attempt=2)["not_found"] >= 1
+    assert bulk.report(t.tenant_id, job_id, attempt=2) == {"status": "completed"}
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert (job["status"], job["not_found"], job["rows_done"], job["rows_total"]) == (
+        "completed", 5, 5, 5)
+    assert job["chunks_failed"] == job["chunks_missing"] == []
+    assert [r["outcome"] for r in report_rows(job)] == ["not_found"] * 5
+    assert announced == [("completed_with_errors", 1), ("completed", 2)]
+    assert "bulk_erasure_retried" in audit_actions(t.tenant_id, job_id)
+
+
+def test_a_chunk_or_failure_of_an_earlier_run_writes_nothing_to_the_job(t, monkeypatch):
+    job_id, _ = validated(t, ghosts(3))
+    first, _ = chunk_keys(job_id, t)
+    fail_chunk(monkeypatch, job_id, t, first)
+    bulk.report(t.tenant_id, job_id, attempt=1)
+    bulk.retry(world.principal(t.tenant_id), job_id)
+    before = bulk.to_json(bulk.load(t.tenant_id, job_id))
+
+    # attempt 1's tasks, finishing late (a lost answer, a slow child execution)
+    assert bulk.erase_chunk(t.tenant_id, job_id, first, attempt=1)["skipped"] is True
+    assert bulk.fail(t.tenant_id, job_id, {"Error": "Old", "Cause": "x"}, attempt=1)[
+        "stale"] is True
+    assert bulk.report(t.tenant_id, job_id, attempt=1) == {"status": "running"}
+
+    assert bulk.to_json(bulk.load(t.tenant_id, job_id)) == before
+    # the chunk's own write is refused even when the early check is passed
+    job = bulk.load(t.tenant_id, job_id)
+    with pytest.raises(Exception) as refused:
+        job.update(actions=[BulkJobModel.rows_done.add(1)], condition=bulk.current(1))
+    assert "ConditionalCheckFailed" in str(refused.value.__cause__ or refused.value)
+
+
+def test_retry_refuses_a_running_or_completed_job(t):
+    job_id, _ = validated(t, ghosts(1))
+    with pytest.raises(Conflict) as running:
+        bulk.retry(world.principal(t.tenant_id), job_id)
+    assert running.value.code == "not_failed"
+    (key,) = chunk_keys(job_id, t)
+    bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
+    bulk.report(t.tenant_id, job_id, attempt=1)
+    with pytest.raises(Conflict) as completed:
+        bulk.retry(world.principal(t.tenant_id), job_id)
+    assert completed.value.code == "not_failed"
+
+
+def test_retry_says_nothing_to_resume_when_the_plans_are_gone(t):
+    job_id, _ = validated(t, ghosts(3))
+    bulk.report(t.tenant_id, job_id, attempt=1)
+    bulk._work(t.tenant_id, job_id).clear()  # e.g. removed by hand, or by an older release
+    with pytest.raises(Conflict) as gone:
+        bulk.retry(world.principal(t.tenant_id), job_id)
+    assert gone.value.code == "nothing_to_resume"
+    assert bulk.load(t.tenant_id, job_id).status == "failed"
+
+
+def test_a_job_refused_at_validation_has_nothing_to_resume(t):
+    made, key = upload(t, b"\x00\x01binary")
+    bulk.validate(t.tenant_id, made, get_settings().bucket("ingest"), key)
+    with pytest.raises(Conflict) as nothing:
+        bulk.retry(world.principal(t.tenant_id), made)
+    assert nothing.value.code == "nothing_to_resume"
+
+
+# -- the end, announced once -------------------------------------------------------------------
+
+def test_a_report_rerun_after_a_crash_writes_its_audit_entry_and_event_once(t, monkeypatch,
+                                                                            announced):
+    job_id, _ = validated(t, ghosts(1))
+    (key,) = chunk_keys(job_id, t)
+    bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
+    real = BulkJobModel.update
+
+    def crash_on_status(self: Any, actions: Any, condition: Any = None, **kw: Any) -> Any:
+        if any(str(a).startswith("status =") for a in actions):
+            raise TransientError("the function died before the status was written")
+        return real(self, actions=actions, condition=condition, **kw)
+
+    with monkeypatch.context() as m:
+        m.setattr(BulkJobModel, "update", crash_on_status)
+        with pytest.raises(TransientError):
+            bulk.report(t.tenant_id, job_id, attempt=1)
+    assert bulk.load(t.tenant_id, job_id).status == "running"
+
+    assert bulk.report(t.tenant_id, job_id, attempt=1) == {"status": "completed"}
+    assert audit_actions(t.tenant_id, job_id).count("bulk_erasure_completed") == 1
+    assert announced == [("completed", 1)]
+    assert bulk.to_json(bulk.load(t.tenant_id, job_id))["audit_entry"]
