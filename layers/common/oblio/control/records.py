@@ -250,6 +250,15 @@ def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -
     count("RequestsCompleted", type=m.type or "", status=status)
 
 
+def put_many(models: list[RequestModel]) -> None:
+    """Write finished request records (a bulk chunk's) in batches of 25 (BatchWriteItem,
+    unprocessed items retried). Each is keyed by an id derived from where it comes from (the
+    job and the line), so writing them again (a rerun) leaves one record each, as it was."""
+    with RequestModel.batch_write() as batch:
+        for m in models:
+            batch.save(m)
+
+
 def due_in(m: RequestModel) -> timedelta:
     return clock.parse(m.due_at or clock.iso()) - clock.now()
 
