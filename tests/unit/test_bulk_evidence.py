@@ -245,3 +245,15 @@ def test_verification_pages_through_chunk_certificates(demo_map, t):
     assert (pages[-1]["entries"], pages[-1]["certificates"]) == (whole["entries"], 3)
     by_limit = audit.verify(t.tenant_id, limit=1)
     assert by_limit["entries"] == 1 and by_limit["next_cursor"]
+
+
+def test_a_requests_inclusion_answer_proves_its_certificate_in_its_chunk(demo_map, t):
+    _, certs = erased_chunk(demo_map, t)
+    got = records.inclusion(t.tenant_id, certs[2]["request_id"])
+    assert got["included"] is True and got["chunk"]["index"] == 2
+    (entry,) = chunk_entries(t.tenant_id)
+    assert got["chunk"]["merkle_root"] == entry.details["evidence"]["merkle_root"]
+    m = records.load(t.tenant_id, certs[2]["request_id"])
+    m.result["certificate"]["tables"]["contacts"]["deleted"] = 7  # the record edited
+    m.save()
+    assert records.inclusion(t.tenant_id, certs[2]["request_id"])["included"] is False

@@ -200,6 +200,24 @@ def included(tenant_id: str, certificate: dict[str, Any], chunk: dict[str, Any])
         list(chunk.get("path") or []), str(ev.get("merkle_root", "")))
 
 
+def certificate_inclusion(tenant_id: str, certificate: dict[str, Any]) -> dict[str, Any]:
+    """A request's certificate (as its result shows it) checked against the audit chain: a
+    bulk line's against its chunk entry's Merkle root (its proof, one GetItem); a single
+    request's against the hash of the entry that records it."""
+    ref = certificate.get("audit_entry") or {}
+    chunk = certificate.get("chunk")
+    if chunk:
+        leaf_ = {k: v for k, v in certificate.items() if k not in ("audit_entry", "chunk")}
+        return {"included": included(tenant_id, leaf_, chunk), "audit_entry": ref,
+                "chunk": chunk}
+    try:
+        m = AuditModel.get(tenant_id, str(ref.get("id", "")), consistent_read=True)
+        ok = m.hash == ref.get("hash") and m.hash == _digest(m.prev_hash or "", _body(m))
+    except DoesNotExist:
+        ok = False
+    return {"included": ok, "audit_entry": ref, "chunk": None}
+
+
 def _chunk_problem(details: dict[str, Any]) -> tuple[str | None, int]:
     """What is wrong with a chunk entry's certificates (None: nothing), and how many were read."""
     ev = details.get("evidence") or {}

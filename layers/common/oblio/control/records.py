@@ -11,6 +11,7 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from oblio.control import audit
 from oblio.control.tenants import Tenant
 from oblio.core import clock
 from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
@@ -248,6 +249,16 @@ def end(m: RequestModel, status: str, result: dict[str, Any], **timeline: Any) -
     ])
     release_open(m)
     count("RequestsCompleted", type=m.type or "", status=status)
+
+
+def inclusion(tenant_id: str, request_id: str) -> dict[str, Any]:
+    """Whether the request's certificate is the one the audit chain committed to: for a bulk
+    line, its inclusion in its chunk entry's Merkle root (`chunk`: entry, index, proof)."""
+    cert = result_of(load(tenant_id, request_id)).get("certificate")
+    if not cert:
+        raise Conflict("this request has no certificate (only a finished erasure or "
+                       "anonymisation has one)", code="no_certificate")
+    return {"request_id": request_id, **audit.certificate_inclusion(tenant_id, cert)}
 
 
 def put_many(models: list[RequestModel]) -> None:
