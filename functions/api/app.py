@@ -66,6 +66,12 @@ def get_request(principal, request_id):
     return records.to_json(records.load(principal.tenant_id, request_id))
 
 
+@app.route("/v1/requests/{request_id}/inclusion", methods=["GET"])
+@api(app, scope="audit:read")
+def request_inclusion(principal, request_id):
+    return records.inclusion(principal.tenant_id, request_id)
+
+
 @app.route("/v1/requests/{request_id}/cancel", methods=["POST"], content_types=BODY_TYPES)
 @api(app, scope="dsr:write")
 @idempotent_write(app, "cancel_request")
@@ -173,9 +179,9 @@ def list_audit(principal, q):
 
 
 @app.route("/v1/audit/verify", methods=["GET"])
-@api(app, scope="audit:read")
-def verify_audit(principal):
-    return audit.verify(principal.tenant_id)
+@api(app, scope="audit:read", query=bodies.AuditVerifyQuery)
+def verify_audit(principal, q):
+    return audit.verify(principal.tenant_id, limit=q.limit, cursor=q.cursor)
 
 
 # -- the tenant and its keys --------------------------------------------------------------------

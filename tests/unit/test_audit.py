@@ -54,9 +54,11 @@ def test_append_builds_a_chain_that_verifies(module_aws, tenant):
     _chain(f"{tenant}-other", 2)
     assert [e.id for e in chain] == [_seq(i) for i in range(1, 6)]
     assert len({e.hash for e in chain}) == 5
-    assert audit.verify(tenant) == {"valid": True, "entries": 5, "first_broken": None}
+    assert audit.verify(tenant) == {"valid": True, "entries": 5, "first_broken": None,
+        "certificates": 0, "next_cursor": None}
     assert audit.verify(f"{tenant}-other") == {"valid": True, "entries": 2,
-                                               "first_broken": None}
+                                               "first_broken": None,
+        "certificates": 0, "next_cursor": None}
 
 
 def test_each_entry_carries_the_previous_entrys_hash(t1):
@@ -70,7 +72,8 @@ def test_each_entry_carries_the_previous_entrys_hash(t1):
 
 
 def test_an_empty_log_verifies(module_aws, tenant):
-    assert audit.verify(tenant) == {"valid": True, "entries": 0, "first_broken": None}
+    assert audit.verify(tenant) == {"valid": True, "entries": 0, "first_broken": None,
+        "certificates": 0, "next_cursor": None}
 
 
 def test_editing_an_entrys_details_breaks_the_chain_at_that_entry(t1, t2):
@@ -103,7 +106,9 @@ def test_editing_an_entry_and_its_hash_breaks_the_chain_at_the_next_entry(t1):
 
 def test_deleting_the_last_entry_is_detected(t1):
     _delete(t1, _seq(5))
-    assert audit.verify(t1) == {"valid": False, "entries": 4, "first_broken": _seq(5)}
+    assert audit.verify(t1) == {"valid": False, "entries": 4, "first_broken": _seq(5),
+                                "problem": "the last entries were removed",
+                                "certificates": 0, "next_cursor": None}
 
 
 def test_deleting_a_middle_entry_is_detected(t1):
@@ -120,7 +125,8 @@ def test_deleting_the_head_is_detected(t1):
 def test_appending_after_a_verified_chain_continues_it(t1):
     entry = audit.append(t1, "export.completed", actor="key_2")
     assert entry.id == _seq(6)
-    assert audit.verify(t1) == {"valid": True, "entries": 6, "first_broken": None}
+    assert audit.verify(t1) == {"valid": True, "entries": 6, "first_broken": None,
+        "certificates": 0, "next_cursor": None}
 
 
 def test_entries_are_paged_newest_first(t1):
@@ -153,3 +159,20 @@ def test_to_json_has_no_internal_fields(t1):
 def test_a_cursor_from_a_client_never_pages_onto_the_chains_head(t1, cursor):
     page, _ = audit.entries(t1, limit=2, start=cursor)
     assert [m.seq for m in page] == [_seq(5), _seq(4)]
+
+
+def test_a_keyed_append_appends_once_however_often_it_is_repeated(module_aws, tenant):
+    first = audit.append(tenant, "bulk_chunk_erased", actor="bulk:j", once="bulk:j:c0")
+    again = audit.append(tenant, "bulk_chunk_erased", actor="bulk:j", once="bulk:j:c0")
+    other = audit.append(tenant, "bulk_chunk_erased", actor="bulk:j", once="bulk:j:c1")
+    assert again == first and other.id == _seq(2)
+    page, _ = audit.entries(tenant, newest_first=False)
+    assert [m.seq for m in page] == [_seq(1), _seq(2)]  # the markers are no entries
+    assert audit.verify(tenant)["entries"] == 2 and audit.verify(tenant)["valid"] is True
+
+
+def test_a_cursor_that_was_not_given_is_refused(module_aws, tenant):
+    from oblio.core.errors import Invalid
+
+    with pytest.raises(Invalid):
+        audit.verify(tenant, cursor="not-a-cursor")

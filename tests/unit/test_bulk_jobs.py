@@ -330,7 +330,8 @@ def test_a_chunk_done_is_skipped_when_it_is_retried(demo_map, t):
 def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(demo_map, t,
                                                                       monkeypatch):
     """The first attempt erases every line's items and certifies one line, then fails; the
-    retry finds nothing left to erase but reports every line as erased, once each."""
+    retry finds nothing left to erase but reports every line as erased, once each (the
+    crashes between the later recording steps: tests/unit/test_bulk_evidence.py)."""
     from oblio.core import clock
 
     emails = [f"chunk.retry.{i}@example.net" for i in range(3)]
@@ -342,19 +343,19 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(demo_map, 
     chunk = f"work/{t.tenant_id}/bulk/{job_id}/chunks/000000.json"
     objects.put_json(chunk, [{"line": i + 2, "identities": {"email": e}, "dry_run": False}
                              for i, e in enumerate(emails)])
-    record, calls = bulk.record_erasure, []
+    certify, calls = bulk._certify, []
 
-    def fail_on_the_second(*args: Any, **kwargs: Any) -> str:
+    def fail_on_the_second(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
         if len(calls) == 2:
             raise TransientError("the chunk worker died")
-        return record(*args, **kwargs)
+        return certify(*args, **kwargs)
 
-    monkeypatch.setattr(bulk, "record_erasure", fail_on_the_second)
+    monkeypatch.setattr(bulk, "_certify", fail_on_the_second)
     with pytest.raises(TransientError):
         bulk.erase_chunk(t.tenant_id, job_id, chunk)
     assert all(found(demo_map, t.tenant_id, e) == 0 for e in emails)
-    monkeypatch.setattr(bulk, "record_erasure", record)
+    monkeypatch.setattr(bulk, "_certify", certify)
 
     out = bulk.erase_chunk(t.tenant_id, job_id, chunk)
 

@@ -230,6 +230,10 @@ def _written() -> dict[str, Any]:
                     "archive is ready; 302 to a presigned download of minutes, 400 (a page) for "
                     "a link not signed as it is, 410 (a page) once the archive has expired",
                     None, ok="302"), rid), "400", "410")},
+            "/v1/requests/{request_id}/inclusion": {"get": _errors(_path_param(
+                _op("whether the request's certificate is the one the audit chain committed "
+                    "to: a bulk line's by its inclusion proof in its chunk entry's Merkle root",
+                    "audit:read"), rid), "409")},
             "/v1/requests/{request_id}/approve": {"post": _errors(_path_param(
                 _op("let a verified self-service request awaiting approval run (dsr:erase "
                     "for an erasure)", "dsr:write"), rid), "409")},
@@ -238,7 +242,9 @@ def _written() -> dict[str, Any]:
                     "person is told (Art. 12(4))", "dsr:write"),
                 rid), "409")},
             "/v1/audit": {"get": _op("audit entries, newest first", "audit:read")},
-            "/v1/audit/verify": {"get": _op("verify the hash chain", "audit:read")},
+            "/v1/audit/verify": {"get": _op(
+                "verify the hash chain and each bulk chunk entry's certificates (their Merkle "
+                "root); pages: follow next_cursor until it is null", "audit:read")},
             "/v1/tenant": {"get": _op("the tenant's settings and children", "admin"),
                            "patch": _op("change settings: export_ttl_days (10, 14, 30), "
                                         "require_export_before_anonymisation, "

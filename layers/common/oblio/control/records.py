@@ -13,6 +13,7 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, DoesNotExist, TransactWriteError, UpdateError
 from pynamodb.transactions import TransactWrite
 
+from oblio.control import audit
 from oblio.control.tenants import Tenant
 from oblio.core import clock
 from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
@@ -389,6 +390,25 @@ def end(m: RequestModel, status: str, result: dict[str, Any],
     fenced_update(m, actions, condition=RequestModel.status.is_in(*OPEN, FINISHING))
     release_open(m)
     count("RequestsCompleted", type=m.type or "", status=status)
+
+
+def inclusion(tenant_id: str, request_id: str) -> dict[str, Any]:
+    """Whether the request's certificate is the one the audit chain committed to: for a bulk
+    line, its inclusion in its chunk entry's Merkle root (`chunk`: entry, index, proof)."""
+    cert = result_of(load(tenant_id, request_id)).get("certificate")
+    if not cert:
+        raise Conflict("this request has no certificate (only a finished erasure or "
+                       "anonymisation has one)", code="no_certificate")
+    return {"request_id": request_id, **audit.certificate_inclusion(tenant_id, cert)}
+
+
+def put_many(models: list[RequestModel]) -> None:
+    """Write finished request records (a bulk chunk's) in batches of 25 (BatchWriteItem,
+    unprocessed items retried). Each is keyed by an id derived from where it comes from (the
+    job and the line), so writing them again (a rerun) leaves one record each, as it was."""
+    with RequestModel.batch_write() as batch:
+        for m in models:
+            batch.save(m)
 
 
 def due_in(m: RequestModel) -> timedelta:

@@ -4,21 +4,43 @@ erasure be replayed after a backup restore."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from oblio.core import clock
 from oblio.store.models import SuppressionModel
 
 
+def entries_of(refs: dict[str, list[str]]) -> int:
+    """How many suppression entries `kind -> [hmac, ...]` makes (each distinct one once)."""
+    return sum(len(set(macs)) for macs in refs.values())
+
+
 def add(tenant_id: str, refs: dict[str, list[str]], reason: str, request_id: str) -> int:
     """Record each `kind -> [hmac, ...]`; returns how many entries were written."""
-    n = 0
+    return add_many(tenant_id, [(refs, request_id, None)], reason)[0]
+
+
+def add_many(tenant_id: str, subjects: Sequence[tuple[dict[str, list[str]], str, str | None]],
+             reason: str) -> list[int]:
+    """Record the suppression entries of many subjects (`(refs, request_id, at)`; `at` None:
+    now) in one batched write (BatchWriteItem of 25); returns each subject's number of
+    entries. An entry is keyed by its identity's HMAC, so writing the same subjects again (a
+    rerun) leaves one entry each, as it was when given the same `at`."""
+    counts, seen = [], set()
     with SuppressionModel.batch_write() as batch:
-        for kind, macs in sorted(refs.items()):
-            for mac in sorted(set(macs)):
-                batch.save(SuppressionModel(tenant_id=tenant_id, ref=f"{kind}#{mac}",
-                                            reason=reason, request_id=request_id,
-                                            at=clock.iso()))
-                n += 1
-    return n
+        for refs, request_id, at in subjects:
+            n = 0
+            for kind, macs in sorted(refs.items()):
+                for mac in sorted(set(macs)):
+                    n += 1
+                    if (kind, mac) in seen:  # one batch may not name a key twice
+                        continue
+                    seen.add((kind, mac))
+                    batch.save(SuppressionModel(tenant_id=tenant_id, ref=f"{kind}#{mac}",
+                                                reason=reason, request_id=request_id,
+                                                at=at or clock.iso()))
+            counts.append(n)
+    return counts
 
 
 def lookup(tenant_id: str, refs: dict[str, str]) -> list[dict[str, str]]:

@@ -938,6 +938,20 @@ class AuditQuery(PageQuery):
         default=None, description="the next_cursor of the previous page")
 
 
+class AuditVerifyQuery(Query):
+    """One call of the chain's verification: it checks at most `limit` entries (all by
+    default) and about 20,000 bulk chunk certificates, then answers a `next_cursor`."""
+
+    limit: int | None = Field(default=None, ge=1, le=10_000,
+                              description="check at most this many entries (1-10000)")
+    cursor: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,1000}$")] | None = Field(
+        default=None, description="the next_cursor of the previous call")
+
+    hints: ClassVar[dict[str, str]] = {
+        "limit": "limit must be a whole number between 1 and 10000",
+        "cursor": "cursor is not one this API gave out; start again without it"}
+
+
 class RequestsQuery(PageQuery):
     type: Literal[REQUEST_TYPES] | None = None  # type: ignore[valid-type]
     status: Literal[REQUEST_STATUSES] | None = None  # type: ignore[valid-type]

@@ -10,8 +10,9 @@ One pipeline, four steps, each a task of `statemachines/bulk_erasure.asl.json`:
   nothing erased.
 - `erase_chunk`: erases one chunk's subjects through the same engine as a single erasure,
   batched across the chunk (one BatchWriteItem per 25 items whoever they belong to), verifies
-  each subject, and gives each erased subject the same request record, certificate, audit entry,
-  suppression entries and event as a single erasure.
+  each subject, and gives each erased subject the same request record, certificate,
+  suppression entries and event as a single erasure, each exactly once however often the
+  chunk runs; the chunk's one audit entry commits to all its certificates (a Merkle root).
 - `report`: checks every chunk of the index against the chunks recorded done (the Map's
   own verdict is not trusted) and streams the per-line outcomes into one CSV under the
   tenant's report prefix (no identity in clear: the subject's HMAC reference only; every
@@ -484,8 +485,11 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
                 todo.append((row, plan))
         left = _erase_merged(dm, tenant, [p for _, p in todo], marker)
         exports.delete_archives([a for _, p in todo for a in p.get("archives", [])])
-    for row, plan in todo:
-        outcomes.append(_certify(dm, tenant, job, row, plan, left))
+        evidence_key, certs = _certified(dm, tenant, job, chunk_key, todo, left)
+        record_erasure(tenant, job_id, chunk_key, evidence_key,
+                       [(row, plan, cert) for (row, plan), cert in zip(todo, certs,
+                                                                       strict=True)])
+    outcomes += [_line_outcome(c) for c in certs]
     outcomes.sort(key=lambda o: int(o["line"]))
     part = work.beside("report", chunk_key)
     objects.put_json(part, outcomes)
@@ -622,12 +626,23 @@ def _line_counts(dm: datamap.DataMap, name: str, p: dict[str, Any]) -> dict[str,
     return c
 
 
+def line_request_id(job_id: str, line: int) -> str:
+    """The id of the request record of a job's line: derived from the job and the line (a
+    ULID with the job's time), so every run of the line's chunk names the same record."""
+    digest = hashlib.blake2b(f"{job_id}:{int(line)}".encode(), digest_size=16).digest()
+    try:
+        stamp = ULID.from_str(job_id).bytes[:6]
+    except ValueError:  # a job id that is no ULID (tests): the digest only
+        stamp = digest[:6]
+    return str(ULID.from_bytes(stamp + digest[6:]))
+
+
 def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[str, Any],
              plan_: dict[str, Any], left: set[tuple[str, tuple[Any, ...]]]) -> dict[str, Any]:
-    """The same evidence as a single erasure: a request record with its certificate, an
-    audit entry, suppression entries, a SubjectErased event (once per line, retries too).
-    A fresh search from her identities must find nothing but what stays by design (items
-    retained by law, items on legal hold)."""
+    """One erased line's certificate, the same figures as a single erasure's (its audit entry
+    is its chunk's, which commits to it: see `record_erasure`). A fresh search from her
+    identities must find nothing but what stays by design (items retained by law, items on
+    legal hold). Her consent ledger goes here: the certificate counts what went."""
     ids = row["identities"]
     again = find.walk(dm, tenant.tenant_id, ids, include_expired=True)
     planned = {name: plan_["tables"].get(name, {}) for name in dm.order}
@@ -654,85 +669,109 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
     verification = {"passed": not remaining, "items_checked": plan_["matched"],
                     "remaining": remaining, "at": clock.iso(),
                     "checked": {"archives": {"objects": len(archived), "left": archives_left}}}
-    request_id = record_erasure(tenant, ids, job.job_id, tables, verification,
-                                plan_["refs"], request_id=plan_["request_id"],
-                                certified={"archives_deleted": len(archived) - archives_left,
-                                           "expired_items_included":
-                                               int(plan_.get("expired", 0))})
-    if not verification["passed"]:
-        return {"line": row["line"], "outcome": "failed", "subject_ref":
-                tenant.keys.subject_ref(ids), "request_id": request_id,
+    passed = not remaining
+    consents = ledger.erase_subject(tenant.tenant_id, plan_["refs"])  # the ledger goes too
+    # what stays by design (retained by law, on legal hold), as a single erasure says it
+    exempt = outcome.exemptions(dm, {tenant.tenant_id: tables}, {})
+    request_id = line_request_id(job.job_id, row["line"])
+    cert = evidence.certificate(
+        request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure",
+        subject_ref=tenant.keys.subject_ref(ids), tables=tables, tenants={},
+        verification=verification,
+        suppressed=suppression.entries_of(plan_["refs"]) if passed else 0,
+        started_at=verification["at"], entry=None, datamap_digest=dm.digest)
+    return {"found": True, **exempt, **cert, "consent_records_deleted": consents,
+            "archives_deleted": len(archived) - archives_left,
+            "expired_items_included": int(plan_.get("expired", 0)),
+            "bulk_job": job.job_id, "line": int(row["line"])}
+
+
+def _line_outcome(cert: dict[str, Any]) -> dict[str, Any]:
+    """A certified line as the report gives it."""
+    head = {"line": int(cert["line"]), "subject_ref": cert["subject_ref"],
+            "request_id": cert["request_id"]}
+    if not cert["verification"]["passed"]:
+        return {**head, "outcome": "failed",
                 "reason": "items remained after the erasure; retry the job"}
-    totals = {k: sum(t[k] for t in tables.values()) for k in
-              ("matched", "deleted", "anonymised", "files_deleted", "retained", "held")}
-    return {"line": row["line"], "outcome": "erased",
-            "subject_ref": tenant.keys.subject_ref(ids), "request_id": request_id, **totals}
+    tables = cert["tables"].values()
+    return {**head, "outcome": "erased", **{k: sum(int(t[k]) for t in tables) for k in
+            ("matched", "deleted", "anonymised", "files_deleted", "retained", "held")}}
+
+
+def _certified(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, chunk_key: str,
+               todo: list[tuple[dict[str, Any], dict[str, Any]]],
+               left: set[tuple[str, tuple[Any, ...]]]) -> tuple[str, list[dict[str, Any]]]:
+    """The chunk's certificates, one per erased line in line order, stored once as the
+    chunk's evidence object before anything records them: a rerun reads them back instead of
+    certifying again (the ledger is gone by then, the counts would differ)."""
+    key = audit.evidence_key(tenant.tenant_id, job.job_id, chunk_key)
+    if objects.exists(key):
+        stored: list[dict[str, Any]] = objects.get_json(key)
+        return key, stored
+    certs = [_certify(dm, tenant, job, row, plan, left) for row, plan in todo]
+    objects.put_json(key, certs)
+    return key, audit.as_stored(certs)
+
+
+def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
+                   lines: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]) -> None:
+    """A chunk's erased lines (row, plan, certificate; the certificates stored at `key`),
+    recorded as single erasures are, each exactly once however often the chunk runs:
+
+    1. one audit entry for the chunk (the Merkle root of its certificates, the count and the
+       subjects' references), appended once (keyed by the job and the chunk);
+    2. the request records, each with its certificate, the chunk entry and its inclusion
+       proof, in batches of 25, keyed by the line's id (a rewrite is the same record);
+    3. the suppression entries of the lines that passed verification, in batches of 25;
+    4. a SubjectErased event per line, in PutEvents of 10 recorded in the chunk's outbox
+       (a batch sent but not yet recorded when a run dies is sent again: at-least-once)."""
+    if not lines:
+        return
+    certs = [c for _, _, c in lines]
+    actor = f"bulk:{job_id}"
+    entry = audit.commit_chunk(tenant.tenant_id, actor=actor, job_id=job_id,
+                               chunk=chunk_key, key=key, certificates=certs)
+    proofs = audit.chunk_proofs(certs)
+    due = get_settings().due_months
+    models = []
+    for (row, _, cert), proof in zip(lines, proofs, strict=True):
+        ids = row["identities"]
+        tables = cert["tables"]
+        status = "completed" if cert["verification"]["passed"] else "completed_with_errors"
+        exempt: dict[str, Any] = {k: cert[k] for k in ("retained", "held", "exemptions",
+                                                   "holds") if k in cert}
+        message = outcome.exemption_message(exempt)
+        view = {**cert, "audit_entry": {"id": entry.id, "hash": entry.hash},
+                "chunk": {"entry": entry.id, "evidence": key, **proof}}
+        done = str(cert["completed_at"])
+        models.append(RequestModel(
+            tenant_id=tenant.tenant_id, sk=records.request_sk(cert["request_id"]),
+            request_id=cert["request_id"], type="erasure", status=status,
+            subject_ref=cert["subject_ref"],
+            identity_refs={k: tenant.keys.hmac(k, v) for k, v in ids.items()},
+            created_at=cert["started_at"], completed_at=done,
+            due_at=clock.iso(clock.add_months(clock.parse(done), due)),
+            requested_by=actor, reason=f"bulk erasure job {job_id}",
+            options={"bulk_job": job_id, "action": "erase"},
+            timeline=[records.event(at=cert["started_at"], event="received", by=actor),
+                      records.event(at=done, event=status)],
+            result={"found": True, **exempt, "tables": tables, "tenants": {},
+                    "totals": {k: sum(int(c.get(k, 0)) for c in tables.values())
+                               for k in rules.COUNTS},
+                    "verification": cert["verification"], "certificate": view,
+                    "bulk_job": job_id, **({"message": message} if message else {})},
+            units={}, io={}, attempt=1))
+    records.put_many(models)
+    suppression.add_many(tenant.tenant_id, [
+        (plan["refs"], cert["request_id"], str(cert["completed_at"]))
+        for _, plan, cert in lines if cert["verification"]["passed"]], reason="erasure")
+    outbound.emit_many(tenant.tenant_id, [
+        ("SubjectErased", {"request_id": c["request_id"], "subject_ref": c["subject_ref"],
+                           "type": "erasure", "bulk_job": job_id}) for c in certs],
+        outbox=key.removesuffix(".json") + ".outbox.json")
 
 
 # -- the report --------------------------------------------------------------------------------
-
-def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
-                   tables: dict[str, dict[str, int]], verification: dict[str, Any],
-                   refs: dict[str, list[str]], request_id: str | None = None,
-                   certified: dict[str, int] | None = None) -> str:
-    """One subject of a bulk job, erased: the same request record, certificate, audit entry,
-    suppression entries and event as a single erasure (its RequestsCompleted metric is the
-    chunk's, one line for all); `certified` adds figures to the certificate (archives
-    deleted, items past their TTL included). Returns the request id. Recording a request id that is
-    already recorded (a retried chunk) does nothing again."""
-    request_id, started = request_id or str(ULID()), clock.iso()
-    try:
-        RequestModel.get(tenant.tenant_id, records.request_sk(request_id))
-        return request_id
-    except DoesNotExist:
-        pass
-    ref = tenant.keys.subject_ref(ids)
-    passed = bool(verification.get("passed"))
-    status = "completed" if passed else "completed_with_errors"
-    actor = f"bulk:{job_id}"
-    consents = ledger.erase_subject(tenant.tenant_id, refs)  # the ledger goes too
-    dm = datamap.current()
-    # what stays by design (retained by law, on legal hold), as a single erasure says it
-    exempt = outcome.exemptions(dm, {tenant.tenant_id: tables}, {})
-    stays = {"retained": exempt["retained"], "held": exempt["held"],
-             "legal_bases": sorted({e["legal_basis"] for e in exempt.get("exemptions", [])
-                                    if e["legal_basis"]})} \
-        if exempt["retained"] or exempt["held"] else {}
-    entry = audit.append(tenant.tenant_id, "erasure_completed", actor=actor,
-                         request_id=request_id, subject_ref=ref,
-                         details={"type": "erasure", "bulk_job": job_id,
-                                  "verification_passed": passed,
-                                  "consent_records_deleted": consents, **stays,
-                                  "counts": {n: c for n, c in tables.items() if c["matched"]}})
-    suppressed = suppression.add(tenant.tenant_id, refs, reason="erasure",
-                                 request_id=request_id) if passed else 0
-    totals = {k: sum(c.get(k, 0) for c in tables.values()) for k in rules.COUNTS}
-    cert = evidence.certificate(
-        request_id=request_id, tenant_id=tenant.tenant_id, type_="erasure", subject_ref=ref,
-        tables=tables, tenants={}, verification=verification, suppressed=suppressed,
-        started_at=started, entry=entry, datamap_digest=dm.digest)
-    cert = {"found": True, **exempt, **cert, "consent_records_deleted": consents,
-            **(certified or {})}
-    message = outcome.exemption_message(exempt)
-    now = clock.now()
-    RequestModel(
-        tenant_id=tenant.tenant_id, sk=records.request_sk(request_id), request_id=request_id,
-        type="erasure", status=status, subject_ref=ref,
-        identity_refs={k: tenant.keys.hmac(k, v) for k, v in ids.items()},
-        created_at=started, completed_at=clock.iso(now),
-        due_at=clock.iso(clock.add_months(now, get_settings().due_months)),
-        requested_by=actor, reason=f"bulk erasure job {job_id}",
-        options={"bulk_job": job_id, "action": "erase"},
-        timeline=[records.event(at=started, event="received", by=actor),
-                  records.event(event=status)],
-        result={"found": True, **exempt, "tables": tables, "tenants": {}, "totals": totals,
-                "verification": verification, "certificate": cert, "bulk_job": job_id,
-                **({"message": message} if message else {})},
-        units={}, io={}, attempt=1).save()
-    outbound.emit("SubjectErased", tenant.tenant_id, request_id=request_id, subject_ref=ref,
-                type="erasure", bulk_job=job_id)
-    return request_id
-
 
 def _part_rows(keys: Iterable[str]) -> Iterator[dict[str, Any]]:
     """The rows of JSON parts, one part in memory at a time."""

@@ -35,16 +35,20 @@ SUBJECT_EVENTS: dict[str, tuple[str, ...]] = {
 
 def certificate(*, request_id: str, tenant_id: str, type_: str, subject_ref: str,
                 tables: dict[str, Any], tenants: dict[str, Any], verification: dict[str, Any],
-                suppressed: int, started_at: str | None, entry: audit.Entry,
+                suppressed: int, started_at: str | None, entry: audit.Entry | None,
                 datamap_digest: str | None) -> dict[str, Any]:
     """The evidence of an erasure or anonymisation: no personal data, only counts, the
-    verification's outcome and the hash of the audit entry that records it."""
-    return {"request_id": request_id, "tenant_id": tenant_id, "type": type_,
+    verification's outcome and the hash of the audit entry that records it (None: a bulk
+    line's certificate, which its chunk's entry commits to, so cannot hold that entry)."""
+    cert = {"request_id": request_id, "tenant_id": tenant_id, "type": type_,
             "subject_ref": subject_ref, "tables": tables, "tenants": tenants,
             "verification": verification, "suppression_entries": suppressed,
             "started_at": started_at, "completed_at": clock.iso(),
-            "audit_entry": {"id": entry.id, "hash": entry.hash},
+            "audit_entry": {"id": entry.id, "hash": entry.hash} if entry else None,
             "datamap_digest": datamap_digest}
+    if entry is None:
+        del cert["audit_entry"]
+    return cert
 
 
 def _counts(m: RequestModel, dm: DataMap) -> dict[str, dict[str, dict[str, int]]]:

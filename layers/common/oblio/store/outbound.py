@@ -5,13 +5,14 @@ tenant, the request and the subject's HMAC reference, never an identity in clear
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from oblio.core.errors import MessageRefused, TransientError
 from oblio.core.settings import get_settings
-from oblio.store import aws
+from oblio.store import aws, objects
 
 #: the SNS topic of the catalogue that carries text messages to the tenants' SMS senders
 CODES_TOPIC = "verification-codes"
@@ -19,14 +20,56 @@ _THROTTLED = ("Throttling", "ThrottlingException", "ServiceUnavailable")
 
 
 def emit(detail_type: str, tenant_id: str, **detail: Any) -> None:
-    resp = aws.client("events").put_events(Entries=[{
-        "Source": "oblio",
-        "DetailType": detail_type,
-        "EventBusName": get_settings().event_bus,
-        "Detail": json.dumps({"tenant_id": tenant_id, **detail}, default=str),
-    }])
+    resp = aws.client("events").put_events(Entries=[_entry(detail_type, tenant_id, detail)])
     if resp.get("FailedEntryCount"):
         raise TransientError(f"EventBridge refused the {detail_type} event")
+
+
+#: PutEvents takes at most 10 entries
+EVENTS_PER_CALL = 10
+_PUT_ATTEMPTS = 4
+
+
+def _entry(detail_type: str, tenant_id: str, detail: dict[str, Any]) -> dict[str, Any]:
+    return {"Source": "oblio", "DetailType": detail_type,
+            "EventBusName": get_settings().event_bus,
+            "Detail": json.dumps({"tenant_id": tenant_id, **detail}, default=str)}
+
+
+def _put_batch(entries: list[dict[str, Any]]) -> None:
+    """One PutEvents; entries EventBridge refused are sent again (only they), a few times."""
+    events = aws.client("events")
+    for _ in range(_PUT_ATTEMPTS):
+        resp = events.put_events(Entries=entries)
+        if not resp.get("FailedEntryCount"):
+            return
+        entries = [e for e, got in zip(entries, resp.get("Entries", []), strict=False)
+                   if got.get("ErrorCode")]
+    raise TransientError(f"EventBridge refused {len(entries)} events")
+
+
+def emit_many(tenant_id: str, events: Sequence[tuple[str, dict[str, Any]]], *,
+              outbox: str | None = None) -> int:
+    """Put `(detail_type, detail)` events in batches of 10 (PutEvents); returns how many were
+    sent by this call.
+
+    With `outbox` (a key of the work bucket), the number of each batch EventBridge accepted
+    is recorded there right after it, and a repeated call with the same events sends only the
+    batches not recorded yet. What stays at-least-once: a crash after a PutEvents and before
+    its record sends that one batch (at most 10 events) again."""
+    done: set[int] = set(objects.get_json(outbox)) if outbox and objects.exists(outbox) \
+        else set()
+    sent = 0
+    for n, start in enumerate(range(0, len(events), EVENTS_PER_CALL)):
+        if n in done:
+            continue
+        batch = events[start:start + EVENTS_PER_CALL]
+        _put_batch([_entry(t, tenant_id, d) for t, d in batch])
+        sent += len(batch)
+        done.add(n)
+        if outbox:
+            objects.put_json(outbox, sorted(done))
+    return sent
 
 
 def _refused(exc: ClientError, what: str) -> Exception:
