@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oblio.control import records
+from oblio.control import records, tenants
 from oblio.core.bodies import BulkBody, parse
 from oblio.core.errors import NotFound, TransientError
 from oblio.core.settings import get_settings
@@ -212,6 +212,20 @@ def test_validation_deletes_every_version_of_the_upload(t):
                                 Body=b"email\na@example.com\nb@example.com\n")
     bulk.validate(t.tenant_id, job_id, get_settings().bucket("ingest"), key)
     assert world.versions(get_settings().bucket("ingest"), key) == []
+
+
+def test_validation_sizes_the_maps_concurrency_from_the_chunks_and_the_tenants_cap(
+        t, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    rows = b"email\n" + b"".join(f"p{i}@example.com\n".encode() for i in range(7))
+    job_id, key = upload(t, rows)
+    out = bulk.validate(t.tenant_id, job_id, get_settings().bucket("ingest"), key)
+    assert (out["chunks"], out["concurrency"]) == (4, 4)  # one worker per chunk
+
+    tenants.update_settings(t.tenant_id, {"settings": {"bulk_max_concurrency": 3}})
+    job_id, key = upload(t, rows)
+    out = bulk.validate(t.tenant_id, job_id, get_settings().bucket("ingest"), key)
+    assert (out["chunks"], out["concurrency"]) == (4, 3)  # the tenant's cap binds
 
 
 def test_a_retried_validation_returns_the_chunks_it_cut(t):

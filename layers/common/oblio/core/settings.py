@@ -26,11 +26,13 @@ class Settings(BaseSettings):
     presign_seconds: int = 300
     #: requests are due one month after receipt (Art. 12(3)); the extension limit is two months
     due_months: int = 1
-    #: bulk erasure: the largest CSV accepted, in bytes and in rows, and how many chunks of
-    #: 500 subjects are erased at once
+    #: bulk erasure: the largest CSV accepted, in bytes and in rows, and at most how many
+    #: chunks of 500 subjects are erased at once, whatever the tenant (a job runs one worker
+    #: per chunk up to this and the tenant's `bulk_max_concurrency`: `jobs.sizing`); keep it
+    #: under the account's Lambda concurrency (1,000 by default) less what the API needs
     bulk_max_bytes: int = 200 * 1024 * 1024
     bulk_max_rows: int = 1_000_000
-    bulk_concurrency: int = 4
+    bulk_concurrency: int = Field(default=500, ge=1, le=10_000)
     #: access exports: the SES identity that tells requesters their archive is ready, and the
     #: size of the multipart upload parts an archive is streamed in (S3's minimum is 5 MiB)
     ses_sender: str = "privacy@oblio.local"

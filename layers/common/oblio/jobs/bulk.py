@@ -45,7 +45,7 @@ from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, Unprocessab
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
-from oblio.jobs import chunks
+from oblio.jobs import chunks, sizing
 from oblio.pipeline import apply, evidence, find, outcome, rules, verify
 from oblio.pipeline import plan as planner
 from oblio.store import aws, objects, outbound, workflows
@@ -400,8 +400,10 @@ def _cut(job: BulkJobModel, bucket: str, key: str) -> tuple[chunks.Parts, chunks
 
 
 def _map_input(job: BulkJobModel) -> dict[str, Any]:
-    return chunks.map_input(int(job.chunks or 0), job.index_key,
-                            get_settings().bulk_concurrency, failed=False)
+    """The Map's input: its concurrency sized from the job's chunks (`jobs.sizing`)."""
+    n = int(job.chunks or 0)
+    return chunks.map_input(n, job.index_key, sizing.job_concurrency(
+        n, get_tenant(job.tenant_id).settings, get_settings().bulk_concurrency), failed=False)
 
 
 # -- erasure of one chunk ----------------------------------------------------------------------
