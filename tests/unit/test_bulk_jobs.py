@@ -16,7 +16,7 @@ from oblio.core.bodies import BulkBody, parse
 from oblio.core.errors import NotFound, TransientError
 from oblio.core.settings import get_settings
 from oblio.jobs import bulk
-from oblio.store import aws, objects
+from oblio.store import aws, objects, shards
 from oblio.store.models import BulkJobModel, RequestModel
 from tests.unit import world
 
@@ -378,9 +378,10 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(demo_map, 
     parts = objects.get_json(f"work/{t.tenant_id}/bulk/{job_id}/report/000000.json")
     assert [p["outcome"] for p in parts] == ["erased"] * 3
     assert all(p["matched"] > 0 for p in parts)
-    recorded = [r for r in RequestModel.query(t.tenant_id, RequestModel.sk.startswith("req#"),
-                                              filter_condition=RequestModel.requested_by ==
-                                              f"bulk:{job_id}")]
+    recorded = list(shards.query_tenant(RequestModel, t.tenant_id,
+                                        RequestModel.sk.startswith("req#"),
+                                        filter_condition=RequestModel.requested_by ==
+                                        f"bulk:{job_id}"))
     assert len(recorded) == 3 and all(r.result["certificate"] for r in recorded)
     assert bulk.erase_chunk(t.tenant_id, job_id, chunk)["skipped"] is True
 

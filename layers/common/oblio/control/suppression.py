@@ -5,6 +5,7 @@ erasure be replayed after a backup restore."""
 from __future__ import annotations
 
 from oblio.core import clock
+from oblio.store import shards
 from oblio.store.models import SuppressionModel
 
 
@@ -23,6 +24,6 @@ def add(tenant_id: str, refs: dict[str, list[str]], reason: str, request_id: str
 
 def lookup(tenant_id: str, refs: dict[str, str]) -> list[dict[str, str]]:
     """The suppression entries matching any of `kind -> hmac`."""
-    keys = [(tenant_id, f"{k}#{v}") for k, v in refs.items()]
+    keys = [(shards.key(tenant_id, ref), ref) for ref in (f"{k}#{v}" for k, v in refs.items())]
     return [{"ref": m.ref.split("#", 1)[0], "reason": m.reason, "at": m.at}
             for m in SuppressionModel.batch_get(keys)] if keys else []

@@ -644,7 +644,7 @@ def record_erasure(tenant: Tenant, ids: dict[str, str], job_id: str,
     already recorded (a retried chunk) does nothing again."""
     request_id, started = request_id or str(ULID()), clock.iso()
     try:
-        RequestModel.get(tenant.tenant_id, records.request_sk(request_id))
+        RequestModel.get(*records.request_key(tenant.tenant_id, request_id))
         return request_id
     except DoesNotExist:
         pass
