@@ -163,6 +163,8 @@ def _by_name(items: tuple[T, ...], name: str, kind: str) -> T:
 
 _S = Key
 _TENANT = Key("tenant_id")
+#: "<tenant>#<shard>": a big tenant's writes spread over partitions (oblio.store.shards)
+_SHARD = Key("pk")
 
 
 def _demo_table(name: str, sort: str, *lookups: str, purpose: str,
@@ -228,9 +230,9 @@ CATALOGUE = Catalogue(
         Table("tenants", _S("tenant_id"), purpose="tenants, parent/child links, settings"),
         Table("api_keys", _S("key_hash"), indexes=(Index("by_tenant", _TENANT, _S("key_id")),),
               purpose="API keys, stored hashed, with scopes"),
-        Table("requests", _TENANT, _S("sk"), purpose="data-subject requests and their state"),
+        Table("requests", _SHARD, _S("sk"), purpose="data-subject requests and their state"),
         Table("audit", _TENANT, _S("seq"), purpose="append-only hash-chained audit log"),
-        Table("suppression", _TENANT, _S("ref"),
+        Table("suppression", _SHARD, _S("ref"),
               purpose="HMACs of erased and objecting subjects"),
         Table("idempotency", _S("id"), ttl_attribute="expiration",
               purpose="Powertools idempotency records for write APIs"),

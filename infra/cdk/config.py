@@ -74,6 +74,10 @@ class DeployConfig:
     schedules: dict[str, str] = field(default_factory=dict)
     #: tables refuse deletion (and are retained, like buckets and the key, when the stack goes)
     deletion_protection: bool = True
+    #: at most this many chunks of a bulk job erased at once (OBLIO_BULK_CONCURRENCY; a job
+    #: runs one per chunk up to this and its tenant's `bulk_max_concurrency`); keep it under
+    #: the account's Lambda concurrency (1,000 by default) less what the API needs
+    bulk_concurrency: int = 500
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -153,6 +157,7 @@ class DeployConfig:
             layer_deps=text("layer_deps", d.layer_deps) or d.layer_deps,
             chalice_stage=text("chalice_stage", d.chalice_stage) or d.chalice_stage,
             deletion_protection=flag("deletion_protection", d.deletion_protection),
+            bulk_concurrency=number("bulk_concurrency", d.bulk_concurrency),
             schedules=mapping("schedules"),
         )
         cfg.validate()
@@ -166,6 +171,9 @@ class DeployConfig:
                              f"not {self.log_retention_days}")
         if self.access_log_days < 1:
             raise ValueError("context value 'access_log_days' must be at least 1")
+        if not 1 <= self.bulk_concurrency <= 10_000:
+            raise ValueError("context value 'bulk_concurrency' must be from 1 to 10000 (the "
+                             f"Distributed Map's limit), not {self.bulk_concurrency}")
         if self.layer_deps not in ("pip", "none"):
             raise ValueError("context value 'layer_deps' must be 'pip' or 'none'")
         if self.ses_identity not in ("email", "domain"):

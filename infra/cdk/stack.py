@@ -286,7 +286,8 @@ class OblioStack(Stack):
 
     def _environment(self) -> dict[str, str]:
         env = {"OBLIO_RESOURCE_PREFIX": self.prefix, "OBLIO_ACCOUNT_ID": Aws.ACCOUNT_ID,
-               "POWERTOOLS_METRICS_NAMESPACE": "oblio", "POWERTOOLS_LOG_LEVEL": "INFO"}
+               "POWERTOOLS_METRICS_NAMESPACE": "oblio", "POWERTOOLS_LOG_LEVEL": "INFO",
+               "OBLIO_BULK_CONCURRENCY": str(self.config.bulk_concurrency)}
         if self.config.ses_sender:
             env["OBLIO_SES_SENDER"] = self.config.ses_sender
         if self.config.datamap:

@@ -132,6 +132,11 @@ def test_a_bad_context_value_is_named():
     assert "'log_retention_days'" in refused(CATALOGUE, {"log_retention_days": "10"})
 
 
+@pytest.mark.parametrize("value", ["0", "10001", "many"])
+def test_a_bulk_concurrency_the_distributed_map_cannot_take_is_named(value):
+    assert "'bulk_concurrency'" in refused(CATALOGUE, {"bulk_concurrency": value})
+
+
 def test_make_synth_exits_2_naming_the_entry(monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture[str]) -> None:
     bad = dataclasses.replace(CATALOGUE, tables=(

@@ -11,6 +11,7 @@ import pytest
 from infra.local import lambdas
 from infra.local.demo import NAMED
 from infra.local.lambdas import Fault
+from oblio.store import shards
 from tests.integration import raw
 
 MARIO = {"email": "mario.rossi@example.com"}
@@ -209,7 +210,8 @@ def failed_then_retried(api, aws_client, settings, dm, stack) -> dict[str, Any]:
         failed = api.wait(r.json()["request_id"])
     finally:
         lambdas.faults.clear()
-    key = {"tenant_id": "demo", "sk": "req#" + failed["id"]}
+    sk = "req#" + failed["id"]
+    key = {"pk": shards.key("demo", sk), "sk": sk}
     table = settings.table("requests")
     units_failed = raw.get_item(aws_client, table, key)["units"]
     # the contact is gone, so search no longer reaches the tickets: the frozen plan does

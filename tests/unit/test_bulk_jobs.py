@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from oblio.control import records
+from oblio.control import records, tenants
 from oblio.core.bodies import BulkBody, parse
 from oblio.core.errors import NotFound, TransientError
 from oblio.core.settings import get_settings
 from oblio.jobs import bulk
-from oblio.store import aws, objects
+from oblio.store import aws, objects, shards
 from oblio.store.models import BulkJobModel, RequestModel
 from tests.unit import world
 
@@ -214,6 +214,20 @@ def test_validation_deletes_every_version_of_the_upload(t):
     assert world.versions(get_settings().bucket("ingest"), key) == []
 
 
+def test_validation_sizes_the_maps_concurrency_from_the_chunks_and_the_tenants_cap(
+        t, monkeypatch):
+    monkeypatch.setattr(bulk, "CHUNK", 2)
+    rows = b"email\n" + b"".join(f"p{i}@example.com\n".encode() for i in range(7))
+    job_id, key = upload(t, rows)
+    out = bulk.validate(t.tenant_id, job_id, get_settings().bucket("ingest"), key)
+    assert (out["chunks"], out["concurrency"]) == (4, 4)  # one worker per chunk
+
+    tenants.update_settings(t.tenant_id, {"settings": {"bulk_max_concurrency": 3}})
+    job_id, key = upload(t, rows)
+    out = bulk.validate(t.tenant_id, job_id, get_settings().bucket("ingest"), key)
+    assert (out["chunks"], out["concurrency"]) == (4, 3)  # the tenant's cap binds
+
+
 def test_a_retried_validation_returns_the_chunks_it_cut(t):
     job_id, key = upload(t, b"email\na@example.com\n")
     bucket = get_settings().bucket("ingest")
@@ -365,9 +379,10 @@ def test_a_chunk_retried_after_failing_halfway_reports_what_it_erased(demo_map, 
     parts = objects.get_json(f"work/{t.tenant_id}/bulk/{job_id}/report/000000.json")
     assert [p["outcome"] for p in parts] == ["erased"] * 3
     assert all(p["matched"] > 0 for p in parts)
-    recorded = [r for r in RequestModel.query(t.tenant_id, RequestModel.sk.startswith("req#"),
-                                              filter_condition=RequestModel.requested_by ==
-                                              f"bulk:{job_id}")]
+    recorded = list(shards.query_tenant(RequestModel, t.tenant_id,
+                                        RequestModel.sk.startswith("req#"),
+                                        filter_condition=RequestModel.requested_by ==
+                                        f"bulk:{job_id}"))
     assert len(recorded) == 3 and all(r.result["certificate"] for r in recorded)
     assert bulk.erase_chunk(t.tenant_id, job_id, chunk)["skipped"] is True
 

@@ -251,7 +251,7 @@ def _written() -> dict[str, Any]:
                                         "default_phone_region, purposes (consent), "
                                         "public_slug, selfservice_requires_approval, "
                                         "selfservice_due_pauses_until_verified, "
-                                        "public_requests_per_hour", "admin")},
+                                        "public_requests_per_hour, bulk_max_concurrency", "admin")},
             "/v1/bulk-erasures": {"post": _op(
                 "a bulk erasure job: a presigned PUT for its CSV (or drop the CSV under "
                 "bulk/<tenant>/ in the ingest bucket)", "dsr:erase", ok="201"),

@@ -18,7 +18,7 @@ from ulid import ULID
 from oblio.control import records
 from oblio.core import clock
 from oblio.core.settings import get_settings
-from oblio.store import objects
+from oblio.store import objects, shards
 from oblio.store.models import RequestModel, plain
 
 #: the unit of an erasure's plan that stands for the subject's archives (not a table)
@@ -45,13 +45,13 @@ def recent_exports(tenant_id: str) -> list[Export]:
     reads it once for all its lines."""
     since = ULID.from_datetime(clock.now() - WINDOW)
     out: list[Export] = []
-    for m in RequestModel.query(
-            tenant_id, RequestModel.sk.between(f"{records.REQUEST_PREFIX}{since}",
+    for m in shards.query_tenant(
+            RequestModel, tenant_id, RequestModel.sk.between(f"{records.REQUEST_PREFIX}{since}",
                                                f"{records.REQUEST_PREFIX}~"),
             scan_index_forward=False,
             filter_condition=(RequestModel.type == "access")
             & RequestModel.status.is_in(*WRITTEN),
-            attributes_to_get=["tenant_id", "sk", "request_id", "identity_refs", "result"]):
+            attributes_to_get=["request_id", "identity_refs", "result"]):
         refs = frozenset((k, str(v)) for k, v in (plain(m.identity_refs) or {}).items())
         result = records.result_of(m)
         out.append((m.request_id, refs,

@@ -20,7 +20,7 @@ from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
 from oblio.core.boundary import current_attempt, transient
 from oblio.core.errors import Conflict, NotFound, StaleAttempt, TransientError
 from oblio.core.observability import count, logger
-from oblio.store import workflows
+from oblio.store import shards, workflows
 from oblio.store.models import RequestModel, plain
 from oblio.store.tables import ConditionFailed, add_to_map
 
@@ -47,6 +47,12 @@ REQUEST_PREFIX = "req#"
 
 def request_sk(request_id: str) -> str:
     return REQUEST_PREFIX + request_id
+
+
+def request_key(tenant_id: str, request_id: str) -> tuple[str, str]:
+    """The (partition, sort) key of the tenant's request record."""
+    sk = request_sk(request_id)
+    return shards.key(tenant_id, sk), sk
 
 
 def open_sk(type_: str, subject_ref: str) -> str:
@@ -115,7 +121,7 @@ def _result_view(m: RequestModel) -> dict[str, Any] | None:
 def load(tenant_id: str, request_id: str, consistent: bool = True) -> RequestModel:
     """The tenant's request; 404 for an unknown id or another tenant's (never says which)."""
     try:
-        return RequestModel.get(tenant_id, request_sk(request_id), consistent_read=consistent)
+        return RequestModel.get(*request_key(tenant_id, request_id), consistent_read=consistent)
     except DoesNotExist:
         raise NotFound("no request with this id in this tenant") from None
 
@@ -129,8 +135,9 @@ def identities_of(m: RequestModel, tenant: Tenant) -> dict[str, str]:
 def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
     """The newest completed access request of the subject whose archive has not expired."""
     now = clock.iso()
-    for m in RequestModel.query(
-            tenant_id, RequestModel.sk.startswith(REQUEST_PREFIX), scan_index_forward=False,
+    for m in shards.query_tenant(
+            RequestModel, tenant_id, RequestModel.sk.startswith(REQUEST_PREFIX),
+            scan_index_forward=False,
             filter_condition=(RequestModel.type == "access")
             & (RequestModel.subject_ref == subject_ref)
             & RequestModel.status.is_in("completed", "completed_with_errors")):
@@ -301,9 +308,9 @@ def fenced_update(m: RequestModel, actions: list[Any], condition: Any = None) ->
 def overdue_count(tenant_id: str) -> int:
     """How many of the tenant's requests are open past their due date (Art. 12(3)), counted
     by DynamoDB (Select=COUNT) without reading the requests into memory."""
-    return int(RequestModel.count(
-        tenant_id, RequestModel.sk.startswith(REQUEST_PREFIX),
-        filter_condition=(RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*ENDED)))
+    return shards.count_tenant(
+        RequestModel, tenant_id, RequestModel.sk.startswith(REQUEST_PREFIX),
+        filter_condition=(RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*ENDED))
 
 
 #: tries of the request's transaction when it is refused for a reason other than its
@@ -336,8 +343,7 @@ def insert(m: RequestModel, kind: str) -> str | None:
                     continue
                 raise
             try:
-                return RequestModel.get(m.tenant_id, open_sk(kind, m.subject_ref or ""),
-                                        consistent_read=True).request_id
+                return RequestModel.get(marker.pk, marker.sk, consistent_read=True).request_id
             except DoesNotExist:
                 continue  # the open request ended between the two: file this one
         return None
@@ -421,7 +427,7 @@ def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
     (parallel Map iterations write the same record)."""
     attempt = current_attempt()
     try:
-        add_to_map(RequestModel.Meta.table_name, {"tenant_id": m.tenant_id, "sk": m.sk}, "io",
+        add_to_map(RequestModel.Meta.table_name, {"pk": m.pk, "sk": m.sk}, "io",
                    io, {unit_id: ("units", outcome)},
                    only_if=None if attempt is None else {"attempt": attempt})
     except ConditionFailed:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from oblio.core import clock
+from oblio.store import shards
 from oblio.store.models import SuppressionModel
 
 
@@ -45,6 +46,6 @@ def add_many(tenant_id: str, subjects: Sequence[tuple[dict[str, list[str]], str,
 
 def lookup(tenant_id: str, refs: dict[str, str]) -> list[dict[str, str]]:
     """The suppression entries matching any of `kind -> hmac`."""
-    keys = [(tenant_id, f"{k}#{v}") for k, v in refs.items()]
+    keys = [(shards.key(tenant_id, ref), ref) for ref in (f"{k}#{v}" for k, v in refs.items())]
     return [{"ref": m.ref.split("#", 1)[0], "reason": m.reason, "at": m.at}
             for m in SuppressionModel.batch_get(keys)] if keys else []

@@ -699,6 +699,9 @@ class TenantSettings(Body):
         default=False, description="the due date does not run while the code is awaited")
     public_requests_per_hour: int = Field(default=20, ge=1, le=10_000,
                                           description="self-service requests from one address")
+    bulk_max_concurrency: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="at most this many chunks of a bulk job erased at once (null: oblio's cap)")
 
     hints: ClassVar[dict[str, str]] = {
         "export_ttl_days": "export_ttl_days must be 10, 14 or 30",
@@ -711,7 +714,9 @@ class TenantSettings(Body):
         "selfservice_due_pauses_until_verified": "selfservice_due_pauses_until_verified must "
                                                  "be true or false",
         "public_requests_per_hour": "public_requests_per_hour must be a whole number from 1 "
-                                    "to 10000 (requests from one address per hour)"}
+                                    "to 10000 (requests from one address per hour)",
+        "bulk_max_concurrency": "bulk_max_concurrency must be a whole number from 1 to 10000 "
+                                "(chunks of a bulk job erased at once) or null"}
 
     def changes(self) -> dict[str, Any]:
         """The settings a PATCH names, with their new values."""

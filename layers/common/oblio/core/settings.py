@@ -26,14 +26,16 @@ class Settings(BaseSettings):
     presign_seconds: int = 300
     #: requests are due one month after receipt (Art. 12(3)); the extension limit is two months
     due_months: int = 1
-    #: bulk erasure: the largest CSV accepted, in bytes and in rows, how many chunks are
-    #: erased at once, and the subjects of one chunk. A chunk runs in one Express child
-    #: execution, capped at 5 minutes: on AWS a chunk worker erases about 5.6 subjects/s
-    #: (issue 18's measure), so 250 subjects take about 45 s, and a chunk still ends in time
-    #: if subjects get 6x slower (1.2 s each: audit contention, throttling retries)
+    #: bulk erasure: the largest CSV accepted, in bytes and in rows, at most how many chunks
+    #: are erased at once, whatever the tenant (a job runs one worker per chunk up to this and
+    #: the tenant's `bulk_max_concurrency`: `jobs.sizing`; keep it under the account's Lambda
+    #: concurrency, 1,000 by default, less what the API needs), and the subjects of one chunk.
+    #: A chunk runs in one Express child execution, capped at 5 minutes: on AWS a chunk worker
+    #: erases about 5.6 subjects/s (issue 18's measure), so 250 subjects take about 45 s, and a
+    #: chunk still ends in time if subjects get 6x slower (1.2 s each: throttling retries)
     bulk_max_bytes: int = 200 * 1024 * 1024
     bulk_max_rows: int = 1_000_000
-    bulk_concurrency: int = 4
+    bulk_concurrency: int = Field(default=500, ge=1, le=10_000)
     bulk_chunk_size: int = Field(default=250, ge=1, le=1000)
     #: access exports: the SES identity that tells requesters their archive is ready, and the
     #: size of the multipart upload parts an archive is streamed in (S3's minimum is 5 MiB)

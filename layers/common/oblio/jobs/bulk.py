@@ -51,7 +51,7 @@ from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, Unprocessab
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
-from oblio.jobs import chunks
+from oblio.jobs import chunks, sizing
 from oblio.pipeline import apply, evidence, find, outcome, rules, verify
 from oblio.pipeline import plan as planner
 from oblio.store import archives, aws, objects, outbound, workflows
@@ -410,11 +410,12 @@ def _cut(job: BulkJobModel, bucket: str, key: str) -> tuple[chunks.Parts, chunks
 
 def _map_input(job: BulkJobModel) -> dict[str, Any]:
     """The Map's input: the chunks its index lists (every chunk on a first run, the chunks
-    not done on a retry)."""
+    not done on a retry), its concurrency sized from them (`jobs.sizing`)."""
     todo = chunks.missing(_work(job.tenant_id, job.job_id), int(job.chunks or 0),
                           set(job.chunks_done or ()))
-    return chunks.map_input(len(todo), job.index_key, get_settings().bulk_concurrency,
-                            failed=False)
+    return chunks.map_input(len(todo), job.index_key, sizing.job_concurrency(
+        len(todo), get_tenant(job.tenant_id).settings, get_settings().bulk_concurrency),
+        failed=False)
 
 
 # -- attempts ----------------------------------------------------------------------------------

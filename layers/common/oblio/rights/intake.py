@@ -30,7 +30,7 @@ from oblio.core.identity import IDENTITY_KINDS, parse_subject, readings
 from oblio.core.observability import count
 from oblio.core.settings import get_settings
 from oblio.pipeline import find, rules
-from oblio.store import workflows
+from oblio.store import shards, workflows
 from oblio.store.models import RequestModel
 
 
@@ -281,12 +281,13 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
     if overdue:
         o = (RequestModel.due_at < clock.iso()) & ~RequestModel.status.is_in(*records.ENDED)
         filt = o if filt is None else filt & o
-    after = {"tenant_id": {"S": tenant_id}, "sk": {"S": start}} if start else None
-    it = RequestModel.query(tenant_id, cond, filter_condition=filt, scan_index_forward=False,
-                            limit=limit, page_size=max(limit, 25), last_evaluated_key=after)
-    rows = list(it)
+    # one more than a page, over every shard: a next page is promised only when there is one;
+    # the cursor, the last request's sort key, is a position in each shard at once
+    rows = list(shards.query_tenant(RequestModel, tenant_id, cond, filter_condition=filt,
+                                    scan_index_forward=False, limit=limit + 1, after=start))
     nxt = None
-    if len(rows) == limit and it.last_evaluated_key is not None:
+    if len(rows) > limit:
+        rows = rows[:limit]
         nxt = base64.urlsafe_b64encode(json.dumps({"sk": rows[-1].sk}).encode()).decode()
     return {"items": [records.to_json(r) for r in rows], "next_cursor": nxt}
 
@@ -385,7 +386,7 @@ def _reopen(m: RequestModel) -> None:
     except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
-        other = RequestModel.get(m.tenant_id, marker.sk, consistent_read=True).request_id
+        other = RequestModel.get(marker.pk, marker.sk, consistent_read=True).request_id
         raise Conflict("another request of this type for this subject is open; it carries "
                        "on the work", code="duplicate_open_request",
                        details={"open_request_id": other}) from None

@@ -337,7 +337,7 @@ def _verified(tenant: Tenant, m: RequestModel) -> dict[str, Any]:
             raise Conflict(f"this request is {m.status}: there is nothing to verify",
                            code="not_awaiting_verification",
                            details={"status": m.status}) from None
-        open_id = RequestModel.get(m.tenant_id, marker.sk, consistent_read=True).request_id
+        open_id = RequestModel.get(marker.pk, marker.sk, consistent_read=True).request_id
         _cancel(m, "duplicate", f"merged into the open request {open_id}")
         other = records.load(m.tenant_id, open_id)
         return {"request_id": open_id, "status": other.status, "due_at": other.due_at,

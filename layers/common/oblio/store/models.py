@@ -18,6 +18,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from oblio.core.settings import get_settings
+from oblio.store.shards import ShardedModel
 
 _s = get_settings()
 
@@ -81,13 +82,14 @@ class ApiKeyModel(Model):
     by_tenant = KeysByTenant()
 
 
-class RequestModel(Model):
-    """A request (sk = request id), or the marker of an open request (sk = open#type#ref)."""
+class RequestModel(ShardedModel):
+    """A request (sk = req#<request id>), or the marker of an open request
+    (sk = open#<type>#<subject ref>), under the tenant's shard of its sort key
+    (pk = <tenant>#<shard>: `store.shards`)."""
 
     class Meta(_Meta):
         table_name = _s.table("requests")
 
-    tenant_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
     request_id = UnicodeAttribute()
     type = UnicodeAttribute(null=True)
@@ -187,12 +189,14 @@ class BulkJobModel(Model):
     announced_attempt = NumberAttribute(null=True)
 
 
-class SuppressionModel(Model):
+class SuppressionModel(ShardedModel):
+    """A suppressed identity (ref = <kind>#<hmac>) under the tenant's shard of its ref
+    (pk = <tenant>#<shard>: `store.shards`)."""
+
     class Meta(_Meta):
         table_name = _s.table("suppression")
 
-    tenant_id = UnicodeAttribute(hash_key=True)
-    ref = UnicodeAttribute(range_key=True)  # "<kind>#<hmac>"
+    ref = UnicodeAttribute(range_key=True)
     reason = UnicodeAttribute()
     request_id = UnicodeAttribute(null=True)
     at = UnicodeAttribute()
