@@ -205,7 +205,7 @@ def _world(stack: Any, requests: int, bulk: int, seed: int) -> dict[str, Any]:
     for i, kind in enumerate(kinds):
         email = f"fs{i:04d}.{kind}@faults.example.org"
         phone = f"+39348{seed % 100:02d}{i:05d}"
-        ext = f"FS-{seed}-{i}"
+        ext = f"FS-{seed}-{i:05d}-X"
         seeded = demo.seed_subject(dm, "demo", email, phone, external_id=ext)
         reqs.append({"kind": kind, "email": email, "phone": phone, "external_id": ext,
                      "counts": seeded["counts"], "files": seeded["files"],
