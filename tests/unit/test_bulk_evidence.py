@@ -15,7 +15,7 @@ from oblio.control import audit, records, suppression
 from oblio.core import clock
 from oblio.core.errors import TransientError
 from oblio.jobs import bulk
-from oblio.store import objects, outbound
+from oblio.store import objects, outbound, shards
 from oblio.store.models import AuditModel, BulkJobModel, RequestModel, SuppressionModel
 from tests.unit import world
 
@@ -55,9 +55,9 @@ def chunk_entries(tenant_id: str) -> list[AuditModel]:
 
 
 def recorded(tenant_id: str, job_id: str) -> list[RequestModel]:
-    return list(RequestModel.query(tenant_id, RequestModel.sk.startswith("req#"),
-                                   filter_condition=RequestModel.requested_by ==
-                                   f"bulk:{job_id}"))
+    return list(shards.query_tenant(RequestModel, tenant_id, RequestModel.sk.startswith("req#"),
+                                    filter_condition=RequestModel.requested_by ==
+                                    f"bulk:{job_id}"))
 
 
 def assert_each_subject_once(t: Any, job_id: str, n: int,
@@ -70,7 +70,7 @@ def assert_each_subject_once(t: Any, job_id: str, n: int,
     assert entry.details["count"] == n
     assert sorted(entry.details["subject_refs"]) == sorted(r.subject_ref for r in recs)
     # every record's suppression entries name it, once each (keyed by the identity's HMAC)
-    sup = list(SuppressionModel.query(t.tenant_id))
+    sup = list(shards.query_tenant(SuppressionModel, t.tenant_id))
     by_request = Counter(s.request_id for s in sup)
     assert set(by_request) == {r.request_id for r in recs}
     assert all(c == r.result["certificate"]["suppression_entries"]

@@ -216,7 +216,7 @@ def test_validation_deletes_every_version_of_the_upload(t):
 
 def test_validation_sizes_the_maps_concurrency_from_the_chunks_and_the_tenants_cap(
         t, monkeypatch):
-    monkeypatch.setattr(bulk, "CHUNK", 2)
+    monkeypatch.setattr(get_settings(), "bulk_chunk_size", 2)
     rows = b"email\n" + b"".join(f"p{i}@example.com\n".encode() for i in range(7))
     job_id, key = upload(t, rows)
     out = bulk.validate(t.tenant_id, job_id, get_settings().bucket("ingest"), key)
