@@ -1,13 +1,21 @@
 """Bulk erasure benchmark.
 
     python -m tests.bench.bulk                         # 1,000 subjects, and 1,000,000 rows
-    python -m tests.bench.bulk --subjects 1000,3000 --validate-rows 1000000
+    python -m tests.bench.bulk --subjects 1000,10000 --validate-rows 1000000
 
 For each count of subjects (a fresh local stack each): a CSV of that many demo contacts goes
 through the whole pipeline (presigned PUT, S3 event, validation, Distributed Map, report),
-then as many other demo contacts are erased one by one as single requests, for the same
-table; printed: subjects per second both ways and their ratio, AWS calls per subject by
-operation (from the job's `io`), and the peak memory (tracemalloc) of one chunk worker.
+then `--singles` other demo contacts of the same table are erased one by one as single
+requests, in the same run; printed:
+- subjects per second both ways and their ratio, the Map's concurrency;
+- audit appends of the job (the tenant's hash chain: one per subject until evidence is
+  batched per chunk) and the job's request records per shard of the requests table;
+- AWS calls per subject by operation twice: what the job's `io` reports, and every call the
+  process made while the job ran (botocore, the local stack's own pollers left out), so that
+  what `io` misses shows;
+- the peak memory (tracemalloc) of one chunk worker;
+- the capacity model (`tests/bench/capacity.py`) of 1,000,000 subjects on AWS, fed with the
+  counted calls per subject.
 Then the validator alone reads a generated file of `--validate-rows` rows from S3 and its
 peak memory is printed at two file sizes: it must not grow with the file.
 """
@@ -15,15 +23,69 @@ peak memory is printed at two file sizes: it must not grow with the file.
 from __future__ import annotations
 
 import argparse
+import threading
 import time
 import tracemalloc
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests as http
 
 from tests.bench.harness import direct_writer, emit, local_stack, run_module, run_sizes
 
-PROBE = 500  # subjects in the chunk whose worker's memory is measured
+PROBE = 500  # subjects in the chunk whose worker's memory is measured (bulk_chunk_size)
+#: the local stack's own machinery (event pump, stream poller, Lambda dispatch): no call of
+#: oblio's on AWS
+HARNESS = ("sqs.", "dynamodbstreams.", "lambda.")
+
+
+@contextmanager
+def counted_calls() -> Iterator[Counter[str]]:
+    """Every botocore call made in this process meanwhile (boto3's and PynamoDB's clients
+    alike), by `service.Operation`."""
+    from botocore.client import BaseClient
+
+    calls: Counter[str] = Counter()
+    lock = threading.Lock()
+    real = BaseClient._make_api_call
+
+    def counting(self: Any, operation: str, params: Any) -> Any:
+        name = f"{self.meta.service_model.endpoint_prefix}.{operation}"
+        if not name.startswith(HARNESS):
+            with lock:
+                calls[name] += 1
+        return real(self, operation, params)
+
+    BaseClient._make_api_call = counting  # type: ignore[method-assign]
+    try:
+        yield calls
+    finally:
+        BaseClient._make_api_call = real  # type: ignore[method-assign]
+
+
+def _audit_last(tenant_id: str) -> int:
+    from pynamodb.exceptions import DoesNotExist
+
+    from oblio.store.models import AuditModel
+
+    try:
+        return int(AuditModel.get(tenant_id, "HEAD", consistent_read=True).last or 0)
+    except DoesNotExist:
+        return 0
+
+
+def _per_shard(tenant_id: str, job_id: str) -> list[int]:
+    """The job's request records on each shard of the tenant, in shard order."""
+    from oblio.store import shards
+    from oblio.store.models import RequestModel
+
+    spread = Counter(m.pk for m in shards.query_tenant(
+        RequestModel, tenant_id, RequestModel.sk.startswith("req#"),
+        filter_condition=RequestModel.requested_by == f"bulk:{job_id}",
+        attributes_to_get=["requested_by"]))
+    return [spread.get(pk, 0) for pk in shards.tenant_keys(tenant_id)]
 
 
 def _wait(api: Any, job_id: str) -> dict[str, Any]:
@@ -49,21 +111,27 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
         api = Api(stack.info["api_url"], stack.info["tenants"]["demo"]["api_key"])
         emails = [f"contact{i:07d}@demo.example.org" for i in range(subjects + singles + PROBE)]
         job = api.post("/v1/bulk-erasures", {}).json()
-        t = time.monotonic()
-        http.put(job["upload_url"], timeout=60,
-                 data=("email\n" + "\n".join(emails[:subjects]) + "\n").encode())
-        done = _wait(api, job["job_id"])
-        bulk_s = time.monotonic() - t
+        appends = _audit_last("demo")
+        with counted_calls() as calls:
+            t = time.monotonic()
+            http.put(job["upload_url"], timeout=60,
+                     data=("email\n" + "\n".join(emails[:subjects]) + "\n").encode())
+            done = _wait(api, job["job_id"])
+            bulk_s = time.monotonic() - t
+        appends = _audit_last("demo") - appends
         assert done["status"] == "completed" and done["erased"] == subjects, done
-        raw = BulkJobModel.get("demo", job["job_id"]).io
-        io = {k: int(v) for k, v in (raw.as_dict() if raw is not None else {}).items()}
+        m = BulkJobModel.get("demo", job["job_id"])
+        io = {k: int(v) for k, v in (m.io.as_dict() if m.io is not None else {}).items()}
+        concurrency = bulk._map_input(m)["concurrency"]
         t = time.monotonic()
         for email in emails[subjects:subjects + singles]:
             assert api.erase({"email": email}, timeout=600)["status"] == "completed"
         single_s = time.monotonic() - t
         # one chunk worker's memory, measured on a chunk of PROBE more subjects
         return {"subjects": subjects, "bulk_s": bulk_s, "singles": singles,
-                "single_s": single_s, "io": io,
+                "single_s": single_s, "io": io, "counted": dict(calls),
+                "audit_appends": appends, "concurrency": concurrency,
+                "per_shard": _per_shard("demo", job["job_id"]),
                 "chunk_peak_mb": _chunk_peak(bulk, emails[subjects + singles:])}
     finally:
         stack.stop()
@@ -140,16 +208,30 @@ def main() -> None:
     results = run_sizes("tests.bench.bulk", args.subjects, "--singles", str(args.singles))
     print("\noblio bulk erasure benchmark (local stack: moto server, real ASL, HTTP API)")
     print(f"{'subjects':>8} {'bulk s':>8} {'subj/s':>7} {'single subj/s':>13} {'ratio':>6} "
-          f"{'chunk peak MB':>13}")
+          f"{'map conc.':>9} {'audit appends':>13} {'chunk peak MB':>13}")
     for r in results:
         rate = r["subjects"] / r["bulk_s"]
         single = r["singles"] / r["single_s"]
         print(f"{r['subjects']:>8} {r['bulk_s']:>8.1f} {rate:>7.2f} {single:>13.2f} "
-              f"{rate / single:>6.2f} {r['chunk_peak_mb']:>13.1f}")
+              f"{rate / single:>6.2f} {r['concurrency']:>9} {r['audit_appends']:>13} "
+              f"{r['chunk_peak_mb']:>13.1f}")
     for r in results:
-        print(f"\n{r['subjects']} subjects: AWS calls per subject in the chunk workers")
-        for op, n in sorted(r["io"].items()):
-            print(f"  {op:<28} {n / r['subjects']:>7.2f}")
+        n = r["subjects"]
+        spread = r["per_shard"]
+        print(f"\n{n} subjects: request records per shard of the requests table "
+              f"(16 shards): min {min(spread)}, max {max(spread)}, {spread}")
+        print(f"{n} subjects: AWS calls per subject   {'job io':>8} {'counted':>8}")
+        for op in sorted(set(r["io"]) | set(r["counted"])):
+            print(f"  {op:<34} {r['io'].get(op, 0) / n:>8.2f} "
+                  f"{r['counted'].get(op, 0) / n:>8.2f}")
+        print(f"  {'all':<34} {sum(r['io'].values()) / n:>8.2f} "
+              f"{sum(r['counted'].values()) / n:>8.2f}")
+    from tests.bench import capacity
+
+    last = results[-1]
+    capacity.report(capacity.Assumptions(calls={
+        op: c / last["subjects"] for op, c in last["counted"].items()
+        if op.startswith(("dynamodb.", "events."))}))
     if args.validate_rows:
         validation = run_module("tests.bench.bulk", "--validate-only", "--validate-rows",
                                 str(args.validate_rows))

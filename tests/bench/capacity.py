@@ -1,0 +1,183 @@
+"""Capacity model: a bulk erasure of 1,000,000 subjects of one tenant on AWS.
+
+    python -m tests.bench.capacity                     # the defaults below
+    python -m tests.bench.capacity --calls calls.json  # per-subject calls measured by bulk.py
+    python -m tests.bench.capacity --audit per-subject # the audit chain as it is today
+
+It takes the AWS calls a bulk subject makes (measured by `tests/bench/bulk.py`, which runs this
+model with its own figures) and the account's default limits, and prints how long the job
+takes, which limit binds, and what it costs per subject. Every assumption is printed with its
+value; each can be changed on the command line. It is arithmetic, not a measurement on AWS.
+
+The rates it compares (subjects a second):
+- workers: the chunk workers running at once (one per chunk, capped by `bulk_concurrency`
+  and the account's Lambda concurrency less a reserve) each erase one subject after another,
+  every call a round trip;
+- audit: a tenant's hash chain takes one append at a time (a consistent read of its head,
+  then a conditional transaction): per subject today, per chunk once evidence is batched;
+- oblio's partitions: the requests and suppression tables spread a tenant over `SHARDS`
+  partitions of 1,000 write units a second each (before sharding: one);
+- the tenant's own tables: the writes on them, over as many partitions as their keys spread
+  to (the demo map keys by tenant; a table keyed per subject spreads over many);
+- a table's on-demand ceiling (40,000 write units a second, the account default).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+#: AWS calls per bulk subject on the local stack (tests/bench/bulk.py, 1,000 subjects, the
+#: demo map's typical subject of 17 items: the chunk workers' own `io` plus the certification)
+MEASURED = {"dynamodb.Query": 18.2, "dynamodb.GetItem": 2.0, "dynamodb.PutItem": 1.0,
+            "dynamodb.TransactWriteItems": 1.0, "dynamodb.BatchWriteItem": 1.2,
+            "dynamodb.UpdateItem": 0.5, "events.PutEvents": 1.0}
+
+#: public prices, eu-west-1 (Ireland), on-demand, USD, as published after DynamoDB's
+#: November 2024 halving of on-demand prices (before: $1.4135 / $0.283 per million units)
+PRICES = {"dynamodb.write_unit": 0.7068e-6, "dynamodb.read_unit": 0.1415e-6,
+          "lambda.gb_second": 0.0000133334, "lambda.request": 0.20e-6,
+          "events.event": 1.00e-6, "s3.put": 0.005e-3, "s3.get": 0.0004e-3,
+          "states.express_request": 1.00e-6, "states.express_gb_second": 0.00001667,
+          "states.standard_transition": 0.025e-3}
+
+
+@dataclass
+class Assumptions:
+    subjects: int = 1_000_000
+    chunk: int = 500                      # subjects per chunk (jobs.bulk.CHUNK)
+    bulk_concurrency: int = 500           # oblio's global cap (settings.bulk_concurrency)
+    lambda_concurrency: int = 1_000       # the account's default concurrent executions
+    lambda_reserve: int = 100             # left for the API and single requests
+    call_ms: float = 6.0                  # one DynamoDB round trip from Lambda, same region
+    events_ms: float = 20.0               # one EventBridge PutEvents round trip
+    compute_ms: float = 4.0               # Python work per subject between calls
+    audit: str = "per-chunk"              # "per-subject" (today) or "per-chunk"
+    audit_append_ms: float = 20.0         # one append: consistent read + conditional 2-item tx
+    shards: int = 16                      # oblio's tenant partitions (store.shards.SHARDS)
+    partition_wcu: float = 1_000.0        # write units a second one partition takes
+    table_wcu: float = 40_000.0           # on-demand table ceiling (account default)
+    items_per_subject: int = 17           # the demo map's typical subject
+    tenant_partitions: int = 64           # partitions the tenant's items spread over
+    request_wcu: float = 3.0              # the request record (one put of ~2.5 KB)
+    suppression_wcu: float = 2.6          # suppression entries per subject
+    audit_wcu_per_append: float = 4.0     # two items, transactional (x2)
+    bulk_line_wcu: float = 0.0            # bulk lines live in S3 parts, not a table
+    read_units_per_query: float = 0.5     # eventually consistent, under 4 KB
+    lambda_gb: float = 1.0                # the chunk worker's memory
+    express_limit_s: float = 300.0        # an Express child's limit
+    validate_rows_s: float = 25_000.0     # the validator's rows a second (streamed)
+    report_rows_s: float = 50_000.0       # the report's merged lines a second
+    calls: dict[str, float] = field(default_factory=lambda: dict(MEASURED))
+
+
+def model(a: Assumptions) -> dict[str, Any]:
+    """The job's time (minutes), its binding limit, and its cost per subject."""
+    ddb_calls = sum(n for op, n in a.calls.items() if op.startswith("dynamodb."))
+    events = sum(n for op, n in a.calls.items() if op.startswith("events."))
+    subject_s = (ddb_calls * a.call_ms + events * a.events_ms + a.compute_ms) / 1000
+    chunks = math.ceil(a.subjects / a.chunk)
+    workers = max(1, min(chunks, a.bulk_concurrency, a.lambda_concurrency - a.lambda_reserve))
+    appends_per_subject = 1.0 if a.audit == "per-subject" else 1.0 / a.chunk
+    oblio_wcu = (a.request_wcu + a.suppression_wcu + a.bulk_line_wcu)  # on sharded tables
+    tenant_wcu = float(a.items_per_subject)  # one delete (or update) per item, under 1 KB
+    rates = {
+        "chunk workers": workers / subject_s,
+        "audit chain": 1000 / a.audit_append_ms / appends_per_subject,
+        "oblio's partitions (requests, suppression)":
+            min(a.shards * a.partition_wcu, a.table_wcu) / max(a.request_wcu, a.suppression_wcu),
+        "the tenant's table partitions":
+            min(a.tenant_partitions * a.partition_wcu, a.table_wcu) / tenant_wcu,
+    }
+    binding = min(rates, key=lambda k: rates[k])
+    rate = rates[binding]
+    erase_s = a.subjects / rate
+    total_s = a.subjects / a.validate_rows_s + erase_s + a.subjects / a.report_rows_s
+    # a chunk's worker, slowed to the binding rate when another limit binds
+    chunk_s = a.chunk * max(subject_s, workers / rate)
+
+    reads = sum(n for op, n in a.calls.items() if op in ("dynamodb.Query", "dynamodb.GetItem"))
+    own_reads = a.calls.get("dynamodb.GetItem", 0.0) + 2.0  # the head read, the request check
+    audit_wcu = a.audit_wcu_per_append * appends_per_subject
+    price = PRICES
+    cost_tenant = (tenant_wcu * price["dynamodb.write_unit"]
+                   + max(reads - own_reads, 0) * a.read_units_per_query
+                   * price["dynamodb.read_unit"])
+    cost_own = ((oblio_wcu + audit_wcu) * price["dynamodb.write_unit"]
+                + own_reads * a.read_units_per_query * price["dynamodb.read_unit"]
+                + events * price["events.event"]
+                + subject_s * a.lambda_gb * price["lambda.gb_second"]
+                + (price["lambda.request"] + price["states.express_request"]
+                   + 2 * price["s3.put"] + price["s3.get"]) / a.chunk
+                + 8 * price["states.standard_transition"] / a.subjects)
+    return {"rates": rates, "binding": binding, "subjects_per_s": rate, "workers": workers,
+            "chunks": chunks, "subject_ms": subject_s * 1000, "chunk_s": chunk_s,
+            "express_margin": a.express_limit_s / chunk_s, "minutes": total_s / 60,
+            "cost_per_subject": cost_tenant + cost_own, "cost_tenant": cost_tenant,
+            "cost_oblio": cost_own, "cost_job": (cost_tenant + cost_own) * a.subjects}
+
+
+def summary(title: str, out: dict[str, Any]) -> None:
+    print(f"  {title:<52} {out['minutes']:>7.1f} min, ${out['cost_per_subject']:.7f}/subject"
+          f" (oblio ${out['cost_oblio']:.7f}), binds: {out['binding']}")
+
+
+def report(a: Assumptions) -> dict[str, Any]:
+    """Print the assumptions and the model's answer, then the same job under other
+    assumptions (audit per subject, oblio's tables unsharded, the tenant's tables keyed by
+    tenant alone); return the answer."""
+    out = model(a)
+    print(f"\ncapacity model: a bulk erasure of {a.subjects:,} subjects of one tenant on AWS")
+    print("assumptions (change any with --NAME VALUE):")
+    for f in fields(a):
+        if f.name != "calls":
+            print(f"  {f.name:<24} {getattr(a, f.name)}")
+    print("  calls per subject:     "
+          + ", ".join(f"{op} {n:g}" for op, n in sorted(a.calls.items())))
+    print("  prices (eu-west-1, on-demand, USD): "
+          + ", ".join(f"{k} {v:.3g}" for k, v in PRICES.items()))
+    print("rates, subjects a second:")
+    for name, r in sorted(out["rates"].items(), key=lambda kv: kv[1]):
+        print(f"  {name:<44} {r:>10,.0f}{'   <- binds' if name == out['binding'] else ''}")
+    print(f"{out['chunks']} chunks, {out['workers']} workers, {out['subject_ms']:.0f} ms a "
+          f"subject, a chunk {out['chunk_s']:.0f} s (Express limit {a.express_limit_s:.0f} s: "
+          f"{out['express_margin']:.1f}x margin)")
+    print(f"time: {out['minutes']:.1f} min (validation, erasure, report), binding limit: "
+          f"{out['binding']}")
+    print(f"cost: ${out['cost_per_subject']:.7f} per subject (the tenant's tables "
+          f"${out['cost_tenant']:.7f}, oblio's share ${out['cost_oblio']:.7f}), "
+          f"${out['cost_job']:.2f} for the job")
+    print("the same job if:")
+    base = asdict(a)
+    for title, change in (
+            ("the audit chain takes one append per subject (today)", {"audit": "per-subject"}),
+            ("oblio's requests and suppression were one partition", {"shards": 1}),
+            ("the tenant's tables were keyed by tenant alone", {"tenant_partitions": 1}),
+            ("bulk_concurrency were 4 (before sizing)", {"bulk_concurrency": 4})):
+        summary(title, model(Assumptions(**{**base, **change})))
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = Assumptions()
+    for f in fields(defaults):
+        if f.name != "calls":
+            p.add_argument(f"--{f.name.replace('_', '-')}", type=type(getattr(defaults, f.name)),
+                           default=getattr(defaults, f.name))
+    p.add_argument("--calls", help="a JSON file of calls per subject by service.Operation")
+    args = vars(p.parse_args(argv))
+    calls = args.pop("calls")
+    a = Assumptions(**args)
+    if calls:
+        with open(calls) as fh:
+            a.calls = {k: float(v) for k, v in json.load(fh).items()}
+    report(a)
+
+
+if __name__ == "__main__":
+    main()
