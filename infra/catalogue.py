@@ -197,6 +197,10 @@ TASK_FUNCTIONS = {
     "FailFunctionArn": "fail",
 }
 
+#: erasure and anonymisation: Work plans and, for a small request, applies and verifies
+WORK_FUNCTIONS = {"WorkFunctionArn": "work",
+                  **{k: v for k, v in TASK_FUNCTIONS.items() if k != "PlanFunctionArn"}}
+
 SWEEP_FUNCTIONS = {
     "FindFunctionArn": "sweep_find",
     "SweepChunkFunctionArn": "sweep_chunk",
@@ -285,6 +289,9 @@ CATALOGUE = Catalogue(
         Function("api", "api.app.app", timeout_seconds=29, purpose="the HTTP API (Chalice)"),
         Function("plan", "plan.handler.handler", timeout_seconds=300,
                  purpose="walk the data map, freeze the plan"),
+        Function("work", "work.handler.handler", timeout_seconds=900,
+                 purpose="plan a request; a small one applied and verified in the same "
+                         "invocation"),
         Function("apply", "apply.handler.handler", timeout_seconds=900,
                  purpose="apply a request's action to one table"),
         Function("verify", "verify.handler.handler", timeout_seconds=300,
@@ -331,9 +338,9 @@ CATALOGUE = Catalogue(
                          "identities stored as typed current on every write"),
     ),
     state_machines=(
-        StateMachine("erasure", "erasure.asl.json", functions=TASK_FUNCTIONS,
+        StateMachine("erasure", "erasure.asl.json", functions=WORK_FUNCTIONS,
                      purpose="erase one subject across every mapped table"),
-        StateMachine("anonymisation", "anonymisation.asl.json", functions=TASK_FUNCTIONS,
+        StateMachine("anonymisation", "anonymisation.asl.json", functions=WORK_FUNCTIONS,
                      purpose="anonymise one subject by the map's attribute rules"),
         StateMachine("subject_update", "subject_update.asl.json", functions=TASK_FUNCTIONS,
                      purpose="rectification, restriction (and lifting it), objection"),

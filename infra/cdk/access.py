@@ -91,6 +91,9 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
     # workflow.plan: walks the map (queries), writes manifests and the frozen map to work/
     "plan": Access(tables=_CONTROL, buckets={"work": ("put",)}, tenant_data="r",
                    encrypt=True),
+    # workflow.work: plan, then (a small request) apply and verify in the same invocation
+    "work": Access(tables=_CONTROL, buckets={"work": ("put", "get")}, tenant_data="rw",
+                   encrypt=True),
     # workflow.apply: reads its manifest, deletes / rewrites items, deletes object versions
     "apply": Access(tables=_CONTROL, buckets={"work": ("get",)}, tenant_data="rw"),
     # workflow.verify: reads items and object versions back, walks the map again
