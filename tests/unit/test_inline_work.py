@@ -53,7 +53,7 @@ def test_a_request_is_small_when_every_table_and_the_sum_are_within_the_threshol
 def test_a_small_erasure_is_applied_and_verified_inside_work(t, mario):
     rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
     out = inline.work(rid, t.tenant_id, "erase")
-    assert out["inline"] is True and out["units"] == []
+    assert out["inline"] is True and out["units"] >= 2
     assert out["verification"] == {"passed": True}
     m = records.load(t.tenant_id, rid)
     units = records.units_of(m)
@@ -76,16 +76,37 @@ def test_work_run_twice_does_nothing_twice(t, mario):
         {k: v for k, v in first.items() if k.startswith(t.tenant_id)}
 
 
-def test_a_large_request_hands_its_units_over_to_the_map(t, mario, monkeypatch):
+def test_a_large_request_is_handed_over_to_the_standard_twin(t, mario, monkeypatch):
+    """Work applies nothing of a large request: it starts `erasure_large` (named after the
+    attempt, so Work run twice starts it once) and records its execution on the request."""
+    from oblio.store import workflows
+
+    started: list[tuple[str, str, dict[str, Any]]] = []
+
+    def start(machine: str, name: str, payload: dict[str, Any]) -> str:
+        if any(n == name for _, n, _ in started):
+            raise workflows.aws.client("stepfunctions").exceptions.ExecutionAlreadyExists(
+                {"Error": {"Code": "ExecutionAlreadyExists", "Message": ""}}, "StartExecution")
+        started.append((machine, name, payload))
+        return get_settings().state_machine_arn(machine).replace(
+            ":stateMachine:", ":execution:") + f":{name}"
+
+    monkeypatch.setattr(workflows, "start", start)
     monkeypatch.setattr(get_settings(), "inline_unit_items", 0)
     rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
     out = inline.work(rid, t.tenant_id, "erase")
-    assert out["inline"] is False
-    assert {u["table"] for u in out["units"]} >= {"contacts", "tickets"}
+    assert out["inline"] is False and out["units"] >= 2
+    again = inline.work(rid, t.tenant_id, "erase")
+    assert again["inline"] is False
+    assert [(mc, n) for mc, n, _ in started] == [("erasure_large", f"{rid}-1")]
+    assert started[0][2] == {"request_id": rid, "tenant_id": t.tenant_id, "attempt": 1,
+                             "action": "erase"}
     m = records.load(t.tenant_id, rid)
+    assert m.execution_arn == get_settings().state_machine_arn("erasure_large").replace(
+        ":stateMachine:", ":execution:") + f":{rid}-1"
     assert not {u.id for u in work.planned_units(m)} & set(records.units_of(m))  # none applied
-    for u in out["units"]:
-        apply.apply(rid, t.tenant_id, "erase", u)
+    for u in work.planned_units(m):  # what the twin's Map does
+        apply.apply(rid, t.tenant_id, "erase", {"tenant_id": u.tenant_id, "table": u.table})
     assert verify.verify(rid, t.tenant_id, "erase") == {"passed": True}
 
 
