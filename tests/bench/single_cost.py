@@ -10,8 +10,8 @@ Lambda invocations (from the execution's history), every AWS call by service and
 (every botocore call of the process: the API's and the tasks'; the local stack's own
 plumbing, SQS polling and DynamoDB Streams, left out), the work bucket's manifest objects
 written, S3 version listings, and the writes of the request record with the write units
-each took (the record's size read back after each write: DynamoDB bills an update by the
-larger of the item's sizes before and after).
+each took (the record's size read back after each write, by DynamoDB's item-size rules: an update
+is billed by the larger of the item's sizes before and after).
 
 Priced with the table `PRICES` (one dict, its source and date; swap it for
 `oblio.core.prices` when that lands). Read units are estimated (1 per GetItem / Query /
@@ -84,6 +84,7 @@ class Meter:
         self.work_bucket = ""
         self.own: Any = None  # the bench's own clients, never counted
         self.own_sfn: Any = None
+        self.last: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def install(self) -> None:
@@ -106,6 +107,7 @@ class Meter:
         with self._lock:
             self.calls[f"{service}.{op}"] += 1
             if service == "dynamodb":
+                self.last = params
                 self._dynamodb(op, params)
             elif service == "s3":
                 if op == "PutObject" and params.get("Bucket") == self.work_bucket \
@@ -141,10 +143,13 @@ class Meter:
         units = 1
         if sk.startswith("req#"):
             self.record_writes += 1
+            if os.environ.get("BENCH_TRACE"):
+                print("record write", sorted(set((self.last or {}).get(
+                    "ExpressionAttributeNames", {}).values()))[:8], file=sys.stderr)
             item = self.own.get_item(TableName=self.requests_table,
                                      Key={"tenant_id": key["tenant_id"], "sk": key["sk"]},
                                      ConsistentRead=True).get("Item") or {}
-            units = max(1, math.ceil(len(json.dumps(item)) / 1024))
+            units = max(1, math.ceil(item_size(item) / 1024))
             self.record_write_units += units
         self.write_units += units * factor
 
@@ -153,6 +158,28 @@ class Meter:
             self.calls.clear()
             self.read_units = self.write_units = 0.0
             self.record_writes = self.record_write_units = self.manifests = self.listings = 0
+
+
+def value_size(v: dict[str, Any]) -> int:
+    """The size DynamoDB bills for one attribute value (its documented item-size rules)."""
+    (kind, x), = v.items()
+    if kind == "S":
+        return len(x.encode())
+    if kind == "N":
+        return (len(x.strip("-").replace(".", "")) + 1) // 2 + 1
+    if kind == "B":
+        return len(x)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + value_size(e) + 1 for k, e in x.items())
+    if kind == "L":
+        return 3 + sum(value_size(e) + 1 for e in x)
+    return sum(len(str(e).encode()) for e in x)  # SS, NS, BS
+
+
+def item_size(item: dict[str, Any]) -> int:
+    return sum(len(k.encode()) + value_size(v) for k, v in item.items())
 
 
 def history(sfn: Any, arn: str) -> dict[str, int]:
@@ -261,7 +288,7 @@ def run_one(size: int, notify: bool = False) -> dict[str, Any]:
                           "manifests": meter.manifests, "listings": meter.listings,
                           "record_writes": meter.record_writes,
                           "record_write_units": meter.record_write_units,
-                          "record_kb": round(len(json.dumps(item)) / 1024, 1),
+                          "record_kb": round(item_size(item) / 1024, 1),
                           "read_units": meter.read_units, "write_units": meter.write_units,
                           "express": getattr(sm, "aws_type", "STANDARD") == "EXPRESS",
                           "items": _items(item)}

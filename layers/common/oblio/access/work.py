@@ -15,14 +15,16 @@ from oblio.pipeline import inline, plan
 
 
 def work(request_id: str, tenant_id: str) -> dict[str, Any]:
-    planned = plan.plan(request_id, tenant_id, "export")
-    units: list[dict[str, str]] = planned["units"]
-    if planned.get("cancelled"):
-        return {"inline": True, "units": 0, "cancelled": True}
-    m = records.load(tenant_id, request_id)
-    if not inline.is_small(m):
-        return inline.hand_over(m, "export", len(units))
-    for u in units:
-        collect.collect(request_id, tenant_id, u)
+    with records.outcomes_in_one_write():
+        planned = plan.plan(request_id, tenant_id, "export")
+        units: list[dict[str, str]] = planned["units"]
+        if planned.get("cancelled"):
+            return {"inline": True, "units": 0, "cancelled": True}
+        m = records.load(tenant_id, request_id)
+        if not inline.is_small(m):
+            return inline.hand_over(m, "export", len(units))
+        for u in units:
+            collect.collect(request_id, tenant_id, u)
+    # the package reads the collected parts' outcomes (columns, counts) from the record
     made = package.package(request_id, tenant_id)
     return {"inline": True, "units": len(units), "size": made["size"]}

@@ -60,14 +60,15 @@ def work(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Plan; when small, apply each unit and verify here (`inline`: the state machine goes
     straight to Finish); when large, start the Standard twin and record its execution on
     the request (a cancel stops it)."""
-    planned = plan.plan(request_id, tenant_id, action)
-    units: list[dict[str, str]] = planned["units"]
-    if planned.get("cancelled"):
-        return {"inline": True, "units": 0, "cancelled": True}
-    m = records.load(tenant_id, request_id)
-    if not is_small(m):
-        return hand_over(m, action, len(units))
-    for u in units:
-        apply.apply(request_id, tenant_id, action, u)
-    passed = verify.verify(request_id, tenant_id, action)
+    with records.outcomes_in_one_write():
+        planned = plan.plan(request_id, tenant_id, action)
+        units: list[dict[str, str]] = planned["units"]
+        if planned.get("cancelled"):
+            return {"inline": True, "units": 0, "cancelled": True}
+        m = records.load(tenant_id, request_id)
+        if not is_small(m):
+            return hand_over(m, action, len(units))
+        for u in units:
+            apply.apply(request_id, tenant_id, action, u)
+        passed = verify.verify(request_id, tenant_id, action)
     return {"inline": True, "units": len(units), "verification": passed}
