@@ -83,6 +83,9 @@ class StateMachine:
     #: placeholder -> (value in the local stack, value in AWS): e.g. a Distributed Map's child
     #: execution type, EXPRESS in AWS where moto's parser only takes STANDARD
     values: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: the execution type in AWS (the local stack runs every machine as STANDARD, moto's
+    #: only): EXPRESS where every execution ends well within Express's 5 minutes
+    aws_type: Literal["STANDARD", "EXPRESS"] = "STANDARD"
 
 
 @dataclass(frozen=True)
@@ -199,6 +202,11 @@ TASK_FUNCTIONS = {
     "FailFunctionArn": "fail",
 }
 
+#: erasure and anonymisation (Express): Work plans and, for a small request, applies and
+#: verifies; a large one goes to the Standard twin (`<name>_large`, TASK_FUNCTIONS)
+WORK_FUNCTIONS = {"WorkFunctionArn": "work", "FinishFunctionArn": "finish",
+                  "FailFunctionArn": "fail"}
+
 SWEEP_FUNCTIONS = {
     "FindFunctionArn": "sweep_find",
     "SweepChunkFunctionArn": "sweep_chunk",
@@ -216,6 +224,11 @@ BACKFILL_FUNCTIONS = {
     "BackfillFinishFunctionArn": "backfill_finish",
     "BackfillFailFunctionArn": "backfill_fail",
 }
+
+#: access export (Express): Work plans and, for a small request, collects and packages; a
+#: large one goes to the Standard twin (`access_export_large`, EXPORT_FUNCTIONS)
+EXPORT_WORK_FUNCTIONS = {"ExportWorkFunctionArn": "export_work",
+                         "ExportFinishFunctionArn": "export_finish", "FailFunctionArn": "fail"}
 
 EXPORT_FUNCTIONS = {
     "PlanFunctionArn": "plan",
@@ -287,6 +300,9 @@ CATALOGUE = Catalogue(
         Function("api", "api.app.app", timeout_seconds=29, purpose="the HTTP API (Chalice)"),
         Function("plan", "plan.handler.handler", timeout_seconds=300,
                  purpose="walk the data map, freeze the plan"),
+        Function("work", "work.handler.handler", timeout_seconds=900,
+                 purpose="plan a request; a small one applied and verified in the same "
+                         "invocation"),
         Function("apply", "apply.handler.handler", timeout_seconds=900,
                  purpose="apply a request's action to one table"),
         Function("verify", "verify.handler.handler", timeout_seconds=300,
@@ -295,6 +311,9 @@ CATALOGUE = Catalogue(
                  purpose="certificate, audit, suppression, events"),
         Function("fail", "fail.handler.handler", timeout_seconds=60,
                  purpose="record a failure on the request"),
+        Function("export_work", "export_work.handler.handler", timeout_seconds=900,
+                 purpose="plan an access export; a small one collected and packaged in the "
+                         "same invocation"),
         Function("export_collect", "export_collect.handler.handler", timeout_seconds=900,
                  purpose="read one table's items of an access export into its part"),
         Function("export_package", "export_package.handler.handler", timeout_seconds=900,
@@ -333,14 +352,33 @@ CATALOGUE = Catalogue(
                          "identities stored as typed current on every write"),
     ),
     state_machines=(
-        StateMachine("erasure", "erasure.asl.json", functions=TASK_FUNCTIONS,
-                     purpose="erase one subject across every mapped table"),
-        StateMachine("anonymisation", "anonymisation.asl.json", functions=TASK_FUNCTIONS,
-                     purpose="anonymise one subject by the map's attribute rules"),
+        StateMachine("erasure", "erasure.asl.json", functions=WORK_FUNCTIONS,
+                     aws_type="EXPRESS",
+                     purpose="erase one subject across every mapped table (a small request "
+                             "in one Work step; a large one handed over to erasure_large)"),
+        StateMachine("erasure_large", "erasure_large.asl.json", functions=TASK_FUNCTIONS,
+                     purpose="erase one subject with a large share of a table: table by "
+                             "table (Map), for as long as it takes"),
+        StateMachine("anonymisation", "anonymisation.asl.json", functions=WORK_FUNCTIONS,
+                     aws_type="EXPRESS",
+                     purpose="anonymise one subject by the map's attribute rules (a small "
+                             "request in one Work step; a large one handed over to "
+                             "anonymisation_large)"),
+        StateMachine("anonymisation_large", "anonymisation_large.asl.json",
+                     functions=TASK_FUNCTIONS,
+                     purpose="anonymise one subject with a large share of a table: table "
+                             "by table (Map), for as long as it takes"),
         StateMachine("subject_update", "subject_update.asl.json", functions=TASK_FUNCTIONS,
                      purpose="rectification, restriction (and lifting it), objection"),
-        StateMachine("access_export", "access_export.asl.json", functions=EXPORT_FUNCTIONS,
-                     purpose="access / portability: the subject's data as one expiring ZIP"),
+        StateMachine("access_export", "access_export.asl.json",
+                     functions=EXPORT_WORK_FUNCTIONS, aws_type="EXPRESS",
+                     purpose="access / portability: the subject's data as one expiring ZIP "
+                             "(a small request in one Work step; a large one handed over to "
+                             "access_export_large)"),
+        StateMachine("access_export_large", "access_export_large.asl.json",
+                     functions=EXPORT_FUNCTIONS,
+                     purpose="access / portability of a subject with a large share of a "
+                             "table: collected table by table (Map), for as long as it takes"),
         StateMachine("bulk_erasure", "bulk_erasure.asl.json", functions=BULK_FUNCTIONS,
                      values={"ChildExecutionType": ("STANDARD", "EXPRESS")},
                      purpose="erase the people of a CSV, chunk by chunk (Distributed Map)"),

@@ -66,6 +66,8 @@ class Access:
 
 _CONTROL = {"requests": "rw", "tenants": "r"}  # every request step reads and moves its request
 _REQUEST_API = ("erasure", "anonymisation", "subject_update", "access_export")
+#: the Standard twins Work hands a large request over to (the API stops them on a cancel)
+_LARGE = ("erasure_large", "anonymisation_large", "access_export_large")
 _SWEEP = {"retention": "rw", "tenants": "r"}  # every sweep step reads and moves its sweep
 
 ACCESS: Mapping[str, Access] = MappingProxyType({
@@ -86,12 +88,15 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
         buckets={"exports": ("get", "list"), "ingest": ("put",), "work": ("get", "put")},
         tenant_data="r", tenant_scan=True,
         starts=(*_REQUEST_API, "retention_sweep", "shadow_backfill", "bulk_erasure"),
-        stops=_REQUEST_API, events=True, email=True, topics=("verification-codes",),
+        stops=(*_REQUEST_API, *_LARGE), events=True, email=True, topics=("verification-codes",),
         secrets=("operator-key",), scans=("tenants",),
         encrypt=True),
     # workflow.plan: walks the map (queries), writes manifests and the frozen map to work/
     "plan": Access(tables=_CONTROL, buckets={"work": ("put",)}, tenant_data="r",
                    encrypt=True),
+    # workflow.work: plan, then (a small request) apply and verify in the same invocation
+    "work": Access(tables=_CONTROL, buckets={"work": ("put", "get")}, tenant_data="rw",
+                   encrypt=True, starts=("erasure_large", "anonymisation_large")),
     # workflow.apply: reads its manifest, deletes / rewrites items, deletes object versions
     "apply": Access(tables=_CONTROL, buckets={"work": ("get",)}, tenant_data="rw"),
     # workflow.verify: reads items and object versions back, walks the map again
@@ -102,6 +107,10 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
     # workflow.fail: records the failure, audits it, emits RequestFailed
     "fail": Access(tables={"requests": "rw", "audit": "rw"}, events=True),
     # exporter.collect: one table's items into its part files in work/
+    # exporter.work: plan, then (a small export) collect and package in the same invocation
+    "export_work": Access(tables={**_CONTROL, "consents": "r"},
+                          buckets={"work": ("get", "put"), "exports": ("put", "tag")},
+                          tenant_data="r", encrypt=True, starts=("access_export_large",)),
     "export_collect": Access(tables=_CONTROL, buckets={"work": ("get", "put")},
                              tenant_data="r", encrypt=True),
     # exporter.package: parts, the subject's files and consent ledger into one ZIP in exports/

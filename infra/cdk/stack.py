@@ -507,7 +507,7 @@ class OblioStack(Stack):
         definition = json.loads(definition_text(sm).replace("${", "$_{"))  # for inspection
         machine = sfn.StateMachine(
             self, f"{_id(sm.name)}StateMachine", state_machine_name=name,
-            state_machine_type=sfn.StateMachineType.STANDARD,
+            state_machine_type=sfn.StateMachineType[sm.aws_type],
             definition_body=sfn.DefinitionBody.from_file(str(STATEMACHINES / sm.definition)),
             definition_substitutions={
                 **{p: self.functions[fn].function_arn for p, fn in sm.functions.items()},

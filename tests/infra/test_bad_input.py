@@ -60,10 +60,10 @@ def test_a_state_machine_naming_an_unknown_function_is_named():
 def test_a_placeholder_no_catalogue_entry_fills_is_named():
     sm = CATALOGUE.state_machine("erasure")
     sm = dataclasses.replace(sm, functions={k: v for k, v in sm.functions.items()
-                                            if k != "VerifyFunctionArn"})
+                                            if k != "WorkFunctionArn"})
     bad = dataclasses.replace(CATALOGUE, state_machines=(sm,))
     message = refused(bad)
-    assert "state machine 'erasure'" in message and "${VerifyFunctionArn}" in message
+    assert "state machine 'erasure'" in message and "${WorkFunctionArn}" in message
 
 
 def test_a_placeholder_the_definition_does_not_use_is_named():

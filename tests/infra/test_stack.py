@@ -229,6 +229,29 @@ def test_state_machine_fills_each_placeholder_from_the_catalogue(
     assert props["LoggingConfiguration"]["IncludeExecutionData"] is False  # no payload in logs
 
 
+def test_single_requests_run_express_with_a_standard_twin_for_the_large(
+        resources: dict[str, Any]) -> None:
+    """Erasure and anonymisation are Express in AWS: Work, a Choice and Finish, nothing that
+    waits or iterates (an Express execution ends within 5 minutes); a large request runs in
+    the Standard twin, which the Work function may start and the API may stop."""
+    import json
+
+    from infra.cdk.access import ACCESS
+    from infra.cdk.validate import STATEMACHINES
+
+    machines = by_property(resources, "AWS::StepFunctions::StateMachine", "StateMachineName")
+    for small, large, work in (("erasure", "erasure_large", "work"),
+                               ("anonymisation", "anonymisation_large", "work"),
+                               ("access_export", "access_export_large", "export_work")):
+        assert machines[name("statemachine", small)][1]["StateMachineType"] == "EXPRESS"
+        assert machines[name("statemachine", large)][1].get("StateMachineType",
+                                                            "STANDARD") == "STANDARD"
+        states = json.loads((STATEMACHINES / f"{small}.asl.json").read_text())["States"]
+        assert {s["Type"] for s in states.values()} <= {"Task", "Choice", "Succeed", "Fail"}
+        assert ACCESS[work].starts and large in ACCESS[work].starts
+        assert large in ACCESS["api"].stops
+
+
 def test_distributed_maps_run_their_children_as_express_in_aws() -> None:
     # the catalogue's value for AWS; the local stack takes STANDARD (moto's parser)
     for sm in CATALOGUE.state_machines:

@@ -15,6 +15,7 @@ import pytest
 import requests as http
 
 from infra.local.lambdas import Fault
+from oblio.store import shards
 from tests.integration import raw
 
 JEANNE = {"email": "jeanne.dupont@example.com"}
@@ -366,9 +367,29 @@ def test_export_with_include_children_puts_each_child_tenant_in_its_folder(api, 
     assert child_api.get(f"/v1/requests/{done['id']}/download").status_code == 404
 
 
+def test_a_large_export_is_handed_over_and_holds_the_same_archive(api, subject, aws_client,
+                                                                  settings, stack_settings):
+    """An export with a table over the inline threshold goes to the Standard twin
+    (access_export_large: Map over tables, Package, Finish): the same archive as a small one
+    made inside Work."""
+    small = export(api, {"email": subject["email"]})
+    stack_settings(inline_unit_items=0)
+    large = export(api, {"email": subject["email"]})
+    assert small["status"] == large["status"] == "completed", large
+    arns = {k: raw.get_item(aws_client, settings.table("requests"),
+                            {"pk": shards.key("demo", "req#" + d["id"]),
+                             "sk": "req#" + d["id"]})["execution_arn"]
+            for k, d in (("small", small), ("large", large))}
+    assert "access_export_large:" in arns["large"]
+    assert "access_export_large" not in arns["small"]
+    assert large["result"]["export"]["items"] == small["result"]["export"]["items"] > 0
+    assert sorted(fetch(api, large["id"]).namelist()) == \
+        sorted(fetch(api, small["id"]).namelist())
+
+
 def test_download_is_409_until_finished_and_for_other_types(api, subject, faults,
                                                             tenant_settings):
-    faults.inject(Fault("plan", delay=1.5))
+    faults.inject(Fault("export_work", delay=1.5))
     r = api.post("/v1/requests", {"type": "access", "subject": {"email": subject["email"]}})
     rid = r.json()["request_id"]
     early = api.get(f"/v1/requests/{rid}/download")

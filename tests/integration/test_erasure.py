@@ -172,7 +172,7 @@ def test_unknown_subject_completes_with_zero_counts(api):
 
 def test_second_open_request_for_same_subject_is_the_same_request(api, subject, faults):
     body = {"type": "erasure", "subject": {"email": subject["email"]}, "confirm": True}
-    faults.inject(Fault("plan", delay=2.0))
+    faults.inject(Fault("work", delay=2.0))
     first = api.post("/v1/requests", body)
     second = api.post("/v1/requests", body)
     assert first.status_code == 202 and second.status_code == 200
@@ -196,11 +196,13 @@ def test_idempotency_key_replays_the_first_answer_and_rejects_another_body(api, 
 @pytest.fixture(scope="module")
 def failed_then_retried(api, aws_client, settings, dm, stack) -> dict[str, Any]:
     """An erasure whose tickets task fails (after the other tables are done), as its record
-    stood then, and the same request retried to its end."""
+    stood then, and the same request retried to its end. Its tables go one by one (the Map
+    of a large request: no table is small enough to be applied inside Work)."""
     from infra.local import demo
 
     email = "failing.tables@example.net"
     seeded = demo.seed_subject(dm, "demo", email, "+393471230001")
+    inline, settings.inline_unit_items = settings.inline_unit_items, 0
     lambdas.faults.inject(Fault("apply", "TableUnavailable", "the tickets table is unavailable",
                                 when={"unit.table": "tickets"},
                                 delay=1.5))  # the other tables finish first
@@ -212,6 +214,7 @@ def failed_then_retried(api, aws_client, settings, dm, stack) -> dict[str, Any]:
         lambdas.faults.clear()
     sk = "req#" + failed["id"]
     key = {"pk": shards.key("demo", sk), "sk": sk}
+    settings.inline_unit_items = inline
     table = settings.table("requests")
     units_failed = raw.get_item(aws_client, table, key)["units"]
     # the contact is gone, so search no longer reaches the tickets: the frozen plan does
@@ -259,10 +262,11 @@ def test_the_timeline_shows_the_failure_the_retry_and_the_end(failed_then_retrie
     assert events.index("failed") < events.index("retry") < events.index("completed")
 
 
-def test_a_table_task_retried_after_its_answer_was_lost_is_not_done_twice(api, subject,
-                                                                          faults, event_log):
+def test_a_table_task_retried_after_its_answer_was_lost_is_not_done_twice(
+        api, subject, faults, event_log, stack_settings):
     """The contacts task deletes the profile and its photo, then fails as a timeout would;
     the state machine's Retry runs it again, which finds it done."""
+    stack_settings(inline_unit_items=0)  # table by table (the Map of a large request)
     lost = Fault("apply", "TransientError", "the answer was lost", after=True,
                  when={"unit.table": "contacts"})
     faults.inject(lost)
@@ -277,8 +281,28 @@ def test_a_table_task_retried_after_its_answer_was_lost_is_not_done_twice(api, s
     assert sorted(kinds) == ["RequestCompleted", "SubjectErased"]
 
 
+def test_a_small_request_run_twice_inside_work_is_not_done_twice(api, subject, faults,
+                                                                event_log):
+    """Work plans, applies every table and verifies, then fails as a timeout would (or an
+    Express execution runs it again): the Retry runs it again, which reuses the plan, finds
+    every table done and verifies again; the request completes once, with what the first run
+    did."""
+    lost = Fault("work", "TransientError", "the answer was lost", after=True)
+    faults.inject(lost)
+    done = api.erase({"email": subject["email"]})
+    assert lost.times == 0  # Work did fail once
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 1
+    contacts = done["result"]["tables"]["contacts"]
+    assert (contacts["deleted"], contacts["files_deleted"]) == (1, 1)
+    assert done["result"]["tables"]["tickets"]["anonymised"] == subject["counts"]["tickets"]
+    assert done["result"]["verification"]["passed"] is True
+    kinds = [e["detail-type"] for e in event_log.for_request(done["id"])]
+    assert sorted(kinds) == ["RequestCompleted", "SubjectErased"]
+
+
 def test_cancel_a_queued_request(api, subject, faults):
-    faults.inject(Fault("plan", delay=2.0))
+    faults.inject(Fault("work", delay=2.0))
     r = api.post("/v1/requests", {"type": "erasure", "subject": {"email": subject["email"]},
                                   "confirm": True})
     rid = r.json()["request_id"]
@@ -306,7 +330,7 @@ def test_request_history_filters_and_pages(api):
 
 
 def test_extend_moves_the_due_date_with_a_reason(api, subject, faults):
-    faults.inject(Fault("plan", delay=1.5))
+    faults.inject(Fault("work", delay=1.5))
     r = api.post("/v1/requests", {"type": "erasure", "subject": {"email": subject["email"]},
                                   "confirm": True})
     rid = r.json()["request_id"]

@@ -265,7 +265,7 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
     with aws.counting() as io_, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL) as lines, \
             tempfile.SpooledTemporaryFile(max_size=SPOOL) as refs:
-        manifest = objects.get_json(work.manifest_key(m, u))
+        manifest = work.unit_manifest_of(m, u)
         keys: list[dict[str, Any]] = manifest["keys"]
         roles = {_key_of(t, k): r for r, g in sorted((manifest.get("roles") or {}).items())
                  for k in g["keys"]}

@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import Any
 
@@ -421,19 +423,33 @@ def due_in(m: RequestModel) -> timedelta:
     return clock.parse(m.due_at or clock.iso()) - clock.now()
 
 
+#: outcomes held back by `outcomes_in_one_write` (request, unit id, outcome, io)
+_held: ContextVar[list[tuple[RequestModel, str, dict[str, Any], dict[str, Any]]] | None] = \
+    ContextVar("held_outcomes", default=None)
+
+
 def record_unit(m: RequestModel, unit_id: str, outcome: dict[str, Any],
                 io: dict[str, Any]) -> None:
     """Store one table's outcome and add its AWS calls to the request's `io`, atomically
-    (parallel Map iterations write the same record)."""
+    (parallel Map iterations write the same record). Inside `outcomes_in_one_write` the
+    outcome waits for that block's one write, except a unit's `applying` mark (what it
+    found before deleting), which must be stored before the deletion."""
+    held = _held.get()
+    if held is not None and outcome.get("status") != "applying":
+        held.append((m, unit_id, outcome, io))
+        return
+    _write_units(m, {unit_id: outcome}, io)
+
+
+def _write_units(m: RequestModel, outcomes: dict[str, dict[str, Any]],
+                 io: dict[str, Any]) -> None:
     attempt = current_attempt()
     try:
         add_to_map(RequestModel.Meta.table_name, {"pk": m.pk, "sk": m.sk}, "io",
-                   io, {unit_id: ("units", outcome)},
+                   io, {uid: ("units", o) for uid, o in outcomes.items()},
                    only_if=None if attempt is None else {"attempt": attempt})
     except ConditionFailed:
         stale(m)
-
-
 
 
 def send_once(m: RequestModel, unit_id: str, send: Any) -> bool:
@@ -457,3 +473,39 @@ def send_once(m: RequestModel, unit_id: str, send: Any) -> bool:
             m.update(actions=[RequestModel.units[unit_id].remove()])
         raise
     return True
+
+
+@contextlib.contextmanager
+def outcomes_in_one_write() -> Iterator[None]:
+    """The steps of a small request run in one invocation: the outcomes they record (the
+    plan's, each unit's, the verification's) and their calls go to the request in one
+    update at the end of the block instead of one each. What was done before a failure is
+    written too, then the failure goes on; an invocation that dies first leaves them
+    unwritten, and the retry does those units again (each is repeatable)."""
+    token = _held.set([])
+    failed = False
+    try:
+        yield
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        held = _held.get() or []
+        _held.reset(token)
+        by_request: dict[tuple[str, str], list[Any]] = {}
+        for entry in held:
+            by_request.setdefault((entry[0].tenant_id, entry[0].sk), []).append(entry)
+        for entries in by_request.values():
+            io: dict[str, int] = {}
+            for _, _, _, calls in entries:
+                for k, v in calls.items():
+                    io[k] = io.get(k, 0) + int(v)
+            try:
+                _write_units(entries[0][0], {uid: o for _, uid, o, _ in entries}, io)
+            except Exception:
+                if not failed:
+                    raise
+                logger.warning("outcomes before a failure not written",
+                               extra={"request_id": entries[0][0].request_id})
+
+

@@ -22,6 +22,11 @@ class Settings(BaseSettings):
     datamap: Path = DEMO_DATAMAP
     #: how many tables a request's Map state works on at once
     max_concurrency: int = 8
+    #: a request whose every table holds at most `inline_unit_items` of the subject's items,
+    #: and at most `inline_request_items` in all, is planned, applied and verified in one
+    #: invocation (the Work step); a larger one hands over to the Map over its tables
+    inline_unit_items: int = 500
+    inline_request_items: int = 2000
     #: a presigned URL lives this long
     presign_seconds: int = 300
     #: requests are due one month after receipt (Art. 12(3)); the extension limit is two months

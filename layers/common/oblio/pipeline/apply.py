@@ -32,7 +32,7 @@ from oblio.pipeline.rules import (
     table_mode,
     value_refs,
 )
-from oblio.pipeline.work import frozen_map, manifest_key, request_params
+from oblio.pipeline.work import frozen_map, request_params, unit_manifest_of
 from oblio.store import aws, objects
 from oblio.store import tables as store
 
@@ -180,7 +180,7 @@ def apply(request_id: str, tenant_id: str, action: str, unit: dict[str, str]) ->
         return found
 
     with aws.counting() as io:
-        manifest = objects.get_json(manifest_key(m, u))
+        manifest = unit_manifest_of(m, u)
         if action == "rectify":
             extra["old"] = rectified_refs(dm, u, manifest, params, tenant)
         counts = apply_unit(dm, action, u, manifest, tenant.keys, m.subject_ref or "",

@@ -1,6 +1,6 @@
 """Plan: walk the data map from the subject's identities (and child tenants' when asked),
-write one manifest of item keys per table, freeze the map into the request. A retry reuses
-the plan."""
+write the request's one manifest (the frozen map, the item keys of every table, the
+identifying values), freeze the plan into the request. A retry reuses the plan."""
 
 from __future__ import annotations
 
@@ -15,14 +15,8 @@ from oblio.core import clock, datamap
 from oblio.core.observability import logger
 from oblio.pipeline import find, rules
 from oblio.pipeline.rules import Unit
-from oblio.pipeline.work import (
-    identifying_key,
-    manifest_key,
-    planned_units,
-    request_params,
-    work_prefix,
-)
-from oblio.store import aws, objects
+from oblio.pipeline.work import planned_units, request_params, write_manifest
+from oblio.store import aws
 from oblio.store.models import RequestModel, plain
 
 
@@ -75,8 +69,8 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     options = records.options_of(m)
     tenants = [tenant, *(get_tenant(c) for c in tenant.children)] \
         if options.get("include_children") else [tenant]
-    map_key = f"{work_prefix(m)}datamap.json"
-    objects.put_json(map_key, json.loads(dm.to_json()))
+    manifests: dict[str, Any] = {}
+    identifying: dict[str, list[str]] = {}
     params = request_params(m, tenant)
     units, refs, found, queries, late = [], {}, {}, 0, 0
     with aws.counting() as io:
@@ -91,23 +85,26 @@ def plan(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             if action == "anonymise":
                 values = [v for name, items in fp.items.items()
                           for v in rules.identifying_values(dm, name, items)]
-                objects.put_json(identifying_key(m, t.tenant_id),
-                                 sorted(rules.value_refs(t.keys, [*values, *ids.values()])))
+                identifying[t.tenant_id] = sorted(
+                    rules.value_refs(t.keys, [*values, *ids.values()]))
             for name in dm.order:
                 manifest = unit_manifest(dm, name, action, params, fp, t.tenant_id)
                 if manifest is None:
                     continue
                 unit = Unit(t.tenant_id, name)
-                objects.put_json(manifest_key(m, unit), manifest)
+                manifests[unit.id] = manifest
                 units.append({"tenant_id": t.tenant_id, "table": name,
                               "count": fp.count(name) + fp.in_roles(name)})
         # an erasure deletes the subject's unexpired access-export archives (everything
         # about her, kept for the export TTL)
         found_archives = exports.subject_archives(refs) if action == "erase" else []
+        map_key = write_manifest(m, {"datamap": json.loads(dm.to_json()), "units": manifests,
+                                     "identifying": identifying})
     records.record_unit(m, "_plan", {"status": "done", "queries": queries}, dict(io.calls))
     planned = {"archives": found_archives} if action == "erase" else {}
     try:
         _record_plan(m, {**planned, "datamap_digest": dm.digest, "datamap_key": map_key,
+                         "manifest_key": map_key,
                          "units": units, "identity_refs": refs, "found": found,
                          "queries": queries, "action": action,
                          # items past their TTL that DynamoDB had not deleted yet,

@@ -27,10 +27,10 @@ from oblio.pipeline.rules import (
 )
 from oblio.pipeline.work import (
     frozen_map,
-    identifying_key,
-    manifest_key,
+    identifying_of,
     planned_units,
     request_params,
+    unit_manifest_of,
 )
 from oblio.store import aws, objects
 from oblio.store import tables as store
@@ -159,11 +159,11 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     exempt = {"retained": 0, "held": 0}
     with aws.counting() as io:
         for u in planned_units(m):
-            identifying = set(objects.get_json(identifying_key(m, u.tenant_id))) \
+            identifying = set(identifying_of(m, u.tenant_id)) \
                 if action == "anonymise" else None
             if identifying is not None:
                 compared[u.tenant_id] = len(identifying)
-            manifest = objects.get_json(manifest_key(m, u))
+            manifest = unit_manifest_of(m, u)
             tm = dm.tables[u.table]
             mine = stays.setdefault((u.tenant_id, u.table), set())
             mine.update(_key(tm, h["key"]) for h in manifest.get("held", []))

@@ -29,6 +29,18 @@ def start(state_machine: str, name: str, payload: dict[str, Any]) -> str:
     return arn
 
 
+def start_once(state_machine: str, name: str, payload: dict[str, Any]) -> str:
+    """`start`, where an execution of that name already started (this caller run twice)
+    is the one: its ARN is returned and nothing else starts."""
+    sfn = aws.client("stepfunctions")
+    try:
+        return start(state_machine, name, payload)
+    except sfn.exceptions.ExecutionAlreadyExists:
+        arn = get_settings().state_machine_arn(state_machine).replace(
+            ":stateMachine:", ":execution:") + f":{name}"
+        return arn
+
+
 def stop(execution_arn: str, cause: str) -> None:
     """Stop an execution; one that has ended or never existed is left as it is."""
     sfn = aws.client("stepfunctions")

@@ -1,0 +1,30 @@
+"""The Work step of an access export: plan, then (for a small request) collect every table's
+part and package the archive in the same invocation, so that a small export takes three
+state transitions (Work, the Choice, Finish) and two Lambda invocations; a large one is
+handed over to the Standard twin `access_export_large` (Plan, which reuses the frozen plan,
+the Map collecting table by table, Package, Finish). Each step is repeatable: a collected
+table and a made package are not made again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oblio.access import collect, package
+from oblio.control import records
+from oblio.pipeline import inline, plan
+
+
+def work(request_id: str, tenant_id: str) -> dict[str, Any]:
+    with records.outcomes_in_one_write():
+        planned = plan.plan(request_id, tenant_id, "export")
+        units: list[dict[str, str]] = planned["units"]
+        if planned.get("cancelled"):
+            return {"inline": True, "units": 0, "cancelled": True}
+        m = records.load(tenant_id, request_id)
+        if not inline.is_small(m):
+            return inline.hand_over(m, "export", len(units))
+        for u in units:
+            collect.collect(request_id, tenant_id, u)
+    # the package reads the collected parts' outcomes (columns, counts) from the record
+    made = package.package(request_id, tenant_id)
+    return {"inline": True, "units": len(units), "size": made["size"]}

@@ -1,0 +1,74 @@
+"""The Work step: plan, then (for a small request) apply every unit and verify, in one
+invocation, so that a small request takes three state transitions (Work, the Choice, Finish)
+and two Lambda invocations instead of one per table, in an execution short enough to be
+Express in AWS. A request with a table holding more than `inline_unit_items` of the
+subject's items, or more than `inline_request_items` in all, is handed over to the Standard
+twin of its state machine (`erasure_large`, `anonymisation_large`: Plan, which reuses the
+frozen plan, the Map over tables, Verify, Finish), which may run as long as it takes.
+
+Every step it runs is the one the Map path runs, and each is repeatable: a retried Work
+reuses the plan, skips the units recorded done, and verifies again (so an Express
+execution run twice changes nothing the second time)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oblio.control import records
+from oblio.core.boundary import current_attempt
+from oblio.core.observability import logger
+from oblio.core.settings import get_settings
+from oblio.pipeline import apply, plan, verify
+from oblio.store import workflows
+from oblio.store.models import RequestModel
+
+#: action -> the Standard state machine a large request is handed over to
+LARGE = {"erase": "erasure_large", "anonymise": "anonymisation_large",
+         "export": "access_export_large"}
+
+
+def small(units: list[dict[str, Any]], unit_items: int, request_items: int) -> bool:
+    """Whether the planned units are applied inline: every unit's count within
+    `unit_items`, their sum within `request_items` (a unit without a count, the subject's
+    export archives, counts as none)."""
+    counts = [int(u.get("count", 0)) for u in units]
+    return all(c <= unit_items for c in counts) and sum(counts) <= request_items
+
+
+def is_small(m: RequestModel) -> bool:
+    """Whether the planned request is applied inside Work (the settings' thresholds)."""
+    s = get_settings()
+    return small(records.plan_of(m).get("units") or [], s.inline_unit_items,
+                 s.inline_request_items)
+
+
+def hand_over(m: RequestModel, action: str, units: int) -> dict[str, Any]:
+    """Start the Standard twin for a large request and record its execution on the request
+    (a cancel stops it). Named after the attempt like the first execution: this step run
+    again finds the twin started and starts nothing."""
+    attempt = current_attempt() or int(m.attempt or 1)
+    arn = workflows.start_once(LARGE[action], f"{m.request_id}-{attempt}", {
+        "request_id": m.request_id, "tenant_id": m.tenant_id, "attempt": attempt,
+        "action": action})
+    records.fenced_update(m, [RequestModel.execution_arn.set(arn)])
+    logger.info("handed over", extra={"request_id": m.request_id, "units": units,
+                                      "state_machine": LARGE[action]})
+    return {"inline": False, "units": units}
+
+
+def work(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
+    """Plan; when small, apply each unit and verify here (`inline`: the state machine goes
+    straight to Finish); when large, start the Standard twin and record its execution on
+    the request (a cancel stops it)."""
+    with records.outcomes_in_one_write():
+        planned = plan.plan(request_id, tenant_id, action)
+        units: list[dict[str, str]] = planned["units"]
+        if planned.get("cancelled"):
+            return {"inline": True, "units": 0, "cancelled": True}
+        m = records.load(tenant_id, request_id)
+        if not is_small(m):
+            return hand_over(m, action, len(units))
+        for u in units:
+            apply.apply(request_id, tenant_id, action, u)
+        passed = verify.verify(request_id, tenant_id, action)
+    return {"inline": True, "units": len(units), "verification": passed}

@@ -1,0 +1,141 @@
+"""The Work step of erasure and anonymisation: a small request planned, applied and verified
+in one invocation, a large one handed over to the Map; the request's one manifest, and the
+per-table files of a request planned before it (in flight across a deployment) still read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from oblio.control import records
+from oblio.core.settings import get_settings
+from oblio.pipeline import apply, evidence, inline, verify, work
+from oblio.store import objects
+from tests.unit import world
+
+pytestmark = pytest.mark.usefixtures("provisioned")
+
+
+@pytest.fixture(scope="module")
+def provisioned(module_aws):
+    with world.provisioned():
+        yield
+
+
+@pytest.fixture
+def t(tenant):
+    world.events()
+    return world.new_tenant(tenant)
+
+
+@pytest.fixture
+def mario(demo_map, t) -> dict[str, Any]:
+    return world.seed(demo_map, t.tenant_id, "mario@example.com", "+393331234567", "CRM-1")
+
+
+def work_keys(t: Any, rid: str) -> list[str]:
+    return sorted(world.keys_under(get_settings().bucket("work"), f"work/{t.tenant_id}/{rid}/"))
+
+
+@pytest.mark.parametrize("units, inline_", [
+    ([{"count": 3}, {"count": 500}], True),
+    ([{"count": 501}], False),
+    ([{"count": 400}] * 6, False),  # 2,400 in all, over the request's threshold
+    ([{"tenant_id": "a", "table": "_archives"}], True),  # archives carry no item count
+    ([], True),
+])
+def test_a_request_is_small_when_every_table_and_the_sum_are_within_the_thresholds(
+        units, inline_):
+    assert inline.small(units, unit_items=500, request_items=2000) is inline_
+
+
+def test_a_small_erasure_is_applied_and_verified_inside_work(t, mario):
+    rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
+    out = inline.work(rid, t.tenant_id, "erase")
+    assert out["inline"] is True and out["units"] >= 2
+    assert out["verification"] == {"passed": True}
+    m = records.load(t.tenant_id, rid)
+    units = records.units_of(m)
+    assert all(units[u.id]["status"] == "done" for u in work.planned_units(m))
+    assert units["_verification"]["passed"] is True
+    # one manifest for the whole request: the frozen map, every table's keys
+    assert work_keys(t, rid) == [f"work/{t.tenant_id}/{rid}/manifest.json"]
+    evidence.finish(rid, t.tenant_id, "erase")
+    assert records.load(t.tenant_id, rid).status == "completed"
+
+
+def test_work_run_twice_does_nothing_twice(t, mario):
+    rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
+    inline.work(rid, t.tenant_id, "erase")
+    first = records.units_of(records.load(t.tenant_id, rid))
+    again = inline.work(rid, t.tenant_id, "erase")
+    assert again["verification"] == {"passed": True}
+    after = records.units_of(records.load(t.tenant_id, rid))
+    assert {k: v for k, v in after.items() if k.startswith(t.tenant_id)} == \
+        {k: v for k, v in first.items() if k.startswith(t.tenant_id)}
+
+
+def test_a_large_request_is_handed_over_to_the_standard_twin(t, mario, monkeypatch):
+    """Work applies nothing of a large request: it starts `erasure_large` (named after the
+    attempt, so Work run twice starts it once) and records its execution on the request."""
+    from oblio.store import workflows
+
+    started: list[tuple[str, str, dict[str, Any]]] = []
+
+    def start(machine: str, name: str, payload: dict[str, Any]) -> str:
+        if any(n == name for _, n, _ in started):
+            raise workflows.aws.client("stepfunctions").exceptions.ExecutionAlreadyExists(
+                {"Error": {"Code": "ExecutionAlreadyExists", "Message": ""}}, "StartExecution")
+        started.append((machine, name, payload))
+        return get_settings().state_machine_arn(machine).replace(
+            ":stateMachine:", ":execution:") + f":{name}"
+
+    monkeypatch.setattr(workflows, "start", start)
+    monkeypatch.setattr(get_settings(), "inline_unit_items", 0)
+    rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
+    out = inline.work(rid, t.tenant_id, "erase")
+    assert out["inline"] is False and out["units"] >= 2
+    again = inline.work(rid, t.tenant_id, "erase")
+    assert again["inline"] is False
+    assert [(mc, n) for mc, n, _ in started] == [("erasure_large", f"{rid}-1")]
+    assert started[0][2] == {"request_id": rid, "tenant_id": t.tenant_id, "attempt": 1,
+                             "action": "erase"}
+    m = records.load(t.tenant_id, rid)
+    assert m.execution_arn == get_settings().state_machine_arn("erasure_large").replace(
+        ":stateMachine:", ":execution:") + f":{rid}-1"
+    assert not {u.id for u in work.planned_units(m)} & set(records.units_of(m))  # none applied
+    for u in work.planned_units(m):  # what the twin's Map does
+        apply.apply(rid, t.tenant_id, "erase", {"tenant_id": u.tenant_id, "table": u.table})
+    assert verify.verify(rid, t.tenant_id, "erase") == {"passed": True}
+
+
+def test_a_request_planned_with_one_file_per_table_is_still_applied_and_verified(
+        t, mario, demo_map):
+    """A request in flight across the deployment: its plan names no `manifest_key`, its
+    tables' manifests and the frozen map are the old per-table files."""
+    from oblio.store.models import RequestModel
+
+    rid = world.new_request(t, "anonymisation", {"email": "mario@example.com"},
+                            action="anonymise")
+    units = inline.plan.plan(rid, t.tenant_id, "anonymise")["units"]
+    m = records.load(t.tenant_id, rid)
+    plan = records.plan_of(m)
+    content = objects.get_json(plan["manifest_key"])
+    old_map = f"{work.work_prefix(m)}datamap.json"
+    objects.put_json(old_map, content["datamap"])
+    for uid, manifest in content["units"].items():
+        tenant_id, table = uid.split("/", 1)
+        objects.put_json(work.manifest_key(m, work.Unit(tenant_id, table)), manifest)
+    for tenant_id, refs in content["identifying"].items():
+        objects.put_json(work.identifying_key(m, tenant_id), refs)
+    objects.delete_prefix(plan["manifest_key"])
+    old_plan = {k: v for k, v in plan.items() if k != "manifest_key"}
+    m.update(actions=[RequestModel.plan.set({**old_plan, "datamap_key": old_map})])
+    work._manifest.clear()
+    work._maps.clear()
+    for u in units:
+        apply.apply(rid, t.tenant_id, "anonymise", u)
+    assert verify.verify(rid, t.tenant_id, "anonymise") == {"passed": True}
+    done = records.units_of(records.load(t.tenant_id, rid))
+    assert done[f"{t.tenant_id}/contacts"]["anonymised"] == 1
