@@ -139,3 +139,26 @@ def test_a_request_planned_with_one_file_per_table_is_still_applied_and_verified
     assert verify.verify(rid, t.tenant_id, "anonymise") == {"passed": True}
     done = records.units_of(records.load(t.tenant_id, rid))
     assert done[f"{t.tenant_id}/contacts"]["anonymised"] == 1
+
+
+def test_an_express_execution_is_not_asked_to_stop_a_standard_one_is(monkeypatch):
+    # StopExecution is for Standard executions only: asked of an Express one, AWS refuses it,
+    # and a cancel would answer 500; the request's fence stops an Express execution instead
+    from oblio.store import aws, workflows
+
+    asked: list[str] = []
+
+    class Sfn:
+        class exceptions:  # noqa: N801 (botocore's attribute name)
+            ExecutionDoesNotExist = KeyError
+
+        def stop_execution(self, executionArn: str, cause: str) -> None:  # noqa: N803
+            asked.append(executionArn)
+
+    monkeypatch.setattr(aws, "client", lambda service: Sfn())
+    express = "arn:aws:states:eu-west-1:123456789012:express:oblio-erasure:01J-1:4f2c"
+    standard = "arn:aws:states:eu-west-1:123456789012:execution:oblio-erasure_large:01J-1"
+    workflows.stop(express, cause="cancelled by the tenant")
+    workflows.stop(standard, cause="cancelled by the tenant")
+    assert asked == [standard]
+    assert workflows.is_express(express) and not workflows.is_express(standard)

@@ -41,8 +41,19 @@ def start_once(state_machine: str, name: str, payload: dict[str, Any]) -> str:
         return arn
 
 
+def is_express(execution_arn: str) -> bool:
+    """Whether the ARN is an Express execution's (`arn:aws:states:...:express:...`)."""
+    return execution_arn.split(":")[5:6] == ["express"]
+
+
 def stop(execution_arn: str, cause: str) -> None:
-    """Stop an execution; one that has ended or never existed is left as it is."""
+    """Stop an execution; one that has ended or never existed is left as it is.
+
+    An Express execution cannot be stopped (StopExecution is for Standard executions only):
+    it is left to run to its next step, where the request's fence (cancelled, or a newer
+    attempt) refuses its writes."""
+    if is_express(execution_arn):
+        return
     sfn = aws.client("stepfunctions")
     with contextlib.suppress(sfn.exceptions.ExecutionDoesNotExist):
         sfn.stop_execution(executionArn=execution_arn, cause=cause)
