@@ -419,13 +419,20 @@ def _check(stack: Any, world: dict[str, Any], figures: Figures) -> None:
         erased = counts.get("erased", job.get("erased"))
         if erased != len(world["bulk"]):
             figures.bulk_wrong.append(f"erased {erased} != {len(world['bulk'])}")
-        bulk_done = [a for a in audit if a.get("action") == "erasure_completed"
-                     and (a.get("details") or {}).get("bulk_job") == job.get("job_id")]
-        refs = Counter(a.get("subject_ref") for a in bulk_done)
+        # a chunk's subjects are committed to by one audit entry of the chunk (its Merkle
+        # root and their references): each subject in exactly one entry, each chunk once
+        chunk_entries = [a for a in audit if a.get("action") == "bulk_chunk_erased"
+                         and (a.get("details") or {}).get("job_id") == job.get("job_id")]
+        per_chunk = Counter((a.get("details") or {}).get("chunk") for a in chunk_entries)
+        if any(n != 1 for n in per_chunk.values()):
+            figures.bulk_wrong.append(f"chunks with more than one audit entry: "
+                                      f"{sorted(c for c, n in per_chunk.items() if n != 1)}")
+        refs = Counter(ref for a in chunk_entries
+                       for ref in (a.get("details") or {}).get("subject_refs") or [])
         if len(refs) != len(world["bulk"]) or any(n != 1 for n in refs.values()):
-            figures.bulk_wrong.append(f"{len(bulk_done)} audit completions for "
-                                      f"{len(refs)} subjects (want one each of "
-                                      f"{len(world['bulk'])})")
+            figures.bulk_wrong.append(f"{sum(refs.values())} subjects committed to by "
+                                      f"{len(chunk_entries)} chunk entries, {len(refs)} "
+                                      f"distinct (want one each of {len(world['bulk'])})")
         dup_events = [ref for ref in refs if by_ref[ref] != 1]
         if dup_events:
             figures.bulk_wrong.append(f"{len(dup_events)} bulk subjects without exactly one "

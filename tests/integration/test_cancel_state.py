@@ -1,4 +1,5 @@
-"""Cancel is a state, not a race, on the real state machine: a cancel while some tables'
+"""Cancel is a state, not a race, on the real state machine (the Standard twin of a large
+erasure, its Map of tables): a cancel while some tables'
 steps are still to run leaves those tables untouched, the request says what was done, and
 a retry resumes it to one certificate, one SubjectErased and a suppression entry."""
 
@@ -39,7 +40,10 @@ def _settled(api: Any, rid: str, timeout: float = 60) -> dict[str, Any]:
 
 
 def test_a_cancel_while_tables_wait_leaves_them_untouched_and_retry_completes(
-        api, subject, faults, event_log, aws_client, dm):
+        api, subject, faults, event_log, aws_client, dm, settings, monkeypatch):
+    # the Standard twin's path, one apply invocation per table (a small request is applied
+    # inside one Work invocation, where a table's step cannot be held back from outside)
+    monkeypatch.setattr(settings, "inline_unit_items", 0)
     email = subject["email"]
     before = _counts(api, email)
     assert all(before.get(t) for t in SLOW)

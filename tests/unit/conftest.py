@@ -80,6 +80,25 @@ def tenant() -> str:
 _tenants = itertools.count()
 
 
+@pytest.fixture(scope="module")
+def provisioned(module_aws: None) -> Iterator[None]:
+    """oblio's resources of the catalogue, once for a module (`usefixtures("provisioned")`)."""
+    from tests.unit import world
+
+    with world.provisioned():
+        yield
+
+
+@pytest.fixture
+def t(tenant: str) -> object:
+    """This test's tenant, made (with its keys and settings); the events that earlier tests
+    emitted are drained first, so that what the test sees is its own."""
+    from tests.unit import world
+
+    world.events()
+    return world.new_tenant(tenant)
+
+
 @pytest.fixture(scope="session")
 def demo_map():
     """The shipped demo data map, loaded once."""

@@ -22,18 +22,6 @@ from tests.unit import world
 pytestmark = pytest.mark.usefixtures("provisioned")
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
-@pytest.fixture
-def t(tenant):
-    world.events()  # what earlier tests put on the bus is theirs
-    return world.new_tenant(tenant)
-
-
 def chunk_of(demo_map, t: Any, n: int, job_id: str = "01JOBEVIDENCE0000000000000") -> tuple[
         str, str, list[str]]:
     """A running job whose one chunk names `n` seeded people and one nobody."""

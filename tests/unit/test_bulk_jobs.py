@@ -23,12 +23,6 @@ from tests.unit import world
 pytestmark = pytest.mark.usefixtures("provisioned")
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
 @pytest.fixture
 def t(tenant):
     return world.new_tenant(tenant)

@@ -22,12 +22,6 @@ from tests.unit.test_bulk_jobs import chunk_keys, report_rows, upload, validated
 pytestmark = pytest.mark.usefixtures("provisioned")
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
 @pytest.fixture
 def t(tenant, monkeypatch):
     monkeypatch.setattr(get_settings(), "bulk_chunk_size", 2)

@@ -21,18 +21,6 @@ from tests.unit import world
 pytestmark = pytest.mark.usefixtures("provisioned")
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
-@pytest.fixture
-def t(tenant):
-    world.events()  # what earlier tests emitted is theirs
-    return world.new_tenant(tenant)
-
-
 @pytest.fixture
 def mario(demo_map, t) -> dict[str, Any]:
     seeded = world.seed(demo_map, t.tenant_id, "mario@example.com", "+393331234567", "CRM-1")

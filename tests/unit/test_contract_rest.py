@@ -24,12 +24,6 @@ NATIONAL = "333 123 4567"
 
 
 @pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
-@pytest.fixture(scope="module")
 def it(provisioned, demo_map) -> Any:
     t = world.new_tenant("phones-it")
     world.seed(demo_map, t.tenant_id, "mario@example.com", "+393331234567", "CRM-1")

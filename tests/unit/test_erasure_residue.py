@@ -20,18 +20,6 @@ pytestmark = pytest.mark.usefixtures("provisioned")
 MARIO = {"email": "mario@example.com"}
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
-@pytest.fixture
-def t(tenant):
-    world.events()
-    return world.new_tenant(tenant)
-
-
 @pytest.fixture
 def mario(demo_map, t) -> dict[str, Any]:
     return world.seed(demo_map, t.tenant_id, "mario@example.com", "+393331234567", "CRM-1")

@@ -17,18 +17,6 @@ from tests.unit import world
 pytestmark = pytest.mark.usefixtures("provisioned")
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
-@pytest.fixture
-def t(tenant):
-    world.events()
-    return world.new_tenant(tenant)
-
-
 @pytest.fixture
 def mario(demo_map, t) -> dict[str, Any]:
     return world.seed(demo_map, t.tenant_id, "mario@example.com", "+393331234567", "CRM-1")
@@ -149,10 +137,10 @@ def test_an_express_execution_is_not_asked_to_stop_a_standard_one_is(monkeypatch
     asked: list[str] = []
 
     class Sfn:
-        class exceptions:  # noqa: N801 (botocore's attribute name)
+        class exceptions:
             ExecutionDoesNotExist = KeyError
 
-        def stop_execution(self, executionArn: str, cause: str) -> None:  # noqa: N803
+        def stop_execution(self, executionArn: str, cause: str) -> None:
             asked.append(executionArn)
 
     monkeypatch.setattr(aws, "client", lambda service: Sfn())
@@ -162,3 +150,42 @@ def test_an_express_execution_is_not_asked_to_stop_a_standard_one_is(monkeypatch
     workflows.stop(standard, cause="cancelled by the tenant")
     assert asked == [standard]
     assert workflows.is_express(express) and not workflows.is_express(standard)
+
+
+def test_a_cancel_between_two_tables_of_work_stops_it_there_and_says_what_was_done(
+        t, mario, demo_map, monkeypatch):
+    """A small request's tables are applied one after another inside Work: a cancel after the
+    first leaves the others untouched, and the request says the first is done (its outcome,
+    held for Work's one write, is not lost because the request ended meanwhile)."""
+    from oblio.rights import intake
+
+    rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
+    real = inline.apply.apply
+    seen: list[dict[str, Any]] = []
+    before: dict[str, Any] = {}
+
+    def apply_then_cancel(request_id: str, tenant_id: str, action: str,
+                          unit: dict[str, str]) -> dict[str, Any]:
+        out = real(request_id, tenant_id, action, unit)
+        seen.append(out)
+        if len(seen) == 1:
+            before.update({n: sorted(world.items(tm.table, tenant_id), key=repr)
+                           for n, tm in demo_map.tables.items()})
+            assert intake.cancel(world.principal(tenant_id), request_id)["status"] == \
+                "cancelled"
+        return out
+
+    monkeypatch.setattr(inline.apply, "apply", apply_then_cancel)
+    out = inline.work(rid, t.tenant_id, "erase")
+    assert out["verification"] == {"cancelled": True}
+    assert not seen[0].get("skipped") and len(seen) >= 2
+    assert all(s.get("skipped") and s.get("cancelled") for s in seen[1:])
+    after = {n: sorted(world.items(tm.table, t.tenant_id), key=repr)
+             for n, tm in demo_map.tables.items()}
+    assert after == before  # nothing touched after the cancel
+    assert evidence.finish(rid, t.tenant_id, "erase") == {"status": "cancelled"}
+    view = records.to_json(records.load(t.tenant_id, rid))
+    assert view["status"] == "cancelled"
+    first = f"{t.tenant_id}/{seen[0]['unit'].split('/', 1)[1]}" if "/" in seen[0]["unit"] \
+        else seen[0]["unit"]
+    assert first in view["result"]["progress"]["done"]

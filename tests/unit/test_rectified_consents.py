@@ -16,18 +16,6 @@ pytestmark = pytest.mark.usefixtures("provisioned")
 OLD, NEW = "mario@example.com", "mario.rossi@example.org"
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
-@pytest.fixture
-def t(tenant):
-    world.events()
-    return world.new_tenant(tenant)
-
-
 @pytest.fixture
 def mario(demo_map, t):
     world.seed(demo_map, t.tenant_id, OLD, "+393331234567", "CRM-1")

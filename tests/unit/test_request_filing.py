@@ -27,12 +27,6 @@ pytestmark = pytest.mark.usefixtures("provisioned")
 _n = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
 @pytest.fixture
 def t(provisioned, demo_map, monkeypatch) -> Any:
     monkeypatch.setattr(workflows, "start", lambda *a, **k: "arn:aws:states:local:exec")

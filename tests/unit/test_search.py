@@ -27,12 +27,6 @@ def _search(principal: Principal, params: dict[str, Any]) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def provisioned(module_aws):
-    with world.provisioned():
-        yield
-
-
-@pytest.fixture(scope="module")
 def family(provisioned, demo_map) -> dict[str, Any]:
     """A parent tenant with Mario and Luigi, and a child tenant with its own copy of Mario."""
     parent = world.new_tenant("search-parent")
