@@ -13,8 +13,7 @@ written, S3 version listings, and the writes of the request record with the writ
 each took (the record's size read back after each write, by DynamoDB's item-size rules: an update
 is billed by the larger of the item's sizes before and after).
 
-Priced with the table `PRICES` (one dict, its source and date; swap it for
-`oblio.core.prices` when that lands). Read units are estimated (1 per GetItem / Query /
+Priced with `oblio.core.prices` (the one price table, its region and date). Read units are estimated (1 per GetItem / Query /
 BatchGetItem item, halved for eventually consistent reads); write units per item written
 (ceil of KB; twice in a transaction). Lambda and Express durations are modelled from the
 calls (typical AWS latencies in `LATENCY_MS`, not moto's), since moto's own durations say
@@ -36,24 +35,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-#: Public AWS prices, us-east-1, on-demand, as on the AWS pricing pages of Step Functions,
-#: Lambda (x86), DynamoDB (on-demand, after the November 2024 reduction), S3 Standard, KMS,
-#: EventBridge and SES; read 2026-12-04. Dollars per unit.
-PRICES: dict[str, Any] = {
-    "_source": "aws.amazon.com/{step-functions,lambda,dynamodb,s3,kms,eventbridge,ses}/"
-               "pricing, us-east-1, read 2026-12-04",
-    "sfn.standard_transition": 0.000025,
-    "sfn.express_request": 0.000001,
-    "sfn.express_gb_second": 0.00001667,
-    "lambda.request": 0.0000002,
-    "lambda.gb_second": 0.0000166667,
-    "dynamodb.write_unit": 0.000000625,
-    "dynamodb.read_unit": 0.000000125,
-    "s3.put_class": 0.000005,  # PUT, COPY, POST (DeleteObjects), LIST
-    "s3.get_class": 0.0000004,  # GET, HEAD
-    "kms.request": 0.000003,
-    "events.entry": 0.000001,
-    "ses.email": 0.0001,
+try:
+    from oblio.core import prices as _prices  # the one price table
+except ImportError:  # measuring an older tree (--before): its child prices nothing
+    _prices = None  # type: ignore[assignment]
+
+#: dollars per unit, by the names this bench prices with (from `oblio.core.prices`)
+PRICES: dict[str, Any] = {} if _prices is None else {
+    "_source": f"oblio.core.prices, {_prices.REGION}, as of {_prices.AS_OF}",
+    "sfn.standard_transition": _prices.PRICES["stepfunctions.standard_transition"].usd,
+    "sfn.express_request": _prices.PRICES["stepfunctions.express_request"].usd,
+    "sfn.express_gb_second": _prices.PRICES["stepfunctions.express_gb_second"].usd,
+    "lambda.request": _prices.PRICES["lambda.request"].usd,
+    "lambda.gb_second": _prices.PRICES["lambda.gb_second"].usd,
+    "dynamodb.write_unit": _prices.PRICES["dynamodb.write_unit"].usd,
+    "dynamodb.read_unit": _prices.PRICES["dynamodb.read_unit"].usd,
+    "s3.put_class": _prices.PRICES["s3.put_class"].usd,
+    "s3.get_class": _prices.PRICES["s3.get_class"].usd,
+    "kms.request": _prices.PRICES["kms.request"].usd,
+    "events.entry": _prices.PRICES["events.entry"].usd,
+    "ses.email": _prices.PRICES["ses.email"].usd,
 }
 
 #: typical latencies of one call made from a Lambda in the same region (milliseconds), for
@@ -62,9 +63,7 @@ LATENCY_MS: dict[str, float] = {"dynamodb": 6, "s3": 20, "kms": 8, "events": 15,
                                 "sns": 30, "stepfunctions": 20, "secretsmanager": 10,
                                 "_invocation": 30}
 
-S3_PUT_CLASS = {"PutObject", "CopyObject", "DeleteObjects", "ListObjectVersions",
-                "ListObjectsV2", "CreateMultipartUpload", "UploadPart",
-                "CompleteMultipartUpload", "PutObjectTagging"}
+S3_PUT_CLASS = frozenset() if _prices is None else _prices.S3_PUT_CLASS
 LEFT_OUT = {"sqs", "dynamodbstreams"}
 
 

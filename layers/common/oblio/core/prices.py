@@ -1,0 +1,118 @@
+"""The one price table: public AWS on-demand prices, one region, one date. Everything that
+puts a dollar figure on a call (a request's `io.cost_usd`, the benchmarks) reads it here.
+
+Region us-east-1 (N. Virginia): the region the public pages quote first, and the one the
+figures below were found for. oblio's default region, eu-west-1, is priced a few percent
+higher for some services (DynamoDB, Lambda); a deployment elsewhere should replace the
+figures and `REGION` / `AS_OF` together.
+
+Each price names the page it comes from (`source`, the AWS pricing page) and `checked`: the
+stored copy of a page where the figure was read (offline, on `AS_OF`), or None when no
+stored page gave it and the figure is the one AWS published as far as we know (unchecked).
+Free tiers are left out: a request's cost is its marginal cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+REGION = "us-east-1"
+AS_OF = "2026-12-04"
+
+
+@dataclass(frozen=True)
+class Price:
+    usd: float
+    """dollars per one `unit`"""
+    unit: str
+    source: str
+    """the AWS pricing page"""
+    checked: str | None
+    """where the figure was read on `AS_OF` (a stored page), None: unchecked"""
+
+
+_DDB = "https://aws.amazon.com/dynamodb/pricing/on-demand/"
+_S3 = "https://aws.amazon.com/s3/pricing/"
+_SFN = "https://aws.amazon.com/step-functions/pricing/"
+_LAMBDA = "https://aws.amazon.com/lambda/pricing/"
+_EVENTS = "https://aws.amazon.com/eventbridge/pricing/"
+_KMS = "https://aws.amazon.com/kms/pricing/"
+_SES = "https://aws.amazon.com/ses/pricing/"
+_SNS = "https://aws.amazon.com/sns/pricing/"
+_SM = "https://aws.amazon.com/secrets-manager/pricing/"
+
+PRICES: dict[str, Price] = {
+    # DynamoDB on demand, after the November 2024 reduction (standard table class)
+    "dynamodb.write_unit": Price(0.625e-6, "write request unit", _DDB,
+                                 "https://airbyte.com/data-engineering-resources/"
+                                 "dynamodb-pricing ($0.625 per million WRU, US East)"),
+    "dynamodb.read_unit": Price(0.125e-6, "read request unit", _DDB,
+                                "https://airbyte.com/data-engineering-resources/"
+                                "dynamodb-pricing ($0.125 per million RRU, US East)"),
+    # S3 Standard requests: PUT, COPY, POST, LIST; GET, SELECT and the others; DELETE free
+    "s3.put_class": Price(0.005e-3, "PUT, COPY, POST or LIST request", _S3, None),
+    "s3.get_class": Price(0.0004e-3, "GET, HEAD or other request", _S3, None),
+    # Step Functions
+    "stepfunctions.standard_transition": Price(
+        25e-6, "state transition (Standard)", _SFN,
+        "https://www.wring.co/blog/aws-step-functions-pricing-guide ($25.00 per million)"),
+    "stepfunctions.express_request": Price(
+        1e-6, "Express execution started", _SFN,
+        "https://www.wring.co/blog/aws-step-functions-pricing-guide ($1.00 per million)"),
+    "stepfunctions.express_gb_second": Price(
+        0.00001667, "Express GB-second (64 MB chunks, 100 ms)", _SFN,
+        "https://www.wring.co/blog/aws-step-functions-pricing-guide ($0.00001667/GB-s)"),
+    # Lambda, x86, first tier
+    "lambda.request": Price(
+        0.2e-6, "invocation", _LAMBDA,
+        "https://docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html "
+        "($0.20 per 1 million requests)"),
+    "lambda.gb_second": Price(
+        0.0000166667, "GB-second of billed duration", _LAMBDA,
+        "https://cloudchipr.com/blog/aws-lambda-pricing ($0.0000166667 per GB-second, x86, "
+        "first 6 billion GB-s)"),
+    # EventBridge custom events, one per 64 KB chunk of an entry
+    "events.entry": Price(
+        1e-6, "custom event entry (64 KB chunk)", _EVENTS,
+        "https://blog.awsfundamentals.com/aws-eventbridge-pricing-guide ($1.00 per 1 "
+        "million custom events)"),
+    # KMS symmetric key requests (Encrypt, Decrypt, GenerateDataKey, ...)
+    "kms.request": Price(
+        0.03e-4, "symmetric request", _KMS,
+        "https://www.wring.co/blog/aws-kms-pricing-guide ($0.03 per 10,000 requests)"),
+    # SES outbound e-mail (no attachments, from outside EC2)
+    "ses.email": Price(
+        0.1e-3, "outbound e-mail", _SES,
+        "https://www.acecloudinterviews.com/tutorials/aws/ses/ ($0.10 per thousand e-mails)"),
+    "sns.publish": Price(0.5e-6, "publish (64 KB chunk)", _SNS, None),
+    "secretsmanager.call": Price(0.05e-4, "API call", _SM, None),
+}
+
+#: S3 operations billed in the PUT class (the others in the GET class, but the free ones)
+S3_PUT_CLASS = frozenset({
+    "PutObject", "CopyObject", "PostObject", "DeleteObjects", "ListObjects", "ListObjectsV2",
+    "ListObjectVersions", "ListBuckets", "ListMultipartUploads", "CreateMultipartUpload",
+    "UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "PutObjectTagging",
+    "PutObjectRetention", "PutObjectLegalHold", "RestoreObject", "PutBucketLifecycleConfiguration",
+})
+#: S3 requests AWS does not charge for
+S3_FREE = frozenset({"DeleteObject", "AbortMultipartUpload"})
+
+
+def usd(name: str, quantity: float) -> float:
+    """What `quantity` units of price `name` cost, in dollars."""
+    return PRICES[name].usd * quantity
+
+
+def s3_class(operation: str) -> str | None:
+    """The price an S3 operation is billed at (`s3.put_class`, `s3.get_class`), None: free."""
+    if operation in S3_FREE:
+        return None
+    return "s3.put_class" if operation in S3_PUT_CLASS else "s3.get_class"
+
+
+def table() -> list[dict[str, object]]:
+    """The table as rows (for the README and the benchmarks): name, dollars per unit, unit,
+    source, checked."""
+    return [{"name": k, "usd": p.usd, "unit": p.unit, "source": p.source,
+             "checked": p.checked or "unchecked"} for k, p in PRICES.items()]
