@@ -384,6 +384,15 @@ def _datamap_schema(_: argparse.Namespace) -> int:
     return 0
 
 
+def _api_options(p: argparse.ArgumentParser) -> None:
+    """The options of a command that calls the API and follows what it started."""
+    p.add_argument("--api-url", help="default: .oblio/local.json")
+    p.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
+    p.add_argument("--tenant", default="demo", help="whose key to take from "
+                                                    ".oblio/local.json (default demo)")
+    p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+
+
 def main(argv: list[str] | None = None) -> int:
     from oblio import __version__
 
@@ -411,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="a fault plan for this local stack only (a JSON file or inline "
                          "JSON, default: $OBLIO_LOCAL_FAULTS): task errors, DynamoDB "
                          "throttles and partial batches, S3 503s and partial deletes at "
-                         "given rates; see README 'Fault suite'")
+                         "given rates; see README 'The fault suite'")
     up.add_argument("--aws-endpoint", metavar="URL", default=None,
                     help="a local AWS you already run (e.g. a moto server) holding your "
                          "tables and buckets: the data map's tables and buckets are used "
@@ -422,20 +431,12 @@ def main(argv: list[str] | None = None) -> int:
                                            "external_id columns) and follow the job")
     be.add_argument("file", type=Path)
     be.add_argument("--dry-run", action="store_true", help="report what would be erased")
-    be.add_argument("--api-url", help="default: .oblio/local.json")
-    be.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
-    be.add_argument("--tenant", default="demo", help="whose key to take from "
-                                                     ".oblio/local.json (default demo)")
-    be.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    _api_options(be)
     be.set_defaults(fn=_bulk_erase)
     br = sub.add_parser("bulk-retry", help="resume a failed bulk erasure job: rerun the "
                                            "chunks not done, from their kept plans")
     br.add_argument("job_id")
-    br.add_argument("--api-url", help="default: .oblio/local.json")
-    br.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
-    br.add_argument("--tenant", default="demo", help="whose key to take from "
-                                                     ".oblio/local.json (default demo)")
-    br.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
+    _api_options(br)
     br.set_defaults(fn=_bulk_retry)
     sw = sub.add_parser("sweep", help="run a tenant's retention policies now")
     sw.add_argument("--tenant", default="demo")
