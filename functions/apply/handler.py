@@ -1,6 +1,7 @@
 """Apply: the request's action on one table of the plan (a Map iteration)."""
 
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 from oblio.pipeline import apply
 

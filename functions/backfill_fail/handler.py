@@ -1,6 +1,7 @@
 """Record on the backfill the failure the state machine caught."""
 
-from oblio.core.boundary import BackfillEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import BackfillEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import backfill
 

@@ -1,6 +1,7 @@
 """A shadow backfill's totals, audit entry and status."""
 
-from oblio.core.boundary import BackfillEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import BackfillEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import backfill
 

@@ -1,6 +1,7 @@
 """Scan one segment of a shadow backfill from its checkpoint, page by page."""
 
-from oblio.core.boundary import BackfillEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import BackfillEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import backfill
 

@@ -1,6 +1,7 @@
 """Erase one chunk of a bulk job (a Distributed Map iteration)."""
 
-from oblio.core.boundary import BulkEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import BulkEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 

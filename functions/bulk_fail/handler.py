@@ -1,6 +1,7 @@
 """Record on the job the failure the state machine caught."""
 
-from oblio.core.boundary import BulkEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import BulkEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 

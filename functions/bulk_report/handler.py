@@ -1,6 +1,7 @@
 """Report: merge every line's outcome into the job's CSV report; the job completes."""
 
-from oblio.core.boundary import BulkEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import BulkEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 

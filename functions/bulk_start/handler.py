@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from oblio.control import metering
 from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 
@@ -10,4 +11,5 @@ from oblio.jobs import bulk
 @tracer.capture_lambda_handler(capture_response=False)  # the answer may name the upload
 def handler(event: dict[str, Any], context: Any) -> dict:
     detail = event.get("detail") or {}
-    return bulk.start_from_upload(detail["bucket"]["name"], detail["object"]["key"])
+    with metering.invocation(kind="event"):  # its calls go to the job it starts
+        return bulk.start_from_upload(detail["bucket"]["name"], detail["object"]["key"])

@@ -1,6 +1,7 @@
 """Validate: stream the CSV, check each row, cut the good ones into chunk manifests."""
 
-from oblio.core.boundary import BulkEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import BulkEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import bulk
 

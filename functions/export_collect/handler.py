@@ -2,7 +2,8 @@
 iteration)."""
 
 from oblio.access import collect
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 
 

@@ -1,7 +1,8 @@
 """Finish an access export: the result, audit entry, event and the requester's e-mail."""
 
 from oblio.access import deliver
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 
 

@@ -1,7 +1,8 @@
 """Package: stream an access export's parts and the subject's files into one ZIP in S3."""
 
 from oblio.access import package
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 
 

@@ -2,7 +2,8 @@
 archive in this one invocation; a large one is handed over to the Standard twin."""
 
 from oblio.access import work
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 
 

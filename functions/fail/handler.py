@@ -1,6 +1,7 @@
 """Fail: record on the request the error the state machine caught."""
 
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 from oblio.pipeline import evidence
 

@@ -1,6 +1,7 @@
 """Finish: certificate, audit entry, suppression, events; the request completes."""
 
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 from oblio.pipeline import evidence
 

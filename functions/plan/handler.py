@@ -1,6 +1,7 @@
 """Plan: walk the data map from the subject's identities; one manifest per table."""
 
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 from oblio.pipeline import plan
 

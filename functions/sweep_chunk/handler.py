@@ -1,6 +1,7 @@
 """Apply a retention policy's action to one chunk (a Distributed Map iteration)."""
 
-from oblio.core.boundary import SweepEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import SweepEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import retention
 

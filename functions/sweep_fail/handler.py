@@ -1,6 +1,7 @@
 """Record on the sweep the failure the state machine caught."""
 
-from oblio.core.boundary import SweepEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import SweepEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import retention
 

@@ -1,6 +1,7 @@
 """Find a retention sweep's candidates, page by page, into chunk manifests."""
 
-from oblio.core.boundary import SweepEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import SweepEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import retention
 

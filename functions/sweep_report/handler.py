@@ -1,6 +1,7 @@
 """A retention sweep's report, audit entry and RetentionSweepCompleted event."""
 
-from oblio.core.boundary import SweepEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import SweepEvent
 from oblio.core.observability import logger, tracer
 from oblio.jobs import retention
 

@@ -1,6 +1,7 @@
 """Verify: read back what was planned and search again; nothing of the subject may be left."""
 
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 from oblio.pipeline import verify
 

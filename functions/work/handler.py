@@ -1,7 +1,8 @@
 """Work: plan the request, and when it is small apply every table and verify it in this one
 invocation; a large one hands its tables over to the state machine's Map."""
 
-from oblio.core.boundary import TaskEvent, task
+from oblio.control.metering import task
+from oblio.core.boundary import TaskEvent
 from oblio.core.observability import logger, tracer
 from oblio.pipeline import inline
 

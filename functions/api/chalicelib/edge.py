@@ -22,7 +22,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from chalice import Chalice, Response
 
-from oblio.control import tenants
+from oblio.control import metering, tenants
 from oblio.control.tenants import Principal
 from oblio.core.bodies import Body, Tagged, check_path, parse
 from oblio.core.boundary import transient
@@ -43,6 +43,7 @@ from oblio.core.errors import (
 )
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
+from oblio.store import aws
 
 JSON = {"Content-Type": "application/json"}
 
@@ -177,6 +178,11 @@ def api(app: Chalice, scope: str | None = None, *, query: Schema | None = None,
     def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(fn)
         def view(*args: Any, **kwargs: Any) -> Any:
+            # a call that files a request (or a job) adds its AWS calls to that record
+            with metering.invocation(kind="api"):
+                return answer(*args, **kwargs)
+
+        def answer(*args: Any, **kwargs: Any) -> Any:
             try:
                 if scope is not None:
                     headers = app.current_request.headers
@@ -318,6 +324,7 @@ def _store() -> DynamoDBPersistenceLayer:
     global _persistence
     if _persistence is None:
         _persistence = DynamoDBPersistenceLayer(table_name=get_settings().table("idempotency"))
+        aws.count_calls(_persistence.client)  # its calls are the request's too
     return _persistence
 
 

@@ -17,7 +17,7 @@ from pynamodb.transactions import TransactWrite
 
 from oblio.control import audit
 from oblio.control.tenants import Tenant
-from oblio.core import clock
+from oblio.core import clock, meter
 from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
 from oblio.core.boundary import current_attempt, transient
 from oblio.core.errors import Conflict, NotFound, StaleAttempt, TransientError
@@ -115,6 +115,8 @@ def _result_view(m: RequestModel) -> dict[str, Any] | None:
     """The result; a cancelled request's says what was done and what was not (read from
     the units recorded, so a step that was under way at the cancel is counted once done)."""
     result: dict[str, Any] | None = plain(m.result)
+    if result is not None:  # every call counted so far, the last task's included
+        result["io"] = meter.view(plain(m.meter), result.get("io"))
     if m.status == "cancelled" and plain(m.plan):
         return {**(result or {}), "progress": progress(m)}
     return result

@@ -14,6 +14,7 @@ Free tiers are left out: a request's cost is its marginal cost.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 REGION = "us-east-1"
@@ -40,6 +41,7 @@ _KMS = "https://aws.amazon.com/kms/pricing/"
 _SES = "https://aws.amazon.com/ses/pricing/"
 _SNS = "https://aws.amazon.com/sns/pricing/"
 _SM = "https://aws.amazon.com/secrets-manager/pricing/"
+_APIGW = "https://aws.amazon.com/api-gateway/pricing/"
 
 PRICES: dict[str, Price] = {
     # DynamoDB on demand, after the November 2024 reduction (standard table class)
@@ -86,6 +88,8 @@ PRICES: dict[str, Price] = {
         "https://www.acecloudinterviews.com/tutorials/aws/ses/ ($0.10 per thousand e-mails)"),
     "sns.publish": Price(0.5e-6, "publish (64 KB chunk)", _SNS, None),
     "secretsmanager.call": Price(0.05e-4, "API call", _SM, None),
+    # API Gateway REST API (Chalice deploys a REST API), first 333 million a month
+    "apigateway.request": Price(3.5e-6, "REST API request", _APIGW, None),
 }
 
 #: S3 operations billed in the PUT class (the others in the GET class, but the free ones)
@@ -116,3 +120,64 @@ def table() -> list[dict[str, object]]:
     source, checked."""
     return [{"name": k, "usd": p.usd, "unit": p.unit, "source": p.source,
              "checked": p.checked or "unchecked"} for k, p in PRICES.items()]
+
+
+#: services whose every request is billed at one price (calls counted by operation)
+_PER_CALL = {"kms": "kms.request", "sns": "sns.publish", "secretsmanager": "secretsmanager.call"}
+#: the e-mail sending operations of SES (v1 and v2)
+_SES_SENDS = frozenset({"SendEmail", "SendRawEmail", "SendTemplatedEmail",
+                        "SendBulkTemplatedEmail", "SendBulkEmail"})
+
+
+def cost(calls: dict[str, dict[str, int]], units: dict[str, dict[str, float]],
+         lambda_: dict[str, float], sfn: dict[str, int], events_entries: int | None = None,
+         api_requests: int = 0) -> dict[str, object]:
+    """What the counted work costs, in dollars: `calls` by owner ("tenant", "oblio") and
+    `service.Operation`, DynamoDB `units` by owner and kind (read, write), Lambda
+    (invocations, gb_seconds), Step Functions (standard transitions, express executions
+    and their milliseconds), EventBridge entries (default: one per PutEvents), API Gateway
+    requests. The tenant's share is the reads and writes of its own tables and buckets;
+    oblio's is everything else."""
+    by_service: dict[str, float] = {}
+
+    def add(service: str, dollars: float) -> None:
+        by_service[service] = by_service.get(service, 0.0) + dollars
+
+    share = {"tenant": 0.0, "oblio": 0.0}
+    for owner, ops in calls.items():
+        before = sum(by_service.values())
+        u = units.get(owner, {})
+        add("dynamodb", usd("dynamodb.read_unit", u.get("read", 0))
+            + usd("dynamodb.write_unit", u.get("write", 0)))
+        for op, n in ops.items():
+            service, _, name = op.partition(".")
+            if service == "s3" and (price := s3_class(name)):
+                add("s3", usd(price, n))
+            elif service in _PER_CALL:
+                add(service, usd(_PER_CALL[service], n))
+            elif service in ("ses", "sesv2") and name in _SES_SENDS:
+                add("ses", usd("ses.email", n))
+            elif service == "events" and name == "PutEvents" and events_entries is None:
+                add("events", usd("events.entry", n))
+        share[owner if owner in share else "oblio"] += sum(by_service.values()) - before
+    extra = 0.0
+    if events_entries:
+        extra += usd("events.entry", events_entries)
+        add("events", usd("events.entry", events_entries))
+    lam = usd("lambda.request", lambda_.get("invocations", 0)) + \
+        usd("lambda.gb_second", lambda_.get("gb_seconds", 0))
+    add("lambda", lam)
+    # Express: per execution, and per 100 ms of its duration at 64 MB
+    express_gb_s = math.ceil(sfn.get("express_ms", 0) / 100) * 0.1 * 64 / 1024
+    steps = usd("stepfunctions.standard_transition", sfn.get("transitions", 0)) + \
+        usd("stepfunctions.express_request", sfn.get("express_executions", 0)) + \
+        usd("stepfunctions.express_gb_second", express_gb_s)
+    add("stepfunctions", steps)
+    gateway = usd("apigateway.request", api_requests)
+    if api_requests:
+        add("apigateway", gateway)
+    share["oblio"] += extra + lam + steps + gateway
+    total = sum(by_service.values())
+    return {"total": total, "tenant": share["tenant"], "oblio": share["oblio"],
+            "by_service": {k: v for k, v in sorted(by_service.items()) if v},
+            "prices": f"oblio.core.prices, {REGION}, as of {AS_OF}"}

@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     bulk_max_rows: int = 1_000_000
     bulk_concurrency: int = Field(default=500, ge=1, le=10_000)
     bulk_chunk_size: int = Field(default=250, ge=1, le=1000)
+    #: the workflows deployed as Express on AWS (the catalogue's `aws_type`; the local stack
+    #: runs every workflow as Standard): their executions are priced per execution and
+    #: duration, the others per state transition. A bulk job's chunk children are Express.
+    express_workflows: tuple[str, ...] = ("erasure", "anonymisation", "access_export")
     #: access exports: the SES identity that tells requesters their archive is ready, and the
     #: size of the multipart upload parts an archive is streamed in (S3's minimum is 5 MiB)
     ses_sender: str = "privacy@oblio.local"

@@ -42,10 +42,11 @@ from typing import Any, NamedTuple
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from ulid import ULID
 
-from oblio.control import audit, exports, ledger, records, suppression
+from oblio.control import audit, exports, ledger, metering, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
-from oblio.core import clock, datamap
+from oblio.core import clock, datamap, meter
 from oblio.core.bodies import BulkBody
+from oblio.core.boundary import BulkEvent
 from oblio.core.cells import csv_safe
 from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
@@ -55,7 +56,7 @@ from oblio.jobs import chunks, sizing
 from oblio.pipeline import apply, evidence, find, outcome, rules, verify
 from oblio.pipeline import plan as planner
 from oblio.store import archives, aws, objects, outbound, workflows
-from oblio.store.models import BulkJobModel, RequestModel
+from oblio.store.models import BulkJobModel, RequestModel, plain
 from oblio.store.tables import add_to_map
 
 REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
@@ -93,6 +94,8 @@ def to_json(job: BulkJobModel) -> dict[str, Any]:
         "chunks": int(job.chunks or 0), "chunks_done": len(job.chunks_done or ()),
         "chunks_failed": sorted(job.chunks_failed or ()),
         "chunks_missing": sorted(job.chunks_missing or ()), "audit_entry": job.audit_entry,
+        # every call the job's invocations made, and per line worked
+        "io": meter.view(plain(job.meter), plain(job.io), per=int(job.rows_done or 0)),
     }
 
 
@@ -119,6 +122,7 @@ def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
     dry_run = body.dry_run
     job_id = str(ULID())
     key = f"{prefix(principal.tenant_id)}{job_id}.csv"
+    metering.bill_to(BulkEvent(tenant_id=principal.tenant_id, job_id=job_id))
     BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",
                  upload_key=key, dry_run=dry_run, created_at=clock.iso(),
                  requested_by=principal.key_id, io={}, attempt=1).save()
@@ -201,6 +205,7 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
         job.save()
     if job.status != "awaiting_upload":
         return {"job_id": job.job_id, "status": job.status}  # a repeated event
+    metering.bill_to(BulkEvent(tenant_id=tenant_id, job_id=job.job_id))
     job.update(actions=[BulkJobModel.status.set("validating"),
                         BulkJobModel.upload_key.set(key)])
     workflows.start("bulk_erasure", f"bulk-{job.job_id}", {
@@ -461,6 +466,8 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
     dm = datamap.current()
     tenant = get_tenant(tenant_id)
     rows: list[dict[str, Any]] = objects.get_json(chunk_key)
+    # on AWS each chunk runs in an Express child execution of the job's Distributed Map
+    aws.note("stepfunctions.express_executions")
     marker = f"bulk:{job_id}"
     work = _work(tenant_id, job_id)
     plan_key = work.beside("plans", chunk_key)
@@ -919,6 +926,7 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     ], condition=current(attempt_of(job)))
     if not got.not_done:
         _work(tenant_id, job_id).clear()
+    workflows.transitions(_execution(job))  # the job's own, for its meter (Report is last)
     return {"status": status, **({"chunks_failed": got.failed} if got.failed else {}),
             **({"chunks_missing": got.missing} if got.missing else {})}
 
@@ -954,6 +962,14 @@ def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> No
                condition=current(attempt_of(job)))
     if not keep_work:
         _work(job.tenant_id, job.job_id).clear()
+    workflows.transitions(_execution(job), after=1)  # and the Fail state after it
+
+
+def _execution(job: BulkJobModel) -> str:
+    """The ARN of the job's current run (`start_from_upload`, then `retry`)."""
+    n = attempt_of(job)
+    return workflows.execution_arn("bulk_erasure",
+                                   f"bulk-{job.job_id}" + (f"-{n}" if n > 1 else ""))
 
 
 def fail(tenant_id: str, job_id: str, error: dict[str, Any],
@@ -1009,6 +1025,7 @@ def retry(principal: Principal, job_id: str) -> dict[str, Any]:
         raise Conflict("the job was retried or changed meanwhile; follow it with GET "
                        f"/v1/bulk-erasures/{job_id}", code="not_failed") from None
     s = get_settings()
+    metering.bill_to(BulkEvent(tenant_id=job.tenant_id, job_id=job_id))
     try:
         workflows.start("bulk_erasure", f"bulk-{job_id}-{n + 1}", {
             "tenant_id": job.tenant_id, "job_id": job_id, "bucket": s.bucket("ingest"),

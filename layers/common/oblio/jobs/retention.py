@@ -42,7 +42,7 @@ from ulid import ULID
 
 from oblio.control import audit, records
 from oblio.control.tenants import Principal, get_tenant
-from oblio.core import clock, datamap
+from oblio.core import clock, datamap, meter
 from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody, parse
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
@@ -666,7 +666,8 @@ def sweep_json(m: RetentionSweepModel) -> dict[str, Any]:
             "trigger": m.trigger, "action": spec.get("action"), "cutoff": m.cutoff,
             "created_at": m.created_at, "completed_at": m.completed_at,
             "attempt": int(m.attempt or 0), "chunks": int(m.chunks or 0),
-            "chunks_done": done, "tables": {spec.get("table"): counts}, "io": io,
+            "chunks_done": done, "tables": {spec.get("table"): counts},
+            "io": meter.view(plain(m.meter), io),
             "report_url": url, "audit_entry": m.audit_entry, "error": m.error}
 
 
@@ -732,6 +733,9 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                       RetentionSweepModel.report_key.set(key)])
     _unlock(tenant_id, m.policy_id or "", sweep_id)
     logger.info("retention sweep finished", extra={"sweep_id": sweep_id, "status": status})
+    # the sweep's own transitions, for its meter (Report is last)
+    workflows.transitions(workflows.execution_arn(
+        "retention_sweep", f"sweep-{sweep_id}-{int(m.attempt or 1)}"))
     return {"status": status}
 
 

@@ -22,7 +22,7 @@ from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.observability import count, logger
 from oblio.pipeline import outcome, rules
 from oblio.pipeline.work import frozen_map, work_prefix
-from oblio.store import objects, outbound
+from oblio.store import objects, outbound, workflows
 from oblio.store.models import RequestModel, plain
 
 SUBJECT_EVENTS: dict[str, tuple[str, ...]] = {
@@ -186,6 +186,8 @@ def finish_request(request_id: str, tenant_id: str,
                                                          "left": leftover})
     logger.info("request finished", extra={"request_id": request_id, "status": status,
                                            "subject_ref": m.subject_ref})
+    if m.execution_arn:  # a Standard execution's transitions, for its meter (Finish is last)
+        workflows.transitions(m.execution_arn)
     return {"status": status}
 
 
@@ -367,6 +369,8 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
     once(m, units, f"_failed_event:{attempt}", lambda: _failure_event(m, code))
     logger.warning("request failed", extra={"request_id": request_id, "code": code,
                                             "attempt": attempt})
+    if m.execution_arn:  # and the Fail state after this one
+        workflows.transitions(m.execution_arn, after=1)
     return {"status": "failed"}
 
 

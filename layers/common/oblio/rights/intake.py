@@ -13,9 +13,10 @@ from pynamodb.exceptions import PutError, UpdateError
 from ulid import ULID
 
 from oblio.access import deliver
-from oblio.control import audit, records
+from oblio.control import audit, metering, records
 from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import clock, datamap, identity
+from oblio.core.boundary import TaskEvent
 from oblio.core.bodies import (
     AnonymisationRequest,
     ErasureRequest,
@@ -235,6 +236,7 @@ def create(principal: Principal, body: RequestBody, audited: bool = True) -> Fil
         return Filed({**records.to_json(records.load(tenant.tenant_id, existing)),
                       "duplicate_of_open_request": True,
                       **readings(subject, tenant.phone_region)}, created=False)
+    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=tenant.tenant_id))
     audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
                  request_id=request_id, subject_ref=ref,
                  details={"type": body.type, "action": action,
@@ -370,6 +372,7 @@ def retry(principal: Principal, request_id: str) -> dict[str, Any]:
     audit.append(principal.tenant_id, "request_retried", actor=principal.key_id,
                  request_id=request_id, subject_ref=m.subject_ref,
                  details={"attempt": attempt, "from": was})
+    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=principal.tenant_id))
     records.start(m, claimed=True)
     return _current(principal, request_id, attempt)
 

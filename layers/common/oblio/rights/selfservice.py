@@ -37,9 +37,10 @@ from pynamodb.transactions import TransactWrite
 from ulid import ULID
 
 from oblio.access import deliver
-from oblio.control import audit, links, records
+from oblio.control import audit, links, metering, records
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
+from oblio.core.boundary import TaskEvent
 from oblio.core.bodies import (
     PUBLIC_REQUEST,
     PUBLIC_TYPES,
@@ -355,6 +356,7 @@ def _verified(tenant: Tenant, m: RequestModel) -> dict[str, Any]:
 def _run(m: RequestModel) -> dict[str, str]:
     """Start the request's workflow; a type this version cannot run yet stays queued."""
     if m.type in records.AVAILABLE:
+        metering.bill_to(TaskEvent(request_id=m.request_id, tenant_id=m.tenant_id))
         records.start(m)
         return {"status": "queued"}
     m.update(actions=[RequestModel.status.set("queued"),

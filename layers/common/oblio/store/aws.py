@@ -17,6 +17,7 @@ import boto3
 from botocore.config import Config
 
 from oblio.core.settings import get_settings
+from oblio.store import units
 
 _io: contextvars.ContextVar[IoCounter | None] = contextvars.ContextVar("oblio_io", default=None)
 _clients: dict[str, Any] = {}
@@ -25,15 +26,45 @@ _counted: set[int] = set()
 
 
 class IoCounter:
-    """AWS calls by `service.Operation`, and DynamoDB capacity units consumed."""
+    """AWS calls by `service.Operation`, each also under its owner (`tenant:` the data map's
+    tables and buckets, `oblio:` everything else), and DynamoDB's units by owner and kind
+    (`tenant:read`, `oblio:write`, ...): reported by DynamoDB on AWS, estimated by its
+    item-size rules on a local endpoint (`estimated`)."""
 
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
+        self.owned: Counter[str] = Counter()
+        self.units: Counter[str] = Counter()
+        #: what is not a call but is billed (EventBridge entries, executions started by type)
+        self.notes: Counter[str] = Counter()
         self.capacity: float = 0.0
+        self.estimated = False
+        self._lock = threading.Lock()
 
     def add(self, other: IoCounter) -> None:
-        self.calls.update(other.calls)
-        self.capacity += other.capacity
+        with self._lock:
+            self.calls.update(other.calls)
+            self.owned.update(other.owned)
+            self.units.update(other.units)
+            self.notes.update(other.notes)
+            self.capacity += other.capacity
+            self.estimated |= other.estimated
+
+    def record(self, service: str, operation: str, owner: str,
+               units: list[tuple[str, float]], estimated: bool) -> None:
+        # the threads of one invocation (a bounded pool of lookups) share its counter
+        with self._lock:
+            self.calls[f"{service}.{operation}"] += 1
+            self.owned[f"{owner}:{service}.{operation}"] += 1
+            for kind_owner, n in units:
+                self.units[kind_owner] += n
+                if not estimated:
+                    self.capacity += n
+            self.estimated |= estimated and bool(units)
+
+    def note(self, name: str, n: float) -> None:
+        with self._lock:
+            self.notes[name] += n
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = dict(sorted(self.calls.items()))
@@ -45,32 +76,92 @@ class IoCounter:
 
 @contextmanager
 def counting(counter: IoCounter | None = None) -> Iterator[IoCounter]:
-    """Count the AWS calls made inside the block (in this thread / task)."""
+    """Count the AWS calls made inside the block (in this thread / task). Blocks nest: a
+    call is counted by every counter open around it (a step's own and its invocation's)."""
     counter = counter or IoCounter()
-    token = _io.set(counter)
+    outer = _io.get()
+    token = _io.set(counter if outer is None else _Both(counter, outer))
     try:
         yield counter
     finally:
         _io.reset(token)
 
 
-def _after_call(http_response: Any, parsed: Any, model: Any, **_: Any) -> None:
+class _Both(IoCounter):
+    """The inner counter and every counter around it, as one."""
+
+    def __init__(self, inner: IoCounter, outer: IoCounter) -> None:  # noqa: D107
+        self.inner, self.outer = inner, outer
+
+    def record(self, *args: Any, **kwargs: Any) -> None:
+        self.inner.record(*args, **kwargs)
+        self.outer.record(*args, **kwargs)
+
+    def note(self, name: str, n: float) -> None:
+        self.inner.note(name, n)
+        self.outer.note(name, n)
+
+
+def note(name: str, n: float = 1) -> None:
+    """Count something billed that is not a call (an execution started, by type) with the
+    calls of the running block; nothing when nothing is counting."""
+    counter = _io.get()
+    if counter is not None:
+        counter.note(name, n)
+
+
+def _before_parameters(local: bool) -> Any:
+    def before(params: dict[str, Any], model: Any, context: dict[str, Any],
+               **_: Any) -> None:
+        context["oblio_params"] = params
+        context["oblio_local"] = local
+        if not local and model.service_model.service_name == "dynamodb" and \
+                model.name in units.CAPACITY_OPERATIONS:
+            params.setdefault("ReturnConsumedCapacity", "TOTAL")
+    return before
+
+
+def _after_call(http_response: Any, parsed: Any, model: Any, context: Any = None,
+                **_: Any) -> None:
     counter = _io.get()
     if counter is None:
         return
-    counter.calls[f"{model.service_model.service_name}.{model.name}"] += 1
-    if isinstance(parsed, dict):
-        cc = parsed.get("ConsumedCapacity")
-        for entry in cc if isinstance(cc, list) else [cc] if cc else []:
-            counter.capacity += float(entry.get("CapacityUnits", 0))
+    service, operation = model.service_model.service_name, model.name
+    params = (context or {}).get("oblio_params") or {}
+    own = get_settings().own_resource
+    owner = units.owner_of(service, params, operation, own)
+    used: list[tuple[str, float]] = []
+    estimated = False
+    if service == "dynamodb" and isinstance(parsed, dict):
+        # a local endpoint's (moto's) reported capacity is not DynamoDB's: estimated there
+        found = [] if (context or {}).get("oblio_local") else \
+            list(units.reported(operation, parsed))
+        if not found and operation in units.CAPACITY_OPERATIONS and \
+                not (parsed.get("Error") or {}).get("Code"):
+            found, estimated = list(units.estimate(operation, params, parsed)), True
+        used = [(f"{'oblio' if own(t) else 'tenant'}:{kind}", n) for t, kind, n in found]
+    counter.record(service, operation, owner, used, estimated)
+    if service == "events" and operation == "PutEvents":  # billed per entry, not per call
+        counter.note("events.entries", len(params.get("Entries") or []))
+
+
+def _is_local(endpoint_url: str | None) -> bool:
+    return bool(endpoint_url) and "amazonaws.com" not in str(endpoint_url)
+
+
+def _meter(client: Any) -> None:
+    client.meta.events.register("before-parameter-build",
+                                _before_parameters(_is_local(client.meta.endpoint_url)))
+    client.meta.events.register("after-call.*.*", _after_call)
 
 
 def count_calls(client: Any) -> None:
-    """Report the calls of a client made elsewhere (PynamoDB's) to the counter too; once."""
+    """Report the calls of a client made elsewhere (PynamoDB's, Powertools') to the counter
+    too; once."""
     if id(client) not in _counted:
         with _lock:
             if id(client) not in _counted:
-                client.meta.events.register("after-call.*.*", _after_call)
+                _meter(client)
                 _counted.add(id(client))
 
 
@@ -113,7 +204,7 @@ def client(service: str, endpoint_url: str | None = None) -> Any:
                 config=Config(retries={"mode": "standard", "max_attempts": 10},
                               max_pool_connections=32),
             )
-            c.meta.events.register("after-call.*.*", _after_call)
+            _meter(c)
             _clients[name] = c
         return _clients[name]
 

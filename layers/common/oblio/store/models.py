@@ -18,6 +18,7 @@ from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
 from pynamodb.models import Model
 
 from oblio.core.settings import get_settings
+from oblio.store import aws
 from oblio.store.shards import ShardedModel
 
 _s = get_settings()
@@ -111,6 +112,8 @@ class RequestModel(ShardedModel):
     plan = MapAttribute[str, Any](null=True)
     units = MapAttribute[str, Any](null=True)
     io = MapAttribute[str, Any](null=True)
+    #: every AWS call its invocations made, by owner, and what they used (`control.metering`)
+    meter = MapAttribute[str, Any](default=dict)
     result = MapAttribute[str, Any](null=True)
     error = MapAttribute[str, Any](null=True)
     attempt = NumberAttribute(default=0)
@@ -175,6 +178,8 @@ class BulkJobModel(Model):
     error = UnicodeAttribute(null=True)
     message = UnicodeAttribute(null=True)
     io = MapAttribute[str, Any](null=True)
+    #: every AWS call its invocations made, by owner, and what they used (`control.metering`)
+    meter = MapAttribute[str, Any](default=dict)
     #: the job's run: 1, then one more for each retry. A chunk, report or failure task of an
     #: earlier run writes nothing to the job (every such write is conditional on it)
     attempt = NumberAttribute(null=True)
@@ -305,6 +310,8 @@ class RetentionSweepModel(Model):
     chunks_done = UnicodeSetAttribute(null=True)
     counts = MapAttribute[str, Any](null=True)
     io = MapAttribute[str, Any](null=True)
+    #: every AWS call its invocations made, by owner, and what they used (`control.metering`)
+    meter = MapAttribute[str, Any](default=dict)
     report_key = UnicodeAttribute(null=True)
     audit_entry = UnicodeAttribute(null=True)
     error = UnicodeAttribute(null=True)
@@ -345,3 +352,17 @@ class BackfillModel(Model):
     done = BooleanAttribute(default=False)
     counts = MapAttribute[str, Any](null=True)
     io = MapAttribute[str, Any](null=True)
+
+
+#: every model of oblio's own tables (their PynamoDB clients are counted: `count_calls`)
+MODELS: tuple[type[Model], ...] = (
+    TenantModel, ApiKeyModel, RequestModel, AuditModel, BulkJobModel, SuppressionModel,
+    ConsentModel, SelfServiceModel, PublicSlugModel, RetentionPolicyModel,
+    RetentionSweepModel, BackfillModel)
+
+
+def count_calls() -> None:
+    """Have the calls of every model's PynamoDB client counted like boto3's (`store.aws`):
+    PynamoDB makes its own botocore clients, one per model, when first used."""
+    for model in MODELS:
+        aws.count_calls(model._get_connection().connection.client)

@@ -26,7 +26,41 @@ def start(state_machine: str, name: str, payload: dict[str, Any]) -> str:
     except sfn.exceptions.ExecutionAlreadyExists:
         raise AlreadyStarted(name) from None
     arn: str = resp["executionArn"]
+    aws.note("stepfunctions.express_executions" if express(state_machine)
+             else "stepfunctions.standard_executions")
     return arn
+
+
+def express(state_machine: str) -> bool:
+    """Whether the catalogue's state machine runs as Express on AWS."""
+    return state_machine in get_settings().express_workflows
+
+
+def transitions(execution_arn: str, after: int = 0) -> int:
+    """The state transitions of a Standard execution so far (its history's state entries),
+    plus `after` still to come (the states its running task leads to), noted with the
+    running block's calls; 0 and nothing noted for an Express execution (priced per
+    execution and duration) or one whose history cannot be read."""
+    sm = execution_arn.split(":")[6:7]
+    s = get_settings()
+    if is_express(execution_arn) or not sm or any(
+            s.state_machine_arn(name).rsplit(":", 1)[-1] == sm[0]
+            for name in s.express_workflows):
+        return 0
+    sfn = aws.client("stepfunctions")
+    kwargs: dict[str, Any] = {"executionArn": execution_arn, "maxResults": 1000}
+    n = after
+    try:
+        while True:
+            page = sfn.get_execution_history(**kwargs)
+            n += sum(1 for e in page["events"] if e["type"].endswith("StateEntered"))
+            if not page.get("nextToken"):
+                break
+            kwargs["nextToken"] = page["nextToken"]
+    except sfn.exceptions.ExecutionDoesNotExist:
+        return 0
+    aws.note("stepfunctions.transitions", n)
+    return n
 
 
 def start_once(state_machine: str, name: str, payload: dict[str, Any]) -> str:
@@ -36,9 +70,13 @@ def start_once(state_machine: str, name: str, payload: dict[str, Any]) -> str:
     try:
         return start(state_machine, name, payload)
     except sfn.exceptions.ExecutionAlreadyExists:
-        arn = get_settings().state_machine_arn(state_machine).replace(
-            ":stateMachine:", ":execution:") + f":{name}"
-        return arn
+        return execution_arn(state_machine, name)
+
+
+def execution_arn(state_machine: str, name: str) -> str:
+    """The ARN of the (Standard) execution `name` of the catalogue's state machine."""
+    return get_settings().state_machine_arn(state_machine).replace(
+        ":stateMachine:", ":execution:") + f":{name}"
 
 
 def is_express(execution_arn: str) -> bool:

@@ -1,0 +1,142 @@
+"""What oblio's work costs on AWS, counted where it is done.
+
+Every task invocation of a request, a bulk job or a retention sweep, and the API call that
+files a request, counts every AWS call it makes (the clients of boto3, PynamoDB and
+Powertools alike: `store.aws`), by owner (the tenant's tables and buckets, or oblio's own
+resources and services), service and operation, with the DynamoDB units used (reported by
+DynamoDB on AWS, estimated by its item-size rules on the local stack), its own duration and
+memory. At its end the counts are added to the record it worked for, in one atomic update of
+the record's `meter` map that counts itself; parallel invocations never lose a count, and a
+failed or repeated invocation is counted too, since AWS bills it.
+
+Step Functions: an execution started is counted by its type as deployed on AWS (Express for
+the workflows in `settings.express_workflows` and a bulk job's chunk children); a Standard
+execution's state transitions are read from its history by its last task; an Express one is
+priced per execution and by its task invocations' measured time (its own time between tasks
+is not measured).
+
+`view` turns a record's meter into its `io`: every call (the tenant's and oblio's), the
+units, Lambda, Step Functions, and `cost_usd` priced by `core.prices`."""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any
+
+from oblio.core import boundary
+from oblio.core.boundary import BulkEvent, SweepEvent, TaskEvent
+from oblio.core.observability import logger
+from oblio.store import aws
+from oblio.store import models
+from oblio.store.models import BulkJobModel, RequestModel, RetentionSweepModel
+from oblio.store.tables import add_to_map
+from oblio.control.records import request_key
+
+Target = tuple[str, dict[str, str]]
+
+
+def target_of(ev: Any) -> Target | None:
+    """The record an invocation's calls are added to (its table and key), None: not metered
+    (a shadow backfill keeps its own `io`)."""
+    if isinstance(ev, TaskEvent):
+        pk, sk = request_key(ev.tenant_id, ev.request_id)
+        return RequestModel.Meta.table_name, {"pk": pk, "sk": sk}
+    if isinstance(ev, BulkEvent):
+        return BulkJobModel.Meta.table_name, {"tenant_id": ev.tenant_id, "job_id": ev.job_id}
+    if isinstance(ev, SweepEvent):
+        return RetentionSweepModel.Meta.table_name, {"tenant_id": ev.tenant_id,
+                                                     "sk": f"run#{ev.sweep_id}"}
+    return None
+
+
+def memory_mb() -> int:
+    """The running function's memory (Lambda's environment), 512 (the catalogue's default)
+    where it is not a Lambda (the local stack)."""
+    return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 512)
+
+
+#: the record the running invocation's calls go to, set late by `bill_to` (the API's)
+_target: ContextVar[list[Target | None] | None] = ContextVar("oblio_bill_to", default=None)
+
+
+@contextmanager
+def invocation(target: Target | None = None, *, kind: str = "task",
+               ) -> Iterator[aws.IoCounter]:
+    """Count every AWS call of the block, one Lambda invocation, and add them to `target`
+    at its end (also when it raises). `kind`: "task", a state machine's task (its time is an
+    execution's); "api", an API call (one API Gateway request too); "event", a function an
+    event invoked. Without `target` the record is the one `bill_to` names once it exists;
+    an invocation that names none is not metered."""
+    started = time.monotonic()
+    models.count_calls()
+    holder: list[Target | None] = [target]
+    token = _target.set(holder)
+    with aws.counting() as counter:
+        try:
+            yield counter
+        finally:
+            _target.reset(token)
+            if holder[0] is not None:
+                ms = max(1, math.ceil((time.monotonic() - started) * 1000))
+                if kind == "api":
+                    counter.note("apigateway.requests", 1)
+                _flush(holder[0], counter, ms, task_ms=kind == "task")
+
+
+def bill_to(ev: TaskEvent | BulkEvent) -> None:
+    """Name the record the running API call's calls go to (the request or job it just
+    filed); nothing outside a metered call, and nothing once one is named."""
+    holder = _target.get()
+    if holder is not None and holder[0] is None:
+        holder[0] = target_of(ev)
+
+
+def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True) -> None:
+    counts: dict[str, Any] = dict(counter.owned)
+    counts.update({f"units:{k}": round(v, 2) for k, v in counter.units.items() if v})
+    counts.update({f"note:{k}": v for k, v in counter.notes.items()})
+    if ms:  # one Lambda invocation
+        counts.update({"lambda:invocations": 1, "lambda:ms": ms,
+                       "lambda:mb_ms": ms * memory_mb()})
+        if task_ms:
+            counts["note:stepfunctions.task_ms"] = ms
+    if counter.estimated:
+        counts["units:estimated"] = 1
+    # this update, counted by itself: one write, a unit per KB it sends (estimated)
+    counts["oblio:dynamodb.UpdateItem"] = counts.get("oblio:dynamodb.UpdateItem", 0) + 1
+    counts["units:oblio:write"] = round(counts.get("units:oblio:write", 0)
+                                        + max(1, math.ceil(len(str(counts)) / 1024)), 2)
+    table, key = target
+    try:
+        with aws.counting():  # not counted twice by an open counter around this one
+            add_to_map(table, key, "meter", counts)
+    except Exception as exc:  # noqa: BLE001 - the work stands; its count is what is lost
+        logger.warning("calls not metered", extra={"table": table,
+                                                   "raised": type(exc).__name__})
+
+
+def task(arg: Any) -> Any:
+    """`core.boundary.task`, metered: the invocation's calls go to the record it works for."""
+    if isinstance(arg, type):
+        return lambda fn: boundary.task(arg)(_metered(fn))
+    return boundary.task(_metered(arg))
+
+
+def _metered(fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, Any]]:
+    @functools.wraps(fn)
+    def run(ev: Any) -> dict[str, Any]:
+        with invocation(target_of(ev)):
+            return fn(ev)
+    return run
+
+
+def note(name: str, n: float = 1) -> None:
+    """Count something that is not an AWS call (an execution started, by type; the
+    transitions of a Standard execution) with the running invocation's calls."""
+    aws.note(name, n)

@@ -1,0 +1,71 @@
+"""A record's `io`: what its meter counted (`control.metering`), as the API shows it.
+
+Every call by `service.Operation` (as API.md names them), then the same by owner (the
+tenant's tables and buckets; oblio's own resources and services), DynamoDB's units, Lambda,
+Step Functions, and `cost_usd` priced by `core.prices`; `complete` and `not_counted` say what
+the figures leave out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from oblio.core import prices
+
+#: what no record's meter counts, whatever the request
+NOT_COUNTED = (
+    "CloudWatch Logs and X-Ray (written by the Lambda runtime, not by oblio's calls)",
+    "what EventBridge rules and API destinations do with oblio's events after PutEvents",
+    "the client's own polling of the API (GET /v1/requests/{id})",
+)
+
+def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
+         per: int = 0) -> dict[str, Any]:
+    """A record's `io`: every call by `service.Operation` (as the API names them), then the
+    same by owner, DynamoDB's units, Lambda, Step Functions, `cost_usd` (and per subject when
+    `per` subjects were worked on). A record from before the meter (`meter` empty) shows the
+    step counts it kept (`io`), `complete: false`."""
+    if not meter:
+        out = {k: v for k, v in (io or {}).items()}
+        out.setdefault("dynamodb.Scan", 0)
+        out["complete"] = False
+        out["not_counted"] = ["oblio's own tables, S3 work files, KMS, EventBridge, Step "
+                              "Functions and Lambda: this record predates the meter", *NOT_COUNTED]
+        return out
+    calls: dict[str, int] = {}
+    owned: dict[str, dict[str, int]] = {"tenant": {}, "oblio": {}}
+    for k, v in meter.items():
+        owner, _, op = k.partition(":")
+        if owner in owned and "." in op:
+            owned[owner][op] = owned[owner].get(op, 0) + int(v)
+            calls[op] = calls.get(op, 0) + int(v)
+    units = {o: {kind: round(float(meter.get(f"units:{o}:{kind}", 0)), 2)
+                 for kind in ("read", "write")} for o in owned}
+    estimated = bool(meter.get("units:estimated"))
+    lam = {"invocations": int(meter.get("lambda:invocations", 0)),
+           "ms": int(meter.get("lambda:ms", 0)),
+           "gb_seconds": round(float(meter.get("lambda:mb_ms", 0)) / 1024 / 1000, 4)}
+    sfn = {k: int(meter.get(f"note:stepfunctions.{k}", 0))
+           for k in ("standard_executions", "express_executions", "transitions")}
+    # an Express execution's duration: its task invocations' measured time (an upper bound
+    # when a request handed over to its Standard twin, whose tasks are counted with it)
+    sfn["express_ms"] = int(meter.get("note:stepfunctions.task_ms", 0)) \
+        if sfn["express_executions"] else 0
+    entries = int(meter.get("note:events.entries", 0))
+    cost = prices.cost(owned, units, lam, sfn, events_entries=entries,
+                       api_requests=int(meter.get("note:apigateway.requests", 0)))
+    out: dict[str, Any] = dict(sorted(calls.items()))
+    out.setdefault("dynamodb.Scan", 0)
+    out.update({
+        "by_owner": {o: dict(sorted(c.items())) for o, c in owned.items()},
+        "dynamodb_units": {**units, "source": "estimated from item sizes (local stack)"
+                           if estimated else "reported by DynamoDB"},
+        "lambda": lam, "stepfunctions": sfn, "cost_usd": cost,
+        "complete": True, "not_counted": list(NOT_COUNTED)})
+    if per:
+        out["per_subject"] = {
+            "subjects": per,
+            "calls": {k: round(v / per, 3) for k, v in sorted(calls.items())},
+            "cost_usd": {k: v / per for k, v in cost.items() if isinstance(v, float)}}
+    return out
+
+
