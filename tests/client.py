@@ -39,13 +39,16 @@ class Api:
                           headers=self._headers(), timeout=60)
 
     def wait(self, request_id: str, timeout: float = 60) -> dict[str, Any]:
-        """Poll a request until it leaves queued/running."""
+        """Poll a request until it leaves queued/running and its `io` is complete."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             r = self.get(f"/v1/requests/{request_id}")
             assert r.status_code == 200, r.text
             body = r.json()
-            if body["status"] not in ("received", "queued", "running", "finishing"):
+            io = (body.get("result") or {}).get("io") or {}
+            # ended, and its last task's calls counted (`io.complete`: they land just after)
+            if body["status"] not in ("received", "queued", "running", "finishing") and \
+                    (io.get("complete", True) or body["status"] == "cancelled"):
                 return body
             time.sleep(0.3)
         raise AssertionError(f"request {request_id} did not finish in {timeout}s")

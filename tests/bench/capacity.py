@@ -36,25 +36,42 @@ MEASURED = {"dynamodb.Query": 18.2, "dynamodb.GetItem": 2.0, "dynamodb.PutItem":
             "dynamodb.TransactWriteItems": 1.0, "dynamodb.BatchWriteItem": 1.2,
             "dynamodb.UpdateItem": 0.5, "events.PutEvents": 1.0}
 
-#: public prices, eu-west-1 (Ireland), on-demand, USD, as published after DynamoDB's
-#: November 2024 halving of on-demand prices (before: $1.4135 / $0.283 per million units)
-PRICES = {"dynamodb.write_unit": 0.7068e-6, "dynamodb.read_unit": 0.1415e-6,
-          "lambda.gb_second": 0.0000133334, "lambda.request": 0.20e-6,
-          "events.event": 1.00e-6, "s3.put": 0.005e-3, "s3.get": 0.0004e-3,
-          "states.express_request": 1.00e-6, "states.express_gb_second": 0.00001667,
-          "states.standard_transition": 0.025e-3}
+def _prices() -> dict[str, float]:
+    """The model's prices, from the one price table (`oblio.core.prices`)."""
+    from oblio.core.prices import PRICES as P
+
+    return {"dynamodb.write_unit": P["dynamodb.write_unit"].usd,
+            "dynamodb.read_unit": P["dynamodb.read_unit"].usd,
+            "lambda.gb_second": P["lambda.gb_second"].usd,
+            "lambda.request": P["lambda.request"].usd, "events.event": P["events.entry"].usd,
+            "s3.put": P["s3.put_class"].usd, "s3.get": P["s3.get_class"].usd,
+            "states.express_request": P["stepfunctions.express_request"].usd,
+            "states.express_gb_second": P["stepfunctions.express_gb_second"].usd,
+            "states.standard_transition": P["stepfunctions.standard_transition"].usd}
+
+
+PRICES = _prices()
+
+
+def _setting(name: str) -> int:
+    """oblio's own default (`oblio.core.settings`), so that the model runs what ships."""
+    from oblio.core.settings import Settings
+
+    return int(Settings.model_fields[name].default)
 
 
 @dataclass
 class Assumptions:
     subjects: int = 1_000_000
-    chunk: int = 500                      # subjects per chunk (jobs.bulk.CHUNK)
-    bulk_concurrency: int = 500           # oblio's global cap (settings.bulk_concurrency)
+    chunk: int = field(default_factory=lambda: _setting("bulk_chunk_size"))
+    bulk_concurrency: int = field(default_factory=lambda: _setting("bulk_concurrency"))
     lambda_concurrency: int = 1_000       # the account's default concurrent executions
     lambda_reserve: int = 100             # left for the API and single requests
     call_ms: float = 6.0                  # one DynamoDB round trip from Lambda, same region
     events_ms: float = 20.0               # one EventBridge PutEvents round trip
     compute_ms: float = 4.0               # Python work per subject between calls
+    lookup_concurrency: int = field(       # a chunk's lines looked up at once (Query, GetItem)
+        default_factory=lambda: _setting("bulk_lookup_concurrency"))
     audit: str = "per-chunk"              # "per-subject" (today) or "per-chunk"
     audit_append_ms: float = 20.0         # one append: consistent read + conditional 2-item tx
     shards: int = 16                      # oblio's tenant partitions (store.shards.SHARDS)
@@ -78,7 +95,12 @@ def model(a: Assumptions) -> dict[str, Any]:
     """The job's time (minutes), its binding limit, and its cost per subject."""
     ddb_calls = sum(n for op, n in a.calls.items() if op.startswith("dynamodb."))
     events = sum(n for op, n in a.calls.items() if op.startswith("events."))
-    subject_s = (ddb_calls * a.call_ms + events * a.events_ms + a.compute_ms) / 1000
+    lookups = sum(n for op, n in a.calls.items()
+                  if op in ("dynamodb.Query", "dynamodb.GetItem", "dynamodb.BatchGetItem"))
+    # a chunk looks its lines up `lookup_concurrency` at once; its writes are batched
+    subject_s = (lookups * a.call_ms / max(1, a.lookup_concurrency)
+                 + (ddb_calls - lookups) * a.call_ms + events * a.events_ms
+                 + a.compute_ms) / 1000
     chunks = math.ceil(a.subjects / a.chunk)
     workers = max(1, min(chunks, a.bulk_concurrency, a.lambda_concurrency - a.lambda_reserve))
     appends_per_subject = 1.0 if a.audit == "per-subject" else 1.0 / a.chunk
@@ -99,6 +121,11 @@ def model(a: Assumptions) -> dict[str, Any]:
     # a chunk's worker, slowed to the binding rate when another limit binds
     chunk_s = a.chunk * max(subject_s, workers / rate)
 
+    # the worker time a subject is billed for: its own, or longer when another limit binds
+    # and the workers wait on it (throttled, retrying)
+    billed_s = chunk_s / a.chunk
+    # the workers that reach the binding rate without waiting
+    needed = max(1, math.ceil(rate * subject_s))
     reads = sum(n for op, n in a.calls.items() if op in ("dynamodb.Query", "dynamodb.GetItem"))
     own_reads = a.calls.get("dynamodb.GetItem", 0.0) + 2.0  # the head read, the request check
     audit_wcu = a.audit_wcu_per_append * appends_per_subject
@@ -109,12 +136,14 @@ def model(a: Assumptions) -> dict[str, Any]:
     cost_own = ((oblio_wcu + audit_wcu) * price["dynamodb.write_unit"]
                 + own_reads * a.read_units_per_query * price["dynamodb.read_unit"]
                 + events * price["events.event"]
-                + subject_s * a.lambda_gb * price["lambda.gb_second"]
+                # a worker is billed while it waits on the binding limit too
+                + billed_s * a.lambda_gb * price["lambda.gb_second"]
                 + (price["lambda.request"] + price["states.express_request"]
                    + 2 * price["s3.put"] + price["s3.get"]) / a.chunk
                 + 8 * price["states.standard_transition"] / a.subjects)
     return {"rates": rates, "binding": binding, "subjects_per_s": rate, "workers": workers,
             "chunks": chunks, "subject_ms": subject_s * 1000, "chunk_s": chunk_s,
+            "billed_ms": billed_s * 1000, "workers_needed": needed,
             "express_margin": a.express_limit_s / chunk_s, "minutes": total_s / 60,
             "cost_per_subject": cost_tenant + cost_own, "cost_tenant": cost_tenant,
             "cost_oblio": cost_own, "cost_job": (cost_tenant + cost_own) * a.subjects}
@@ -137,7 +166,9 @@ def report(a: Assumptions) -> dict[str, Any]:
             print(f"  {f.name:<24} {getattr(a, f.name)}")
     print("  calls per subject:     "
           + ", ".join(f"{op} {n:g}" for op, n in sorted(a.calls.items())))
-    print("  prices (eu-west-1, on-demand, USD): "
+    from oblio.core.prices import AS_OF, REGION
+
+    print(f"  prices (oblio.core.prices: {REGION}, on-demand, USD, as of {AS_OF}): "
           + ", ".join(f"{k} {v:.3g}" for k, v in PRICES.items()))
     print("rates, subjects a second:")
     for name, r in sorted(out["rates"].items(), key=lambda kv: kv[1]):
@@ -147,6 +178,9 @@ def report(a: Assumptions) -> dict[str, Any]:
           f"{out['express_margin']:.1f}x margin)")
     print(f"time: {out['minutes']:.1f} min (validation, erasure, report), binding limit: "
           f"{out['binding']}")
+    print(f"a subject is billed {out['billed_ms']:.0f} ms of worker time; "
+          f"{out['workers_needed']} workers reach the binding rate without waiting (a "
+          f"tenant's bulk_max_concurrency)")
     print(f"cost: ${out['cost_per_subject']:.7f} per subject (the tenant's tables "
           f"${out['cost_tenant']:.7f}, oblio's share ${out['cost_oblio']:.7f}), "
           f"${out['cost_job']:.2f} for the job")
@@ -156,7 +190,10 @@ def report(a: Assumptions) -> dict[str, Any]:
             ("the audit chain takes one append per subject (today)", {"audit": "per-subject"}),
             ("oblio's requests and suppression were one partition", {"shards": 1}),
             ("the tenant's tables were keyed by tenant alone", {"tenant_partitions": 1}),
-            ("bulk_concurrency were 4 (before sizing)", {"bulk_concurrency": 4})):
+            ("bulk_concurrency were 4 (before sizing)", {"bulk_concurrency": 4}),
+            ("a chunk looked its lines up one after another", {"lookup_concurrency": 1}),
+            (f"bulk_concurrency were the {out['workers_needed']} workers needed",
+             {"bulk_concurrency": out["workers_needed"]})):
         summary(title, model(Assumptions(**{**base, **change})))
     return out
 

@@ -9,8 +9,10 @@ Each size runs in a fresh process with its own local stack (moto server, real AS
 requests over HTTP). The demo tables are filled with `size` generated contacts and their
 items (loaded straight into moto's memory, which takes seconds instead of minutes), then
 `--subjects` named subjects with the full set of items are erased one by one through the API.
-Printed per erased subject: wall time, AWS calls by operation (from the request's `io`),
-DynamoDB calls divided by the minimum the plan needs, and Scan calls (must be 0). The call
+Printed per erased subject: wall time, AWS calls by operation (from the request's `io`: every
+call, oblio's own included), the tenant's DynamoDB calls divided by the minimum the plan needs,
+Scan calls (must be 0), and the request's meter: Step Functions executions and transitions,
+Lambda invocations, calls by owner and service, DynamoDB units and `cost_usd`. The call
 counts must not grow with the table size; the wall time in moto does, because moto answers an
 index Query by walking the whole table (DynamoDB does not).
 
@@ -121,12 +123,9 @@ def run_hr(size: int, subjects: int) -> dict[str, Any]:
             done = api.erase({"email": email}, timeout=1800)
             wall = time.monotonic() - t
             assert done["status"] == "completed", done
-            io = {k: v for k, v in done["result"]["io"].items() if isinstance(v, int)}
-            ddb = sum(v for k, v in io.items() if k.startswith("dynamodb."))
-            rows.append({"wall_s": wall, "io": io, "items": done["result"]["totals"]["matched"],
-                         "ddb_calls": ddb,
+            rows.append({"wall_s": wall, **_counted(done["result"]["io"]),
+                         "items": done["result"]["totals"]["matched"],
                          "ddb_min": minimum_calls_done(dm, done["result"], {"email"}),
-                         "scans": io.get("dynamodb.Scan", 0),
                          "retained": done["result"]["totals"]["retained"],
                          "files_deleted": done["result"]["totals"]["files_deleted"]})
         return {"size": size, "table_items": loaded, "load_s": load_s, "rows": rows,
@@ -134,6 +133,17 @@ def run_hr(size: int, subjects: int) -> dict[str, Any]:
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
     finally:
         stack.stop()
+
+
+def _counted(io: dict[str, Any]) -> dict[str, Any]:
+    """What a request's `io` says: every call, the tenant's DynamoDB calls (what the plan's
+    minimum counts), and the meter's figures (owners, units, Lambda, Step Functions, cost)."""
+    calls = {k: v for k, v in io.items() if isinstance(v, int)}
+    tenant = (io.get("by_owner") or {}).get("tenant", calls)
+    return {"io": calls, "scans": calls.get("dynamodb.Scan", 0),
+            "ddb_calls": sum(v for k, v in tenant.items() if k.startswith("dynamodb.")),
+            "meter": {k: io.get(k) for k in ("by_owner", "dynamodb_units", "lambda",
+                                             "stepfunctions", "cost_usd", "complete")}}
 
 
 def run_one(size: int, subjects: int) -> dict[str, Any]:
@@ -157,11 +167,9 @@ def run_one(size: int, subjects: int) -> dict[str, Any]:
             done = api.erase({"email": email}, timeout=1800)
             wall = time.monotonic() - t
             assert done["status"] == "completed", done
-            io = {k: v for k, v in done["result"]["io"].items() if isinstance(v, int)}
-            ddb = sum(v for k, v in io.items() if k.startswith("dynamodb."))
-            rows.append({"wall_s": wall, "io": io, "items": done["result"]["totals"]["matched"],
-                         "ddb_calls": ddb, "ddb_min": minimum_calls(dm, done["result"], {"email"}),
-                         "scans": io.get("dynamodb.Scan", 0)})
+            rows.append({"wall_s": wall, **_counted(done["result"]["io"]),
+                         "items": done["result"]["totals"]["matched"],
+                         "ddb_min": minimum_calls(dm, done["result"], {"email"})})
         items_total = sum(v for k, v in loaded.items() if k != "files")
         return {"size": size, "table_items": items_total, "load_s": load_s, "rows": rows,
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -194,12 +202,51 @@ def report(results: list[dict[str, Any]]) -> None:
         print(f"\n{r['size']} {unit}: AWS calls per erased subject, by operation")
         for op, v in sorted(ops.items()):
             print(f"  {op:<28} {v / n:>7.1f}")
+    for r in results:
+        _meter_report(r, unit)
     if len(results) > 1:
         a, b = results[0], results[-1]
         ca = sum(x["ddb_calls"] for x in a["rows"]) / len(a["rows"])
         cb = sum(x["ddb_calls"] for x in b["rows"]) / len(b["rows"])
         print(f"\nDynamoDB calls per subject at {b['size']} vs {a['size']} {unit}: "
               f"{cb / ca:.2f}x (table {b['table_items'] / a['table_items']:.0f}x larger)")
+
+
+def _meter_report(r: dict[str, Any], unit: str) -> None:
+    """Per erased subject: transitions, Lambda, calls by owner and service, units, cost."""
+    rows = [x["meter"] for x in r["rows"] if x.get("meter", {}).get("cost_usd")]
+    if not rows:
+        return
+    n = len(rows)
+
+    def mean(get: Any) -> float:
+        return sum(get(m) for m in rows) / n
+
+    print(f"\n{r['size']} {unit}: the request's meter (its `io`), per erased subject"
+          f" ({sum(1 for m in rows if m['complete'])}/{n} complete)")
+    print(f"  Step Functions: {mean(lambda m: m['stepfunctions']['express_executions']):.1f} "
+          f"Express, {mean(lambda m: m['stepfunctions']['standard_executions']):.1f} Standard "
+          f"executions, {mean(lambda m: m['stepfunctions']['transitions']):.1f} Standard "
+          f"transitions; Lambda {mean(lambda m: m['lambda']['invocations']):.1f} invocations, "
+          f"{mean(lambda m: m['lambda']['gb_seconds']):.3f} GB-s (moto's time)")
+    for owner in ("tenant", "oblio"):
+        by: Counter[str] = Counter()
+        for m in rows:
+            for op, v in m["by_owner"][owner].items():
+                by[op.split(".")[0]] += v
+        units = {k: mean(lambda m, k=k, o=owner: m["dynamodb_units"][o][k]) for k in ("read", "write")}
+        print(f"  {owner:<6} calls by service: " + ", ".join(
+            f"{k} {v / n:.1f}" for k, v in sorted(by.items()))
+            + f"; DynamoDB units read {units['read']:.1f}, write {units['write']:.1f}")
+    cost = {k: mean(lambda m, k=k: m["cost_usd"][k]) for k in ("total", "tenant", "oblio")}
+    services: Counter[str] = Counter()
+    for m in rows:
+        services.update(m["cost_usd"]["by_service"])
+    print(f"  cost_usd {cost['total']:.6f} (tenant {cost['tenant']:.6f}, oblio "
+          f"{cost['oblio']:.6f}): " + ", ".join(f"{k} {v / n:.6f}"
+                                              for k, v in sorted(services.items()))
+          + f"  [{rows[0]['cost_usd']['prices']}; units "
+          f"{rows[0]['dynamodb_units']['source']}]")
 
 
 def main() -> None:

@@ -74,6 +74,7 @@ def test_the_readme_tour_through_the_console(console: Console, admin_key: str, a
     page.get_by_role("heading", name="Timeline").wait_for()
     page.get_by_text("AWS calls").first.click()
     assert page.get_by_role("rowheader", name="dynamodb.Scan").is_visible()
+    assert page.get_by_text("Estimated AWS cost $").is_visible()  # what every call cost
     console.shot("request")
     # 5. the evidence: the audit chain verifies
     console.go("Audit")

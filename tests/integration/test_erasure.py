@@ -98,6 +98,26 @@ def test_erasure_reads_by_query_and_writes_in_batches_without_a_scan(mario_erase
     assert io["s3.DeleteObjects"] >= 1
 
 
+def test_erasure_counts_every_call_it_caused_by_owner_and_prices_them(mario_erased):
+    """Not only the tenant's tables: oblio's own records, audit, work files, events and
+    workflow are in the `io` too, each under its owner, with what they cost."""
+    io = mario_erased["result"]["io"]
+    assert io["complete"] is True
+    tenant, oblio = io["by_owner"]["tenant"], io["by_owner"]["oblio"]
+    assert tenant["dynamodb.BatchWriteItem"] >= 1 and tenant["s3.DeleteObjects"] >= 1
+    assert oblio["dynamodb.TransactWriteItems"] >= 1  # the audit entries
+    assert oblio["stepfunctions.StartExecution"] == 1 and oblio["events.PutEvents"] >= 1
+    for op, n in io.items():  # the flat view is the two owners added up
+        if isinstance(n, int) and op != "dynamodb.Scan":
+            assert n == tenant.get(op, 0) + oblio.get(op, 0), op
+    assert io["lambda"]["invocations"] >= 3  # the API, Work, Finish
+    assert io["stepfunctions"]["express_executions"] == 1
+    cost = io["cost_usd"]
+    assert 0 < cost["tenant"] < cost["total"] and cost["oblio"] > 0
+    assert cost["by_service"]["dynamodb"] > 0 and cost["by_service"]["lambda"] > 0
+    assert cost["prices"].startswith("oblio.core.prices, us-east-1")
+
+
 def test_an_erased_subject_is_found_nowhere_and_is_suppressed(api, mario_erased):
     after = api.get("/v1/subjects", **MARIO).json()
     assert after["found"] is False and after["suppressed"] is True

@@ -27,5 +27,14 @@ def test_unsharded_oblio_tables_bind_at_one_partition():
 
 
 def test_four_workers_take_hours_as_before_sizing():
-    out = model(dataclasses.replace(Assumptions(), bulk_concurrency=4))
+    out = model(dataclasses.replace(Assumptions(), bulk_concurrency=4, lookup_concurrency=1))
     assert out["binding"] == "chunk workers" and out["minutes"] > 8 * 60
+
+
+def test_a_worker_waiting_on_the_binding_limit_is_billed_and_the_needed_workers_are_not():
+    crowded = model(Assumptions())
+    sized = model(dataclasses.replace(Assumptions(), bulk_concurrency=crowded["workers_needed"]))
+    assert crowded["billed_ms"] > crowded["subject_ms"]  # 500 workers wait on the partitions
+    assert sized["billed_ms"] <= sized["subject_ms"] * 1.01
+    assert sized["cost_oblio"] < crowded["cost_oblio"]
+    assert sized["minutes"] <= crowded["minutes"] * 1.05

@@ -136,3 +136,23 @@ def test_a_bulk_chunk_is_counted_once_even_when_two_record_it(aws):
     assert chunks.record_once(record) is False
     job = BulkJobModel.get("acme", "J1")
     assert int(job.erased) == 3 and job.chunks_done == {key}
+
+
+def test_a_million_line_jobs_chunks_done_fit_its_item_by_name_not_by_key():
+    """4,000 chunks of 250 lines: their names fit DynamoDB's 400 KB item, their manifests'
+    keys (as an earlier release recorded them) would not; both are read the same."""
+    from oblio.jobs import chunks
+    from oblio.store import units
+    from oblio.store.models import BulkJobModel
+
+    work = chunks.Work("a-tenant-of-a-typical-length", "bulk", "01JBULKJOB0000000000000000")
+    keys = [work.chunk(n) for n in range(4000)]
+    by_name = BulkJobModel(tenant_id="t", job_id="j", created_at="x", status="running",
+                           chunks_done={chunks.chunk_name(k)
+                                                                   for k in keys})
+    by_key = BulkJobModel(tenant_id="t", job_id="j", created_at="x", status="running",
+                          chunks_done=set(keys))
+    assert units.item_size(by_name.serialize()) < 50 * 1024
+    assert units.item_size(by_key.serialize()) > 240 * 1024  # and the report parts as much
+    assert chunks.missing(work, 4001, by_key.chunks_done) == ["004000"]
+    assert chunks.missing(work, 4001, by_name.chunks_done) == ["004000"]

@@ -34,9 +34,16 @@ export function verificationView(v) {
 }
 
 export function ioTable(io) {
-  const rows = Object.entries(io || {}).sort(([a], [b]) => a.localeCompare(b));
-  return table("AWS calls", [["Operation", ([k]) => h("code", {}, k)], ["Count", ([, v]) => String(v)]], rows,
+  const all = io || {};
+  const rows = Object.entries(all).filter(([, v]) => typeof v === "number").sort(([a], [b]) => a.localeCompare(b));
+  const calls = table("AWS calls", [["Operation", ([k]) => h("code", {}, k)], ["Count", ([, v]) => String(v)]], rows,
     { empty: "No AWS calls recorded." });
+  const cost = all.cost_usd;
+  if (!cost) return calls;
+  const usd = (v) => `$${Number(v).toFixed(6)}`;
+  const note = all.complete ? "every call counted" : "not every call counted yet";
+  return h("div", {}, calls, h("p", { class: "cost" },
+    `Estimated AWS cost ${usd(cost.total)}: the tenant's tables and files ${usd(cost.tenant)}, oblio ${usd(cost.oblio)} (${note}; ${cost.prices}).`));
 }
 
 /** The archive of a finished access request: size, expiry, and a download of minutes. */

@@ -29,14 +29,13 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
+from oblio.control.records import request_key
 from oblio.core import boundary
 from oblio.core.boundary import BulkEvent, SweepEvent, TaskEvent
 from oblio.core.observability import logger
-from oblio.store import aws
-from oblio.store import models
+from oblio.store import aws, models, workflows
 from oblio.store.models import BulkJobModel, RequestModel, RetentionSweepModel
 from oblio.store.tables import add_to_map
-from oblio.control.records import request_key
 
 Target = tuple[str, dict[str, str]]
 
@@ -140,3 +139,12 @@ def note(name: str, n: float = 1) -> None:
     """Count something that is not an AWS call (an execution started, by type; the
     transitions of a Standard execution) with the running invocation's calls."""
     aws.note(name, n)
+
+
+def last_step(execution_arn: str | None, after: int = 0) -> None:
+    """Note, with the running invocation's calls, that this is the record's last task (its
+    `io` is complete once this invocation's counts land) and, for a Standard execution, its
+    state transitions (`after`: the states still to come after this task)."""
+    if execution_arn:
+        workflows.transitions(execution_arn, after=after)
+    aws.note("final")

@@ -25,12 +25,12 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
     `per` subjects were worked on). A record from before the meter (`meter` empty) shows the
     step counts it kept (`io`), `complete: false`."""
     if not meter:
-        out = {k: v for k, v in (io or {}).items()}
-        out.setdefault("dynamodb.Scan", 0)
-        out["complete"] = False
-        out["not_counted"] = ["oblio's own tables, S3 work files, KMS, EventBridge, Step "
+        legacy: dict[str, Any] = dict(io or {})
+        legacy.setdefault("dynamodb.Scan", 0)
+        legacy["complete"] = False
+        legacy["not_counted"] = ["oblio's own tables, S3 work files, KMS, EventBridge, Step "
                               "Functions and Lambda: this record predates the meter", *NOT_COUNTED]
-        return out
+        return legacy
     calls: dict[str, int] = {}
     owned: dict[str, dict[str, int]] = {"tenant": {}, "oblio": {}}
     for k, v in meter.items():
@@ -41,6 +41,7 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
     units = {o: {kind: round(float(meter.get(f"units:{o}:{kind}", 0)), 2)
                  for kind in ("read", "write")} for o in owned}
     estimated = bool(meter.get("units:estimated"))
+    done = bool(meter.get("note:final"))  # the last task's counts have landed
     lam = {"invocations": int(meter.get("lambda:invocations", 0)),
            "ms": int(meter.get("lambda:ms", 0)),
            "gb_seconds": round(float(meter.get("lambda:mb_ms", 0)) / 1024 / 1000, 4)}
@@ -60,7 +61,9 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
         "dynamodb_units": {**units, "source": "estimated from item sizes (local stack)"
                            if estimated else "reported by DynamoDB"},
         "lambda": lam, "stepfunctions": sfn, "cost_usd": cost,
-        "complete": True, "not_counted": list(NOT_COUNTED)})
+        "complete": done, "not_counted": list(NOT_COUNTED) if done else [
+            "the calls of steps not recorded yet (still running, or the last step has not "
+            "ended)", *NOT_COUNTED]})
     if per:
         out["per_subject"] = {
             "subjects": per,

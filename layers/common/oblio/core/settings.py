@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     bulk_max_rows: int = 1_000_000
     bulk_concurrency: int = Field(default=500, ge=1, le=10_000)
     bulk_chunk_size: int = Field(default=250, ge=1, le=1000)
+    #: within a chunk, the lines whose lookups (planning: the find queries, the files under
+    #: each prefix; certifying: the fresh search) are made at once: a subject's round trips
+    #: overlap instead of following one another (the chunk worker's time, and so its Lambda
+    #: and Express cost, shrink with it); bounded below the clients' connection pools
+    bulk_lookup_concurrency: int = Field(default=8, ge=1, le=16)
     #: the workflows deployed as Express on AWS (the catalogue's `aws_type`; the local stack
     #: runs every workflow as Standard): their executions are priced per execution and
     #: duration, the others per state transition. A bulk job's chunk children are Express.

@@ -44,7 +44,7 @@ from ulid import ULID
 
 from oblio.control import audit, exports, ledger, metering, records, suppression
 from oblio.control.tenants import Principal, Tenant, get_tenant
-from oblio.core import clock, datamap, meter
+from oblio.core import clock, datamap, meter, parallel
 from oblio.core.bodies import BulkBody
 from oblio.core.boundary import BulkEvent
 from oblio.core.cells import csv_safe
@@ -417,7 +417,7 @@ def _map_input(job: BulkJobModel) -> dict[str, Any]:
     """The Map's input: the chunks its index lists (every chunk on a first run, the chunks
     not done on a retry), its concurrency sized from them (`jobs.sizing`)."""
     todo = chunks.missing(_work(job.tenant_id, job.job_id), int(job.chunks or 0),
-                          set(job.chunks_done or ()))
+                          job.chunks_done)
     return chunks.map_input(len(todo), job.index_key, sizing.job_concurrency(
         len(todo), get_tenant(job.tenant_id).settings, get_settings().bulk_concurrency),
         failed=False)
@@ -459,7 +459,8 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
     erases what is left of the same plan and reports each line as the first attempt would
     have, instead of finding nothing and calling everyone not found."""
     job = load(tenant_id, job_id)
-    if chunk_key in (job.chunks_done or set()):
+    name = chunks.chunk_name(chunk_key)
+    if name in chunks.names(job.chunks_done):
         return {"chunk": chunk_key, "skipped": True}
     if stale(job, attempt) or job.status in chunks.ENDED:
         return {"chunk": chunk_key, "skipped": True, "stale": True}
@@ -478,7 +479,8 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
         if plans is None:
             # the tenant's recent access exports, read once for the chunk's lines
             recent = exports.recent_exports(tenant_id)
-            plans = [_plan_line(dm, tenant, row, recent) for row in rows]
+            plans = parallel.ordered(lambda row: _plan_line(dm, tenant, row, recent), rows,
+                                     get_settings().bulk_lookup_concurrency)
             objects.put_json(plan_key, plans)
         todo: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for row, plan in zip(rows, plans, strict=True):
@@ -511,9 +513,10 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
         BulkJobModel.failed.add(counts["failed"]),
         BulkJobModel.would_erase.add(counts["would_erase"]),
         BulkJobModel.retained.add(kept["retained"]), BulkJobModel.held.add(kept["held"]),
-        BulkJobModel.chunks_done.add({chunk_key}),
-        BulkJobModel.report_parts.add({part}),
-    ], condition=~BulkJobModel.chunks_done.contains(chunk_key) & current(attempt))):
+        # the chunk's name, not its key: 4,000 names fit the job's item, 4,000 keys do not
+        BulkJobModel.chunks_done.add({name}),
+    ], condition=~BulkJobModel.chunks_done.contains(name)
+            & ~BulkJobModel.chunks_done.contains(chunk_key) & current(attempt))):
         return {"chunk": chunk_key, "skipped": True}  # a parallel duplicate recorded it
     add_to_map(BulkJobModel.Meta.table_name, {"tenant_id": tenant_id, "job_id": job_id}, "io",
                dict(io_.calls))
@@ -716,7 +719,8 @@ def _certified(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, chunk_key
     if objects.exists(key):
         stored: list[dict[str, Any]] = objects.get_json(key)
         return key, stored
-    certs = [_certify(dm, tenant, job, row, plan, left) for row, plan in todo]
+    certs = parallel.ordered(lambda line: _certify(dm, tenant, job, *line, left), todo,
+                             get_settings().bulk_lookup_concurrency)
     objects.put_json(key, certs)
     return key, audit.as_stored(certs)
 
@@ -804,11 +808,11 @@ def chunk_outcomes(job: BulkJobModel) -> Chunks:
     trusted (an emulator may report success for a chunk that failed, and a tolerated
     failure would too)."""
     work = _work(job.tenant_id, job.job_id)
-    total, done = int(job.chunks or 0), set(job.chunks_done or ())
+    total, done = int(job.chunks or 0), chunks.names(job.chunks_done)
     out = Chunks([], [], [])
     for n in range(total):
         key = work.chunk(n)
-        if key in done:
+        if chunks.chunk_name(key) in done:
             out.done.append(chunks.chunk_name(key))
         elif objects.exists(work.beside("plans", key)):
             out.failed.append(chunks.chunk_name(key))
@@ -926,7 +930,7 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     ], condition=current(attempt_of(job)))
     if not got.not_done:
         _work(tenant_id, job_id).clear()
-    workflows.transitions(_execution(job))  # the job's own, for its meter (Report is last)
+    metering.last_step(_execution(job))  # Report is the job's last task
     return {"status": status, **({"chunks_failed": got.failed} if got.failed else {}),
             **({"chunks_missing": got.missing} if got.missing else {})}
 
@@ -962,7 +966,7 @@ def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> No
                condition=current(attempt_of(job)))
     if not keep_work:
         _work(job.tenant_id, job.job_id).clear()
-    workflows.transitions(_execution(job), after=1)  # and the Fail state after it
+    metering.last_step(_execution(job), after=1)  # and the Fail state after it
 
 
 def _execution(job: BulkJobModel) -> str:
@@ -995,7 +999,7 @@ def retry(principal: Principal, job_id: str) -> dict[str, Any]:
         raise Conflict(f"only a failed bulk erasure job can be retried; this one is "
                        f"{job.status}", code="not_failed", details={"status": job.status})
     work = _work(job.tenant_id, job_id)
-    todo = chunks.missing(work, int(job.chunks or 0), set(job.chunks_done or ()))
+    todo = chunks.missing(work, int(job.chunks or 0), job.chunks_done)
     if job.chunks is None or not job.index_key:
         raise Conflict("the job failed before its file was cut into chunks: nothing was "
                        "erased and there is nothing to resume; upload the file again in a "

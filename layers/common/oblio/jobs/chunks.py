@@ -87,7 +87,7 @@ def index_csv(chunk_keys: Iterable[str]) -> bytes:
 
 def chunk_name(chunk_key: str) -> str:
     """A chunk's number as its manifest is named (`.../chunks/000007.json` -> `000007`)."""
-    return chunk_key.rsplit("/", 1)[1].split(".")[0]
+    return chunk_key.rsplit("/", 1)[-1].split(".")[0]
 
 
 def map_input(chunks: int, index_key: str | None, concurrency: int,
@@ -123,10 +123,18 @@ class Parts:
             self.rows = []
 
 
-def missing(work: Work, total: int, done: set[str]) -> list[str]:
+def names(done: Iterable[str] | None) -> set[str]:
+    """The chunks a job records done, by name (`000007`): a job records names, so that a
+    million-line job's 4,000 chunks fit its item (a job of an earlier release recorded the
+    manifests' keys: named the same way here)."""
+    return {chunk_name(k) for k in done or ()}
+
+
+def missing(work: Work, total: int, done: Iterable[str] | None) -> list[str]:
     """The names of the chunks of the index (`total` chunks, numbered from 0) that are not
     recorded done: what a report step checks before it calls a job finished."""
-    return [chunk_name(work.chunk(n)) for n in range(total) if work.chunk(n) not in done]
+    have = names(done)
+    return [name for n in range(total) if (name := chunk_name(work.chunk(n))) not in have]
 
 
 def condition_failed(exc: PutError | UpdateError) -> bool:

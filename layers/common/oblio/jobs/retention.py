@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 from pynamodb.exceptions import DeleteError, DoesNotExist, PutError
 from ulid import ULID
 
-from oblio.control import audit, records
+from oblio.control import audit, metering, records
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock, datamap, meter
 from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody, parse
@@ -733,8 +733,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                       RetentionSweepModel.report_key.set(key)])
     _unlock(tenant_id, m.policy_id or "", sweep_id)
     logger.info("retention sweep finished", extra={"sweep_id": sweep_id, "status": status})
-    # the sweep's own transitions, for its meter (Report is last)
-    workflows.transitions(workflows.execution_arn(
+    metering.last_step(workflows.execution_arn(  # Report is the sweep's last task
         "retention_sweep", f"sweep-{sweep_id}-{int(m.attempt or 1)}"))
     return {"status": status}
 

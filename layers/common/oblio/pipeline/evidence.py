@@ -13,7 +13,7 @@ from typing import Any
 
 from pynamodb.exceptions import UpdateError
 
-from oblio.control import audit, exports, ledger, records, suppression
+from oblio.control import audit, exports, ledger, metering, records, suppression
 from oblio.control.tenants import get_tenant
 from oblio.core import clock
 from oblio.core.boundary import caught
@@ -22,7 +22,7 @@ from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.observability import count, logger
 from oblio.pipeline import outcome, rules
 from oblio.pipeline.work import frozen_map, work_prefix
-from oblio.store import objects, outbound, workflows
+from oblio.store import objects, outbound
 from oblio.store.models import RequestModel, plain
 
 SUBJECT_EVENTS: dict[str, tuple[str, ...]] = {
@@ -186,8 +186,7 @@ def finish_request(request_id: str, tenant_id: str,
                                                          "left": leftover})
     logger.info("request finished", extra={"request_id": request_id, "status": status,
                                            "subject_ref": m.subject_ref})
-    if m.execution_arn:  # a Standard execution's transitions, for its meter (Finish is last)
-        workflows.transitions(m.execution_arn)
+    metering.last_step(m.execution_arn)
     return {"status": status}
 
 
@@ -369,8 +368,7 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
     once(m, units, f"_failed_event:{attempt}", lambda: _failure_event(m, code))
     logger.warning("request failed", extra={"request_id": request_id, "code": code,
                                             "attempt": attempt})
-    if m.execution_arn:  # and the Fail state after this one
-        workflows.transitions(m.execution_arn, after=1)
+    metering.last_step(m.execution_arn, after=1)  # and the Fail state after this one
     return {"status": "failed"}
 
 

@@ -16,7 +16,6 @@ from oblio.access import deliver
 from oblio.control import audit, metering, records
 from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import clock, datamap, identity
-from oblio.core.boundary import TaskEvent
 from oblio.core.bodies import (
     AnonymisationRequest,
     ErasureRequest,
@@ -26,6 +25,7 @@ from oblio.core.bodies import (
     RequestBody,
     RestrictionRequest,
 )
+from oblio.core.boundary import TaskEvent
 from oblio.core.errors import Conflict, Invalid
 from oblio.core.identity import IDENTITY_KINDS, parse_subject, readings
 from oblio.core.observability import count

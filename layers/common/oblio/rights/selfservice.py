@@ -40,7 +40,6 @@ from oblio.access import deliver
 from oblio.control import audit, links, metering, records
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock, datamap
-from oblio.core.boundary import TaskEvent
 from oblio.core.bodies import (
     PUBLIC_REQUEST,
     PUBLIC_TYPES,
@@ -54,6 +53,7 @@ from oblio.core.bodies import (
     VerifyBody,
     parse,
 )
+from oblio.core.boundary import TaskEvent
 from oblio.core.errors import (
     BadRequest,
     Conflict,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -34,9 +34,9 @@ class IoCounter:
     def __init__(self) -> None:
         self.calls: Counter[str] = Counter()
         self.owned: Counter[str] = Counter()
-        self.units: Counter[str] = Counter()
+        self.units: defaultdict[str, float] = defaultdict(float)
         #: what is not a call but is billed (EventBridge entries, executions started by type)
-        self.notes: Counter[str] = Counter()
+        self.notes: defaultdict[str, float] = defaultdict(float)
         self.capacity: float = 0.0
         self.estimated = False
         self._lock = threading.Lock()
@@ -45,8 +45,9 @@ class IoCounter:
         with self._lock:
             self.calls.update(other.calls)
             self.owned.update(other.owned)
-            self.units.update(other.units)
-            self.notes.update(other.notes)
+            for mine, theirs in ((self.units, other.units), (self.notes, other.notes)):
+                for k, v in theirs.items():
+                    mine[k] += v
             self.capacity += other.capacity
             self.estimated |= other.estimated
 
@@ -90,7 +91,7 @@ def counting(counter: IoCounter | None = None) -> Iterator[IoCounter]:
 class _Both(IoCounter):
     """The inner counter and every counter around it, as one."""
 
-    def __init__(self, inner: IoCounter, outer: IoCounter) -> None:  # noqa: D107
+    def __init__(self, inner: IoCounter, outer: IoCounter) -> None:
         self.inner, self.outer = inner, outer
 
     def record(self, *args: Any, **kwargs: Any) -> None:
