@@ -29,7 +29,7 @@ import tracemalloc
 from collections import Counter
 from typing import Any
 
-from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
+from tests.bench.harness import calls, direct_writer, emit, local_stack, run_sizes
 
 EMAIL = "heavy.subject@example.com"
 
@@ -155,7 +155,7 @@ def run_one(items: int, contacts: int, file_kb: int) -> dict[str, Any]:
         assert done["status"] == "completed", done
         res = done["result"]
         assert res["export"]["items"] == sum(rows.values()), (res["export"], rows)
-        io = {k: v for k, v in res["io"].items() if isinstance(v, int)}
+        io = calls(res["io"])
         return {"items": res["export"]["items"], "wall_s": wall, "io": io,
                 "size": res["export"]["size"], "files": res["export"]["files"],
                 "package": measured[-1]}

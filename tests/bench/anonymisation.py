@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from tests.bench.erasure import minimum_calls
-from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
+from tests.bench.harness import calls, direct_writer, emit, local_stack, run_sizes
 
 
 def add_tickets(dm: Any, email: str, n: int) -> None:
@@ -56,7 +56,7 @@ def run_one(size: int, heavy: int) -> dict[str, Any]:
             wall = time.monotonic() - t
             assert done["status"] == "completed", done
             res = done["result"]
-            io = {k: v for k, v in res["io"].items() if isinstance(v, int)}
+            io = calls(res["io"])
             rows.append({"subject": label, "items": res["totals"]["matched"], "wall_s": wall,
                          "io": io, "rewritten": res["totals"]["anonymised"],
                          "ddb": sum(v for k, v in io.items() if k.startswith("dynamodb.")),

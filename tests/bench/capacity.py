@@ -53,6 +53,12 @@ def _prices() -> dict[str, float]:
 PRICES = _prices()
 
 
+def _memory_gb(function: str) -> float:
+    from infra.catalogue import CATALOGUE
+
+    return CATALOGUE.function(function).memory_mb / 1024
+
+
 def _setting(name: str) -> int:
     """oblio's own default (`oblio.core.settings`), so that the model runs what ships."""
     from oblio.core.settings import Settings
@@ -84,7 +90,10 @@ class Assumptions:
     audit_wcu_per_append: float = 4.0     # two items, transactional (x2)
     bulk_line_wcu: float = 0.0            # bulk lines live in S3 parts, not a table
     read_units_per_query: float = 0.5     # eventually consistent, under 4 KB
-    lambda_gb: float = 1.0                # the chunk worker's memory
+    lambda_gb: float = field(              # the chunk worker's memory (the catalogue's)
+        default_factory=lambda: _memory_gb("bulk_chunk"))
+    event_entries: float = 1.0            # EventBridge entries a subject sends (SubjectErased),
+    #                                       billed each however many a PutEvents carries
     express_limit_s: float = 300.0        # an Express child's limit
     validate_rows_s: float = 25_000.0     # the validator's rows a second (streamed)
     report_rows_s: float = 50_000.0       # the report's merged lines a second
@@ -135,7 +144,7 @@ def model(a: Assumptions) -> dict[str, Any]:
                    * price["dynamodb.read_unit"])
     cost_own = ((oblio_wcu + audit_wcu) * price["dynamodb.write_unit"]
                 + own_reads * a.read_units_per_query * price["dynamodb.read_unit"]
-                + events * price["events.event"]
+                + a.event_entries * price["events.event"]
                 # a worker is billed while it waits on the binding limit too
                 + billed_s * a.lambda_gb * price["lambda.gb_second"]
                 + (price["lambda.request"] + price["states.express_request"]

@@ -35,7 +35,7 @@ import time
 from collections import Counter
 from typing import Any
 
-from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
+from tests.bench.harness import calls, direct_writer, emit, local_stack, run_sizes
 
 
 def minimum_calls(dm: Any, result: dict[str, Any], kinds: set[str],
@@ -138,9 +138,9 @@ def run_hr(size: int, subjects: int) -> dict[str, Any]:
 def _counted(io: dict[str, Any]) -> dict[str, Any]:
     """What a request's `io` says: every call, the tenant's DynamoDB calls (what the plan's
     minimum counts), and the meter's figures (owners, units, Lambda, Step Functions, cost)."""
-    calls = {k: v for k, v in io.items() if isinstance(v, int)}
-    tenant = (io.get("by_owner") or {}).get("tenant", calls)
-    return {"io": calls, "scans": calls.get("dynamodb.Scan", 0),
+    ops = calls(io)
+    tenant = (io.get("by_owner") or {}).get("tenant", ops)
+    return {"io": ops, "scans": ops.get("dynamodb.Scan", 0),
             "ddb_calls": sum(v for k, v in tenant.items() if k.startswith("dynamodb.")),
             "meter": {k: io.get(k) for k in ("by_owner", "dynamodb_units", "lambda",
                                              "stepfunctions", "cost_usd", "complete")}}

@@ -31,6 +31,13 @@ def run_sizes(module: str, sizes: str, *args: str) -> list[dict[str, Any]]:
     return results
 
 
+def calls(io: dict[str, Any]) -> dict[str, int]:
+    """A result's AWS calls by `service.Operation`, without the meter's other figures
+    (owners, units, cost, flags) that share its `io`."""
+    return {k: v for k, v in io.items()
+            if "." in k and isinstance(v, int) and not isinstance(v, bool)}
+
+
 def emit(result: dict[str, Any]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 

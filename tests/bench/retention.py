@@ -26,7 +26,7 @@ import time
 import tracemalloc
 from typing import Any
 
-from tests.bench.harness import direct_writer, emit, local_stack, run_sizes
+from tests.bench.harness import calls, direct_writer, emit, local_stack, run_sizes
 
 POLICY = {"table": "contacts", "date_attribute": "last_activity_at", "older_than": "P38M",
           "action": "anonymise", "hold_attribute": "legal_hold"}
@@ -118,10 +118,11 @@ def run_one(size: int, scan_up_to: int) -> dict[str, Any]:
             scan = retention.dry_run("demo", "bench-scan")
             scan_s = time.monotonic() - t
         return {"contacts": size, "seed_s": seed_s, "dry_s": dry_s, "sweep_s": sweep_s,
-                "counts": counts, "io": sweep["io"], "dry_io": dry["io"],
+                "counts": counts, "io": calls(sweep["io"]), "meter": sweep["io"],
+                "dry_io": calls(dry["io"]),
                 "chunks": sweep["chunks"], "find_peak_mb": find_peak,
                 "chunk_peak_mb": _chunk_peak(dm), "scan_s": scan_s,
-                "scan_io": scan["io"], "scan_candidates":
+                "scan_io": calls(scan["io"]), "scan_candidates":
                     scan["tables"]["email_sends"]["candidates"]}
     finally:
         stack.stop()
@@ -172,11 +173,11 @@ def main() -> None:
     for r in results:
         c = r["counts"]
         n = max(1, c["anonymised"])
-        calls = sum(v for k, v in r["io"].items() if "." in k and k != "dynamodb.Scan"
+        made = sum(v for k, v in r["io"].items() if "." in k and k != "dynamodb.Scan"
                     and not k.endswith("capacity_units"))
         print(f"{r['contacts']:>8} {c['candidates']:>10} {c['on_hold']:>7} "
               f"{c['anonymised']:>10} {r['chunks']:>6} {r['dry_s']:>6.1f} {r['sweep_s']:>7.1f} "
-              f"{n / r['sweep_s']:>7.0f} {calls / n:>10.3f} {r['io'].get('dynamodb.Scan', 0):>4} "
+              f"{n / r['sweep_s']:>7.0f} {made / n:>10.3f} {r['io'].get('dynamodb.Scan', 0):>4} "
               f"{r['find_peak_mb']:>7.1f} {r['chunk_peak_mb']:>8.1f}")
     for r in results:
         n = max(1, r["counts"]["anonymised"])

@@ -61,7 +61,7 @@ def assert_each_subject_once(t: Any, job_id: str, n: int,
     sup = list(shards.query_tenant(SuppressionModel, t.tenant_id))
     by_request = Counter(s.request_id for s in sup)
     assert set(by_request) == {r.request_id for r in recs}
-    assert all(c == r.result["certificate"]["suppression_entries"]
+    assert all(c == records.to_json(r)["result"]["certificate"]["suppression_entries"]
                for r in recs for rid, c in by_request.items() if rid == r.request_id)
     erased = [e for e in events if e["detail-type"] == "SubjectErased"]
     assert Counter(e["detail"]["request_id"] for e in erased) == Counter(
@@ -242,6 +242,32 @@ def test_a_requests_inclusion_answer_proves_its_certificate_in_its_chunk(demo_ma
     (entry,) = chunk_entries(t.tenant_id)
     assert got["chunk"]["merkle_root"] == entry.details["evidence"]["merkle_root"]
     m = records.load(t.tenant_id, certs[2]["request_id"])
-    m.result["certificate"]["tables"]["contacts"]["deleted"] = 7  # the record edited
+    m.result["evidence"]["digest"] = "0" * 64  # the record pointed at another certificate
     m.save()
-    assert records.inclusion(t.tenant_id, certs[2]["request_id"])["included"] is False
+    got = records.inclusion(t.tenant_id, certs[2]["request_id"])
+    assert got["included"] is False and "does not hold" in got["reason"]
+    view = records.to_json(records.load(t.tenant_id, certs[2]["request_id"]))["result"]
+    assert view["certificate"] is None and view["evidence_problem"]
+
+
+def test_a_bulk_lines_record_points_at_its_certificate_and_stays_under_one_write_unit(
+        demo_map, t):
+    """The certificate is kept once, in the chunk's evidence object (which the audit
+    verification reads); the line's record keeps where it is and its digest. The answer
+    shows the certificate read from there, and an evidence object changed under it shows
+    no certificate rather than the changed one."""
+    from oblio.store import units
+
+    _, certs = erased_chunk(demo_map, t)
+    m = records.load(t.tenant_id, certs[0]["request_id"])
+    assert "certificate" not in m.result and units.item_size(m.serialize()) < 1024
+    view = records.to_json(m)["result"]
+    assert view["certificate"]["request_id"] == certs[0]["request_id"]
+    assert view["totals"]["deleted"] == sum(c["deleted"] for c in view["tables"].values())
+    assert view["verification"] == view["certificate"]["verification"]
+    key = m.result["evidence"]["key"]
+    stored = objects.get_json(key)
+    stored[0]["tables"]["contacts"]["deleted"] = 99
+    objects.put_json(key, stored)
+    assert records.to_json(records.load(t.tenant_id, certs[0]["request_id"]))["result"][
+        "certificate"] is None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import random
 import time
@@ -198,6 +199,45 @@ def included(tenant_id: str, certificate: dict[str, Any], chunk: dict[str, Any])
     return int(chunk.get("size", -1)) == size and merkle.included(
         leaf(as_stored([certificate])[0]), int(chunk.get("index", -1)), size,
         list(chunk.get("path") or []), str(ev.get("merkle_root", "")))
+
+
+def digest_of(certificate: dict[str, Any]) -> str:
+    """The SHA-256 of a certificate's leaf: what a bulk line's record keeps of it."""
+    return hashlib.sha256(leaf(as_stored([certificate])[0])).hexdigest()
+
+
+def pointer(key: str, index: int, certificate: dict[str, Any], entry: Entry) -> dict[str, Any]:
+    """What a bulk line's record keeps of its certificate: where it is (the chunk's evidence
+    object, its position), its digest and the chunk's entry. The certificate itself is read
+    from the evidence object (`from_pointer`): one copy, kept with the chain's evidence,
+    and a line's record stays under 1 KB (one write unit instead of four)."""
+    return {"key": key, "index": index, "digest": digest_of(certificate),
+            "entry": entry.id, "entry_hash": entry.hash}
+
+
+def from_pointer(ptr: dict[str, Any], cache: dict[str, Any] | None = None,
+                 ) -> dict[str, Any] | None:
+    """A bulk line's certificate as its answer shows it (with its chunk entry and its
+    inclusion proof, computed from the evidence object), or None when the evidence object
+    does not hold, at the line's position, the certificate whose digest the record keeps.
+    `cache`: evidence objects already read by the caller (a page of lines of one chunk)."""
+    key = str(ptr["key"])
+    certs = None if cache is None else cache.get(key)
+    if certs is None:
+        try:
+            certs = objects.get_json(key)
+        except Exception:  # noqa: BLE001 - gone or unreadable: no certificate to show
+            return None
+        if cache is not None:
+            cache[key] = certs
+    i = int(ptr["index"])
+    if not isinstance(certs, list) or not 0 <= i < len(certs) or \
+            digest_of(certs[i]) != ptr["digest"]:
+        return None
+    proof = chunk_proofs(certs)[i]
+    return {**json.loads(json.dumps(certs[i], default=_canon)),
+            "audit_entry": {"id": ptr["entry"], "hash": ptr["entry_hash"]},
+            "chunk": {"entry": ptr["entry"], "evidence": key, **proof}}
 
 
 def certificate_inclusion(tenant_id: str, certificate: dict[str, Any]) -> dict[str, Any]:

@@ -95,8 +95,10 @@ def event(at: str | None = None, **fields: Any) -> dict[str, Any]:
     return {"at": at or clock.iso(), **fields}
 
 
-def to_json(m: RequestModel) -> dict[str, Any]:
-    """The API's view of a request: no identity, only the subject's HMAC reference."""
+def to_json(m: RequestModel, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The API's view of a request: no identity, only the subject's HMAC reference.
+    `evidence`: the chunk evidence objects read so far (a page of bulk lines reads each
+    chunk's once)."""
     options = options_of(m)
     overdue = (m.status not in ENDED and m.due_at is not None
                and clock.parse(m.due_at) < clock.now())
@@ -106,20 +108,45 @@ def to_json(m: RequestModel) -> dict[str, Any]:
         "overdue": overdue, "reason": m.reason, "dry_run": bool(options.get("dry_run")),
         "include_children": bool(options.get("include_children")),
         "attempt": int(m.attempt or 0), "error": plain(m.error),
-        "timeline": plain(m.timeline) or [], "result": _result_view(m),
+        "timeline": plain(m.timeline) or [], "result": _result_view(m, evidence),
         "extension": plain(m.extended),
     }
 
 
-def _result_view(m: RequestModel) -> dict[str, Any] | None:
+def _result_view(m: RequestModel, evidence: dict[str, Any] | None = None,
+                 ) -> dict[str, Any] | None:
     """The result; a cancelled request's says what was done and what was not (read from
-    the units recorded, so a step that was under way at the cancel is counted once done)."""
+    the units recorded, so a step that was under way at the cancel is counted once done);
+    a bulk line's with its certificate, read from its chunk's evidence object."""
     result: dict[str, Any] | None = plain(m.result)
+    if result is not None and "evidence" in result:
+        return _with_certificate(result, evidence)
     if result is not None:  # every call counted so far, the last task's included
         result["io"] = meter.view(plain(m.meter), result.get("io"))
     if m.status == "cancelled" and plain(m.plan):
         return {**(result or {}), "progress": progress(m)}
     return result
+
+
+def _with_certificate(result: dict[str, Any], evidence: dict[str, Any] | None,
+                      ) -> dict[str, Any]:
+    """A bulk line's result: its certificate (from the chunk's evidence object, checked
+    against the digest its record keeps) and the tables, totals and verification it says;
+    when the evidence object no longer holds that certificate, the result says so instead
+    of showing one (`certificate: null`, `evidence_problem`). Its calls are its job's."""
+    cert = audit.from_pointer(result["evidence"], evidence)
+    out = {k: v for k, v in result.items() if k != "evidence"}
+    out["io"] = {"bulk_job": result.get("bulk_job"),
+                 "counted": "with its job: GET /v1/bulk-erasures/{job_id}, io.per_subject"}
+    if cert is None:
+        return {**out, "certificate": None, "evidence_problem": (
+            "the chunk's evidence object does not hold this request's certificate as it was "
+            "committed: verify the audit chain (GET /v1/audit/verify) to see what changed")}
+    tables: dict[str, dict[str, Any]] = cert.get("tables") or {}
+    names = dict.fromkeys(k for c in tables.values() for k in c)  # every table's counts
+    return {**out, "tables": tables, "verification": cert.get("verification"),
+            "totals": {k: sum(int(c.get(k, 0)) for c in tables.values()) for k in names},
+            "certificate": cert}
 
 
 def load(tenant_id: str, request_id: str, consistent: bool = True) -> RequestModel:
@@ -405,7 +432,13 @@ def end(m: RequestModel, status: str, result: dict[str, Any],
 def inclusion(tenant_id: str, request_id: str) -> dict[str, Any]:
     """Whether the request's certificate is the one the audit chain committed to: for a bulk
     line, its inclusion in its chunk entry's Merkle root (`chunk`: entry, index, proof)."""
-    cert = result_of(load(tenant_id, request_id)).get("certificate")
+    m = load(tenant_id, request_id)
+    view = _result_view(m) or {}
+    if view.get("evidence_problem"):
+        return {"request_id": request_id, "included": False, "chunk": None,
+                "audit_entry": (result_of(m).get("evidence") or {}).get("entry"),
+                "reason": view["evidence_problem"]}
+    cert = view.get("certificate")
     if not cert:
         raise Conflict("this request has no certificate (only a finished erasure or "
                        "anonymisation has one)", code="no_certificate")

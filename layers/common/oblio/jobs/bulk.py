@@ -743,18 +743,14 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
     actor = f"bulk:{job_id}"
     entry = audit.commit_chunk(tenant.tenant_id, actor=actor, job_id=job_id,
                                chunk=chunk_key, key=key, certificates=certs)
-    proofs = audit.chunk_proofs(certs)
     due = get_settings().due_months
     models = []
-    for (row, _, cert), proof in zip(lines, proofs, strict=True):
+    for index, (row, _, cert) in enumerate(lines):
         ids = row["identities"]
-        tables = cert["tables"]
         status = "completed" if cert["verification"]["passed"] else "completed_with_errors"
         exempt: dict[str, Any] = {k: cert[k] for k in ("retained", "held", "exemptions",
                                                    "holds") if k in cert}
         message = outcome.exemption_message(exempt)
-        view = {**cert, "audit_entry": {"id": entry.id, "hash": entry.hash},
-                "chunk": {"entry": entry.id, "evidence": key, **proof}}
         done = str(cert["completed_at"])
         models.append(RequestModel(
             tenant_id=tenant.tenant_id, sk=records.request_sk(cert["request_id"]),
@@ -767,11 +763,11 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
             options={"bulk_job": job_id, "action": "erase"},
             timeline=[records.event(at=cert["started_at"], event="received", by=actor),
                       records.event(at=done, event=status)],
-            result={"found": True, **exempt, "tables": tables, "tenants": {},
-                    "totals": {k: sum(int(c.get(k, 0)) for c in tables.values())
-                               for k in rules.COUNTS},
-                    "verification": cert["verification"], "certificate": view,
-                    "bulk_job": job_id, **({"message": message} if message else {})},
+            # the certificate stays in the chunk's evidence object: the record points at it
+            # (its tables, totals and verification are read from it: `records.to_json`)
+            result={"found": True, **exempt, "tenants": {}, "bulk_job": job_id,
+                    "evidence": audit.pointer(key, index, cert, entry),
+                    **({"message": message} if message else {})},
             units={}, io={}, attempt=1))
     records.put_many(models)
     suppression.add_many(tenant.tenant_id, [

@@ -291,7 +291,8 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
     if len(rows) > limit:
         rows = rows[:limit]
         nxt = base64.urlsafe_b64encode(json.dumps({"sk": rows[-1].sk}).encode()).decode()
-    return {"items": [records.to_json(r) for r in rows], "next_cursor": nxt}
+    seen: dict[str, Any] = {}  # bulk lines of one chunk: its evidence read once
+    return {"items": [records.to_json(r, seen) for r in rows], "next_cursor": nxt}
 
 
 def cancel(principal: Principal, request_id: str) -> dict[str, Any]:
