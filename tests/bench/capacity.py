@@ -85,7 +85,8 @@ class Assumptions:
     table_wcu: float = 40_000.0           # on-demand table ceiling (account default)
     items_per_subject: int = 17           # the demo map's typical subject
     tenant_partitions: int = 64           # partitions the tenant's items spread over
-    request_wcu: float = 3.0              # the request record (one put of ~2.5 KB)
+    request_wcu: float = 1.0              # a bulk line's request record: under 1 KB (it
+    #                                       points at its certificate in the chunk's evidence)
     suppression_wcu: float = 2.6          # suppression entries per subject
     audit_wcu_per_append: float = 4.0     # two items, transactional (x2)
     bulk_line_wcu: float = 0.0            # bulk lines live in S3 parts, not a table

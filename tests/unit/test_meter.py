@@ -213,3 +213,41 @@ def test_a_call_belongs_to_the_tenant_when_it_touches_a_table_of_the_data_map():
                           "BatchWriteItem", own) == "tenant"
     assert units.owner_of("s3", {"Bucket": "oblio-work"}, "PutObject", own) == "oblio"
     assert units.owner_of("kms", {}, "Decrypt", own) == "oblio"
+
+
+def test_a_bulk_job_run_through_its_handlers_counts_every_call_per_subject(t, demo_map):
+    """Validate, each chunk and the report, as the state machine invokes them: the job's
+    `io` has every call of each, the chunks' Express children, and the cost per line."""
+    import bulk_chunk.handler
+    import bulk_report.handler
+    import bulk_validate.handler
+
+    from infra.local.lambdas import _Context
+    from oblio.core.settings import get_settings
+    from oblio.jobs import bulk
+    from tests.unit import world
+    from tests.unit.test_bulk_jobs import chunk_keys, upload
+
+    ctx = _Context("oblio-bulk", "arn:aws:lambda:eu-west-1:123456789012:function:oblio-bulk")
+
+    for i in range(3):
+        world.seed(demo_map, t.tenant_id, f"metered{i}@example.com")
+    job_id, key = upload(t, b"email\n" + b"".join(
+        f"metered{i}@example.com\n".encode() for i in range(3)))
+    ev = {"tenant_id": t.tenant_id, "job_id": job_id, "attempt": 1}
+    bulk_validate.handler.handler({**ev, "bucket": get_settings().bucket("ingest"),
+                                   "key": key}, ctx)
+    cut = chunk_keys(job_id, t)
+    for chunk in cut:
+        bulk_chunk.handler.handler({**ev, "chunk": chunk}, ctx)
+    bulk_report.handler.handler(ev, ctx)
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert job["status"] == "completed" and job["erased"] == 3
+    io = job["io"]
+    assert io["complete"] is True and io["lambda"]["invocations"] >= 3
+    assert io["stepfunctions"]["express_executions"] == len(cut)  # one child per chunk
+    assert io["by_owner"]["tenant"]["dynamodb.BatchWriteItem"] >= 1
+    assert io["by_owner"]["oblio"]["dynamodb.BatchWriteItem"] >= 1  # records, suppression
+    per = io["per_subject"]
+    assert per["of"] == 3 and per["cost_usd"]["total"] == pytest.approx(
+        io["cost_usd"]["total"] / 3)

@@ -88,9 +88,9 @@ def invocation(target: Target | None = None, *, kind: str = "task",
                 _flush(holder[0], counter, ms, task_ms=kind == "task")
 
 
-def bill_to(ev: TaskEvent | BulkEvent) -> None:
-    """Name the record the running API call's calls go to (the request or job it just
-    filed); nothing outside a metered call, and nothing once one is named."""
+def bill_to(ev: TaskEvent | BulkEvent | SweepEvent) -> None:
+    """Name the record the running API call's calls go to (the request, job or sweep it
+    just filed); nothing outside a metered call, and nothing once one is named."""
     holder = _target.get()
     if holder is not None and holder[0] is None:
         holder[0] = target_of(ev)

@@ -19,10 +19,10 @@ NOT_COUNTED = (
 )
 
 def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
-         per: int = 0) -> dict[str, Any]:
+         per: int = 0, per_name: str = "per_subject") -> dict[str, Any]:
     """A record's `io`: every call by `service.Operation` (as the API names them), then the
     same by owner, DynamoDB's units, Lambda, Step Functions, `cost_usd` (and per subject when
-    `per` subjects were worked on). A record from before the meter (`meter` empty) shows the
+    `per` subjects were worked on; `per_name` names that part: a sweep's is per item). A record from before the meter (`meter` empty) shows the
     step counts it kept (`io`), `complete: false`."""
     if not meter:
         legacy: dict[str, Any] = dict(io or {})
@@ -65,8 +65,8 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
             "the calls of steps not recorded yet (still running, or the last step has not "
             "ended)", *NOT_COUNTED]})
     if per:
-        out["per_subject"] = {
-            "subjects": per,
+        out[per_name] = {
+            "of": per,
             "calls": {k: round(v / per, 3) for k, v in sorted(calls.items())},
             "cost_usd": {k: v / per for k, v in cost.items() if isinstance(v, float)}}
     return out

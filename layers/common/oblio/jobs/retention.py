@@ -44,6 +44,7 @@ from oblio.control import audit, metering, records
 from oblio.control.tenants import Principal, get_tenant
 from oblio.core import clock, datamap, meter
 from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody, parse
+from oblio.core.boundary import SweepEvent
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
 from oblio.core.observability import gauge, logger
@@ -395,6 +396,7 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             m.save()
         p.update(actions=[RetentionPolicyModel.last_sweep_id.set(sweep_id),
                           RetentionPolicyModel.resume_sweep.remove()])
+        metering.bill_to(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id))
         workflows.start("retention_sweep", f"sweep-{sweep_id}-{int(m.attempt)}",
                         {"tenant_id": tenant_id, "sweep_id": sweep_id})
     except Exception:
@@ -667,7 +669,9 @@ def sweep_json(m: RetentionSweepModel) -> dict[str, Any]:
             "created_at": m.created_at, "completed_at": m.completed_at,
             "attempt": int(m.attempt or 0), "chunks": int(m.chunks or 0),
             "chunks_done": done, "tables": {spec.get("table"): counts},
-            "io": meter.view(plain(m.meter), io),
+            # every call of the sweep's invocations, and per candidate item
+            "io": meter.view(plain(m.meter), io, per=int(counts.get("candidates") or 0),
+                             per_name="per_item"),
             "report_url": url, "audit_entry": m.audit_entry, "error": m.error}
 
 
