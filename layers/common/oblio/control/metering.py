@@ -29,28 +29,30 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
-from oblio.control.records import request_key
+from oblio.control.records import meter_key
 from oblio.core import boundary
 from oblio.core.boundary import BulkEvent, SweepEvent, TaskEvent
 from oblio.core.observability import logger
 from oblio.store import aws, models, workflows
 from oblio.store.models import BulkJobModel, RequestModel, RetentionSweepModel
-from oblio.store.tables import add_to_map
+from oblio.store.tables import add_counts, add_to_map
 
-Target = tuple[str, dict[str, str]]
+#: where an invocation's counts go: a table, a key, and the map attribute that holds them
+#: (None: the item's own attributes, a request's meter item)
+Target = tuple[str, dict[str, str], str | None]
 
 
 def target_of(ev: Any) -> Target | None:
     """The record an invocation's calls are added to (its table and key), None: not metered
     (a shadow backfill keeps its own `io`)."""
     if isinstance(ev, TaskEvent):
-        pk, sk = request_key(ev.tenant_id, ev.request_id)
-        return RequestModel.Meta.table_name, {"pk": pk, "sk": sk}
+        return RequestModel.Meta.table_name, meter_key(ev.tenant_id, ev.request_id), None
     if isinstance(ev, BulkEvent):
-        return BulkJobModel.Meta.table_name, {"tenant_id": ev.tenant_id, "job_id": ev.job_id}
+        return BulkJobModel.Meta.table_name, {"tenant_id": ev.tenant_id,
+                                              "job_id": ev.job_id}, "meter"
     if isinstance(ev, SweepEvent):
         return RetentionSweepModel.Meta.table_name, {"tenant_id": ev.tenant_id,
-                                                     "sk": f"run#{ev.sweep_id}"}
+                                                     "sk": f"run#{ev.sweep_id}"}, "meter"
     return None
 
 
@@ -111,10 +113,13 @@ def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True
     counts["oblio:dynamodb.UpdateItem"] = counts.get("oblio:dynamodb.UpdateItem", 0) + 1
     counts["units:oblio:write"] = round(counts.get("units:oblio:write", 0)
                                         + max(1, math.ceil(len(str(counts)) / 1024)), 2)
-    table, key = target
+    table, key, attribute = target
     try:
         with aws.counting():  # not counted twice by an open counter around this one
-            add_to_map(table, key, "meter", counts)
+            if attribute is None:
+                add_counts(table, key, counts)
+            else:
+                add_to_map(table, key, attribute, counts)
     except Exception as exc:  # noqa: BLE001 - the work stands; its count is what is lost
         logger.warning("calls not metered", extra={"table": table,
                                                    "raised": type(exc).__name__})

@@ -24,6 +24,7 @@ from oblio.core.errors import Conflict, NotFound, StaleAttempt, TransientError
 from oblio.core.observability import count, logger
 from oblio.store import shards, workflows
 from oblio.store.models import RequestModel, plain
+from oblio.store import tables
 from oblio.store.tables import ConditionFailed, add_to_map
 
 TYPES = REQUEST_TYPES
@@ -55,6 +56,25 @@ def request_key(tenant_id: str, request_id: str) -> tuple[str, str]:
     """The (partition, sort) key of the tenant's request record."""
     sk = request_sk(request_id)
     return shards.key(tenant_id, sk), sk
+
+
+#: the sort key prefix of a request's meter: its own small item beside the request record,
+#: so that each invocation's count is a write of one unit, not a rewrite of the record
+METER_PREFIX = "meter#"
+
+
+def meter_key(tenant_id: str, request_id: str) -> dict[str, str]:
+    """The key of the request's meter item (`control.metering`)."""
+    sk = METER_PREFIX + request_id
+    return {"pk": shards.key(tenant_id, sk), "sk": sk}
+
+
+def meters_of(tenant_id: str, request_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The meters of these requests, by request id (BatchGetItem, 100 keys a call)."""
+    got = tables.batch_get(RequestModel.Meta.table_name,
+                           [meter_key(tenant_id, r) for r in request_ids])
+    return {str(i["sk"])[len(METER_PREFIX):]: {k: v for k, v in i.items()
+                                               if k not in ("pk", "sk")} for i in got}
 
 
 def open_sk(type_: str, subject_ref: str) -> str:
@@ -95,10 +115,12 @@ def event(at: str | None = None, **fields: Any) -> dict[str, Any]:
     return {"at": at or clock.iso(), **fields}
 
 
-def to_json(m: RequestModel, evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+def to_json(m: RequestModel, evidence: dict[str, Any] | None = None,
+            meters: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The API's view of a request: no identity, only the subject's HMAC reference.
     `evidence`: the chunk evidence objects read so far (a page of bulk lines reads each
-    chunk's once)."""
+    chunk's once); `meters`: the page's meters read at once (`meters_of`), else the
+    request's is read."""
     options = options_of(m)
     overdue = (m.status not in ENDED and m.due_at is not None
                and clock.parse(m.due_at) < clock.now())
@@ -108,13 +130,13 @@ def to_json(m: RequestModel, evidence: dict[str, Any] | None = None) -> dict[str
         "overdue": overdue, "reason": m.reason, "dry_run": bool(options.get("dry_run")),
         "include_children": bool(options.get("include_children")),
         "attempt": int(m.attempt or 0), "error": plain(m.error),
-        "timeline": plain(m.timeline) or [], "result": _result_view(m, evidence),
+        "timeline": plain(m.timeline) or [], "result": _result_view(m, evidence, meters),
         "extension": plain(m.extended),
     }
 
 
 def _result_view(m: RequestModel, evidence: dict[str, Any] | None = None,
-                 ) -> dict[str, Any] | None:
+                 meters: dict[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
     """The result; a cancelled request's says what was done and what was not (read from
     the units recorded, so a step that was under way at the cancel is counted once done);
     a bulk line's with its certificate, read from its chunk's evidence object."""
@@ -122,7 +144,9 @@ def _result_view(m: RequestModel, evidence: dict[str, Any] | None = None,
     if result is not None and "evidence" in result:
         return _with_certificate(result, evidence)
     if result is not None:  # every call counted so far, the last task's included
-        result["io"] = meter.view(plain(m.meter), result.get("io"))
+        counts = (meters if meters is not None else
+                  meters_of(m.tenant_id, [m.request_id])).get(m.request_id)
+        result["io"] = meter.view(counts, result.get("io"))
     if m.status == "cancelled" and plain(m.plan):
         return {**(result or {}), "progress": progress(m)}
     return result

@@ -292,7 +292,8 @@ def list_requests(tenant_id: str, *, type_: str | None = None, status: str | Non
         rows = rows[:limit]
         nxt = base64.urlsafe_b64encode(json.dumps({"sk": rows[-1].sk}).encode()).decode()
     seen: dict[str, Any] = {}  # bulk lines of one chunk: its evidence read once
-    return {"items": [records.to_json(r, seen) for r in rows], "next_cursor": nxt}
+    meters = records.meters_of(tenant_id, [r.request_id for r in rows if r.result])
+    return {"items": [records.to_json(r, seen, meters) for r in rows], "next_cursor": nxt}
 
 
 def cancel(principal: Principal, request_id: str) -> dict[str, Any]:

@@ -112,8 +112,6 @@ class RequestModel(ShardedModel):
     plan = MapAttribute[str, Any](null=True)
     units = MapAttribute[str, Any](null=True)
     io = MapAttribute[str, Any](null=True)
-    #: every AWS call its invocations made, by owner, and what they used (`control.metering`)
-    meter = MapAttribute[str, Any](default=dict)
     result = MapAttribute[str, Any](null=True)
     error = MapAttribute[str, Any](null=True)
     attempt = NumberAttribute(default=0)

@@ -233,6 +233,19 @@ class ConditionFailed(Exception):
     """A conditional write was refused: the item is not as the writer expected."""
 
 
+def add_counts(table: str, key: Item, counts: dict[str, float]) -> None:
+    """One atomic update adding each count to the item's attribute of that name (ADD: the
+    item and its attributes are made by the first add; parallel writers never lose one)."""
+    if not counts:
+        return
+    names = {f"#a{i}": name for i, name in enumerate(sorted(counts))}
+    values = {f":n{i}": {"N": str(counts[name])} for i, name in enumerate(sorted(counts))}
+    aws.table_client(table).update_item(
+        TableName=table, Key=to_ddb(key), ExpressionAttributeNames=names,
+        ExpressionAttributeValues=values,
+        UpdateExpression="ADD " + ", ".join(f"#a{i} :n{i}" for i in range(len(counts))))
+
+
 def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
                entries: dict[str, tuple[str, Any]] | None = None,
                only_if: dict[str, Any] | None = None) -> None:
