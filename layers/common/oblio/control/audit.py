@@ -220,21 +220,27 @@ def from_pointer(ptr: dict[str, Any], cache: dict[str, Any] | None = None,
     """A bulk line's certificate as its answer shows it (with its chunk entry and its
     inclusion proof, computed from the evidence object), or None when the evidence object
     does not hold, at the line's position, the certificate whose digest the record keeps.
-    `cache`: evidence objects already read by the caller (a page of lines of one chunk)."""
+    `cache`: evidence objects already read (and their leaves) by the caller: a page of
+    lines of one chunk reads and hashes it once."""
     key = str(ptr["key"])
-    certs = None if cache is None else cache.get(key)
-    if certs is None:
+    got = None if cache is None else cache.get(key)
+    if got is None:
         try:
             certs = objects.get_json(key)
         except Exception:  # noqa: BLE001 - gone or unreadable: no certificate to show
             return None
+        if not isinstance(certs, list):
+            return None
+        leaves = [leaf(c) for c in as_stored(certs)]
+        got = (certs, leaves, merkle.root(leaves))
         if cache is not None:
-            cache[key] = certs
+            cache[key] = got
+    certs, leaves, root = got
     i = int(ptr["index"])
-    if not isinstance(certs, list) or not 0 <= i < len(certs) or \
-            digest_of(certs[i]) != ptr["digest"]:
+    if not 0 <= i < len(certs) or hashlib.sha256(leaves[i]).hexdigest() != ptr["digest"]:
         return None
-    proof = chunk_proofs(certs)[i]
+    proof = {"index": i, "size": len(leaves), "path": merkle.proof(leaves, i),
+             "merkle_root": root}
     return {**json.loads(json.dumps(certs[i], default=_canon)),
             "audit_entry": {"id": ptr["entry"], "hash": ptr["entry_hash"]},
             "chunk": {"entry": ptr["entry"], "evidence": key, **proof}}
