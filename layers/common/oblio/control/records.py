@@ -22,9 +22,8 @@ from oblio.core.bodies import REQUEST_STATUSES, REQUEST_TYPES
 from oblio.core.boundary import current_attempt, transient
 from oblio.core.errors import Conflict, NotFound, StaleAttempt, TransientError
 from oblio.core.observability import count, logger
-from oblio.store import shards, workflows
+from oblio.store import shards, tables, workflows
 from oblio.store.models import RequestModel, plain
-from oblio.store import tables
 from oblio.store.tables import ConditionFailed, add_to_map
 
 TYPES = REQUEST_TYPES
