@@ -177,14 +177,6 @@ def commit_chunk(tenant_id: str, *, actor: str, job_id: str, chunk: str,
                            "subject_refs": [c["subject_ref"] for c in certificates]})
 
 
-def chunk_proofs(certificates: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What each subject's certificate answer carries to prove it is in its chunk's entry."""
-    leaves = [leaf(c) for c in as_stored(certificates)]
-    r = merkle.root(leaves)
-    return [{"index": i, "size": len(leaves), "path": merkle.proof(leaves, i),
-             "merkle_root": r} for i in range(len(leaves))]
-
-
 def included(tenant_id: str, certificate: dict[str, Any], chunk: dict[str, Any]) -> bool:
     """Whether `certificate` is leaf `chunk["index"]` of the chunk entry `chunk["entry"]`
     of the tenant's chain, as its inclusion proof says (the entry's root, not the proof's,
