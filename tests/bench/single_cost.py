@@ -146,7 +146,7 @@ class Meter:
                 print("record write", sorted(set((self.last or {}).get(
                     "ExpressionAttributeNames", {}).values()))[:8], file=sys.stderr)
             item = self.own.get_item(TableName=self.requests_table,
-                                     Key={"tenant_id": key["tenant_id"], "sk": key["sk"]},
+                                     Key={"pk": key["pk"], "sk": key["sk"]},
                                      ConsistentRead=True).get("Item") or {}
             units = max(1, math.ceil(item_size(item) / 1024))
             self.record_write_units += units
@@ -267,12 +267,14 @@ def run_one(size: int, notify: bool = False) -> dict[str, Any]:
                                           "subject": {"email": email}, **extra})
             assert r.status_code == 202, r.text
             rid = r.json()["request_id"]
-            key = {"tenant_id": {"S": "demo"}, "sk": {"S": f"req#{rid}"}}
+            from oblio.store import shards  # the requests table is keyed by tenant shard
+
+            key = {"pk": {"S": shards.key("demo", f"req#{rid}")}, "sk": {"S": f"req#{rid}"}}
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
                 item = meter.own.get_item(TableName=meter.requests_table, Key=key,
                                           ConsistentRead=True)["Item"]
-                if item["status"]["S"] not in ("received", "queued", "running"):
+                if item["status"]["S"] not in ("received", "queued", "running", "finishing"):
                     break
                 time.sleep(0.3)
             arn = item["execution_arn"]["S"]

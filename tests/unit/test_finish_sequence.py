@@ -46,16 +46,17 @@ def effects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
         m.status = evidence.records.FINISHING
         return True
 
-    def send_once(m: RequestModel, unit_id: str, send: Any) -> bool:
+    def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
         send()
-        record_unit(m, unit_id, {"sent": True}, {})
+        for unit_id in unit_ids:
+            record_unit(m, unit_id, {"sent": True}, {})
         return True
 
     monkeypatch.setattr(evidence.records, "record_unit", record_unit)
     monkeypatch.setattr(evidence.audit, "append", lambda tenant_id, action, **kw: (
         done.append(("audit", action, kw["details"])) or audit.Entry("42", "h42")))
-    monkeypatch.setattr(evidence.outbound, "emit", lambda detail_type, tenant_id, **kw: (
-        done.append(("event", detail_type, tenant_id, kw))))
+    monkeypatch.setattr(evidence.outbound, "emit_all", lambda events: [
+        done.append(("event", detail_type, tenant_id, kw)) for detail_type, tenant_id, kw in events])
     monkeypatch.setattr(evidence.objects, "delete_prefix",
                         lambda prefix: done.append(("delete", prefix)) and 0)
     monkeypatch.setattr(evidence.records, "end", end)
@@ -90,7 +91,7 @@ def test_a_request_ends_in_the_one_order(monkeypatch, effects):
     # sent), and its work files are deleted last
     assert [e[0] if e[0] != "event" else e[1] for e in effects] == [
         "ending", "audit", "unit", "after audit", "unit", "end",
-        "SubjectErased", "unit", "SubjectErased", "unit", "RequestCompleted", "unit", "delete"]
+        "SubjectErased", "SubjectErased", "RequestCompleted", "unit", "unit", "unit", "delete"]
     assert effects[1] == ("audit", "erasure_completed", {"type": "erasure"})
     assert effects[2] == ("unit", "_audit")  # a retry finds it
     assert effects[4] == ("unit", "_outbox")
@@ -212,3 +213,25 @@ def test_a_finish_of_a_stale_attempt_is_refused_before_it_does_anything(monkeypa
     finally:
         boundary._attempt.reset(token)
     assert effects == []
+
+
+def test_events_eventbridge_took_stay_claimed_when_others_are_refused(monkeypatch):
+    """The outbox's events go in one PutEvents under one claim; when EventBridge keeps
+    refusing one, only its claim is given back, so the retry sends it and not the others."""
+    from oblio.control import records
+    from oblio.store import outbound
+
+    removed: list[list[str]] = []
+
+    class Record:
+        def update(self, actions: Any, condition: Any = None) -> None:
+            if all(type(a).__name__ == "RemoveAction" for a in actions):
+                removed.append([str(a) for a in actions])
+
+    def send() -> None:
+        raise outbound.NotAllSent("EventBridge refused 1 events", [0, 2])
+
+    monkeypatch.setattr(records, "fence", lambda m: None)
+    with pytest.raises(outbound.NotAllSent):
+        records.send_once(Record(), ["_sent:0", "_sent:1", "_sent:2"], send)  # type: ignore[arg-type]
+    assert removed == [["units._sent:1"]]

@@ -188,4 +188,31 @@ def test_a_cancel_between_two_tables_of_work_stops_it_there_and_says_what_was_do
     assert view["status"] == "cancelled"
     first = f"{t.tenant_id}/{seen[0]['unit'].split('/', 1)[1]}" if "/" in seen[0]["unit"] \
         else seen[0]["unit"]
-    assert first in view["result"]["progress"]["done"]
+    progress = view["result"]["progress"]
+    assert first in progress["done"]
+    # the tables were claimed by one write, and the ones never begun are said so exactly
+    assert progress["in_progress"] == []
+    assert len(progress["not_started"]) == len(seen) - 1 == progress["planned"] - 1
+
+
+def test_a_small_requests_tables_are_claimed_by_one_write_of_its_record(t, mario, demo_map,
+                                                                         monkeypatch):
+    """Inside Work the tables are claimed at once: the record is written once for the
+    claim and once for the outcomes, not once per table."""
+    from oblio.store.models import RequestModel
+
+    rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
+    writes: list[int] = []
+    real = RequestModel.update
+
+    def counted(self: Any, *a: Any, **kw: Any) -> Any:
+        writes.append(len(kw.get("actions") or (a[0] if a else [])))
+        return real(self, *a, **kw)
+
+    monkeypatch.setattr(RequestModel, "update", counted)
+    out = inline.work(rid, t.tenant_id, "erase")
+    assert out["inline"] and out["units"] > 3
+    claims = [n for n in writes if n == out["units"]]  # one action per planned table
+    assert len(claims) == 1
+    units = records.units_of(records.load(t.tenant_id, rid))
+    assert all(f"_started:{u}" in units for u in units if "/" in u and ":" not in u)

@@ -283,18 +283,54 @@ def proceed(m: RequestModel) -> bool:
     return m.status not in ENDED
 
 
+#: inside `one_claim`: the steps claimed by its one write (None: each step claims its own)
+_claimed: ContextVar[set[str] | None] = ContextVar("claimed_steps", default=None)
+
+
+@contextlib.contextmanager
+def one_claim() -> Iterator[None]:
+    """The steps of one invocation (a small request's tables inside Work) claimed by one
+    write: the first `begin_step` marks every planned unit started at once, and each later
+    one relies on the consistent read its caller has just made of the request (a cancel is
+    still honoured between two tables). A unit that was then not begun is said so by the
+    caller (`not_begun`), so that the progress of a cancelled request stays exact."""
+    token = _claimed.set(set())
+    try:
+        yield
+    finally:
+        _claimed.reset(token)
+
+
+def not_begun(m: RequestModel, step_ids: list[str]) -> None:
+    """Record that these claimed steps were not begun (a cancel came first)."""
+    for step_id in step_ids:
+        record_unit(m, f"_not_begun:{step_id}", {"at": clock.iso()}, {})
+
+
 def begin_step(m: RequestModel, step_id: str) -> bool:
     """Claim, before a step changes anything, that the request is still open on this
     attempt: one conditional write (`units._started:<step>`). False (and nothing written)
     once the request was cancelled or ended, so a cancel that lands between a step's read
-    and its work is still honoured; StaleAttempt when another attempt is current."""
+    and its work is still honoured; StaleAttempt when another attempt is current. Inside
+    `one_claim`, the first claim is made for every planned unit and the others are the
+    caller's fresh read of `m`."""
     attempt = current_attempt()
+    claimed = _claimed.get()
+    if claimed is not None and step_id in claimed:
+        check_current(m)
+        return m.status in OPEN
+    steps = [step_id]
+    if claimed is not None:
+        steps += [u for u in (f"{x['tenant_id']}/{x['table']}"
+                              for x in plan_of(m).get("units", [])) if u != step_id]
     cond = RequestModel.status.is_in(*OPEN)
     if attempt is not None:
         cond = cond & (RequestModel.attempt == attempt)
     try:
-        m.update(actions=[RequestModel.units[f"_started:{step_id}"].set(
-            {"at": clock.iso(), "attempt": attempt})], condition=cond)
+        m.update(actions=[RequestModel.units[f"_started:{s}"].set(
+            {"at": clock.iso(), "attempt": attempt}) for s in steps], condition=cond)
+        if claimed is not None:
+            claimed.update(steps)
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
@@ -327,7 +363,7 @@ def progress(m: RequestModel) -> dict[str, Any]:
     planned = [f"{u['tenant_id']}/{u['table']}" for u in plan_of(m).get("units", [])]
     done = {u: {k: v for k, v in units[u].items() if isinstance(v, int | float)}
             for u in planned if (units.get(u) or {}).get("status") == "done"}
-    begun = [u for u in planned if u not in done and (
+    begun = [u for u in planned if u not in done and f"_not_begun:{u}" not in units and (
         u in units or f"_started:{u}" in units)]
     return {"planned": len(planned), "done": done, "in_progress": begun,
             "not_started": [u for u in planned if u not in done and u not in begun],
@@ -510,15 +546,21 @@ def _write_units(m: RequestModel, outcomes: dict[str, dict[str, Any]],
         stale(m)
 
 
-def send_once(m: RequestModel, unit_id: str, send: Any) -> bool:
-    """Send one event of the outbox at most once per delivery race: the send is claimed
-    first by a conditional write of unit `unit_id` (refused when another run claimed it),
-    then made; a send that fails gives the claim back so that the retry sends it. Returns
-    whether this call sent it."""
+def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
+    """Send events of the outbox at most once per delivery race: the sends are claimed first
+    by one conditional write of their units `unit_ids` (refused when another run claimed any
+    of them), then made; a send that fails gives the claims back so that the retry sends
+    them, and only them (EventBridge names the events it took). Returns whether this call
+    sent them."""
     f = fence(m)
-    cond = RequestModel.units[unit_id].does_not_exist()
+    cond = None
+    for unit_id in unit_ids:
+        absent = RequestModel.units[unit_id].does_not_exist()
+        cond = absent if cond is None else cond & absent
+    at = clock.iso()
     try:
-        m.update(actions=[RequestModel.units[unit_id].set({"sent": True, "at": clock.iso()})],
+        m.update(actions=[RequestModel.units[u].set({"sent": True, "at": at})
+                          for u in unit_ids],
                  condition=cond if f is None else cond & f)
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
@@ -526,9 +568,13 @@ def send_once(m: RequestModel, unit_id: str, send: Any) -> bool:
         return False
     try:
         send()
-    except Exception:
+    except Exception as exc:
+        # the claims of what was not sent go back (what EventBridge took stays claimed)
+        took = set(getattr(exc, "accepted", ()))
+        back = [u for i, u in enumerate(unit_ids) if i not in took]
         with contextlib.suppress(UpdateError):
-            m.update(actions=[RequestModel.units[unit_id].remove()])
+            if back:
+                m.update(actions=[RequestModel.units[u].remove() for u in back])
         raise
     return True
 

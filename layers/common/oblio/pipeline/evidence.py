@@ -177,9 +177,11 @@ def finish_request(request_id: str, tenant_id: str,
         status = _conclude(m, ending)
         m = records.load(tenant_id, request_id)
         units = records.units_of(m)
-    for i, ev in enumerate(units.get("_outbox", {}).get("events", [])):
-        if f"_sent:{i}" not in units:
-            records.send_once(m, f"_sent:{i}", functools.partial(_send, ev))
+    outbox = units.get("_outbox", {}).get("events", [])
+    todo = [i for i in range(len(outbox)) if f"_sent:{i}" not in units]
+    if todo:  # the events not sent yet: claimed by one write, sent in one PutEvents
+        records.send_once(m, [f"_sent:{i}" for i in todo],
+                          functools.partial(_send, [outbox[i] for i in todo]))
     leftover = objects.delete_prefix(work_prefix(m))
     if leftover:
         logger.warning("work files left behind", extra={"request_id": request_id,
@@ -190,10 +192,8 @@ def finish_request(request_id: str, tenant_id: str,
     return {"status": status}
 
 
-def _send(ev: dict[str, Any]) -> dict[str, Any]:
-    detail = dict(ev["detail"])
-    outbound.emit(ev["type"], ev["tenant_id"], **detail)
-    return {"sent": True, "at": clock.iso()}
+def _send(events: list[dict[str, Any]]) -> None:
+    outbound.emit_all([(ev["type"], ev["tenant_id"], dict(ev["detail"])) for ev in events])
 
 
 def _conclude(m: RequestModel, ending: Callable[[RequestModel], Ending]) -> str:

@@ -1,7 +1,8 @@
 """The Work step: plan, then (for a small request) apply every unit and verify, in one
 invocation, so that a small request takes three state transitions (Work, the Choice, Finish)
 and two Lambda invocations instead of one per table, in an execution short enough to be
-Express in AWS. A request with a table holding more than `inline_unit_items` of the
+Express in AWS. Its tables are claimed by one write of the request record, not one each
+(`records.one_claim`), and their outcomes written by one more. A request with a table holding more than `inline_unit_items` of the
 subject's items, or more than `inline_request_items` in all, is handed over to the Standard
 twin of its state machine (`erasure_large`, `anonymisation_large`: Plan, which reuses the
 frozen plan, the Map over tables, Verify, Finish), which may run as long as it takes.
@@ -60,7 +61,7 @@ def work(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Plan; when small, apply each unit and verify here (`inline`: the state machine goes
     straight to Finish); when large, start the Standard twin and record its execution on
     the request (a cancel stops it)."""
-    with records.outcomes_in_one_write():
+    with records.outcomes_in_one_write(), records.one_claim():
         planned = plan.plan(request_id, tenant_id, action)
         units: list[dict[str, str]] = planned["units"]
         if planned.get("cancelled"):
@@ -68,7 +69,9 @@ def work(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         m = records.load(tenant_id, request_id)
         if not is_small(m):
             return hand_over(m, action, len(units))
-        for u in units:
-            apply.apply(request_id, tenant_id, action, u)
+        skipped = [f"{u['tenant_id']}/{u['table']}" for u in units
+                   if apply.apply(request_id, tenant_id, action, u).get("cancelled")]
+        if skipped:  # claimed at once, not begun: the request's progress says so
+            records.not_begun(m, skipped)
         passed = verify.verify(request_id, tenant_id, action)
     return {"inline": True, "units": len(units), "verification": passed}

@@ -36,16 +36,41 @@ def _entry(detail_type: str, tenant_id: str, detail: dict[str, Any]) -> dict[str
             "Detail": json.dumps({"tenant_id": tenant_id, **detail}, default=str)}
 
 
+class NotAllSent(TransientError):
+    """EventBridge kept refusing some events; `accepted` are the positions of those it took."""
+
+    def __init__(self, message: str, accepted: list[int]) -> None:
+        super().__init__(message)
+        self.accepted = accepted
+
+
 def _put_batch(entries: list[dict[str, Any]]) -> None:
-    """One PutEvents; entries EventBridge refused are sent again (only they), a few times."""
+    """One PutEvents; entries EventBridge refused are sent again (only they), a few times;
+    NotAllSent names the entries it took when some are still refused."""
     events = aws.client("events")
+    todo = list(range(len(entries)))
     for _ in range(_PUT_ATTEMPTS):
-        resp = events.put_events(Entries=entries)
+        resp = events.put_events(Entries=[entries[i] for i in todo])
         if not resp.get("FailedEntryCount"):
             return
-        entries = [e for e, got in zip(entries, resp.get("Entries", []), strict=False)
-                   if got.get("ErrorCode")]
-    raise TransientError(f"EventBridge refused {len(entries)} events")
+        todo = [i for i, got in zip(todo, resp.get("Entries", []), strict=False)
+                if got.get("ErrorCode")]
+    raise NotAllSent(f"EventBridge refused {len(todo)} events",
+                     [i for i in range(len(entries)) if i not in todo])
+
+
+def emit_all(events: Sequence[tuple[str, str, dict[str, Any]]]) -> None:
+    """Put `(detail_type, tenant_id, detail)` events, each tenant's its own, in PutEvents of
+    10 (entries EventBridge refused are sent again, a few times); NotAllSent names the
+    positions of the events it did take when others are still refused."""
+    accepted: list[int] = []
+    for start in range(0, len(events), EVENTS_PER_CALL):
+        batch = events[start:start + EVENTS_PER_CALL]
+        try:
+            _put_batch([_entry(t, tenant, d) for t, tenant, d in batch])
+        except NotAllSent as exc:
+            raise NotAllSent(str(exc), accepted + [start + i for i in exc.accepted]) from None
+        accepted += range(start, start + len(batch))
 
 
 def emit_many(tenant_id: str, events: Sequence[tuple[str, dict[str, Any]]], *,
