@@ -12,7 +12,7 @@ import io
 import json
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import IO, Any
 
@@ -252,7 +252,8 @@ def _key_of(t: TableMap, item: dict[str, Any]) -> tuple[Any, ...]:
 
 def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, Any]:
     """Read one table's planned items and write its part: `<table>.jsonl` (the items as
-    exported), `<table>.csv` and `<table>.files.jsonl` (the objects the items point to)."""
+    exported, which the package also writes as `<table>.csv` under the recorded `columns`)
+    and `<table>.files.jsonl` (the objects the items point to)."""
     m = records.load(tenant_id, request_id)
     u = Unit(unit["tenant_id"], unit["table"])
     done = (records.units_of(m)).get(u.id)
@@ -289,10 +290,8 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
                     refs.write(json.dumps(ref).encode() + b"\n")
                 exported += 1
                 files += len(pointed)
-        with tempfile.SpooledTemporaryFile(max_size=SPOOL) as table_csv:
-            write_csv(table_csv, part.header(), _lines(lines))
-            archives.put_work_file(part_key(m, u, "csv"), table_csv, table_csv.tell(),
-                                   "text/csv")
+        # the table's CSV is made from these lines as the package streams it (one work file
+        # a table, not two: each is a PUT)
         archives.put_work_file(part_key(m, u, "jsonl"), lines, lines.tell(),
                                "application/x-ndjson")
         if files:
@@ -306,13 +305,6 @@ def collect(request_id: str, tenant_id: str, unit: dict[str, str]) -> dict[str, 
     logger.info("export unit collected", extra={"request_id": request_id, "unit": u.id,
                                                 "exported": exported, "files": files})
     return {"unit": u.id, "exported": exported, "files": files}
-
-
-def _lines(spool: IO[bytes]) -> Iterator[dict[str, Any]]:
-    end = spool.tell()
-    spool.seek(0)
-    while spool.tell() < end:
-        yield json.loads(spool.readline())
 
 
 def write_csv(out: IO[bytes], header: list[str], rows: Iterable[dict[str, Any]]) -> None:

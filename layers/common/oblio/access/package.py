@@ -222,8 +222,8 @@ def _add_unit(zf: zipfile.ZipFile, m: RequestModel, u: Unit, outcome: dict[str, 
     many files it held, and adds those S3 no longer holds to `missing`."""
     prefix = archive_prefix(m.tenant_id, u.tenant_id)
     with zf.open(_stamp(f"{prefix}{u.table}.csv", now), "w") as w:
-        for chunk in archives.work_chunks(part_key(m, u, "csv")):
-            w.write(chunk)
+        write_csv(w, list(outcome.get("columns") or []),
+                  (json.loads(line) for line in archives.work_lines(part_key(m, u, "jsonl"))))
     included = 0
     if not int(outcome.get("files", 0)):
         return included
