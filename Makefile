@@ -73,6 +73,8 @@ bench: $(STAMP)
 	$(BIN)/python -m tests.bench.retention $(ARGS)
 	$(BIN)/python -m tests.bench.typed $(ARGS)
 	$(BIN)/python -m tests.bench.backfill $(ARGS)
+	$(BIN)/python -m tests.bench.single_cost
+	$(BIN)/python -m tests.bench.capacity
 
 ## synth: write the CloudFormation template (no AWS credentials needed)
 synth: $(STAMP)

@@ -197,7 +197,7 @@ def report(a: Assumptions) -> dict[str, Any]:
     print("the same job if:")
     base = asdict(a)
     for title, change in (
-            ("the audit chain takes one append per subject (today)", {"audit": "per-subject"}),
+            ("the audit chain took one append per subject (before)", {"audit": "per-subject"}),
             ("oblio's requests and suppression were one partition", {"shards": 1}),
             ("the tenant's tables were keyed by tenant alone", {"tenant_partitions": 1}),
             ("bulk_concurrency were 4 (before sizing)", {"bulk_concurrency": 4}),
