@@ -25,11 +25,10 @@ import resource
 import subprocess
 import sys
 import time
-import tracemalloc
 from collections import Counter
 from typing import Any
 
-from tests.bench.harness import calls, direct_writer, emit, local_stack, run_sizes
+from tests.bench.harness import calls, direct_writer, emit, local_stack, run_sizes, timed_peak
 
 EMAIL = "heavy.subject@example.com"
 
@@ -113,12 +112,7 @@ def package_step(request_id: str, tenant_id: str) -> None:
     aws.client("s3").head_bucket(Bucket=get_settings().bucket("exports"))
     aws.client("dynamodb").describe_limits()
     ConsentModel._get_connection().connection.client  # noqa: B018 - the ledger's client
-    tracemalloc.start()
-    t = time.monotonic()
-    result = package.package(request_id, tenant_id)
-    wall = time.monotonic() - t
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    result, wall, peak = timed_peak(lambda: package.package(request_id, tenant_id))
     emit({"result": result, "peak_traced_mb": peak / 2**20, "package_s": wall,
           "max_rss_mb": _peak_rss_mb()})
 

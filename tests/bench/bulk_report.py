@@ -20,11 +20,9 @@ of the job in memory at a time: the peak must stay flat from 1,000 to 1,000,000 
 from __future__ import annotations
 
 import argparse
-import time
-import tracemalloc
 from typing import Any
 
-from tests.bench.harness import emit, run_sizes
+from tests.bench.harness import emit, run_sizes, timed_peak
 
 
 class _Sink:
@@ -119,12 +117,7 @@ def run_one(lines: int, part_rows: int) -> dict[str, Any]:
 
         objects.delete_prefix = delete_prefix  # type: ignore[assignment]
         try:
-            tracemalloc.start()
-            began = time.monotonic()
-            out = bulk.report(tenant, job_id)
-            seconds = time.monotonic() - began
-            _, peak = tracemalloc.get_traced_memory()
-            tracemalloc.stop()
+            out, seconds, peak = timed_peak(lambda: bulk.report(tenant, job_id))
         finally:
             aws.bucket_client = real  # type: ignore[assignment]
             objects.delete_prefix = real_delete  # type: ignore[assignment]

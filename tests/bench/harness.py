@@ -38,6 +38,22 @@ def calls(io: dict[str, Any]) -> dict[str, int]:
             if "." in k and isinstance(v, int) and not isinstance(v, bool)}
 
 
+def timed_peak(fn: Any) -> tuple[Any, float, int]:
+    """`fn()`'s result, its seconds, and the peak Python heap it allocated (tracemalloc)."""
+    import time
+    import tracemalloc
+
+    tracemalloc.start()
+    began = time.monotonic()
+    try:
+        out = fn()
+        seconds = time.monotonic() - began
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return out, seconds, peak
+
+
 def emit(result: dict[str, Any]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 

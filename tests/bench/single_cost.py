@@ -159,26 +159,25 @@ class Meter:
             self.record_writes = self.record_write_units = self.manifests = self.listings = 0
 
 
-def value_size(v: dict[str, Any]) -> int:
-    """The size DynamoDB bills for one attribute value (its documented item-size rules)."""
-    (kind, x), = v.items()
-    if kind == "S":
-        return len(x.encode())
-    if kind == "N":
-        return (len(x.strip("-").replace(".", "")) + 1) // 2 + 1
-    if kind == "B":
-        return len(x)
-    if kind in ("BOOL", "NULL"):
-        return 1
-    if kind == "M":
-        return 3 + sum(len(k.encode()) + value_size(e) + 1 for k, e in x.items())
-    if kind == "L":
-        return 3 + sum(value_size(e) + 1 for e in x)
-    return sum(len(str(e).encode()) for e in x)  # SS, NS, BS
+def _units_module() -> Any:
+    """DynamoDB's item-size rules (`oblio.store.units`, which imports nothing of oblio's):
+    the measured tree's, or this tree's file when an older tree has none (`--before`)."""
+    try:
+        from oblio.store import units
+    except ImportError:
+        import importlib.util
+
+        path = Path(__file__).resolve().parents[2] / "layers/common/oblio/store/units.py"
+        spec = importlib.util.spec_from_file_location("bench_units", path)
+        assert spec and spec.loader
+        units = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(units)
+    return units
 
 
 def item_size(item: dict[str, Any]) -> int:
-    return sum(len(k.encode()) + value_size(v) for k, v in item.items())
+    size: int = _units_module().item_size(item)
+    return size
 
 
 def history(sfn: Any, arn: str) -> dict[str, int]:
