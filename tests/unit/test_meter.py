@@ -251,3 +251,14 @@ def test_a_bulk_job_run_through_its_handlers_counts_every_call_per_subject(t, de
     per = io["per_subject"]
     assert per["of"] == 3 and per["cost_usd"]["total"] == pytest.approx(
         io["cost_usd"]["total"] / 3)
+
+
+def test_a_models_pynamodb_calls_are_counted_from_its_first_use(t):
+    """PynamoDB makes each model's client when the model is first used; its calls are
+    counted from that first call (no client is made for a model an invocation does not use)."""
+    from oblio.store import aws
+    from oblio.store.models import PublicSlugModel
+
+    with aws.counting() as c:
+        assert PublicSlugModel.count("no-such-slug") == 0
+    assert c.calls["dynamodb.Query"] == 1 and c.owned["oblio:dynamodb.Query"] == 1

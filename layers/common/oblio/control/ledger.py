@@ -41,7 +41,7 @@ from oblio.core.bodies import (
 )
 from oblio.core.errors import Invalid, TransientError
 from oblio.core.observability import count
-from oblio.store import aws, outbound
+from oblio.store import outbound
 from oblio.store.models import ConsentModel, RequestModel, plain
 
 STATUSES = CONSENT_STATUSES
@@ -80,11 +80,9 @@ def state_sk(key: str, purpose: str) -> str:
 
 
 def connect() -> Connection:
-    """PynamoDB's connection for the ledger, its calls counted like every oblio AWS call
-    (a request's `io`, the benchmark's calls per read)."""
-    conn = ConsentModel._get_connection().connection
-    aws.count_calls(conn.client)
-    return conn
+    """PynamoDB's connection for the ledger (its calls counted like every oblio AWS call:
+    `store.counted`)."""
+    return ConsentModel._get_connection().connection
 
 
 # -- writing ----------------------------------------------------------------------------------

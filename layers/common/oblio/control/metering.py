@@ -33,7 +33,7 @@ from oblio.control.records import meter_key
 from oblio.core import boundary
 from oblio.core.boundary import BulkEvent, SweepEvent, TaskEvent
 from oblio.core.observability import logger
-from oblio.store import aws, models, workflows
+from oblio.store import aws, workflows
 from oblio.store.models import BulkJobModel, RequestModel, RetentionSweepModel
 from oblio.store.tables import add_counts, add_to_map
 
@@ -75,7 +75,6 @@ def invocation(target: Target | None = None, *, kind: str = "task",
     event invoked. Without `target` the record is the one `bill_to` names once it exists;
     an invocation that names none is not metered."""
     started = time.monotonic()
-    models.count_calls()
     holder: list[Target | None] = [target]
     token = _target.set(holder)
     with aws.counting() as counter:

@@ -15,10 +15,9 @@ from pynamodb.attributes import (
     UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
-from pynamodb.models import Model
 
 from oblio.core.settings import get_settings
-from oblio.store import aws
+from oblio.store.counted import CountedModel
 from oblio.store.shards import ShardedModel
 
 _s = get_settings()
@@ -45,7 +44,7 @@ class _Meta:
     max_retry_attempts = 10
 
 
-class TenantModel(Model):
+class TenantModel(CountedModel):
     class Meta(_Meta):
         table_name = _s.table("tenants")
 
@@ -67,7 +66,7 @@ class KeysByTenant(GlobalSecondaryIndex["ApiKeyModel"]):
     key_id = UnicodeAttribute(range_key=True)
 
 
-class ApiKeyModel(Model):
+class ApiKeyModel(CountedModel):
     class Meta(_Meta):
         table_name = _s.table("api_keys")
 
@@ -119,7 +118,7 @@ class RequestModel(ShardedModel):
     extended = MapAttribute[str, Any](null=True)
 
 
-class AuditModel(Model):
+class AuditModel(CountedModel):
     """One audit entry (seq = zero-padded number) or the chain's head (seq = HEAD)."""
 
     class Meta(_Meta):
@@ -138,7 +137,7 @@ class AuditModel(Model):
     last = NumberAttribute(null=True)  # on HEAD: the last seq number
 
 
-class BulkJobModel(Model):
+class BulkJobModel(CountedModel):
     """A bulk erasure job: its counters move as chunks finish (ADD, so chunks in parallel
     never lose a count)."""
 
@@ -205,7 +204,7 @@ class SuppressionModel(ShardedModel):
     at = UnicodeAttribute()
 
 
-class ConsentModel(Model):
+class ConsentModel(CountedModel):
     """The consent ledger, per identity `<kind>#<hmac>`: an event (sk = <ident>#e#<at>#<id>,
     written once, never changed) or the current state of one purpose (sk = <ident>#s#<purpose>,
     moved in the same transaction as the event that changes it)."""
@@ -233,7 +232,7 @@ class ConsentModel(Model):
     hash = UnicodeAttribute(null=True)
 
 
-class SelfServiceModel(Model):
+class SelfServiceModel(CountedModel):
     """A self-service request's one-time code (sk = otp#<request id>: its HMAC, expiry and
     attempts) or a rate counter (sk = rate#<address hmac>#<window>); both expire (TTL)."""
 
@@ -252,7 +251,7 @@ class SelfServiceModel(Model):
     expires = NumberAttribute(null=True)  # epoch seconds (DynamoDB TTL)
 
 
-class PublicSlugModel(Model):
+class PublicSlugModel(CountedModel):
     """A tenant's public name (the self-service pages' `tenant`), unique across tenants."""
 
     class Meta(_Meta):
@@ -264,7 +263,7 @@ class PublicSlugModel(Model):
 
 
 
-class RetentionPolicyModel(Model):
+class RetentionPolicyModel(CountedModel):
     """A tenant's retention policy (sk = policy#<id>). `resume_sweep` names a sweep that
     failed: the next run of the policy picks it up instead of starting again."""
 
@@ -281,7 +280,7 @@ class RetentionPolicyModel(Model):
     resume_sweep = UnicodeAttribute(null=True)
 
 
-class RetentionSweepModel(Model):
+class RetentionSweepModel(CountedModel):
     """One run of a policy (sk = sweep#<id>), or the lock of a policy (sk = lock#<policy id>,
     `sweep_id` the holder, `expires` when a dead holder's lock may be taken over). Counters move
     with ADD as chunks finish; `chunks_done` makes a chunk run once."""
@@ -316,7 +315,7 @@ class RetentionSweepModel(Model):
     expires = NumberAttribute(null=True)
 
 
-class BackfillModel(Model):
+class BackfillModel(CountedModel):
     """A shadow backfill (sk = run#<id>: what it covers, its status), or one segment of its
     parallel Scan of one physical table (sk = seg#<id>#<table>#<segment>): its resume point
     (the Scan's LastEvaluatedKey, encrypted with the tenant's key: it is an item's key) and
@@ -351,16 +350,3 @@ class BackfillModel(Model):
     counts = MapAttribute[str, Any](null=True)
     io = MapAttribute[str, Any](null=True)
 
-
-#: every model of oblio's own tables (their PynamoDB clients are counted: `count_calls`)
-MODELS: tuple[type[Model], ...] = (
-    TenantModel, ApiKeyModel, RequestModel, AuditModel, BulkJobModel, SuppressionModel,
-    ConsentModel, SelfServiceModel, PublicSlugModel, RetentionPolicyModel,
-    RetentionSweepModel, BackfillModel)
-
-
-def count_calls() -> None:
-    """Have the calls of every model's PynamoDB client counted like boto3's (`store.aws`):
-    PynamoDB makes its own botocore clients, one per model, when first used."""
-    for model in MODELS:
-        aws.count_calls(model._get_connection().connection.client)

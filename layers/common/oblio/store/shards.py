@@ -25,7 +25,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any, TypeVar
 
 from pynamodb.attributes import UnicodeAttribute
-from pynamodb.models import Model
+
+from oblio.store.counted import CountedModel
 
 #: partitions per tenant: 16 x 1,000 WCU = 16,000 write units a second for one tenant
 SHARDS = 16
@@ -64,7 +65,7 @@ def checked(pk: Any) -> str:
     return str(pk)
 
 
-class ShardedModel(Model):
+class ShardedModel(CountedModel):
     """A model keyed by `pk = key(tenant_id, <its range key>)`, `tenant_id` kept beside it."""
 
     pk = UnicodeAttribute(hash_key=True)
