@@ -5,8 +5,9 @@ files a request, counts every AWS call it makes (the clients of boto3, PynamoDB 
 Powertools alike: `store.aws`), by owner (the tenant's tables and buckets, or oblio's own
 resources and services), service and operation, with the DynamoDB units used (reported by
 DynamoDB on AWS, estimated by its item-size rules on the local stack), its own duration and
-memory. At its end the counts are added to the record it worked for, in one atomic update of
-the record's `meter` map that counts itself; parallel invocations never lose a count, and a
+memory. At its end the counts are added to the record it worked for, in one atomic update
+that counts itself (a request's go to its own meter item beside the record, a bulk job's and
+a sweep's to the record's `meter` map); parallel invocations never lose a count, and a
 failed or repeated invocation is counted too, since AWS bills it.
 
 Step Functions: an execution started is counted by its type as deployed on AWS (Express for
@@ -15,8 +16,8 @@ execution's state transitions are read from its history by its last task; an Exp
 priced per execution and by its task invocations' measured time (its own time between tasks
 is not measured).
 
-`view` turns a record's meter into its `io`: every call (the tenant's and oblio's), the
-units, Lambda, Step Functions, and `cost_usd` priced by `core.prices`."""
+`core.meter.view` turns a record's meter into its `io`: every call (the tenant's and
+oblio's), the units, Lambda, Step Functions, and `cost_usd` priced by `core.prices`."""
 
 from __future__ import annotations
 
@@ -137,12 +138,6 @@ def _metered(fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, A
         with invocation(target_of(ev)):
             return fn(ev)
     return run
-
-
-def note(name: str, n: float = 1) -> None:
-    """Count something that is not an AWS call (an execution started, by type; the
-    transitions of a Standard execution) with the running invocation's calls."""
-    aws.note(name, n)
 
 
 def last_step(execution_arn: str | None, after: int = 0) -> None:

@@ -492,7 +492,9 @@ def inclusion(tenant_id: str, request_id: str) -> dict[str, Any]:
     """Whether the request's certificate is the one the audit chain committed to: for a bulk
     line, its inclusion in its chunk entry's Merkle root (`chunk`: entry, index, proof)."""
     m = load(tenant_id, request_id)
-    view = _result_view(m) or {}
+    result = result_of(m)
+    # a bulk line's certificate is in its chunk's evidence (the meter is not needed here)
+    view = _with_certificate(result, None) if "evidence" in result else result
     if view.get("evidence_problem"):
         return {"request_id": request_id, "included": False, "chunk": None,
                 "audit_entry": (result_of(m).get("evidence") or {}).get("entry"),

@@ -18,18 +18,21 @@ NOT_COUNTED = (
     "the client's own polling of the API (GET /v1/requests/{id})",
 )
 
+
 def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
          per: int = 0, per_name: str = "per_subject") -> dict[str, Any]:
     """A record's `io`: every call by `service.Operation` (as the API names them), then the
     same by owner, DynamoDB's units, Lambda, Step Functions, `cost_usd` (and per subject when
-    `per` subjects were worked on; `per_name` names that part: a sweep's is per item). A record from before the meter (`meter` empty) shows the
-    step counts it kept (`io`), `complete: false`."""
+    `per` subjects were worked on; `per_name` names that part: a sweep's is per item). A
+    record from before the meter (`meter` empty) shows the step counts it kept (`io`),
+    `complete: false`."""
     if not meter:
         legacy: dict[str, Any] = dict(io or {})
         legacy.setdefault("dynamodb.Scan", 0)
         legacy["complete"] = False
         legacy["not_counted"] = ["oblio's own tables, S3 work files, KMS, EventBridge, Step "
-                              "Functions and Lambda: this record predates the meter", *NOT_COUNTED]
+                                 "Functions and Lambda: this record predates the meter",
+                                 *NOT_COUNTED]
         return legacy
     calls: dict[str, int] = {}
     owned: dict[str, dict[str, int]] = {"tenant": {}, "oblio": {}}
@@ -70,5 +73,3 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
             "calls": {k: round(v / per, 3) for k, v in sorted(calls.items())},
             "cost_usd": {k: v / per for k, v in cost.items() if isinstance(v, float)}}
     return out
-
-

@@ -52,7 +52,7 @@ def _read(size: int) -> float:
     return float(max(1, math.ceil(size / 4096)))
 
 
-def tables_of(operation: str, params: dict[str, Any]) -> list[str]:
+def tables_of(params: dict[str, Any]) -> list[str]:
     """The tables a DynamoDB call names (several for a batch or a transaction)."""
     if "TableName" in params:
         return [str(params["TableName"])]
@@ -121,7 +121,7 @@ def owner_of(service: str, params: dict[str, Any], operation: str,
     """"tenant" for a call on the tenant's own tables or buckets (the data map's), "oblio"
     for everything else: oblio's tables and buckets, keys, events, workflows, e-mail."""
     if service == "dynamodb":
-        names = tables_of(operation, params)
+        names = tables_of(params)
     elif service == "s3" and params.get("Bucket"):
         names = [str(params["Bucket"])]
     else:
