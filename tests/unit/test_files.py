@@ -136,3 +136,51 @@ def test_the_export_holds_every_current_object_under_the_prefix(module_aws, tena
                                              f"{tenant}/people/c1/id-card.pdf"]
     assert [f.get("optional") for f in got if "avatars" in f["key"]] == [True]
     assert len({f["path"] for f in got}) == 2
+
+
+@pytest.mark.parametrize("count, single, batched", [(2, 2 * 3, 0), (12, 0, 1)])
+def test_a_few_versions_go_one_free_delete_each_many_in_one_batch(
+        module_aws, tenant, files, count, single, batched):
+    """S3 bills no DELETE but bills DeleteObjects (a POST) as a PUT-class request: a
+    subject's few file versions are deleted one by one, many in DeleteObjects of 1,000."""
+    from oblio.store import aws as oblio_aws
+    from oblio.store import objects
+
+    s3 = oblio_aws.client("s3")
+    keys = [f"{tenant}/many/{i}.pdf" for i in range(count)]
+    for key in keys:
+        s3.put_object(Bucket=files, Key=key, Body=b"v1")
+    if count * 3 <= objects.SINGLE_DELETES:  # three versions each: still few
+        for key in keys:
+            s3.put_object(Bucket=files, Key=key, Body=b"v2")
+            s3.delete_object(Bucket=files, Key=key)  # a delete marker on top
+    with oblio_aws.counting() as io_:
+        assert objects.delete_all_versions([(files, k) for k in keys]) == count
+    assert io_.calls.get("s3.DeleteObject", 0) == single
+    assert io_.calls.get("s3.DeleteObjects", 0) == batched
+    assert _keys_left(files, tenant) == set()
+
+
+def test_a_version_s3_refuses_to_delete_is_tried_again(module_aws, tenant, files,
+                                                        monkeypatch):
+    from botocore.exceptions import ClientError
+
+    from oblio.store import aws as oblio_aws
+    from oblio.store import objects
+
+    s3 = oblio_aws.client("s3")
+    key = f"{tenant}/slow.pdf"
+    s3.put_object(Bucket=files, Key=key, Body=b"v1")
+    real, refused = s3.delete_object, []
+
+    def slow_down_once(**kwargs: Any) -> Any:
+        if not refused:
+            refused.append(kwargs["Key"])
+            raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow"}},
+                              "DeleteObject")
+        return real(**kwargs)
+
+    monkeypatch.setattr(s3, "delete_object", slow_down_once)
+    monkeypatch.setattr(objects.aws, "bucket_client", lambda bucket: s3)
+    assert objects.delete_all_versions([(files, key)]) == 1
+    assert refused == [key] and _keys_left(files, tenant) == set()

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 from oblio.core.errors import TransientError
 from oblio.core.settings import get_settings
@@ -52,26 +53,49 @@ def delete_all_versions(refs: list[tuple[str, str]],
     return reported
 
 
+#: up to this many versions are deleted with one DeleteObject each: S3 does not bill a
+#: DELETE, while DeleteObjects is a POST billed as a PUT-class request (a request's few
+#: files and work files cost nothing to delete); more go in DeleteObjects calls of 1,000
+SINGLE_DELETES = 8
+
+
 def _delete_versions(s3: Any, bucket: str, objects: list[dict[str, str]],
                      attempts: int = 4) -> list[dict[str, str]]:
-    """DeleteObjects over `objects` (1,000 a call), trying again, after a jittered backoff,
-    the versions it reports as not deleted (per-key SlowDown, InternalError...), up to
-    `attempts` rounds; returns those still not deleted."""
+    """Delete `objects` (each a Key and VersionId), trying again, after a jittered backoff,
+    those S3 reports as not deleted (per-key SlowDown, InternalError...), up to `attempts`
+    rounds; returns those still not deleted."""
     for n in range(attempts):
         if not objects:
             break
         if n:
             time.sleep(random.uniform(0, 0.05 * 2 ** n))
-        left: list[dict[str, str]] = []
-        for start in range(0, len(objects), 1000):
-            resp = s3.delete_objects(Bucket=bucket,
-                                     Delete={"Objects": objects[start:start + 1000],
-                                             "Quiet": True})
-            left += [{"Key": e["Key"], **({"VersionId": e["VersionId"]}
-                                          if e.get("VersionId") else {})}
-                     for e in resp.get("Errors", [])]
-        objects = left
+        objects = (_delete_one_by_one if len(objects) <= SINGLE_DELETES
+                   else _delete_in_batches)(s3, bucket, objects)
     return objects
+
+
+def _delete_one_by_one(s3: Any, bucket: str, objects: list[dict[str, str]],
+                       ) -> list[dict[str, str]]:
+    left: list[dict[str, str]] = []
+    for o in objects:
+        try:
+            s3.delete_object(Bucket=bucket, **o)
+        except ClientError:  # as DeleteObjects reports a key it could not delete
+            left.append(o)
+    return left
+
+
+def _delete_in_batches(s3: Any, bucket: str, objects: list[dict[str, str]],
+                       ) -> list[dict[str, str]]:
+    left: list[dict[str, str]] = []
+    for start in range(0, len(objects), 1000):
+        resp = s3.delete_objects(Bucket=bucket,
+                                 Delete={"Objects": objects[start:start + 1000],
+                                         "Quiet": True})
+        left += [{"Key": e["Key"], **({"VersionId": e["VersionId"]}
+                                      if e.get("VersionId") else {})}
+                 for e in resp.get("Errors", [])]
+    return left
 
 
 def versions_left(refs: list[tuple[str, str]]) -> int:
@@ -101,13 +125,10 @@ def delete_prefixes(refs: list[tuple[str, str]]) -> int:
     for bucket, prefix in refs:
         versions = _versions_under(bucket, prefix)
         found += len({v["Key"] for v in versions})
-        for start in range(0, len(versions), 1000):
-            resp = aws.bucket_client(bucket).delete_objects(Bucket=bucket,
-                                     Delete={"Objects": versions[start:start + 1000],
-                                             "Quiet": True})
-            if resp.get("Errors"):
-                raise TransientError(f"S3 could not delete {len(resp['Errors'])} object "
-                                     f"versions in bucket {bucket}")
+        left = _delete_versions(aws.bucket_client(bucket), bucket, versions)
+        if left:
+            raise TransientError(f"S3 could not delete {len(left)} object versions in "
+                                 f"bucket {bucket}")
     return found
 
 
@@ -220,13 +241,9 @@ def delete_prefix(prefix: str) -> int:
     """Delete every version under a prefix of the work bucket (a finished request's files,
     a job's chunk manifests), retrying per-key errors; returns how many versions are left
     (0: the prefix is empty), so that a caller can say so rather than assume it."""
-    s3 = aws.client("s3")
-    objects: list[dict[str, str]] = []
-    for page in s3.get_paginator("list_object_versions").paginate(Bucket=_work_bucket(),
-                                                                  Prefix=prefix):
-        for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
-            objects.append({"Key": v["Key"], "VersionId": v["VersionId"]})
-    return len(_delete_versions(s3, _work_bucket(), objects))
+    bucket = _work_bucket()
+    return len(_delete_versions(aws.bucket_client(bucket), bucket,
+                                _versions_under(bucket, prefix)))
 
 
 @lru_cache(maxsize=1)
