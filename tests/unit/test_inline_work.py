@@ -216,3 +216,57 @@ def test_a_small_requests_tables_are_claimed_by_one_write_of_its_record(t, mario
     assert len(claims) == 1
     units = records.units_of(records.load(t.tenant_id, rid))
     assert all(f"_started:{u}" in units for u in units if "/" in u and ":" not in u)
+
+
+def _archive_names(t: Any, rid: str) -> set[str]:
+    import io
+    import zipfile
+
+    from oblio.access.package import archive_key
+    from oblio.store import aws
+
+    body = aws.client("s3").get_object(Bucket=get_settings().bucket("exports"),
+                                       Key=archive_key(t.tenant_id, rid))["Body"].read()
+    return set(zipfile.ZipFile(io.BytesIO(body)).namelist())
+
+
+def test_a_small_export_is_collected_and_packaged_without_a_work_file_a_table(t, mario):
+    from oblio.access import work as export_work
+
+    rid = world.new_request(t, "access", {"email": "mario@example.com"}, action="export")
+    out = export_work.work(rid, t.tenant_id)
+    assert out["inline"] is True and out["size"] > 0
+    m = records.load(t.tenant_id, rid)
+    units = records.units_of(m)
+    assert all(units[u.id]["status"] == "done" for u in work.planned_units(m))
+    assert units["_package"]["status"] == "done"
+    # the parts stayed in the invocation: the manifest is the request's only work file
+    assert work_keys(t, rid) == [f"work/{t.tenant_id}/{rid}/manifest.json"]
+    names = _archive_names(t, rid)
+    assert {"subject.json", "contacts.csv", "tickets.csv"} <= names
+
+
+def test_a_small_export_that_fails_while_packaging_records_no_part_and_is_made_again(
+        t, mario, monkeypatch):
+    """Its parts were only in memory: none is recorded as collected (a retry would find
+    no file behind it), and the retry collects and packages everything again."""
+    from oblio.access import package
+    from oblio.access import work as export_work
+
+    rid = world.new_request(t, "access", {"email": "mario@example.com"}, action="export")
+    real = package._subject_json
+
+    def dies(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("the invocation dies while packaging")
+
+    monkeypatch.setattr(package, "_subject_json", dies)
+    with pytest.raises(RuntimeError):
+        export_work.work(rid, t.tenant_id)
+    m = records.load(t.tenant_id, rid)
+    assert not any(k.startswith(f"{t.tenant_id}/") or k == "_package"
+                   for k in records.units_of(m))
+    monkeypatch.setattr(package, "_subject_json", real)
+    assert export_work.work(rid, t.tenant_id)["inline"] is True
+    units = records.units_of(records.load(t.tenant_id, rid))
+    assert all(units[u.id]["status"] == "done" for u in work.planned_units(m))
+    assert "subject.json" in _archive_names(t, rid)

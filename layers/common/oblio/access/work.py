@@ -12,10 +12,14 @@ from typing import Any
 from oblio.access import collect, package
 from oblio.control import records
 from oblio.pipeline import inline, plan
+from oblio.store import archives
 
 
 def work(request_id: str, tenant_id: str) -> dict[str, Any]:
-    with records.outcomes_in_one_write():
+    # a small export's parts stay in memory, from collection to the package (no work file
+    # PUT and GET per table); their outcomes and the package's are written in one update
+    # once it is made, or not at all: a failed invocation's retry collects them again
+    with records.outcomes_in_one_write(keep_on_failure=False), archives.holding_work_files():
         planned = plan.plan(request_id, tenant_id, "export")
         units: list[dict[str, str]] = planned["units"]
         if planned.get("cancelled"):
@@ -25,6 +29,5 @@ def work(request_id: str, tenant_id: str) -> dict[str, Any]:
             return inline.hand_over(m, "export", len(units))
         for u in units:
             collect.collect(request_id, tenant_id, u)
-    # the package reads the collected parts' outcomes (columns, counts) from the record
-    made = package.package(request_id, tenant_id)
+        made = package.package(request_id, tenant_id)  # reads the outcomes held above
     return {"inline": True, "units": len(units), "size": made["size"]}

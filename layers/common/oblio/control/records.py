@@ -91,8 +91,14 @@ def plan_of(m: RequestModel) -> dict[str, Any]:
 
 
 def units_of(m: RequestModel) -> dict[str, Any]:
-    """The recorded outcome of each unit and step, by id (`<tenant>/<table>`, `_audit`...)."""
-    return plain(m.units) or {}
+    """The recorded outcome of each unit and step, by id (`<tenant>/<table>`, `_audit`...),
+    with those recorded inside this invocation's `outcomes_in_one_write` block and not
+    written yet."""
+    units: dict[str, Any] = plain(m.units) or {}
+    for held, unit_id, outcome, _ in _held.get() or ():
+        if (held.tenant_id, held.sk) == (m.tenant_id, m.sk):
+            units[unit_id] = outcome
+    return units
 
 
 def result_of(m: RequestModel) -> dict[str, Any]:
@@ -582,12 +588,14 @@ def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
 
 
 @contextlib.contextmanager
-def outcomes_in_one_write() -> Iterator[None]:
+def outcomes_in_one_write(keep_on_failure: bool = True) -> Iterator[None]:
     """The steps of a small request run in one invocation: the outcomes they record (the
     plan's, each unit's, the verification's) and their calls go to the request in one
-    update at the end of the block instead of one each. What was done before a failure is
-    written too, then the failure goes on; an invocation that dies first leaves them
-    unwritten, and the retry does those units again (each is repeatable)."""
+    update at the end of the block instead of one each (`units_of` reads them meanwhile).
+    What was done before a failure is written too, then the failure goes on, unless
+    `keep_on_failure` is false (what the block did is only good with the rest of it: an
+    export's parts held in memory); an invocation that dies first leaves them unwritten,
+    and the retry does those units again (each is repeatable)."""
     token = _held.set([])
     failed = False
     try:
@@ -596,7 +604,7 @@ def outcomes_in_one_write() -> Iterator[None]:
         failed = True
         raise
     finally:
-        held = _held.get() or []
+        held = [] if failed and not keep_on_failure else (_held.get() or [])
         _held.reset(token)
         by_request: dict[tuple[str, str], list[Any]] = {}
         for entry in held:

@@ -5,9 +5,11 @@ and of the export's parts in the work bucket as streams, and presigned downloads
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import tempfile
 from collections.abc import Iterator
+from contextvars import ContextVar
 from types import TracebackType
 from typing import IO, Any
 
@@ -137,8 +139,32 @@ def exists(bucket: str, key: str) -> bool:
     return True
 
 
+#: the work files of the invocation that holds them (`holding_work_files`), by key
+_held: ContextVar[dict[str, bytes] | None] = ContextVar("held_work_files", default=None)
+
+
+@contextlib.contextmanager
+def holding_work_files() -> Iterator[None]:
+    """The work files written in the block stay in this invocation's memory instead of
+    going to the work bucket (a PUT each), and are read back from there: for a small
+    export collected and packaged in one invocation, whose outcomes are recorded only
+    once it is packaged (an invocation that fails leaves no collected part recorded, so
+    its retry collects them again). Nothing is held once the block is left."""
+    token = _held.set({})
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
 def put_work_file(key: str, body: IO[bytes], size: int, content_type: str) -> None:
-    """One file of a running request (an export's part) into the work bucket, SSE-KMS."""
+    """One file of a running request (an export's part) into the work bucket, SSE-KMS, or
+    into the invocation's memory inside `holding_work_files`."""
+    held = _held.get()
+    if held is not None:
+        body.seek(0)
+        held[key] = body.read(size)
+        return
     put_encrypted(get_settings().bucket("work"), key, body, content_type=content_type,
                   size=size)
 
@@ -150,7 +176,12 @@ def work_chunks(key: str) -> Iterator[bytes]:
 
 
 def work_lines(key: str) -> Iterator[bytes]:
-    """A work-bucket object's lines (JSON lines), streamed."""
+    """A work file's lines (JSON lines), streamed from the work bucket, or from memory when
+    this invocation holds it."""
+    held = _held.get()
+    if held is not None and key in held:
+        yield from (line for line in held[key].splitlines() if line)
+        return
     body = aws.client("s3").get_object(Bucket=get_settings().bucket("work"), Key=key)["Body"]
     for line in body.iter_lines(CHUNK):
         if line:
