@@ -62,6 +62,8 @@ def effects(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
     monkeypatch.setattr(evidence.records, "end", end)
     monkeypatch.setattr(evidence.records, "mark_finishing", mark_finishing)
     monkeypatch.setattr(evidence.records, "send_once", send_once)
+    monkeypatch.setattr(evidence.records, "sent_of", lambda m: {
+        u for u in evidence.records.units_of(m) if u.startswith("_sent:")})
     return done
 
 
@@ -221,17 +223,35 @@ def test_events_eventbridge_took_stay_claimed_when_others_are_refused(monkeypatc
     from oblio.control import records
     from oblio.store import outbound
 
-    removed: list[list[str]] = []
-
-    class Record:
-        def update(self, actions: Any, condition: Any = None) -> None:
-            if all(type(a).__name__ == "RemoveAction" for a in actions):
-                removed.append([str(a) for a in actions])
+    claimed: list[list[str]] = []
+    given_back: list[list[str]] = []
+    monkeypatch.setattr(records.tables, "claim",
+                        lambda table, key, names, value: claimed.append(names) or True)
+    monkeypatch.setattr(records.tables, "unclaim",
+                        lambda table, key, names: given_back.append(names))
 
     def send() -> None:
         raise outbound.NotAllSent("EventBridge refused 1 events", [0, 2])
 
-    monkeypatch.setattr(records, "fence", lambda m: None)
+    m = RequestModel(tenant_id="acme", sk="req#R1", request_id="R1")
     with pytest.raises(outbound.NotAllSent):
-        records.send_once(Record(), ["_sent:0", "_sent:1", "_sent:2"], send)  # type: ignore[arg-type]
-    assert removed == [["units._sent:1"]]
+        records.send_once(m, ["_sent:0", "_sent:1", "_sent:2"], send)
+    assert claimed == [["_sent:0", "_sent:1", "_sent:2"]] and given_back == [["_sent:1"]]
+
+
+def test_the_claims_of_sent_events_are_on_a_small_item_beside_the_record(aws):
+    """One write unit a claim, not a rewrite of the 6-8 KB record; a second claim of the
+    same event is refused; the record's own marks (a request that sent before) still
+    count as sent."""
+    from oblio.control import records
+    from oblio.store import tables
+
+    m = RequestModel(tenant_id="acme", sk="req#R1", request_id="R1",
+                     units={"_sent:0": {"sent": True}})
+    sent: list[int] = []
+    assert records.send_once(m, ["_sent:1", "_sent:2"], lambda: sent.append(1)) is True
+    assert records.send_once(m, ["_sent:2"], lambda: sent.append(2)) is False
+    assert sent == [1]
+    assert records.sent_of(m) == {"_sent:0", "_sent:1", "_sent:2"}
+    item = tables.get_item(RequestModel.Meta.table_name, records.sent_key("acme", "R1"))
+    assert item is not None and set(item) == {"pk", "sk", "_sent:1", "_sent:2"}

@@ -68,6 +68,24 @@ def meter_key(tenant_id: str, request_id: str) -> dict[str, str]:
     return {"pk": shards.key(tenant_id, sk), "sk": sk}
 
 
+#: the small item beside a request where the events of its outbox are claimed for sending
+#: (`send_once`): one write unit a claim, where the 6-8 KB record would take eight
+SENT_PREFIX = "sent#"
+
+
+def sent_key(tenant_id: str, request_id: str) -> dict[str, str]:
+    sk = SENT_PREFIX + request_id
+    return {"pk": shards.key(tenant_id, sk), "sk": sk}
+
+
+def sent_of(m: RequestModel) -> set[str]:
+    """The outbox's events claimed for sending, as their unit ids (`_sent:<n>`): on the
+    request's sent item, or in its units for a request that sent before that item."""
+    item = tables.get_item(RequestModel.Meta.table_name,
+                           sent_key(m.tenant_id, m.request_id)) or {}
+    return {u for u in [*units_of(m), *item] if u.startswith("_sent:")}
+
+
 def meters_of(tenant_id: str, request_ids: list[str]) -> dict[str, dict[str, Any]]:
     """The meters of these requests, by request id (BatchGetItem, 100 keys a call)."""
     got = tables.batch_get(RequestModel.Meta.table_name,
@@ -556,23 +574,14 @@ def _write_units(m: RequestModel, outcomes: dict[str, dict[str, Any]],
 
 def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
     """Send events of the outbox at most once per delivery race: the sends are claimed first
-    by one conditional write of their units `unit_ids` (refused when another run claimed any
-    of them), then made; a send that fails gives the claims back so that the retry sends
-    them, and only them (EventBridge names the events it took). Returns whether this call
-    sent them."""
-    f = fence(m)
-    cond = None
-    for unit_id in unit_ids:
-        absent = RequestModel.units[unit_id].does_not_exist()
-        cond = absent if cond is None else cond & absent
-    at = clock.iso()
-    try:
-        m.update(actions=[RequestModel.units[u].set({"sent": True, "at": at})
-                          for u in unit_ids],
-                 condition=cond if f is None else cond & f)
-    except UpdateError as exc:
-        if exc.cause_response_code != "ConditionalCheckFailedException":
-            raise
+    by one conditional write of their unit ids `unit_ids` on the request's sent item
+    (refused when another run claimed any of them), then made; a send that fails gives the
+    claims back so that the retry sends them, and only them (EventBridge names the events
+    it took). Returns whether this call sent them. (The finish that calls this was checked
+    to be of the current attempt; the claims, not the attempt, keep a send single.)"""
+    key = sent_key(m.tenant_id, m.request_id)
+    if not tables.claim(RequestModel.Meta.table_name, key, unit_ids,
+                        {"sent": True, "at": clock.iso()}):
         return False
     try:
         send()
@@ -580,9 +589,12 @@ def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
         # the claims of what was not sent go back (what EventBridge took stays claimed)
         took = set(getattr(exc, "accepted", ()))
         back = [u for i, u in enumerate(unit_ids) if i not in took]
-        with contextlib.suppress(UpdateError):
-            if back:
-                m.update(actions=[RequestModel.units[u].remove() for u in back])
+        if back:
+            try:
+                tables.unclaim(RequestModel.Meta.table_name, key, back)
+            except Exception:  # the send's failure is the one to raise
+                logger.warning("claims of unsent events not given back",
+                               extra={"request_id": m.request_id, "events": len(back)})
         raise
     return True
 

@@ -157,7 +157,8 @@ def finish_request(request_id: str, tenant_id: str,
     4. the events to send written to the request's outbox (unit `_outbox`), and the request
        ended with its status and result, conditionally on this attempt being current and the
        request still open (a client that sees it completed can rely on 1-3);
-    5. each event of the outbox sent once (unit `_sent:<n>` recorded after each);
+    5. each event of the outbox sent once (claimed as `_sent:<n>` on the request's sent
+       item, `records.send_once`);
     6. the request's work files deleted, last (nothing above needs them on a retry).
 
     A task of an attempt that is no longer current is refused before it does anything. A
@@ -178,7 +179,8 @@ def finish_request(request_id: str, tenant_id: str,
         m = records.load(tenant_id, request_id)
         units = records.units_of(m)
     outbox = units.get("_outbox", {}).get("events", [])
-    todo = [i for i in range(len(outbox)) if f"_sent:{i}" not in units]
+    sent = records.sent_of(m) if outbox else set()
+    todo = [i for i in range(len(outbox)) if f"_sent:{i}" not in sent]
     if todo:  # the events not sent yet: claimed by one write, sent in one PutEvents
         records.send_once(m, [f"_sent:{i}" for i in todo],
                           functools.partial(_send, [outbox[i] for i in todo]))

@@ -213,6 +213,38 @@ def set_if_unchanged(table: str, key: Item, set_values: dict[str, Any], remove: 
     return True
 
 
+def get_item(table: str, key: Item) -> Item | None:
+    """One item by its key, read consistently; None when there is none."""
+    got = aws.table_client(table).get_item(TableName=table, Key=to_ddb(key),
+                                           ConsistentRead=True)
+    return from_ddb(got["Item"]) if "Item" in got else None
+
+
+def claim(table: str, key: Item, names: list[str], value: Any) -> bool:
+    """Set each top-level attribute of `names` to `value` in one UpdateItem (the item is
+    made by the first claim), only if none of them is set yet: False when another writer
+    claimed any of them first, and then nothing is written."""
+    attrs = {f"#c{i}": name for i, name in enumerate(names)}
+    ddb = aws.table_client(table)
+    try:
+        ddb.update_item(
+            TableName=table, Key=to_ddb(key), ExpressionAttributeNames=attrs,
+            ExpressionAttributeValues={":v": _ser.serialize(value)},
+            UpdateExpression="SET " + ", ".join(f"{a} = :v" for a in attrs),
+            ConditionExpression=" AND ".join(f"attribute_not_exists({a})" for a in attrs))
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
+def unclaim(table: str, key: Item, names: list[str]) -> None:
+    """Give claims back: REMOVE each of the top-level attributes `names`."""
+    attrs = {f"#c{i}": name for i, name in enumerate(names)}
+    aws.table_client(table).update_item(
+        TableName=table, Key=to_ddb(key), ExpressionAttributeNames=attrs,
+        UpdateExpression="REMOVE " + ", ".join(attrs))
+
+
 def batch_put(table: str, items: list[Item]) -> None:
     """Write items in batches of 25 (used by the demo loader and tests)."""
     ddb = aws.table_client(table)
