@@ -228,7 +228,7 @@ def test_events_eventbridge_took_stay_claimed_when_others_are_refused(monkeypatc
     monkeypatch.setattr(records.tables, "claim",
                         lambda table, key, names, value: claimed.append(names) or True)
     monkeypatch.setattr(records.tables, "unclaim",
-                        lambda table, key, names: given_back.append(names))
+                        lambda table, key, names: given_back.append(names) or True)
 
     def send() -> None:
         raise outbound.NotAllSent("EventBridge refused 1 events", [0, 2])

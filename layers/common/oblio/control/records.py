@@ -589,12 +589,10 @@ def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
         # the claims of what was not sent go back (what EventBridge took stays claimed)
         took = set(getattr(exc, "accepted", ()))
         back = [u for i, u in enumerate(unit_ids) if i not in took]
-        if back:
-            try:
-                tables.unclaim(RequestModel.Meta.table_name, key, back)
-            except Exception:  # the send's failure is the one to raise
-                logger.warning("claims of unsent events not given back",
-                               extra={"request_id": m.request_id, "events": len(back)})
+        if back and not tables.unclaim(RequestModel.Meta.table_name, key, back):
+            # the send's failure is the one raised; these events stay claimed, unsent
+            logger.warning("claims of unsent events not given back",
+                           extra={"request_id": m.request_id, "events": len(back)})
         raise
     return True
 

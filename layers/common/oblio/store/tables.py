@@ -237,12 +237,17 @@ def claim(table: str, key: Item, names: list[str], value: Any) -> bool:
     return True
 
 
-def unclaim(table: str, key: Item, names: list[str]) -> None:
-    """Give claims back: REMOVE each of the top-level attributes `names`."""
+def unclaim(table: str, key: Item, names: list[str]) -> bool:
+    """Give claims back: REMOVE each of the top-level attributes `names`; False when
+    DynamoDB refused the write (the caller has a failure of its own to report)."""
     attrs = {f"#c{i}": name for i, name in enumerate(names)}
-    aws.table_client(table).update_item(
-        TableName=table, Key=to_ddb(key), ExpressionAttributeNames=attrs,
-        UpdateExpression="REMOVE " + ", ".join(attrs))
+    ddb = aws.table_client(table)
+    try:
+        ddb.update_item(TableName=table, Key=to_ddb(key), ExpressionAttributeNames=attrs,
+                        UpdateExpression="REMOVE " + ", ".join(attrs))
+    except ddb.exceptions.ClientError:
+        return False
+    return True
 
 
 def batch_put(table: str, items: list[Item]) -> None:
