@@ -13,6 +13,8 @@ requests, in the same run; printed:
 - AWS calls per subject by operation twice: what the job's `io` reports, and every call the
   process made while the job ran (botocore, the local stack's own pollers left out), so that
   what `io` misses shows;
+- the seconds the process's threads waited on each kind of call while the job ran (locally:
+  what binds the job there);
 - the peak memory (tracemalloc) of one chunk worker;
 - the capacity model (`tests/bench/capacity.py`) of 1,000,000 subjects on AWS, fed with the
   counted calls per subject.
@@ -42,25 +44,31 @@ HARNESS = ("sqs.", "dynamodbstreams.", "lambda.")
 
 
 @contextmanager
-def counted_calls() -> Iterator[Counter[str]]:
+def counted_calls() -> Iterator[tuple[Counter[str], Counter[str]]]:
     """Every botocore call made in this process meanwhile (boto3's and PynamoDB's clients
-    alike), by `service.Operation`."""
+    alike), by `service.Operation`: how many, and the seconds they took summed over the
+    threads that made them (what the job waited on, locally)."""
     from botocore.client import BaseClient
 
     calls: Counter[str] = Counter()
+    seconds: Counter[str] = Counter()
     lock = threading.Lock()
     real = BaseClient._make_api_call
 
     def counting(self: Any, operation: str, params: Any) -> Any:
         name = f"{self.meta.service_model.endpoint_prefix}.{operation}"
-        if not name.startswith(HARNESS):
-            with lock:
-                calls[name] += 1
-        return real(self, operation, params)
+        began = time.perf_counter()
+        try:
+            return real(self, operation, params)
+        finally:
+            if not name.startswith(HARNESS):
+                with lock:
+                    calls[name] += 1
+                    seconds[name] += time.perf_counter() - began
 
     BaseClient._make_api_call = counting  # type: ignore[method-assign]
     try:
-        yield calls
+        yield calls, seconds
     finally:
         BaseClient._make_api_call = real  # type: ignore[method-assign]
 
@@ -123,7 +131,7 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
         emails = [f"contact{i:07d}@demo.example.org" for i in range(subjects + singles + PROBE)]
         job = api.post("/v1/bulk-erasures", {}).json()
         appends = _audit_last("demo")
-        with counted_calls() as calls:
+        with counted_calls() as (calls, seconds):
             t = time.monotonic()
             http.put(job["upload_url"], timeout=60,
                      data=("email\n" + "\n".join(emails[:subjects]) + "\n").encode())
@@ -143,7 +151,7 @@ def run_one(subjects: int, singles: int) -> dict[str, Any]:
         # one chunk worker's memory, measured on a chunk of PROBE more subjects
         return {"subjects": subjects, "bulk_s": bulk_s, "singles": singles,
                 "single_s": single_s, "io": meter["per_subject"]["calls"], "meter": meter,
-                "counted": dict(calls),
+                "counted": dict(calls), "call_seconds": dict(seconds),
                 "audit_appends": appends, "concurrency": concurrency,
                 "per_shard": _per_shard("demo", job["job_id"]),
                 "chunk_peak_mb": _chunk_peak(bulk, emails[subjects + singles:])}
@@ -259,6 +267,13 @@ def main() -> None:
                   f"{r['counted'].get(op, 0) / n:>8.2f}")
         print(f"  {'all':<34} {sum(r['io'].values()):>8.2f} "
               f"{sum(r['counted'].values()) / n:>8.2f}")
+        spent = r.get("call_seconds") or {}
+        top = sorted(spent.items(), key=lambda kv: -kv[1])[:4]
+        print(f"{n} subjects: seconds waited on calls while the job ran, summed over threads: "
+              f"{sum(spent.values()):,.0f} in all; " + ", ".join(
+                  f"{op} {v:,.0f} ({v / max(sum(spent.values()), 1e-9):.0%}, "
+                  f"{1000 * v / max(r['counted'].get(op, 1), 1):.0f} ms a call)"
+                  for op, v in top))
         _meter_report(r["meter"], n)
     from tests.bench import capacity
 
