@@ -270,3 +270,16 @@ def test_a_small_export_that_fails_while_packaging_records_no_part_and_is_made_a
     units = records.units_of(records.load(t.tenant_id, rid))
     assert all(units[u.id]["status"] == "done" for u in work.planned_units(m))
     assert "subject.json" in _archive_names(t, rid)
+
+
+def test_a_small_exports_parts_past_what_memory_holds_go_to_the_work_bucket(t, mario,
+                                                                           monkeypatch):
+    from oblio.access import work as export_work
+    from oblio.store import archives
+
+    monkeypatch.setattr(archives, "HELD_BYTES", 1)  # nothing fits: every part is written
+    rid = world.new_request(t, "access", {"email": "mario@example.com"}, action="export")
+    assert export_work.work(rid, t.tenant_id)["inline"] is True
+    keys = work_keys(t, rid)
+    assert f"work/{t.tenant_id}/{rid}/export/{t.tenant_id}/contacts.jsonl" in keys
+    assert {"subject.json", "contacts.csv", "tickets.csv"} <= _archive_names(t, rid)

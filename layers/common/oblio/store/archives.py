@@ -139,6 +139,9 @@ def exists(bucket: str, key: str) -> bool:
     return True
 
 
+#: at most this many bytes of work files are held in an invocation's memory; a part past it
+#: goes to the work bucket as outside `holding_work_files` (a subject's items may be large)
+HELD_BYTES = 32 * MiB
 #: the work files of the invocation that holds them (`holding_work_files`), by key
 _held: ContextVar[dict[str, bytes] | None] = ContextVar("held_work_files", default=None)
 
@@ -146,10 +149,11 @@ _held: ContextVar[dict[str, bytes] | None] = ContextVar("held_work_files", defau
 @contextlib.contextmanager
 def holding_work_files() -> Iterator[None]:
     """The work files written in the block stay in this invocation's memory instead of
-    going to the work bucket (a PUT each), and are read back from there: for a small
-    export collected and packaged in one invocation, whose outcomes are recorded only
-    once it is packaged (an invocation that fails leaves no collected part recorded, so
-    its retry collects them again). Nothing is held once the block is left."""
+    going to the work bucket (a PUT each), up to `HELD_BYTES` (the rest go to the bucket),
+    and are read back from there: for a small export collected and packaged in one
+    invocation, whose outcomes are recorded only once it is packaged (an invocation that
+    fails leaves no collected part recorded, so its retry collects them again, and writes
+    again any part it wrote to the bucket). Nothing is held once the block is left."""
     token = _held.set({})
     try:
         yield
@@ -161,7 +165,7 @@ def put_work_file(key: str, body: IO[bytes], size: int, content_type: str) -> No
     """One file of a running request (an export's part) into the work bucket, SSE-KMS, or
     into the invocation's memory inside `holding_work_files`."""
     held = _held.get()
-    if held is not None:
+    if held is not None and sum(map(len, held.values())) + size <= HELD_BYTES:
         body.seek(0)
         held[key] = body.read(size)
         return
