@@ -184,3 +184,33 @@ def test_a_version_s3_refuses_to_delete_is_tried_again(module_aws, tenant, files
     monkeypatch.setattr(objects.aws, "bucket_client", lambda bucket: s3)
     assert objects.delete_all_versions([(files, key)]) == 1
     assert refused == [key] and _keys_left(files, tenant) == set()
+
+
+def test_a_batch_error_naming_no_version_is_tried_again_with_its_versions(module_aws, tenant,
+                                                                           files, monkeypatch):
+    """A key alone would only put a delete marker over a versioned object: what is tried
+    again after a DeleteObjects error is each version asked for, never a bare key."""
+    from oblio.store import aws as oblio_aws
+    from oblio.store import objects
+
+    s3 = oblio_aws.client("s3")
+    keys = [f"{tenant}/batch/{i}.pdf" for i in range(objects.SINGLE_DELETES + 1)]
+    for key in keys:
+        s3.put_object(Bucket=files, Key=key, Body=b"v1")
+    real, singles = s3.delete_objects, []
+
+    def refuses_the_first_by_key(**kwargs: Any) -> Any:
+        out = real(**{**kwargs, "Delete": {**kwargs["Delete"], "Objects": [
+            o for o in kwargs["Delete"]["Objects"] if o["Key"] != keys[0]]}})
+        return {**out, "Errors": [{"Key": keys[0], "Code": "SlowDown"}]}
+
+    def single(**kwargs: Any) -> Any:
+        singles.append(kwargs)
+        return s3.__class__.delete_object(s3, **kwargs)
+
+    monkeypatch.setattr(s3, "delete_objects", refuses_the_first_by_key)
+    monkeypatch.setattr(s3, "delete_object", single)
+    monkeypatch.setattr(objects.aws, "bucket_client", lambda bucket: s3)
+    assert objects.delete_all_versions([(files, k) for k in keys]) == len(keys)
+    assert len(singles) == 1 and singles[0]["Key"] == keys[0] and singles[0].get("VersionId")
+    assert _keys_left(files, tenant) == set()

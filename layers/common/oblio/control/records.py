@@ -577,8 +577,10 @@ def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
     by one conditional write of their unit ids `unit_ids` on the request's sent item
     (refused when another run claimed any of them), then made; a send that fails gives the
     claims back so that the retry sends them, and only them (EventBridge names the events
-    it took). Returns whether this call sent them. (The finish that calls this was checked
-    to be of the current attempt; the claims, not the attempt, keep a send single.)"""
+    it took). Returns whether this call sent them. The claim is not fenced by the attempt:
+    the finish that calls this checked its attempt, and a request that has an outbox has
+    ended and cannot be retried (its identities are gone), so every outbox is its last
+    attempt's and the claims alone keep each send single."""
     key = sent_key(m.tenant_id, m.request_id)
     if not tables.claim(RequestModel.Meta.table_name, key, unit_ids,
                         {"sent": True, "at": clock.iso()}):
@@ -604,7 +606,7 @@ def outcomes_in_one_write(keep_on_failure: bool = True) -> Iterator[None]:
     update at the end of the block instead of one each (`units_of` reads them meanwhile).
     What was done before a failure is written too, then the failure goes on, unless
     `keep_on_failure` is false (what the block did is only good with the rest of it: an
-    export's parts held in memory); an invocation that dies first leaves them unwritten,
+    export's parts held in memory; only its calls are written then); an invocation that dies first leaves them unwritten,
     and the retry does those units again (each is repeatable)."""
     token = _held.set([])
     failed = False
@@ -614,7 +616,9 @@ def outcomes_in_one_write(keep_on_failure: bool = True) -> Iterator[None]:
         failed = True
         raise
     finally:
-        held = [] if failed and not keep_on_failure else (_held.get() or [])
+        held = _held.get() or []
+        # without its outcomes, a failed block's calls are still counted (they were made)
+        keep = keep_on_failure or not failed
         _held.reset(token)
         by_request: dict[tuple[str, str], list[Any]] = {}
         for entry in held:
@@ -625,7 +629,9 @@ def outcomes_in_one_write(keep_on_failure: bool = True) -> Iterator[None]:
                 for k, v in calls.items():
                     io[k] = io.get(k, 0) + int(v)
             try:
-                _write_units(entries[0][0], {uid: o for _, uid, o, _ in entries}, io)
+                outcomes = {uid: o for _, uid, o, _ in entries} if keep else {}
+                if outcomes or any(io.values()):
+                    _write_units(entries[0][0], outcomes, io)
             except Exception:
                 if not failed:
                     raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import tempfile
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -184,7 +185,8 @@ def work_lines(key: str) -> Iterator[bytes]:
     this invocation holds it."""
     held = _held.get()
     if held is not None and key in held:
-        yield from (line for line in held[key].splitlines() if line)
+        yield from (line.rstrip(b"\r\n") for line in io.BytesIO(held[key])
+                    if line.strip(b"\r\n"))
         return
     body = aws.client("s3").get_object(Bucket=get_settings().bucket("work"), Key=key)["Body"]
     for line in body.iter_lines(CHUNK):

@@ -89,12 +89,14 @@ def _delete_in_batches(s3: Any, bucket: str, objects: list[dict[str, str]],
                        ) -> list[dict[str, str]]:
     left: list[dict[str, str]] = []
     for start in range(0, len(objects), 1000):
-        resp = s3.delete_objects(Bucket=bucket,
-                                 Delete={"Objects": objects[start:start + 1000],
-                                         "Quiet": True})
-        left += [{"Key": e["Key"], **({"VersionId": e["VersionId"]}
-                                      if e.get("VersionId") else {})}
-                 for e in resp.get("Errors", [])]
+        batch = objects[start:start + 1000]
+        resp = s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+        # what is tried again is what was asked, version and all (a key alone would only
+        # put a delete marker over the versions): an error naming no version is each of
+        # its key's versions in the batch
+        for e in resp.get("Errors", []):
+            left += [o for o in batch if o["Key"] == e["Key"]
+                     and (not e.get("VersionId") or o.get("VersionId") == e["VersionId"])]
     return left
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError
 
 from oblio.core.errors import TransientError
 from oblio.store import aws
@@ -245,7 +246,7 @@ def unclaim(table: str, key: Item, names: list[str]) -> bool:
     try:
         ddb.update_item(TableName=table, Key=to_ddb(key), ExpressionAttributeNames=attrs,
                         UpdateExpression="REMOVE " + ", ".join(attrs))
-    except ddb.exceptions.ClientError:
+    except (ddb.exceptions.ClientError, BotoCoreError):  # refused, or never answered
         return False
     return True
 
