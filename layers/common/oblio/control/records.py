@@ -521,7 +521,7 @@ def inclusion(tenant_id: str, request_id: str) -> dict[str, Any]:
     view = _with_certificate(result, None) if "evidence" in result else result
     if view.get("evidence_problem"):
         return {"request_id": request_id, "included": False, "chunk": None,
-                "audit_entry": (result_of(m).get("evidence") or {}).get("entry"),
+                "audit_entry": (result.get("evidence") or {}).get("entry"),
                 "reason": view["evidence_problem"]}
     cert = view.get("certificate")
     if not cert:
@@ -606,8 +606,9 @@ def outcomes_in_one_write(keep_on_failure: bool = True) -> Iterator[None]:
     update at the end of the block instead of one each (`units_of` reads them meanwhile).
     What was done before a failure is written too, then the failure goes on, unless
     `keep_on_failure` is false (what the block did is only good with the rest of it: an
-    export's parts held in memory; only its calls are written then); an invocation that dies first leaves them unwritten,
-    and the retry does those units again (each is repeatable)."""
+    export's parts held in memory; only its calls are written then); an invocation that
+    dies first leaves them unwritten, and the retry does those units again (each is
+    repeatable)."""
     token = _held.set([])
     failed = False
     try:

@@ -36,21 +36,21 @@ def delete_all_versions(refs: list[tuple[str, str]],
     by_bucket: dict[str, list[dict[str, str]]] = defaultdict(list)
     found = 0
     for bucket, key in refs:
-        had = False
-        paginator = aws.bucket_client(bucket).get_paginator("list_object_versions")
-        for page in paginator.paginate(Bucket=bucket, Prefix=key):
-            for v in page.get("Versions", []) + page.get("DeleteMarkers", []):
-                if v["Key"] == key:
-                    by_bucket[bucket].append({"Key": key, "VersionId": v["VersionId"]})
-                    had = True
-        found += had
+        versions = [v for v in _versions_under(bucket, key) if v["Key"] == key]
+        by_bucket[bucket] += versions
+        found += bool(versions)
     reported = seen(found) if seen is not None else found
     for bucket, objects in by_bucket.items():
-        left = _delete_versions(aws.bucket_client(bucket), bucket, objects)
-        if left:
-            raise TransientError(f"S3 could not delete {len(left)} object versions in "
-                                 f"bucket {bucket}")
+        _delete_or_raise(bucket, objects)
     return reported
+
+
+def _delete_or_raise(bucket: str, versions: list[dict[str, str]]) -> None:
+    """`_delete_versions`, raising TransientError for any version still there after it."""
+    left = _delete_versions(aws.bucket_client(bucket), bucket, versions)
+    if left:
+        raise TransientError(f"S3 could not delete {len(left)} object versions in "
+                             f"bucket {bucket}")
 
 
 #: up to this many versions are deleted with one DeleteObject each: S3 does not bill a
@@ -127,10 +127,7 @@ def delete_prefixes(refs: list[tuple[str, str]]) -> int:
     for bucket, prefix in refs:
         versions = _versions_under(bucket, prefix)
         found += len({v["Key"] for v in versions})
-        left = _delete_versions(aws.bucket_client(bucket), bucket, versions)
-        if left:
-            raise TransientError(f"S3 could not delete {len(left)} object versions in "
-                                 f"bucket {bucket}")
+        _delete_or_raise(bucket, versions)
     return found
 
 
