@@ -145,6 +145,46 @@ def test_events_sent_before_a_crash_are_not_sent_again(demo_map, t, monkeypatch)
     assert_each_subject_once(t, job_id, 12, first + world.events())
 
 
+class Killed(BaseException):
+    """The worker's end from outside (its time up, its process gone): no handler runs."""
+
+
+def test_the_outbox_is_recorded_every_ten_putevents_and_a_killed_worker_resends_at_most_those(
+        t, monkeypatch):
+    """250 events, 25 PutEvents: the outbox written 3 times (after 10, 20, and at the end),
+    not 25. A worker killed at the 16th PutEvents had recorded the first 10: the rerun sends
+    the other 15 batches, 5 of them again (at most OUTBOX_EVERY x 10 events twice), and
+    never the ten recorded."""
+    events = [("SubjectErased", {"request_id": f"R{i:03d}", "subject_ref": f"S{i:03d}"})
+              for i in range(250)]
+    box = f"work/{t.tenant_id}/bulk/OUTBOX/evidence/000000.outbox.json"
+    writes, put = [], objects.put_json
+    monkeypatch.setattr(objects, "put_json",
+                        lambda key, data: (writes.append(list(data)), put(key, data)))
+    assert outbound.emit_many(t.tenant_id, events, outbox=box) == 250
+    assert [len(w) for w in writes] == [10, 20, 25]
+    assert len(world.events()) == 250
+
+    box, batches = box.replace("000000", "000001"), []
+    real = outbound._put_batch
+
+    def killed_at_16(entries: list[dict[str, Any]]) -> None:
+        batches.append(entries)
+        if len(batches) == 16:
+            raise Killed
+        real(entries)
+
+    monkeypatch.setattr(outbound, "_put_batch", killed_at_16)
+    with pytest.raises(Killed):
+        outbound.emit_many(t.tenant_id, events, outbox=box)
+    assert objects.get_json(box) == list(range(10))
+    monkeypatch.setattr(outbound, "_put_batch", real)
+    assert outbound.emit_many(t.tenant_id, events, outbox=box) == 150
+    got = Counter(e["detail"]["request_id"] for e in world.events())
+    assert set(got) == {f"R{i:03d}" for i in range(250)}
+    assert {r for r, n in got.items() if n == 2} == {f"R{i:03d}" for i in range(100, 150)}
+
+
 def test_a_chunk_counts_its_recording_calls_and_makes_them_per_chunk(demo_map, t):
     """12 subjects: one audit append, 2 PutEvents, one BatchWriteItem of request records and
     the suppression entries' few, no GetItem or PutItem per subject; the job's `io` has them."""
