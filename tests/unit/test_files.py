@@ -214,3 +214,51 @@ def test_a_batch_error_naming_no_version_is_tried_again_with_its_versions(module
     assert objects.delete_all_versions([(files, k) for k in keys]) == len(keys)
     assert len(singles) == 1 and singles[0]["Key"] == keys[0] and singles[0].get("VersionId")
     assert _keys_left(files, tenant) == set()
+
+
+def test_a_files_versions_left_are_found_by_one_head_each_and_a_listing_only_when_needed(
+        module_aws, tenant, files, monkeypatch):
+    """Verification's check of a file: a HEAD (a GET-class request) settles a key with
+    nothing left (404, no delete marker) and a key with a current version (200); a delete
+    marker on top, which may hide older versions, or a refused HEAD is settled by listing the
+    key's versions. Each case counts what is really left."""
+    from botocore.exceptions import ClientError
+
+    from oblio.store import aws as oblio_aws
+    from oblio.store import objects
+
+    s3 = oblio_aws.client("s3")
+    gone, current, hidden, marker_only, older = (f"{tenant}/check/{n}.pdf" for n in (
+        "gone", "current", "hidden", "marker-only", "older"))
+    for key in (gone, current, hidden, marker_only, older):
+        s3.put_object(Bucket=files, Key=key, Body=b"v1")
+    for key in (gone, marker_only, hidden):
+        s3.delete_object(Bucket=files, Key=key)  # a delete marker over the version
+    for key in (gone, marker_only):  # then the version deleted: a marker alone is left
+        for v in s3.list_object_versions(Bucket=files, Prefix=key)["Versions"]:
+            s3.delete_object(Bucket=files, Key=key, VersionId=v["VersionId"])
+    for m in s3.list_object_versions(Bucket=files, Prefix=gone)["DeleteMarkers"]:
+        s3.delete_object(Bucket=files, Key=gone, VersionId=m["VersionId"])  # nothing left
+    newer = s3.put_object(Bucket=files, Key=older, Body=b"v2")["VersionId"]
+    s3.delete_object(Bucket=files, Key=older, VersionId=newer)  # the older one is current
+
+    def left(keys: list[str]) -> tuple[int, dict[str, int]]:
+        with oblio_aws.counting() as io_:
+            n = objects.versions_left([(files, k) for k in keys])
+        return n, {op: c for op, c in io_.calls.items() if op.startswith("s3.")}
+
+    assert left([gone]) == (0, {"s3.HeadObject": 1})
+    assert left([current, older]) == (2, {"s3.HeadObject": 2})
+    assert left([hidden]) == (1, {"s3.HeadObject": 1, "s3.ListObjectVersions": 1})
+    assert left([marker_only]) == (1, {"s3.HeadObject": 1, "s3.ListObjectVersions": 1})
+
+    real = s3.head_object
+
+    def refused(**kwargs: Any) -> Any:
+        raise ClientError({"Error": {"Code": "403", "Message": "Forbidden"},
+                           "ResponseMetadata": {"HTTPStatusCode": 403}}, "HeadObject")
+
+    monkeypatch.setattr(s3, "head_object", refused)
+    monkeypatch.setattr(objects.aws, "bucket_client", lambda bucket: s3)
+    assert objects.versions_left([(files, gone), (files, hidden)]) == 1  # listed instead
+    monkeypatch.setattr(s3, "head_object", real)
