@@ -77,7 +77,7 @@ class DeployConfig:
     #: at most this many chunks of a bulk job erased at once (OBLIO_BULK_CONCURRENCY; a job
     #: runs one per chunk up to this and its tenant's `bulk_max_concurrency`); keep it under
     #: the account's Lambda concurrency (1,000 by default) less what the API needs
-    bulk_concurrency: int = 500
+    bulk_concurrency: int = 100
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod

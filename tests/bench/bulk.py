@@ -279,7 +279,7 @@ def main() -> None:
 
     last = results[-1]
     capacity.report(capacity.Assumptions(calls={
-        op: c for op, c in last["io"].items() if op.startswith(("dynamodb.", "events."))}))
+        op: c for op, c in last["io"].items() if op.startswith(("dynamodb.", "events.", "s3."))}))
     if args.validate_rows:
         validation = run_module("tests.bench.bulk", "--validate-only", "--validate-rows",
                                 str(args.validate_rows))

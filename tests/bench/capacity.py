@@ -30,11 +30,20 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-#: AWS calls per bulk subject on the local stack (tests/bench/bulk.py, 1,000 subjects, the
-#: demo map's typical subject of 17 items: the chunk workers' own `io` plus the certification)
-MEASURED = {"dynamodb.Query": 18.2, "dynamodb.GetItem": 2.0, "dynamodb.PutItem": 1.0,
-            "dynamodb.TransactWriteItems": 1.0, "dynamodb.BatchWriteItem": 1.2,
-            "dynamodb.UpdateItem": 0.5, "events.PutEvents": 1.0}
+#: AWS calls per bulk subject on the local stack: the job's `io.per_subject` (every call of
+#: its validation, chunks and report) of `tests/bench/bulk.py --subjects 1000`, whose generated
+#: demo contacts have fewer items than the typical subject (`items_per_subject` prices the
+#: tenant's writes) and a file for one in eight (its versions listed before its deletion, a
+#: HEAD after it)
+MEASURED = {"dynamodb.Query": 18.4, "dynamodb.BatchGetItem": 0.09, "dynamodb.GetItem": 0.02,
+            "dynamodb.BatchWriteItem": 0.34, "dynamodb.UpdateItem": 0.6,
+            "dynamodb.TransactWriteItems": 0.01, "events.PutEvents": 0.1,
+            "s3.ListObjectVersions": 0.13, "s3.DeleteObject": 0.04, "s3.DeleteObjects": 0.01,
+            "s3.PutObject": 0.03, "s3.GetObject": 0.01, "s3.HeadObject": 0.14}
+#: S3 operations on the tenant's own files (listing their versions, deleting them, the
+#: verification's HEAD of each; a few HEADs are oblio's checks of its work files); the other
+#: S3 calls are on oblio's work bucket (chunks, evidence, outbox, report)
+FILE_OPS = ("s3.ListObjectVersions", "s3.DeleteObjects", "s3.DeleteObject", "s3.HeadObject")
 
 def _prices() -> dict[str, float]:
     """The model's prices, from the one price table (`oblio.core.prices`)."""
@@ -51,6 +60,13 @@ def _prices() -> dict[str, float]:
 
 
 PRICES = _prices()
+
+
+def _s3_price(operation: str) -> str | None:
+    from oblio.core.prices import s3_class
+
+    k = s3_class(operation.removeprefix("s3."))
+    return k.replace("_class", "") if k else None
 
 
 def _memory_gb(function: str) -> float:
@@ -90,7 +106,9 @@ class Assumptions:
     suppression_wcu: float = 2.6          # suppression entries per subject
     audit_wcu_per_append: float = 4.0     # two items, transactional (x2)
     bulk_line_wcu: float = 0.0            # bulk lines live in S3 parts, not a table
-    read_units_per_query: float = 0.5     # eventually consistent, under 4 KB
+    read_units_per_query: float = 0.5     # the tenant's: eventually consistent, under 4 KB
+    ledger_queries: float = 2.6           # the consent ledger's Query per identity: oblio's,
+    #                                       consistent (a read unit each, not half)
     lambda_gb: float = field(              # the chunk worker's memory (the catalogue's)
         default_factory=lambda: _memory_gb("bulk_chunk"))
     event_entries: float = 1.0            # EventBridge entries a subject sends (SubjectErased),
@@ -136,27 +154,41 @@ def model(a: Assumptions) -> dict[str, Any]:
     billed_s = chunk_s / a.chunk
     # the workers that reach the binding rate without waiting
     needed = max(1, math.ceil(rate * subject_s))
-    reads = sum(n for op, n in a.calls.items() if op in ("dynamodb.Query", "dynamodb.GetItem"))
-    own_reads = a.calls.get("dynamodb.GetItem", 0.0) + 2.0  # the head read, the request check
-    audit_wcu = a.audit_wcu_per_append * appends_per_subject
     price = PRICES
+    c = a.calls
+    # the tenant's tables: a delete (or update) per item under 1 KB, the searches' queries
+    tenant_queries = max(c.get("dynamodb.Query", 0.0) - a.ledger_queries, 0.0)
     cost_tenant = (tenant_wcu * price["dynamodb.write_unit"]
-                   + max(reads - own_reads, 0) * a.read_units_per_query
-                   * price["dynamodb.read_unit"])
-    cost_own = ((oblio_wcu + audit_wcu) * price["dynamodb.write_unit"]
-                + own_reads * a.read_units_per_query * price["dynamodb.read_unit"]
-                + a.event_entries * price["events.event"]
+                   + tenant_queries * a.read_units_per_query * price["dynamodb.read_unit"])
+    # the tenant's files (their versions listed before and after, deleted) and oblio's work
+    # files, each S3 call at its class's price
+    s3 = {op: n * (price[k] if (k := _s3_price(op)) else 0.0)
+          for op, n in c.items() if op.startswith("s3.")}
+    cost_files = sum(v for op, v in s3.items() if op in FILE_OPS)
+    work_files = sum(v for op, v in s3.items() if op not in FILE_OPS)
+    own_reads = (a.ledger_queries + a.read_units_per_query
+                 * (c.get("dynamodb.GetItem", 0.0) + c.get("dynamodb.BatchGetItem", 0.0)))
+    audit_wcu = a.audit_wcu_per_append * appends_per_subject
+    # what the contract has every subject pay whatever the code: her items' writes and the
+    # searches, her files' listing and check, her suppression entries, record, ledger, event
+    contract = ((oblio_wcu * price["dynamodb.write_unit"]) + a.ledger_queries
+                * price["dynamodb.read_unit"] + a.event_entries * price["events.event"])
+    cost_own = (contract + audit_wcu * price["dynamodb.write_unit"]
+                + (own_reads - a.ledger_queries) * price["dynamodb.read_unit"] + work_files
                 # a worker is billed while it waits on the binding limit too
                 + billed_s * a.lambda_gb * price["lambda.gb_second"]
-                + (price["lambda.request"] + price["states.express_request"]
-                   + 2 * price["s3.put"] + price["s3.get"]) / a.chunk
+                + (price["lambda.request"] + price["states.express_request"]) / a.chunk
                 + 8 * price["states.standard_transition"] / a.subjects)
+    cost_oblio = cost_files + cost_own  # the issue's "oblio's share": all but the tables
     return {"rates": rates, "binding": binding, "subjects_per_s": rate, "workers": workers,
             "chunks": chunks, "subject_ms": subject_s * 1000, "chunk_s": chunk_s,
             "billed_ms": billed_s * 1000, "workers_needed": needed,
             "express_margin": a.express_limit_s / chunk_s, "minutes": total_s / 60,
-            "cost_per_subject": cost_tenant + cost_own, "cost_tenant": cost_tenant,
-            "cost_oblio": cost_own, "cost_job": (cost_tenant + cost_own) * a.subjects}
+            "cost_per_subject": cost_tenant + cost_oblio, "cost_tenant": cost_tenant,
+            "cost_files": cost_files, "cost_own": cost_own, "cost_oblio": cost_oblio,
+            "cost_floor": cost_tenant + s3.get("s3.ListObjectVersions", 0.0)
+            + s3.get("s3.HeadObject", 0.0) + contract,
+            "cost_job": (cost_tenant + cost_oblio) * a.subjects}
 
 
 def summary(title: str, out: dict[str, Any]) -> None:
@@ -192,8 +224,13 @@ def report(a: Assumptions) -> dict[str, Any]:
           f"{out['workers_needed']} workers reach the binding rate without waiting (a "
           f"tenant's bulk_max_concurrency)")
     print(f"cost: ${out['cost_per_subject']:.7f} per subject (the tenant's tables "
-          f"${out['cost_tenant']:.7f}, oblio's share ${out['cost_oblio']:.7f}), "
+          f"${out['cost_tenant']:.7f}; oblio's share ${out['cost_oblio']:.7f}: the tenant's "
+          f"files ${out['cost_files']:.7f}, oblio's own ${out['cost_own']:.7f}), "
           f"${out['cost_job']:.2f} for the job")
+    print(f"the floor, what the contract has a subject cost whatever the code: "
+          f"${out['cost_floor']:.7f} (her {a.items_per_subject} items' writes and the searches, "
+          "a listing of each file's versions and a HEAD after, a suppression entry and a consistent ledger "
+          "read per identity, her request record, one SubjectErased event)")
     print("the same job if:")
     base = asdict(a)
     for title, change in (
@@ -202,6 +239,8 @@ def report(a: Assumptions) -> dict[str, Any]:
             ("the tenant's tables were keyed by tenant alone", {"tenant_partitions": 1}),
             ("bulk_concurrency were 4 (before sizing)", {"bulk_concurrency": 4}),
             ("a chunk looked its lines up one after another", {"lookup_concurrency": 1}),
+            ("a subject had no file", {"calls": {op: n for op, n in a.calls.items()
+                                                 if op not in FILE_OPS}}),
             (f"bulk_concurrency were the {out['workers_needed']} workers needed",
              {"bulk_concurrency": out["workers_needed"]})):
         summary(title, model(Assumptions(**{**base, **change})))

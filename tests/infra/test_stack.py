@@ -173,7 +173,7 @@ def test_task_function_runs_its_handler_with_the_common_layer(
         "Layers": [{"Ref": layer}],
         "TracingConfig": {"Mode": "Active"},
         "Environment": {"Variables": Match.object_like({"OBLIO_RESOURCE_PREFIX": PREFIX,
-                                                        "OBLIO_BULK_CONCURRENCY": "500"})},
+                                                        "OBLIO_BULK_CONCURRENCY": "100"})},
     })
 
 

@@ -40,7 +40,11 @@ class Settings(BaseSettings):
     #: chunk still ends in time if subjects get 6x slower (1.2 s each: throttling retries)
     bulk_max_bytes: int = 200 * 1024 * 1024
     bulk_max_rows: int = 1_000_000
-    bulk_concurrency: int = Field(default=500, ge=1, le=10_000)
+    #: chunk workers of a job at once, at most (and at most its tenant's bulk_max_concurrency):
+    #: 100 erase about 3,800 subjects a second on AWS (tests/bench/capacity.py), more than a
+    #: tenant's tables spread over 64 partitions take (about 2,350); workers beyond what the
+    #: tables take wait on throttled writes, billed, and hold the account's Lambda concurrency
+    bulk_concurrency: int = Field(default=100, ge=1, le=10_000)
     bulk_chunk_size: int = Field(default=250, ge=1, le=1000)
     #: within a chunk, the lines whose lookups (planning: the find queries, the files under
     #: each prefix; certifying: the fresh search) are made at once: a subject's round trips
