@@ -150,12 +150,14 @@ def _writer(name: str) -> Any:
 
 
 def install() -> None:
-    """Both local shims: this equality index and the transaction backup of only the items a
+    """The local shims: this equality index, the transaction backup of only the items a
     transaction names (moto_transactions), without which each TransactWriteItems deep-copies
-    whole tables and fails when another thread writes meanwhile."""
-    from infra.local import moto_transactions
+    whole tables and fails when another thread writes meanwhile, and EventBridge's delivery to
+    SQS without a pass over the whole queue per message (moto_events)."""
+    from infra.local import moto_events, moto_transactions
 
     moto_transactions.install()
+    moto_events.install()
     Table.all_items = _all_items  # type: ignore[method-assign]
     Table.query = _query  # type: ignore[method-assign]
     DomainDispatcherApplication.get_backend_for_host = _backend_for_host  # type: ignore[method-assign]
@@ -165,9 +167,10 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    from infra.local import moto_transactions
+    from infra.local import moto_events, moto_transactions
 
     moto_transactions.uninstall()
+    moto_events.uninstall()
     Table.all_items = _orig_all_items  # type: ignore[method-assign]
     Table.query = _orig_query  # type: ignore[method-assign]
     DomainDispatcherApplication.get_backend_for_host = (  # type: ignore[method-assign]

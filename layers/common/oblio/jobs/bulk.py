@@ -601,7 +601,8 @@ def _erase_merged(dm: datamap.DataMap, tenant: Tenant, plans: list[dict[str, Any
             for bad in verify.remaining_keys(dm, "erase", unit, manifest, marker,
                                              subject_ref="bulk"):
                 left.add((name, _key(t, bad)))
-            if rules.table_mode(dm, name, "erase") in ("delete", "anonymise") and                     any(f["left"] for f in verify.files_left(manifest).values()):
+            if rules.table_mode(dm, name, "erase") in ("delete", "anonymise") and any(
+                    f["left"] for f in verify.files_left(manifest).values()):
                 left.add((name, ("files",)))
         for p in planned:
             roles = p["tables"][name].get("roles")
