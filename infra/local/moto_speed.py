@@ -152,12 +152,16 @@ def _writer(name: str) -> Any:
 def install() -> None:
     """The local shims: this equality index, the transaction backup of only the items a
     transaction names (moto_transactions), without which each TransactWriteItems deep-copies
-    whole tables and fails when another thread writes meanwhile, and EventBridge's delivery to
-    SQS without a pass over the whole queue per message (moto_events)."""
-    from infra.local import moto_events, moto_transactions
+    whole tables and fails when another thread writes meanwhile, EventBridge's delivery to
+    SQS without a pass over the whole queue per message (moto_events), and S3's version
+    listings that copy only the keys under their prefix (moto_s3), and header blocks read
+    without the e-mail parser (moto_http)."""
+    from infra.local import moto_events, moto_http, moto_s3, moto_transactions
 
+    moto_http.install()
     moto_transactions.install()
     moto_events.install()
+    moto_s3.install()
     Table.all_items = _all_items  # type: ignore[method-assign]
     Table.query = _query  # type: ignore[method-assign]
     DomainDispatcherApplication.get_backend_for_host = _backend_for_host  # type: ignore[method-assign]
@@ -167,10 +171,12 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    from infra.local import moto_events, moto_transactions
+    from infra.local import moto_events, moto_http, moto_s3, moto_transactions
 
+    moto_http.uninstall()
     moto_transactions.uninstall()
     moto_events.uninstall()
+    moto_s3.uninstall()
     Table.all_items = _orig_all_items  # type: ignore[method-assign]
     Table.query = _orig_query  # type: ignore[method-assign]
     DomainDispatcherApplication.get_backend_for_host = (  # type: ignore[method-assign]

@@ -250,9 +250,7 @@ class LocalStack:
         configure_environment(self.aws_port, self.datamap, data_endpoint=self.aws_endpoint)
         import logging
 
-        from moto.server import ThreadedMotoServer
-
-        from infra.local import lambdas, moto_speed, provision, streams
+        from infra.local import lambdas, moto_http, moto_speed, provision, streams
         from oblio.core import datamap as dmap
         from oblio.core.settings import get_settings
 
@@ -286,8 +284,7 @@ class LocalStack:
             if not port_free(port):
                 raise yours.Refused([f"port {port} on 127.0.0.1 is in use: choose another "
                                      "with --aws-port / --api-port"])
-        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=self.aws_port,
-                                        verbose=False)
+        self._moto = moto_http.Server(ip_address="127.0.0.1", port=self.aws_port)
         self._moto.start()
         endpoint = f"http://127.0.0.1:{self.aws_port}"
         urlopen(Request(f"{endpoint}/moto-api/config", method="POST",
