@@ -1,7 +1,7 @@
 """The local stack's moto server with keep-alive (infra/local/moto_http): AWS calls answer as
 before over connections that stay open (S3 bodies, HEAD lengths, errors, a 100-continue
 upload, DynamoDB), a request it cannot frame (chunked) is still answered and its connection
-closed, and once stopped nothing answers on the port, not even a connection kept alive."""
+closed, an application error is a 500 that closes its connection, and once stopped nothing answers on the port, not even a connection kept alive."""
 
 from __future__ import annotations
 
@@ -94,3 +94,18 @@ def test_once_stopped_a_kept_alive_connection_is_closed_and_the_port_refuses():
     conn.close()
     with pytest.raises(OSError):
         socket.create_connection((host, port), timeout=2).close()
+
+
+def test_an_application_error_is_a_500_and_its_connection_closed(server, monkeypatch):
+    def broken(environ, start_response):
+        raise RuntimeError("the application failed")
+
+    monkeypatch.setattr(server._server, "app", broken)
+    host, port = server.get_host_and_port()
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    conn.request("GET", "/moto-api/data.json")
+    answer = conn.getresponse()
+    assert answer.status == 500 and answer.getheader("Connection") == "close"
+    assert answer.read() == b"Internal Server Error"
+    assert conn.sock is None or conn.sock.recv(1) == b""  # closed by the server
+    conn.close()
