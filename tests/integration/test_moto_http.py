@@ -1,7 +1,8 @@
 """The local stack's moto server with keep-alive (infra/local/moto_http): AWS calls answer as
 before over connections that stay open (S3 bodies, HEAD lengths, errors, a 100-continue
 upload, DynamoDB), a request it cannot frame (chunked) is still answered and its connection
-closed, an application error is a 500 that closes its connection, and once stopped nothing answers on the port, not even a connection kept alive."""
+closed, an application error is a 500 that closes its connection, and once stopped nothing
+answers on the port, not even a connection kept alive."""
 
 from __future__ import annotations
 
