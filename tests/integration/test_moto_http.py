@@ -17,6 +17,10 @@ from botocore.exceptions import ClientError
 from infra.local import moto_http
 from infra.local.stack import free_port
 
+# moto reads the service from the credential scope (no signature check)
+_S3_AUTH = {"Authorization": "AWS4-HMAC-SHA256 Credential=testing/20261206/eu-west-1/s3/"
+                             "aws4_request, SignedHeaders=host, Signature=0"}
+
 
 @pytest.fixture
 def server():
@@ -69,8 +73,7 @@ def test_a_chunked_request_is_answered_and_its_connection_closed(server):
     conn = http.client.HTTPConnection(host, port, timeout=10)
     conn.putrequest("PUT", "/keepalive-chunked/c.txt")
     conn.putheader("Transfer-Encoding", "chunked")
-    conn.putheader("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20261206/eu-west-1/"
-                   "s3/aws4_request, SignedHeaders=host, Signature=0")
+    conn.putheader("Authorization", _S3_AUTH["Authorization"])
     conn.endheaders()
     conn.send(b"5\r\nhello\r\n0\r\n\r\n")
     answer = conn.getresponse()
@@ -86,7 +89,7 @@ def test_once_stopped_a_kept_alive_connection_is_closed_and_the_port_refuses():
     server.start()
     host, port = server.get_host_and_port()
     conn = http.client.HTTPConnection(host, port, timeout=10)
-    conn.request("GET", "/moto-api/data.json")
+    conn.request("GET", "/", headers=_S3_AUTH)  # ListBuckets
     first = conn.getresponse()
     first.read()
     assert first.status == 200 and first.getheader("Connection") != "close"
@@ -104,7 +107,7 @@ def test_an_application_error_is_a_500_and_its_connection_closed(server, monkeyp
     monkeypatch.setattr(server._server, "app", broken)
     host, port = server.get_host_and_port()
     conn = http.client.HTTPConnection(host, port, timeout=10)
-    conn.request("GET", "/moto-api/data.json")
+    conn.request("GET", "/", headers=_S3_AUTH)
     answer = conn.getresponse()
     assert answer.status == 500 and answer.getheader("Connection") == "close"
     assert answer.read() == b"Internal Server Error"
