@@ -10,7 +10,8 @@ which Nagle's algorithm holds until the client's delayed ACK (40 ms).
 
 This handler reads the request's body by its Content-Length before the application sees it,
 collects the application's answer, and writes it with its own Content-Length on a socket
-without Nagle, so the connection stays usable for the client's next request. A chunked request
+without Nagle, head and body in one send, so the connection stays usable for the client's
+next request. A chunked request
 is answered by werkzeug's own code and the connection closed, as before; an application error
 is a 500 and closes the connection too. `stop()` closes the connections still open, so nothing
 answers on the port once the stack has stopped.
@@ -120,18 +121,23 @@ class KeepAliveHandler(MotoRequestHandler):
             self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        self.end_headers()
+        # the head and the body in one send (end_headers would send the head alone): each
+        # send gives up the GIL, and taking it back waits behind every busy thread
+        self._headers_buffer.append(b"\r\n")
         if body:
-            self.wfile.write(body)
-        self.wfile.flush()
+            self._headers_buffer.append(body)
+        self.flush_headers()
         self.log_request(code, len(body))
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # werkzeug formats every request line before its logger drops it (the local stack
         # keeps it at WARNING): a line is only formatted for a logger that would print it
-        logger = logging.getLogger("werkzeug")
-        if logger.level == logging.NOTSET or logger.isEnabledFor(logging.INFO):
+        # (the logger held once: getLogger takes logging's module lock on every call)
+        if _WERKZEUG.level == logging.NOTSET or _WERKZEUG.isEnabledFor(logging.INFO):
             super().log_request(code, size)
+
+
+_WERKZEUG = logging.getLogger("werkzeug")
 
 
 _lock = threading.Lock()

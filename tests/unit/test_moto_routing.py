@@ -26,3 +26,38 @@ def test_the_remembered_backend_is_the_one_motos_routing_finds_and_unknown_hosts
     assert moto_speed._backend_for_host(app, "nothing.example.org") is None
     assert moto_speed._backend_for_host(app, None) is None
     assert "nothing.example.org" not in moto_speed._routes and None not in moto_speed._routes
+
+
+def test_an_accounts_backends_are_found_without_motos_lock_once_there_and_made_again_after_reset():
+    import threading
+
+    from moto.core import base_backend
+    from moto.core.base_backend import BackendDict
+
+    backends = BackendDict(lambda region, account: object(), "sqs")
+    moto_speed._account_backend(backends, "111122223333")  # not there yet: moto's own code
+    assert "111122223333" in backends and any(d is backends for d in BackendDict._instances)
+    held, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with base_backend.backend_lock:
+            held.set()
+            done.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        finder = threading.Thread(target=moto_speed._account_backend,
+                                  args=(backends, "111122223333"))
+        finder.start()
+        finder.join(2)
+        assert not finder.is_alive()  # answered while another thread holds moto's lock
+    finally:
+        done.set()
+        holder.join()
+    BackendDict._instances.remove(backends)  # as a reset leaves it: moto's code registers it
+    backends.clear()
+    moto_speed._account_backend(backends, "111122223333")
+    assert "111122223333" in backends and any(d is backends for d in BackendDict._instances)
+    BackendDict._instances.remove(backends)
