@@ -5,7 +5,8 @@ handler the catalogue names (`functions/<name>/handler.py`). An exception in the
 returned as AWS returns it (`X-Amz-Function-Error: Unhandled`, `{"errorType", "errorMessage"}`)
 so that the state machine's Retry and Catch see what they would see in AWS. A fault plan
 (infra/local/faults.py) may fail an invocation before its handler runs, or after it (the work
-done, the answer lost).
+done, the answer lost). With a sandbox pool (infra/local/sandboxes.py) the handler runs in a
+warm worker process instead of this one; the fault checks stay here.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import json
 import sys
 import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from moto.awslambda.models import LambdaFunction
 
 from infra.catalogue import CATALOGUE
 from infra.local import faults as local_faults
+from infra.local.sandboxes import Context as _Context
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = ROOT / "functions"
@@ -77,24 +78,12 @@ def _dig(event: dict[str, Any], path: str) -> Any:
 faults = _Faults()
 
 
-class _Context:
-    def __init__(self, name: str, arn: str) -> None:
-        self.function_name = name
-        self.function_version = "$LATEST"
-        self.invoked_function_arn = arn
-        self.memory_limit_in_mb = 512
-        self.aws_request_id = str(uuid.uuid4())
-        self.log_group_name = f"/aws/lambda/{name}"
-        self.log_stream_name = "local"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 900_000
-
-
 class Dispatcher:
     """Maps each deployed function name to its handler, imported once."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, pool: Any = None) -> None:
+        #: infra/local/sandboxes.Pool: run each invocation in a warm worker process
+        self.pool = pool
         for p in (str(FUNCTIONS), str(FUNCTIONS / "api")):
             if p not in sys.path:
                 sys.path.insert(0, p)
@@ -112,7 +101,7 @@ class Dispatcher:
     def invoke(self, fn: LambdaFunction, body: str, request_headers: Any,
                response_headers: Any) -> bytes:
         event = json.loads(body) if body else {}
-        logical, handler = self.handler(fn.function_name)
+        logical, spec = self.targets[fn.function_name]
         try:
             plan = local_faults.active()
             if plan and plan.task_before(logical):  # the service failed before the handler
@@ -124,13 +113,20 @@ class Dispatcher:
                 time.sleep(fault.delay)
             if fault and fault.error and not fault.after:
                 raise type(fault.error, (Exception,), {})(fault.message)
-            result = handler(event, _Context(fn.function_name, fn.function_arn))
+            if self.pool is not None:
+                answer: bytes = self.pool.invoke(fn.function_name, spec, fn.function_arn,
+                                                 event).encode()
+            else:
+                _, handler = self.handler(fn.function_name)
+                answer = json.dumps(handler(event, _Context(fn.function_name,
+                                                            fn.function_arn)),
+                                    default=str).encode()
             if fault and fault.error and fault.after:
                 raise type(fault.error, (Exception,), {})(fault.message)
             if plan and plan.task_after(logical):  # work done, answer lost (a timeout)
                 raise type(plan.plan.after_error, (Exception,), {})(
                     "injected by the local fault plan: the handler ran, its answer was lost")
-            return json.dumps(result, default=str).encode()
+            return answer
         except Exception as exc:  # noqa: BLE001 - returned to the caller as AWS does
             response_headers["x-amz-function-error"] = "Unhandled"
             return json.dumps({"errorType": type(exc).__name__,

@@ -232,6 +232,10 @@ class LocalStack:
     #: environment's OBLIO_LOCAL_FAULTS), see infra/local/faults.py
     faults: str | None = None
     quiet: bool = False
+    #: run each Lambda invocation in a warm worker process of its own, as AWS runs each in a
+    #: sandbox (infra/local/sandboxes.py): moto and the handlers then use two cores, not one
+    sandboxes: bool = field(
+        default_factory=lambda: os.environ.get("OBLIO_LOCAL_SANDBOXES", "") == "1")
     info: dict[str, Any] = field(default_factory=dict)
     _moto: Any = None
     _api: Any = None
@@ -239,6 +243,7 @@ class LocalStack:
     _pump: Any = None
     _timer: Any = None
     _streams: Any = None
+    _pool: Any = None
 
     def _say(self, message: str) -> None:
         if not self.quiet:
@@ -273,6 +278,10 @@ class LocalStack:
             plan = local_faults.load(self.faults)
         except local_faults.PlanError as exc:
             raise yours.Refused([str(exc)]) from None
+        if plan is not None and self.sandboxes:
+            raise yours.Refused(["a fault plan hooks the clients of this process, which the "
+                                 "Lambda sandboxes' processes do not have: run it without "
+                                 "OBLIO_LOCAL_SANDBOXES"])
         if plan is not None:  # every client made from now on carries the (idle) fault hook
             local_faults.patch_sessions()
         self._refuse_a_running_stack()
@@ -290,7 +299,11 @@ class LocalStack:
         urlopen(Request(f"{endpoint}/moto-api/config", method="POST",
                         data=json.dumps({"stepfunctions": {"execute_state_machine": True}})
                         .encode(), headers={"Content-Type": "application/json"}), timeout=10)
-        lambdas.install(lambdas.Dispatcher(settings.resource_prefix))
+        if self.sandboxes:
+            from infra.local import sandboxes
+
+            self._pool = sandboxes.Pool()
+        lambdas.install(lambdas.Dispatcher(settings.resource_prefix, self._pool))
         moto_speed.install()
         t0 = time.monotonic()
         provision.provision(settings)
@@ -522,6 +535,9 @@ class LocalStack:
             self._api.server.shutdown()
             self._api.server.server_close()
             self._api = None
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
         if self._moto is not None:
             self._moto.stop()
             self._moto = None

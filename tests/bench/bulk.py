@@ -35,6 +35,7 @@ from typing import Any
 
 import requests as http
 
+from infra.local import sandboxes
 from tests.bench.harness import direct_writer, emit, local_stack, run_module, run_sizes
 
 PROBE = 500  # subjects in the chunk whose worker's memory is measured (bulk_chunk_size)
@@ -45,9 +46,9 @@ HARNESS = ("sqs.", "dynamodbstreams.", "lambda.")
 
 @contextmanager
 def counted_calls() -> Iterator[tuple[Counter[str], Counter[str]]]:
-    """Every botocore call made in this process meanwhile (boto3's and PynamoDB's clients
-    alike), by `service.Operation`: how many, and the seconds they took summed over the
-    threads that made them (what the job waited on, locally)."""
+    """Every botocore call made in this process and its Lambda sandboxes meanwhile (boto3's and
+    PynamoDB's clients alike), by `service.Operation`: how many, and the seconds they took
+    summed over the threads that made them (what the job waited on, locally)."""
     from botocore.client import BaseClient
 
     calls: Counter[str] = Counter()
@@ -66,11 +67,20 @@ def counted_calls() -> Iterator[tuple[Counter[str], Counter[str]]]:
                     calls[name] += 1
                     seconds[name] += time.perf_counter() - began
 
+    def sandboxed(made: dict[str, list[float]]) -> None:
+        with lock:
+            for name, (n, s) in made.items():
+                if not name.startswith(HARNESS):
+                    calls[name] += int(n)
+                    seconds[name] += s
+
     BaseClient._make_api_call = counting  # type: ignore[method-assign]
+    sandboxes.on_calls.append(sandboxed)
     try:
         yield calls, seconds
     finally:
         BaseClient._make_api_call = real  # type: ignore[method-assign]
+        sandboxes.on_calls.remove(sandboxed)
 
 
 def _audit_last(tenant_id: str) -> int:
@@ -114,8 +124,8 @@ def _complete_io(api: Any, job_id: str) -> dict[str, Any]:
         time.sleep(0.3)
 
 
-def run_one(subjects: int, singles: int) -> dict[str, Any]:
-    stack = local_stack()
+def run_one(subjects: int, singles: int, one_process: bool = False) -> dict[str, Any]:
+    stack = local_stack(sandboxes=not one_process)
     try:
         from infra.local import demo
         from oblio.core import datamap
@@ -236,6 +246,9 @@ def main() -> None:
     p.add_argument("--singles", type=int, default=50,
                    help="how many single erasures to time for the comparison")
     p.add_argument("--validate-rows", type=int, default=1_000_000)
+    p.add_argument("--one-process", action="store_true",
+                   help="run the Lambda handlers in the local stack's process, not in a "
+                        "worker process per concurrent invocation (one core for all)")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)
     p.add_argument("--validate-only", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -243,10 +256,14 @@ def main() -> None:
         emit(run_validation(args.validate_rows))
         return
     if args.one is not None:
-        emit({"size": args.one, **run_one(args.one, args.singles)})
+        emit({"size": args.one, **run_one(args.one, args.singles, args.one_process)})
         return
-    results = run_sizes("tests.bench.bulk", args.subjects, "--singles", str(args.singles))
-    print("\noblio bulk erasure benchmark (local stack: moto server, real ASL, HTTP API)")
+    results = run_sizes("tests.bench.bulk", args.subjects, "--singles", str(args.singles),
+                        *(["--one-process"] if args.one_process else []))
+    where = ("the handlers in the stack's process" if args.one_process else
+             "each Lambda invocation in a warm worker process")
+    print(f"\noblio bulk erasure benchmark (local stack: moto server, real ASL, HTTP API; "
+          f"{where})")
     print(f"{'subjects':>8} {'bulk s':>8} {'subj/s':>7} {'single subj/s':>13} {'ratio':>6} "
           f"{'map conc.':>9} {'audit appends':>13} {'chunk peak MB':>13}")
     for r in results:

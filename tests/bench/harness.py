@@ -58,13 +58,16 @@ def emit(result: dict[str, Any]) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def local_stack(datamap: Any = None, tenants: tuple[str, ...] = ()) -> Any:
+def local_stack(datamap: Any = None, tenants: tuple[str, ...] = (),
+                sandboxes: bool = False) -> Any:
     """A started local stack without the demo data (each benchmark seeds its own), on free
-    ports, optionally with another data map and more tenants; the caller stops it."""
+    ports, optionally with another data map, more tenants, and each Lambda invocation in a
+    worker process of its own (infra/local/sandboxes.py); the caller stops it."""
     from infra.local.stack import LocalStack, free_port
 
     stack = LocalStack(api_port=free_port(), aws_port=free_port(), demo=False, quiet=True,
-                       write_state=False, datamap=datamap, tenants=tenants)
+                       write_state=False, datamap=datamap, tenants=tenants,
+                       sandboxes=sandboxes)
     stack.start()
     return stack
 
