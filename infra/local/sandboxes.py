@@ -120,8 +120,11 @@ class Pool:
             self.started += 1
         worker = _Worker()
         with self._lock:
-            self._all.append(worker)
-        return worker
+            if not self._closed:
+                self._all.append(worker)
+                return worker
+        worker.close()  # the pool closed while this one started
+        raise SandboxDied("the local stack's sandboxes are closed")
 
     def _give(self, worker: _Worker) -> None:
         with self._lock:
