@@ -68,7 +68,10 @@ class _Worker:
         except (BrokenPipeError, ValueError, OSError) as exc:
             raise SandboxDied(f"the sandbox process ended ({type(exc).__name__})") from None
         if not line:
-            code = self.proc.wait(timeout=5)
+            try:
+                code: int | str = self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                code = "unknown (it closed its pipe and is still running)"
             raise SandboxDied(f"the sandbox process ended with exit code {code}")
         answer: dict[str, Any] = json.loads(line)
         return answer
@@ -163,28 +166,26 @@ class Context:
         return 900_000
 
 
-def _count_calls() -> dict[str, list[float]]:
-    """Count this process's botocore calls from now on (one invocation at a time, so one
-    table, cleared by the caller after each)."""
+def hook_calls(record: Callable[[str, float], None]) -> Callable[[], None]:
+    """Hand every botocore call of this process from now on (boto3's and PynamoDB's clients
+    alike) to `record("service.Operation", seconds it took)`; returns what undoes the hook."""
     from botocore.client import BaseClient
 
-    calls: dict[str, list[float]] = {}
-    lock = threading.Lock()
     real = BaseClient._make_api_call
 
-    def counting(self: Any, operation: str, params: Any) -> Any:
+    def recorded(self: Any, operation: str, params: Any) -> Any:
         began = time.perf_counter()
         try:
             return real(self, operation, params)
         finally:
-            name = f"{self.meta.service_model.endpoint_prefix}.{operation}"
-            with lock:
-                entry = calls.setdefault(name, [0, 0.0])
-                entry[0] += 1
-                entry[1] += time.perf_counter() - began
+            record(f"{self.meta.service_model.endpoint_prefix}.{operation}",
+                   time.perf_counter() - began)
 
-    BaseClient._make_api_call = counting
-    return calls
+    def undo() -> None:
+        BaseClient._make_api_call = real
+
+    BaseClient._make_api_call = recorded
+    return undo
 
 
 def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
@@ -192,7 +193,17 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
         if p not in sys.path:
             sys.path.insert(0, p)
     handlers: dict[str, Any] = {}
-    calls = _count_calls()
+    # one invocation at a time: one table of its calls, cleared before the next
+    calls: dict[str, list[float]] = {}
+    lock = threading.Lock()
+
+    def record(name: str, seconds: float) -> None:
+        with lock:
+            entry = calls.setdefault(name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += seconds
+
+    hook_calls(record)
     for line in requests:
         req = json.loads(line)
         calls.clear()
@@ -205,7 +216,8 @@ def serve(requests: IO[bytes], answers: IO[bytes]) -> None:
             answer: dict[str, Any] = {"result": json.dumps(result, default=str)}
         except Exception as exc:  # noqa: BLE001 - returned to the caller as AWS does
             answer = {"error": type(exc).__name__, "message": str(exc)}
-        answer["calls"] = {k: list(v) for k, v in calls.items()}
+        with lock:
+            answer["calls"] = {k: list(v) for k, v in calls.items()}
         answers.write(json.dumps(answer).encode() + b"\n")
         answers.flush()
 

@@ -49,37 +49,26 @@ def counted_calls() -> Iterator[tuple[Counter[str], Counter[str]]]:
     """Every botocore call made in this process and its Lambda sandboxes meanwhile (boto3's and
     PynamoDB's clients alike), by `service.Operation`: how many, and the seconds they took
     summed over the threads that made them (what the job waited on, locally)."""
-    from botocore.client import BaseClient
-
     calls: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
     lock = threading.Lock()
-    real = BaseClient._make_api_call
 
-    def counting(self: Any, operation: str, params: Any) -> Any:
-        name = f"{self.meta.service_model.endpoint_prefix}.{operation}"
-        began = time.perf_counter()
-        try:
-            return real(self, operation, params)
-        finally:
-            if not name.startswith(HARNESS):
-                with lock:
-                    calls[name] += 1
-                    seconds[name] += time.perf_counter() - began
+    def record(name: str, spent: float, n: int = 1) -> None:
+        if not name.startswith(HARNESS):
+            with lock:
+                calls[name] += n
+                seconds[name] += spent
 
     def sandboxed(made: dict[str, list[float]]) -> None:
-        with lock:
-            for name, (n, s) in made.items():
-                if not name.startswith(HARNESS):
-                    calls[name] += int(n)
-                    seconds[name] += s
+        for name, (n, spent) in made.items():
+            record(name, spent, int(n))
 
-    BaseClient._make_api_call = counting  # type: ignore[method-assign]
+    undo = sandboxes.hook_calls(record)
     sandboxes.on_calls.append(sandboxed)
     try:
         yield calls, seconds
     finally:
-        BaseClient._make_api_call = real  # type: ignore[method-assign]
+        undo()
         sandboxes.on_calls.remove(sandboxed)
 
 
