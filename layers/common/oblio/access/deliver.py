@@ -12,8 +12,7 @@ from datetime import timedelta
 from typing import Any
 
 from oblio.access.package import FORMAT, archive_name
-from oblio.control import audit, links, records
-from oblio.control.exports import archive_key
+from oblio.control import audit, exports, links, records
 from oblio.control.tenants import Principal, Tenant, get_tenant
 from oblio.core import clock
 from oblio.core.errors import Conflict, Gone, Invalid, MessageRefused, TransientError
@@ -40,14 +39,7 @@ def notify_option(body: dict[str, Any], tenant: Tenant) -> dict[str, str]:
     return {"notify_enc": tenant.keys.encrypt({"email": address})}
 
 
-def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
-    """The newest finished access request of the subject whose archive has not expired (what
-    a tenant that requires an export before anonymisation checks)."""
-    return records.latest_valid_export(tenant_id, subject_ref)
-
-
 # -- where things are ----------------------------------------------------------------------
-
 
 def _counts(m: RequestModel, units: dict[str, Any]) -> dict[str, dict[str, dict[str, int]]]:
     out: dict[str, dict[str, dict[str, int]]] = {m.tenant_id: {}}
@@ -162,7 +154,7 @@ def presigned(m: RequestModel, actor: str) -> dict[str, Any]:
                    "one", code="export_expired", details={"expired_at": expires})
     s = get_settings()
     bucket = s.bucket("exports")
-    key = archive_key(m.tenant_id, request_id)
+    key = exports.archive_key(m.tenant_id, request_id)
     if not archives.exists(bucket, key):
         raise Gone("the archive is no longer stored; file a new access request for a fresh "
                    "one", code="export_expired", details={"expired_at": expires})

@@ -21,7 +21,7 @@ from oblio.access.collect import (
     write_csv,
 )
 from oblio.control import ledger, records
-from oblio.control.exports import archive_key
+from oblio.control.exports import archive_key, index_archive
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, shadows
 from oblio.core.datamap import DataMap
@@ -30,7 +30,7 @@ from oblio.core.settings import get_settings
 from oblio.pipeline import work
 from oblio.pipeline.rules import Unit
 from oblio.store import archives, aws
-from oblio.store.models import RequestModel
+from oblio.store.models import RequestModel, plain
 
 FORMAT = "oblio-access-export/1"
 
@@ -172,6 +172,9 @@ def package(request_id: str, tenant_id: str) -> dict[str, Any]:
     missing: list[dict[str, str]] = []
     included = 0
     with aws.counting() as io_:
+        # indexed before it is written: an erasure of the subject from now on finds it
+        index_archive(tenant_id, request_id, plain(m.identity_refs) or {}, m.subject_ref,
+                      expires)
         out = archives.MultipartWriter(s.bucket("exports"), key,
                                        part_size=s.export_part_mb * archives.MiB,
                                        content_type="application/zip",

@@ -1,25 +1,43 @@
 """The subject's access-export archives, as an erasure sees them: an archive holds everything
 about the person and stays for the tenant's export TTL (14 days by default), so an erasure
-deletes the archives of the subject's finished access requests that have not expired yet,
-and its verification checks that none is left.
+deletes every archive of the subject that S3 still holds, and its verification checks that
+none is left.
 
 An access request is the subject's when one of the identity HMACs it was filed with is one
 of the erasure's (the identities named and those found on her items): an export asked by
 e-mail is found by an erasure asked by phone once the phone was found next to the e-mail.
+
+The archives are found through the archive index (`ArchiveIndexModel`, in the requests
+table): when an access request writes its archive, it first adds itself, with the archive's
+expiry, to the index item of each identity HMAC it was filed with and of its subject
+reference. An erasure reads the index items of her own HMACs (one BatchGetItem; a bulk chunk
+one for all its lines): what it costs grows with the subject's archives, never with the
+tenant's requests (reading the tenant's recent requests instead, as oblio did, made every
+erasure after a bulk job of a million lines read a million request records).
+
+An archive is looked for until `LOOKED_FOR` after its expiry: S3's lifecycle rule deletes it
+a day or two after it expires, and an erasure meanwhile deletes it too (`stored` asks S3).
+
+A tenant whose requests predate the index has none of its earlier archives in it: its
+first look-up (`ensure_index`) adds the access requests of the last `WINDOW` from their
+records, then marks the tenant's index built (sk = arc#built); every look-up reads that
+mark in the same BatchGetItem as the index items.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from ulid import ULID
 
 from oblio.control import records
 from oblio.core import clock
+from oblio.core.errors import NotFound
 from oblio.core.settings import get_settings
 from oblio.store import objects, shards
-from oblio.store.models import RequestModel, plain
+from oblio.store.models import ARCHIVE_INDEX_BUILT, ArchiveIndexModel, RequestModel, plain
 
 #: the unit of an erasure's plan that stands for the subject's archives (not a table)
 UNIT = "_archives"
@@ -28,9 +46,9 @@ WRITTEN = ("completed", "completed_with_errors")
 #: how far back an access request can have been filed and its archive not have expired yet:
 #: the longest export TTL (30 days) and a margin for the time an export takes and retries
 WINDOW = timedelta(days=45)
-
-#: a finished access request: its id, the identity HMACs it was filed with, its expiry
-Export = tuple[str, frozenset[tuple[str, str]], str | None]
+#: how long after its expiry an archive is still looked for (and its index entry kept)
+LOOKED_FOR = timedelta(days=15)
+BUILT = ARCHIVE_INDEX_BUILT
 
 
 def archive_key(tenant_id: str, request_id: str) -> str:
@@ -38,43 +56,123 @@ def archive_key(tenant_id: str, request_id: str) -> str:
     return f"exports/{tenant_id}/{request_id}.zip"
 
 
-def recent_exports(tenant_id: str) -> list[Export]:
-    """The tenant's finished access requests filed within WINDOW, newest first: one Query
-    on the request ids' range (ULIDs sort by time), access requests only, no Scan. Its cost
-    grows with the tenant's requests of the last weeks, not with its history; a bulk chunk
-    reads it once for all its lines."""
+def _identity_sk(kind: str, mac: str) -> str:
+    return f"arc#id#{kind}#{mac}"
+
+
+def _subject_sk(subject_ref: str) -> str:
+    return f"arc#sub#{subject_ref}"
+
+
+def index_archive(tenant_id: str, request_id: str, identity_refs: dict[str, Any],
+                  subject_ref: str | None, expires_at: str) -> None:
+    """Add an access request's archive to the index items of its identity HMACs and its
+    subject reference (before the archive is written: an erasure that runs while it is being
+    written finds it). Two UpdateItems an item: the map made if missing, then the entry set
+    and the entries long expired removed; a rerun sets the same entry again."""
+    sks = [_identity_sk(k, str(v)) for k, v in sorted(identity_refs.items())]
+    sks += [_subject_sk(subject_ref)] if subject_ref else []
+    cutoff = clock.iso(clock.now() - LOOKED_FOR)
+    for sk in sks:
+        item = ArchiveIndexModel(tenant_id=tenant_id, sk=sk)
+        item.update(actions=[ArchiveIndexModel.archives.set(ArchiveIndexModel.archives | {})])
+        stale = [rid for rid, exp in (plain(item.archives) or {}).items()
+                 if rid != request_id and str(exp) < cutoff]
+        item.update(actions=[ArchiveIndexModel.archives[request_id].set(expires_at),
+                             *(ArchiveIndexModel.archives[rid].remove() for rid in stale)])
+
+
+def _expiry(m: RequestModel) -> str | None:
+    """When a recorded access request's archive expires; None: it wrote none."""
+    made = records.units_of(m).get("_package") or {}
+    result = records.result_of(m)
+    return (made.get("expires_at") if made.get("status") == "done" else None) or (
+        (result.get("export") or {}).get("expires_at") or result.get("expires_at"))
+
+
+def ensure_index(tenant_id: str) -> int:
+    """Add the access requests of the last WINDOW to the index from their records, then mark
+    the tenant's index built; returns how many archives it added. Run once a tenant, by its
+    first look-up (a Query of each shard over the window's request ids); running it twice
+    adds the same entries again."""
     since = ULID.from_datetime(clock.now() - WINDOW)
-    out: list[Export] = []
+    added = 0
     for m in shards.query_tenant(
             RequestModel, tenant_id, RequestModel.sk.between(f"{records.REQUEST_PREFIX}{since}",
-                                               f"{records.REQUEST_PREFIX}~"),
-            scan_index_forward=False,
-            filter_condition=(RequestModel.type == "access")
-            & RequestModel.status.is_in(*WRITTEN),
-            attributes_to_get=["request_id", "identity_refs", "result"]):
-        refs = frozenset((k, str(v)) for k, v in (plain(m.identity_refs) or {}).items())
-        result = records.result_of(m)
-        out.append((m.request_id, refs,
-                    (result.get("export") or {}).get("expires_at") or result.get("expires_at")))
+                                                             f"{records.REQUEST_PREFIX}~"),
+            filter_condition=RequestModel.type == "access",
+            attributes_to_get=["request_id", "identity_refs", "subject_ref", "result", "units"]):
+        expires = _expiry(m)
+        if expires:
+            index_archive(tenant_id, m.request_id, plain(m.identity_refs) or {},
+                          m.subject_ref, expires)
+            added += 1
+    ArchiveIndexModel(tenant_id=tenant_id, sk=BUILT, built_at=clock.iso()).save()
+    return added
+
+
+def _entries(tenant_id: str, sks: Iterable[str]) -> dict[str, dict[str, str]]:
+    """The index items of these sort keys (sk -> request id -> expiry), in one BatchGetItem
+    (of 100 keys each) with the tenant's mark; the index is built first when unmarked."""
+    keys = sorted({*sks, BUILT})
+    for _ in range(2):
+        got = {m.sk: plain(m.archives) or {} for m in ArchiveIndexModel.batch_get(
+            [(shards.key(tenant_id, sk), sk) for sk in keys])}
+        if BUILT in got:
+            return got
+        ensure_index(tenant_id)
+    raise RuntimeError("the archive index was built but its mark cannot be read")
+
+
+def archives_of_many(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
+                     ) -> list[list[dict[str, str]]]:
+    """Per subject (kind -> her identity HMACs), `{"tenant_id", "request_id"}` of each
+    archive indexed for one of her HMACs and looked for still (newest first); one read for
+    all of them. References only, no personal data."""
+    wanted = [{_identity_sk(k, v) for k, vs in kinds.items() for v in vs} for kinds in subjects]
+    if not any(wanted):
+        return [[] for _ in subjects]
+    got = _entries(tenant_id, set().union(*wanted))
+    cutoff = clock.iso(clock.now() - LOOKED_FOR)
+    out = []
+    for sks in wanted:
+        rids = {rid for sk in sks for rid, exp in got.get(sk, {}).items() if str(exp) >= cutoff}
+        out.append([{"tenant_id": tenant_id, "request_id": rid}
+                    for rid in sorted(rids, reverse=True)])
     return out
 
 
-def matching(tenant_id: str, exports: list[Export], kinds: dict[str, list[str]],
-             ) -> list[dict[str, str]]:
-    """`{"tenant_id", "request_id"}` of each export filed with one of these identity HMACs
-    (kind -> HMACs) whose archive has not expired; references only, no personal data."""
-    now = clock.iso()
-    macs = {(k, v) for k, vs in kinds.items() for v in vs}
-    return [{"tenant_id": tenant_id, "request_id": rid} for rid, refs, expires in exports
-            if refs & macs and not (expires and expires <= now)]
+def archives_of(tenant_id: str, kinds: dict[str, list[str]]) -> list[dict[str, str]]:
+    """`archives_of_many` for one subject."""
+    return archives_of_many(tenant_id, [kinds])[0]
 
 
 def subject_archives(identity_refs: dict[str, dict[str, list[str]]]) -> list[dict[str, str]]:
-    """`{"tenant_id", "request_id"}` of each finished, unexpired access request of the subject
-    (tenant -> kind -> HMACs) whose archive S3 still holds, newest first per tenant: one
-    `recent_exports` Query a tenant, one listing of versions per archive found."""
+    """`{"tenant_id", "request_id"}` of each archive of the subject (tenant -> kind -> HMACs)
+    that S3 still holds, newest first per tenant: one index read a tenant, one listing of
+    versions per archive found."""
     return stored([a for tenant_id, kinds in sorted(identity_refs.items()) if kinds
-                   for a in matching(tenant_id, recent_exports(tenant_id), kinds)])
+                   for a in archives_of(tenant_id, kinds)])
+
+
+def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
+    """The newest finished access request of the subject whose archive has not expired: the
+    subject's index item, then the records it names, newest first, until one is finished."""
+    now = clock.iso()
+    entries = _entries(tenant_id, [_subject_sk(subject_ref)]).get(_subject_sk(subject_ref), {})
+    for rid, exp in sorted(entries.items(), reverse=True):
+        if str(exp) <= now:
+            continue
+        try:
+            m = records.load(tenant_id, rid, consistent=False)
+        except NotFound:
+            continue
+        if m.status not in WRITTEN or m.subject_ref != subject_ref:
+            continue
+        expires = records.result_of(m).get("expires_at")
+        if expires and expires > now:
+            return m
+    return None
 
 
 def stored(found: list[dict[str, str]]) -> list[dict[str, str]]:

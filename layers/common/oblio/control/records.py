@@ -210,21 +210,6 @@ def identities_of(m: RequestModel, tenant: Tenant) -> dict[str, str]:
     return tenant.keys.decrypt(m.identities_enc)
 
 
-def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
-    """The newest completed access request of the subject whose archive has not expired."""
-    now = clock.iso()
-    for m in shards.query_tenant(
-            RequestModel, tenant_id, RequestModel.sk.startswith(REQUEST_PREFIX),
-            scan_index_forward=False,
-            filter_condition=(RequestModel.type == "access")
-            & (RequestModel.subject_ref == subject_ref)
-            & RequestModel.status.is_in("completed", "completed_with_errors")):
-        expires = result_of(m).get("expires_at")
-        if expires and expires > now:
-            return m
-    return None
-
-
 def start(m: RequestModel, claimed: bool = False) -> None:
     """Start the request's workflow for attempt `m.attempt` (carried by the execution, so
     that every task of it is fenced on it) and mark it queued.

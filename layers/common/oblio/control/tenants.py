@@ -21,7 +21,13 @@ from oblio.core.errors import Conflict, Forbidden, Invalid, NotFound, Unauthoriz
 from oblio.core.settings import get_settings
 from oblio.store import keys as kms
 from oblio.store import secrets as secrets_store
-from oblio.store.models import ApiKeyModel, PublicSlugModel, TenantModel
+from oblio.store.models import (
+    ARCHIVE_INDEX_BUILT,
+    ApiKeyModel,
+    ArchiveIndexModel,
+    PublicSlugModel,
+    TenantModel,
+)
 
 #: the scope above tenants, held by the operator key alone (never by a tenant's key): create
 #: tenants, manage any tenant's keys; it reads no tenant's data
@@ -90,6 +96,9 @@ def create_tenant(tenant_id: str, name: str, parent_id: str | None = None,
                         settings={**DEFAULT_SETTINGS, **(settings or {})},
                         key_blob=kms.new_data_key(), created_at=clock.iso())
     model.save(condition=TenantModel.tenant_id.does_not_exist())
+    # no request yet: the tenant's archive index holds every archive (control.exports)
+    ArchiveIndexModel(tenant_id=tenant_id, sk=ARCHIVE_INDEX_BUILT,
+                      built_at=model.created_at).save()
     if parent_id:
         TenantModel(tenant_id=parent_id).update(actions=[TenantModel.children.add({tenant_id})])
         _cache.pop(parent_id, None)

@@ -477,10 +477,13 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
         plans: list[dict[str, Any]] | None = objects.get_json(plan_key) \
             if objects.exists(plan_key) else None
         if plans is None:
-            # the tenant's recent access exports, read once for the chunk's lines
-            recent = exports.recent_exports(tenant_id)
-            plans = parallel.ordered(lambda row: _plan_line(dm, tenant, row, recent), rows,
+            plans = parallel.ordered(lambda row: _plan_line(dm, tenant, row), rows,
                                      get_settings().bulk_lookup_concurrency)
+            # her access-export archives that S3 still holds: the archive index read once
+            # for all the chunk's lines
+            for plan, found in zip(plans, exports.archives_of_many(
+                    tenant_id, [p["refs"] for p in plans]), strict=True):
+                plan["archives"] = exports.stored(found)
             objects.put_json(plan_key, plans)
         todo: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for row, plan in zip(rows, plans, strict=True):
@@ -529,8 +532,7 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
     return {"chunk": chunk_key, **counts}
 
 
-def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any],
-               recent: list[exports.Export]) -> dict[str, Any]:
+def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict[str, Any]:
     """What one line will erase, kept without personal values: per table the same manifest
     a single erasure plans (item keys, files by pointer, key template and prefix, items on
     legal hold, items she is in only in a role), the HMACs of the identities named and found
@@ -551,10 +553,8 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any],
     return {"line": row["line"], "matched": fp.total, "tables": tables,
             "subject_ref": tenant.keys.subject_ref(row["identities"]),
             "refs": refs, "request_id": str(ULID()),
-            # items past their TTL (planned like the rest) and her unexpired access exports
-            "expired": fp.expired,
-            "archives": exports.stored(exports.matching(tenant.tenant_id, recent, refs))
-            if refs else []}
+            # items past their TTL (planned like the rest); her archives: the chunk adds them
+            "expired": fp.expired, "archives": []}
 
 
 def _key(t: Any, key: dict[str, Any]) -> tuple[Any, ...]:

@@ -13,7 +13,7 @@ from pynamodb.exceptions import PutError, UpdateError
 from ulid import ULID
 
 from oblio.access import deliver
-from oblio.control import audit, metering, records
+from oblio.control import audit, exports, metering, records
 from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import clock, datamap, identity
 from oblio.core.bodies import (
@@ -251,7 +251,7 @@ def create(principal: Principal, body: RequestBody, audited: bool = True) -> Fil
 
 def _require_export(tenant_id: str, subject_ref: str) -> None:
     """The tenant wants an export of the subject before an anonymisation (Art. 20 first)."""
-    if records.latest_valid_export(tenant_id, subject_ref) is None:
+    if exports.latest_valid_export(tenant_id, subject_ref) is None:
         raise Conflict("this tenant requires an access export of the subject before an "
                        "anonymisation, and there is none that has not expired: file an "
                        "access request first, then anonymise", code="export_required")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oblio.control import audit, ledger, records, suppression
+from oblio.control import audit, exports, ledger, records, suppression
 from oblio.control.tenants import Principal, get_tenant, reachable_tenants
 from oblio.core import datamap
 from oblio.core.bodies import SearchBody, SubjectQuery
@@ -75,7 +75,7 @@ def export_rule(principal: Principal, subject_ref: str) -> dict[str, Any]:
     through the tenant's requests)."""
     if not get_tenant(principal.tenant_id).settings.get("require_export_before_anonymisation"):
         return {"required": False, "export": None}
-    m = records.latest_valid_export(principal.tenant_id, subject_ref)
+    m = exports.latest_valid_export(principal.tenant_id, subject_ref)
     export = None if m is None else {"request_id": m.request_id,
                                      "expires_at": records.result_of(m).get("expires_at")}
     return {"required": True, "export": export}

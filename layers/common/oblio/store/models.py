@@ -118,6 +118,27 @@ class RequestModel(ShardedModel):
     extended = MapAttribute[str, Any](null=True)
 
 
+class ArchiveIndexModel(ShardedModel):
+    """The archive index, in the requests table beside the requests: for one identity HMAC
+    (sk = arc#id#<kind>#<hmac>) or one subject reference (sk = arc#sub#<ref>) the access
+    requests whose archive was written for it (`archives`: request id -> expiry), so that
+    an erasure finds a subject's archives by her own keys, never by reading the tenant's
+    requests; sk = arc#built marks a tenant whose index holds every archive (`control.exports`).
+    """
+
+    class Meta(_Meta):
+        table_name = _s.table("requests")
+
+    sk = UnicodeAttribute(range_key=True)
+    archives = MapAttribute[str, Any](null=True)
+    built_at = UnicodeAttribute(null=True)
+
+
+#: the archive index item that says the tenant's index holds every archive (a new tenant's
+#: from its creation; an older one's once `control.exports.ensure_index` has run)
+ARCHIVE_INDEX_BUILT = "arc#built"
+
+
 class AuditModel(CountedModel):
     """One audit entry (seq = zero-padded number) or the chain's head (seq = HEAD)."""
 
