@@ -6,8 +6,12 @@ keyed (tenant_id, attribute), so every query of a walk walked the whole table: 6
 1,000 contacts, seconds at 100,000, where DynamoDB answers in milliseconds whatever the size.
 This shim gives moto what DynamoDB has: for a query whose sort-key condition is an equality,
 only the items with that sort-key value are handed to moto's own query code, which still does
-every check, sort, filter and page exactly as before. The candidate lists are rebuilt after
-any write to the table (a version per table), so a query never misses a fresh item.
+every check, sort, filter and page exactly as before. The candidate lists are kept up to
+date item by item: every write marks the key of the item it wrote, and the next query
+re-reads just those items (rebuilding a whole table's lists after each write made a query
+that follows a write cost as much as a scan: a bulk job writes between every two queries),
+so a query never misses a fresh item. A query on a table's own key reads only its partition
+(moto sorts every item of the table to find them).
 
 moto finds an account's backends under its one global lock (`_account_backend`): with them
 there already, it no longer waits on the lock.
@@ -21,7 +25,6 @@ answer depends only on the host it names, so it is remembered per host.
 from __future__ import annotations
 
 import threading
-from collections import defaultdict
 from typing import Any
 
 from moto.core.base_backend import BackendDict
@@ -36,10 +39,10 @@ _lock = threading.Lock()
 # thread wrote meanwhile (the audit chain's head, for one). DynamoDB serialises writes to an
 # item; locally, every write (a transaction as a whole) holds this lock
 _write_lock = threading.RLock()
-_versions: dict[str, int] = defaultdict(int)
-_cache: dict[tuple[str, str], tuple[int, dict[Any, list[Any]]]] = {}
 _orig_all_items = Table.all_items
 _orig_query = Table.query
+_orig_table_put = Table.put_item
+_orig_table_delete = Table.delete_item
 _patched: dict[str, Any] = {}
 _orig_backend_for_host = DomainDispatcherApplication.get_backend_for_host
 _routes: dict[str | None, Any] = {}
@@ -68,39 +71,104 @@ def _account_backend(self: BackendDict[Any], account_id: str) -> None:
     _orig_account_backend(self, account_id)
 
 
-def _bump(table_name: str | None) -> None:
+class _Lists:
+    """One attribute's candidate lists of one table: value -> {item key: item}, the value
+    each item key is listed under, and the keys written since (appended by writers, taken
+    from the front by the one query that holds `lock`: a query finds the lists up to date
+    without a lock whenever nothing was written since)."""
+
+    def __init__(self) -> None:
+        self.groups: dict[Any, dict[Any, Any]] = {}
+        self.where: dict[Any, Any] = {}
+        self.pending: list[tuple[Any, Any]] = []
+        self.built = False
+        self.lock = threading.Lock()
+
+
+#: table -> attribute -> its candidate lists
+_lists: dict[str, dict[str, _Lists]] = {}
+
+
+def _item_key(item: Any) -> tuple[Any, Any]:
+    return (item.hash_key, item.range_key)
+
+
+def _forget(table_name: str | None) -> None:
+    """Drop the candidate lists of a table (None: of every table)."""
     with _lock:
         if table_name is None:
-            for name in list(_versions):
-                _versions[name] += 1
-            _cache.clear()
+            _lists.clear()
         else:
-            _versions[table_name] += 1
+            _lists.pop(table_name, None)
+
+
+def _written(table_name: str, keys: list[tuple[Any, Any]]) -> None:
+    """Mark items written: each list of the table re-reads them before its next answer."""
+    for lists in list((_lists.get(table_name) or {}).values()):
+        lists.pending.extend(keys)
+
+
+def _current(table: Table, key: tuple[Any, Any]) -> Any:
+    """The table's item of this key now, or None."""
+    part = table.items.get(key[0])
+    if part is None or not table.range_key_attr:
+        return part
+    return None if key[1] is None else part.get(key[1])
 
 
 def _candidates(table: Table, attr: str, value: Any) -> list[Any]:
-    key = (table.name, attr)
-    with _lock:
-        version = _versions[table.name]
-        hit = _cache.get(key)
-        if hit is None or hit[0] != version:
-            hit = _cache[key] = (version, _groups(table, attr))
-    return hit[1].get(value, [])
+    lists = (_lists.get(table.name) or {}).get(attr)
+    if lists is None:
+        with _lock:  # registered before it is built: the writes meanwhile are marked in it
+            lists = _lists.setdefault(table.name, {}).setdefault(attr, _Lists())
+    if not lists.built or lists.pending:
+        with lists.lock:
+            if not lists.built:
+                _build(lists, table, attr)
+                lists.built = True
+            n = len(lists.pending)
+            for k in set(lists.pending[:n]):
+                old = lists.where.pop(k, None)
+                if old is not None:
+                    lists.groups[old].pop(k, None)
+                item = _current(table, k)
+                v = None if item is None else item.attrs.get(attr)
+                if v is not None:
+                    lists.groups.setdefault(v, {})[k] = item
+                    lists.where[k] = v
+            del lists.pending[:n]
+    return list(lists.groups.get(value, {}).values())
 
 
-def _groups(table: Table, attr: str) -> dict[Any, list[Any]]:
-    # moto's server writes from other threads without this lock: a table that changes while
-    # it is read raises, and is read again (the version bump after that write follows)
+def _build(lists: _Lists, table: Table, attr: str) -> None:
+    # moto's server writes from other threads meanwhile: a table that changes while it is
+    # read raises, and is read again (and each of those writes is marked in `pending`)
     while True:
         try:
-            groups: dict[Any, list[Any]] = defaultdict(list)
+            groups: dict[Any, dict[Any, Any]] = {}
+            where: dict[Any, Any] = {}
             for item in list(_orig_all_items(table)):
                 v = item.attrs.get(attr)
                 if v is not None:
-                    groups[v].append(item)
-            return groups
+                    groups.setdefault(v, {})[_item_key(item)] = item
+                    where[_item_key(item)] = v
+            lists.groups, lists.where = groups, where
+            return
         except RuntimeError:
             continue
+
+
+def _table_put(self: Table, *args: Any, **kwargs: Any) -> Any:
+    item = _orig_table_put(self, *args, **kwargs)  # refused: nothing was written
+    _written(self.name, [_item_key(item)])
+    return item
+
+
+def _table_delete(self: Table, hash_key: Any, range_key: Any) -> Any:
+    try:
+        return _orig_table_delete(self, hash_key, range_key)
+    finally:
+        _written(self.name, [(hash_key, range_key or None)])
 
 
 def _all_items(self: Table) -> Any:
@@ -113,20 +181,20 @@ def _all_items(self: Table) -> Any:
 def _query(self: Table, hash_key: Any, range_comparison: str | None, range_objs: list[Any],
            *args: Any, **kwargs: Any) -> Any:
     index_name = kwargs.get("index_name") or (args[4] if len(args) > 4 else None)
-    if range_comparison in ("=", "EQ") and len(range_objs) == 1:
-        if index_name:
-            index = {i.name: i for i in self.all_indexes()}.get(index_name)
-            ranges = [k["AttributeName"] for k in (index.schema if index else [])
-                      if k["KeyType"] == "RANGE"]
-        else:
-            ranges = [self.range_key_attr] if self.range_key_attr else []
+    if not index_name and hash_key is not None:
+        # the table's own key: the items of that partition only (moto then sorts, compares,
+        # filters and pages them as ever)
+        part = self.items.get(hash_key)
+        found = [] if part is None else (list(part.values()) if self.range_key_attr
+                                         else [part])
+        return _answer(self, found, hash_key, range_comparison, range_objs, args, kwargs)
+    if range_comparison in ("=", "EQ") and len(range_objs) == 1 and index_name:
+        index = {i.name: i for i in self.all_indexes()}.get(index_name)
+        ranges = [k["AttributeName"] for k in (index.schema if index else [])
+                  if k["KeyType"] == "RANGE"]
         if len(ranges) == 1:
-            _local.override = (self, _candidates(self, ranges[0], range_objs[0]))
-            try:
-                return _orig_query(self, hash_key, range_comparison, range_objs, *args,
-                                   **kwargs)
-            finally:
-                _local.override = None
+            return _answer(self, _candidates(self, ranges[0], range_objs[0]), hash_key,
+                           range_comparison, range_objs, args, kwargs)
     if index_name:
         # any other condition on an index whose partition is not the tenant (the retention
         # sweep index, `<tenant>#<month>`): the items of that partition only
@@ -134,34 +202,53 @@ def _query(self: Table, hash_key: Any, range_comparison: str | None, range_objs:
         hashes = [k["AttributeName"] for k in (index.schema if index else [])
                   if k["KeyType"] == "HASH"]
         if len(hashes) == 1 and hashes[0] != "tenant_id" and hash_key is not None:
-            _local.override = (self, _candidates(self, hashes[0], hash_key))
-            try:
-                return _orig_query(self, hash_key, range_comparison, range_objs, *args,
-                                   **kwargs)
-            finally:
-                _local.override = None
+            return _answer(self, _candidates(self, hashes[0], hash_key), hash_key,
+                           range_comparison, range_objs, args, kwargs)
     return _orig_query(self, hash_key, range_comparison, range_objs, *args, **kwargs)
+
+
+def _answer(table: Table, items: list[Any], hash_key: Any, range_comparison: str | None,
+            range_objs: list[Any], args: Any, kwargs: Any) -> Any:
+    """moto's own query, over these items only (in key order, as moto lists them)."""
+    items.sort(key=lambda x: (x.hash_key, x.range_key) if x.range_key else x.hash_key)
+    _local.override = (table, items)
+    try:
+        return _orig_query(table, hash_key, range_comparison, range_objs, *args, **kwargs)
+    finally:
+        _local.override = None
 
 
 def _writer(name: str) -> Any:
     original = getattr(DynamoDBBackend, name)
 
     def write(self: DynamoDBBackend, *args: Any, **kwargs: Any) -> Any:
-        if name == "transact_write_items":
-            items = kwargs.get("transact_items") or (args[0] if args else [])
-            tables = {op.get("TableName") for item in items for op in item.values()
-                      if isinstance(op, dict)}
-        else:
-            tables = {kwargs.get("table_name") or (args[0] if args else None)}
+        table_name = kwargs.get("table_name") or (args[0] if args else None)
         try:
             with _write_lock:
                 return original(self, *args, **kwargs)
         finally:
-            for table in tables:
-                _bump(table if isinstance(table, str) else None)
+            if name in ("create_table", "delete_table"):
+                _forget(table_name if isinstance(table_name, str) else None)
+            elif name == "update_item" and isinstance(table_name, str):
+                # an update changes the item in place (a new one goes through Table.put_item)
+                _updated(self, table_name, kwargs.get("key") or (args[1] if len(args) > 1
+                                                                 else None))
 
     _patched[name] = original
     return write
+
+
+def _updated(backend: DynamoDBBackend, table_name: str, key: Any) -> None:
+    table = backend.tables.get(table_name)
+    if table is None or not isinstance(key, dict):
+        _forget(table_name)
+        return
+    try:
+        hash_key, range_key = backend.get_keys_value(table, key)
+    except Exception:  # noqa: BLE001 - a key moto refused: nothing was written, or all is redone
+        _forget(table_name)
+        return
+    _written(table_name, [(hash_key, range_key or None)])
 
 
 def install() -> None:
@@ -169,16 +256,20 @@ def install() -> None:
     transaction names (moto_transactions), without which each TransactWriteItems deep-copies
     whole tables and fails when another thread writes meanwhile, EventBridge's delivery to
     SQS without a pass over the whole queue per message (moto_events), and S3's version
-    listings that copy only the keys under their prefix (moto_s3), and header blocks read
-    without the e-mail parser (moto_http)."""
-    from infra.local import moto_events, moto_http, moto_s3, moto_transactions
+    listings that copy only the keys under their prefix (moto_s3), header blocks read
+    without the e-mail parser (moto_http), and DynamoDB's item answers written as JSON
+    directly (moto_json)."""
+    from infra.local import moto_events, moto_http, moto_json, moto_s3, moto_transactions
 
     moto_http.install()
+    moto_json.install()
     moto_transactions.install()
     moto_events.install()
     moto_s3.install()
     Table.all_items = _all_items  # type: ignore[method-assign]
     Table.query = _query  # type: ignore[method-assign]
+    Table.put_item = _table_put  # type: ignore[method-assign]
+    Table.delete_item = _table_delete  # type: ignore[method-assign]
     DomainDispatcherApplication.get_backend_for_host = _backend_for_host  # type: ignore[method-assign]
     BackendDict._create_account_specific_backend = _account_backend  # type: ignore[method-assign]
     for name in ("put_item", "update_item", "delete_item", "transact_write_items",
@@ -187,20 +278,24 @@ def install() -> None:
 
 
 def uninstall() -> None:
-    from infra.local import moto_events, moto_http, moto_s3, moto_transactions
+    from infra.local import moto_events, moto_http, moto_json, moto_s3, moto_transactions
 
+    # in the reverse order of install: the writers wrap moto_transactions' transaction
+    for name, original in _patched.items():
+        setattr(DynamoDBBackend, name, original)
+    _patched.clear()
     moto_http.uninstall()
+    moto_json.uninstall()
     moto_transactions.uninstall()
     moto_events.uninstall()
     moto_s3.uninstall()
     Table.all_items = _orig_all_items  # type: ignore[method-assign]
     Table.query = _orig_query  # type: ignore[method-assign]
+    Table.put_item = _orig_table_put  # type: ignore[method-assign]
+    Table.delete_item = _orig_table_delete  # type: ignore[method-assign]
     DomainDispatcherApplication.get_backend_for_host = (  # type: ignore[method-assign]
         _orig_backend_for_host)
     BackendDict._create_account_specific_backend = (  # type: ignore[method-assign]
         _orig_account_backend)
     _routes.clear()
-    for name, original in _patched.items():
-        setattr(DynamoDBBackend, name, original)
-    _patched.clear()
-    _cache.clear()
+    _forget(None)
