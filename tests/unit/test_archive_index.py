@@ -5,6 +5,7 @@ keys, in one BatchGetItem, without reading the tenant's requests."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -147,3 +148,24 @@ def test_a_tenant_without_the_mark_is_indexed_from_its_records_once(t, mario):
     assert calls["dynamodb.Query"] == shards.SHARDS  # the window, once
     _, again = _counted(lambda: exports.archives_of(t.tenant_id, macs))
     assert again == {"dynamodb.BatchGetItem": 1}
+
+
+def test_the_look_up_is_strongly_consistent(t):
+    # an entry added a moment ago (an export just packaged) must be read by the erasure
+    # planned right after it, and the mark a migration just wrote by the look-up after it
+    sent: list[dict[str, Any]] = []
+    events = ArchiveIndexModel._get_connection().connection.client.meta.events
+
+    def capture(params: dict[str, Any], **_: Any) -> None:
+        sent.append(params)
+
+    events.register("before-call.dynamodb.BatchGetItem", capture)
+    try:
+        exports.archives_of(t.tenant_id, {"email": ["c" * 64]})
+    finally:
+        events.unregister("before-call.dynamodb.BatchGetItem", capture)
+    (params,) = sent
+    body = params["body"]
+    body = json.loads(body) if isinstance(body, bytes | str) else body
+    assert body["RequestItems"] and all(spec["ConsistentRead"] is True
+                                        for spec in body["RequestItems"].values())

@@ -172,7 +172,7 @@ def package(request_id: str, tenant_id: str) -> dict[str, Any]:
     missing: list[dict[str, str]] = []
     included = 0
     with aws.counting() as io_:
-        # indexed before it is written: an erasure of the subject from now on finds it
+        # indexed before it is written: every erasure planned once it is in S3 finds it
         index_archive(tenant_id, request_id, plain(m.identity_refs) or {}, m.subject_ref,
                       expires)
         out = archives.MultipartWriter(s.bucket("exports"), key,

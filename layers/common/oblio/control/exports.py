@@ -67,9 +67,12 @@ def _subject_sk(subject_ref: str) -> str:
 def index_archive(tenant_id: str, request_id: str, identity_refs: dict[str, Any],
                   subject_ref: str | None, expires_at: str) -> None:
     """Add an access request's archive to the index items of its identity HMACs and its
-    subject reference (before the archive is written: an erasure that runs while it is being
-    written finds it). Two UpdateItems an item: the map made if missing, then the entry set
-    and the entries long expired removed; a rerun sets the same entry again."""
+    subject reference, before the archive is written: once its upload completes, any erasure
+    of the subject planned after that finds it. (One planned while the upload runs finds the
+    entry but no object in S3 yet, and plans nothing for it: as before the index, an archive
+    being written while the subject is erased is not caught.) Two UpdateItems an item: the
+    map made if missing, then the entry set and the entries long expired removed; a rerun
+    sets the same entry again."""
     sks = [_identity_sk(k, str(v)) for k, v in sorted(identity_refs.items())]
     sks += [_subject_sk(subject_ref)] if subject_ref else []
     cutoff = clock.iso(clock.now() - LOOKED_FOR)
@@ -113,11 +116,12 @@ def ensure_index(tenant_id: str) -> int:
 
 def _entries(tenant_id: str, sks: Iterable[str]) -> dict[str, dict[str, str]]:
     """The index items of these sort keys (sk -> request id -> expiry), in one BatchGetItem
-    (of 100 keys each) with the tenant's mark; the index is built first when unmarked."""
+    (of 100 keys each) with the tenant's mark; the index is built first when unmarked.
+    Strongly consistent: an entry or a mark written a moment ago is read."""
     keys = sorted({*sks, BUILT})
     for _ in range(2):
         got = {m.sk: plain(m.archives) or {} for m in ArchiveIndexModel.batch_get(
-            [(shards.key(tenant_id, sk), sk) for sk in keys])}
+            [(shards.key(tenant_id, sk), sk) for sk in keys], consistent_read=True)}
         if BUILT in got:
             return got
         ensure_index(tenant_id)
