@@ -188,22 +188,18 @@ def _query(self: Table, hash_key: Any, range_comparison: str | None, range_objs:
         found = [] if part is None else (list(part.values()) if self.range_key_attr
                                          else [part])
         return _answer(self, found, hash_key, range_comparison, range_objs, args, kwargs)
-    if range_comparison in ("=", "EQ") and len(range_objs) == 1 and index_name:
-        index = {i.name: i for i in self.all_indexes()}.get(index_name)
-        ranges = [k["AttributeName"] for k in (index.schema if index else [])
-                  if k["KeyType"] == "RANGE"]
-        if len(ranges) == 1:
-            return _answer(self, _candidates(self, ranges[0], range_objs[0]), hash_key,
-                           range_comparison, range_objs, args, kwargs)
-    if index_name:
+    index = {i.name: i for i in self.all_indexes()}.get(index_name) if index_name else None
+    schema = index.schema if index else []
+    ranges = [k["AttributeName"] for k in schema if k["KeyType"] == "RANGE"]
+    hashes = [k["AttributeName"] for k in schema if k["KeyType"] == "HASH"]
+    if range_comparison in ("=", "EQ") and len(range_objs) == 1 and len(ranges) == 1:
+        return _answer(self, _candidates(self, ranges[0], range_objs[0]), hash_key,
+                       range_comparison, range_objs, args, kwargs)
+    if len(hashes) == 1 and hashes[0] != "tenant_id" and hash_key is not None:
         # any other condition on an index whose partition is not the tenant (the retention
         # sweep index, `<tenant>#<month>`): the items of that partition only
-        index = {i.name: i for i in self.all_indexes()}.get(index_name)
-        hashes = [k["AttributeName"] for k in (index.schema if index else [])
-                  if k["KeyType"] == "HASH"]
-        if len(hashes) == 1 and hashes[0] != "tenant_id" and hash_key is not None:
-            return _answer(self, _candidates(self, hashes[0], hash_key), hash_key,
-                           range_comparison, range_objs, args, kwargs)
+        return _answer(self, _candidates(self, hashes[0], hash_key), hash_key,
+                       range_comparison, range_objs, args, kwargs)
     return _orig_query(self, hash_key, range_comparison, range_objs, *args, **kwargs)
 
 

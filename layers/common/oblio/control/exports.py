@@ -48,7 +48,6 @@ WRITTEN = ("completed", "completed_with_errors")
 WINDOW = timedelta(days=45)
 #: how long after its expiry an archive is still looked for (and its index entry kept)
 LOOKED_FOR = timedelta(days=15)
-BUILT = ARCHIVE_INDEX_BUILT
 
 
 def archive_key(tenant_id: str, request_id: str) -> str:
@@ -110,7 +109,7 @@ def ensure_index(tenant_id: str) -> int:
             index_archive(tenant_id, m.request_id, plain(m.identity_refs) or {},
                           m.subject_ref, expires)
             added += 1
-    ArchiveIndexModel(tenant_id=tenant_id, sk=BUILT, built_at=clock.iso()).save()
+    ArchiveIndexModel(tenant_id=tenant_id, sk=ARCHIVE_INDEX_BUILT, built_at=clock.iso()).save()
     return added
 
 
@@ -118,11 +117,11 @@ def _entries(tenant_id: str, sks: Iterable[str]) -> dict[str, dict[str, str]]:
     """The index items of these sort keys (sk -> request id -> expiry), in one BatchGetItem
     (of 100 keys each) with the tenant's mark; the index is built first when unmarked.
     Strongly consistent: an entry or a mark written a moment ago is read."""
-    keys = sorted({*sks, BUILT})
+    keys = sorted({*sks, ARCHIVE_INDEX_BUILT})
     for _ in range(2):
         got = {m.sk: plain(m.archives) or {} for m in ArchiveIndexModel.batch_get(
             [(shards.key(tenant_id, sk), sk) for sk in keys], consistent_read=True)}
-        if BUILT in got:
+        if ARCHIVE_INDEX_BUILT in got:
             return got
         ensure_index(tenant_id)
     raise RuntimeError("the archive index was built but its mark cannot be read")
