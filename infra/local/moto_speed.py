@@ -20,6 +20,12 @@ moto's server finds the backend of every request under one lock, listing its own
 folders and matching some 300 URL patterns each time (0.3 ms a request, and every other
 request waits on the lock meanwhile: a fifth of the local stack's time in a bulk job). The
 answer depends only on the host it names, so it is remembered per host.
+
+moto changes an item in place, one action of an UpdateItem after the other, and writes an
+answer from the live items after its backend returns: a GetItem on another thread could see
+half an update (a request's new status without its result). DynamoDB reads an item whole:
+locally, every read of items (GetItem, BatchGetItem, Query, Scan, TransactGetItems) holds the
+writes' lock until its answer is built.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import Any
 from moto.core.base_backend import BackendDict
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
+from moto.dynamodb.responses import DynamoHandler
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication
 
 _local = threading.local()
@@ -37,13 +44,17 @@ _lock = threading.Lock()
 # moto's server answers on many threads and its DynamoDB writes are not atomic: a transaction
 # that fails is undone by writing back what it changed, which would overwrite what another
 # thread wrote meanwhile (the audit chain's head, for one). DynamoDB serialises writes to an
-# item; locally, every write (a transaction as a whole) holds this lock
+# item and reads it whole; locally, every write (a transaction as a whole) holds this lock,
+# and every read until its answer is built
 _write_lock = threading.RLock()
+#: the handler's reads of items, each answered under the writes' lock
+READS = ("get_item", "batch_get_item", "query", "scan", "transact_get_items")
 _orig_all_items = Table.all_items
 _orig_query = Table.query
 _orig_table_put = Table.put_item
 _orig_table_delete = Table.delete_item
 _patched: dict[str, Any] = {}
+_read_patched: dict[str, Any] = {}
 _orig_backend_for_host = DomainDispatcherApplication.get_backend_for_host
 _routes: dict[str | None, Any] = {}
 _orig_account_backend = BackendDict._create_account_specific_backend
@@ -234,6 +245,17 @@ def _writer(name: str) -> Any:
     return write
 
 
+def _reader(name: str) -> Any:
+    original = getattr(DynamoHandler, name)
+
+    def read(self: DynamoHandler) -> Any:
+        with _write_lock:  # the answer's items are copied out of the live ones in here
+            return original(self)
+
+    _read_patched[name] = original
+    return read
+
+
 def _updated(backend: DynamoDBBackend, table_name: str, key: Any) -> None:
     table = backend.tables.get(table_name)
     if table is None or not isinstance(key, dict):
@@ -271,6 +293,8 @@ def install() -> None:
     for name in ("put_item", "update_item", "delete_item", "transact_write_items",
                  "delete_table", "create_table"):
         setattr(DynamoDBBackend, name, _writer(name))
+    for name in READS:
+        setattr(DynamoHandler, name, _reader(name))
 
 
 def uninstall() -> None:
@@ -280,6 +304,9 @@ def uninstall() -> None:
     for name, original in _patched.items():
         setattr(DynamoDBBackend, name, original)
     _patched.clear()
+    for name, original in _read_patched.items():
+        setattr(DynamoHandler, name, original)
+    _read_patched.clear()
     moto_http.uninstall()
     moto_json.uninstall()
     moto_transactions.uninstall()
