@@ -109,6 +109,9 @@ class Assumptions:
     read_units_per_query: float = 0.5     # the tenant's: eventually consistent, under 4 KB
     ledger_queries: float = 2.6           # the consent ledger's Query per identity: oblio's,
     #                                       consistent (a read unit each, not half)
+    archive_index_reads: float = 5.2      # the archive index item of each identity, read
+    #                                       consistent twice (the plan, and again after the
+    #                                       suppression entries): a read unit each, found or not
     lambda_gb: float = field(              # the chunk worker's memory (the catalogue's)
         default_factory=lambda: _memory_gb("bulk_chunk"))
     event_entries: float = 1.0            # EventBridge entries a subject sends (SubjectErased),
@@ -166,7 +169,7 @@ def model(a: Assumptions) -> dict[str, Any]:
           for op, n in c.items() if op.startswith("s3.")}
     cost_files = sum(v for op, v in s3.items() if op in FILE_OPS)
     work_files = sum(v for op, v in s3.items() if op not in FILE_OPS)
-    own_reads = (a.ledger_queries + a.read_units_per_query
+    own_reads = (a.ledger_queries + a.archive_index_reads + a.read_units_per_query
                  * (c.get("dynamodb.GetItem", 0.0) + c.get("dynamodb.BatchGetItem", 0.0)))
     audit_wcu = a.audit_wcu_per_append * appends_per_subject
     # what the contract has every subject pay whatever the code: her items' writes and the

@@ -20,16 +20,17 @@ from oblio.access.collect import (
     part_key,
     write_csv,
 )
-from oblio.control import ledger, records
+from oblio.control import exports, ledger, records, suppression
 from oblio.control.exports import archive_key, index_archive
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, shadows
 from oblio.core.datamap import DataMap
+from oblio.core.errors import SubjectErased
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
 from oblio.pipeline import work
 from oblio.pipeline.rules import Unit
-from oblio.store import archives, aws
+from oblio.store import archives, aws, objects
 from oblio.store.models import RequestModel, plain
 
 FORMAT = "oblio-access-export/1"
@@ -154,10 +155,13 @@ class _Json:
 
 def package(request_id: str, tenant_id: str) -> dict[str, Any]:
     """Stream the export into `exports/<tenant>/<request>.zip`; a package already made is not
-    made again."""
+    made again. Once it is written, the suppression list is read: when the subject was erased
+    since the export was filed, the archive and the work files go (`withdraw`)."""
     m = records.load(tenant_id, request_id)
     units = records.units_of(m)
     made = units.get("_package")
+    if made and made.get("status") == WITHDRAWN:
+        raise SubjectErased(ERASED_MEANWHILE, details={"request_id": request_id})
     if made and made.get("status") == "done":
         return {"size": made["size"], "parts": made["parts"], "files": made["files"],
                 "files_missing": made["files_missing"]}
@@ -192,6 +196,8 @@ def package(request_id: str, tenant_id: str) -> dict[str, Any]:
                         write_csv(w, list(CONSENT_COLUMNS), led["history"])
             with zf.open(_stamp("subject.json", now), "w") as w:
                 _subject_json(w, dm, m, planned, units, expires, included, missing, ledgers)
+    if suppression.erased_since(tenant_id, plain(m.identity_refs) or {}, m.created_at or ""):
+        withdraw(m)
     made = {"status": "done", "at": clock.iso(), "size": out.size, "sha256": out.sha256,
             "parts": out.parts, "files": included, "files_missing": len(missing),
             "missing": missing[:LISTED], "expires_at": expires, "key": key,
@@ -201,6 +207,34 @@ def package(request_id: str, tenant_id: str) -> dict[str, Any]:
                                           "files": included, "files_missing": len(missing)})
     return {"size": out.size, "parts": out.parts, "files": included,
             "files_missing": len(missing)}
+
+
+#: the package unit's status once the archive was withdrawn
+WITHDRAWN = "withdrawn"
+ERASED_MEANWHILE = ("the subject was erased while this export ran: what it had collected may "
+                    "hold what the erasure deleted, so its archive and work files were deleted "
+                    "instead of delivered. File a new access request to export what is left")
+
+
+def withdraw(m: RequestModel) -> None:
+    """An erasure of the subject ended after this export was filed (its suppression entry
+    says when): the export may have read her items before the erasure deleted them, and the
+    erasure may have looked for her archives before this one was in S3. Every version of the
+    archive and the export's work files are deleted, the package unit says so, the marker of
+    the open request goes (a new access request of the subject is filed, not answered with
+    this one) and the request fails with `SubjectErased` (a retry fails the same way)."""
+    deleted = exports.delete_archives([{"tenant_id": m.tenant_id, "request_id": m.request_id}])
+    work_left = objects.delete_prefix(work.work_prefix(m))
+    left = exports.archives_left([{"tenant_id": m.tenant_id, "request_id": m.request_id}])
+    records.record_unit(m, "_package", {"status": WITHDRAWN, "at": clock.iso(),
+                                        "archive_deleted": bool(deleted),
+                                        "archive_left": left, "work_files_left": work_left},
+                        {})
+    records.release_open(m)
+    logger.warning("export withdrawn: the subject was erased while it ran",
+                   extra={"request_id": m.request_id, "subject_ref": m.subject_ref,
+                          "archive_left": left, "work_files_left": work_left})
+    raise SubjectErased(ERASED_MEANWHILE, details={"request_id": m.request_id})
 
 
 def consent_ledgers(m: RequestModel) -> dict[str, dict[str, Any]]:

@@ -68,8 +68,9 @@ def index_archive(tenant_id: str, request_id: str, identity_refs: dict[str, Any]
     """Add an access request's archive to the index items of its identity HMACs and its
     subject reference, before the archive is written: once its upload completes, any erasure
     of the subject planned after that finds it. (One planned while the upload runs finds the
-    entry but no object in S3 yet, and plans nothing for it: as before the index, an archive
-    being written while the subject is erased is not caught.) Two UpdateItems an item: the
+    entry but no object in S3 yet: the export deletes its archive itself when it finds the
+    erasure's suppression entries once its upload is done, and the erasure reads the index
+    again after writing them, `late_archives`.) Two UpdateItems an item: the
     map made if missing, then the entry set and the entries long expired removed; a rerun
     sets the same entry again."""
     sks = [_identity_sk(k, str(v)) for k, v in sorted(identity_refs.items())]
@@ -176,6 +177,29 @@ def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None
         if expires and expires > now:
             return m
     return None
+
+
+def late_archives(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
+                  planned: Sequence[Iterable[dict[str, str]]]) -> list[dict[str, int]]:
+    """After an erasure has written its subjects' suppression entries: the archives the index
+    now names for each subject (kind -> her identity HMACs) that S3 holds and her plan did
+    not (`planned`), every version deleted. Those are exports that were still writing their
+    archive when the erasure was planned: each checks the suppression list once its archive
+    is written (`suppression.erased_since`) and deletes it itself when the entries are there;
+    one that checked before they were written has its archive in S3 by now, and it goes
+    here. One index read for all the subjects, one HEAD an archive not planned. Per subject:
+    `found` (not planned, in S3), `deleted`, `left` (read back after the deletion)."""
+    if not subjects:
+        return []
+    late = []
+    for found, had in zip(archives_of_many(tenant_id, subjects), planned, strict=True):
+        known = {a["request_id"] for a in had}
+        late.append(stored([a for a in found if a["request_id"] not in known]))
+    everything = [a for found in late for a in found]
+    delete_archives(everything)
+    left = {a["request_id"] for a in everything if archives_left([a])}
+    return [{"found": len(found), "deleted": sum(a["request_id"] not in left for a in found),
+             "left": sum(a["request_id"] in left for a in found)} for found in late]
 
 
 def stored(found: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -44,6 +44,14 @@ def add_many(tenant_id: str, subjects: Sequence[tuple[dict[str, list[str]], str,
     return counts
 
 
+def erased_since(tenant_id: str, refs: dict[str, str], since: str) -> bool:
+    """Whether an erasure of one of `kind -> hmac` ended at or after `since` (its suppression
+    entry says when): strongly consistent, so an entry written a moment ago is read."""
+    keys = [(shards.key(tenant_id, ref), ref) for ref in (f"{k}#{v}" for k, v in refs.items())]
+    return any(m.reason == "erasure" and str(m.at) >= since
+               for m in SuppressionModel.batch_get(keys, consistent_read=True)) if keys else False
+
+
 def lookup(tenant_id: str, refs: dict[str, str]) -> list[dict[str, str]]:
     """The suppression entries matching any of `kind -> hmac`."""
     keys = [(shards.key(tenant_id, ref), ref) for ref in (f"{k}#{v}" for k, v in refs.items())]

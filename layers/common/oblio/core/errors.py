@@ -52,6 +52,14 @@ class StaleAttempt(Conflict):
     code = "stale_attempt"
 
 
+class SubjectErased(Conflict):
+    """The subject of an access export was erased while the export ran: what it collected
+    may hold what the erasure deleted, so its archive and work files were deleted instead of
+    delivered (the request fails with this code; file a new one to export what is left)."""
+
+    code = "subject_erased"
+
+
 class Gone(OblioError):
     """It existed and has expired (an access export past its date)."""
 

@@ -48,7 +48,7 @@ from oblio.core import clock, datamap, meter, parallel
 from oblio.core.bodies import BulkBody
 from oblio.core.boundary import BulkEvent
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, Unprocessable
+from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, TransientError, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
@@ -60,7 +60,10 @@ from oblio.store.models import BulkJobModel, RequestModel, plain
 from oblio.store.tables import add_to_map
 
 REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
-                  "files_deleted", "retained", "held", "request_id", "reason")
+                  "files_deleted", "retained", "held", "request_id", "reason",
+                  # her access-export archives written while the chunk ran, deleted after
+                  # her certificate (not counted in it): `record_erasure`, step 4
+                  "late_archives_deleted")
 _TRUE = {"1", "true", "yes", "y"}
 
 
@@ -499,10 +502,10 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
         left = _erase_merged(dm, tenant, [p for _, p in todo], marker)
         exports.delete_archives([a for _, p in todo for a in p.get("archives", [])])
         evidence_key, certs = _certified(dm, tenant, job, chunk_key, todo, left)
-        record_erasure(tenant, job_id, chunk_key, evidence_key,
-                       [(row, plan, cert) for (row, plan), cert in zip(todo, certs,
-                                                                       strict=True)])
-    outcomes += [_line_outcome(c) for c in certs]
+        late = record_erasure(tenant, job_id, chunk_key, evidence_key,
+                              [(row, plan, cert) for (row, plan), cert in zip(todo, certs,
+                                                                              strict=True)])
+    outcomes += [_line_outcome(c, n) for c, n in zip(certs, late, strict=True)]
     outcomes.sort(key=lambda o: int(o["line"]))
     part = work.beside("report", chunk_key)
     objects.put_json(part, outcomes)
@@ -698,10 +701,14 @@ def _certify(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, row: dict[s
             "bulk_job": job.job_id, "line": int(row["line"])}
 
 
-def _line_outcome(cert: dict[str, Any]) -> dict[str, Any]:
-    """A certified line as the report gives it."""
-    head = {"line": int(cert["line"]), "subject_ref": cert["subject_ref"],
-            "request_id": cert["request_id"]}
+def _line_outcome(cert: dict[str, Any], late: dict[str, int] | None = None,
+                  ) -> dict[str, Any]:
+    """A certified line as the report gives it (with the archives found after her
+    certificate, `late_archives_deleted`, when there were any)."""
+    head: dict[str, Any] = {"line": int(cert["line"]), "subject_ref": cert["subject_ref"],
+                            "request_id": cert["request_id"]}
+    if late and late["found"]:
+        head["late_archives_deleted"] = late["deleted"]
     if not cert["verification"]["passed"]:
         return {**head, "outcome": "failed",
                 "reason": "items remained after the erasure; retry the job"}
@@ -727,7 +734,8 @@ def _certified(dm: datamap.DataMap, tenant: Tenant, job: BulkJobModel, chunk_key
 
 
 def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
-                   lines: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]]) -> None:
+                   lines: list[tuple[dict[str, Any], dict[str, Any], dict[str, Any]]],
+                   ) -> list[dict[str, int]]:
     """A chunk's erased lines (row, plan, certificate; the certificates stored at `key`),
     recorded as single erasures are, each exactly once however often the chunk runs:
 
@@ -736,10 +744,14 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
     2. the request records, each with its certificate, the chunk entry and its inclusion
        proof, in batches of 25, keyed by the line's id (a rewrite is the same record);
     3. the suppression entries of the lines that passed verification, in batches of 25;
-    4. a SubjectErased event per line, in PutEvents of 10 recorded in the chunk's outbox
-       (a batch sent but not yet recorded when a run dies is sent again: at-least-once)."""
+    4. the archive index read again for all the lines (`exports.late_archives`): an export
+       that was still writing its archive when the chunk was planned has it deleted now;
+    5. a SubjectErased event per line, in PutEvents of 10 recorded in the chunk's outbox
+       (a batch sent but not yet recorded when a run dies is sent again: at-least-once).
+
+    Returns, per line, the archives step 4 found, deleted and left."""
     if not lines:
-        return
+        return []
     certs = [c for _, _, c in lines]
     actor = f"bulk:{job_id}"
     entry = audit.commit_chunk(tenant.tenant_id, actor=actor, job_id=job_id,
@@ -774,10 +786,16 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
     suppression.add_many(tenant.tenant_id, [
         (plan["refs"], cert["request_id"], str(cert["completed_at"]))
         for _, plan, cert in lines if cert["verification"]["passed"]], reason="erasure")
+    late = exports.late_archives(tenant.tenant_id, [plan["refs"] for _, plan, _ in lines],
+                                 [plan.get("archives") or [] for _, plan, _ in lines])
+    if any(n["left"] for n in late):
+        raise TransientError("an access-export archive written while the chunk ran is still "
+                             "in S3 after its deletion; the chunk is retried")
     outbound.emit_many(tenant.tenant_id, [
         ("SubjectErased", {"request_id": c["request_id"], "subject_ref": c["subject_ref"],
                            "type": "erasure", "bulk_job": job_id}) for c in certs],
         outbox=key.removesuffix(".json") + ".outbox.json")
+    return late
 
 
 # -- the report --------------------------------------------------------------------------------

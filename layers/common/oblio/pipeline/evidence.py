@@ -18,6 +18,7 @@ from oblio.control.tenants import get_tenant
 from oblio.core import clock
 from oblio.core.boundary import caught
 from oblio.core.datamap import DataMap
+from oblio.core.errors import TransientError
 from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.observability import count, logger
 from oblio.pipeline import outcome, rules
@@ -300,6 +301,8 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
             reason = "erasure" if action == "erase" else "objection:marketing"
             for t, kinds in refs.items():
                 suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
+        late = once(m, units, "_late_archives", lambda: _late_archives(plan_)) \
+            if action == "erase" else None
         out: dict[str, Any] = {"verification": verification}
         if action in ("erase", "anonymise"):
             cert = certificate(
@@ -316,6 +319,9 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
             out["certificate"]["consent_records_deleted"] = body["consent_records_deleted"]
             # the subject's unexpired access-export archives, every version deleted
             out["certificate"]["archives_deleted"] = body["archives_deleted"]
+            # read again once the suppression entries were written: an export that was still
+            # writing its archive when the erasure was planned (not in the audit entry)
+            out["certificate"]["late_archives"] = late
         if action in ("erase", "anonymise"):
             # items past their DynamoDB TTL not deleted yet: planned and acted on like the
             # rest (counted in the tables' figures too)
@@ -338,6 +344,25 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
                   details=body, result=result, subject_events=SUBJECT_EVENTS.get(action, ()),
                   event_fields={"purposes": body["purposes"]} if action == "object" else {},
                   top=exempt or {})
+
+
+def _late_archives(plan_: dict[str, Any]) -> dict[str, int]:
+    """The subject's archives indexed since her erasure was planned, read after her
+    suppression entries were written and deleted (`exports.late_archives`), summed over her
+    tenants; one left after its deletion raises TransientError (the finish is retried, the
+    request never ends over it)."""
+    planned = plan_.get("archives") or []
+    total = {"found": 0, "deleted": 0, "left": 0}
+    for t, kinds in sorted((plan_.get("identity_refs") or {}).items()):
+        if not kinds:
+            continue
+        (got,) = exports.late_archives(t, [kinds], [[a for a in planned
+                                                      if a["tenant_id"] == t]])
+        total = {k: total[k] + got[k] for k in total}
+    if total["left"]:
+        raise TransientError("an access-export archive written while the erasure ran is "
+                             "still in S3 after its deletion; the step is retried")
+    return total
 
 
 def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, Any]:

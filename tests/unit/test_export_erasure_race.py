@@ -1,0 +1,160 @@
+"""An access export and an erasure of the same person that run at the same time: no copy of
+her may be left behind an erasure that says it is done.
+
+An export collects her items, then indexes and writes its archive; an erasure plans from the
+archive index, deletes, verifies, writes her suppression entries, and finishes. Two orders
+left an archive before: the erasure planned before the export indexed its archive (the
+export had read her items before they were deleted), or while the upload ran (the index
+named it, S3 did not hold it yet). Now the export reads the suppression list once its
+archive is written and withdraws it when she was erased since the export was filed, and the
+erasure reads the index again once her suppression entries are written and deletes what it
+finds. The steps run in-process, interleaved as Step Functions could run them; the checks
+read the raw buckets."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from oblio.access import collect, package
+from oblio.control import exports, records
+from oblio.core.errors import SubjectErased
+from oblio.core.settings import get_settings
+from oblio.pipeline import apply, evidence, plan, verify
+from oblio.store.models import plain
+from tests.unit import world
+
+pytestmark = pytest.mark.usefixtures("provisioned")
+
+MARIO = {"email": "mario@example.com"}
+
+
+@pytest.fixture
+def mario(demo_map, t) -> dict[str, Any]:
+    return world.seed(demo_map, t.tenant_id, "mario@example.com", "+393331234567", "CRM-1")
+
+
+def _collected(t: Any, identities: dict[str, str]) -> str:
+    """An access request whose items are collected (work files written), not packaged."""
+    rid = world.new_request(t, "access", identities, action="export")
+    for u in plan.plan(rid, t.tenant_id, "export")["units"]:
+        collect.collect(rid, t.tenant_id, u)
+    return rid
+
+
+def _archive(tenant_id: str, rid: str) -> list[str]:
+    return world.versions(get_settings().bucket("exports"), exports.archive_key(tenant_id, rid))
+
+
+def _work_files(tenant_id: str, rid: str) -> list[str]:
+    return world.versions(get_settings().bucket("work"), f"work/{tenant_id}/{rid}/")
+
+
+def _erase_after_plan(rid: str, tenant_id: str, meanwhile: Any) -> dict[str, Any]:
+    """The erasure's steps as `world.run` runs them, with `meanwhile` run after the plan."""
+    units = plan.plan(rid, tenant_id, "erase")["units"]
+    meanwhile()
+    for unit in units:
+        apply.apply(rid, tenant_id, "erase", unit)
+    verify.verify(rid, tenant_id, "erase")
+    evidence.finish(rid, tenant_id, "erase")
+    return records.to_json(records.load(tenant_id, rid))
+
+
+def test_an_export_whose_subject_was_erased_while_it_collected_withdraws_its_archive(
+        t, mario):
+    rid_export = _collected(t, MARIO)
+    assert _work_files(t.tenant_id, rid_export), "the collected parts are work files"
+    # her erasure runs to its end before the export packages: nothing of it to find yet
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    done = world.run(rid, t.tenant_id, "erase")
+    assert done["status"] == "completed"
+    assert done["result"]["certificate"]["archives_deleted"] == 0
+    with pytest.raises(SubjectErased) as raised:
+        package.package(rid_export, t.tenant_id)
+    assert "erased while this export ran" in raised.value.message
+    # the archive it had written (every version) and her collected items are gone
+    assert _archive(t.tenant_id, rid_export) == []
+    assert _work_files(t.tenant_id, rid_export) == []
+    made = records.units_of(records.load(t.tenant_id, rid_export))["_package"]
+    assert made["status"] == package.WITHDRAWN
+    assert (made["archive_deleted"], made["archive_left"], made["work_files_left"]) == (
+        True, 0, 0)
+    # the state machine's catch records the failure; the step fails the same way again
+    evidence.fail(rid_export, t.tenant_id, {"Error": "SubjectErased", "Cause": json.dumps(
+        {"errorType": "SubjectErased", "errorMessage": raised.value.message})})
+    failed = records.to_json(records.load(t.tenant_id, rid_export))
+    assert failed["status"] == "failed"
+    with pytest.raises(SubjectErased):
+        package.package(rid_export, t.tenant_id)
+    assert _archive(t.tenant_id, rid_export) == []
+    # the open marker went with it: a new access request of hers is filed, not repeated
+    assert world.new_request(t, "access", MARIO, action="export") != rid_export
+
+
+def test_an_archive_still_uploading_when_the_erasure_planned_goes_after_her_suppression(
+        t, mario):
+    rid_export = _collected(t, MARIO)
+    m = records.load(t.tenant_id, rid_export)
+    # the package has indexed its archive (as it does first) and is still writing it
+    exports.index_archive(t.tenant_id, rid_export, plain(m.identity_refs) or {},
+                          m.subject_ref, "2099-01-01T00:00:00Z")
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+
+    def upload_ends() -> None:
+        # the erasure's plan found the entry but no archive in S3; the upload now ends, and
+        # the export reads the suppression list before her entries are written: it keeps it
+        assert records.plan_of(records.load(t.tenant_id, rid))["archives"] == []
+        package.package(rid_export, t.tenant_id)
+        assert _archive(t.tenant_id, rid_export)
+
+    done = _erase_after_plan(rid, t.tenant_id, upload_ends)
+    cert = done["result"]["certificate"]
+    assert done["status"] == "completed"
+    assert cert["archives_deleted"] == 0  # the plan had none
+    assert cert["late_archives"] == {"found": 1, "deleted": 1, "left": 0}
+    assert _archive(t.tenant_id, rid_export) == []
+
+
+def test_an_export_filed_after_the_erasure_ended_keeps_its_archive(t, mario):
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    assert world.run(rid, t.tenant_id, "erase")["status"] == "completed"
+    # she comes back and asks for what is held on her now
+    rid_export = _collected(t, MARIO)
+    package.package(rid_export, t.tenant_id)
+    assert _archive(t.tenant_id, rid_export)
+    assert records.units_of(records.load(t.tenant_id, rid_export))["_package"]["status"] == \
+        "done"
+
+
+def test_an_erasure_with_nothing_late_says_so(t, mario):
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    cert = world.run(rid, t.tenant_id, "erase")["result"]["certificate"]
+    assert cert["late_archives"] == {"found": 0, "deleted": 0, "left": 0}
+
+
+def test_a_bulk_chunk_deletes_an_archive_written_while_it_ran(t, mario, monkeypatch):
+    from tests.unit.test_bulk_jobs import report_rows, run_job
+
+    rid_export = _collected(t, MARIO)
+    m = records.load(t.tenant_id, rid_export)
+    exports.index_archive(t.tenant_id, rid_export, plain(m.identity_refs) or {},
+                          m.subject_ref, "2099-01-01T00:00:00Z")
+    stored = exports.stored
+
+    def plan_then_upload(found: list[dict[str, str]]) -> list[dict[str, str]]:
+        # the chunk's plan looks for her archives in S3: none yet; the upload then ends
+        got = stored(found)
+        if found and not got:
+            monkeypatch.setattr(exports, "stored", stored)
+            package.package(rid_export, t.tenant_id)
+        return got
+
+    monkeypatch.setattr(exports, "stored", plan_then_upload)
+    job = run_job(t, b"email\nmario@example.com\n")
+    assert (job["status"], job["erased"]) == ("completed", 1)
+    (line,) = report_rows(job)
+    assert line["outcome"] == "erased" and line["late_archives_deleted"] == "1"
+    assert _archive(t.tenant_id, rid_export) == []
