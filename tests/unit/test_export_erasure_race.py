@@ -20,9 +20,10 @@ import pytest
 
 from oblio.access import collect, package
 from oblio.control import exports, records
-from oblio.core.errors import SubjectErased
+from oblio.core.errors import SubjectErased, TransientError
 from oblio.core.settings import get_settings
 from oblio.pipeline import apply, evidence, plan, verify
+from oblio.store import aws
 from oblio.store.models import plain
 from tests.unit import world
 
@@ -52,12 +53,16 @@ def _work_files(tenant_id: str, rid: str) -> list[str]:
     return world.versions(get_settings().bucket("work"), f"work/{tenant_id}/{rid}/")
 
 
-def _erase_after_plan(rid: str, tenant_id: str, meanwhile: Any) -> dict[str, Any]:
-    """The erasure's steps as `world.run` runs them, with `meanwhile` run after the plan."""
+def _erase_after_plan(rid: str, tenant_id: str, meanwhile: Any,
+                      after_apply: Any = None) -> dict[str, Any]:
+    """The erasure's steps as `world.run` runs them, with `meanwhile` run after the plan
+    (and `after_apply` after the deletions)."""
     units = plan.plan(rid, tenant_id, "erase")["units"]
     meanwhile()
     for unit in units:
         apply.apply(rid, tenant_id, "erase", unit)
+    if after_apply:
+        after_apply()
     verify.verify(rid, tenant_id, "erase")
     evidence.finish(rid, tenant_id, "erase")
     return records.to_json(records.load(tenant_id, rid))
@@ -80,8 +85,9 @@ def test_an_export_whose_subject_was_erased_while_it_collected_withdraws_its_arc
     assert _work_files(t.tenant_id, rid_export) == []
     made = records.units_of(records.load(t.tenant_id, rid_export))["_package"]
     assert made["status"] == package.WITHDRAWN
+    # the suppression list was read before anything was written: no archive was made
     assert (made["archive_deleted"], made["archive_left"], made["work_files_left"]) == (
-        True, 0, 0)
+        False, 0, 0)
     # the state machine's catch records the failure; the step fails the same way again
     evidence.fail(rid_export, t.tenant_id, {"Error": "SubjectErased", "Cause": json.dumps(
         {"errorType": "SubjectErased", "errorMessage": raised.value.message})})
@@ -92,6 +98,30 @@ def test_an_export_whose_subject_was_erased_while_it_collected_withdraws_its_arc
     assert _archive(t.tenant_id, rid_export) == []
     # the open marker went with it: a new access request of hers is filed, not repeated
     assert world.new_request(t, "access", MARIO, action="export") != rid_export
+
+
+def test_an_erasure_that_ends_while_the_archive_is_written_has_it_withdrawn(
+        t, mario, monkeypatch):
+    rid_export = _collected(t, MARIO)
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    check = package.erased_meanwhile
+    calls = []
+
+    def erasure_during_the_upload(m: Any) -> bool:
+        got = check(m)
+        if not calls:  # the check before the package: then the erasure runs to its end
+            assert world.run(rid, t.tenant_id, "erase")["status"] == "completed"
+        calls.append(got)
+        return got
+
+    monkeypatch.setattr(package, "erased_meanwhile", erasure_during_the_upload)
+    with pytest.raises(SubjectErased):
+        package.package(rid_export, t.tenant_id)
+    assert calls == [False, True]
+    made = records.units_of(records.load(t.tenant_id, rid_export))["_package"]
+    assert (made["status"], made["archive_deleted"]) == (package.WITHDRAWN, True)
+    assert _archive(t.tenant_id, rid_export) == []
+    assert _work_files(t.tenant_id, rid_export) == []
 
 
 def test_an_archive_still_uploading_when_the_erasure_planned_goes_after_her_suppression(
@@ -129,9 +159,64 @@ def test_an_export_filed_after_the_erasure_ended_keeps_its_archive(t, mario):
         "done"
 
 
-def test_an_erasure_with_nothing_late_says_so(t, mario):
+def test_an_archive_a_retried_package_wrote_again_after_the_plan_deleted_it_goes_too(
+        t, mario):
+    rid_export = _collected(t, MARIO)
+    package.package(rid_export, t.tenant_id)  # uploaded; the step then dies unrecorded
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    key = exports.archive_key(t.tenant_id, rid_export)
+
+    def retried_upload() -> None:
+        # the plan had the archive and its unit deleted it; the retried package writes it
+        # again and reads the suppression list before her entries are there
+        assert _archive(t.tenant_id, rid_export) == []
+        aws.client("s3").put_object(Bucket=get_settings().bucket("exports"), Key=key,
+                                    Body=b"PK again")
+
+    done = _erase_after_plan(rid, t.tenant_id, lambda: None, after_apply=retried_upload)
+    cert = done["result"]["certificate"]
+    assert cert["archives_deleted"] == 1
+    assert cert["late_archives"] == {"found": 1, "deleted": 1, "left": 0}
+    assert _archive(t.tenant_id, rid_export) == []
+
+
+def test_a_withdrawal_that_leaves_the_archive_is_not_recorded_and_retries(
+        t, mario, monkeypatch):
+    rid_export = _collected(t, MARIO)
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    world.run(rid, t.tenant_id, "erase")
+    monkeypatch.setattr(exports, "archives_left", lambda found: 1)  # S3 kept a version
+    with pytest.raises(TransientError):
+        package.package(rid_export, t.tenant_id)
+    made = records.units_of(records.load(t.tenant_id, rid_export)).get("_package") or {}
+    assert made.get("status") != package.WITHDRAWN
+    monkeypatch.undo()
+    with pytest.raises(SubjectErased):  # the retry deletes it and withdraws
+        package.package(rid_export, t.tenant_id)
+    assert _archive(t.tenant_id, rid_export) == []
+
+
+def test_a_small_export_run_in_one_invocation_records_its_withdrawal(t, mario):
+    from oblio.access import work as export_work
+
+    rid_export = world.new_request(t, "access", MARIO, action="export")
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    world.run(rid, t.tenant_id, "erase")
+    with pytest.raises(SubjectErased):
+        export_work.work(rid_export, t.tenant_id)
+    made = records.units_of(records.load(t.tenant_id, rid_export))["_package"]
+    assert made["status"] == package.WITHDRAWN
+    assert _archive(t.tenant_id, rid_export) == []
+    with pytest.raises(SubjectErased):  # the retry stops at the record
+        export_work.work(rid_export, t.tenant_id)
+
+
+def test_an_erasure_with_nothing_late_says_so_and_keeps_what_it_deleted_counted(t, mario):
+    rid_export = _collected(t, MARIO)
+    package.package(rid_export, t.tenant_id)
     rid = world.new_request(t, "erasure", MARIO, action="erase")
     cert = world.run(rid, t.tenant_id, "erase")["result"]["certificate"]
+    assert cert["archives_deleted"] == 1  # planned, deleted, not counted late again
     assert cert["late_archives"] == {"found": 0, "deleted": 0, "left": 0}
 
 

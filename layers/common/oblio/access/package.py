@@ -25,7 +25,7 @@ from oblio.control.exports import archive_key, index_archive
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, shadows
 from oblio.core.datamap import DataMap
-from oblio.core.errors import SubjectErased
+from oblio.core.errors import SubjectErased, TransientError
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
 from oblio.pipeline import work
@@ -155,8 +155,9 @@ class _Json:
 
 def package(request_id: str, tenant_id: str) -> dict[str, Any]:
     """Stream the export into `exports/<tenant>/<request>.zip`; a package already made is not
-    made again. Once it is written, the suppression list is read: when the subject was erased
-    since the export was filed, the archive and the work files go (`withdraw`)."""
+    made again. Before it is made, and once it is written, the suppression list is read: when
+    the subject was erased since the export was filed, the archive and the work files go
+    (`withdraw`)."""
     m = records.load(tenant_id, request_id)
     units = records.units_of(m)
     made = units.get("_package")
@@ -165,6 +166,8 @@ def package(request_id: str, tenant_id: str) -> dict[str, Any]:
     if made and made.get("status") == "done":
         return {"size": made["size"], "parts": made["parts"], "files": made["files"],
                 "files_missing": made["files_missing"]}
+    if erased_meanwhile(m):  # before anything is written too (a retried withdrawal)
+        withdraw(m)
     s = get_settings()
     dm = work.frozen_map(m)
     tenant = get_tenant(tenant_id)
@@ -196,7 +199,7 @@ def package(request_id: str, tenant_id: str) -> dict[str, Any]:
                         write_csv(w, list(CONSENT_COLUMNS), led["history"])
             with zf.open(_stamp("subject.json", now), "w") as w:
                 _subject_json(w, dm, m, planned, units, expires, included, missing, ledgers)
-    if suppression.erased_since(tenant_id, plain(m.identity_refs) or {}, m.created_at or ""):
+    if erased_meanwhile(m):
         withdraw(m)
     made = {"status": "done", "at": clock.iso(), "size": out.size, "sha256": out.sha256,
             "parts": out.parts, "files": included, "files_missing": len(missing),
@@ -216,6 +219,13 @@ ERASED_MEANWHILE = ("the subject was erased while this export ran: what it had c
                     "instead of delivered. File a new access request to export what is left")
 
 
+def erased_meanwhile(m: RequestModel) -> bool:
+    """Whether the subject was erased since the export was filed (her suppression entry
+    says when; a strongly consistent read)."""
+    return bool(m.created_at) and suppression.erased_since(
+        m.tenant_id, plain(m.identity_refs) or {}, str(m.created_at))
+
+
 def withdraw(m: RequestModel) -> None:
     """An erasure of the subject ended after this export was filed (its suppression entry
     says when): the export may have read her items before the erasure deleted them, and the
@@ -223,17 +233,20 @@ def withdraw(m: RequestModel) -> None:
     archive and the export's work files are deleted, the package unit says so, the marker of
     the open request goes (a new access request of the subject is filed, not answered with
     this one) and the request fails with `SubjectErased` (a retry fails the same way)."""
-    deleted = exports.delete_archives([{"tenant_id": m.tenant_id, "request_id": m.request_id}])
+    archive = [{"tenant_id": m.tenant_id, "request_id": m.request_id}]
+    deleted = exports.delete_archives(archive)
     work_left = objects.delete_prefix(work.work_prefix(m))
-    left = exports.archives_left([{"tenant_id": m.tenant_id, "request_id": m.request_id}])
-    records.record_unit(m, "_package", {"status": WITHDRAWN, "at": clock.iso(),
-                                        "archive_deleted": bool(deleted),
-                                        "archive_left": left, "work_files_left": work_left},
-                        {})
+    left = exports.archives_left(archive)
+    if left or work_left:  # never recorded as withdrawn over what is left: the step retries
+        raise TransientError("the withdrawn export's archive or work files are still in S3 "
+                             "after their deletion; the step is retried")
+    with records.written_now():  # stands though the step fails (a small export's block)
+        records.record_unit(m, "_package", {"status": WITHDRAWN, "at": clock.iso(),
+                                            "archive_deleted": bool(deleted),
+                                            "archive_left": 0, "work_files_left": 0}, {})
     records.release_open(m)
     logger.warning("export withdrawn: the subject was erased while it ran",
-                   extra={"request_id": m.request_id, "subject_ref": m.subject_ref,
-                          "archive_left": left, "work_files_left": work_left})
+                   extra={"request_id": m.request_id, "subject_ref": m.subject_ref})
     raise SubjectErased(ERASED_MEANWHILE, details={"request_id": m.request_id})
 
 

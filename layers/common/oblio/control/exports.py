@@ -180,21 +180,19 @@ def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None
 
 
 def late_archives(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
-                  planned: Sequence[Iterable[dict[str, str]]]) -> list[dict[str, int]]:
+                  ) -> list[dict[str, int]]:
     """After an erasure has written its subjects' suppression entries: the archives the index
-    now names for each subject (kind -> her identity HMACs) that S3 holds and her plan did
-    not (`planned`), every version deleted. Those are exports that were still writing their
+    now names for each subject (kind -> her identity HMACs) that S3 still holds, every
+    version deleted (one the plan had and deleted is back when a retried package step wrote
+    it again). Those are exports that were still writing their
     archive when the erasure was planned: each checks the suppression list once its archive
     is written (`suppression.erased_since`) and deletes it itself when the entries are there;
     one that checked before they were written has its archive in S3 by now, and it goes
-    here. One index read for all the subjects, one HEAD an archive not planned. Per subject:
-    `found` (not planned, in S3), `deleted`, `left` (read back after the deletion)."""
+    here. One index read for all the subjects, one HEAD an archive indexed. Per subject:
+    `found` (in S3 still), `deleted`, `left` (read back after the deletion)."""
     if not subjects:
         return []
-    late = []
-    for found, had in zip(archives_of_many(tenant_id, subjects), planned, strict=True):
-        known = {a["request_id"] for a in had}
-        late.append(stored([a for a in found if a["request_id"] not in known]))
+    late = [stored(found) for found in archives_of_many(tenant_id, subjects)]
     everything = [a for found in late for a in found]
     delete_archives(everything)
     left = {a["request_id"] for a in everything if archives_left([a])}

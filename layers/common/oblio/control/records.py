@@ -585,6 +585,17 @@ def send_once(m: RequestModel, unit_ids: list[str], send: Any) -> bool:
 
 
 @contextlib.contextmanager
+def written_now() -> Iterator[None]:
+    """Inside `outcomes_in_one_write`: the outcomes recorded in this block are written at
+    once, whatever becomes of the block's (an outcome that must stand when the block fails)."""
+    token = _held.set(None)
+    try:
+        yield
+    finally:
+        _held.reset(token)
+
+
+@contextlib.contextmanager
 def outcomes_in_one_write(keep_on_failure: bool = True) -> Iterator[None]:
     """The steps of a small request run in one invocation: the outcomes they record (the
     plan's, each unit's, the verification's) and their calls go to the request in one

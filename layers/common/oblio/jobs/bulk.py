@@ -786,8 +786,10 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
     suppression.add_many(tenant.tenant_id, [
         (plan["refs"], cert["request_id"], str(cert["completed_at"]))
         for _, plan, cert in lines if cert["verification"]["passed"]], reason="erasure")
-    late = exports.late_archives(tenant.tenant_id, [plan["refs"] for _, plan, _ in lines],
-                                 [plan.get("archives") or [] for _, plan, _ in lines])
+    # the lines with suppression entries only (an export beside a line that failed
+    # verification is not withdrawn either: its archive is not taken from under it)
+    late = exports.late_archives(tenant.tenant_id, [
+        plan["refs"] if cert["verification"]["passed"] else {} for _, plan, cert in lines])
     if any(n["left"] for n in late):
         raise TransientError("an access-export archive written while the chunk ran is still "
                              "in S3 after its deletion; the chunk is retried")

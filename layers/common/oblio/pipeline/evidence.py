@@ -301,8 +301,10 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
             reason = "erasure" if action == "erase" else "objection:marketing"
             for t, kinds in refs.items():
                 suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
+        # once her suppression entries are written (an export beside an erasure that found
+        # nothing is not withdrawn: nor is its archive taken here)
         late = once(m, units, "_late_archives", lambda: _late_archives(plan_)) \
-            if action == "erase" else None
+            if action == "erase" and found else None
         out: dict[str, Any] = {"verification": verification}
         if action in ("erase", "anonymise"):
             cert = certificate(
@@ -351,13 +353,11 @@ def _late_archives(plan_: dict[str, Any]) -> dict[str, int]:
     suppression entries were written and deleted (`exports.late_archives`), summed over her
     tenants; one left after its deletion raises TransientError (the finish is retried, the
     request never ends over it)."""
-    planned = plan_.get("archives") or []
     total = {"found": 0, "deleted": 0, "left": 0}
     for t, kinds in sorted((plan_.get("identity_refs") or {}).items()):
         if not kinds:
             continue
-        (got,) = exports.late_archives(t, [kinds], [[a for a in planned
-                                                      if a["tenant_id"] == t]])
+        (got,) = exports.late_archives(t, [kinds])
         total = {k: total[k] + got[k] for k in total}
     if total["left"]:
         raise TransientError("an access-export archive written while the erasure ran is "
