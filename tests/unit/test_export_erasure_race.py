@@ -243,3 +243,15 @@ def test_a_bulk_chunk_deletes_an_archive_written_while_it_ran(t, mario, monkeypa
     (line,) = report_rows(job)
     assert line["outcome"] == "erased" and line["late_archives_deleted"] == "1"
     assert _archive(t.tenant_id, rid_export) == []
+
+
+def test_her_suppression_entries_are_dated_by_her_verification(t, mario):
+    from oblio.store import shards
+    from oblio.store.models import SuppressionModel
+
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    done = world.run(rid, t.tenant_id, "erase")
+    ref = f"email#{t.keys.hmac('email', 'mario@example.com')}"
+    entry = SuppressionModel.get(shards.key(t.tenant_id, ref), ref)
+    # after her deletions, and the same on a retried finish (not the time of each attempt)
+    assert entry.at == done["result"]["verification"]["at"]

@@ -16,9 +16,11 @@ def entries_of(refs: dict[str, list[str]]) -> int:
     return sum(len(set(macs)) for macs in refs.values())
 
 
-def add(tenant_id: str, refs: dict[str, list[str]], reason: str, request_id: str) -> int:
-    """Record each `kind -> [hmac, ...]`; returns how many entries were written."""
-    return add_many(tenant_id, [(refs, request_id, None)], reason)[0]
+def add(tenant_id: str, refs: dict[str, list[str]], reason: str, request_id: str,
+        at: str | None = None) -> int:
+    """Record each `kind -> [hmac, ...]` (`at` None: now); returns how many entries were
+    written."""
+    return add_many(tenant_id, [(refs, request_id, at)], reason)[0]
 
 
 def add_many(tenant_id: str, subjects: Sequence[tuple[dict[str, list[str]], str, str | None]],

@@ -300,7 +300,10 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
                 (action == "object" and "marketing" in body["purposes"]):
             reason = "erasure" if action == "erase" else "objection:marketing"
             for t, kinds in refs.items():
-                suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id)
+                # dated by her verification, after the deletions: a retried finish writes
+                # the same entries (an export filed since is not taken for one running then)
+                suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id,
+                                              at=verification.get("at"))
         # once her suppression entries are written (an export beside an erasure that found
         # nothing is not withdrawn: nor is its archive taken here)
         late = once(m, units, "_late_archives", lambda: _late_archives(plan_)) \
