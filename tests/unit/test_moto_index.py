@@ -20,28 +20,34 @@ from infra.local import moto_speed
 TABLE = "speed-contacts"
 
 
-@pytest.fixture
-def ddb() -> Iterator[Any]:
+@contextlib.contextmanager
+def shimmed_dynamodb() -> Iterator[Any]:
+    """An in-process moto with the local stack's shims installed, and a DynamoDB client."""
     with mock_aws():
         moto_speed.install()
         try:
-            client = boto3.client("dynamodb", region_name="us-east-1")
-            client.create_table(
-                TableName=TABLE, BillingMode="PAY_PER_REQUEST",
-                AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
-                                      for n in ("pk", "sk", "tenant_id", "email", "grp")],
-                KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
-                           {"AttributeName": "sk", "KeyType": "RANGE"}],
-                GlobalSecondaryIndexes=[
-                    {"IndexName": "by_email", "Projection": {"ProjectionType": "ALL"},
-                     "KeySchema": [{"AttributeName": "tenant_id", "KeyType": "HASH"},
-                                   {"AttributeName": "email", "KeyType": "RANGE"}]},
-                    {"IndexName": "by_grp", "Projection": {"ProjectionType": "ALL"},
-                     "KeySchema": [{"AttributeName": "grp", "KeyType": "HASH"},
-                                   {"AttributeName": "sk", "KeyType": "RANGE"}]}])
-            yield client
+            yield boto3.client("dynamodb", region_name="us-east-1")
         finally:
             moto_speed.uninstall()
+
+
+@pytest.fixture
+def ddb() -> Iterator[Any]:
+    with shimmed_dynamodb() as client:
+        client.create_table(
+            TableName=TABLE, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": n, "AttributeType": "S"}
+                                  for n in ("pk", "sk", "tenant_id", "email", "grp")],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                       {"AttributeName": "sk", "KeyType": "RANGE"}],
+            GlobalSecondaryIndexes=[
+                {"IndexName": "by_email", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": "tenant_id", "KeyType": "HASH"},
+                               {"AttributeName": "email", "KeyType": "RANGE"}]},
+                {"IndexName": "by_grp", "Projection": {"ProjectionType": "ALL"},
+                 "KeySchema": [{"AttributeName": "grp", "KeyType": "HASH"},
+                               {"AttributeName": "sk", "KeyType": "RANGE"}]}])
+        yield client
 
 
 def _query(client: Any, **kw: Any) -> list[tuple[str, str]]:

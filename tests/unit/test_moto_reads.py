@@ -13,9 +13,8 @@ from typing import Any
 
 import boto3
 import pytest
-from moto import mock_aws
 
-from infra.local import moto_speed
+from tests.unit.test_moto_index import shimmed_dynamodb
 
 TABLE = "speed-reads"
 FIELDS = [f"f{i}" for i in range(8)]
@@ -25,10 +24,8 @@ FIELDS = [f"f{i}" for i in range(8)]
 def ddb() -> Iterator[Any]:
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)  # threads switch as often as they can: a torn read shows
-    with mock_aws():
-        moto_speed.install()
-        try:
-            client = boto3.client("dynamodb", region_name="us-east-1")
+    try:
+        with shimmed_dynamodb() as client:
             client.create_table(
                 TableName=TABLE, BillingMode="PAY_PER_REQUEST",
                 AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
@@ -36,9 +33,8 @@ def ddb() -> Iterator[Any]:
             client.put_item(TableName=TABLE, Item={"pk": {"S": "x"},
                                                    **{f: {"N": "0"} for f in FIELDS}})
             yield client
-        finally:
-            moto_speed.uninstall()
-            sys.setswitchinterval(interval)
+    finally:
+        sys.setswitchinterval(interval)
 
 
 def _updates(count: int) -> None:

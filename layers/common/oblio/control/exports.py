@@ -34,7 +34,7 @@ from ulid import ULID
 
 from oblio.control import records
 from oblio.core import clock
-from oblio.core.errors import NotFound
+from oblio.core.errors import NotFound, TransientError
 from oblio.core.settings import get_settings
 from oblio.store import objects, shards
 from oblio.store.models import ARCHIVE_INDEX_BUILT, ArchiveIndexModel, RequestModel, plain
@@ -189,15 +189,17 @@ def late_archives(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
     is written (`suppression.erased_since`) and deletes it itself when the entries are there;
     one that checked before they were written has its archive in S3 by now, and it goes
     here. One index read for all the subjects, one HEAD an archive indexed. Per subject:
-    `found` (in S3 still), `deleted`, `left` (read back after the deletion)."""
+    `found` (in S3 still), `deleted`, `left` (read back after the deletion: 0, since one
+    left raises TransientError, and the erasure's step is retried rather than ended over it)."""
     if not subjects:
         return []
     late = [stored(found) for found in archives_of_many(tenant_id, subjects)]
     everything = [a for found in late for a in found]
     delete_archives(everything)
-    left = {a["request_id"] for a in everything if archives_left([a])}
-    return [{"found": len(found), "deleted": sum(a["request_id"] not in left for a in found),
-             "left": sum(a["request_id"] in left for a in found)} for found in late]
+    if archives_left(everything):
+        raise TransientError("an access-export archive written while the erasure ran is "
+                             "still in S3 after its deletion; the step is retried")
+    return [{"found": len(found), "deleted": len(found), "left": 0} for found in late]
 
 
 def stored(found: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -49,13 +49,17 @@ def add_many(tenant_id: str, subjects: Sequence[tuple[dict[str, list[str]], str,
 def erased_since(tenant_id: str, refs: dict[str, str], since: str) -> bool:
     """Whether an erasure of one of `kind -> hmac` ended at or after `since` (its suppression
     entry says when): strongly consistent, so an entry written a moment ago is read."""
-    keys = [(shards.key(tenant_id, ref), ref) for ref in (f"{k}#{v}" for k, v in refs.items())]
+    keys = _keys(tenant_id, refs)
     return any(m.reason == "erasure" and str(m.at) >= since
                for m in SuppressionModel.batch_get(keys, consistent_read=True)) if keys else False
 
 
+def _keys(tenant_id: str, refs: dict[str, str]) -> list[tuple[str, str]]:
+    return [(shards.key(tenant_id, ref), ref) for ref in (f"{k}#{v}" for k, v in refs.items())]
+
+
 def lookup(tenant_id: str, refs: dict[str, str]) -> list[dict[str, str]]:
     """The suppression entries matching any of `kind -> hmac`."""
-    keys = [(shards.key(tenant_id, ref), ref) for ref in (f"{k}#{v}" for k, v in refs.items())]
+    keys = _keys(tenant_id, refs)
     return [{"ref": m.ref.split("#", 1)[0], "reason": m.reason, "at": m.at}
             for m in SuppressionModel.batch_get(keys)] if keys else []

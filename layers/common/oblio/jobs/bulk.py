@@ -48,7 +48,7 @@ from oblio.core import clock, datamap, meter, parallel
 from oblio.core.bodies import BulkBody
 from oblio.core.boundary import BulkEvent
 from oblio.core.cells import csv_safe
-from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, TransientError, Unprocessable
+from oblio.core.errors import Conflict, Invalid, NotFound, TooLarge, Unprocessable
 from oblio.core.identity import IDENTITY_KINDS, normalise
 from oblio.core.observability import count, logger
 from oblio.core.settings import get_settings
@@ -790,9 +790,6 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
     # verification is not withdrawn either: its archive is not taken from under it)
     late = exports.late_archives(tenant.tenant_id, [
         plan["refs"] if cert["verification"]["passed"] else {} for _, plan, cert in lines])
-    if any(n["left"] for n in late):
-        raise TransientError("an access-export archive written while the chunk ran is still "
-                             "in S3 after its deletion; the chunk is retried")
     outbound.emit_many(tenant.tenant_id, [
         ("SubjectErased", {"request_id": c["request_id"], "subject_ref": c["subject_ref"],
                            "type": "erasure", "bulk_job": job_id}) for c in certs],

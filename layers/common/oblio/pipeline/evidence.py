@@ -18,7 +18,6 @@ from oblio.control.tenants import get_tenant
 from oblio.core import clock
 from oblio.core.boundary import caught
 from oblio.core.datamap import DataMap
-from oblio.core.errors import TransientError
 from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.observability import count, logger
 from oblio.pipeline import outcome, rules
@@ -353,18 +352,14 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
 
 def _late_archives(plan_: dict[str, Any]) -> dict[str, int]:
     """The subject's archives indexed since her erasure was planned, read after her
-    suppression entries were written and deleted (`exports.late_archives`), summed over her
-    tenants; one left after its deletion raises TransientError (the finish is retried, the
-    request never ends over it)."""
+    suppression entries were written and deleted (`exports.late_archives`, which raises
+    TransientError over one left), summed over her tenants."""
     total = {"found": 0, "deleted": 0, "left": 0}
     for t, kinds in sorted((plan_.get("identity_refs") or {}).items()):
         if not kinds:
             continue
         (got,) = exports.late_archives(t, [kinds])
         total = {k: total[k] + got[k] for k in total}
-    if total["left"]:
-        raise TransientError("an access-export archive written while the erasure ran is "
-                             "still in S3 after its deletion; the step is retried")
     return total
 
 
