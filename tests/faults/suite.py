@@ -20,14 +20,17 @@ prints them.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import random
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +51,8 @@ class Figures:
     statuses: Counter[str] = field(default_factory=Counter)
     create_errors: list[str] = field(default_factory=list)
     create_retries: int = 0
+    #: why the API answered 503: what it logged of each fault (`_ApiFaults`)
+    api_faults: list[dict[str, Any]] = field(default_factory=list)
     injected: dict[str, int] = field(default_factory=dict)
     residue: list[str] = field(default_factory=list)
     collateral: list[str] = field(default_factory=list)
@@ -63,6 +68,7 @@ class Figures:
         """What is not as it must be, one line each (empty: the run passed)."""
         out = [f"request {r}" for r in self.not_completed]
         out += [f"create answered {e}" for e in self.create_errors]
+        out += [f"the API's fault: {f}" for f in self.api_faults]
         out += [f"residue: {r}" for r in self.residue]
         out += [f"collateral: {c}" for c in self.collateral]
         out += [f"duplicate/missing: {d}" for d in self.duplicates]
@@ -77,6 +83,7 @@ class Figures:
             ("requests", self.requests),
             ("completed", f"{self.completed} ({dict(self.statuses)})"),
             ("client create retries (5xx/transport)", self.create_retries),
+            ("API 503s (faults that outlasted retries)", len(self.api_faults)),
             ("faults injected (retries absorbed)",
              f"{sum(self.injected.values())} {self.injected}"),
             ("residue", len(self.residue)), ("collateral", len(self.collateral)),
@@ -173,7 +180,8 @@ def run(task: float = 0.2, throttle: float = 0.2, s3: float = 0.1, requests: int
             f"{sum(len(v) for v in world['before']['objects'].values())} files; "
             f"faults on ({time.monotonic() - t0:.0f}s)")
         figures = Figures(requests=len(world["requests"]))
-        _drive(stack, world, clients, timeout, figures, say)
+        with _api_faults(figures):
+            _drive(stack, world, clients, timeout, figures, say)
         injector = local_faults.active()
         figures.injected = dict(injector.snapshot()["injected"]) if injector else {}
         with local_faults.suspended():
@@ -182,6 +190,38 @@ def run(task: float = 0.2, throttle: float = 0.2, s3: float = 0.1, requests: int
         return figures
     finally:
         stack.stop()
+
+
+class _ApiFaults(logging.Handler):
+    """Keeps what the API logged of each fault it answered 503 for (the AWS code, operation and
+    botocore's retry account: `oblio.core.boundary.fault_of`), in place of the log's lines."""
+
+    def __init__(self, figures: Figures) -> None:
+        super().__init__(logging.WARNING)
+        self.figures = figures
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.getMessage() == "transient error":
+            self.figures.api_faults.append({k: getattr(record, k, None) for k in FAULT_FIELDS})
+
+
+FAULT_FIELDS = ("raised", "cause", "code", "operation", "status", "attempts",
+                "max_attempts_reached", "retry_quota_reached")
+
+
+@contextlib.contextmanager
+def _api_faults(figures: Figures) -> Iterator[None]:
+    log = logging.getLogger("oblio")
+    handlers, keep = log.handlers[:], _ApiFaults(figures)
+    for h in handlers:
+        log.removeHandler(h)
+    log.addHandler(keep)
+    try:
+        yield
+    finally:
+        log.removeHandler(keep)
+        for h in handlers:
+            log.addHandler(h)
 
 
 def _world(stack: Any, requests: int, bulk: int, seed: int) -> dict[str, Any]:

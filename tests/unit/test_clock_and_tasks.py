@@ -150,3 +150,21 @@ def test_a_transaction_cancelled_by_a_throttle_is_transient_and_by_a_condition_i
     assert transient(cancelled(None, "ThrottlingError"))
     assert transient(cancelled("TransactionConflict"))
     assert not transient(cancelled("ConditionalCheckFailed", None))
+
+
+def test_a_fault_that_outlasted_the_retries_is_logged_with_its_code_and_retry_account():
+    import pynamodb.exceptions as pe
+    from botocore.exceptions import ClientError
+
+    from oblio.core.boundary import fault_of
+
+    quota = ClientError({"Error": {"Code": "ThrottlingException",
+                                   "Message": "no item for mario@example.com"},
+                         "ResponseMetadata": {"HTTPStatusCode": 400, "RetryAttempts": 3,
+                                              "RetryQuotaReached": True}}, "TransactWriteItems")
+    got = fault_of(pe.PutError("Failed", cause=quota))
+    assert got == {"raised": "PutError", "cause": "ClientError", "code": "ThrottlingException",
+                   "operation": "TransactWriteItems", "status": 400, "attempts": 3,
+                   "max_attempts_reached": False, "retry_quota_reached": True}
+    assert "mario" not in json.dumps(got)  # the message can quote a key: never logged
+    assert fault_of(ConnectionError("reset")) == {"raised": "ConnectionError"}

@@ -25,7 +25,7 @@ from chalice import Chalice, Response
 from oblio.control import metering, tenants
 from oblio.control.tenants import Principal
 from oblio.core.bodies import Body, Tagged, check_path, parse
-from oblio.core.boundary import transient
+from oblio.core.boundary import fault_of, transient
 from oblio.core.errors import (
     BadRequest,
     Conflict,
@@ -204,7 +204,7 @@ def api(app: Chalice, scope: str | None = None, *, query: Schema | None = None,
                 return error_response(exc)
             except Exception as exc:  # noqa: BLE001 - the last boundary: log it, answer the shape
                 if transient(exc):  # a throttle or 5xx that outlasted the SDK's retries
-                    logger.warning("transient error", extra={"raised": type(exc).__name__})
+                    logger.warning("transient error", extra=fault_of(exc))
                     return error_response(TransientError(
                         "the service is busy; nothing was changed that a retry would repeat: "
                         "send the request again in a moment", code="service_busy"))

@@ -86,6 +86,31 @@ def transient(exc: BaseException) -> bool:
     return False
 
 
+def fault_of(exc: BaseException) -> dict[str, Any]:
+    """What a log line may say of a fault that outlasted the SDK's retries: the class raised,
+    the AWS error code and operation, and botocore's retry account (how many attempts, and
+    whether it stopped at its attempt limit or because the client's retry quota was spent).
+    Never the error's message: it can quote a key's value."""
+    out: dict[str, Any] = {"raised": type(exc).__name__}
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if cur is not exc:
+            out.setdefault("cause", type(cur).__name__)
+        response = getattr(cur, "response", None)
+        if isinstance(response, dict):
+            error = response.get("Error") or {}
+            meta = response.get("ResponseMetadata") or {}
+            out.update(code=error.get("Code"), operation=getattr(cur, "operation_name", None),
+                       status=meta.get("HTTPStatusCode"), attempts=meta.get("RetryAttempts"),
+                       max_attempts_reached=bool(meta.get("MaxAttemptsReached")),
+                       retry_quota_reached=bool(meta.get("RetryQuotaReached")))
+            return out
+        cur = cur.__cause__ or getattr(cur, "cause", None) or cur.__context__
+    return out
+
+
 def caught(error: dict[str, Any]) -> tuple[str, str]:
     """(error name, message) of what a state machine's Catch put in `$.error`: a Lambda's
     error arrives as {"Error", "Cause": "{\"errorType\", \"errorMessage\"}"}."""
@@ -158,7 +183,7 @@ def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
             # a throttle or 5xx that outlasted the SDK's retries is retried by the state
             # machine (its Retry matches TransientError), whichever library raised it
             name = "TransientError" if transient(exc) else type(exc).__name__
-            logger.warning("task failed", extra={"error": name, "raised": type(exc).__name__})
+            logger.warning("task failed", extra={"error": name, **fault_of(exc)})
             raise type(name, (Exception,), {})(scrub(str(exc))) from None
         finally:
             logger.thread_safe_remove_keys(list(ids))
