@@ -501,3 +501,28 @@ def test_a_cancel_is_honoured_at_the_next_step(t, mario):
     done = records.units_of(records.load(t.tenant_id, rid))
     assert f"{units[0]['tenant_id']}/{units[0]['table']}" in done  # what was done stays
     assert all(f"{u['tenant_id']}/{u['table']}" not in done for u in units[1:])
+
+
+def test_an_objection_after_her_erasure_keeps_the_entry_that_says_she_was_erased(t, mario):
+    email = {"email": t.keys.hmac("email", "mario@example.com")}
+    erased = world.run(world.new_request(t, "erasure", mario["ids"], action="erase"),
+                       t.tenant_id, "erase")
+    assert erased["status"] == "completed"
+    # she signs up again and objects: her erasure still has to be replayed after a restore
+    rid = world.new_request(t, "objection", {"email": "mario@example.com"}, action="object",
+                            purposes=["marketing"])
+    assert world.run(rid, t.tenant_id, "object")["status"] == "completed"
+    (entry,) = suppression.lookup(t.tenant_id, email)
+    assert entry["reason"] == "erasure"
+    assert suppression.erased_since(t.tenant_id, email, erased["result"]["verification"]["at"])
+
+
+def test_an_erasure_after_her_objection_replaces_the_objection_entry(t, mario):
+    email = {"email": t.keys.hmac("email", "mario@example.com")}
+    suppression.add(t.tenant_id, {"email": [email["email"]]}, reason="objection:marketing",
+                    request_id="r-objection")
+    assert [e["reason"] for e in suppression.lookup(t.tenant_id, email)] == [
+        "objection:marketing"]
+    world.run(world.new_request(t, "erasure", mario["ids"], action="erase"), t.tenant_id,
+              "erase")
+    assert [e["reason"] for e in suppression.lookup(t.tenant_id, email)] == ["erasure"]

@@ -6,9 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from pynamodb.exceptions import PutError
+
 from oblio.core import clock
 from oblio.store import shards
 from oblio.store.models import SuppressionModel
+
+#: the reason of an erased subject's entries: an entry of another reason never replaces one
+ERASURE = "erasure"
 
 
 def entries_of(refs: dict[str, list[str]]) -> int:
@@ -28,29 +33,49 @@ def add_many(tenant_id: str, subjects: Sequence[tuple[dict[str, list[str]], str,
     """Record the suppression entries of many subjects (`(refs, request_id, at)`; `at` None:
     now) in one batched write (BatchWriteItem of 25); returns each subject's number of
     entries. An entry is keyed by its identity's HMAC, so writing the same subjects again (a
-    rerun) leaves one entry each, as it was when given the same `at`."""
-    counts, seen = [], set()
-    with SuppressionModel.batch_write() as batch:
-        for refs, request_id, at in subjects:
-            n = 0
-            for kind, macs in sorted(refs.items()):
-                for mac in sorted(set(macs)):
-                    n += 1
-                    if (kind, mac) in seen:  # one batch may not name a key twice
-                        continue
-                    seen.add((kind, mac))
-                    batch.save(SuppressionModel(tenant_id=tenant_id, ref=f"{kind}#{mac}",
+    rerun) leaves one entry each, as it was when given the same `at`. An entry that says its
+    identity was erased is replaced only by another erasure's (`_keep_erasure`)."""
+    counts, seen, entries = [], set(), []
+    for refs, request_id, at in subjects:
+        n = 0
+        for kind, macs in sorted(refs.items()):
+            for mac in sorted(set(macs)):
+                n += 1
+                if (kind, mac) in seen:  # one batch may not name a key twice
+                    continue
+                seen.add((kind, mac))
+                entries.append(SuppressionModel(tenant_id=tenant_id, ref=f"{kind}#{mac}",
                                                 reason=reason, request_id=request_id,
                                                 at=at or clock.iso()))
-            counts.append(n)
+        counts.append(n)
+    if reason == ERASURE:
+        with SuppressionModel.batch_write() as batch:
+            for entry in entries:
+                batch.save(entry)
+    else:
+        for entry in entries:
+            _keep_erasure(entry)
     return counts
+
+
+def _keep_erasure(entry: SuppressionModel) -> None:
+    """Write an entry of another reason (an objection) unless its identity's entry says it
+    was erased: the erasure entry is what replays her erasure after a backup restore and
+    what withdraws an export running beside it, and an objection says less (one conditional
+    write each: an objection names a handful of identities)."""
+    try:
+        entry.save(condition=SuppressionModel.reason.does_not_exist()
+                   | (SuppressionModel.reason != ERASURE))
+    except PutError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
 
 
 def erased_since(tenant_id: str, refs: dict[str, str], since: str) -> bool:
     """Whether an erasure of one of `kind -> hmac` ended at or after `since` (its suppression
     entry says when): strongly consistent, so an entry written a moment ago is read."""
     keys = _keys(tenant_id, refs)
-    return any(m.reason == "erasure" and str(m.at) >= since
+    return any(m.reason == ERASURE and str(m.at) >= since
                for m in SuppressionModel.batch_get(keys, consistent_read=True)) if keys else False
 
 
