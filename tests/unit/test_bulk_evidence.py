@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oblio.control import audit, records, suppression
+from oblio.control import audit, exports, records, suppression
 from oblio.core import clock
 from oblio.core.errors import TransientError
 from oblio.jobs import bulk
@@ -89,9 +89,10 @@ def test_a_chunk_appends_one_audit_entry_for_all_its_subjects(demo_map, t):
 
 STEPS = [
     ("certificates stored", audit, "commit_chunk"),
-    ("audit entry appended", records, "put_many"),
-    ("request records written", suppression, "add_many"),
-    ("suppression written", outbound, "emit_many"),
+    ("audit entry appended", suppression, "add_many"),
+    ("suppression written", exports, "late_archives"),
+    ("late archives deleted", records, "put_many"),
+    ("request records written", outbound, "emit_many"),
 ]
 
 

@@ -62,7 +62,7 @@ from oblio.store.tables import add_to_map
 REPORT_COLUMNS = ("line", "outcome", "subject_ref", "matched", "deleted", "anonymised",
                   "files_deleted", "retained", "held", "request_id", "reason",
                   # her access-export archives written while the chunk ran, deleted after
-                  # her certificate (not counted in it): `record_erasure`, step 4
+                  # her certificate (not counted in it): `record_erasure`, step 3
                   "late_archives_deleted")
 _TRUE = {"1", "true", "yes", "y"}
 
@@ -741,15 +741,16 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
 
     1. one audit entry for the chunk (the Merkle root of its certificates, the count and the
        subjects' references), appended once (keyed by the job and the chunk);
-    2. the request records, each with its certificate, the chunk entry and its inclusion
-       proof, in batches of 25, keyed by the line's id (a rewrite is the same record);
-    3. the suppression entries of the lines that passed verification, in batches of 25;
-    4. the archive index read again for all the lines (`exports.late_archives`): an export
+    2. the suppression entries of the lines that passed verification, in batches of 25;
+    3. the archive index read again for all the lines (`exports.late_archives`): an export
        that was still writing its archive when the chunk was planned has it deleted now;
+    4. the request records, each with its certificate, the chunk entry and its inclusion
+       proof, in batches of 25, keyed by the line's id (a rewrite is the same record): a
+       record says completed only once step 3 has left nothing of hers behind;
     5. a SubjectErased event per line, in PutEvents of 10 recorded in the chunk's outbox
        (a batch sent but not yet recorded when a run dies is sent again: at-least-once).
 
-    Returns, per line, the archives step 4 found, deleted and left."""
+    Returns, per line, the archives step 3 found, deleted and left."""
     if not lines:
         return []
     certs = [c for _, _, c in lines]
@@ -782,7 +783,6 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
                     "evidence": audit.pointer(key, index, cert, entry),
                     **({"message": message} if message else {})},
             units={}, io={}, attempt=1))
-    records.put_many(models)
     suppression.add_many(tenant.tenant_id, [
         (plan["refs"], cert["request_id"], str(cert["completed_at"]))
         for _, plan, cert in lines if cert["verification"]["passed"]], reason="erasure")
@@ -790,6 +790,8 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
     # verification is not withdrawn either: its archive is not taken from under it)
     late = exports.late_archives(tenant.tenant_id, [
         plan["refs"] if cert["verification"]["passed"] else {} for _, plan, cert in lines])
+    # a record says completed once nothing of hers is left that the chunk could see
+    records.put_many(models)
     outbound.emit_many(tenant.tenant_id, [
         ("SubjectErased", {"request_id": c["request_id"], "subject_ref": c["subject_ref"],
                            "type": "erasure", "bulk_job": job_id}) for c in certs],
