@@ -255,3 +255,65 @@ def test_her_suppression_entries_are_dated_by_her_verification(t, mario):
     entry = SuppressionModel.get(shards.key(t.tenant_id, ref), ref)
     # after her deletions, and the same on a retried finish (not the time of each attempt)
     assert entry.at == done["result"]["verification"]["at"]
+
+
+# -- an export with include_children, an erasure in the child --------------------------------
+
+@pytest.fixture
+def family(demo_map, tenant) -> dict[str, Any]:
+    """A parent tenant and its child, each with its own Mario."""
+    from oblio.control import tenants
+
+    world.new_tenant(tenant)
+    child = tenants.create_tenant(f"{tenant}-child", "Child", parent_id=tenant,
+                                  settings={"default_phone_region": "IT"})
+    for tenant_id in (tenant, child.tenant_id):
+        world.seed(demo_map, tenant_id, "mario@example.com", "+393331234567")
+    return {"parent": tenants.get_tenant(tenant), "child": child}
+
+
+def _family_export(parent: Any) -> str:
+    rid = world.new_request(parent, "access", MARIO, action="export", include_children=True)
+    units = plan.plan(rid, parent.tenant_id, "export")["units"]
+    assert {u["tenant_id"] for u in units} == {parent.tenant_id, *parent.children}
+    for u in units:
+        collect.collect(rid, parent.tenant_id, u)
+    return rid
+
+
+def test_an_export_with_children_is_withdrawn_when_she_was_erased_in_a_child_meanwhile(
+        family):
+    parent, child = family["parent"], family["child"]
+    rid_export = _family_export(parent)
+    erased = world.run(world.new_request(child, "erasure", MARIO, action="erase"),
+                       child.tenant_id, "erase")
+    assert erased["status"] == "completed"
+    with pytest.raises(SubjectErased):
+        package.package(rid_export, parent.tenant_id)
+    assert _archive(parent.tenant_id, rid_export) == []
+    assert _work_files(parent.tenant_id, rid_export) == []
+
+
+def test_an_erasure_in_a_child_deletes_the_parents_archive_that_holds_her_child_items(family):
+    parent, child = family["parent"], family["child"]
+    rid_export = _family_export(parent)
+    package.package(rid_export, parent.tenant_id)
+    assert _archive(parent.tenant_id, rid_export)
+    done = world.run(world.new_request(child, "erasure", MARIO, action="erase"),
+                     child.tenant_id, "erase")
+    assert done["status"] == "completed"
+    assert done["result"]["certificate"]["archives_deleted"] == 1
+    assert _archive(parent.tenant_id, rid_export) == []
+    # the parent's own look-up of its newest export skips what the child's index names
+    assert exports.latest_valid_export(child.tenant_id, child.keys.subject_ref(MARIO)) is None
+
+
+def test_an_erasure_with_children_counts_a_family_archive_once(family):
+    parent = family["parent"]
+    rid_export = _family_export(parent)
+    package.package(rid_export, parent.tenant_id)
+    rid = world.new_request(parent, "erasure", MARIO, action="erase", include_children=True)
+    done = world.run(rid, parent.tenant_id, "erase")
+    assert done["status"] == "completed"
+    assert done["result"]["certificate"]["archives_deleted"] == 1
+    assert _archive(parent.tenant_id, rid_export) == []

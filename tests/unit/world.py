@@ -93,7 +93,8 @@ def seed(dm: Any, tenant_id: str, email: str, phone: str | None = None,
 def new_request(tenant: Any, type_: str, identities: dict[str, str], *,
                 action: str, tables: list[str] | None = None,
                 purposes: list[str] | None = None,
-                changes: dict[str, Any] | None = None) -> str:
+                changes: dict[str, Any] | None = None,
+                include_children: bool = False) -> str:
     """A queued request record, as intake writes it before it starts the workflow (the
     identities normalised already)."""
     from oblio.control import records
@@ -110,7 +111,7 @@ def new_request(tenant: Any, type_: str, identities: dict[str, str], *,
         identity_refs={k: tenant.keys.hmac(k, v) for k, v in identities.items()},
         created_at=clock.iso(now), due_at=clock.iso(clock.add_months(now, 1)),
         requested_by="key_unit", reason=None,
-        options={"dry_run": False, "include_children": False, "tables": tables,
+        options={"dry_run": False, "include_children": include_children, "tables": tables,
                  "purposes": purposes, "action": action},
         timeline=[records.event(event="received", by="key_unit")], units={}, io={},
         attempt=1)

@@ -179,9 +179,11 @@ def package(request_id: str, tenant_id: str) -> dict[str, Any]:
     missing: list[dict[str, str]] = []
     included = 0
     with aws.counting() as io_:
-        # indexed before it is written: every erasure planned once it is in S3 finds it
-        index_archive(tenant_id, request_id, plain(m.identity_refs) or {}, m.subject_ref,
-                      expires)
+        # indexed before it is written: every erasure planned once it is in S3 finds it (in
+        # a child tenant too, for what it holds of her there)
+        for t, refs in tenant_refs(m).items():
+            index_archive(t, request_id, refs, m.subject_ref if t == tenant_id else None,
+                          expires, owner=tenant_id)
         out = archives.MultipartWriter(s.bucket("exports"), key,
                                        part_size=s.export_part_mb * archives.MiB,
                                        content_type="application/zip",
@@ -219,11 +221,25 @@ ERASED_MEANWHILE = ("the subject was erased while this export ran: what it had c
                     "instead of delivered. File a new access request to export what is left")
 
 
+def tenant_refs(m: RequestModel) -> dict[str, dict[str, str]]:
+    """The HMAC of each identity the export was filed with, in each tenant it reads (tenant
+    -> kind -> HMAC): its own, and each child's (keyed by the child's own key) when it
+    includes the children."""
+    out = {m.tenant_id: plain(m.identity_refs) or {}}
+    if records.options_of(m).get("include_children"):
+        tenant = get_tenant(m.tenant_id)
+        ids = records.identities_of(m, tenant)
+        for child in map(get_tenant, sorted(tenant.children)):
+            out[child.tenant_id] = {k: child.keys.hmac(k, v) for k, v in ids.items()}
+    return out
+
+
 def erased_meanwhile(m: RequestModel) -> bool:
-    """Whether the subject was erased since the export was filed (her suppression entry
-    says when; a strongly consistent read)."""
-    return bool(m.created_at) and suppression.erased_since(
-        m.tenant_id, plain(m.identity_refs) or {}, str(m.created_at))
+    """Whether the subject was erased, in a tenant the export reads, since the export was
+    filed (her suppression entry says when; a strongly consistent read a tenant)."""
+    return bool(m.created_at) and any(
+        suppression.erased_since(t, refs, str(m.created_at))
+        for t, refs in tenant_refs(m).items())
 
 
 def withdraw(m: RequestModel) -> None:

@@ -64,7 +64,7 @@ def _subject_sk(subject_ref: str) -> str:
 
 
 def index_archive(tenant_id: str, request_id: str, identity_refs: dict[str, Any],
-                  subject_ref: str | None, expires_at: str) -> None:
+                  subject_ref: str | None, expires_at: str, owner: str | None = None) -> None:
     """Add an access request's archive to the index items of its identity HMACs and its
     subject reference, before the archive is written: once its upload completes, any erasure
     of the subject planned after that finds it. (One planned while the upload runs finds the
@@ -72,17 +72,35 @@ def index_archive(tenant_id: str, request_id: str, identity_refs: dict[str, Any]
     erasure's suppression entries once its upload is done, and the erasure reads the index
     again after writing them, `late_archives`.) Two UpdateItems an item: the
     map made if missing, then the entry set and the entries long expired removed; a rerun
-    sets the same entry again."""
+    sets the same entry again.
+
+    `owner`: the tenant whose request wrote the archive, when it is not `tenant_id` (an
+    export with `include_children` holds what a child tenant has of her: it is indexed in
+    that child's index too, under the child's HMACs, so that an erasure in the child finds
+    it; the entry names the owner, `_entry`)."""
+    entry = _entry_key(tenant_id, owner or tenant_id, request_id)
     sks = [_identity_sk(k, str(v)) for k, v in sorted(identity_refs.items())]
     sks += [_subject_sk(subject_ref)] if subject_ref else []
     cutoff = clock.iso(clock.now() - LOOKED_FOR)
     for sk in sks:
         item = ArchiveIndexModel(tenant_id=tenant_id, sk=sk)
         item.update(actions=[ArchiveIndexModel.archives.set(ArchiveIndexModel.archives | {})])
-        stale = [rid for rid, exp in (plain(item.archives) or {}).items()
-                 if rid != request_id and str(exp) < cutoff]
-        item.update(actions=[ArchiveIndexModel.archives[request_id].set(expires_at),
-                             *(ArchiveIndexModel.archives[rid].remove() for rid in stale)])
+        stale = [key for key, exp in (plain(item.archives) or {}).items()
+                 if key != entry and str(exp) < cutoff]
+        item.update(actions=[ArchiveIndexModel.archives[entry].set(expires_at),
+                             *(ArchiveIndexModel.archives[key].remove() for key in stale)])
+
+
+def _entry_key(tenant_id: str, owner: str, request_id: str) -> str:
+    """An index entry's key: the request id of an archive of the index's own tenant, or
+    `<owner tenant>/<request id>` of another's."""
+    return request_id if owner == tenant_id else f"{owner}/{request_id}"
+
+
+def _entry(tenant_id: str, key: str) -> dict[str, str]:
+    """`{"tenant_id", "request_id"}` of the archive an index entry of `tenant_id` names."""
+    owner, _, request_id = key.rpartition("/")
+    return {"tenant_id": owner or tenant_id, "request_id": request_id}
 
 
 def _expiry(m: RequestModel) -> str | None:
@@ -131,8 +149,9 @@ def _entries(tenant_id: str, sks: Iterable[str]) -> dict[str, dict[str, str]]:
 def archives_of_many(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
                      ) -> list[list[dict[str, str]]]:
     """Per subject (kind -> her identity HMACs), `{"tenant_id", "request_id"}` of each
-    archive indexed for one of her HMACs and looked for still (newest first); one read for
-    all of them. References only, no personal data."""
+    archive indexed for one of her HMACs and looked for still (the tenant's own, newest
+    first, then other tenants' exports that hold what this one has of her: `_entry_key`);
+    one read for all of them. References only, no personal data."""
     wanted = [{_identity_sk(k, v) for k, vs in kinds.items() for v in vs} for kinds in subjects]
     if not any(wanted):
         return [[] for _ in subjects]
@@ -140,9 +159,10 @@ def archives_of_many(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
     cutoff = clock.iso(clock.now() - LOOKED_FOR)
     out = []
     for sks in wanted:
-        rids = {rid for sk in sks for rid, exp in got.get(sk, {}).items() if str(exp) >= cutoff}
-        out.append([{"tenant_id": tenant_id, "request_id": rid}
-                    for rid in sorted(rids, reverse=True)])
+        keys = {key for sk in sks for key, exp in got.get(sk, {}).items() if str(exp) >= cutoff}
+        out.append(sorted((_entry(tenant_id, key) for key in keys),
+                          key=lambda a: (a["tenant_id"] == tenant_id, a["request_id"]),
+                          reverse=True))
     return out
 
 
@@ -155,8 +175,10 @@ def subject_archives(identity_refs: dict[str, dict[str, list[str]]]) -> list[dic
     """`{"tenant_id", "request_id"}` of each archive of the subject (tenant -> kind -> HMACs)
     that S3 still holds, newest first per tenant: one index read a tenant, one listing of
     versions per archive found."""
-    return stored([a for tenant_id, kinds in sorted(identity_refs.items()) if kinds
-                   for a in archives_of(tenant_id, kinds)])
+    found = [a for tenant_id, kinds in sorted(identity_refs.items()) if kinds
+             for a in archives_of(tenant_id, kinds)]
+    # a parent's export with include_children is indexed in each child too: counted once
+    return stored(list({(a["tenant_id"], a["request_id"]): a for a in found}.values()))
 
 
 def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
@@ -165,7 +187,7 @@ def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None
     now = clock.iso()
     entries = _entries(tenant_id, [_subject_sk(subject_ref)]).get(_subject_sk(subject_ref), {})
     for rid, exp in sorted(entries.items(), reverse=True):
-        if str(exp) <= now:
+        if str(exp) <= now or "/" in rid:  # another tenant's archive (`_entry_key`)
             continue
         try:
             m = records.load(tenant_id, rid, consistent=False)
