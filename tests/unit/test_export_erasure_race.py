@@ -317,3 +317,69 @@ def test_an_erasure_with_children_counts_a_family_archive_once(family):
     assert done["status"] == "completed"
     assert done["result"]["certificate"]["archives_deleted"] == 1
     assert _archive(parent.tenant_id, rid_export) == []
+
+
+# -- a step that dies after deleting a late archive, run again ---------------------------------
+
+def test_a_finish_retried_after_deleting_a_late_archive_still_counts_it(t, mario,
+                                                                         monkeypatch):
+    rid_export = _collected(t, MARIO)
+    package.package(rid_export, t.tenant_id)
+    rid = world.new_request(t, "erasure", MARIO, action="erase")
+    key = exports.archive_key(t.tenant_id, rid_export)
+    record_unit = records.record_unit
+
+    def dies_before_recording_the_count(m: Any, unit_id: str, *args: Any) -> Any:
+        if unit_id == "_late_archives":
+            monkeypatch.setattr(records, "record_unit", record_unit)
+            raise TransientError("the finish died after the late archive's deletion")
+        return record_unit(m, unit_id, *args)
+
+    def written_again_then_a_dying_finish() -> None:
+        aws.client("s3").put_object(Bucket=get_settings().bucket("exports"), Key=key,
+                                    Body=b"PK again")
+        monkeypatch.setattr(records, "record_unit", dies_before_recording_the_count)
+
+    units = plan.plan(rid, t.tenant_id, "erase")["units"]
+    for unit in units:
+        apply.apply(rid, t.tenant_id, "erase", unit)
+    written_again_then_a_dying_finish()
+    verify.verify(rid, t.tenant_id, "erase")
+    with pytest.raises(TransientError):
+        evidence.finish(rid, t.tenant_id, "erase")
+    assert _archive(t.tenant_id, rid_export) == []  # deleted by the run that died
+    evidence.finish(rid, t.tenant_id, "erase")
+    cert = records.to_json(records.load(t.tenant_id, rid))["result"]["certificate"]
+    assert cert["late_archives"] == {"found": 1, "deleted": 1, "left": 0}
+
+
+def test_a_bulk_chunk_rerun_after_deleting_a_late_archive_still_reports_it(t, mario,
+                                                                           monkeypatch):
+    from oblio.jobs import bulk
+    from tests.unit.test_bulk_jobs import chunk_keys, report_rows, validated
+
+    rid_export = _collected(t, MARIO)
+    package.package(rid_export, t.tenant_id)
+    key = exports.archive_key(t.tenant_id, rid_export)
+    late_archives = exports.late_archives
+
+    def written_again_before_the_late_read(*args: Any, **kwargs: Any) -> Any:
+        aws.client("s3").put_object(Bucket=get_settings().bucket("exports"), Key=key,
+                                    Body=b"PK again")
+        return late_archives(*args, **kwargs)
+
+    def died(*args: Any, **kwargs: Any) -> Any:
+        raise TransientError("the chunk worker died after the late archive's deletion")
+
+    monkeypatch.setattr(exports, "late_archives", written_again_before_the_late_read)
+    monkeypatch.setattr(records, "put_many", died)
+    job_id, _ = validated(t, b"email\nmario@example.com\n")
+    (chunk,) = chunk_keys(job_id, t)
+    with pytest.raises(TransientError):
+        bulk.erase_chunk(t.tenant_id, job_id, chunk)
+    assert _archive(t.tenant_id, rid_export) == []
+    monkeypatch.undo()
+    bulk.erase_chunk(t.tenant_id, job_id, chunk)
+    bulk.report(t.tenant_id, job_id)
+    (line,) = report_rows(bulk.to_json(bulk.load(t.tenant_id, job_id)))
+    assert line["outcome"] == "erased" and line["late_archives_deleted"] == "1"

@@ -26,7 +26,7 @@ mark in the same BatchGetItem as the index items.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -178,7 +178,7 @@ def subject_archives(identity_refs: dict[str, dict[str, list[str]]]) -> list[dic
     found = [a for tenant_id, kinds in sorted(identity_refs.items()) if kinds
              for a in archives_of(tenant_id, kinds)]
     # a parent's export with include_children is indexed in each child too: counted once
-    return stored(list({(a["tenant_id"], a["request_id"]): a for a in found}.values()))
+    return stored(_union([], found))
 
 
 def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
@@ -202,6 +202,8 @@ def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None
 
 
 def late_archives(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
+                  noted: Sequence[list[dict[str, str]]] | None = None,
+                  note: Callable[[list[list[dict[str, str]]]], None] | None = None,
                   ) -> list[dict[str, int]]:
     """After an erasure has written its subjects' suppression entries: the archives the index
     now names for each subject (kind -> her identity HMACs) that S3 still holds, every
@@ -212,16 +214,28 @@ def late_archives(tenant_id: str, subjects: Sequence[dict[str, list[str]]],
     one that checked before they were written has its archive in S3 by now, and it goes
     here. One index read for all the subjects, one HEAD an archive indexed. Per subject:
     `found` (in S3 still), `deleted`, `left` (read back after the deletion: 0, since one
-    left raises TransientError, and the erasure's step is retried rather than ended over it)."""
+    left raises TransientError, and the erasure's step is retried rather than ended over it).
+
+    A step that dies after the deletion finds nothing in S3 when it runs again: so what it
+    finds is noted before it deletes (`note(per subject)`, only when there is something new),
+    and a rerun counts what an earlier run noted (`noted`) with what it finds itself."""
     if not subjects:
         return []
     late = [stored(found) for found in archives_of_many(tenant_id, subjects)]
+    if noted:
+        late = [_union(before, now) for before, now in zip(noted, late, strict=True)]
+    if note is not None and any(late) and late != [list(n) for n in (noted or [])]:
+        note(late)
     everything = [a for found in late for a in found]
     delete_archives(everything)
     if archives_left(everything):
         raise TransientError("an access-export archive written while the erasure ran is "
                              "still in S3 after its deletion; the step is retried")
     return [{"found": len(found), "deleted": len(found), "left": 0} for found in late]
+
+
+def _union(before: list[dict[str, str]], now: list[dict[str, str]]) -> list[dict[str, str]]:
+    return list({(a["tenant_id"], a["request_id"]): a for a in [*before, *now]}.values())
 
 
 def stored(found: list[dict[str, str]]) -> list[dict[str, str]]:

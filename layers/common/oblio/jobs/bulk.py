@@ -743,7 +743,8 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
        subjects' references), appended once (keyed by the job and the chunk);
     2. the suppression entries of the lines that passed verification, in batches of 25;
     3. the archive index read again for all the lines (`exports.late_archives`): an export
-       that was still writing its archive when the chunk was planned has it deleted now;
+       that was still writing its archive when the chunk was planned has it deleted now
+       (what it found noted beside the certificates first, so a rerun still reports it);
     4. the request records, each with its certificate, the chunk entry and its inclusion
        proof, in batches of 25, keyed by the line's id (a rewrite is the same record): a
        record says completed only once step 3 has left nothing of hers behind;
@@ -788,8 +789,14 @@ def record_erasure(tenant: Tenant, job_id: str, chunk_key: str, key: str,
         for _, plan, cert in lines if cert["verification"]["passed"]], reason="erasure")
     # the lines with suppression entries only (an export beside a line that failed
     # verification is not withdrawn either: its archive is not taken from under it)
-    late = exports.late_archives(tenant.tenant_id, [
-        plan["refs"] if cert["verification"]["passed"] else {} for _, plan, cert in lines])
+    # what it finds is noted beside the certificates before it deletes: a rerun after the
+    # deletion reports it still
+    noted_key = key.removesuffix(".json") + ".late.json"
+    late = exports.late_archives(
+        tenant.tenant_id,
+        [plan["refs"] if cert["verification"]["passed"] else {} for _, plan, cert in lines],
+        noted=objects.get_json(noted_key) if objects.exists(noted_key) else None,
+        note=lambda found: objects.put_json(noted_key, found))
     # a record says completed once nothing of hers is left that the chunk could see
     records.put_many(models)
     outbound.emit_many(tenant.tenant_id, [

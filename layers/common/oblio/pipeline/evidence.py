@@ -305,7 +305,7 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
                                               at=verification.get("at"))
         # once her suppression entries are written (an export beside an erasure that found
         # nothing is not withdrawn: nor is its archive taken here)
-        late = once(m, units, "_late_archives", lambda: _late_archives(plan_)) \
+        late = once(m, units, "_late_archives", lambda: _late_archives(m, units, plan_)) \
             if action == "erase" and found else None
         out: dict[str, Any] = {"verification": verification}
         if action in ("erase", "anonymise"):
@@ -350,17 +350,34 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
                   top=exempt or {})
 
 
-def _late_archives(plan_: dict[str, Any]) -> dict[str, int]:
+def _late_archives(m: RequestModel, units: dict[str, Any],
+                   plan_: dict[str, Any]) -> dict[str, int]:
     """The subject's archives indexed since her erasure was planned, read after her
     suppression entries were written and deleted (`exports.late_archives`, which raises
-    TransientError over one left), summed over her tenants."""
+    TransientError over one left), summed over her tenants. What a tenant's read finds is
+    noted first (unit `_late_noted`, written at once): a finish retried after the deletion
+    counts it still."""
+    noted: dict[str, Any] = dict(units.get(LATE_NOTED) or {})
+
+    def note(t: str) -> Callable[[list[list[dict[str, str]]]], None]:
+        def write(late: list[list[dict[str, str]]]) -> None:
+            noted[t] = late[0]
+            with records.written_now():
+                records.record_unit(m, LATE_NOTED, dict(noted), {})
+        return write
+
     total = {"found": 0, "deleted": 0, "left": 0}
     for t, kinds in sorted((plan_.get("identity_refs") or {}).items()):
         if not kinds:
             continue
-        (got,) = exports.late_archives(t, [kinds])
+        (got,) = exports.late_archives(t, [kinds], noted=[noted[t]] if t in noted else None,
+                                       note=note(t))
         total = {k: total[k] + got[k] for k in total}
     return total
+
+
+#: the unit of the archives an erasure's late read found, noted before it deleted them
+LATE_NOTED = "_late_noted"
 
 
 def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, Any]:
