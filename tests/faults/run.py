@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import logging
 
-    logging.disable(logging.INFO)  # the figures, not the stack's log lines (its API faults: kept)
+    logging.disable(logging.WARNING)  # the figures, not the stack's log lines
     from tests.faults import suite
 
     def say(line: str) -> None:

@@ -68,7 +68,6 @@ class Figures:
         """What is not as it must be, one line each (empty: the run passed)."""
         out = [f"request {r}" for r in self.not_completed]
         out += [f"create answered {e}" for e in self.create_errors]
-        out += [f"the API's fault: {f}" for f in self.api_faults]
         out += [f"residue: {r}" for r in self.residue]
         out += [f"collateral: {c}" for c in self.collateral]
         out += [f"duplicate/missing: {d}" for d in self.duplicates]
@@ -83,6 +82,7 @@ class Figures:
             ("requests", self.requests),
             ("completed", f"{self.completed} ({dict(self.statuses)})"),
             ("client create retries (5xx/transport)", self.create_retries),
+            # a figure: a client retries a 503 (a create's counts in create errors too)
             ("API 503s (faults that outlasted retries)", len(self.api_faults)),
             ("faults injected (retries absorbed)",
              f"{sum(self.injected.values())} {self.injected}"),
@@ -94,6 +94,7 @@ class Figures:
         ]
         lines = [f"{k:<40} {v}" for k, v in rows]
         fails = self.failures()
+        lines += [f"  API 503: {f}" for f in self.api_faults[:10]]
         lines.append(f"{'result':<40} {'PASS' if not fails else 'FAIL'}")
         lines += [f"  - {f}" for f in fails[:40]]
         if len(fails) > 40:
@@ -211,14 +212,19 @@ FAULT_FIELDS = ("raised", "cause", "code", "operation", "status", "attempts",
 
 @contextlib.contextmanager
 def _api_faults(figures: Figures) -> Iterator[None]:
+    """oblio's warnings go to `_ApiFaults` instead of its log while the clients run (whatever
+    the caller's `logging.disable`, which is put back after)."""
     log = logging.getLogger("oblio")
     handlers, keep = log.handlers[:], _ApiFaults(figures)
+    disabled = logging.root.manager.disable
     for h in handlers:
         log.removeHandler(h)
     log.addHandler(keep)
+    logging.disable(min(disabled, logging.INFO))
     try:
         yield
     finally:
+        logging.disable(disabled)
         log.removeHandler(keep)
         for h in handlers:
             log.addHandler(h)

@@ -168,3 +168,11 @@ def test_a_fault_that_outlasted_the_retries_is_logged_with_its_code_and_retry_ac
                    "max_attempts_reached": False, "retry_quota_reached": True}
     assert "mario" not in json.dumps(got)  # the message can quote a key: never logged
     assert fault_of(ConnectionError("reset")) == {"raised": "ConnectionError"}
+    # an error handled on the way is not the fault's when the raise left it out
+    try:
+        try:
+            raise quota
+        except ClientError:
+            raise ConnectionError("reset") from None
+    except ConnectionError as exc:
+        assert fault_of(exc) == {"raised": "ConnectionError"}

@@ -107,7 +107,9 @@ def fault_of(exc: BaseException) -> dict[str, Any]:
                        max_attempts_reached=bool(meta.get("MaxAttemptsReached")),
                        retry_quota_reached=bool(meta.get("RetryQuotaReached")))
             return out
-        cur = cur.__cause__ or getattr(cur, "cause", None) or cur.__context__
+        # what it was raised from, or while handling (unless the raise said not to)
+        cur = cur.__cause__ or getattr(cur, "cause", None) or (
+            None if cur.__suppress_context__ else cur.__context__)
     return out
 
 
