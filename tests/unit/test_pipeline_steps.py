@@ -511,7 +511,11 @@ def test_an_objection_after_her_erasure_keeps_the_entry_that_says_she_was_erased
     # she signs up again and objects: her erasure still has to be replayed after a restore
     rid = world.new_request(t, "objection", {"email": "mario@example.com"}, action="object",
                             purposes=["marketing"])
-    assert world.run(rid, t.tenant_id, "object")["status"] == "completed"
+    objected = world.run(rid, t.tenant_id, "object")
+    assert objected["status"] == "completed"
+    # what the objection says it did: nothing written over the erasure's entry
+    assert "suppression_entries" not in objected["result"]
+    assert objected["result"]["suppression_entries_erased"] == 1
     (entry,) = suppression.lookup(t.tenant_id, email)
     assert entry["reason"] == "erasure"
     assert suppression.erased_since(t.tenant_id, email, erased["result"]["verification"]["at"])

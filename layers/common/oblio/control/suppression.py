@@ -23,52 +23,62 @@ def entries_of(refs: dict[str, list[str]]) -> int:
 
 def add(tenant_id: str, refs: dict[str, list[str]], reason: str, request_id: str,
         at: str | None = None) -> int:
-    """Record each `kind -> [hmac, ...]` (`at` None: now); returns how many entries were
-    written."""
+    """Record each `kind -> [hmac, ...]` (`at` None: now); returns how many entries now say
+    `reason` for her (an objection's leaves an erasure's as it is: not counted)."""
     return add_many(tenant_id, [(refs, request_id, at)], reason)[0]
 
 
 def add_many(tenant_id: str, subjects: Sequence[tuple[dict[str, list[str]], str, str | None]],
              reason: str) -> list[int]:
     """Record the suppression entries of many subjects (`(refs, request_id, at)`; `at` None:
-    now) in one batched write (BatchWriteItem of 25); returns each subject's number of
-    entries. An entry is keyed by its identity's HMAC, so writing the same subjects again (a
-    rerun) leaves one entry each, as it was when given the same `at`. An entry that says its
-    identity was erased is replaced only by another erasure's (`_keep_erasure`)."""
-    counts, seen, entries = [], set(), []
-    for refs, request_id, at in subjects:
-        n = 0
+    now); returns, per subject, how many entries now say `reason` for her. An entry is keyed
+    by its identity's HMAC, so writing the same subjects again (a rerun) leaves one entry
+    each, as it was when given the same `at`.
+
+    An erasure's entries are written in batches (BatchWriteItem of 25) and replace whatever
+    was there. Another reason's (an objection) are written one by one, each on condition that
+    its identity's entry does not say it was erased (`_keep_erasure`)."""
+    owners: dict[tuple[str, str], list[int]] = {}
+    entries = []
+    for index, (refs, request_id, at) in enumerate(subjects):
         for kind, macs in sorted(refs.items()):
             for mac in sorted(set(macs)):
-                n += 1
-                if (kind, mac) in seen:  # one batch may not name a key twice
-                    continue
-                seen.add((kind, mac))
-                entries.append(SuppressionModel(tenant_id=tenant_id, ref=f"{kind}#{mac}",
-                                                reason=reason, request_id=request_id,
-                                                at=at or clock.iso()))
-        counts.append(n)
+                if (kind, mac) not in owners:  # one batch may not name a key twice
+                    owners[(kind, mac)] = []
+                    entries.append(SuppressionModel(tenant_id=tenant_id, ref=f"{kind}#{mac}",
+                                                    reason=reason, request_id=request_id,
+                                                    at=at or clock.iso()))
+                owners[(kind, mac)].append(index)
     if reason == ERASURE:
         with SuppressionModel.batch_write() as batch:
             for entry in entries:
                 batch.save(entry)
+        written = set(owners)
     else:
-        for entry in entries:
-            _keep_erasure(entry)
+        written = {(kind, mac) for (kind, mac), e in zip(owners, entries, strict=True)
+                   if _keep_erasure(e)}
+    counts = [0] * len(subjects)
+    for key, indexes in owners.items():
+        if key in written:
+            for index in indexes:
+                counts[index] += 1
     return counts
 
 
-def _keep_erasure(entry: SuppressionModel) -> None:
+def _keep_erasure(entry: SuppressionModel) -> bool:
     """Write an entry of another reason (an objection) unless its identity's entry says it
-    was erased: the erasure entry is what replays her erasure after a backup restore and
-    what withdraws an export running beside it, and an objection says less (one conditional
-    write each: an objection names a handful of identities)."""
+    was erased; returns whether it was written. The erasure entry is what replays her
+    erasure after a backup restore and what withdraws an export running beside it, and an
+    objection says less (one conditional write each: an objection names a handful of
+    identities)."""
     try:
         entry.save(condition=SuppressionModel.reason.does_not_exist()
                    | (SuppressionModel.reason != ERASURE))
     except PutError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":
             raise
+        return False
+    return True
 
 
 def erased_since(tenant_id: str, refs: dict[str, str], since: str) -> bool:

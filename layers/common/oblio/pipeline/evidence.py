@@ -293,7 +293,7 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
 
     def result(entry: audit.Entry) -> dict[str, Any]:
         refs = plan_.get("identity_refs", {})
-        suppressed = 0
+        suppressed = asked = 0
         # a subject found nowhere was not erased: the suppression list would say it was
         if (action == "erase" and found) or \
                 (action == "object" and "marketing" in body["purposes"]):
@@ -303,6 +303,7 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
                 # the same entries (an export filed since is not taken for one running then)
                 suppressed += suppression.add(t, kinds, reason=reason, request_id=request_id,
                                               at=verification.get("at"))
+                asked += suppression.entries_of(kinds)
         # once her suppression entries are written (an export beside an erasure that found
         # nothing is not withdrawn: nor is its archive taken here)
         late = once(m, units, "_late_archives", lambda: _late_archives(m, units, plan_)) \
@@ -334,6 +335,9 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
             out["consent"] = consented
         if suppressed:
             out["suppression_entries"] = suppressed
+        if action == "object" and asked > suppressed:
+            # her identities' entries that say she was erased, left as they are
+            out["suppression_entries_erased"] = asked - suppressed
         if not any((plan_.get("found") or {}).values()):
             out["message"] = "no item of the subject was found in any mapped table" + (
                 ": nothing was erased and the subject was not added to the suppression list"
@@ -366,14 +370,14 @@ def _late_archives(m: RequestModel, units: dict[str, Any],
                 records.record_unit(m, LATE_NOTED, dict(noted), {})
         return write
 
-    total = {"found": 0, "deleted": 0, "left": 0}
     for t, kinds in sorted((plan_.get("identity_refs") or {}).items()):
-        if not kinds:
-            continue
-        (got,) = exports.late_archives(t, [kinds], noted=[noted[t]] if t in noted else None,
-                                       note=note(t))
-        total = {k: total[k] + got[k] for k in total}
-    return total
+        if kinds:
+            exports.late_archives(t, [kinds], noted=[noted[t]] if t in noted else None,
+                                  note=note(t))
+    # each archive once, whichever of her tenants' indexes named it (a family export's):
+    # every archive found was noted, and deleted (one left raises)
+    found = len({(a["tenant_id"], a["request_id"]) for late in noted.values() for a in late})
+    return {"found": found, "deleted": found, "left": 0}
 
 
 #: the unit of the archives an erasure's late read found, noted before it deleted them
