@@ -188,6 +188,32 @@ def test_a_signed_link_withdraws_once_and_a_forged_one_changes_nothing(t, tenant
     assert [e["status"] for e in history] == ["granted", "withdrawn"]
 
 
+def test_a_link_made_before_her_erasure_records_nothing_one_made_after_it_does(t):
+    import contextlib
+
+    from oblio.control import suppression
+    from oblio.core.settings import get_settings
+
+    events = aws.client("events")
+    with contextlib.suppress(events.exceptions.ResourceAlreadyExistsException):
+        events.create_event_bus(Name=get_settings().event_bus)
+    before = _token(t)
+    clock.advance(timedelta(seconds=5))
+    try:
+        suppression.add(t.tenant_id, {"email": [t.keys.hmac("email", "anna@example.com")]},
+                        reason="erasure", request_id="r-erasure")
+        clock.advance(timedelta(seconds=5))
+        after = _token(t)  # she came back, and was sent a newsletter again
+        _record(t, ANNA)
+        assert consent.unsubscribe(before).purpose == "newsletter"
+        assert [e["status"] for e in ledger.subject_ledger(t, ANNA)["history"]] == ["granted"]
+        consent.unsubscribe(after)
+        assert [e["status"] for e in ledger.subject_ledger(t, ANNA)["history"]] == [
+            "granted", "withdrawn"]
+    finally:
+        clock.advance(timedelta(seconds=-10))
+
+
 def test_a_token_signed_for_one_use_is_refused_for_another(t):
     claims = {"t": t.tenant_id, "x": 2**40, "r": "01REQ", "p": "newsletter", "k": []}
     for_export = links.sign(t, claims, use="export-link")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from oblio.control import links, suppression
@@ -69,10 +69,23 @@ def link(principal: Principal, body: LinkBody | Mapping[str, Any], base_url: str
     expires = clock.now() + timedelta(days=body.expires_in_days)
     token = links.sign(tenant, {"v": 1, "t": tenant.tenant_id, "k": subject_keys(tenant, ids),
                                 "r": tenant.keys.subject_ref(ids), "p": purpose, "c": channel,
-                                "x": int(expires.timestamp()), "n": secrets.token_hex(8)})
+                                "x": int(expires.timestamp()), "n": secrets.token_hex(8),
+                                "i": int(clock.now().timestamp())})
     return {"url": f"{base_url.rstrip('/')}/v1/public/unsubscribe?token={token}",
             "token": token, "purpose": purpose, "channel": channel,
             "subject_ref": tenant.keys.subject_ref(ids), "expires_at": clock.iso(expires)}
+
+
+def _erased_since_issued(tenant_id: str, refs: dict[str, str], issued: Any) -> bool:
+    """Whether the person was erased after the link was made (`i`, a Unix time): what such
+    a link withdraws was erased with her. A link made after her erasure (she came back) is
+    hers now, and its click is recorded; a link without `i` (made before links carried it)
+    is taken as older than any erasure."""
+    if not isinstance(issued, int):
+        return any(s["reason"] == suppression.ERASURE
+                   for s in suppression.lookup(tenant_id, refs))
+    return suppression.erased_since(tenant_id, refs, clock.iso(
+        datetime.fromtimestamp(issued, tz=UTC)))
 
 
 @dataclass(frozen=True)
@@ -94,7 +107,7 @@ def unsubscribe(token: str | None) -> Withdrawn:
         raise links.InvalidLink("this link is not valid")
     done = Withdrawn(tenant.name, purpose)
     refs = {k.split("#", 1)[0]: k.split("#", 1)[1] for k in keys}
-    if any(s["reason"] == "erasure" for s in suppression.lookup(tenant.tenant_id, refs)):
+    if _erased_since_issued(tenant.tenant_id, refs, claims.get("i")):
         return done  # the person was erased: nothing is kept about them, nothing to add
     connect()
     states = ConsentModel.batch_get([(tenant.tenant_id, state_sk(k, purpose)) for k in keys],
