@@ -295,17 +295,34 @@ def test_an_export_with_children_is_withdrawn_when_she_was_erased_in_a_child_mea
 
 
 def test_an_erasure_in_a_child_deletes_the_parents_archive_that_holds_her_child_items(family):
+    from oblio.access import deliver
+
     parent, child = family["parent"], family["child"]
     rid_export = _family_export(parent)
     package.package(rid_export, parent.tenant_id)
+    deliver.finish(rid_export, parent.tenant_id)
     assert _archive(parent.tenant_id, rid_export)
+    parent_ref = parent.keys.subject_ref(MARIO)
+    assert exports.latest_valid_export(parent.tenant_id, parent_ref).request_id == rid_export
     done = world.run(world.new_request(child, "erasure", MARIO, action="erase"),
                      child.tenant_id, "erase")
     assert done["status"] == "completed"
     assert done["result"]["certificate"]["archives_deleted"] == 1
     assert _archive(parent.tenant_id, rid_export) == []
-    # the parent's own look-up of its newest export skips what the child's index names
-    assert exports.latest_valid_export(child.tenant_id, child.keys.subject_ref(MARIO)) is None
+    # the parent no longer holds an export of hers to anonymise after (its record says
+    # completed, its archive is gone)
+    assert exports.latest_valid_export(parent.tenant_id, parent_ref) is None
+
+
+def test_a_tenants_newest_export_is_never_another_tenants_archive(family):
+    parent, child = family["parent"], family["child"]
+    rid_export = _family_export(parent)
+    package.package(rid_export, parent.tenant_id)
+    ref = child.keys.subject_ref(MARIO)
+    # an entry of the parent's archive under the child's subject key
+    exports.index_archive(child.tenant_id, rid_export, {}, ref, "2099-01-01T00:00:00Z",
+                          owner=parent.tenant_id)
+    assert exports.latest_valid_export(child.tenant_id, ref) is None
 
 
 def test_an_erasure_with_children_counts_a_family_archive_once(family):

@@ -25,7 +25,7 @@ from oblio.control.exports import archive_key, index_archive
 from oblio.control.tenants import get_tenant
 from oblio.core import clock, shadows
 from oblio.core.datamap import DataMap
-from oblio.core.errors import SubjectErased, TransientError
+from oblio.core.errors import NotFound, SubjectErased, TransientError
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
 from oblio.pipeline import work
@@ -229,8 +229,15 @@ def tenant_refs(m: RequestModel) -> dict[str, dict[str, str]]:
     if records.options_of(m).get("include_children"):
         tenant = get_tenant(m.tenant_id)
         ids = records.identities_of(m, tenant)
-        for child in map(get_tenant, sorted(tenant.children)):
-            out[child.tenant_id] = {k: child.keys.hmac(k, v) for k, v in ids.items()}
+        # the children the plan read, and those whose ledgers the archive holds (a child
+        # made since); one deleted since has nothing of her left to erase
+        for child_id in sorted(({u.tenant_id for u in work.planned_units(m)}
+                                | set(tenant.children)) - {m.tenant_id}):
+            try:
+                child = get_tenant(child_id)
+            except NotFound:
+                continue
+            out[child_id] = {k: child.keys.hmac(k, v) for k, v in ids.items()}
     return out
 
 

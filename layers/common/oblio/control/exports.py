@@ -182,7 +182,8 @@ def subject_archives(identity_refs: dict[str, dict[str, list[str]]]) -> list[dic
 
 
 def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None:
-    """The newest finished access request of the subject whose archive has not expired: the
+    """The newest finished access request of the subject whose archive has not expired and
+    is in S3 still (an erasure in a child tenant deletes a family export's archive): the
     subject's index item, then the records it names, newest first, until one is finished."""
     now = clock.iso()
     entries = _entries(tenant_id, [_subject_sk(subject_ref)]).get(_subject_sk(subject_ref), {})
@@ -196,7 +197,7 @@ def latest_valid_export(tenant_id: str, subject_ref: str) -> RequestModel | None
         if m.status not in WRITTEN or m.subject_ref != subject_ref:
             continue
         expires = records.result_of(m).get("expires_at")
-        if expires and expires > now:
+        if expires and expires > now and stored([{"tenant_id": tenant_id, "request_id": rid}]):
             return m
     return None
 
