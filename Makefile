@@ -33,9 +33,14 @@ run: $(RUN_STAMP)
 # three runs: the unit and infra suites use moto's in-process mock, the integration suite a
 # moto server in the same process, the console suite a local stack of its own; none of the
 # three can share a process with another
+# the unit and integration runs spread their files over JOBS processes (pytest-xdist; each
+# integration worker starts a local stack of its own; 2: the machine's cores): JOBS=1 runs
+# them in one process
+JOBS ?= 2
+PARALLEL = $(if $(filter 1,$(JOBS)),,-n $(JOBS) --dist loadfile)
 test: $(STAMP)
-	$(BIN)/python -m pytest tests/unit $(wildcard tests/infra) -q
-	$(BIN)/python -m pytest tests/integration -q
+	$(BIN)/python -m pytest tests/unit $(wildcard tests/infra) -q $(PARALLEL)
+	$(BIN)/python -m pytest tests/integration -q $(PARALLEL)
 	$(BIN)/python -m pytest tests/console -q
 	$(BIN)/python -m pytest tests/faults -q
 

@@ -37,6 +37,12 @@ PROJECT = ROOT / "functions" / "api"
 def _contained(cwd: Path) -> Iterator[None]:
     environ, path, old_cwd = dict(os.environ), list(sys.path), os.getcwd()
     modules = set(sys.modules)
+    # the app's own modules already imported (a test's) are set aside while the staged copy
+    # is imported, so that it imports its own: chalice's Blueprint consumes its routes'
+    # options when registered, and the real console registered on the staged app would
+    # register its routes as GET on the real app afterwards
+    own = {name: sys.modules.pop(name) for name in list(sys.modules)
+           if name in ("app", "chalicelib") or name.startswith("chalicelib.")}
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")  # chalice wants one; unused
     os.chdir(cwd)
     try:
@@ -48,8 +54,10 @@ def _contained(cwd: Path) -> Iterator[None]:
         sys.path[:] = path
         # the staged copy's modules (chalicelib...) must not shadow the real ones afterwards
         for name in set(sys.modules) - modules:
-            if str(getattr(sys.modules[name], "__file__", "") or "").startswith(str(cwd)):
+            if name in own or str(getattr(sys.modules[name], "__file__", "") or "").startswith(
+                    str(cwd)):
                 del sys.modules[name]
+        sys.modules.update(own)
 
 
 def stage_project(stage: str, chalice_stage: str) -> tuple[Path, dict[str, Any]]:
