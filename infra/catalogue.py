@@ -250,7 +250,7 @@ CATALOGUE = Catalogue(
         Table("idempotency", _S("id"), ttl_attribute="expiration",
               purpose="Powertools idempotency records for write APIs"),
         Table("bulk_jobs", _TENANT, _S("job_id"), purpose="bulk erasure jobs and counters"),
-        Table("consents", _TENANT, _S("sk"),
+        Table("consents", _SHARD, _S("sk"),
               purpose="consent ledger: append-only events and the current state per purpose"),
         Table("selfservice", _TENANT, _S("sk"), ttl_attribute="expires",
               purpose="self-service one-time codes (HMACs) and per-address rate counters"),

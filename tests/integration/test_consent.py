@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import requests as http
 
+from oblio.store import shards
+
 NOTICE = hashlib.sha256(b"We send a monthly newsletter. Unsubscribe at any time.").hexdigest()
 
 
@@ -21,11 +23,12 @@ def grant(api: Any, email: str, purpose: str = "newsletter", **extra: Any) -> An
 def ledger_records(aws_client: Any, settings: Any, event_ids: set[str]) -> int:
     """The ledger's records (events, and states pointing at them) of these events, read
     straight from the table."""
-    pages = aws_client("dynamodb").get_paginator("query").paginate(
-        TableName=settings.table("consents"), KeyConditionExpression="tenant_id = :t",
-        ExpressionAttributeValues={":t": {"S": "demo"}})
-    return sum(1 for page in pages for i in page["Items"]
-               if i.get("event_id", {}).get("S") in event_ids)
+    query = aws_client("dynamodb").get_paginator("query")
+    return sum(1 for pk in shards.tenant_keys("demo")
+               for page in query.paginate(TableName=settings.table("consents"),
+                                          KeyConditionExpression="pk = :p",
+                                          ExpressionAttributeValues={":p": {"S": pk}})
+               for i in page["Items"] if i.get("event_id", {}).get("S") in event_ids)
 
 
 # -- one subject's consent story, told once and read by each test below -----------------------

@@ -13,7 +13,7 @@ from oblio.control import ledger, links, tenants
 from oblio.core import clock
 from oblio.core.errors import Conflict, Invalid, OblioError
 from oblio.rights import consent, selfservice
-from oblio.store import aws
+from oblio.store import aws, shards
 
 pytestmark = pytest.mark.usefixtures("module_aws", "cheap_transactions")
 
@@ -77,11 +77,33 @@ def test_an_event_naming_two_identities_is_found_by_either(t):
     assert len(ledger.subject_ledger(t, both)["history"]) == 1  # the copies are one event
 
 
+def test_an_identitys_records_share_a_shard_and_identities_spread_over_the_shards(t):
+    from oblio.store.models import ConsentModel
+
+    people = [f"person{n}@example.com" for n in range(40)]
+    for email in people:
+        _record(t, {"email": email})
+    _record(t, {"email": people[0]}, status="withdrawn")
+    rows = list(shards.query_tenant(ConsentModel, t.tenant_id))
+    by_identity: dict[str, set[str]] = {}
+    for m in rows:
+        by_identity.setdefault("#".join(m.sk.split("#")[:2]), set()).add(m.pk)
+    assert len(by_identity) == 40 and all(len(pks) == 1 for pks in by_identity.values())
+    assert len({pk for pks in by_identity.values() for pk in pks}) > 8  # not one partition
+    # one identity's records, events and states, are one Query of its shard
+    key = ledger.subject_keys(t, {"email": people[0]})[0]
+    assert len(list(ledger.records_of(t.tenant_id, key))) == 2 + 1  # 2 events, 1 state
+    assert ledger.subject_ledger(t, {"email": people[0]})["state"]["newsletter"][
+        "status"] == "withdrawn"
+    with pytest.raises(shards.BareTenantKey):
+        list(ConsentModel.query(t.tenant_id))  # the tenant alone finds nothing: refused
+
+
 def test_the_ledger_keeps_hmacs_never_identities_or_addresses(t):
     from oblio.store.models import ConsentModel
 
     _record(t, ANNA, proof={"submission_id": "f-1", "ip_address": "203.0.113.9"})
-    raw = str([m.attribute_values for m in ConsentModel.query(t.tenant_id)])
+    raw = str([m.attribute_values for m in shards.query_tenant(ConsentModel, t.tenant_id)])
     assert "anna@example.com" not in raw and "203.0.113.9" not in raw
     assert t.keys.hmac("ip", "203.0.113.9") in raw
 
@@ -133,7 +155,7 @@ def test_a_cancelled_transaction_writes_nothing(t):
     from oblio.store.models import ConsentModel
 
     _record(t, ANNA)
-    state = next(m for m in ConsentModel.query(t.tenant_id) if "#s#" in m.sk)
+    state = next(m for m in shards.query_tenant(ConsentModel, t.tenant_id) if "#s#" in m.sk)
     fresh = ConsentModel(tenant_id=t.tenant_id, sk="email#x#e#new", event_id="e", order="o",
                          purpose="p", status="granted", channel="web", at="a")
     changed = ConsentModel(**{**state.attribute_values, "status": "withdrawn"})
@@ -144,7 +166,7 @@ def test_a_cancelled_transaction_writes_nothing(t):
         tx.save(ConsentModel(tenant_id=t.tenant_id, sk="email#y#s#p", event_id="e",
                              order="o", purpose="p", status="x", channel="c", at="a"),
                 condition=ConsentModel.sk.exists())  # it does not: all is cancelled
-    assert not list(ConsentModel.query(t.tenant_id, ConsentModel.sk == "email#x#e#new"))
+    assert not list(ledger.records_of(t.tenant_id, "email#x"))
     assert ledger.subject_ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"
 
 

@@ -77,6 +77,18 @@ def state_sk(key: str, purpose: str) -> str:
     return f"{key}#s#{purpose}"
 
 
+def _key(tenant_id: str, sk: str) -> tuple[str, str]:
+    """The table key of a ledger record: its shard's partition, its sort key."""
+    return ConsentModel.partition(tenant_id, sk), sk
+
+
+def records_of(tenant_id: str, key: str, **kwargs: Any) -> Any:
+    """Every record of one identity `<kind>#<hmac>` (its events and states): one Query of the
+    identity's shard."""
+    return ConsentModel.query(ConsentModel.partition(tenant_id, key),
+                              ConsentModel.sk.startswith(f"{key}#"), **kwargs)
+
+
 
 
 def connect() -> Connection:
@@ -176,7 +188,8 @@ def append(tenant: Tenant, keys: list[str], subject_ref: str | None, fields: dic
     conn = connect()
     for _ in range(_ATTEMPTS):
         states = {m.sk: m for m in ConsentModel.batch_get(
-            [(tenant.tenant_id, state_sk(k, purpose)) for k in keys], consistent_read=True)}
+            [_key(tenant.tenant_id, state_sk(k, purpose)) for k in keys],
+            consistent_read=True)}
         newest = max(states.values(), key=lambda m: m.order, default=None)
         try:
             with TransactWrite(connection=conn) as tx:
@@ -226,8 +239,7 @@ def subject_ledger(tenant: Tenant, ids: dict[str, str]) -> dict[str, Any]:
     history: dict[str, ConsentModel] = {}
     states: dict[str, ConsentModel] = {}
     for key in subject_keys(tenant, ids):
-        for m in ConsentModel.query(tenant.tenant_id, ConsentModel.sk.startswith(f"{key}#"),
-                                    consistent_read=True):
+        for m in records_of(tenant.tenant_id, key, consistent_read=True):
             if m.sk.startswith(f"{key}#e#"):
                 history[m.event_id] = m
             elif m.purpose not in states or states[m.purpose].order < m.order:
@@ -251,9 +263,8 @@ def erase_subject(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
     with ConsentModel.batch_write() as batch:
         for kind, macs in sorted(identity_refs.items()):
             for mac in sorted(set(macs)):
-                for m in ConsentModel.query(tenant_id, ConsentModel.sk.startswith(
-                        f"{kind}#{mac}#"), consistent_read=True,
-                        attributes_to_get=["tenant_id", "sk"]):
+                for m in records_of(tenant_id, f"{kind}#{mac}", consistent_read=True,
+                                    attributes_to_get=["pk", "sk"]):
                     batch.delete(m)
                     n += 1
     return n
@@ -271,13 +282,12 @@ def move_identity(tenant_id: str, kind: str, old_macs: list[str], new_mac: str) 
     moved = 0
     for mac in sorted(set(old_macs) - {new_mac}):
         old_key = f"{kind}#{mac}"
-        found = list(ConsentModel.query(tenant_id, ConsentModel.sk.startswith(f"{old_key}#"),
-                                        consistent_read=True))
+        found = list(records_of(tenant_id, old_key, consistent_read=True))
         if not found:
             continue
         states = [m for m in found if m.sk.startswith(f"{old_key}#s#")]
         theirs = {m.sk: m for m in ConsentModel.batch_get(
-            [(tenant_id, new_key + m.sk[len(old_key):]) for m in states],
+            [_key(tenant_id, new_key + m.sk[len(old_key):]) for m in states],
             consistent_read=True)} if states else {}
         with ConsentModel.batch_write() as batch:
             for m in found:
@@ -285,7 +295,8 @@ def move_identity(tenant_id: str, kind: str, old_macs: list[str], new_mac: str) 
                 newer = theirs.get(sk)
                 if newer is not None and newer.order >= m.order:
                     continue  # the new identity's own state is newer: it stays
-                copy = ConsentModel(**{**m.attribute_values, "sk": sk})
+                # filed under the new identity's shard, not the old one's
+                copy = ConsentModel(**{**m.attribute_values, "pk": None, "sk": sk})
                 batch.save(copy)
         with ConsentModel.batch_write() as batch:
             for m in found:
@@ -349,6 +360,7 @@ def seed_demo(tenant_id: str, email: str) -> int:
 def load_state(tenant_id: str, key: str, purpose: str) -> ConsentModel | None:
     """One ledger key's state of a purpose (tests, tools)."""
     try:
-        return ConsentModel.get(tenant_id, state_sk(key, purpose), consistent_read=True)
+        return ConsentModel.get(*_key(tenant_id, state_sk(key, purpose)),
+                                consistent_read=True)
     except DoesNotExist:
         return None

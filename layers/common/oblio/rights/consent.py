@@ -110,8 +110,9 @@ def unsubscribe(token: str | None) -> Withdrawn:
     if _erased_since_issued(tenant.tenant_id, refs, claims.get("i")):
         return done  # the person was erased: nothing is kept about them, nothing to add
     connect()
-    states = ConsentModel.batch_get([(tenant.tenant_id, state_sk(k, purpose)) for k in keys],
-                                    consistent_read=True)
+    states = ConsentModel.batch_get(
+        [(ConsentModel.partition(tenant.tenant_id, sk), sk)
+         for sk in (state_sk(k, purpose) for k in keys)], consistent_read=True)
     for state in states:
         proof = plain(state.proof)
         if state.status == "withdrawn" and (proof or {}).get("link_id") == claims["n"]:

@@ -225,16 +225,22 @@ class SuppressionModel(ShardedModel):
     at = UnicodeAttribute()
 
 
-class ConsentModel(CountedModel):
+class ConsentModel(ShardedModel):
     """The consent ledger, per identity `<kind>#<hmac>`: an event (sk = <ident>#e#<at>#<id>,
     written once, never changed) or the current state of one purpose (sk = <ident>#s#<purpose>,
-    moved in the same transaction as the event that changes it)."""
+    moved in the same transaction as the event that changes it). Under the tenant's shard of
+    the identity (pk = <tenant>#<shard>: `store.shards`), so that one identity's records are
+    one Query and a tenant's identities spread over the shards."""
 
     class Meta(_Meta):
         table_name = _s.table("consents")
 
-    tenant_id = UnicodeAttribute(hash_key=True)
     sk = UnicodeAttribute(range_key=True)
+
+    @classmethod
+    def shard_basis(cls, sort_key: str) -> str:
+        """The identity `<kind>#<hmac>` a record (or a key prefix) is filed under."""
+        return "#".join(sort_key.split("#", 2)[:2])
     event_id = UnicodeAttribute()
     #: "<at>#<event id>": the order of events; a state holds the newest event's
     order = UnicodeAttribute()

@@ -1,13 +1,15 @@
-"""Sharded tenant partitions: oblio's busiest tables (requests, suppression) key an item by
-`pk = "<tenant>#<shard>"`, not by the tenant alone, so that a tenant's million writes of a bulk
-job spread over `SHARDS` partitions instead of queueing on one (a DynamoDB partition takes
-1,000 write units a second; a tenant's requests under one key with an ever-increasing sort key
-would be one hot partition).
+"""Sharded tenant partitions: oblio's busiest tables (requests, suppression, consents) key an
+item by `pk = "<tenant>#<shard>"`, not by the tenant alone, so that a tenant's million writes
+(and reads) of a bulk job spread over `SHARDS` partitions instead of queueing on one (a
+DynamoDB partition takes 1,000 write and 3,000 read units a second; a tenant's requests under
+one key with an ever-increasing sort key would be one hot partition).
 
 - `key(tenant, sort_key)` is the one place a sharded key is built: the shard is BLAKE2b of the
   item's sort key (a request's `req#<id>`, an open marker's `open#<type>#<subject ref>`, a
   suppression entry's `<kind>#<identity hmac>`), so each item lives in exactly one shard and
-  a sort key is unique across the tenant's shards.
+  a sort key is unique across the tenant's shards. A model may shard by a prefix of its sort
+  key instead (`ShardedModel.shard_basis`: the consent ledger by the identity its records are
+  filed under), so that the items read together stay in one shard.
 - `ShardedModel` is the base of those models: built with `tenant_id` and its sort key, an item
   gets its `pk` without the caller naming it; `get`, `query`, `count` and `batch_get` refuse a
   bare tenant id as the partition key (it would silently find nothing).
@@ -66,10 +68,24 @@ def checked(pk: Any) -> str:
 
 
 class ShardedModel(CountedModel):
-    """A model keyed by `pk = key(tenant_id, <its range key>)`, `tenant_id` kept beside it."""
+    """A model keyed by `pk = key(tenant_id, <its range key>)`, `tenant_id` kept beside it.
+
+    A model whose items are read together under a prefix of their sort key (the consent
+    ledger: every record of one identity) shards by that prefix instead: `shard_basis`."""
 
     pk = UnicodeAttribute(hash_key=True)
     tenant_id = UnicodeAttribute()
+
+    @classmethod
+    def shard_basis(cls, sort_key: str) -> str:
+        """What of a sort key picks its shard: all of it, unless a model says otherwise."""
+        return sort_key
+
+    @classmethod
+    def partition(cls, tenant_id: str, sort_key: str) -> str:
+        """The partition key of the tenant's item with this sort key (or sort-key prefix,
+        for a model that shards by one)."""
+        return key(tenant_id, cls.shard_basis(sort_key))
 
     def __init__(self, hash_key: Any = None, range_key: Any = None,
                  _user_instantiated: bool = True, **attributes: Any) -> None:
@@ -77,7 +93,7 @@ class ShardedModel(CountedModel):
             sort = range_key if range_key is not None else attributes.get(
                 self._range_keyname or "")
             if attributes.get("tenant_id") is not None and sort is not None:
-                attributes["pk"] = key(attributes["tenant_id"], sort)
+                attributes["pk"] = self.partition(attributes["tenant_id"], sort)
         super().__init__(hash_key, range_key, _user_instantiated, **attributes)
 
     @classmethod
