@@ -17,6 +17,8 @@ The rates it compares (subjects a second):
   then a conditional transaction): per subject today, per chunk once evidence is batched;
 - oblio's partitions: the requests and suppression tables spread a tenant over `SHARDS`
   partitions of 1,000 write units a second each (before sharding: one);
+- the consent ledger: each identity's records read consistently, over the tenant's `SHARDS`
+  partitions of 3,000 read units a second each (keyed by the tenant alone before: one);
 - the tenant's own tables: the writes on them, over as many partitions as their keys spread
   to (the demo map keys by tenant; a table keyed per subject spreads over many);
 - a table's on-demand ceiling (40,000 write units a second, the account default).
@@ -99,6 +101,10 @@ class Assumptions:
     shards: int = 16                      # oblio's tenant partitions (store.shards.SHARDS)
     partition_wcu: float = 1_000.0        # write units a second one partition takes
     table_wcu: float = 40_000.0           # on-demand table ceiling (account default)
+    partition_rcu: float = 3_000.0        # read units a second one partition takes
+    table_rcu: float = 40_000.0           # on-demand table ceiling (account default)
+    ledger_shards: int = 16               # the consent ledger's tenant partitions (by identity;
+    #                                       before: 1, the tenant's one partition key)
     items_per_subject: int = 17           # the demo map's typical subject
     tenant_partitions: int = 64           # partitions the tenant's items spread over
     request_wcu: float = 1.0              # a bulk line's request record: under 1 KB (it
@@ -142,6 +148,9 @@ def model(a: Assumptions) -> dict[str, Any]:
         "audit chain": 1000 / a.audit_append_ms / appends_per_subject,
         "oblio's partitions (requests, suppression)":
             min(a.shards * a.partition_wcu, a.table_wcu) / max(a.request_wcu, a.suppression_wcu),
+        # every identity's ledger read consistently (its records deleted when there are any)
+        "the consent ledger's partitions (consistent reads)":
+            min(a.ledger_shards * a.partition_rcu, a.table_rcu) / max(a.ledger_queries, 1e-9),
         "the tenant's table partitions":
             min(a.tenant_partitions * a.partition_wcu, a.table_wcu) / tenant_wcu,
     }
@@ -217,7 +226,7 @@ def report(a: Assumptions) -> dict[str, Any]:
           + ", ".join(f"{k} {v:.3g}" for k, v in PRICES.items()))
     print("rates, subjects a second:")
     for name, r in sorted(out["rates"].items(), key=lambda kv: kv[1]):
-        print(f"  {name:<44} {r:>10,.0f}{'   <- binds' if name == out['binding'] else ''}")
+        print(f"  {name:<52} {r:>10,.0f}{'   <- binds' if name == out['binding'] else ''}")
     print(f"{out['chunks']} chunks, {out['workers']} workers, {out['subject_ms']:.0f} ms a "
           f"subject, a chunk {out['chunk_s']:.0f} s (Express limit {a.express_limit_s:.0f} s: "
           f"{out['express_margin']:.1f}x margin)")
@@ -239,6 +248,7 @@ def report(a: Assumptions) -> dict[str, Any]:
     for title, change in (
             ("the audit chain took one append per subject (before)", {"audit": "per-subject"}),
             ("oblio's requests and suppression were one partition", {"shards": 1}),
+            ("the consent ledger were keyed by tenant alone (before)", {"ledger_shards": 1}),
             ("the tenant's tables were keyed by tenant alone", {"tenant_partitions": 1}),
             ("bulk_concurrency were 4 (before sizing)", {"bulk_concurrency": 4}),
             ("a chunk looked its lines up one after another", {"lookup_concurrency": 1}),

@@ -28,6 +28,15 @@ def test_unsharded_oblio_tables_bind_at_one_partition():
     assert round(out["subjects_per_s"]) == round(1000 / max(a.request_wcu, a.suppression_wcu))
 
 
+def test_a_ledger_keyed_by_the_tenant_alone_binds_on_its_one_partitions_reads():
+    a = dataclasses.replace(Assumptions(), ledger_shards=1)
+    out = model(a)
+    assert out["binding"] == "the consent ledger's partitions (consistent reads)"
+    # 3,000 read units a second over a consistent read per identity: slower than the tables
+    assert round(out["subjects_per_s"]) == round(3000 / a.ledger_queries)
+    assert out["minutes"] > model(Assumptions())["minutes"]
+
+
 def test_four_workers_take_hours_as_before_sizing():
     out = model(dataclasses.replace(Assumptions(), bulk_concurrency=4, lookup_concurrency=1))
     assert out["binding"] == "chunk workers" and out["minutes"] > 8 * 60
