@@ -237,3 +237,29 @@ def test_a_report_rerun_after_a_crash_writes_its_audit_entry_and_event_once(t, m
     assert audit_actions(t.tenant_id, job_id).count("bulk_erasure_completed") == 1
     assert announced == [("completed", 1)]
     assert bulk.to_json(bulk.load(t.tenant_id, job_id))["audit_entry"]
+
+
+# -- a person only in the consent ledger -------------------------------------------------------
+
+def test_a_line_found_only_in_the_consent_ledger_is_erased_there_not_reported_not_found(t):
+    from oblio.control import ledger, suppression
+
+    ids = {"email": "ghost0@example.org"}
+    fields = ledger.validate(t, {"purpose": "newsletter", "channel": "web",
+                                 "status": "granted"})
+    ledger.append(t, ledger.subject_keys(t, ids), t.keys.subject_ref(ids), fields,
+                  recorded_by="key_test", emit=False)
+    assert ledger.subject_ledger(t, ids)["found"] is True
+    job_id, _ = validated(t, ghosts(2))  # ghost0 (in the ledger only) and ghost1 (nowhere)
+    (key,) = chunk_keys(job_id, t)
+
+    bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
+    assert bulk.report(t.tenant_id, job_id, attempt=1) == {"status": "completed"}
+
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert (job["erased"], job["not_found"]) == (1, 1)
+    assert [r["outcome"] for r in report_rows(job)] == ["erased", "not_found"]
+    assert ledger.subject_ledger(t, ids)["found"] is False  # nothing of hers left there
+    # her address is on the suppression list, as a single erasure of her puts it
+    assert [e["reason"] for e in suppression.lookup(
+        t.tenant_id, {"email": t.keys.hmac("email", ids["email"])})] == ["erasure"]

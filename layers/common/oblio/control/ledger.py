@@ -2,7 +2,8 @@
 current state per purpose kept in step with them. (The signed links that withdraw without a
 login are `oblio.control.links`; the API's side is `oblio.rights.consent`.)
 
-Layout (table `consents`, partition = the tenant). An event is filed under every identity it
+Layout (table `consents`, partition = the tenant's shard of the identity:
+`ConsentModel.partition`). An event is filed under every identity it
 names, each copy keyed by the identity's HMAC (`<kind>#<hmac>`), never the identity:
 
     <kind>#<hmac>#e#<at>#<event id>   an event: written once, with a condition, never changed
@@ -253,6 +254,16 @@ def subject_ledger(tenant: Tenant, ids: dict[str, str]) -> dict[str, Any]:
             "state": state,
             "history": [_event_json(m) for m in sorted(history.values(),
                                                         key=lambda m: m.order)]}
+
+
+def count_records(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
+    """How many ledger records are filed under these identities' HMACs, counted by DynamoDB
+    (a consistent Query per identity, Select=COUNT), none read."""
+    connect()
+    return sum(ConsentModel.count(ConsentModel.partition(tenant_id, f"{kind}#{mac}"),
+                                  ConsentModel.sk.startswith(f"{kind}#{mac}#"),
+                                  consistent_read=True)
+               for kind, macs in sorted(identity_refs.items()) for mac in sorted(set(macs)))
 
 
 def erase_subject(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:

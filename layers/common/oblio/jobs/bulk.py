@@ -491,7 +491,7 @@ def erase_chunk(tenant_id: str, job_id: str, chunk_key: str,
         todo: list[tuple[dict[str, Any], dict[str, Any]]] = []
         for row, plan in zip(rows, plans, strict=True):
             ref = tenant.keys.subject_ref(row["identities"])
-            if not plan["matched"]:
+            if not plan["matched"] and not plan.get("ledger") and not plan["archives"]:
                 outcomes.append({"line": row["line"], "outcome": "not_found",
                                  "subject_ref": ref})
             elif job.dry_run or row.get("dry_run"):
@@ -551,9 +551,11 @@ def _plan_line(dm: datamap.DataMap, tenant: Tenant, row: dict[str, Any]) -> dict
         manifest["prefixed"] = sum(len(objects.current_keys(b, p))
                                    for b, p in manifest.get("prefixes", []))
         tables[name] = manifest
-    refs = find.identity_refs(dm, tenant.keys, fp, row["identities"],
-                              tenant.phone_region) if fp.total else {}
+    refs = find.identity_refs(dm, tenant.keys, fp, row["identities"], tenant.phone_region)
     return {"line": row["line"], "matched": fp.total, "tables": tables,
+            # a person found in no table may still be in the consent ledger (a sign-up's
+            # consent with no account): then she is erased there, as a single erasure does
+            "ledger": 0 if fp.total else ledger.count_records(tenant.tenant_id, refs),
             "subject_ref": tenant.keys.subject_ref(row["identities"]),
             "refs": refs, "request_id": str(ULID()),
             # items past their TTL (planned like the rest); her archives: the chunk adds them
