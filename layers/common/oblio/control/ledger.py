@@ -78,16 +78,23 @@ def state_sk(key: str, purpose: str) -> str:
     return f"{key}#s#{purpose}"
 
 
-def _key(tenant_id: str, sk: str) -> tuple[str, str]:
+def record_key(tenant_id: str, sk: str) -> tuple[str, str]:
     """The table key of a ledger record: its shard's partition, its sort key."""
     return ConsentModel.partition(tenant_id, sk), sk
 
 
-def records_of(tenant_id: str, key: str, **kwargs: Any) -> Any:
+def _identity_keys(identity_refs: dict[str, list[str]]) -> list[str]:
+    """The ledger keys `<kind>#<hmac>` of `kind -> [hmac, ...]`, each once, in order."""
+    return [f"{kind}#{mac}" for kind, macs in sorted(identity_refs.items())
+            for mac in sorted(set(macs))]
+
+
+def records_of(tenant_id: str, key: str, *, count: bool = False, **kwargs: Any) -> Any:
     """Every record of one identity `<kind>#<hmac>` (its events and states): one Query of the
-    identity's shard."""
-    return ConsentModel.query(ConsentModel.partition(tenant_id, key),
-                              ConsentModel.sk.startswith(f"{key}#"), **kwargs)
+    identity's shard; with `count`, how many, counted by DynamoDB (Select=COUNT)."""
+    read = ConsentModel.count if count else ConsentModel.query
+    return read(ConsentModel.partition(tenant_id, key), ConsentModel.sk.startswith(f"{key}#"),
+                **kwargs)
 
 
 
@@ -189,7 +196,7 @@ def append(tenant: Tenant, keys: list[str], subject_ref: str | None, fields: dic
     conn = connect()
     for _ in range(_ATTEMPTS):
         states = {m.sk: m for m in ConsentModel.batch_get(
-            [_key(tenant.tenant_id, state_sk(k, purpose)) for k in keys],
+            [record_key(tenant.tenant_id, state_sk(k, purpose)) for k in keys],
             consistent_read=True)}
         newest = max(states.values(), key=lambda m: m.order, default=None)
         try:
@@ -260,10 +267,8 @@ def count_records(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
     """How many ledger records are filed under these identities' HMACs, counted by DynamoDB
     (a consistent Query per identity, Select=COUNT), none read."""
     connect()
-    return sum(ConsentModel.count(ConsentModel.partition(tenant_id, f"{kind}#{mac}"),
-                                  ConsentModel.sk.startswith(f"{kind}#{mac}#"),
-                                  consistent_read=True)
-               for kind, macs in sorted(identity_refs.items()) for mac in sorted(set(macs)))
+    return sum(records_of(tenant_id, key, count=True, consistent_read=True)
+               for key in _identity_keys(identity_refs))
 
 
 def erase_subject(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
@@ -272,12 +277,11 @@ def erase_subject(tenant_id: str, identity_refs: dict[str, list[str]]) -> int:
     connect()
     n = 0
     with ConsentModel.batch_write() as batch:
-        for kind, macs in sorted(identity_refs.items()):
-            for mac in sorted(set(macs)):
-                for m in records_of(tenant_id, f"{kind}#{mac}", consistent_read=True,
-                                    attributes_to_get=["pk", "sk"]):
-                    batch.delete(m)
-                    n += 1
+        for key in _identity_keys(identity_refs):
+            for m in records_of(tenant_id, key, consistent_read=True,
+                                attributes_to_get=["pk", "sk"]):
+                batch.delete(m)
+                n += 1
     return n
 
 
@@ -298,7 +302,7 @@ def move_identity(tenant_id: str, kind: str, old_macs: list[str], new_mac: str) 
             continue
         states = [m for m in found if m.sk.startswith(f"{old_key}#s#")]
         theirs = {m.sk: m for m in ConsentModel.batch_get(
-            [_key(tenant_id, new_key + m.sk[len(old_key):]) for m in states],
+            [record_key(tenant_id, new_key + m.sk[len(old_key):]) for m in states],
             consistent_read=True)} if states else {}
         with ConsentModel.batch_write() as batch:
             for m in found:
@@ -371,7 +375,7 @@ def seed_demo(tenant_id: str, email: str) -> int:
 def load_state(tenant_id: str, key: str, purpose: str) -> ConsentModel | None:
     """One ledger key's state of a purpose (tests, tools)."""
     try:
-        return ConsentModel.get(*_key(tenant_id, state_sk(key, purpose)),
+        return ConsentModel.get(*record_key(tenant_id, state_sk(key, purpose)),
                                 consistent_read=True)
     except DoesNotExist:
         return None

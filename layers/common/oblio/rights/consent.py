@@ -16,6 +16,7 @@ from oblio.control.ledger import (
     check_channel,
     check_purpose,
     connect,
+    record_key,
     state_sk,
     subject_keys,
     subject_ledger,
@@ -111,8 +112,7 @@ def unsubscribe(token: str | None) -> Withdrawn:
         return done  # the person was erased: nothing is kept about them, nothing to add
     connect()
     states = ConsentModel.batch_get(
-        [(ConsentModel.partition(tenant.tenant_id, sk), sk)
-         for sk in (state_sk(k, purpose) for k in keys)], consistent_read=True)
+        [record_key(tenant.tenant_id, state_sk(k, purpose)) for k in keys], consistent_read=True)
     for state in states:
         proof = plain(state.proof)
         if state.status == "withdrawn" and (proof or {}).get("link_id") == claims["n"]:
