@@ -263,3 +263,32 @@ def test_a_line_found_only_in_the_consent_ledger_is_erased_there_not_reported_no
     # her address is on the suppression list, as a single erasure of her puts it
     assert [e["reason"] for e in suppression.lookup(
         t.tenant_id, {"email": t.keys.hmac("email", ids["email"])})] == ["erasure"]
+
+
+def test_a_line_found_only_through_an_export_archive_is_erased_there_not_reported_not_found(t):
+    """Her items were erased since, but an access export of hers is still in S3: the bulk line
+    deletes it, is certified and suppressed, as a single erasure of her would."""
+    from oblio.control import exports, suppression
+    from oblio.core import clock
+    from oblio.store import aws
+
+    ids = {"email": "ghost0@example.org"}
+    refs = {"email": t.keys.hmac("email", ids["email"])}
+    exports.index_archive(t.tenant_id, "01ARCHIVEONLY", refs, t.keys.subject_ref(ids),
+                          clock.iso(clock.now() + exports.LOOKED_FOR))
+    bucket, key = get_settings().bucket("exports"), exports.archive_key(t.tenant_id,
+                                                                          "01ARCHIVEONLY")
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"PK her export")
+    job_id, _ = validated(t, ghosts(2))  # ghost0 (an archive only) and ghost1 (nowhere)
+    (chunk,) = chunk_keys(job_id, t)
+
+    bulk.erase_chunk(t.tenant_id, job_id, chunk, attempt=1)
+    assert bulk.report(t.tenant_id, job_id, attempt=1) == {"status": "completed"}
+
+    job = bulk.to_json(bulk.load(t.tenant_id, job_id))
+    assert (job["erased"], job["not_found"]) == (1, 1)
+    rows = report_rows(job)
+    assert [r["outcome"] for r in rows] == ["erased", "not_found"]
+    assert s3.list_object_versions(Bucket=bucket, Prefix=key).get("Versions", []) == []
+    assert [e["reason"] for e in suppression.lookup(t.tenant_id, refs)] == ["erasure"]
