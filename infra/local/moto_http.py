@@ -36,12 +36,17 @@ import socket
 import threading
 from typing import Any
 
+from botocore.exceptions import ClientError
+from flask import Response
+from moto.dynamodb.responses import DynamoHandler
+from moto.moto_api import recorder
 from moto.moto_server.werkzeug_app import (
     BackendRequest,
     DomainDispatcherApplication,
     MotoRequestHandler,
     create_backend_app,
 )
+from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer, make_server
 
 # a header the handler writes itself (the framing), never the application's
@@ -227,12 +232,6 @@ class DirectDynamoDB:
         if (not environ.get("HTTP_X_AMZ_TARGET", "").startswith(_DYNAMODB)
                 or environ.get("PATH_INFO") != "/" or environ.get("REQUEST_METHOD") != "POST"):
             return self.app(environ, start_response)
-        from botocore.exceptions import ClientError
-        from flask import Response
-        from moto.dynamodb.responses import DynamoHandler
-        from moto.moto_api import recorder
-        from werkzeug.exceptions import HTTPException
-
         request = BackendRequest(environ)
         recorder._record_request(request)
         try:
