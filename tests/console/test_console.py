@@ -191,6 +191,35 @@ def test_a_bulk_upload_is_watched_to_its_report(console: Console, admin_key: str
         assert not api.post("/v1/subjects/search", {"subject": {"email": p}}).json()["found"]
 
 
+def test_the_audit_page_calls_a_long_chain_intact_only_after_its_last_page(
+        console: Console, admin_key: str, api: Api, subject: dict[str, str]):
+    """A verification call checks a part of a long chain (some 20,000 bulk certificates)
+    and answers `valid` so far and a cursor to go on from. Here every call the page makes
+    is told to check one entry (`limit=1`, added on its way to the API), so the page must
+    follow the API's own cursors to the chain's head before it calls the chain intact."""
+    page = console.page
+    for type_ in ("access", "restriction"):
+        r = api.post("/v1/requests", {"type": type_, "subject": {"email": subject["email"]}})
+        assert r.status_code in (200, 202), r.text
+    before = api.get("/v1/audit/verify").json()["entries"]
+    calls: list[str] = []
+
+    def one_entry_a_call(route: Any) -> None:
+        url = route.request.url
+        calls.append(url)
+        route.continue_(url=f"{url}{'&' if '?' in url else '?'}limit=1")
+
+    page.route("**/v1/audit/verify*", one_entry_a_call)
+    console.sign_in(admin_key)
+    console.go("Audit")
+    verdict = page.get_by_test_id("audit-verdict")
+    verdict.get_by_text("valid").wait_for(timeout=60_000)
+    shown = re.search(r"The chain of (\d+) entries is intact", verdict.inner_text())
+    assert shown and int(shown.group(1)) >= before >= 2
+    assert len(calls) == int(shown.group(1))  # one entry a call, to the last
+    assert all("cursor=" in u for u in calls[1:]) and "cursor=" not in calls[0]
+
+
 def test_a_read_only_key_sees_no_erase_button_and_gets_the_apis_403(
         console: Console, api: Api, subject: dict[str, str]):
     page = console.page

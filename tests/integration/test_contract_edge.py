@@ -137,12 +137,40 @@ def test_bad_scopes_are_422_and_make_no_key(api, scopes):
     assert _error(r, 422, "invalid_field")["details"]["field"] == "scopes"
 
 
-@pytest.mark.parametrize("path", ["/v1/requests", "/v1/audit", "/v1/bulk-erasures",
-                                  "/v1/retention-sweeps"])
+@pytest.mark.parametrize("path", ["/v1/requests", "/v1/audit", "/v1/audit/verify",
+                                  "/v1/bulk-erasures", "/v1/retention-sweeps"])
 @pytest.mark.parametrize("cursor", ["eyJzayI6IDV9", "eyJzayI6ICJ4In0=", "zzz", "%00"])
 def test_a_crafted_list_cursor_is_422_naming_the_cursor(api, path, cursor):
     r = api.get(path, cursor=cursor)
     assert _error(r, 422)["details"]["field"] == "cursor"
+
+
+def test_the_chains_verification_pages_on_its_own_cursor_and_refuses_one_made_up(api,
+                                                                                  subject):
+    """A verification cursor carries the chain's state so far (an entry's hash, counts); one
+    a client makes up from what `GET /v1/audit` shows (the newest entry's id and hash, the
+    count) is refused: before cursors were signed it answered `valid: true` over entries it
+    never checked."""
+    import base64
+
+    for type_ in ("access", "restriction"):
+        r = api.post("/v1/requests", {"type": type_, "subject": {"email": subject["email"]}})
+        assert r.status_code in (200, 202), r.text
+    whole = api.get("/v1/audit/verify").json()
+    assert whole["valid"] is True and whole["entries"] >= 2
+    got, pages = api.get("/v1/audit/verify", limit=1).json(), 1
+    while got["next_cursor"]:
+        assert got["valid"] is True
+        r = api.get("/v1/audit/verify", limit=1, cursor=got["next_cursor"])
+        assert r.status_code == 200, r.text
+        got, pages = r.json(), pages + 1
+    assert (got["valid"], got["entries"]) == (True, whole["entries"]) and pages >= 2
+    newest = api.get("/v1/audit", limit=1).json()["items"][0]
+    state = {"a": newest["id"], "p": newest["hash"], "n": whole["entries"], "c": 0}
+    forged = base64.urlsafe_b64encode(json.dumps(state).encode()).decode().rstrip("=")
+    r = api.get("/v1/audit/verify", cursor=forged)
+    assert _error(r, 422)["details"]["field"] == "cursor"
+    assert newest["hash"] not in r.text
 
 
 def test_a_cursor_the_api_gave_out_still_pages(api, subject):

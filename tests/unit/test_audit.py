@@ -176,3 +176,56 @@ def test_a_cursor_that_was_not_given_is_refused(module_aws, tenant):
 
     with pytest.raises(Invalid):
         audit.verify(tenant, cursor="not-a-cursor")
+
+
+def _forged(tenant_id: str, after: str, prev: str, n: int, certs: int = 0) -> str:
+    """A cursor as the endpoint wrote one before cursors were signed: the state a client can
+    read off `GET /v1/audit` (the last entry's id and hash, how many there are)."""
+    import base64
+    import json
+
+    raw = json.dumps({"t": tenant_id, "a": after, "p": prev, "n": n, "c": certs}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+@pytest.mark.usefixtures("provisioned")
+def test_a_cursor_made_up_from_the_chains_visible_state_is_refused_not_answered_valid(t):
+    """Before cursors were signed, this cursor (the last entry's id and hash and the count,
+    all of them in the entries' listing) answered `valid: true, entries: 5` having checked
+    none of the five, and it would have after any of them was changed."""
+    from oblio.core.errors import Invalid
+
+    chain = _chain(t.tenant_id)
+    _ddb().update_item(TableName=_table(),
+                       Key={"tenant_id": {"S": t.tenant_id}, "seq": {"S": _seq(2)}},
+                       UpdateExpression="SET actor = :a", ExpressionAttributeValues={
+                           ":a": {"S": "someone-else"}})
+    assert audit.verify(t.tenant_id)["first_broken"] == _seq(2)
+    with pytest.raises(Invalid) as refused:
+        audit.verify(t.tenant_id, cursor=_forged(t.tenant_id, _seq(5), chain[-1].hash, 5))
+    assert refused.value.field == "cursor"
+    assert chain[-1].hash not in str(refused.value)  # the error names the field only
+
+
+@pytest.mark.usefixtures("provisioned")
+def test_a_cursor_pages_only_for_the_tenant_it_was_given_to_and_only_as_it_was_given(t):
+    from oblio.core.errors import Invalid
+    from tests.unit import world
+
+    _chain(t.tenant_id)
+    first = audit.verify(t.tenant_id, limit=2)
+    assert (first["valid"], first["entries"]) == (True, 2)
+    cursor = first["next_cursor"]
+    rest = audit.verify(t.tenant_id, limit=10, cursor=cursor)
+    assert rest == {"valid": True, "entries": 5, "first_broken": None, "certificates": 0,
+                    "next_cursor": None}
+    other = world.new_tenant(f"{t.tenant_id}-other")
+    _chain(other.tenant_id, 2)
+    payload, signature = cursor[:-43], cursor[-43:]
+    assert "." not in cursor  # the API's pattern for a cursor: URL-safe base64 only
+    for bad in (f"{payload[:-2]}{'AB' if payload[-2:] != 'AB' else 'CD'}{signature}",
+                f"{payload}{signature[::-1]}", payload, signature, f"{cursor}x", "x"):
+        with pytest.raises(Invalid):
+            audit.verify(t.tenant_id, cursor=bad)
+    with pytest.raises(Invalid):  # another tenant's chain, with this tenant's cursor
+        audit.verify(other.tenant_id, cursor=cursor)

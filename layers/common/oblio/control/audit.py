@@ -12,8 +12,6 @@ proves one subject's certificate is in its chunk's entry."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import random
@@ -25,9 +23,10 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
-from oblio.control import crypto
+from oblio.control import crypto, links
+from oblio.control.tenants import get_tenant
 from oblio.core import clock, merkle
-from oblio.core.errors import Invalid, TransientError
+from oblio.core.errors import Invalid, NotFound, TransientError
 from oblio.store import objects
 from oblio.store.models import AuditModel, plain
 
@@ -272,18 +271,35 @@ def _chunk_problem(details: dict[str, Any]) -> tuple[str | None, int]:
     return None, len(certs)
 
 
-def _cursor(after: str, prev: str, n: int, certs: int) -> str:
-    raw = json.dumps({"a": after, "p": prev, "n": n, "c": certs}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+#: what a verification cursor is signed for (the tenant's link key): a token for anything else
+#: is no cursor, and a cursor is no link
+VERIFY_CURSOR = "audit-verify-cursor"
+#: the signature's length at a cursor's end (an HMAC-SHA256, URL-safe base64 unpadded)
+_SIGNATURE_CHARS = 43
 
 
-def _uncursor(cursor: str) -> tuple[str, str, int, int]:
+def _cursor(tenant_id: str, after: str, prev: str, n: int, certs: int) -> str:
+    """The chain's state after a page, signed: a client cannot make up the state a next
+    page starts from (a hash and counts that say entries were checked that were not)."""
+    token = links.sign(get_tenant(tenant_id),
+                       {"t": tenant_id, "a": after, "p": prev, "n": n, "c": certs},
+                       VERIFY_CURSOR)
+    # a cursor is URL-safe base64 only (the query's pattern): the claims, then the signature
+    return token.replace(".", "")
+
+
+def _uncursor(tenant_id: str, cursor: str) -> tuple[str, str, int, int]:
+    refused = Invalid("cursor", "the cursor is not one this endpoint gave this tenant (cut, "
+                                "altered or made up): start again without it")
     try:
-        got = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        cut = len(cursor) - _SIGNATURE_CHARS
+        got = links.opened(get_tenant(tenant_id), f"{cursor[:cut]}.{cursor[cut:]}",
+                           VERIFY_CURSOR) if cut > 0 else None
+        if got is None:
+            raise refused
         return str(got["a"]), str(got["p"]), int(got["n"]), int(got["c"])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise Invalid("cursor", "the cursor is not one this endpoint gave: start again "
-                                "without it") from None
+    except (ValueError, KeyError, TypeError, NotFound):
+        raise refused from None
 
 
 def verify(tenant_id: str, *, limit: int | None = None, cursor: str | None = None,
@@ -301,7 +317,7 @@ def verify(tenant_id: str, *, limit: int | None = None, cursor: str | None = Non
     prev, n, certs, expected = GENESIS, 0, 0, 1
     cond: Any = AuditModel.seq.between(_seq(1), _seq(10**_SEQ_WIDTH - 1))
     if cursor:
-        after, prev, n, certs = _uncursor(cursor)
+        after, prev, n, certs = _uncursor(tenant_id, cursor)
         expected = int(after) + 1 if after.isdigit() else 1
         cond = AuditModel.seq.between(_seq(expected), _seq(10**_SEQ_WIDTH - 1))
     first, read = n, 0
@@ -313,7 +329,7 @@ def verify(tenant_id: str, *, limit: int | None = None, cursor: str | None = Non
     for m in AuditModel.query(tenant_id, cond, consistent_read=True):
         if (limit is not None and n - first >= limit) or read >= certificates_per_call:
             return {"valid": True, "entries": n, "first_broken": None, "certificates": certs,
-                    "next_cursor": _cursor(_seq(expected - 1), prev, n, certs)}
+                    "next_cursor": _cursor(tenant_id, _seq(expected - 1), prev, n, certs)}
         n += 1
         if int(m.seq) != expected:
             return broken(m.seq, "an entry before this one was removed")
