@@ -417,6 +417,30 @@ def test_the_nightly_schedule_counts_open_requests_past_their_due_date(world, ca
     assert [m["OverdueRequests"] for m in metrics] == [[2.0]]
 
 
+def test_a_scheduled_sweeps_start_is_counted_to_it_and_the_shared_pass_said_left_out(world):
+    """The nightly schedule starts every tenant's sweeps in one invocation: each start's calls
+    (its record, the policy's lock, StartExecution, the audit entry) are counted to the
+    sweep it starts, with the time it took and no invocation of its own (one serves all);
+    the pass no one sweep caused (listing tenants, policies, overdue requests) is named as
+    left out. Before, a scheduled sweep counted none of its start and said nothing of it."""
+    from oblio.jobs import retention
+    from oblio.store.models import RetentionSweepModel, plain
+
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    retention.put_policy(world, "trash", retention.DEMO_POLICIES["ticket-trash"], actor="t")
+    assert retention.run_scheduled()["started"] == 2
+    runs = list(RetentionSweepModel.query(world, RetentionSweepModel.sk.startswith("run#")))
+    assert len(runs) == 2
+    for m in runs:
+        meter = {k: float(v) for k, v in (plain(m.meter) or {}).items()}
+        assert meter["oblio:stepfunctions.StartExecution"] == 1
+        assert meter["oblio:dynamodb.TransactWriteItems"] >= 1  # the audit entry
+        assert meter["lambda:ms"] >= 1 and meter["lambda:invocations"] == 0
+        got = retention.sweep_json(m)["io"]
+        assert got["lambda"]["invocations"] == 0
+        assert any("nightly schedule" in line for line in got["not_counted"])
+
+
 def test_a_policy_over_whole_subjects_applies_roles_and_legal_holds(world, monkeypatch):
     """A subjects-scope sweep treats each subject as her erasure would: a review she only
     wrote about a colleague loses what names her and keeps the rest; a review on legal hold

@@ -73,8 +73,10 @@ def invocation(target: Target | None = None, *, kind: str = "task",
     """Count every AWS call of the block, one Lambda invocation, and add them to `target`
     at its end (also when it raises). `kind`: "task", a state machine's task (its time is an
     execution's); "api", an API call (one API Gateway request too); "event", a function an
-    event invoked. Without `target` the record is the one `bill_to` names once it exists;
-    an invocation that names none is not metered."""
+    event invoked; "share", one record's part of an invocation that serves many (the nightly
+    schedule starting one sweep): its calls and its time, no invocation of its own. Without
+    `target` the record is the one `bill_to` names once it exists; an invocation that names
+    none is not metered."""
     started = time.monotonic()
     holder: list[Target | None] = [target]
     token = _target.set(holder)
@@ -87,7 +89,8 @@ def invocation(target: Target | None = None, *, kind: str = "task",
                 ms = max(1, math.ceil((time.monotonic() - started) * 1000))
                 if kind == "api":
                     counter.note("apigateway.requests", 1)
-                _flush(holder[0], counter, ms, task_ms=kind == "task")
+                _flush(holder[0], counter, ms, task_ms=kind == "task",
+                       invocations=0 if kind == "share" else 1)
 
 
 def bill_to(ev: TaskEvent | BulkEvent | SweepEvent) -> None:
@@ -98,12 +101,13 @@ def bill_to(ev: TaskEvent | BulkEvent | SweepEvent) -> None:
         holder[0] = target_of(ev)
 
 
-def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True) -> None:
+def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True,
+           invocations: int = 1) -> None:
     counts: dict[str, Any] = dict(counter.owned)
     counts.update({f"units:{k}": round(v, 2) for k, v in counter.units.items() if v})
     counts.update({f"note:{k}": v for k, v in counter.notes.items()})
-    if ms:  # one Lambda invocation
-        counts.update({"lambda:invocations": 1, "lambda:ms": ms,
+    if ms:  # one Lambda invocation (or its share)
+        counts.update({"lambda:invocations": invocations, "lambda:ms": ms,
                        "lambda:mb_ms": ms * memory_mb()})
         if task_ms:
             counts["note:stepfunctions.task_ms"] = ms

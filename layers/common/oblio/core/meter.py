@@ -20,19 +20,21 @@ NOT_COUNTED = (
 
 
 def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
-         per: int = 0, per_name: str = "per_subject") -> dict[str, Any]:
+         per: int = 0, per_name: str = "per_subject",
+         not_counted: tuple[str, ...] = ()) -> dict[str, Any]:
     """A record's `io`: every call by `service.Operation` (as the API names them), then the
     same by owner, DynamoDB's units, Lambda, Step Functions, `cost_usd` (and per subject when
-    `per` subjects were worked on; `per_name` names that part: a sweep's is per item). A
-    record from before the meter (`meter` empty) shows the step counts it kept (`io`),
-    `complete: false`."""
+    `per` subjects were worked on; `per_name` names that part: a sweep's is per item;
+    `not_counted`: what else this record's figures leave out). A record from before the
+    meter (`meter` empty) shows the step counts it kept (`io`), `complete: false`."""
+    left_out = (*NOT_COUNTED, *not_counted)
     if not meter:
         legacy: dict[str, Any] = dict(io or {})
         legacy.setdefault("dynamodb.Scan", 0)
         legacy["complete"] = False
         legacy["not_counted"] = ["oblio's own tables, S3 work files, KMS, EventBridge, Step "
                                  "Functions and Lambda: this record predates the meter",
-                                 *NOT_COUNTED]
+                                 *left_out]
         return legacy
     calls: dict[str, int] = {}
     owned: dict[str, dict[str, int]] = {"tenant": {}, "oblio": {}}
@@ -64,9 +66,9 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
         "dynamodb_units": {**units, "source": "estimated from item sizes (local stack)"
                            if estimated else "reported by DynamoDB"},
         "lambda": lam, "stepfunctions": sfn, "cost_usd": cost,
-        "complete": done, "not_counted": list(NOT_COUNTED) if done else [
+        "complete": done, "not_counted": list(left_out) if done else [
             "the calls of steps not recorded yet (still running, or the last step has not "
-            "ended)", *NOT_COUNTED]})
+            "ended)", *left_out]})
     if per:
         out[per_name] = {
             "of": per,
