@@ -138,8 +138,14 @@ def run_one(size: int, segments: int) -> dict[str, Any]:
         stack.stop()
 
 
+def _ops(io: dict[str, Any]) -> dict[str, int]:
+    """The calls of a run's `io` by `service.Operation` (its other parts: owners, units,
+    Lambda, Step Functions, cost)."""
+    return {k: v for k, v in io.items() if "." in k and isinstance(v, int)}
+
+
 def _calls(io: dict[str, Any]) -> int:
-    return sum(v for k, v in io.items() if "." in k and not k.endswith("capacity_units"))
+    return sum(_ops(io).values())
 
 
 def main() -> None:
@@ -176,9 +182,14 @@ def main() -> None:
             n = max(1, run["counts"]["items_read"])
             print(f"\n{r['items']} items, {run['table']} ({run['how']}), {run['label']} run: "
                   f"AWS calls by operation (per item read)")
-            for op, v in sorted(run["io"].items()):
-                if not op.endswith("capacity_units"):
-                    print(f"  {op:<30} {v:>7} {v / n:>8.4f}")
+            for op, v in sorted(_ops(run["io"]).items()):
+                print(f"  {op:<30} {v:>7} {v / n:>8.4f}")
+            cost = run["io"].get("cost_usd") or {}
+            if cost:
+                print(f"  cost_usd {cost.get('total', 0):.6f} (the tenant's tables "
+                      f"{cost.get('tenant', 0):.6f}, oblio's {cost.get('oblio', 0):.6f}), "
+                      f"{cost.get('total', 0) / n:.9f} per item read; complete: "
+                      f"{run['io'].get('complete')}")
         m = r["memory"]
         print(f"  one leads Scan segment alone (1 of {r['segments']}, "
               f"{m['counts']['items_read']} items read, in its own process): peak "

@@ -57,7 +57,9 @@ def _finished(world: dict[str, Any], tenant: str, backfill_id: str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         out = _call(world, tenant, "GET", f"/v1/backfills/{backfill_id}").json()
-        if out["status"] in ("completed", "completed_with_errors", "failed"):
+        # ended, and its last task's counts landed (they are added once its task returns)
+        if out["status"] in ("completed", "completed_with_errors", "failed") and \
+                out["io"].get("complete"):
             return out
         time.sleep(0.5)
     raise AssertionError(f"backfill {backfill_id} did not finish: {out}")
@@ -107,6 +109,17 @@ def test_a_backfill_writes_every_shadow_of_the_tenant_once_and_says_what_it_did(
     assert out["segments"] == {"done": 5, "total": 5}
     assert out["io"]["dynamodb.Query"] >= 1 and out["io"]["dynamodb.Scan"] >= 4
     assert out["io"]["dynamodb.UpdateItem"] >= 15  # the shadow writes (and checkpoints)
+    # every call of the run by owner, priced, per item read: the API's, the segments', Finish's
+    io = out["io"]
+    tenant, oblio = io["by_owner"]["tenant"], io["by_owner"]["oblio"]
+    assert tenant["dynamodb.Scan"] == 4 and tenant["dynamodb.Query"] == 1
+    assert tenant["dynamodb.UpdateItem"] == 15  # one a shadow written
+    assert oblio["dynamodb.UpdateItem"] >= 5  # a checkpoint a page of each segment, at least
+    assert oblio["stepfunctions.StartExecution"] == 1
+    assert io["lambda"]["invocations"] >= 7  # the API call, five segments, Finish
+    assert io["stepfunctions"]["transitions"] >= 3  # read from the execution's history
+    assert io["cost_usd"]["total"] > io["cost_usd"]["tenant"] > 0
+    assert io["per_item"]["of"] == 16 and io["complete"] is True
     assert out["elapsed_seconds"] > 0
     assert "not a number" not in json.dumps(out)  # a value that does not parse: counted only
     listed = _call(typed, "acme", "GET", "/v1/backfills").json()["items"]

@@ -262,6 +262,43 @@ def test_a_segment_that_fails_mid_page_resumes_from_its_checkpoint_and_writes_no
     assert (c2["items_read"], c2["items_written"], c2["already_right"]) == (25, 0, 25)
 
 
+def test_a_backfill_run_through_its_handlers_counts_every_call_it_made(dm, monkeypatch):
+    """Filed by the API, a segment and Finish as the state machine invokes them: the run's
+    `io` is the meter's (every call by owner, Lambda, cost, per item read), `complete` once
+    Finish has counted itself. Before, it counted only the table's pages, the shadows'
+    writes and the checkpoints, with no owner, no Lambda and no cost."""
+    import backfill_finish.handler
+    import backfill_segment.handler
+
+    from infra.local.lambdas import _Context
+    from oblio.control import metering
+    from oblio.core.settings import get_settings
+    from oblio.jobs import backfill
+
+    monkeypatch.setattr(get_settings(), "backfill_page_size", 10)
+    _put(*_many(25), *_many(5, "globex"))
+    with metering.invocation(kind="api"):
+        bid = backfill.create(world.principal("acme"), _body(segments=1))["backfill_id"]
+    ctx = _Context("oblio-backfill", "arn:aws:lambda:eu-west-1:123456789012:function:b")
+    ev = {"tenant_id": "acme", "backfill_id": bid}
+    running = backfill.to_json(backfill.load("acme", bid))["io"]
+    assert running["complete"] is False and running["lambda"]["invocations"] == 1  # the API
+    assert running["by_owner"]["oblio"]["dynamodb.BatchWriteItem"] == 1  # run and segment
+    assert backfill_segment.handler.handler({**ev, "table": TABLE, "segment": 0},
+                                            ctx) == {"done": True}
+    assert backfill_finish.handler.handler(ev, ctx) == {"status": "completed"}
+    io = backfill.to_json(backfill.load("acme", bid))["io"]
+    assert io["complete"] is True and io["lambda"]["invocations"] == 3  # and segment, Finish
+    tenant, oblio = io["by_owner"]["tenant"], io["by_owner"]["oblio"]
+    assert tenant["dynamodb.Query"] == 3 and tenant["dynamodb.UpdateItem"] == 25
+    assert "dynamodb.Scan" not in tenant and io["dynamodb.Scan"] == 0
+    assert oblio["dynamodb.UpdateItem"] >= 3  # a checkpoint a page, the status
+    assert oblio["dynamodb.TransactWriteItems"] >= 1  # the audit entry
+    assert io["dynamodb_units"]["tenant"]["write"] > 0  # moto's figures, in process
+    assert io["cost_usd"]["total"] > io["cost_usd"]["tenant"] > 0
+    assert io["per_item"]["of"] == 25
+
+
 def test_a_segment_hands_over_after_its_time_budget(dm, monkeypatch):
     from oblio.core.settings import get_settings
     from oblio.jobs import backfill

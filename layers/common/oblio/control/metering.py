@@ -32,10 +32,10 @@ from typing import Any
 
 from oblio.control.records import meter_key
 from oblio.core import boundary
-from oblio.core.boundary import BulkEvent, SweepEvent, TaskEvent
+from oblio.core.boundary import BackfillEvent, BulkEvent, SweepEvent, TaskEvent
 from oblio.core.observability import logger
 from oblio.store import aws, workflows
-from oblio.store.models import BulkJobModel, RequestModel, RetentionSweepModel
+from oblio.store.models import BackfillModel, BulkJobModel, RequestModel, RetentionSweepModel
 from oblio.store.tables import add_counts, add_to_map
 
 #: where an invocation's counts go: a table, a key, and the map attribute that holds them
@@ -44,8 +44,8 @@ Target = tuple[str, dict[str, str], str | None]
 
 
 def target_of(ev: Any) -> Target | None:
-    """The record an invocation's calls are added to (its table and key), None: not metered
-    (a shadow backfill keeps its own `io`)."""
+    """The record an invocation's calls are added to (its table and key), None: not
+    metered."""
     if isinstance(ev, TaskEvent):
         return RequestModel.Meta.table_name, meter_key(ev.tenant_id, ev.request_id), None
     if isinstance(ev, BulkEvent):
@@ -54,6 +54,9 @@ def target_of(ev: Any) -> Target | None:
     if isinstance(ev, SweepEvent):
         return RetentionSweepModel.Meta.table_name, {"tenant_id": ev.tenant_id,
                                                      "sk": f"run#{ev.sweep_id}"}, "meter"
+    if isinstance(ev, BackfillEvent):  # a segment's calls go to its run
+        return BackfillModel.Meta.table_name, {"tenant_id": ev.tenant_id,
+                                               "sk": f"run#{ev.backfill_id}"}, "meter"
     return None
 
 
@@ -93,7 +96,7 @@ def invocation(target: Target | None = None, *, kind: str = "task",
                        invocations=0 if kind == "share" else 1)
 
 
-def bill_to(ev: TaskEvent | BulkEvent | SweepEvent) -> None:
+def bill_to(ev: TaskEvent | BulkEvent | SweepEvent | BackfillEvent) -> None:
     """Name the record the running API call's calls go to (the request, job or sweep it
     just filed); nothing outside a metered call, and nothing once one is named."""
     holder = _target.get()

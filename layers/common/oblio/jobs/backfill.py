@@ -29,6 +29,7 @@ names and ids; a value that does not parse is counted, never shown.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -37,10 +38,11 @@ from typing import Any
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from ulid import ULID
 
-from oblio.control import audit
+from oblio.control import audit, metering
 from oblio.control.tenants import Principal, get_tenant
-from oblio.core import clock, datamap, shadowscan
+from oblio.core import clock, datamap, meter, shadowscan
 from oblio.core.bodies import BackfillBody
+from oblio.core.boundary import BackfillEvent
 from oblio.core.errors import Conflict, NotFound, OblioError
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
@@ -110,7 +112,7 @@ def create(principal: Principal, body: BackfillBody) -> dict[str, Any]:
     m = BackfillModel(tenant_id=tenant_id, sk=_run_sk(backfill_id), backfill_id=backfill_id,
                       status="running", tables=names, physical=per,
                       segments_total=sum(per.values()), created_at=now,
-                      requested_by=principal.key_id, attempt=1)
+                      requested_by=principal.key_id, attempt=1, meter={})
     with BackfillModel.batch_write() as batch:
         for t in targets:
             for i in range(per[t.physical]):
@@ -120,6 +122,7 @@ def create(principal: Principal, body: BackfillBody) -> dict[str, Any]:
                     segments=per[t.physical], pages=0, done=False,
                     counts=dict.fromkeys(COUNTS, 0), io={}))
         batch.save(m)
+    metering.bill_to(BackfillEvent(tenant_id=tenant_id, backfill_id=backfill_id))
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-1", _input(m))
     audit.append(tenant_id, "shadow_backfill_started", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "tables": names,
@@ -141,6 +144,7 @@ def resume(principal: Principal, backfill_id: str) -> dict[str, Any]:
     attempt = int(m.attempt or 1) + 1
     m.update(actions=[BackfillModel.status.set("running"), BackfillModel.attempt.set(attempt),
                       BackfillModel.error.remove(), BackfillModel.completed_at.remove()])
+    metering.bill_to(BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id))
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-{attempt}", _input(m))
     audit.append(principal.tenant_id, "shadow_backfill_resumed", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "attempt": attempt})
@@ -182,10 +186,10 @@ def _write(target: shadowscan.Target, dm: Any, tenant_id: str, region: str | Non
 
 def process_page(dm: Any, target: shadowscan.Target, items: list[dict[str, Any]],
                  tenant_id: str, region: str | None, pool: ThreadPoolExecutor | None = None,
-                 io: aws.IoCounter | None = None) -> dict[str, int]:
-    """Decide and write one page's items (the writes on `pool`, their calls added to `io`:
-    a pool's threads do not see the caller's counter); returns the page's counts (but
-    items_scanned)."""
+                 ) -> dict[str, int]:
+    """Decide and write one page's items (the writes on `pool`, each in a copy of the
+    caller's context: their calls are counted by every counter open around the call, the
+    page's and the invocation's meter); returns the page's counts (but items_scanned)."""
     counts = dict.fromkeys(COUNTS, 0)
     writes: list[shadowscan.Seen] = []
     for item in items:
@@ -198,16 +202,16 @@ def process_page(dm: Any, target: shadowscan.Target, items: list[dict[str, Any]]
             counts["already_right"] += 1
         else:
             writes.append(seen)
-    def counted(seen: shadowscan.Seen) -> tuple[str, aws.IoCounter]:
-        with aws.counting() as calls:
-            return _write(target, dm, tenant_id, region, seen), calls
+    def write(seen: shadowscan.Seen) -> str:
+        return _write(target, dm, tenant_id, region, seen)
 
-    outcomes = (pool.map(counted, writes) if pool is not None and len(writes) > 1
-                else (counted(x) for x in writes))
-    for outcome, calls in outcomes:
+    if pool is not None and len(writes) > 1:
+        futures = [pool.submit(contextvars.copy_context().run, write, x) for x in writes]
+        outcomes = [f.result() for f in futures]
+    else:
+        outcomes = [write(x) for x in writes]
+    for outcome in outcomes:
         counts[outcome] += 1
-        if io is not None:
-            io.add(calls)
     return counts
 
 
@@ -243,7 +247,7 @@ def run_segment(tenant_id: str, backfill_id: str, table: str, segment: int) -> d
                     items, last, scanned = store.scan_page_counted(
                         table, segment, int(m.segments or 1), s.backfill_page_size,
                         start=start, projection=target.projection, where=target.tenant_filter)
-                page = process_page(dm, target, items, tenant_id, region, pool, io)
+                page = process_page(dm, target, items, tenant_id, region, pool)
             page["items_scanned"] = scanned
             calls = dict(io.calls)
             # the checkpoint below is one more UpdateItem (on oblio's own table)
@@ -333,6 +337,7 @@ def finish(tenant_id: str, backfill_id: str) -> dict[str, Any]:
                       BackfillModel.totals.set(counts), BackfillModel.audit_entry.set(entry)])
     logger.info("shadow backfill finished", extra={"backfill_id": backfill_id,
                                                     "status": status, **counts})
+    metering.last_step(_execution(m))  # Finish is the run's last task
     return {"status": status}
 
 
@@ -349,7 +354,14 @@ def fail(tenant_id: str, backfill_id: str, error: dict[str, Any]) -> dict[str, A
         logger.warning("shadow backfill failed", extra={"backfill_id": backfill_id,
                                                          "code": code})
 
-    return chunks.fail(m.status, error, record)
+    out = chunks.fail(m.status, error, record)
+    metering.last_step(_execution(m), after=1)  # and the Failed state after it
+    return out
+
+
+def _execution(m: BackfillModel) -> str:
+    return workflows.execution_arn("shadow_backfill",
+                                   f"backfill-{m.backfill_id}-{int(m.attempt or 1)}")
 
 
 # -- answers -------------------------------------------------------------------------------------
@@ -367,7 +379,10 @@ def to_json(m: BackfillModel, rows: list[BackfillModel] | None = None) -> dict[s
                                            "counts": dict.fromkeys(COUNTS, 0)}
                                        for t, n in (plain(m.physical) or {}).items()},
             "segments": {"done": done, "total": int(m.segments_total or 0)},
-            "counts": counts, "io": io,
+            "counts": counts,
+            # every call of the run's invocations (the API's that filed it too), per item read
+            "io": meter.view(plain(m.meter), io, per=int(counts.get("items_read") or 0),
+                             per_name="per_item"),
             "elapsed_seconds": round(max(0.0, (ended - began).total_seconds()), 3),
             "created_at": m.created_at, "completed_at": m.completed_at,
             "attempt": int(m.attempt or 1), "requested_by": m.requested_by,

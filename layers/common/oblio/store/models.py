@@ -376,4 +376,7 @@ class BackfillModel(CountedModel):
     done = BooleanAttribute(default=False)
     counts = MapAttribute[str, Any](null=True)
     io = MapAttribute[str, Any](null=True)
+    #: the run: every AWS call of its invocations, by owner, and what they used
+    #: (`control.metering`; a run recorded before the meter has none)
+    meter = MapAttribute[str, Any](null=True)
 
