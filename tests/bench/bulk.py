@@ -265,8 +265,9 @@ def main() -> None:
     for r in results:
         rate = r["subjects"] / r["bulk_s"]
         single = r["singles"] / r["single_s"]
+        ratio = f"{rate / single:>6.2f}" if single else f"{'-':>6}"  # --singles 0
         print(f"{r['subjects']:>8} {r['bulk_s']:>8.1f} {rate:>7.2f} {single:>13.2f} "
-              f"{rate / single:>6.2f} {r['concurrency']:>9} {r['audit_appends']:>13} "
+              f"{ratio} {r['concurrency']:>9} {r['audit_appends']:>13} "
               f"{r['chunk_peak_mb']:>13.1f}")
     for r in results:
         if not r["singles"]:
