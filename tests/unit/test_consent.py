@@ -199,7 +199,8 @@ def test_a_signed_link_withdraws_once_and_a_forged_one_changes_nothing(t, tenant
     other = tenants.create_tenant(f"{tenant}-b", "B")
     forged_for_other = links.sign(other, {"t": t.tenant_id, "x": 2**40})
     for bad in (f"{payload}.{sig[:-1]}A" if sig[-1] != "A" else f"{payload}.{sig[:-1]}B",
-                forged_for_other, "", None, "a.b.c", "%%%.%%%"):
+                forged_for_other, "", None, "a.b.c", "%%%.%%%",
+                f"{payload}.{sig[:-1]}\u00e9", f"{payload}\u00e9.{sig}"):  # not ASCII: no 500
         with pytest.raises(links.InvalidLink):
             consent.unsubscribe(bad)
     assert ledger.subject_ledger(t, ANNA)["state"]["newsletter"]["status"] == "granted"

@@ -225,6 +225,8 @@ def test_a_second_sweep_of_the_same_policy_is_refused_while_one_runs(world):
 
 
 def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
+    from oblio.control import metering
+    from oblio.core.boundary import SweepEvent
     from oblio.jobs import retention
 
     items = _contacts(world, [(600 + 10 * i, False) for i in range(12)])
@@ -234,12 +236,17 @@ def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
     assert out["done"] and out["chunks"] >= 2
     work = f"work/{world}/sweeps/{sid}/chunks/"
     first = retention.apply_chunk(world, sid, f"{work}000000.json")
-    retention.fail(world, sid, {"Error": "Boom", "Cause": "a chunk failed"})
+    with metering.invocation(metering.target_of(SweepEvent(tenant_id=world, sweep_id=sid))):
+        retention.fail(world, sid, {"Error": "Boom", "Cause": "a chunk failed"})
     assert retention.load_sweep(world, sid).status == "failed"
+    # the failure step was the failed attempt's last: its io is complete
+    assert retention.sweep_json(retention.load_sweep(world, sid))["io"]["complete"] is True
 
     resumed = retention.start(world, "inactive", trigger="test")
     assert resumed == {"sweep_id": sid, "policy_id": "inactive", "status": "running",
                        "resumed": True}
+    # and no longer, once resumed: not until the new attempt's report has counted itself
+    assert retention.sweep_json(retention.load_sweep(world, sid))["io"]["complete"] is False
     assert retention.find_candidates(world, sid)["chunks"] == out["chunks"]  # not found again
     assert retention.apply_chunk(world, sid, f"{work}000000.json")["skipped"] is True
     for n in range(1, out["chunks"]):
@@ -436,6 +443,7 @@ def test_a_scheduled_sweeps_start_is_counted_to_it_and_the_shared_pass_said_left
         assert meter["oblio:stepfunctions.StartExecution"] == 1
         assert meter["oblio:dynamodb.TransactWriteItems"] >= 1  # the audit entry
         assert meter["lambda:ms"] >= 1 and meter["lambda:invocations"] == 0
+        assert "oblio:dynamodb.Scan" not in meter  # the tenants' listing: the shared pass
         got = retention.sweep_json(m)["io"]
         assert got["lambda"]["invocations"] == 0
         assert any("nightly schedule" in line for line in got["not_counted"])

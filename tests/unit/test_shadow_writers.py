@@ -299,6 +299,44 @@ def test_a_backfill_run_through_its_handlers_counts_every_call_it_made(dm, monke
     assert io["per_item"]["of"] == 25
 
 
+def test_a_resumed_backfill_is_not_complete_until_its_new_attempt_has_counted_itself(dm):
+    """The failure step is a failed attempt's last: its `io` is complete then. Resumed, the
+    run's `io` keeps what the first attempt counted and is not complete again until the new
+    attempt's Finish has counted itself (before, it said complete all along the new run)."""
+    import backfill_fail.handler
+    import backfill_finish.handler
+    import backfill_segment.handler
+
+    from infra.local.lambdas import _Context
+    from oblio.control import metering
+    from oblio.jobs import backfill
+
+    _put(*_many(5))
+    with metering.invocation(kind="api"):
+        bid = backfill.create(world.principal("acme"), _body(segments=1))["backfill_id"]
+    ctx = _Context("oblio-backfill", "arn:aws:lambda:eu-west-1:123456789012:function:b")
+    ev = {"tenant_id": "acme", "backfill_id": bid}
+    backfill_fail.handler.handler({**ev, "error": {"Error": "States.Timeout",
+                                                   "Cause": "the segment timed out"}}, ctx)
+
+    def io() -> dict[str, Any]:
+        return backfill.to_json(backfill.load("acme", bid))["io"]
+
+    failed = io()
+    assert failed["complete"] is True and failed["lambda"]["invocations"] == 2
+    with metering.invocation(kind="api"):
+        assert backfill.resume(world.principal("acme"), bid)["status"] == "running"
+    resumed = io()
+    assert resumed["complete"] is False and resumed["lambda"]["invocations"] == 3
+    assert backfill_segment.handler.handler({**ev, "table": TABLE, "segment": 0},
+                                            ctx) == {"done": True}
+    assert io()["complete"] is False  # the segment is not the last task
+    assert backfill_finish.handler.handler(ev, ctx) == {"status": "completed"}
+    done = io()
+    assert done["complete"] is True and done["lambda"]["invocations"] == 5
+    assert done["by_owner"]["tenant"]["dynamodb.UpdateItem"] == 5
+
+
 def test_a_segment_hands_over_after_its_time_budget(dm, monkeypatch):
     from oblio.core.settings import get_settings
     from oblio.jobs import backfill

@@ -90,6 +90,8 @@ def opened(tenant: Tenant, token: str | None, use: str) -> dict[str, Any] | None
     if not isinstance(claims, dict) or claims.get("t") != tenant.tenant_id:
         return None
     payload, signature = str(token).split(".")
-    if not hmac.compare_digest(signature, _signature(tenant, payload, use)):
+    # compare_digest refuses a str that is not ASCII (TypeError): no signature of ours is
+    if not signature.isascii() or not hmac.compare_digest(signature,
+                                                          _signature(tenant, payload, use)):
         return None
     return claims

@@ -36,7 +36,7 @@ from oblio.core.boundary import BackfillEvent, BulkEvent, SweepEvent, TaskEvent
 from oblio.core.observability import logger
 from oblio.store import aws, workflows
 from oblio.store.models import BackfillModel, BulkJobModel, RequestModel, RetentionSweepModel
-from oblio.store.tables import add_counts, add_to_map
+from oblio.store.tables import add_counts, add_to_map, set_in_map
 
 #: where an invocation's counts go: a table, a key, and the map attribute that holds them
 #: (None: the item's own attributes, a request's meter item)
@@ -145,6 +145,15 @@ def _metered(fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, A
         with invocation(target_of(ev)):
             return fn(ev)
     return run
+
+
+def reopen(ev: BulkEvent | SweepEvent | BackfillEvent) -> None:
+    """A failed job, sweep or backfill run again: its `io` is not complete until the new
+    attempt's last task has counted itself (the failed attempt's failure step said it was).
+    The counts so far stay; a record from before the meter stays without one."""
+    target = target_of(ev)
+    if target is not None and target[2] is not None:
+        set_in_map(target[0], target[1], target[2], {"note:final": 0})
 
 
 def last_step(execution_arn: str | None, after: int = 0) -> None:

@@ -386,6 +386,7 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             m.update(actions=[RetentionSweepModel.status.set("running"),
                               RetentionSweepModel.attempt.add(1),
                               RetentionSweepModel.error.remove()])
+            metering.reopen(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id))
         else:
             spec = (plain(p.spec) or {})
             m = RetentionSweepModel(
@@ -769,4 +770,7 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]
                       policy_id=m.policy_id, status="failed")
         logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
 
-    return chunks.fail(m.status, error, record)
+    out = chunks.fail(m.status, error, record)
+    metering.last_step(workflows.execution_arn(  # and the Failed state after it
+        "retention_sweep", f"sweep-{sweep_id}-{int(m.attempt or 1)}"), after=1)
+    return out

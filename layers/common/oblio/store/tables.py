@@ -324,6 +324,25 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
         raise ConditionFailed(f"the update of {table} was refused by its condition") from None
 
 
+def set_in_map(table: str, key: Item, attribute: str, entries: dict[str, Any]) -> bool:
+    """Set these entries of the map `attribute` in one update, if the item has that map;
+    False (nothing written) when it has none."""
+    names = {"#m": attribute, **{f"#e{i}": name for i, name in enumerate(sorted(entries))}}
+    values = {f":e{i}": _ser.serialize(entries[name])
+              for i, name in enumerate(sorted(entries))}
+    ddb = aws.table_client(table)
+    try:
+        ddb.update_item(
+            TableName=table, Key=to_ddb(key),
+            UpdateExpression="SET " + ", ".join(f"#m.#e{i} = :e{i}"
+                                                for i in range(len(entries))),
+            ConditionExpression="attribute_exists(#m)",
+            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+    except ddb.exceptions.ConditionalCheckFailedException:
+        return False
+    return True
+
+
 def _key_query(table: str, index: str | None, partition: tuple[str, Any],
                sort: tuple[str, Any] | None, op: str, projection: Iterable[str] | None,
                ) -> dict[str, Any]:
