@@ -421,7 +421,11 @@ def test_missing_file_completes_with_errors_and_is_listed(api, subject, aws_clie
     done = export(api, {"email": subject["email"]})
     assert done["status"] == "completed_with_errors", done
     result = done["result"]
-    assert result["totals"]["files_missing"] == 1 and result["export"]["files"] == 2
+    # the demo gives a named subject a photo and an attachment, and now and then (1% a
+    # message, seeded by her address) one attachment more: every one but the deleted is there
+    there = len(subject["files"]) - 1
+    assert there >= 2
+    assert result["totals"]["files_missing"] == 1 and result["export"]["files"] == there
     missing = result["missing_files"]
     assert [(f["table"], f["attribute"]) for f in missing] == [("ticket_messages",
                                                                  "attachment_key")]
@@ -429,7 +433,7 @@ def test_missing_file_completes_with_errors_and_is_listed(api, subject, aws_clie
     listed = json.loads(z.read("subject.json"))["files"]["missing"]
     assert [f["path"] for f in listed] == [missing[0]["path"]]
     assert missing[0]["path"] not in z.namelist()
-    assert len([n for n in z.namelist() if n.startswith("files/")]) == 2
+    assert len([n for n in z.namelist() if n.startswith("files/")]) == there
 
 
 def test_unknown_subject_completes_with_an_archive_that_says_nothing_was_found(api):
