@@ -21,6 +21,7 @@ oblio's), the units, Lambda, Step Functions, and `cost_usd` priced by `core.pric
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
@@ -36,7 +37,7 @@ from oblio.core.boundary import BackfillEvent, BulkEvent, SweepEvent, TaskEvent
 from oblio.core.observability import logger
 from oblio.store import aws, workflows
 from oblio.store.models import BackfillModel, BulkJobModel, RequestModel, RetentionSweepModel
-from oblio.store.tables import add_counts, add_to_map, set_in_map
+from oblio.store.tables import ConditionFailed, add_counts, add_to_map
 
 #: where an invocation's counts go: a table, a key, and the map attribute that holds them
 #: (None: the item's own attributes, a request's meter item)
@@ -151,9 +152,11 @@ def reopen(ev: BulkEvent | SweepEvent | BackfillEvent) -> None:
     """A failed job, sweep or backfill run again: its `io` is not complete until the new
     attempt's last task has counted itself (the failed attempt's failure step said it was).
     The counts so far stay; a record from before the meter stays without one."""
-    target = target_of(ev)
-    if target is not None and target[2] is not None:
-        set_in_map(target[0], target[1], target[2], {"note:final": 0})
+    table, key, attribute = target_of(ev) or ("", {}, None)
+    if attribute is not None:
+        with contextlib.suppress(ConditionFailed):  # no meter: nothing to reopen
+            add_to_map(table, key, attribute, {}, entries={"note:final": (attribute, 0)},
+                       only_if_map=True)
 
 
 def last_step(execution_arn: str | None, after: int = 0) -> None:

@@ -144,8 +144,9 @@ def resume(principal: Principal, backfill_id: str) -> dict[str, Any]:
     attempt = int(m.attempt or 1) + 1
     m.update(actions=[BackfillModel.status.set("running"), BackfillModel.attempt.set(attempt),
                       BackfillModel.error.remove(), BackfillModel.completed_at.remove()])
-    metering.bill_to(BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id))
-    metering.reopen(BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id))
+    ev = BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id)
+    metering.bill_to(ev)
+    metering.reopen(ev)
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-{attempt}", _input(m))
     audit.append(principal.tenant_id, "shadow_backfill_resumed", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "attempt": attempt})

@@ -1054,8 +1054,9 @@ def retry(principal: Principal, job_id: str) -> dict[str, Any]:
         raise Conflict("the job was retried or changed meanwhile; follow it with GET "
                        f"/v1/bulk-erasures/{job_id}", code="not_failed") from None
     s = get_settings()
-    metering.bill_to(BulkEvent(tenant_id=job.tenant_id, job_id=job_id))
-    metering.reopen(BulkEvent(tenant_id=job.tenant_id, job_id=job_id))
+    ev = BulkEvent(tenant_id=job.tenant_id, job_id=job_id)
+    metering.bill_to(ev)
+    metering.reopen(ev)
     try:
         workflows.start("bulk_erasure", f"bulk-{job_id}-{n + 1}", {
             "tenant_id": job.tenant_id, "job_id": job_id, "bucket": s.bucket("ingest"),

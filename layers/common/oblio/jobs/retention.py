@@ -746,8 +746,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                       RetentionSweepModel.report_key.set(key)])
     _unlock(tenant_id, m.policy_id or "", sweep_id)
     logger.info("retention sweep finished", extra={"sweep_id": sweep_id, "status": status})
-    metering.last_step(workflows.execution_arn(  # Report is the sweep's last task
-        "retention_sweep", f"sweep-{sweep_id}-{int(m.attempt or 1)}"))
+    metering.last_step(_execution(m))  # Report is the sweep's last task
     return {"status": status}
 
 
@@ -771,6 +770,11 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]
         logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
 
     out = chunks.fail(m.status, error, record)
-    metering.last_step(workflows.execution_arn(  # and the Failed state after it
-        "retention_sweep", f"sweep-{sweep_id}-{int(m.attempt or 1)}"), after=1)
+    metering.last_step(_execution(m), after=1)  # and the Failed state after it
     return out
+
+
+def _execution(m: RetentionSweepModel) -> str:
+    """The ARN of the sweep's execution of its current attempt."""
+    return workflows.execution_arn("retention_sweep",
+                                   f"sweep-{m.sweep_id}-{int(m.attempt or 1)}")

@@ -286,16 +286,20 @@ def add_counts(table: str, key: Item, counts: dict[str, float]) -> None:
 
 def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
                entries: dict[str, tuple[str, Any]] | None = None,
-               only_if: dict[str, Any] | None = None) -> None:
+               only_if: dict[str, Any] | None = None, only_if_map: bool = False) -> None:
     """One atomic update: add `counts` into the map `attribute` (which must exist), and set
     `entries`, each `name -> (map attribute, value)`. Parallel writers never lose a count
     (DynamoDB's ADD does not reach into maps; SET with if_not_exists does). With `only_if`
-    (attribute -> value), the update is made only if each attribute equals its value, else
-    ConditionFailed and nothing is written."""
+    (attribute -> value), the update is made only if each attribute equals its value, and
+    with `only_if_map` only if the item has the map `attribute`; else ConditionFailed and
+    nothing is written."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     parts = []
     conditions = []
+    if only_if_map:
+        names["#m"] = attribute
+        conditions.append("attribute_exists(#m)")
     for i, (name, value) in enumerate(sorted((only_if or {}).items())):
         names[f"#f{i}"], values[f":f{i}"] = name, _ser.serialize(value)
         conditions.append(f"#f{i} = :f{i}")
@@ -322,25 +326,6 @@ def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
             ExpressionAttributeNames=names, ExpressionAttributeValues=values, **params)
     except ddb.exceptions.ConditionalCheckFailedException:
         raise ConditionFailed(f"the update of {table} was refused by its condition") from None
-
-
-def set_in_map(table: str, key: Item, attribute: str, entries: dict[str, Any]) -> bool:
-    """Set these entries of the map `attribute` in one update, if the item has that map;
-    False (nothing written) when it has none."""
-    names = {"#m": attribute, **{f"#e{i}": name for i, name in enumerate(sorted(entries))}}
-    values = {f":e{i}": _ser.serialize(entries[name])
-              for i, name in enumerate(sorted(entries))}
-    ddb = aws.table_client(table)
-    try:
-        ddb.update_item(
-            TableName=table, Key=to_ddb(key),
-            UpdateExpression="SET " + ", ".join(f"#m.#e{i} = :e{i}"
-                                                for i in range(len(entries))),
-            ConditionExpression="attribute_exists(#m)",
-            ExpressionAttributeNames=names, ExpressionAttributeValues=values)
-    except ddb.exceptions.ConditionalCheckFailedException:
-        return False
-    return True
 
 
 def _key_query(table: str, index: str | None, partition: tuple[str, Any],
