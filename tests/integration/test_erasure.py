@@ -272,8 +272,10 @@ def test_a_retried_request_completes_from_its_frozen_plan(api, failed_then_retri
 
 
 def test_a_retry_does_not_redo_the_tables_done_before_the_failure(failed_then_retried):
+    # the tables done before the failure (under load a table can still be applying when the
+    # tickets task fails and the Map stops: that one is not done, and the retry finishes it)
     before = {k: v for k, v in failed_then_retried["units_failed"].items()
-              if k.startswith("demo/")}
+              if k.startswith("demo/") and v.get("status") == "done"}
     after = failed_then_retried["units_done"]
     assert before and {k: after[k] for k in before} == before
 
