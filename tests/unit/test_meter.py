@@ -8,6 +8,7 @@ import pytest
 
 from oblio.core import meter, prices
 from oblio.store import units
+from oblio.store.models import plain
 
 pytestmark = pytest.mark.usefixtures("provisioned")
 
@@ -62,17 +63,61 @@ def test_an_invocation_adds_every_call_to_its_request_by_owner_and_counts_itself
     assert cost["tenant"] + cost["oblio"] == pytest.approx(cost["total"])
 
 
-def test_the_io_is_complete_once_the_last_steps_counts_have_landed(t):
+def test_the_io_is_complete_once_the_last_steps_and_the_starters_counts_have_landed(t):
     from oblio.control import metering
     from oblio.core.boundary import TaskEvent
 
     rid = _request(t)
-    with metering.invocation(metering.target_of(TaskEvent(request_id=rid,
-                                                          tenant_id=t.tenant_id))):
+    ev = TaskEvent(request_id=rid, tenant_id=t.tenant_id)
+    # the run's last task ends before the call that filed and started it has counted itself
+    with metering.invocation(metering.target_of(ev)):
         _work(t)
-        metering.last_step(None)  # an Express execution: no history to read
+        metering.last_step(None, 1)  # an Express execution: no history to read
+    io = meter.view(_record(t, rid))
+    assert io["complete"] is False
+    assert io["not_counted"][0] == ("the calls of the API call or event that started this "
+                                    "run (not recorded yet)")
+    with metering.invocation(kind="api"):  # the starter's counts land
+        _work(t)
+        metering.bill_to(ev, starts=1)
     io = meter.view(_record(t, rid))
     assert io["complete"] is True and io["stepfunctions"]["transitions"] == 0
+    assert not any("not recorded yet" in n for n in io["not_counted"])
+    assert io["dynamodb.Query"] == 2 and io["lambda"]["invocations"] == 2
+
+
+def test_a_request_run_again_is_complete_only_once_its_new_attempt_has_counted_itself(t):
+    """The ends and starts are noted by attempt: a retried request's `io` waits for its new
+    attempt's, and a late count of the failed attempt (its failure step's invocation ending
+    after the client retried) says nothing of the new one."""
+    from oblio.control import metering
+    from oblio.core.boundary import TaskEvent
+
+    rid = _request(t)
+    ev = TaskEvent(request_id=rid, tenant_id=t.tenant_id)
+    with metering.invocation(kind="api"):  # POST /v1/requests starts attempt 1
+        metering.bill_to(ev, starts=1)
+    with metering.invocation(metering.target_of(ev)):  # attempt 1's failure step
+        metering.last_step(None, 1, after=1)
+    assert meter.view(_record(t, rid), attempt=1)["complete"] is True
+    # the retry starts attempt 2: not complete, whatever attempt 1 said
+    with metering.invocation(kind="api"):
+        metering.bill_to(ev, starts=2)
+    got = _record(t, rid)
+    assert meter.view(got, attempt=2)["complete"] is False
+    assert got["lambda:invocations"] == 3  # the counts so far stay
+    with metering.invocation(metering.target_of(ev)):  # attempt 1's end, counted late
+        metering.last_step(None, 1, after=1)
+    assert meter.view(_record(t, rid), attempt=2)["complete"] is False
+    with metering.invocation(metering.target_of(ev)):  # attempt 2's Finish
+        metering.last_step(None, 2)
+    io = meter.view(_record(t, rid), attempt=2)
+    assert io["complete"] is True and io["lambda"]["invocations"] == 5
+
+
+def test_a_meter_from_before_the_notes_by_attempt_is_complete_as_its_last_task_said():
+    assert meter.view({"oblio:dynamodb.UpdateItem": 3, "note:final": 1})["complete"] is True
+    assert meter.view({"oblio:dynamodb.UpdateItem": 3})["complete"] is False
 
 
 def test_a_failed_invocation_is_counted_too_and_two_add_up(t):
@@ -116,7 +161,7 @@ def test_an_api_call_is_metered_only_once_it_names_the_record_it_filed(t):
     assert "tenant:dynamodb.Query" not in _record(t, rid)
     with metering.invocation(kind="api"):
         _work(t)
-        metering.bill_to(TaskEvent(request_id=rid, tenant_id=t.tenant_id))
+        metering.bill_to(TaskEvent(request_id=rid, tenant_id=t.tenant_id), starts=1)
     got = _record(t, rid)
     assert got["tenant:dynamodb.Query"] == 1 and got["note:apigateway.requests"] == 1
     assert "note:stepfunctions.task_ms" not in got  # not an execution's time
@@ -215,36 +260,58 @@ def test_a_call_belongs_to_the_tenant_when_it_touches_a_table_of_the_data_map():
     assert units.owner_of("kms", {}, "Decrypt", own) == "oblio"
 
 
-def test_a_bulk_job_run_through_its_handlers_counts_every_call_per_subject(t, demo_map):
-    """Validate, each chunk and the report, as the state machine invokes them: the job's
-    `io` has every call of each, the chunks' Express children, and the cost per line."""
+def _bulk_until_report(t, demo_map, n: int = 3):
+    """A bulk job of `n` lines filed over the API, started by its upload's event, validated
+    and erased chunk by chunk, each through its handler as the state machine invokes them;
+    returns (job id, the chunks, the invocation context)."""
     import bulk_chunk.handler
-    import bulk_report.handler
+    import bulk_start.handler
     import bulk_validate.handler
 
     from infra.local.lambdas import _Context
+    from oblio.control import metering
+    from oblio.core.bodies import BulkBody, parse
     from oblio.core.settings import get_settings
     from oblio.jobs import bulk
+    from oblio.store import aws
     from tests.unit import world
-    from tests.unit.test_bulk_jobs import chunk_keys, upload
+    from tests.unit.test_bulk_jobs import chunk_keys
 
     ctx = _Context("oblio-bulk", "arn:aws:lambda:eu-west-1:123456789012:function:oblio-bulk")
 
-    for i in range(3):
+    for i in range(n):
         world.seed(demo_map, t.tenant_id, f"metered{i}@example.com")
-    job_id, key = upload(t, b"email\n" + b"".join(
-        f"metered{i}@example.com\n".encode() for i in range(3)))
+    with metering.invocation(kind="api"):  # POST /v1/bulk-erasures files the job
+        made = bulk.create_job(world.principal(t.tenant_id), parse(BulkBody, {}))
+    job_id, key = made["job_id"], made["upload_key"]
+    aws.client("s3").put_object(Bucket=made["upload_bucket"], Key=key, Body=b"email\n" + b"".join(
+        f"metered{i}@example.com\n".encode() for i in range(n)))
+    bulk_start.handler.handler({"detail": {"bucket": {"name": made["upload_bucket"]},
+                                           "object": {"key": key}}}, ctx)
     ev = {"tenant_id": t.tenant_id, "job_id": job_id, "attempt": 1}
     bulk_validate.handler.handler({**ev, "bucket": get_settings().bucket("ingest"),
                                    "key": key}, ctx)
     cut = chunk_keys(job_id, t)
     for chunk in cut:
         bulk_chunk.handler.handler({**ev, "chunk": chunk}, ctx)
-    bulk_report.handler.handler(ev, ctx)
+    return job_id, cut, ctx
+
+
+def test_a_bulk_job_run_through_its_handlers_counts_every_call_per_subject(t, demo_map):
+    """Validate, each chunk and the report, as the state machine invokes them: the job's
+    `io` has every call of each, the chunks' Express children, and the cost per line."""
+    import bulk_report.handler
+
+    from oblio.jobs import bulk
+
+    job_id, cut, ctx = _bulk_until_report(t, demo_map)
+    bulk_report.handler.handler({"tenant_id": t.tenant_id, "job_id": job_id, "attempt": 1},
+                                ctx)
     job = bulk.to_json(bulk.load(t.tenant_id, job_id))
     assert job["status"] == "completed" and job["erased"] == 3
     io = job["io"]
-    assert io["complete"] is True and io["lambda"]["invocations"] >= 3
+    # the filing call, the upload event, validate, each chunk and the report
+    assert io["complete"] is True and io["lambda"]["invocations"] == 4 + len(cut)
     assert io["stepfunctions"]["express_executions"] == len(cut)  # one child per chunk
     assert io["by_owner"]["tenant"]["dynamodb.BatchWriteItem"] >= 1
     assert io["by_owner"]["oblio"]["dynamodb.BatchWriteItem"] >= 1  # records, suppression
@@ -262,3 +329,79 @@ def test_a_models_pynamodb_calls_are_counted_from_its_first_use(t):
     with aws.counting() as c:
         assert PublicSlugModel.count("no-such-slug") == 0
     assert c.calls["dynamodb.Query"] == 1 and c.owned["oblio:dynamodb.Query"] == 1
+
+
+def test_a_jobs_report_run_again_counts_the_end_once_and_ends_a_killed_runs_count(
+        t, demo_map):
+    """Step Functions runs a task again when its invocation timed out: the Report that
+    was killed after the job ended, before its counts landed, never said the job's `io`
+    complete; its run again does, once; a run after that adds nothing to the end."""
+    import bulk_fail.handler
+    import bulk_report.handler
+
+    from oblio.jobs import bulk
+    from oblio.store import workflows
+
+    job_id, _, ctx = _bulk_until_report(t, demo_map, n=2)
+    ev = {"tenant_id": t.tenant_id, "job_id": job_id, "attempt": 1}
+    bulk.report(t.tenant_id, job_id, 1)  # the job ends; the invocation is killed: no counts
+    io = bulk.to_json(bulk.load(t.tenant_id, job_id))["io"]
+    assert io["complete"] is False
+    bulk_report.handler.handler(ev, ctx)  # Step Functions runs it again
+    meter = plain(bulk.load(t.tenant_id, job_id).meter)
+    assert meter["note:final:1"] == 1
+    assert bulk.to_json(bulk.load(t.tenant_id, job_id))["io"]["complete"] is True
+    bulk_report.handler.handler(ev, ctx)  # and once more: its end is not counted twice
+    again = plain(bulk.load(t.tenant_id, job_id).meter)
+    assert again["note:final:1"] == 1
+    assert again.get("note:stepfunctions.transitions", 0) == \
+        meter.get("note:stepfunctions.transitions", 0)  # nor the states it had counted
+    assert again["lambda:invocations"] == meter["lambda:invocations"] + 1  # each is billed
+    # the failure step after it (a Catch): the end once, and only the states not yet counted
+    bulk_fail.handler.handler({**ev, "error": {"Error": "States.Timeout"}}, ctx)
+    last = plain(bulk.load(t.tenant_id, job_id).meter)
+    assert last["note:final:1"] == 1
+    seen = workflows.transitions(bulk._execution(bulk.load(t.tenant_id, job_id)), after=1)
+    assert last.get("note:stepfunctions.transitions", 0) == seen
+
+
+def test_a_requests_last_step_run_again_counts_the_end_once(t, demo_map):
+    """Finish killed after the request ended, then run again: the end is counted by the
+    run again, once however often it runs; the same for the failure step."""
+    import fail.handler
+    import finish.handler
+
+    from infra.local.lambdas import _Context
+    from oblio.core import boundary
+    from oblio.pipeline import apply, evidence, plan, verify
+    from tests.unit import world
+
+    ctx = _Context("oblio-task", "arn:aws:lambda:eu-west-1:123456789012:function:oblio-task")
+    world.seed(demo_map, t.tenant_id, "finish-again@example.com")
+    rid = world.new_request(t, "erasure", {"email": "finish-again@example.com"},
+                            action="erase")
+    ev = {"request_id": rid, "tenant_id": t.tenant_id, "action": "erase", "attempt": 1}
+    token = boundary._attempt.set(1)
+    try:
+        for unit in plan.plan(rid, t.tenant_id, "erase")["units"]:
+            apply.apply(rid, t.tenant_id, "erase", unit)
+        verify.verify(rid, t.tenant_id, "erase")
+        evidence.finish(rid, t.tenant_id, "erase")  # ends it; killed before its counts
+    finally:
+        boundary._attempt.reset(token)
+    assert "note:final:1" not in _record(t, rid)
+    finish.handler.handler(ev, ctx)  # run again by Step Functions
+    assert _record(t, rid)["note:final:1"] == 1
+    finish.handler.handler(ev, ctx)
+    fail.handler.handler({**ev, "error": {"Error": "Boom", "Cause": "after the end"}}, ctx)
+    got = _record(t, rid)
+    assert got["note:final:1"] == 1 and got["lambda:invocations"] == 3
+
+    other = world.new_request(t, "erasure", {"email": "fail-again@example.com"},
+                              action="erase")
+    failed = {"request_id": other, "tenant_id": t.tenant_id, "action": "erase",
+              "attempt": 1, "error": {"Error": "Boom", "Cause": "persistent"}}
+    fail.handler.handler(failed, ctx)
+    fail.handler.handler(failed, ctx)  # the failure step run again
+    got = _record(t, other)
+    assert got["note:final:1"] == 1 and got["lambda:invocations"] == 2

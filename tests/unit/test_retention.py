@@ -231,7 +231,8 @@ def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
 
     items = _contacts(world, [(600 + 10 * i, False) for i in range(12)])
     retention.put_policy(world, "inactive", {**GOOD}, actor="t")
-    sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
+    with metering.invocation(kind="api"):  # POST .../run starts it
+        sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
     out = retention.find_candidates(world, sid)
     assert out["done"] and out["chunks"] >= 2
     work = f"work/{world}/sweeps/{sid}/chunks/"
@@ -242,7 +243,8 @@ def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
     # the failure step was the failed attempt's last: its io is complete
     assert retention.sweep_json(retention.load_sweep(world, sid))["io"]["complete"] is True
 
-    resumed = retention.start(world, "inactive", trigger="test")
+    with metering.invocation(kind="api"):
+        resumed = retention.start(world, "inactive", trigger="test")
     assert resumed == {"sweep_id": sid, "policy_id": "inactive", "status": "running",
                        "resumed": True}
     # and no longer, once resumed: not until the new attempt's report has counted itself
@@ -251,10 +253,12 @@ def test_a_failed_sweep_resumes_and_does_nothing_twice(world):
     assert retention.apply_chunk(world, sid, f"{work}000000.json")["skipped"] is True
     for n in range(1, out["chunks"]):
         retention.apply_chunk(world, sid, f"{work}{n:06d}.json")
-    retention.report(world, sid)
+    with metering.invocation(metering.target_of(SweepEvent(tenant_id=world, sweep_id=sid))):
+        retention.report(world, sid)
     done = retention.sweep_json(retention.load_sweep(world, sid))
     counts = done["tables"]["contacts"]
     assert done["status"] == "completed" and done["attempt"] == 2
+    assert done["io"]["complete"] is True  # the new attempt's start and end both counted
     assert counts["anonymised"] == len(items) and counts["candidates"] == len(items)
     assert counts["kept"] == 0 and first["anonymised"] > 0
 

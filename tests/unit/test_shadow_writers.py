@@ -265,7 +265,7 @@ def test_a_segment_that_fails_mid_page_resumes_from_its_checkpoint_and_writes_no
 def test_a_backfill_run_through_its_handlers_counts_every_call_it_made(dm, monkeypatch):
     """Filed by the API, a segment and Finish as the state machine invokes them: the run's
     `io` is the meter's (every call by owner, Lambda, cost, per item read), `complete` once
-    Finish has counted itself. Before, it counted only the table's pages, the shadows'
+    Finish and the API call that started the run have counted themselves. Before, it counted only the table's pages, the shadows'
     writes and the checkpoints, with no owner, no Lambda and no cost."""
     import backfill_finish.handler
     import backfill_segment.handler

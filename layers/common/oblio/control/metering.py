@@ -21,7 +21,6 @@ oblio's), the units, Lambda, Step Functions, and `cost_usd` priced by `core.pric
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 import os
@@ -37,7 +36,7 @@ from oblio.core.boundary import BackfillEvent, BulkEvent, SweepEvent, TaskEvent
 from oblio.core.observability import logger
 from oblio.store import aws, workflows
 from oblio.store.models import BackfillModel, BulkJobModel, RequestModel, RetentionSweepModel
-from oblio.store.tables import ConditionFailed, add_counts, add_to_map
+from oblio.store.tables import add_counts, add_to_map
 
 #: where an invocation's counts go: a table, a key, and the map attribute that holds them
 #: (None: the item's own attributes, a request's meter item)
@@ -67,8 +66,19 @@ def memory_mb() -> int:
     return int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE") or 512)
 
 
+class _Bill:
+    """Where the running invocation's calls go (`target`), and the attempt of the record
+    whose run it starts (`bill_to` said so; None: it starts none)."""
+
+    __slots__ = ("starts", "target")
+
+    def __init__(self, target: Target | None) -> None:
+        self.target: Target | None = target
+        self.starts: int | None = None
+
+
 #: the record the running invocation's calls go to, set late by `bill_to` (the API's)
-_target: ContextVar[list[Target | None] | None] = ContextVar("oblio_bill_to", default=None)
+_bill: ContextVar[_Bill | None] = ContextVar("oblio_bill_to", default=None)
 
 
 @contextmanager
@@ -82,27 +92,34 @@ def invocation(target: Target | None = None, *, kind: str = "task",
     `target` the record is the one `bill_to` names once it exists; an invocation that names
     none is not metered."""
     started = time.monotonic()
-    holder: list[Target | None] = [target]
-    token = _target.set(holder)
+    bill = _Bill(target)
+    token = _bill.set(bill)
     with aws.counting() as counter:
         try:
             yield counter
         finally:
-            _target.reset(token)
-            if holder[0] is not None:
+            _bill.reset(token)
+            if bill.target is not None:
                 ms = max(1, math.ceil((time.monotonic() - started) * 1000))
                 if kind == "api":
                     counter.note("apigateway.requests", 1)
-                _flush(holder[0], counter, ms, task_ms=kind == "task",
+                if bill.starts is not None:  # the run's `io` waits for these too (`view`)
+                    counter.note(f"started:{bill.starts}", 1)
+                _flush(bill.target, counter, ms, task_ms=kind == "task",
                        invocations=0 if kind == "share" else 1)
 
 
-def bill_to(ev: TaskEvent | BulkEvent | SweepEvent | BackfillEvent) -> None:
-    """Name the record the running API call's calls go to (the request, job or sweep it
-    just filed); nothing outside a metered call, and nothing once one is named."""
-    holder = _target.get()
-    if holder is not None and holder[0] is None:
-        holder[0] = target_of(ev)
+def bill_to(ev: TaskEvent | BulkEvent | SweepEvent | BackfillEvent,
+            starts: int | None) -> None:
+    """Name the record the running call works for (the request, job, sweep or backfill it
+    files or resumes): its calls go there. `starts`: the attempt whose run (an execution)
+    the call starts; that attempt's `io` is complete only once these counts have landed
+    too (a run can end before the call that started it has counted itself). None for a
+    call that only files the record (a bulk job waiting for its upload). Nothing outside a
+    metered call, and nothing once one is named."""
+    bill = _bill.get()
+    if bill is not None and bill.target is None:
+        bill.target, bill.starts = target_of(ev), starts
 
 
 def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True,
@@ -148,21 +165,21 @@ def _metered(fn: Callable[[Any], dict[str, Any]]) -> Callable[[Any], dict[str, A
     return run
 
 
-def reopen(ev: BulkEvent | SweepEvent | BackfillEvent) -> None:
-    """A failed job, sweep or backfill run again: its `io` is not complete until the new
-    attempt's last task has counted itself (the failed attempt's failure step said it was).
-    The counts so far stay; a record from before the meter stays without one."""
-    table, key, attribute = target_of(ev) or ("", {}, None)
-    if attribute is not None:
-        with contextlib.suppress(ConditionFailed):  # no meter: nothing to reopen
-            add_to_map(table, key, attribute, {}, entries={"note:final": (attribute, 0)},
-                       only_if_map=True)
-
-
-def last_step(execution_arn: str | None, after: int = 0) -> None:
-    """Note, with the running invocation's calls, that this is the record's last task (its
-    `io` is complete once this invocation's counts land) and, for a Standard execution, its
-    state transitions (`after`: the states still to come after this task)."""
+def last_step(execution_arn: str | None, attempt: int, after: int = 0,
+              meter: dict[str, Any] | None = None) -> None:
+    """Note, with the running invocation's calls, that this is the last task of the
+    record's attempt `attempt` (its `io` is complete once this invocation's counts land)
+    and, for a Standard execution, its state transitions (`after`: the states still to come
+    after this task). `meter`: the record's meter as this task read it, where the task may
+    be a run again of a last step (Step Functions runs a task again whose invocation timed
+    out): the end is noted once, whether the first run's counts landed or that run was
+    killed before they did, and the transitions only as far as none was noted before."""
+    got = meter or {}
     if execution_arn:
-        workflows.transitions(execution_arn, after=after)
-    aws.note("final")
+        n = workflows.transitions(execution_arn, after=after)
+        new = n - int(got.get(f"note:transitions_read:{attempt}", 0))
+        if new > 0:
+            aws.note("stepfunctions.transitions", new)
+            aws.note(f"transitions_read:{attempt}", new)
+    if not got.get(f"note:final:{attempt}"):
+        aws.note(f"final:{attempt}")

@@ -169,7 +169,7 @@ def _result_view(m: RequestModel, evidence: dict[str, Any] | None = None,
     if result is not None:  # every call counted so far, the last task's included
         counts = (meters if meters is not None else
                   meters_of(m.tenant_id, [m.request_id])).get(m.request_id)
-        result["io"] = meter.view(counts, result.get("io"))
+        result["io"] = meter.view(counts, result.get("io"), attempt=int(m.attempt or 1))
     if m.status == "cancelled" and plain(m.plan):
         return {**(result or {}), "progress": progress(m)}
     return result
@@ -279,9 +279,14 @@ def fence(m: RequestModel) -> Any:
 def check_current(m: RequestModel) -> None:
     """Refuse, before any work, a task whose attempt is no longer the request's current one
     (a client retried meanwhile); logged, never applied."""
+    if not is_current(m):
+        stale(m, current_attempt())
+
+
+def is_current(m: RequestModel) -> bool:
+    """Whether the running task is of the request's current attempt (or of none)."""
     attempt = current_attempt()
-    if attempt is not None and int(m.attempt or 1) != attempt:
-        stale(m, attempt)
+    return attempt is None or int(m.attempt or 1) == attempt
 
 
 def proceed(m: RequestModel) -> bool:

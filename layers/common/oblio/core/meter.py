@@ -21,12 +21,14 @@ NOT_COUNTED = (
 
 def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
          per: int = 0, per_name: str = "per_subject",
-         not_counted: tuple[str, ...] = ()) -> dict[str, Any]:
+         not_counted: tuple[str, ...] = (), attempt: int = 1) -> dict[str, Any]:
     """A record's `io`: every call by `service.Operation` (as the API names them), then the
     same by owner, DynamoDB's units, Lambda, Step Functions, `cost_usd` (and per subject when
     `per` subjects were worked on; `per_name` names that part: a sweep's is per item;
-    `not_counted`: what else this record's figures leave out). A record from before the
-    meter (`meter` empty) shows the step counts it kept (`io`), `complete: false`."""
+    `not_counted`: what else this record's figures leave out). `complete`: the record's
+    current `attempt` has ended and both its last task and the call that started it have
+    counted themselves. A record from before the meter (`meter` empty) shows the step
+    counts it kept (`io`), `complete: false`."""
     left_out = (*NOT_COUNTED, *not_counted)
     if not meter:
         legacy: dict[str, Any] = dict(io or {})
@@ -46,7 +48,8 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
     units = {o: {kind: round(float(meter.get(f"units:{o}:{kind}", 0)), 2)
                  for kind in ("read", "write")} for o in owned}
     estimated = bool(meter.get("units:estimated"))
-    done = bool(meter.get("note:final"))  # the last task's counts have landed
+    ended, started = _landed(meter, attempt)
+    done = ended and started
     lam = {"invocations": int(meter.get("lambda:invocations", 0)),
            "ms": int(meter.get("lambda:ms", 0)),
            "gb_seconds": round(float(meter.get("lambda:mb_ms", 0)) / 1024 / 1000, 4)}
@@ -66,12 +69,28 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
         "dynamodb_units": {**units, "source": "estimated from item sizes (local stack)"
                            if estimated else "reported by DynamoDB"},
         "lambda": lam, "stepfunctions": sfn, "cost_usd": cost,
-        "complete": done, "not_counted": list(left_out) if done else [
-            "the calls of steps not recorded yet (still running, or the last step has not "
-            "ended)", *left_out]})
+        "complete": done, "not_counted": [*_pending(ended, started), *left_out]})
     if per:
         out[per_name] = {
             "of": per,
             "calls": {k: round(v / per, 3) for k, v in sorted(calls.items())},
             "cost_usd": {k: v / per for k, v in cost.items() if isinstance(v, float)}}
     return out
+
+
+def _pending(ended: bool, started: bool) -> list[str]:
+    """What a meter whose run is not all counted yet leaves out."""
+    return [*([] if ended else ["the calls of steps not recorded yet (still running, or the "
+                                "last step has not ended)"]),
+            *([] if started else ["the calls of the API call or event that started this run "
+                                  "(not recorded yet)"])]
+
+
+def _landed(meter: dict[str, Any], attempt: int) -> tuple[bool, bool]:
+    """Whether the counts of the attempt's last task, and of the call that started it,
+    have landed (noted by attempt: a late count of an earlier attempt says nothing of this
+    one). A meter from before the notes were kept by attempt noted only its last task."""
+    if any(k.startswith(("note:final:", "note:started:")) for k in meter):
+        return (bool(meter.get(f"note:final:{attempt}")),
+                bool(meter.get(f"note:started:{attempt}")))
+    return bool(meter.get("note:final")), bool(meter.get("note:final"))

@@ -122,7 +122,7 @@ def create(principal: Principal, body: BackfillBody) -> dict[str, Any]:
                     segments=per[t.physical], pages=0, done=False,
                     counts=dict.fromkeys(COUNTS, 0), io={}))
         batch.save(m)
-    metering.bill_to(BackfillEvent(tenant_id=tenant_id, backfill_id=backfill_id))
+    metering.bill_to(BackfillEvent(tenant_id=tenant_id, backfill_id=backfill_id), starts=1)
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-1", _input(m))
     audit.append(tenant_id, "shadow_backfill_started", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "tables": names,
@@ -144,9 +144,8 @@ def resume(principal: Principal, backfill_id: str) -> dict[str, Any]:
     attempt = int(m.attempt or 1) + 1
     m.update(actions=[BackfillModel.status.set("running"), BackfillModel.attempt.set(attempt),
                       BackfillModel.error.remove(), BackfillModel.completed_at.remove()])
-    ev = BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id)
-    metering.bill_to(ev)
-    metering.reopen(ev)
+    metering.bill_to(BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id),
+                     starts=attempt)
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-{attempt}", _input(m))
     audit.append(principal.tenant_id, "shadow_backfill_resumed", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "attempt": attempt})
@@ -321,7 +320,8 @@ def finish(tenant_id: str, backfill_id: str) -> dict[str, Any]:
     tenant's tables was read and has its right shadow (or a value that does not parse, which
     gets none), `completed_with_errors` when concurrent writes kept some item from it."""
     m = load(tenant_id, backfill_id)
-    if m.status in ENDED:
+    if m.status in ENDED:  # run again after the backfill ended: counted once
+        metering.last_step(_execution(m), int(m.attempt or 1), meter=plain(m.meter) or {})
         return {"status": m.status}
     rows = _segment_rows(tenant_id, backfill_id)
     counts, io, done, _ = totals(rows)
@@ -339,7 +339,7 @@ def finish(tenant_id: str, backfill_id: str) -> dict[str, Any]:
                       BackfillModel.totals.set(counts), BackfillModel.audit_entry.set(entry)])
     logger.info("shadow backfill finished", extra={"backfill_id": backfill_id,
                                                     "status": status, **counts})
-    metering.last_step(_execution(m))  # Finish is the run's last task
+    metering.last_step(_execution(m), int(m.attempt or 1))  # Finish is the run's last task
     return {"status": status}
 
 
@@ -357,7 +357,8 @@ def fail(tenant_id: str, backfill_id: str, error: dict[str, Any]) -> dict[str, A
                                                          "code": code})
 
     out = chunks.fail(m.status, error, record)
-    metering.last_step(_execution(m), after=1)  # and the Failed state after it
+    # and the Failed state after it; once, however often the step runs
+    metering.last_step(_execution(m), int(m.attempt or 1), after=1, meter=plain(m.meter) or {})
     return out
 
 
@@ -384,7 +385,7 @@ def to_json(m: BackfillModel, rows: list[BackfillModel] | None = None) -> dict[s
             "counts": counts,
             # every call of the run's invocations (the API's that filed it too), per item read
             "io": meter.view(plain(m.meter), io, per=int(counts.get("items_read") or 0),
-                             per_name="per_item"),
+                             per_name="per_item", attempt=int(m.attempt or 1)),
             "elapsed_seconds": round(max(0.0, (ended - began).total_seconds()), 3),
             "created_at": m.created_at, "completed_at": m.completed_at,
             "attempt": int(m.attempt or 1), "requested_by": m.requested_by,

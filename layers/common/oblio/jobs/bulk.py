@@ -98,7 +98,8 @@ def to_json(job: BulkJobModel) -> dict[str, Any]:
         "chunks_failed": sorted(job.chunks_failed or ()),
         "chunks_missing": sorted(job.chunks_missing or ()), "audit_entry": job.audit_entry,
         # every call the job's invocations made, and per line worked
-        "io": meter.view(plain(job.meter), plain(job.io), per=int(job.rows_done or 0)),
+        "io": meter.view(plain(job.meter), plain(job.io), per=int(job.rows_done or 0),
+                          attempt=attempt_of(job)),
     }
 
 
@@ -125,7 +126,8 @@ def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
     dry_run = body.dry_run
     job_id = str(ULID())
     key = f"{prefix(principal.tenant_id)}{job_id}.csv"
-    metering.bill_to(BulkEvent(tenant_id=principal.tenant_id, job_id=job_id))
+    # filed, not started: the upload's event starts the run
+    metering.bill_to(BulkEvent(tenant_id=principal.tenant_id, job_id=job_id), starts=None)
     BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",
                  upload_key=key, dry_run=dry_run, created_at=clock.iso(),
                  requested_by=principal.key_id, io={}, attempt=1).save()
@@ -208,7 +210,7 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
         job.save()
     if job.status != "awaiting_upload":
         return {"job_id": job.job_id, "status": job.status}  # a repeated event
-    metering.bill_to(BulkEvent(tenant_id=tenant_id, job_id=job.job_id))
+    metering.bill_to(BulkEvent(tenant_id=tenant_id, job_id=job.job_id), starts=attempt_of(job))
     job.update(actions=[BulkJobModel.status.set("validating"),
                         BulkJobModel.upload_key.set(key)])
     workflows.start("bulk_erasure", f"bulk-{job.job_id}", {
@@ -918,7 +920,10 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     has a row for every line of the file (`not_done` for a chunk not done); its audit entry
     and event are written before the job's status, once per run."""
     job = load(tenant_id, job_id)
-    if job.status in chunks.ENDED or stale(job, attempt):
+    if stale(job, attempt):
+        return {"status": job.status}
+    if job.status in chunks.ENDED:  # run again after the job ended: counted once
+        metering.last_step(_execution(job), attempt_of(job), meter=plain(job.meter) or {})
         return {"status": job.status}
     got = chunk_outcomes(job)
     key = f"reports/{tenant_id}/bulk-{job_id}.csv"
@@ -955,7 +960,7 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     ], condition=current(attempt_of(job)))
     if not got.not_done:
         _work(tenant_id, job_id).clear()
-    metering.last_step(_execution(job))  # Report is the job's last task
+    metering.last_step(_execution(job), attempt_of(job))  # Report is the job's last task
     return {"status": status, **({"chunks_failed": got.failed} if got.failed else {}),
             **({"chunks_missing": got.missing} if got.missing else {})}
 
@@ -991,7 +996,7 @@ def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> No
                condition=current(attempt_of(job)))
     if not keep_work:
         _work(job.tenant_id, job.job_id).clear()
-    metering.last_step(_execution(job), after=1)  # and the Fail state after it
+    metering.last_step(_execution(job), attempt_of(job), after=1)  # and the Fail state after it
 
 
 def _execution(job: BulkJobModel) -> str:
@@ -1009,6 +1014,9 @@ def fail(tenant_id: str, job_id: str, error: dict[str, Any],
     job = load(tenant_id, job_id)
     if stale(job, attempt):
         return {"status": job.status, "stale": True}
+    if job.status in chunks.ENDED:  # ended before (by Report, or by this step run again)
+        metering.last_step(_execution(job), attempt_of(job), after=1,
+                           meter=plain(job.meter) or {})
     return chunks.fail(job.status, error, lambda code, reason: finish_failed(
         job, reason, keep_work=job.chunks is not None))
 
@@ -1054,9 +1062,7 @@ def retry(principal: Principal, job_id: str) -> dict[str, Any]:
         raise Conflict("the job was retried or changed meanwhile; follow it with GET "
                        f"/v1/bulk-erasures/{job_id}", code="not_failed") from None
     s = get_settings()
-    ev = BulkEvent(tenant_id=job.tenant_id, job_id=job_id)
-    metering.bill_to(ev)
-    metering.reopen(ev)
+    metering.bill_to(BulkEvent(tenant_id=job.tenant_id, job_id=job_id), starts=n + 1)
     try:
         workflows.start("bulk_erasure", f"bulk-{job_id}-{n + 1}", {
             "tenant_id": job.tenant_id, "job_id": job_id, "bucket": s.bucket("ingest"),

@@ -386,7 +386,6 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             m.update(actions=[RetentionSweepModel.status.set("running"),
                               RetentionSweepModel.attempt.add(1),
                               RetentionSweepModel.error.remove()])
-            metering.reopen(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id))
         else:
             spec = (plain(p.spec) or {})
             m = RetentionSweepModel(
@@ -397,7 +396,8 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             m.save()
         p.update(actions=[RetentionPolicyModel.last_sweep_id.set(sweep_id),
                           RetentionPolicyModel.resume_sweep.remove()])
-        metering.bill_to(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id))
+        metering.bill_to(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id),
+                         starts=int(m.attempt))
         workflows.start("retention_sweep", f"sweep-{sweep_id}-{int(m.attempt)}",
                         {"tenant_id": tenant_id, "sweep_id": sweep_id})
     except Exception:
@@ -680,7 +680,8 @@ def sweep_json(m: RetentionSweepModel) -> dict[str, Any]:
             # every call of the sweep's invocations, and per candidate item
             "io": meter.view(plain(m.meter), io, per=int(counts.get("candidates") or 0),
                              per_name="per_item",
-                             not_counted=SCHEDULE_SHARED if m.trigger == "schedule" else ()),
+                             not_counted=SCHEDULE_SHARED if m.trigger == "schedule" else (),
+                             attempt=int(m.attempt or 1)),
             "report_url": url, "audit_entry": m.audit_entry, "error": m.error}
 
 
@@ -701,7 +702,8 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
     A retried report writes the audit entry once."""
     s = get_settings()
     m = load_sweep(tenant_id, sweep_id)
-    if m.status in chunks.ENDED:
+    if m.status in chunks.ENDED:  # run again after the sweep ended: counted once
+        metering.last_step(_execution(m), int(m.attempt or 1), meter=plain(m.meter) or {})
         return {"status": m.status}
     spec = (plain(m.policy) or {})
     counts, io, done = totals(m)
@@ -746,7 +748,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                       RetentionSweepModel.report_key.set(key)])
     _unlock(tenant_id, m.policy_id or "", sweep_id)
     logger.info("retention sweep finished", extra={"sweep_id": sweep_id, "status": status})
-    metering.last_step(_execution(m))  # Report is the sweep's last task
+    metering.last_step(_execution(m), int(m.attempt or 1))  # Report is the sweep's last task
     return {"status": status}
 
 
@@ -770,7 +772,8 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]
         logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
 
     out = chunks.fail(m.status, error, record)
-    metering.last_step(_execution(m), after=1)  # and the Failed state after it
+    # and the Failed state after it; once, however often the step runs
+    metering.last_step(_execution(m), int(m.attempt or 1), after=1, meter=plain(m.meter) or {})
     return out
 
 

@@ -170,7 +170,8 @@ def finish_request(request_id: str, tenant_id: str,
         # meanwhile by a concurrent run of this same Finish (then it goes on below)
         m = records.load(tenant_id, request_id)
     units = records.units_of(m)
-    if m.status != records.FINISHING:
+    again = m.status != records.FINISHING  # ended by an earlier run of this step
+    if again:
         if "_outbox" not in units:  # ended by a cancel, not by this finish
             return {"status": m.status}
         status = str(units["_outbox"].get("status", m.status))
@@ -190,8 +191,13 @@ def finish_request(request_id: str, tenant_id: str,
                                                          "left": leftover})
     logger.info("request finished", extra={"request_id": request_id, "status": status,
                                            "subject_ref": m.subject_ref})
-    metering.last_step(m.execution_arn)
+    metering.last_step(m.execution_arn, int(m.attempt or 1), meter=_meter(m) if again else None)
     return {"status": status}
+
+
+def _meter(m: RequestModel) -> dict[str, Any]:
+    """The request's meter as it stands (read only by a last step run again)."""
+    return records.meters_of(m.tenant_id, [m.request_id]).get(m.request_id, {})
 
 
 def _send(events: list[dict[str, Any]]) -> None:
@@ -392,10 +398,14 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
     `RequestFailed` event go out once per attempt, however often this step is retried."""
     m = records.load(tenant_id, request_id)
     if m.status in records.ENDED:
+        if m.status != "cancelled" and records.is_current(m):
+            # ended by Finish, which failed after it: this is the run's last task
+            metering.last_step(m.execution_arn, int(m.attempt or 1), after=1, meter=_meter(m))
         return {"status": m.status}
     records.check_current(m)
     code, message = caught(error)
     attempt = int(m.attempt or 1)
+    again = m.status == "failed"  # this step run again
     if m.status != "failed":
         failure = {"code": code, "message": message, "at": clock.iso(), "attempt": attempt}
         try:
@@ -414,7 +424,9 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
     once(m, units, f"_failed_event:{attempt}", lambda: _failure_event(m, code))
     logger.warning("request failed", extra={"request_id": request_id, "code": code,
                                             "attempt": attempt})
-    metering.last_step(m.execution_arn, after=1)  # and the Fail state after this one
+    # and the Fail state after this one; once, however often the step runs
+    metering.last_step(m.execution_arn, int(m.attempt or 1), after=1,
+                       meter=_meter(m) if again else None)
     return {"status": "failed"}
 
 

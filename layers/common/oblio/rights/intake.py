@@ -236,7 +236,8 @@ def create(principal: Principal, body: RequestBody, audited: bool = True) -> Fil
         return Filed({**records.to_json(records.load(tenant.tenant_id, existing)),
                       "duplicate_of_open_request": True,
                       **readings(subject, tenant.phone_region)}, created=False)
-    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=tenant.tenant_id))
+    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=tenant.tenant_id),
+                     starts=int(m.attempt or 1))
     audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
                  request_id=request_id, subject_ref=ref,
                  details={"type": body.type, "action": action,
@@ -374,7 +375,8 @@ def retry(principal: Principal, request_id: str) -> dict[str, Any]:
     audit.append(principal.tenant_id, "request_retried", actor=principal.key_id,
                  request_id=request_id, subject_ref=m.subject_ref,
                  details={"attempt": attempt, "from": was})
-    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=principal.tenant_id))
+    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=principal.tenant_id),
+                     starts=attempt)
     records.start(m, claimed=True)
     return _current(principal, request_id, attempt)
 

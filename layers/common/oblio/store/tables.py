@@ -286,20 +286,16 @@ def add_counts(table: str, key: Item, counts: dict[str, float]) -> None:
 
 def add_to_map(table: str, key: Item, attribute: str, counts: dict[str, int],
                entries: dict[str, tuple[str, Any]] | None = None,
-               only_if: dict[str, Any] | None = None, only_if_map: bool = False) -> None:
+               only_if: dict[str, Any] | None = None) -> None:
     """One atomic update: add `counts` into the map `attribute` (which must exist), and set
     `entries`, each `name -> (map attribute, value)`. Parallel writers never lose a count
     (DynamoDB's ADD does not reach into maps; SET with if_not_exists does). With `only_if`
-    (attribute -> value), the update is made only if each attribute equals its value, and
-    with `only_if_map` only if the item has the map `attribute`; else ConditionFailed and
-    nothing is written."""
+    (attribute -> value), the update is made only if each attribute equals its value; else
+    ConditionFailed and nothing is written."""
     names: dict[str, str] = {}
     values: dict[str, Any] = {}
     parts = []
     conditions = []
-    if only_if_map:
-        names["#m"] = attribute
-        conditions.append("attribute_exists(#m)")
     for i, (name, value) in enumerate(sorted((only_if or {}).items())):
         names[f"#f{i}"], values[f":f{i}"] = name, _ser.serialize(value)
         conditions.append(f"#f{i} = :f{i}")

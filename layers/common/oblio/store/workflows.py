@@ -38,9 +38,8 @@ def express(state_machine: str) -> bool:
 
 def transitions(execution_arn: str, after: int = 0) -> int:
     """The state transitions of a Standard execution so far (its history's state entries),
-    plus `after` still to come (the states its running task leads to), noted with the
-    running block's calls; 0 and nothing noted for an Express execution (priced per
-    execution and duration) or one whose history cannot be read."""
+    plus `after` still to come (the states its running task leads to); 0 for an Express
+    execution (priced per execution and duration) or one whose history cannot be read."""
     sm = execution_arn.split(":")[6:7]
     s = get_settings()
     if is_express(execution_arn) or not sm or any(
@@ -59,7 +58,6 @@ def transitions(execution_arn: str, after: int = 0) -> int:
             kwargs["nextToken"] = page["nextToken"]
     except sfn.exceptions.ExecutionDoesNotExist:
         return 0
-    aws.note("stepfunctions.transitions", n)
     return n
 
 
