@@ -72,9 +72,8 @@ def test_a_large_request_is_handed_over_to_the_standard_twin(t, mario, monkeypat
     started: list[tuple[str, str, dict[str, Any]]] = []
 
     def start(machine: str, name: str, payload: dict[str, Any]) -> str:
-        if any(n == name for _, n, _ in started):
-            raise workflows.aws.client("stepfunctions").exceptions.ExecutionAlreadyExists(
-                {"Error": {"Code": "ExecutionAlreadyExists", "Message": ""}}, "StartExecution")
+        if any(n == name for _, n, _ in started):  # as `workflows.start` says it
+            raise workflows.AlreadyStarted(name)
         started.append((machine, name, payload))
         return get_settings().state_machine_arn(machine).replace(
             ":stateMachine:", ":execution:") + f":{name}"

@@ -64,10 +64,9 @@ def transitions(execution_arn: str, after: int = 0) -> int:
 def start_once(state_machine: str, name: str, payload: dict[str, Any]) -> str:
     """`start`, where an execution of that name already started (this caller run twice)
     is the one: its ARN is returned and nothing else starts."""
-    sfn = aws.client("stepfunctions")
     try:
         return start(state_machine, name, payload)
-    except sfn.exceptions.ExecutionAlreadyExists:
+    except AlreadyStarted:
         return execution_arn(state_machine, name)
 
 
