@@ -79,7 +79,8 @@ def test_the_io_is_complete_once_the_last_steps_and_the_starters_counts_have_lan
                                     "run (not recorded yet)")
     with metering.invocation(kind="api"):  # the starter's counts land
         _work(t)
-        metering.bill_to(ev, starts=1)
+        metering.bill_to(ev)
+        metering.started(1)
     io = meter.view(_record(t, rid))
     assert io["complete"] is True and io["stepfunctions"]["transitions"] == 0
     assert not any("not recorded yet" in n for n in io["not_counted"])
@@ -96,13 +97,15 @@ def test_a_request_run_again_is_complete_only_once_its_new_attempt_has_counted_i
     rid = _request(t)
     ev = TaskEvent(request_id=rid, tenant_id=t.tenant_id)
     with metering.invocation(kind="api"):  # POST /v1/requests starts attempt 1
-        metering.bill_to(ev, starts=1)
+        metering.bill_to(ev)
+        metering.started(1)
     with metering.invocation(metering.target_of(ev)):  # attempt 1's failure step
         metering.last_step(None, 1, after=1)
     assert meter.view(_record(t, rid), attempt=1)["complete"] is True
     # the retry starts attempt 2: not complete, whatever attempt 1 said
     with metering.invocation(kind="api"):
-        metering.bill_to(ev, starts=2)
+        metering.bill_to(ev)
+        metering.started(2)
     got = _record(t, rid)
     assert meter.view(got, attempt=2)["complete"] is False
     assert got["lambda:invocations"] == 3  # the counts so far stay
@@ -161,7 +164,7 @@ def test_an_api_call_is_metered_only_once_it_names_the_record_it_filed(t):
     assert "tenant:dynamodb.Query" not in _record(t, rid)
     with metering.invocation(kind="api"):
         _work(t)
-        metering.bill_to(TaskEvent(request_id=rid, tenant_id=t.tenant_id), starts=1)
+        metering.bill_to(TaskEvent(request_id=rid, tenant_id=t.tenant_id))
     got = _record(t, rid)
     assert got["tenant:dynamodb.Query"] == 1 and got["note:apigateway.requests"] == 1
     assert "note:stepfunctions.task_ms" not in got  # not an execution's time
@@ -405,3 +408,32 @@ def test_a_requests_last_step_run_again_counts_the_end_once(t, demo_map):
     fail.handler.handler(failed, ctx)  # the failure step run again
     got = _record(t, other)
     assert got["note:final:1"] == 1 and got["lambda:invocations"] == 2
+
+
+def test_only_a_call_that_started_the_attempts_run_is_waited_for(t, demo_map, monkeypatch):
+    """A retry whose StartExecution fails started nothing: no start of the attempt is noted
+    (the request is failed with `start_failed`, and nothing will come); the retry that
+    starts it is noted as that attempt's start."""
+    from oblio.control import metering, records
+    from oblio.core.errors import TransientError
+    from oblio.pipeline import evidence
+    from oblio.rights import intake
+    from tests.unit import world
+
+    rid = _request(t)
+    evidence.fail(rid, t.tenant_id, {"Error": "Boom", "Cause": "persistent"})
+    real = records.workflows.start
+
+    def refused(*args, **kw):
+        raise RuntimeError("StartExecution refused")
+
+    monkeypatch.setattr(records.workflows, "start", refused)
+    with pytest.raises(TransientError), metering.invocation(kind="api"):
+        intake.retry(world.principal(t.tenant_id), rid)
+    got = _record(t, rid)
+    assert records.load(t.tenant_id, rid).status == "failed"
+    assert got["lambda:invocations"] == 1 and "note:started:2" not in got  # counted, no start
+    monkeypatch.setattr(records.workflows, "start", real)
+    with metering.invocation(kind="api"):
+        out = intake.retry(world.principal(t.tenant_id), rid)
+    assert out["attempt"] == 3 and _record(t, rid)["note:started:3"] == 1

@@ -68,7 +68,7 @@ def memory_mb() -> int:
 
 class _Bill:
     """Where the running invocation's calls go (`target`), and the attempt of the record
-    whose run it starts (`bill_to` said so; None: it starts none)."""
+    whose run it started (`started` said so; None: it started none)."""
 
     __slots__ = ("starts", "target")
 
@@ -77,7 +77,8 @@ class _Bill:
         self.starts: int | None = None
 
 
-#: the record the running invocation's calls go to, set late by `bill_to` (the API's)
+#: the record the running invocation's calls go to, set late by `bill_to` (by a call that
+#: files or starts a record: the API's, the upload's event, the nightly schedule)
 _bill: ContextVar[_Bill | None] = ContextVar("oblio_bill_to", default=None)
 
 
@@ -109,17 +110,24 @@ def invocation(target: Target | None = None, *, kind: str = "task",
                        invocations=0 if kind == "share" else 1)
 
 
-def bill_to(ev: TaskEvent | BulkEvent | SweepEvent | BackfillEvent,
-            starts: int | None) -> None:
+def bill_to(ev: TaskEvent | BulkEvent | SweepEvent | BackfillEvent) -> None:
     """Name the record the running call works for (the request, job, sweep or backfill it
-    files or resumes): its calls go there. `starts`: the attempt whose run (an execution)
-    the call starts; that attempt's `io` is complete only once these counts have landed
-    too (a run can end before the call that started it has counted itself). None for a
-    call that only files the record (a bulk job waiting for its upload). Nothing outside a
-    metered call, and nothing once one is named."""
+    files, starts or resumes): its calls go there. Nothing outside a metered call, and
+    nothing once one is named."""
     bill = _bill.get()
     if bill is not None and bill.target is None:
-        bill.target, bill.starts = target_of(ev), starts
+        bill.target = target_of(ev)
+
+
+def started(attempt: int) -> None:
+    """Say that the running call has just started the run (an execution) of the record's
+    attempt `attempt`: that attempt's `io` is complete only once this call's counts have
+    landed too (a run can end before the call that started it has counted itself). Said
+    only once the start succeeded, so that a call that started nothing leaves nothing
+    waiting."""
+    bill = _bill.get()
+    if bill is not None:
+        bill.starts = attempt
 
 
 def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True,

@@ -210,9 +210,10 @@ def identities_of(m: RequestModel, tenant: Tenant) -> dict[str, str]:
     return tenant.keys.decrypt(m.identities_enc)
 
 
-def start(m: RequestModel, claimed: bool = False) -> None:
+def start(m: RequestModel, claimed: bool = False) -> bool:
     """Start the request's workflow for attempt `m.attempt` (carried by the execution, so
-    that every task of it is fenced on it) and mark it queued.
+    that every task of it is fenced on it) and mark it queued; True when this call started
+    the execution of the attempt that is current.
 
     The order cannot leave an execution nobody tracks: the record is made `queued` for this
     attempt first (conditionally; `claimed`: the caller did it, as `retry` does), and only
@@ -235,14 +236,14 @@ def start(m: RequestModel, claimed: bool = False) -> None:
             if exc.cause_response_code != "ConditionalCheckFailedException":
                 raise
             m.refresh(consistent_read=True)
-            return  # another caller queued this attempt (and started it) or it moved on
+            return False  # another caller queued this attempt (and started it) or it moved on
     try:
         arn = workflows.start(AVAILABLE[m.type or ""], f"{m.request_id}-{attempt}", {
             "request_id": m.request_id, "tenant_id": m.tenant_id, "attempt": attempt,
             "action": options_of(m).get("action") or ACTIONS.get(m.type or "", "")})
     except workflows.AlreadyStarted:
         m.refresh(consistent_read=True)
-        return  # this very attempt runs already: started by a concurrent caller
+        return False  # this very attempt runs already: started by a concurrent caller
     except Exception as exc:
         with contextlib.suppress(UpdateError):
             m.update(actions=[
@@ -265,7 +266,10 @@ def start(m: RequestModel, claimed: bool = False) -> None:
         logger.warning("execution of a stale attempt stopped", extra={
             "request_id": m.request_id, "attempt": attempt})
         workflows.stop(arn, cause="a newer attempt of the request is current")
+        m.refresh(consistent_read=True)
+        return False
     m.refresh(consistent_read=True)
+    return True
 
 
 def fence(m: RequestModel) -> Any:

@@ -27,8 +27,9 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
     `per` subjects were worked on; `per_name` names that part: a sweep's is per item;
     `not_counted`: what else this record's figures leave out). `complete`: the record's
     current `attempt` has ended and both its last task and the call that started it have
-    counted themselves. A record from before the meter (`meter` empty) shows the step
-    counts it kept (`io`), `complete: false`."""
+    counted themselves (a meter with no note by attempt: its last task, `_landed`). A
+    record from before the meter (`meter` empty) shows the step counts it kept (`io`),
+    `complete: false`."""
     left_out = (*NOT_COUNTED, *not_counted)
     if not meter:
         legacy: dict[str, Any] = dict(io or {})

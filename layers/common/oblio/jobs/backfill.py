@@ -122,8 +122,9 @@ def create(principal: Principal, body: BackfillBody) -> dict[str, Any]:
                     segments=per[t.physical], pages=0, done=False,
                     counts=dict.fromkeys(COUNTS, 0), io={}))
         batch.save(m)
-    metering.bill_to(BackfillEvent(tenant_id=tenant_id, backfill_id=backfill_id), starts=1)
+    metering.bill_to(BackfillEvent(tenant_id=tenant_id, backfill_id=backfill_id))
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-1", _input(m))
+    metering.started(1)
     audit.append(tenant_id, "shadow_backfill_started", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "tables": names,
                           "physical_tables": [t.physical for t in targets],
@@ -144,9 +145,9 @@ def resume(principal: Principal, backfill_id: str) -> dict[str, Any]:
     attempt = int(m.attempt or 1) + 1
     m.update(actions=[BackfillModel.status.set("running"), BackfillModel.attempt.set(attempt),
                       BackfillModel.error.remove(), BackfillModel.completed_at.remove()])
-    metering.bill_to(BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id),
-                     starts=attempt)
+    metering.bill_to(BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id))
     workflows.start("shadow_backfill", f"backfill-{backfill_id}-{attempt}", _input(m))
+    metering.started(attempt)
     audit.append(principal.tenant_id, "shadow_backfill_resumed", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "attempt": attempt})
     return to_json(load(principal.tenant_id, backfill_id))

@@ -127,7 +127,7 @@ def create_job(principal: Principal, body: BulkBody) -> dict[str, Any]:
     job_id = str(ULID())
     key = f"{prefix(principal.tenant_id)}{job_id}.csv"
     # filed, not started: the upload's event starts the run
-    metering.bill_to(BulkEvent(tenant_id=principal.tenant_id, job_id=job_id), starts=None)
+    metering.bill_to(BulkEvent(tenant_id=principal.tenant_id, job_id=job_id))
     BulkJobModel(tenant_id=principal.tenant_id, job_id=job_id, status="awaiting_upload",
                  upload_key=key, dry_run=dry_run, created_at=clock.iso(),
                  requested_by=principal.key_id, io={}, attempt=1).save()
@@ -210,12 +210,13 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
         job.save()
     if job.status != "awaiting_upload":
         return {"job_id": job.job_id, "status": job.status}  # a repeated event
-    metering.bill_to(BulkEvent(tenant_id=tenant_id, job_id=job.job_id), starts=attempt_of(job))
+    metering.bill_to(BulkEvent(tenant_id=tenant_id, job_id=job.job_id))
     job.update(actions=[BulkJobModel.status.set("validating"),
                         BulkJobModel.upload_key.set(key)])
     workflows.start("bulk_erasure", f"bulk-{job.job_id}", {
         "tenant_id": tenant_id, "job_id": job.job_id, "bucket": bucket, "key": key,
         "attempt": attempt_of(job)})
+    metering.started(attempt_of(job))
     return {"job_id": job.job_id, "status": "validating"}
 
 
@@ -1062,7 +1063,7 @@ def retry(principal: Principal, job_id: str) -> dict[str, Any]:
         raise Conflict("the job was retried or changed meanwhile; follow it with GET "
                        f"/v1/bulk-erasures/{job_id}", code="not_failed") from None
     s = get_settings()
-    metering.bill_to(BulkEvent(tenant_id=job.tenant_id, job_id=job_id), starts=n + 1)
+    metering.bill_to(BulkEvent(tenant_id=job.tenant_id, job_id=job_id))
     try:
         workflows.start("bulk_erasure", f"bulk-{job_id}-{n + 1}", {
             "tenant_id": job.tenant_id, "job_id": job_id, "bucket": s.bucket("ingest"),
@@ -1072,6 +1073,7 @@ def retry(principal: Principal, job_id: str) -> dict[str, Any]:
         job.update(actions=[BulkJobModel.attempt.set(n), BulkJobModel.status.set(before)],
                    condition=current(n + 1))
         raise
+    metering.started(n + 1)
     audit.append(job.tenant_id, "bulk_erasure_retried", actor=principal.key_id,
                  details={"job_id": job_id, "attempt": n + 1, "chunks": todo})
     logger.info("bulk job retried", extra={"job_id": job_id, "attempt": n + 1,

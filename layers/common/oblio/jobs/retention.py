@@ -396,10 +396,10 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             m.save()
         p.update(actions=[RetentionPolicyModel.last_sweep_id.set(sweep_id),
                           RetentionPolicyModel.resume_sweep.remove()])
-        metering.bill_to(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id),
-                         starts=int(m.attempt))
+        metering.bill_to(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id))
         workflows.start("retention_sweep", f"sweep-{sweep_id}-{int(m.attempt)}",
                         {"tenant_id": tenant_id, "sweep_id": sweep_id})
+        metering.started(int(m.attempt))
     except Exception:
         _unlock(tenant_id, policy_id, sweep_id)
         raise

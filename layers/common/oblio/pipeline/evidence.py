@@ -165,6 +165,8 @@ def finish_request(request_id: str, tenant_id: str,
     request ended by something else (cancelled) is left alone."""
     m = records.load(tenant_id, request_id)
     records.check_current(m)
+    # this task's attempt and execution (the record may be retried before this step ends)
+    ours = int(m.attempt or 1), m.execution_arn
     if m.status not in records.ENDED and not records.mark_finishing(m):
         # cancelled before Finish began (the cancel stands, nothing is written), or ended
         # meanwhile by a concurrent run of this same Finish (then it goes on below)
@@ -191,7 +193,7 @@ def finish_request(request_id: str, tenant_id: str,
                                                          "left": leftover})
     logger.info("request finished", extra={"request_id": request_id, "status": status,
                                            "subject_ref": m.subject_ref})
-    metering.last_step(m.execution_arn, int(m.attempt or 1), meter=_meter(m) if again else None)
+    metering.last_step(ours[1], ours[0], meter=_meter(m) if again else None)
     return {"status": status}
 
 
@@ -404,7 +406,7 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
         return {"status": m.status}
     records.check_current(m)
     code, message = caught(error)
-    attempt = int(m.attempt or 1)
+    attempt, arn = int(m.attempt or 1), m.execution_arn  # this task's (a retry may follow)
     again = m.status == "failed"  # this step run again
     if m.status != "failed":
         failure = {"code": code, "message": message, "at": clock.iso(), "attempt": attempt}
@@ -425,8 +427,7 @@ def fail(request_id: str, tenant_id: str, error: dict[str, Any]) -> dict[str, An
     logger.warning("request failed", extra={"request_id": request_id, "code": code,
                                             "attempt": attempt})
     # and the Fail state after this one; once, however often the step runs
-    metering.last_step(m.execution_arn, int(m.attempt or 1), after=1,
-                       meter=_meter(m) if again else None)
+    metering.last_step(arn, attempt, after=1, meter=_meter(m) if again else None)
     return {"status": "failed"}
 
 

@@ -236,15 +236,15 @@ def create(principal: Principal, body: RequestBody, audited: bool = True) -> Fil
         return Filed({**records.to_json(records.load(tenant.tenant_id, existing)),
                       "duplicate_of_open_request": True,
                       **readings(subject, tenant.phone_region)}, created=False)
-    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=tenant.tenant_id),
-                     starts=int(m.attempt or 1))
+    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=tenant.tenant_id))
     audit.append(tenant.tenant_id, "request_received", actor=principal.key_id,
                  request_id=request_id, subject_ref=ref,
                  details={"type": body.type, "action": action,
                           "include_children": body.include_children,
                           "tables": params["tables"], "purposes": params["purposes"],
                           "changes": sorted(params["changes"] or {})})
-    records.start(m)
+    if records.start(m):
+        metering.started(int(m.attempt or 1))
     count("RequestsCreated", type=body.type)
     return Filed({"request_id": request_id, "status": m.status, "due_at": m.due_at,
                   **readings(subject, tenant.phone_region)}, created=True)
@@ -375,9 +375,9 @@ def retry(principal: Principal, request_id: str) -> dict[str, Any]:
     audit.append(principal.tenant_id, "request_retried", actor=principal.key_id,
                  request_id=request_id, subject_ref=m.subject_ref,
                  details={"attempt": attempt, "from": was})
-    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=principal.tenant_id),
-                     starts=attempt)
-    records.start(m, claimed=True)
+    metering.bill_to(TaskEvent(request_id=request_id, tenant_id=principal.tenant_id))
+    if records.start(m, claimed=True):
+        metering.started(attempt)
     return _current(principal, request_id, attempt)
 
 

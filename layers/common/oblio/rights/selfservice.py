@@ -356,9 +356,9 @@ def _verified(tenant: Tenant, m: RequestModel) -> dict[str, Any]:
 def _run(m: RequestModel) -> dict[str, str]:
     """Start the request's workflow; a type this version cannot run yet stays queued."""
     if m.type in records.AVAILABLE:
-        metering.bill_to(TaskEvent(request_id=m.request_id, tenant_id=m.tenant_id),
-                         starts=int(m.attempt or 1))
-        records.start(m)
+        metering.bill_to(TaskEvent(request_id=m.request_id, tenant_id=m.tenant_id))
+        if records.start(m):
+            metering.started(int(m.attempt or 1))
         return {"status": "queued"}
     m.update(actions=[RequestModel.status.set("queued"),
                       RequestModel.timeline.set(RequestModel.timeline.append([records.event(
