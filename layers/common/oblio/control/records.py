@@ -266,10 +266,11 @@ def start(m: RequestModel, claimed: bool = False) -> bool:
         logger.warning("execution of a stale attempt stopped", extra={
             "request_id": m.request_id, "attempt": attempt})
         workflows.stop(arn, cause="a newer attempt of the request is current")
-        m.refresh(consistent_read=True)
-        return False
+        current = False
+    else:
+        current = True
     m.refresh(consistent_read=True)
-    return True
+    return current
 
 
 def fence(m: RequestModel) -> Any:

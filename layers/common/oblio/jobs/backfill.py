@@ -322,7 +322,7 @@ def finish(tenant_id: str, backfill_id: str) -> dict[str, Any]:
     gets none), `completed_with_errors` when concurrent writes kept some item from it."""
     m = load(tenant_id, backfill_id)
     if m.status in ENDED:  # run again after the backfill ended: counted once
-        metering.last_step(_execution(m), int(m.attempt or 1), meter=plain(m.meter) or {})
+        _ended(m)
         return {"status": m.status}
     rows = _segment_rows(tenant_id, backfill_id)
     counts, io, done, _ = totals(rows)
@@ -340,7 +340,7 @@ def finish(tenant_id: str, backfill_id: str) -> dict[str, Any]:
                       BackfillModel.totals.set(counts), BackfillModel.audit_entry.set(entry)])
     logger.info("shadow backfill finished", extra={"backfill_id": backfill_id,
                                                     "status": status, **counts})
-    metering.last_step(_execution(m), int(m.attempt or 1))  # Finish is the run's last task
+    _ended(m)  # Finish is the run's last task
     return {"status": status}
 
 
@@ -359,8 +359,14 @@ def fail(tenant_id: str, backfill_id: str, error: dict[str, Any]) -> dict[str, A
 
     out = chunks.fail(m.status, error, record)
     # and the Failed state after it; once, however often the step runs
-    metering.last_step(_execution(m), int(m.attempt or 1), after=1, meter=plain(m.meter) or {})
+    _ended(m, after=1)
     return out
+
+
+def _ended(m: BackfillModel, after: int = 0) -> None:
+    """`metering.last_step` for the run's current attempt, with its meter as this task read
+    it (a step run again counts the end once)."""
+    metering.last_step(_execution(m), int(m.attempt or 1), after=after, meter=plain(m.meter))
 
 
 def _execution(m: BackfillModel) -> str:

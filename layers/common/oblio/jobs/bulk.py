@@ -924,7 +924,7 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     if stale(job, attempt):
         return {"status": job.status}
     if job.status in chunks.ENDED:  # run again after the job ended: counted once
-        metering.last_step(_execution(job), attempt_of(job), meter=plain(job.meter) or {})
+        _ended(job)
         return {"status": job.status}
     got = chunk_outcomes(job)
     key = f"reports/{tenant_id}/bulk-{job_id}.csv"
@@ -961,7 +961,7 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     ], condition=current(attempt_of(job)))
     if not got.not_done:
         _work(tenant_id, job_id).clear()
-    metering.last_step(_execution(job), attempt_of(job))  # Report is the job's last task
+    _ended(job)  # Report is the job's last task
     return {"status": status, **({"chunks_failed": got.failed} if got.failed else {}),
             **({"chunks_missing": got.missing} if got.missing else {})}
 
@@ -997,7 +997,13 @@ def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> No
                condition=current(attempt_of(job)))
     if not keep_work:
         _work(job.tenant_id, job.job_id).clear()
-    metering.last_step(_execution(job), attempt_of(job), after=1)  # and the Fail state after it
+    _ended(job, after=1)  # and the Fail state after it
+
+
+def _ended(job: BulkJobModel, after: int = 0) -> None:
+    """`metering.last_step` for the job's current run, with its meter as this task read it
+    (a step run again counts the end once)."""
+    metering.last_step(_execution(job), attempt_of(job), after=after, meter=plain(job.meter))
 
 
 def _execution(job: BulkJobModel) -> str:
@@ -1016,8 +1022,7 @@ def fail(tenant_id: str, job_id: str, error: dict[str, Any],
     if stale(job, attempt):
         return {"status": job.status, "stale": True}
     if job.status in chunks.ENDED:  # ended before (by Report, or by this step run again)
-        metering.last_step(_execution(job), attempt_of(job), after=1,
-                           meter=plain(job.meter) or {})
+        _ended(job, after=1)
     return chunks.fail(job.status, error, lambda code, reason: finish_failed(
         job, reason, keep_work=job.chunks is not None))
 

@@ -703,7 +703,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
     s = get_settings()
     m = load_sweep(tenant_id, sweep_id)
     if m.status in chunks.ENDED:  # run again after the sweep ended: counted once
-        metering.last_step(_execution(m), int(m.attempt or 1), meter=plain(m.meter) or {})
+        _ended(m)
         return {"status": m.status}
     spec = (plain(m.policy) or {})
     counts, io, done = totals(m)
@@ -748,7 +748,7 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                       RetentionSweepModel.report_key.set(key)])
     _unlock(tenant_id, m.policy_id or "", sweep_id)
     logger.info("retention sweep finished", extra={"sweep_id": sweep_id, "status": status})
-    metering.last_step(_execution(m), int(m.attempt or 1))  # Report is the sweep's last task
+    _ended(m)  # Report is the sweep's last task
     return {"status": status}
 
 
@@ -773,8 +773,14 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]
 
     out = chunks.fail(m.status, error, record)
     # and the Failed state after it; once, however often the step runs
-    metering.last_step(_execution(m), int(m.attempt or 1), after=1, meter=plain(m.meter) or {})
+    _ended(m, after=1)
     return out
+
+
+def _ended(m: RetentionSweepModel, after: int = 0) -> None:
+    """`metering.last_step` for the sweep's current attempt, with its meter as this task
+    read it (a step run again counts the end once)."""
+    metering.last_step(_execution(m), int(m.attempt or 1), after=after, meter=plain(m.meter))
 
 
 def _execution(m: RetentionSweepModel) -> str:

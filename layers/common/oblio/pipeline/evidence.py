@@ -166,7 +166,7 @@ def finish_request(request_id: str, tenant_id: str,
     m = records.load(tenant_id, request_id)
     records.check_current(m)
     # this task's attempt and execution (the record may be retried before this step ends)
-    ours = int(m.attempt or 1), m.execution_arn
+    attempt, arn = int(m.attempt or 1), m.execution_arn
     if m.status not in records.ENDED and not records.mark_finishing(m):
         # cancelled before Finish began (the cancel stands, nothing is written), or ended
         # meanwhile by a concurrent run of this same Finish (then it goes on below)
@@ -193,7 +193,7 @@ def finish_request(request_id: str, tenant_id: str,
                                                          "left": leftover})
     logger.info("request finished", extra={"request_id": request_id, "status": status,
                                            "subject_ref": m.subject_ref})
-    metering.last_step(ours[1], ours[0], meter=_meter(m) if again else None)
+    metering.last_step(arn, attempt, meter=_meter(m) if again else None)
     return {"status": status}
 
 
