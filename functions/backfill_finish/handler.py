@@ -10,4 +10,4 @@ from oblio.jobs import backfill
 @tracer.capture_lambda_handler
 @task(BackfillEvent)
 def handler(ev: BackfillEvent) -> dict:
-    return backfill.finish(ev.tenant_id, ev.backfill_id)
+    return backfill.finish(ev.tenant_id, ev.backfill_id, attempt=ev.attempt)

@@ -10,4 +10,5 @@ from oblio.jobs import backfill
 @tracer.capture_lambda_handler
 @task(BackfillEvent)
 def handler(ev: BackfillEvent) -> dict:
-    return backfill.run_segment(ev.tenant_id, ev.backfill_id, ev.table or "", ev.segment or 0)
+    return backfill.run_segment(ev.tenant_id, ev.backfill_id, ev.table or "", ev.segment or 0,
+                                attempt=ev.attempt)

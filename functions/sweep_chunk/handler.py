@@ -10,4 +10,5 @@ from oblio.jobs import retention
 @tracer.capture_lambda_handler
 @task(SweepEvent)
 def handler(ev: SweepEvent) -> dict:
-    return retention.apply_chunk(ev.tenant_id, ev.sweep_id, ev.chunk or "")
+    return retention.apply_chunk(ev.tenant_id, ev.sweep_id, ev.chunk or "",
+                                 attempt=ev.attempt)

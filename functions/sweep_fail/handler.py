@@ -10,4 +10,4 @@ from oblio.jobs import retention
 @tracer.capture_lambda_handler
 @task(SweepEvent)
 def handler(ev: SweepEvent) -> dict:
-    return retention.fail(ev.tenant_id, ev.sweep_id, ev.error or {})
+    return retention.fail(ev.tenant_id, ev.sweep_id, ev.error or {}, attempt=ev.attempt)

@@ -10,4 +10,4 @@ from oblio.jobs import retention
 @tracer.capture_lambda_handler
 @task(SweepEvent)
 def handler(ev: SweepEvent) -> dict:
-    return retention.find_candidates(ev.tenant_id, ev.sweep_id)
+    return retention.find_candidates(ev.tenant_id, ev.sweep_id, attempt=ev.attempt)

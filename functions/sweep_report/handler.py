@@ -10,4 +10,4 @@ from oblio.jobs import retention
 @tracer.capture_lambda_handler
 @task(SweepEvent)
 def handler(ev: SweepEvent) -> dict:
-    return retention.report(ev.tenant_id, ev.sweep_id)
+    return retention.report(ev.tenant_id, ev.sweep_id, attempt=ev.attempt)

@@ -2,7 +2,8 @@
 tolerated, and the threshold is declared rather than left to a default; the local AWS's
 parser accepts the declaration (it refused an integer 0 before); a failed chunk still leads
 to the report, which checks every chunk itself; a failing failure-recorder ends the
-execution with a named error instead of passing as success."""
+execution with a named error instead of passing as success; every task of a bulk job, a
+sweep and a backfill is handed its run (`attempt`)."""
 
 from __future__ import annotations
 
@@ -59,9 +60,32 @@ def test_the_failure_recorder_retries_with_jitter_and_is_caught(name):
     assert _load(name)["States"][catch["Next"]]["Type"] == "Fail"
 
 
-def test_every_bulk_task_carries_the_job_s_attempt():
-    d = _load("bulk_erasure.asl.json")
-    m = _map(d)
-    assert m["ItemSelector"]["attempt.$"] == "$.attempt"
-    for state in ("Report", "RecordFailure"):
-        assert d["States"][state]["Parameters"]["attempt.$"] == "$.attempt"
+#: the tasks that run before a run has anything to fence (a bulk job's validation runs once,
+#: on its first run: a retry starts from the saved chunks)
+UNFENCED = {("bulk_erasure.asl.json", "Validate")}
+
+
+def _tasks(states: dict[str, Any], selector: dict[str, Any] | None = None,
+           ) -> list[tuple[str, dict[str, Any], dict[str, Any] | None]]:
+    """Every Task state, with the ItemSelector of the Map it runs in (None: top level)."""
+    out = []
+    for name, st in states.items():
+        if st["Type"] == "Task":
+            out.append((name, st, selector))
+        elif st["Type"] == "Map":
+            out += _tasks(st["ItemProcessor"]["States"], st.get("ItemSelector"))
+    return out
+
+
+@pytest.mark.parametrize("name", (*CHUNKED, "shadow_backfill.asl.json"))
+def test_every_task_of_a_job_carries_its_run(name):
+    """A task of an earlier run writes nothing to the job: each task must be handed the
+    run's `attempt` (its own Parameters, or the Map's ItemSelector when it takes the item
+    whole), or a failure step run again after a resume acts on the new run."""
+    tasks = _tasks(_load(name)["States"])
+    assert tasks
+    for state, st, selector in tasks:
+        if (name, state) in UNFENCED:
+            continue
+        given = st.get("Parameters", selector)
+        assert given is not None and given.get("attempt.$") == "$.attempt", state

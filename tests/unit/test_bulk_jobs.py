@@ -288,6 +288,30 @@ def test_a_repeated_upload_event_starts_nothing_again(t):
     assert [j["job_id"] for j in jobs] == [job_id]
 
 
+def test_an_upload_whose_start_failed_waits_for_its_files_event_again(t, monkeypatch):
+    """StartExecution refused (throttled, an outage): nothing runs, so the job goes back to
+    waiting for its file and the event's redelivery (S3 events are retried for a function
+    that raised) starts it. Before, the job stayed `validating` for good and every redelivery
+    was taken for a repeat."""
+    from oblio.store import workflows
+
+    made = bulk.create_job(world.principal(t.tenant_id), parse(BulkBody, {}))
+    aws.client("s3").put_object(Bucket=made["upload_bucket"], Key=made["upload_key"],
+                                Body=b"email\na@example.com\n")
+    real = workflows.start
+
+    def refused(*a: Any, **k: Any) -> str:
+        raise RuntimeError("StartExecution throttled")
+
+    monkeypatch.setattr(workflows, "start", refused)
+    with pytest.raises(RuntimeError):
+        bulk.start_from_upload(made["upload_bucket"], made["upload_key"])
+    assert bulk.load(t.tenant_id, made["job_id"]).status == "awaiting_upload"
+    monkeypatch.setattr(workflows, "start", real)
+    assert bulk.start_from_upload(made["upload_bucket"], made["upload_key"]) == {
+        "job_id": made["job_id"], "status": "validating"}
+
+
 # -- erasing the chunks ------------------------------------------------------------------------
 
 def test_a_job_erases_the_people_found_and_reports_the_others(demo_map, t):

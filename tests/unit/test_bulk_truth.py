@@ -172,7 +172,7 @@ def test_a_chunk_or_failure_of_an_earlier_run_writes_nothing_to_the_job(t, monke
     assert bulk.erase_chunk(t.tenant_id, job_id, first, attempt=1)["skipped"] is True
     assert bulk.fail(t.tenant_id, job_id, {"Error": "Old", "Cause": "x"}, attempt=1)[
         "stale"] is True
-    assert bulk.report(t.tenant_id, job_id, attempt=1) == {"status": "running"}
+    assert bulk.report(t.tenant_id, job_id, attempt=1) == {"status": "running", "stale": True}
 
     assert bulk.to_json(bulk.load(t.tenant_id, job_id)) == before
     # the chunk's own write is refused even when the early check is passed

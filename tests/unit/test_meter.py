@@ -364,7 +364,7 @@ def test_a_jobs_report_run_again_counts_the_end_once_and_ends_a_killed_runs_coun
     bulk_fail.handler.handler({**ev, "error": {"Error": "States.Timeout"}}, ctx)
     last = plain(bulk.load(t.tenant_id, job_id).meter)
     assert last["note:final:1"] == 1
-    seen = workflows.transitions(bulk._execution(bulk.load(t.tenant_id, job_id)), after=1)
+    seen = workflows.transitions(bulk._execution(bulk.load(t.tenant_id, job_id), 1), after=1)
     assert last.get("note:stepfunctions.transitions", 0) == seen
 
 

@@ -518,3 +518,175 @@ def test_a_policy_over_whole_subjects_applies_roles_and_legal_holds(world, monke
     assert left["wrote"]["comments"] == "reliable" and left["wrote"]["subject_id"] == "c001"
     assert left["held"]["comments"] == "disputed"
     assert counts["subjects"] == 1 and counts["held"] == 1 and counts["items_remaining"] == 0
+
+
+# -- runs: a task of the run that failed, and a start that failed --------------------------------
+
+def _metered(world: str, sid: str) -> Any:
+    from oblio.control import metering
+    from oblio.core.boundary import SweepEvent
+
+    return metering.invocation(metering.target_of(SweepEvent(tenant_id=world, sweep_id=sid)))
+
+
+def test_a_task_of_the_failed_run_does_nothing_to_the_resumed_sweep(world):
+    """Step Functions runs a task again after a timeout: attempt 1's failure step, run again
+    after the sweep was resumed (attempt 2), must not mark the new run failed, release its
+    lock or say its `io` complete; nor may attempt 1's find, chunk or report write to it.
+    Before, these tasks carried no attempt and acted on whatever run the sweep was on."""
+    from oblio.control import metering
+    from oblio.jobs import retention
+    from oblio.store.models import RetentionSweepModel, plain
+
+    _contacts(world, [(600 + 10 * i, False) for i in range(12)])
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    with metering.invocation(kind="api"):
+        sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
+    out = retention.find_candidates(world, sid, attempt=1)
+    assert out["chunks"] >= 2
+    work = f"work/{world}/sweeps/{sid}/chunks/"
+    with _metered(world, sid):
+        retention.fail(world, sid, {"Error": "Boom", "Cause": "x"}, attempt=1)
+    with metering.invocation(kind="api"):
+        assert retention.start(world, "inactive", trigger="test")["resumed"] is True
+
+    def sweep() -> RetentionSweepModel:
+        return retention.load_sweep(world, sid)
+
+    before = sweep()
+    with _metered(world, sid):  # attempt 1's failure step, run again
+        assert retention.fail(world, sid, {"Error": "Late", "Cause": "y"}, attempt=1)[
+            "stale"] is True
+    with _metered(world, sid):
+        assert retention.report(world, sid, attempt=1)["stale"] is True
+    assert retention.find_candidates(world, sid, attempt=1)["stale"] is True
+    assert retention.apply_chunk(world, sid, f"{work}000000.json", attempt=1)["stale"] is True
+    now = sweep()
+    assert (now.status, now.attempt, now.error) == ("running", 2, None)
+    assert now.audit_entry is None and now.report_key is None
+    assert plain(now.find_state) == plain(before.find_state)
+    assert retention.sweep_json(now)["chunks_done"] == 0  # attempt 1's chunk recorded nothing
+    assert "note:final:2" not in (plain(now.meter) or {})
+    assert retention.sweep_json(now)["io"]["complete"] is False
+    with pytest.raises(Conflict) as held:  # the new run's lock is still held
+        retention.start(world, "inactive", trigger="test")
+    assert held.value.details["sweep_id"] == sid
+
+    # attempt 2 runs to its end as if nothing had happened
+    out = retention.find_candidates(world, sid, attempt=2)
+    for n in range(out["chunks"]):
+        retention.apply_chunk(world, sid, f"{work}{n:06d}.json", attempt=2)
+    with _metered(world, sid):
+        assert retention.report(world, sid, attempt=2) == {"status": "completed"}
+    done = retention.sweep_json(sweep())
+    assert done["status"] == "completed" and done["io"]["complete"] is True
+    assert done["tables"]["contacts"]["anonymised"] == 12
+
+
+def test_a_write_of_a_task_is_refused_once_its_sweep_is_on_another_run(world):
+    """The early check passed, then the sweep was resumed: the task's write is still
+    conditioned on its run, and refused (nothing written)."""
+    from oblio.jobs import chunks, retention
+    from oblio.store.models import RetentionSweepModel
+
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
+    m = retention.load_sweep(world, sid)
+    m.update(actions=[RetentionSweepModel.attempt.set(2)])
+    assert chunks.write_on_run(m, [RetentionSweepModel.status.set("failed")], 1) is False
+    assert retention.load_sweep(world, sid).status == "running"
+    assert chunks.write_on_run(m, [RetentionSweepModel.chunks.set(3)], 2) is True
+
+
+def test_a_sweep_whose_start_failed_is_failed_and_the_next_run_resumes_it(world, monkeypatch):
+    """StartExecution refused (throttled, an outage): nothing runs, so the sweep is recorded
+    failed at once, saying why, with its lock released and the policy's resume point set,
+    and its `io` (this call's counts) complete; the next run resumes it. Before, it stayed
+    `running` for good with nothing running."""
+    from oblio.control import audit, metering
+    from oblio.jobs import retention
+    from oblio.store import workflows
+
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    real = workflows.start
+
+    def refused(*a: Any, **k: Any) -> str:
+        raise RuntimeError("StartExecution throttled")
+
+    monkeypatch.setattr(workflows, "start", refused)
+    with pytest.raises(RuntimeError), metering.invocation(kind="api"):
+        retention.start(world, "inactive", trigger="test")
+    [m] = [r for r in map(retention.sweep_json, _runs(world))]
+    assert m["status"] == "failed" and m["error"].startswith("start_failed: ")
+    assert "RuntimeError" in m["error"] and m["io"]["complete"] is True
+    assert m["io"]["lambda"]["invocations"] == 1  # the API call's own counts landed
+    assert retention.load_policy(world, "inactive").resume_sweep == m["sweep_id"]
+    failed = [e for e in map(audit.to_json, audit.entries(world)[0])
+              if e["action"] == "retention_sweep_failed"]
+    assert failed[0]["details"]["code"] == "start_failed"
+
+    monkeypatch.setattr(workflows, "start", real)
+    again = retention.start(world, "inactive", trigger="test")  # the lock was released
+    assert again == {"sweep_id": m["sweep_id"], "policy_id": "inactive", "status": "running",
+                     "resumed": True}
+    assert retention.load_sweep(world, m["sweep_id"]).attempt == 2
+
+
+def _runs(world: str) -> list[Any]:
+    from oblio.store.models import RetentionSweepModel
+
+    return list(RetentionSweepModel.query(world, RetentionSweepModel.sk.startswith("run#")))
+
+
+def test_a_policy_whose_sweep_did_not_start_stops_no_other_in_the_nightly_pass(world,
+                                                                               monkeypatch):
+    from oblio.jobs import retention
+    from oblio.store import workflows
+
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    retention.put_policy(world, "trash", retention.DEMO_POLICIES["ticket-trash"], actor="t")
+    real = workflows.start
+    calls: list[str] = []
+
+    def first_refused(sm: str, name: str, payload: dict[str, Any]) -> str:
+        calls.append(name)
+        if len(calls) == 1:
+            raise RuntimeError("throttled")
+        return real(sm, name, payload)
+
+    monkeypatch.setattr(workflows, "start", first_refused)
+    out = retention.run_scheduled()
+    assert (out["started"], out["failed"], out["skipped"]) == (1, 1, 0)
+    assert sorted(m.status for m in _runs(world)) == ["failed", "running"]
+
+
+
+def test_a_report_killed_after_the_sweeps_end_was_written_releases_the_lock_when_run_again(
+        world, monkeypatch):
+    """The sweep's end is written before its work files go (never under a run resumed
+    meanwhile); a report that dies between the two leaves its rerun to finish them: the
+    lock released, the work files gone."""
+    from oblio.jobs import chunks, retention
+    from oblio.store import objects
+
+    _contacts(world, [(900, False)])
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
+    out = retention.find_candidates(world, sid, attempt=1)
+    work = f"work/{world}/sweeps/{sid}/chunks/"
+    retention.apply_chunk(world, sid, f"{work}000000.json", attempt=1)
+    real = chunks.Work.clear
+
+    def killed(self: Any) -> None:
+        raise RuntimeError("the invocation timed out")
+
+    monkeypatch.setattr(chunks.Work, "clear", killed)
+    with pytest.raises(RuntimeError):
+        retention.report(world, sid, attempt=1)
+    assert retention.load_sweep(world, sid).status == "completed"
+    with pytest.raises(Conflict):  # still locked
+        retention.start(world, "inactive", trigger="test")
+    monkeypatch.setattr(chunks.Work, "clear", real)
+    assert retention.report(world, sid, attempt=1) == {"status": "completed"}
+    assert not objects.exists(f"{work}000000.json") and out["chunks"] == 1
+    assert retention.start(world, "inactive", trigger="test")["resumed"] is False

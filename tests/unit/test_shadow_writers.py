@@ -337,6 +337,75 @@ def test_a_resumed_backfill_is_not_complete_until_its_new_attempt_has_counted_it
     assert done["by_owner"]["tenant"]["dynamodb.UpdateItem"] == 5
 
 
+def test_a_task_of_the_failed_run_does_nothing_to_the_resumed_backfill(dm):
+    """Attempt 1's failure step, run again by Step Functions after the backfill was resumed
+    (attempt 2), must not mark the new run failed nor say its `io` complete; attempt 1's
+    segment and Finish write nothing to it. Before, these tasks carried no attempt and
+    acted on whatever run the backfill was on."""
+    import backfill_fail.handler
+    import backfill_finish.handler
+    import backfill_segment.handler
+
+    from infra.local.lambdas import _Context
+    from oblio.control import metering
+    from oblio.jobs import backfill
+    from oblio.store.models import BackfillModel, plain
+
+    _put(*_many(5))
+    with metering.invocation(kind="api"):
+        bid = backfill.create(world.principal("acme"), _body(segments=1))["backfill_id"]
+    ctx = _Context("oblio-backfill", "arn:aws:lambda:eu-west-1:123456789012:function:b")
+    old = {"tenant_id": "acme", "backfill_id": bid, "attempt": 1}
+    boom = {"Error": "States.Timeout", "Cause": "the segment timed out"}
+    backfill_fail.handler.handler({**old, "error": boom}, ctx)
+    with metering.invocation(kind="api"):
+        backfill.resume(world.principal("acme"), bid)
+
+    assert backfill_fail.handler.handler({**old, "error": boom}, ctx)["stale"] is True
+    assert backfill_segment.handler.handler({**old, "table": TABLE, "segment": 0}, ctx) == {
+        "done": True, "stale": True}
+    assert backfill_finish.handler.handler(old, ctx)["stale"] is True
+    got = backfill.load("acme", bid)
+    assert (got.status, got.attempt, got.error, got.audit_entry) == ("running", 2, None, None)
+    assert "note:final:2" not in (plain(got.meter) or {})
+    seg = BackfillModel.get("acme", f"seg#{bid}#{TABLE}#0000")
+    assert int(seg.pages or 0) == 0  # attempt 1's segment read nothing
+    assert backfill.to_json(got)["io"]["complete"] is False
+
+    new = {**old, "attempt": 2}
+    assert backfill_segment.handler.handler({**new, "table": TABLE, "segment": 0},
+                                            ctx) == {"done": True}
+    assert backfill_finish.handler.handler(new, ctx) == {"status": "completed"}
+    done = backfill.to_json(backfill.load("acme", bid))
+    assert done["status"] == "completed" and done["io"]["complete"] is True
+    assert done["counts"]["items_written"] == 5
+
+
+def test_a_backfill_whose_start_failed_is_failed_and_can_be_resumed(dm, monkeypatch):
+    """StartExecution refused: the backfill is recorded failed at once, saying why, its
+    `io` (this call's counts) complete; a resume starts it. Before, it stayed `running` with
+    nothing running, and a resume was refused (only a failed backfill resumes)."""
+    from oblio.control import metering
+    from oblio.jobs import backfill
+    from oblio.store import workflows
+
+    real = workflows.start
+
+    def refused(*a: Any, **k: Any) -> str:
+        raise RuntimeError("StartExecution throttled")
+
+    monkeypatch.setattr(workflows, "start", refused)
+    _put(*_many(2))
+    with pytest.raises(RuntimeError), metering.invocation(kind="api"):
+        backfill.create(world.principal("acme"), _body(segments=1))
+    [m] = backfill.list_backfills("acme")["items"]
+    assert m["status"] == "failed" and m["error"].startswith("start_failed: ")
+    assert m["io"]["complete"] is True and m["attempt"] == 1
+    monkeypatch.setattr(workflows, "start", real)
+    out = backfill.resume(world.principal("acme"), m["backfill_id"])
+    assert (out["status"], out["attempt"]) == ("running", 2)
+
+
 def test_a_segment_hands_over_after_its_time_budget(dm, monkeypatch):
     from oblio.core.settings import get_settings
     from oblio.jobs import backfill
@@ -455,6 +524,7 @@ def test_a_failed_backfill_resumes_from_its_checkpoints_and_only_a_failed_one(dm
     # the tenant is one partition of this pooled table: read by one Query, one segment
     assert payload["segments"] == [{"table": TABLE, "segment": 0}]
     assert payload["tenant_id"] == "acme" and "Person" not in str(payload)  # references only
+    assert payload["attempt"] == 2  # every task of the run is handed its attempt
     assert backfill.run_segment("acme", bid, TABLE, 0) == {"done": True}  # finished stays
 
 

@@ -130,6 +130,16 @@ def started(attempt: int) -> None:
         bill.starts = attempt
 
 
+def start_failed(attempt: int) -> None:
+    """Say that the running call tried to start the run of the record's attempt `attempt`
+    and its StartExecution failed: nothing runs for that attempt, so its `io` is this
+    call's counts, complete once they have landed (its start and its end, in one)."""
+    bill = _bill.get()
+    if bill is not None:
+        bill.starts = attempt
+        aws.note(f"final:{attempt}")
+
+
 def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True,
            invocations: int = 1) -> None:
     counts: dict[str, Any] = dict(counter.owned)

@@ -150,6 +150,8 @@ class SweepEvent(BaseModel):
     sweep_id: str
     chunk: str | None = None
     error: dict[str, Any] | None = None
+    #: the sweep's run the task belongs to (absent: trust the record's)
+    attempt: int | None = None
 
 
 class BackfillEvent(BaseModel):
@@ -160,6 +162,8 @@ class BackfillEvent(BaseModel):
     table: str | None = None
     segment: int | None = None
     error: dict[str, Any] | None = None
+    #: the backfill's run the task belongs to (absent: trust the record's)
+    attempt: int | None = None
 
 
 def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
@@ -178,7 +182,9 @@ def _boundary(fn: Callable[[Any], dict[str, Any]], model: type[BaseModel],
         # the trace of a Map iteration says which table or chunk it was
         annotate(**ids, action=getattr(ev, "action", None), table=unit.get("table"),
                  chunk=chunk.rsplit("/", 1)[-1].split(".")[0])
-        token = _attempt.set(getattr(ev, "attempt", None))
+        # a request's attempt fences its writes; a job's, sweep's or backfill's is the
+        # step's own business (it is passed on), never a request's fence
+        token = _attempt.set(ev.attempt if isinstance(ev, TaskEvent) else None)
         try:
             return fn(ev)
         except Exception as exc:  # noqa: BLE001 - re-raised, scrubbed

@@ -23,6 +23,11 @@ A backfill is one run of `statemachines/shadow_backfill.asl.json` for one tenant
 - `finish` adds the segments up, audits, and sets the status; `fail` records a failure, and
   `resume` (POST /v1/backfills/{id}/resume) starts the workflow again from the checkpoints.
 
+A resume is a new run (`attempt`) whose execution carries its number to every task: a task of
+the run that failed writes nothing to the backfill and counts only its own run's end
+(`chunks.stale`, `chunks.write_on_run`). A run whose StartExecution failed is recorded
+failed at once (and can be resumed), never left `running` with nothing running.
+
 Counts, not contents: payloads, logs, the audit entry and the answers carry counts, table
 names and ids; a value that does not parse is counted, never shown.
 """
@@ -93,7 +98,24 @@ def _input(m: BackfillModel) -> dict[str, Any]:
     """The workflow's input: ids, and each segment as (physical table, number)."""
     segs = [{"table": table, "segment": i}
             for table, n in sorted((plain(m.physical) or {}).items()) for i in range(int(n))]
-    return {"tenant_id": m.tenant_id, "backfill_id": m.backfill_id, "segments": segs}
+    return {"tenant_id": m.tenant_id, "backfill_id": m.backfill_id, "segments": segs,
+            "attempt": chunks.run_of(m)}
+
+
+def _start(m: BackfillModel) -> None:
+    """Start the run of the backfill's attempt, counted to it; a start that fails leaves the
+    run recorded failed (resumable), and raises."""
+    n = chunks.run_of(m)
+    metering.bill_to(BackfillEvent(tenant_id=m.tenant_id, backfill_id=m.backfill_id))
+    try:
+        workflows.start("shadow_backfill", f"backfill-{m.backfill_id}-{n}", _input(m))
+    except Exception as exc:
+        reason = (f"start_failed: the backfill's workflow did not start "
+                  f"({type(exc).__name__}); resume it (POST /v1/backfills/{m.backfill_id}"
+                  "/resume)")
+        chunks.started_nothing(lambda: _record_failure(m, n, "start_failed", reason), n)
+        raise
+    metering.started(n)
 
 
 def create(principal: Principal, body: BackfillBody) -> dict[str, Any]:
@@ -122,9 +144,7 @@ def create(principal: Principal, body: BackfillBody) -> dict[str, Any]:
                     segments=per[t.physical], pages=0, done=False,
                     counts=dict.fromkeys(COUNTS, 0), io={}))
         batch.save(m)
-    metering.bill_to(BackfillEvent(tenant_id=tenant_id, backfill_id=backfill_id))
-    workflows.start("shadow_backfill", f"backfill-{backfill_id}-1", _input(m))
-    metering.started(1)
+    _start(m)
     audit.append(tenant_id, "shadow_backfill_started", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "tables": names,
                           "physical_tables": [t.physical for t in targets],
@@ -143,11 +163,18 @@ def resume(principal: Principal, backfill_id: str) -> dict[str, Any]:
         raise Conflict(f"only a failed backfill can be resumed; this one is {m.status}",
                        code="backfill_not_failed")
     attempt = int(m.attempt or 1) + 1
-    m.update(actions=[BackfillModel.status.set("running"), BackfillModel.attempt.set(attempt),
-                      BackfillModel.error.remove(), BackfillModel.completed_at.remove()])
-    metering.bill_to(BackfillEvent(tenant_id=principal.tenant_id, backfill_id=backfill_id))
-    workflows.start("shadow_backfill", f"backfill-{backfill_id}-{attempt}", _input(m))
-    metering.started(attempt)
+    try:
+        m.update(actions=[BackfillModel.status.set("running"),
+                          BackfillModel.attempt.set(attempt), BackfillModel.error.remove(),
+                          BackfillModel.completed_at.remove()],
+                 condition=(BackfillModel.status == "failed")
+                 & chunks.current(BackfillModel, attempt - 1))
+    except UpdateError as exc:
+        if not chunks.condition_failed(exc):
+            raise
+        raise Conflict("the backfill was resumed meanwhile; follow it with GET "
+                       f"/v1/backfills/{backfill_id}", code="backfill_not_failed") from None
+    _start(m)
     audit.append(principal.tenant_id, "shadow_backfill_resumed", actor=principal.key_id,
                  details={"backfill_id": backfill_id, "attempt": attempt})
     return to_json(load(principal.tenant_id, backfill_id))
@@ -217,11 +244,15 @@ def process_page(dm: Any, target: shadowscan.Target, items: list[dict[str, Any]]
     return counts
 
 
-def run_segment(tenant_id: str, backfill_id: str, table: str, segment: int) -> dict[str, Any]:
+def run_segment(tenant_id: str, backfill_id: str, table: str, segment: int,
+                attempt: int | None = None) -> dict[str, Any]:
     """Scan one segment from its checkpoint, page by page, for at most
-    `settings.backfill_seconds`; `done` says whether the segment reached its end."""
+    `settings.backfill_seconds`; `done` says whether the segment reached its end (a task of
+    an earlier run does nothing and says done: its run ends)."""
     s = get_settings()
     run = load(tenant_id, backfill_id)
+    if _stale(run, attempt):
+        return {"done": True, "stale": True}
     sk = _seg_sk(backfill_id, table, segment)
     try:
         m = BackfillModel.get(tenant_id, sk, consistent_read=True)
@@ -316,13 +347,17 @@ def totals(rows: list[BackfillModel]) -> tuple[dict[str, int], dict[str, int], i
     return counts, dict(sorted(io.items())), done, per
 
 
-def finish(tenant_id: str, backfill_id: str) -> dict[str, Any]:
+def finish(tenant_id: str, backfill_id: str, attempt: int | None = None) -> dict[str, Any]:
     """Add the segments up, audit once, set the status: `completed` when every item of the
     tenant's tables was read and has its right shadow (or a value that does not parse, which
-    gets none), `completed_with_errors` when concurrent writes kept some item from it."""
+    gets none), `completed_with_errors` when concurrent writes kept some item from it. One
+    of an earlier run writes nothing."""
     m = load(tenant_id, backfill_id)
+    if _stale(m, attempt):
+        _ended(m, attempt=attempt)  # its own run's end, counted once
+        return {"status": m.status, "stale": True}
     if m.status in ENDED:  # run again after the backfill ended: counted once
-        _ended(m)
+        _ended(m, attempt=attempt)
         return {"status": m.status}
     rows = _segment_rows(tenant_id, backfill_id)
     counts, io, done, _ = totals(rows)
@@ -335,43 +370,59 @@ def finish(tenant_id: str, backfill_id: str) -> dict[str, Any]:
         tenant_id, "shadow_backfill_completed", actor="oblio",
         details={"backfill_id": backfill_id, "status": status, "tables": m.tables,
                  "counts": counts, "io": io}).id
-    m.update(actions=[BackfillModel.status.set(status),
-                      BackfillModel.completed_at.set(clock.iso()),
-                      BackfillModel.totals.set(counts), BackfillModel.audit_entry.set(entry)])
+    if not chunks.write_on_run(m, [BackfillModel.status.set(status),
+                                   BackfillModel.completed_at.set(clock.iso()),
+                                   BackfillModel.totals.set(counts),
+                                   BackfillModel.audit_entry.set(entry)], attempt):
+        return {"status": m.status, "stale": True}
     logger.info("shadow backfill finished", extra={"backfill_id": backfill_id,
                                                     "status": status, **counts})
-    _ended(m)  # Finish is the run's last task
+    _ended(m, attempt=attempt)  # Finish is the run's last task
     return {"status": status}
 
 
-def fail(tenant_id: str, backfill_id: str, error: dict[str, Any]) -> dict[str, Any]:
-    """Record a failure the workflow caught; its checkpoints stay for a resume."""
+def fail(tenant_id: str, backfill_id: str, error: dict[str, Any],
+         attempt: int | None = None) -> dict[str, Any]:
+    """Record a failure the workflow caught; its checkpoints stay for a resume. A failure
+    step of an earlier run (run again after the backfill was resumed) records nothing."""
     m = load(tenant_id, backfill_id)
-
-    def record(code: str, reason: str) -> None:
-        m.update(actions=[BackfillModel.status.set("failed"),
-                          BackfillModel.error.set(reason[:500]),
-                          BackfillModel.completed_at.set(clock.iso())])
-        audit.append(tenant_id, "shadow_backfill_failed", actor="oblio",
-                     details={"backfill_id": backfill_id, "code": code})
-        logger.warning("shadow backfill failed", extra={"backfill_id": backfill_id,
-                                                         "code": code})
-
-    out = chunks.fail(m.status, error, record)
+    if _stale(m, attempt):
+        _ended(m, after=1, attempt=attempt)  # its own run's end, counted once
+        return {"status": m.status, "stale": True}
+    n = attempt if attempt is not None else chunks.run_of(m)
+    out = chunks.fail(m.status, error, lambda code, reason: _record_failure(m, n, code,
+                                                                            reason))
     # and the Failed state after it; once, however often the step runs
-    _ended(m, after=1)
+    _ended(m, after=1, attempt=attempt)
     return out
 
 
-def _ended(m: BackfillModel, after: int = 0) -> None:
-    """`metering.last_step` for the run's current attempt, with its meter as this task read
-    it (a step run again counts the end once)."""
-    metering.last_step(_execution(m), int(m.attempt or 1), after=after, meter=plain(m.meter))
+def _record_failure(m: BackfillModel, attempt: int, code: str, reason: str) -> None:
+    """The backfill's run `attempt` failed: its status and error (if it is still the
+    backfill's run) and the audit entry."""
+    if not chunks.write_on_run(m, [BackfillModel.status.set("failed"),
+                                   BackfillModel.error.set(reason[:500]),
+                                   BackfillModel.completed_at.set(clock.iso())], attempt):
+        return  # resumed meanwhile: the new run's status stands
+    audit.append(m.tenant_id, "shadow_backfill_failed", actor="oblio",
+                 details={"backfill_id": m.backfill_id, "code": code, "attempt": attempt})
+    logger.warning("shadow backfill failed", extra={"backfill_id": m.backfill_id,
+                                                     "code": code})
 
 
-def _execution(m: BackfillModel) -> str:
-    return workflows.execution_arn("shadow_backfill",
-                                   f"backfill-{m.backfill_id}-{int(m.attempt or 1)}")
+def _stale(m: BackfillModel, attempt: int | None) -> bool:
+    return chunks.stale("backfill", {"backfill_id": m.backfill_id}, m, attempt)
+
+
+def _ended(m: BackfillModel, after: int = 0, attempt: int | None = None) -> None:
+    """`metering.last_step` for the run `attempt` (None: the current one), with its meter
+    as this task read it (a step run again counts the end once)."""
+    n = attempt if attempt is not None else chunks.run_of(m)
+    metering.last_step(_execution(m, n), n, after=after, meter=plain(m.meter))
+
+
+def _execution(m: BackfillModel, attempt: int) -> str:
+    return workflows.execution_arn("shadow_backfill", f"backfill-{m.backfill_id}-{attempt}")
 
 
 # -- answers -------------------------------------------------------------------------------------

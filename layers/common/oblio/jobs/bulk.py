@@ -213,9 +213,20 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
     metering.bill_to(BulkEvent(tenant_id=tenant_id, job_id=job.job_id))
     job.update(actions=[BulkJobModel.status.set("validating"),
                         BulkJobModel.upload_key.set(key)])
-    workflows.start("bulk_erasure", f"bulk-{job.job_id}", {
-        "tenant_id": tenant_id, "job_id": job.job_id, "bucket": bucket, "key": key,
-        "attempt": attempt_of(job)})
+    try:
+        workflows.start("bulk_erasure", f"bulk-{job.job_id}", {
+            "tenant_id": tenant_id, "job_id": job.job_id, "bucket": bucket, "key": key,
+            "attempt": attempt_of(job)})
+    except workflows.AlreadyStarted:
+        # a start that raised after AWS had made the execution (its answer lost), then
+        # rolled back: the run is the one it made, and this call is its starter now
+        pass
+    except Exception:
+        # nothing runs: the job waits for its file again, so that the event's retry (S3
+        # events are delivered again to a function that raised) starts it
+        job.update(actions=[BulkJobModel.status.set("awaiting_upload")],
+                   condition=BulkJobModel.status == "validating")
+        raise
     metering.started(attempt_of(job))
     return {"job_id": job.job_id, "status": "validating"}
 
@@ -432,26 +443,18 @@ def _map_input(job: BulkJobModel) -> dict[str, Any]:
 # -- attempts ----------------------------------------------------------------------------------
 
 def attempt_of(job: BulkJobModel) -> int:
-    return int(job.attempt or 1)
+    return chunks.run_of(job)
 
 
 def current(attempt: int | None) -> Any:
-    """The condition of a write by a task of run `attempt`: the job is still on that run
-    (a job made before attempts were kept is on its first)."""
-    n = attempt or 1
-    cond = BulkJobModel.attempt == n
-    return cond | BulkJobModel.attempt.does_not_exist() if n == 1 else cond
+    """The condition of a write by a task of run `attempt`: the job is still on that run."""
+    return chunks.current(BulkJobModel, attempt)
 
 
 def stale(job: BulkJobModel, attempt: int | None) -> bool:
     """Whether a task of run `attempt` belongs to an earlier run than the job's: it writes
     nothing (logged, never applied)."""
-    if attempt is not None and attempt != attempt_of(job):
-        logger.warning("a task of an earlier run of a bulk job did nothing",
-                       extra={"job_id": job.job_id, "task_attempt": attempt,
-                              "job_attempt": attempt_of(job)})
-        return True
-    return False
+    return chunks.stale("bulk job", {"job_id": job.job_id}, job, attempt)
 
 
 # -- erasure of one chunk ----------------------------------------------------------------------
@@ -922,7 +925,8 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     and event are written before the job's status, once per run."""
     job = load(tenant_id, job_id)
     if stale(job, attempt):
-        return {"status": job.status}
+        _ended(job, attempt=attempt)  # its own run's end, counted once
+        return {"status": job.status, "stale": True}
     if job.status in chunks.ENDED:  # run again after the job ended: counted once
         _ended(job)
         return {"status": job.status}
@@ -1000,15 +1004,15 @@ def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> No
     _ended(job, after=1)  # and the Fail state after it
 
 
-def _ended(job: BulkJobModel, after: int = 0) -> None:
-    """`metering.last_step` for the job's current run, with its meter as this task read it
-    (a step run again counts the end once)."""
-    metering.last_step(_execution(job), attempt_of(job), after=after, meter=plain(job.meter))
+def _ended(job: BulkJobModel, after: int = 0, attempt: int | None = None) -> None:
+    """`metering.last_step` for the job's run `attempt` (None: its current one), with its
+    meter as this task read it (a step run again counts the end once)."""
+    n = attempt if attempt is not None else attempt_of(job)
+    metering.last_step(_execution(job, n), n, after=after, meter=plain(job.meter))
 
 
-def _execution(job: BulkJobModel) -> str:
-    """The ARN of the job's current run (`start_from_upload`, then `retry`)."""
-    n = attempt_of(job)
+def _execution(job: BulkJobModel, n: int) -> str:
+    """The ARN of the job's run `n` (`start_from_upload`, then `retry`)."""
     return workflows.execution_arn("bulk_erasure",
                                    f"bulk-{job.job_id}" + (f"-{n}" if n > 1 else ""))
 
@@ -1020,6 +1024,7 @@ def fail(tenant_id: str, job_id: str, error: dict[str, Any],
     done."""
     job = load(tenant_id, job_id)
     if stale(job, attempt):
+        _ended(job, after=1, attempt=attempt)  # its own run's end, counted once
         return {"status": job.status, "stale": True}
     if job.status in chunks.ENDED:  # ended before (by Report, or by this step run again)
         _ended(job, after=1)

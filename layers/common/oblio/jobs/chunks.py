@@ -12,7 +12,11 @@ two kinds of job have in common lives here:
   many at once);
 - a chunk recorded as done once: the write that records it is conditional, so a retried or
   duplicated chunk is counted once;
-- the failure step: the error the state machine caught, as the job records it.
+- the failure step: the error the state machine caught, as the job records it;
+- runs (`attempt`): a retried or resumed job is a new run whose execution carries its number
+  to every task; a task of an earlier run writes nothing to the job (`stale`), and every
+  write a task makes to the job is conditioned on its run being still the job's (`current`).
+  A backfill's runs are fenced the same way.
 
 Payloads carry references only (the keys of manifests), never what the manifests hold.
 """
@@ -25,7 +29,9 @@ from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 
+from oblio.control import metering
 from oblio.core.boundary import caught
+from oblio.core.observability import logger
 from oblio.core.settings import get_settings
 from oblio.store import objects
 
@@ -163,3 +169,58 @@ def fail(status: str | None, error: dict[str, Any],
     code, message = caught(error)
     record(code, f"{code}: {message}")
     return {"status": "failed"}
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+def run_of(record: Any) -> int:
+    """The job's current run (a record made before runs were kept is on its first)."""
+    return int(record.attempt or 1)
+
+
+def current(model: Any, attempt: int | None) -> Any:
+    """The condition of a write by a task of run `attempt` to a record of `model`: the
+    record is still on that run (one made before runs were kept is on its first)."""
+    n = attempt or 1
+    cond = model.attempt == n
+    return cond | model.attempt.does_not_exist() if n == 1 else cond
+
+
+def stale(what: str, ids: dict[str, str], record: Any, attempt: int | None) -> bool:
+    """Whether a task of run `attempt` belongs to another run than the record's (a task of
+    the run that failed, run again by Step Functions after the job was resumed): it writes
+    nothing to the job (logged with `ids`, never applied). None: a caller that names no run
+    (trusted)."""
+    if attempt is not None and attempt != run_of(record):
+        logger.warning(f"a task of an earlier run of a {what} did nothing",
+                       extra={**ids, "task_attempt": attempt,
+                              "record_attempt": run_of(record)})
+        return True
+    return False
+
+
+def write_on_run(record: Any, actions: list[Any], attempt: int | None) -> bool:
+    """One write of a task of run `attempt` (None: the record's own) to its job's record,
+    conditioned on the record being still on that run; False, and nothing written, once it
+    is on another (resumed meanwhile)."""
+    try:
+        record.update(actions=actions, condition=current(
+            type(record), attempt if attempt is not None else run_of(record)))
+    except UpdateError as exc:
+        if not condition_failed(exc):
+            raise
+        return False
+    return True
+
+
+def started_nothing(record: Callable[[], None], attempt: int) -> None:
+    """The StartExecution of a job's run `attempt` failed (the caller re-raises its error):
+    `record` the run failed, so that the job is not left `running` with nothing running, and
+    say its `io` is the calling invocation's (`metering.start_failed`). A failure to record
+    it is logged and does not hide the start's error."""
+    try:
+        record()
+    except Exception as exc:  # noqa: BLE001 - the start's error is the one raised
+        logger.warning("a run that did not start is not recorded failed",
+                       extra={"raised": type(exc).__name__})
+    metering.start_failed(attempt)

@@ -18,6 +18,12 @@ the tasks of `statemachines/retention_sweep.asl.json`:
   event; the policy's lock is released.
 - `fail`: records the failure; the policy's next run resumes the same sweep.
 
+A resumed sweep is a new run (`attempt`) whose execution carries its number to every task:
+a task of the run that failed (Step Functions runs a task again after a timeout) writes
+nothing to the sweep, releases no lock and counts only its own run's end (`chunks.stale`,
+`chunks.write_on_run`). A run whose StartExecution failed is recorded failed at once (the
+policy's next run resumes it), never left `running` with nothing running.
+
 The work prefix, the chunk manifests and their index, the Map's input, a chunk recorded once
 and the failure step are the chunked pipeline that bulk erasure shares (`jobs.chunks`).
 
@@ -47,7 +53,7 @@ from oblio.core.bodies import POLICY_ACTIONS, POLICY_SCOPES, PolicyBody, RunBody
 from oblio.core.boundary import SweepEvent
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.errors import Conflict, Invalid, NotFound, OblioError
-from oblio.core.observability import gauge, logger
+from oblio.core.observability import count, gauge, logger
 from oblio.core.settings import get_settings
 from oblio.jobs import chunks
 from oblio.jobs.candidates import Finder
@@ -397,9 +403,18 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
         p.update(actions=[RetentionPolicyModel.last_sweep_id.set(sweep_id),
                           RetentionPolicyModel.resume_sweep.remove()])
         metering.bill_to(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id))
-        workflows.start("retention_sweep", f"sweep-{sweep_id}-{int(m.attempt)}",
-                        {"tenant_id": tenant_id, "sweep_id": sweep_id})
-        metering.started(int(m.attempt))
+        n = int(m.attempt)
+        try:
+            workflows.start("retention_sweep", f"sweep-{sweep_id}-{n}",
+                            {"tenant_id": tenant_id, "sweep_id": sweep_id, "attempt": n})
+        except Exception as exc:
+            # nothing runs: the sweep is failed now (the policy's next run resumes it), not
+            # `running` for good with nothing running
+            reason = (f"start_failed: the sweep's workflow did not start "
+                      f"({type(exc).__name__}); run the policy again to resume it")
+            chunks.started_nothing(lambda: _record_failure(m, n, "start_failed", reason), n)
+            raise
+        metering.started(n)
     except Exception:
         _unlock(tenant_id, policy_id, sweep_id)
         raise
@@ -444,7 +459,7 @@ def run_scheduled() -> dict[str, Any]:
     """The nightly schedule: a sweep of every enabled policy of every tenant; a policy whose
     sweep still runs is skipped (its lock says so)."""
 
-    started, skipped, overdue = 0, 0, 0
+    started, skipped, failed, overdue = 0, 0, 0, 0
     # the tenants table is oblio's own, small: listing it is not a scan of a tenant's data
     for tenant in TenantModel.scan(attributes_to_get=["tenant_id"]):
         # the same nightly pass counts overdue requests (Art. 12(3)) for the alarm
@@ -461,16 +476,30 @@ def run_scheduled() -> dict[str, Any]:
                 started += 1
             except Conflict:
                 skipped += 1
+            except Exception as exc:  # noqa: BLE001 - one policy's failure stops no other's
+                # recorded on the sweep when it was made (`start_failed`); the next night, or
+                # a run through the API, resumes it
+                failed += 1
+                logger.warning("retention sweep not started",
+                               extra={"tenant_id": tenant.tenant_id, "policy_id": p.policy_id,
+                                      "raised": type(exc).__name__})
+    if failed:
+        count("RetentionSweepStartFailures", failed)
     logger.info("retention schedule", extra={"started": started, "skipped": skipped,
-                                             "overdue_requests": overdue})
-    return {"started": started, "skipped": skipped, "overdue_requests": overdue}
+                                             "failed": failed, "overdue_requests": overdue})
+    return {"started": started, "skipped": skipped, "failed": failed,
+            "overdue_requests": overdue}
 
 
-def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
+def find_candidates(tenant_id: str, sweep_id: str, attempt: int | None = None,
+                    ) -> dict[str, Any]:
     """Find candidates, write chunk manifests; stops after a budget of chunks or seconds
-    (`done` false: the state machine calls again). Progress is saved with each chunk."""
+    (`done` false: the state machine calls again). Progress is saved with each chunk, by a
+    task of the sweep's current run only (`attempt`)."""
     s = get_settings()
     m = load_sweep(tenant_id, sweep_id)
+    if _stale(m, attempt):
+        return {**_STALE, "done": True, "chunks": 0}  # its run ends, doing nothing
     if m.find_done:
         return _map_input(m)
     spec = (plain(m.policy) or {})
@@ -501,20 +530,22 @@ def find_candidates(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                     n, written, buffer = n + 1, written + 1, []
             for k, v in io.calls.items():
                 io_total[k] = io_total.get(k, 0) + v
-            if flush or last:
-                # the resume point moves only with an empty buffer: nothing read is lost
-                m.update(actions=[RetentionSweepModel.find_state.set(state),
-                                  RetentionSweepModel.counts.set(counts),
-                                  RetentionSweepModel.chunks.set(n),
-                                  RetentionSweepModel.io.set(io_total)])
+            # the resume point moves only with an empty buffer: nothing read is lost
+            if (flush or last) and not chunks.write_on_run(
+                    m, [RetentionSweepModel.find_state.set(state),
+                        RetentionSweepModel.counts.set(counts),
+                        RetentionSweepModel.chunks.set(n),
+                        RetentionSweepModel.io.set(io_total)], attempt):
+                return {**_STALE, "done": True, "chunks": 0}
             if last:
                 break
             if not buffer and (written >= FIND_MAX_CHUNKS or
                                time.monotonic() - began > FIND_MAX_SECONDS):
                 return {"done": False, "chunks": n}
     index = work.write_index(work.chunk(i) for i in range(n))
-    m.update(actions=[RetentionSweepModel.find_done.set(True),
-                      RetentionSweepModel.index_key.set(index)])
+    if not chunks.write_on_run(m, [RetentionSweepModel.find_done.set(True),
+                                   RetentionSweepModel.index_key.set(index)], attempt):
+        return {**_STALE, "done": True, "chunks": 0}
     logger.info("retention candidates found", extra={"sweep_id": sweep_id, "chunks": n,
                                                      **counts})
     return _map_input(load_sweep(tenant_id, sweep_id))
@@ -529,10 +560,13 @@ def _chunk_sk(sweep_id: str, chunk_key: str) -> str:
     return f"chunk#{sweep_id}#{chunks.chunk_name(chunk_key)}"
 
 
-def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str) -> dict[str, Any]:
+def apply_chunk(tenant_id: str, sweep_id: str, chunk_key: str, attempt: int | None = None,
+                ) -> dict[str, Any]:
     """Apply the policy's action to one chunk through the engine, check it, record the
-    outcome once; a chunk already recorded is skipped."""
+    outcome once; a chunk already recorded, or a task of an earlier run, is skipped."""
     m = load_sweep(tenant_id, sweep_id)
+    if _stale(m, attempt):
+        return {**_STALE, "chunk": chunk_key, "skipped": True}
     sk = _chunk_sk(sweep_id, chunk_key)
     try:
         RetentionSweepModel.get(tenant_id, sk, consistent_read=True)
@@ -697,13 +731,18 @@ def list_sweeps(tenant_id: str, limit: int = 50, cursor: str | None = None
             "next_cursor": rows[-1].sweep_id if more else None}
 
 
-def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
+def report(tenant_id: str, sweep_id: str, attempt: int | None = None) -> dict[str, Any]:
     """The report in S3, the audit entry (the same counts), the event; the lock is released.
-    A retried report writes the audit entry once."""
+    A retried report writes the audit entry once; one of an earlier run writes nothing."""
     s = get_settings()
     m = load_sweep(tenant_id, sweep_id)
+    if _stale(m, attempt):
+        _ended(m, attempt=attempt)  # its own run's end, counted once
+        return {**_STALE, "status": m.status}
     if m.status in chunks.ENDED:  # run again after the sweep ended: counted once
-        _ended(m)
+        if m.status != "failed":  # what a run killed after writing the status left to do
+            _close(m)
+        _ended(m, attempt=attempt)
         return {"status": m.status}
     spec = (plain(m.policy) or {})
     counts, io, done = totals(m)
@@ -733,7 +772,8 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
                              details={k: body[k] for k in ("sweep_id", "policy_id", "status",
                                                            "action", "cutoff", "tables",
                                                            "chunks")}).id
-        m.update(actions=[RetentionSweepModel.audit_entry.set(entry)])
+        if not chunks.write_on_run(m, [RetentionSweepModel.audit_entry.set(entry)], attempt):
+            return {**_STALE, "status": m.status}
     body["audit_entry"] = entry
     objects.put_encrypted(
         s.bucket("exports"), key, json.dumps(body, indent=2).encode(),
@@ -742,48 +782,76 @@ def report(tenant_id: str, sweep_id: str) -> dict[str, Any]:
     outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
                 policy_id=m.policy_id, status=status, table=spec["table"],
                 action=spec["action"], counts=counts)
-    _work(tenant_id, sweep_id).clear()
-    m.update(actions=[RetentionSweepModel.status.set(status),
-                      RetentionSweepModel.completed_at.set(clock.iso()),
-                      RetentionSweepModel.report_key.set(key)])
-    _unlock(tenant_id, m.policy_id or "", sweep_id)
+    if not chunks.write_on_run(m, [RetentionSweepModel.status.set(status),
+                                   RetentionSweepModel.completed_at.set(clock.iso()),
+                                   RetentionSweepModel.report_key.set(key)], attempt):
+        return {**_STALE, "status": m.status}
+    _close(m)
     logger.info("retention sweep finished", extra={"sweep_id": sweep_id, "status": status})
-    _ended(m)  # Report is the sweep's last task
+    _ended(m, attempt=attempt)  # Report is the sweep's last task
     return {"status": status}
 
 
-def fail(tenant_id: str, sweep_id: str, error: dict[str, Any]) -> dict[str, Any]:
+def fail(tenant_id: str, sweep_id: str, error: dict[str, Any], attempt: int | None = None,
+         ) -> dict[str, Any]:
     """Record a failure the state machine caught; the policy's next run resumes this sweep
-    (its manifests and finished chunks stay)."""
+    (its manifests and finished chunks stay). A failure step of an earlier run (run again
+    by Step Functions after the sweep was resumed) records nothing and keeps the lock."""
     m = load_sweep(tenant_id, sweep_id)
-
-    def record(code: str, reason: str) -> None:
-        m.update(actions=[RetentionSweepModel.status.set("failed"),
-                          RetentionSweepModel.error.set(reason[:500]),
-                          RetentionSweepModel.completed_at.set(clock.iso())])
-        with contextlib.suppress(NotFound):
-            load_policy(tenant_id, m.policy_id or "").update(
-                actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
-        _unlock(tenant_id, m.policy_id or "", sweep_id)
-        audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
-                     details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code})
-        outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
-                      policy_id=m.policy_id, status="failed")
-        logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
-
-    out = chunks.fail(m.status, error, record)
+    if _stale(m, attempt):
+        _ended(m, after=1, attempt=attempt)  # its own run's end, counted once
+        return {**_STALE, "status": m.status}
+    n = attempt if attempt is not None else int(m.attempt or 1)
+    out = chunks.fail(m.status, error, lambda code, reason: _record_failure(m, n, code,
+                                                                            reason))
     # and the Failed state after it; once, however often the step runs
-    _ended(m, after=1)
+    _ended(m, after=1, attempt=attempt)
     return out
 
 
-def _ended(m: RetentionSweepModel, after: int = 0) -> None:
-    """`metering.last_step` for the sweep's current attempt, with its meter as this task
-    read it (a step run again counts the end once)."""
-    metering.last_step(_execution(m), int(m.attempt or 1), after=after, meter=plain(m.meter))
+def _close(m: RetentionSweepModel) -> None:
+    """After a sweep's end is written (never before: not under a run resumed meanwhile): its
+    work files go and the policy's lock is released; both can be done again."""
+    _work(m.tenant_id, m.sweep_id).clear()
+    _unlock(m.tenant_id, m.policy_id or "", m.sweep_id)
 
 
-def _execution(m: RetentionSweepModel) -> str:
-    """The ARN of the sweep's execution of its current attempt."""
-    return workflows.execution_arn("retention_sweep",
-                                   f"sweep-{m.sweep_id}-{int(m.attempt or 1)}")
+def _record_failure(m: RetentionSweepModel, attempt: int, code: str, reason: str) -> None:
+    """The sweep's run `attempt` failed: its status and error (if it is still the sweep's
+    run), the policy's resume point, the lock released, the audit entry and the event."""
+    tenant_id, sweep_id = m.tenant_id, m.sweep_id
+    if not chunks.write_on_run(m, [RetentionSweepModel.status.set("failed"),
+                                   RetentionSweepModel.error.set(reason[:500]),
+                                   RetentionSweepModel.completed_at.set(clock.iso())],
+                               attempt):
+        return  # resumed meanwhile: the new run's lock and status stand
+    with contextlib.suppress(NotFound):
+        load_policy(tenant_id, m.policy_id or "").update(
+            actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
+    _unlock(tenant_id, m.policy_id or "", sweep_id)
+    audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
+                 details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code,
+                          "attempt": attempt})
+    outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
+                  policy_id=m.policy_id, status="failed")
+    logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
+
+
+#: what a task of an earlier run answers (it did nothing)
+_STALE: dict[str, Any] = {"stale": True}
+
+
+def _stale(m: RetentionSweepModel, attempt: int | None) -> bool:
+    return chunks.stale("retention sweep", {"sweep_id": m.sweep_id}, m, attempt)
+
+
+def _ended(m: RetentionSweepModel, after: int = 0, attempt: int | None = None) -> None:
+    """`metering.last_step` for the sweep's run `attempt` (None: its current one), with its
+    meter as this task read it (a step run again counts the end once)."""
+    n = attempt if attempt is not None else int(m.attempt or 1)
+    metering.last_step(_execution(m, n), n, after=after, meter=plain(m.meter))
+
+
+def _execution(m: RetentionSweepModel, attempt: int) -> str:
+    """The ARN of the sweep's execution of its run `attempt`."""
+    return workflows.execution_arn("retention_sweep", f"sweep-{m.sweep_id}-{attempt}")
