@@ -280,6 +280,29 @@ def test_a_csv_dropped_straight_into_the_bucket_gets_a_job_of_its_own(t):
     assert (job.status, job.upload_key, job.requested_by) == ("validating", key, "s3-upload")
 
 
+def test_a_dropped_files_event_delivered_again_finds_the_job_it_made(t):
+    """EventBridge delivers at least once: each delivery of a dropped file's event names the
+    same job (after that upload of the file), so a second delivery starts nothing; once the
+    file is gone (its job's validation deletes it) a late delivery is ignored; another upload
+    to the same key is another job. Before, every delivery made and started a job."""
+    import time
+
+    bucket, key = get_settings().bucket("ingest"), f"bulk/{t.tenant_id}/from-crm.csv"
+    s3 = aws.client("s3")
+    s3.put_object(Bucket=bucket, Key=key, Body=b"email\na@example.com\n")
+    first = bulk.start_from_upload(bucket, key)
+    assert bulk.start_from_upload(bucket, key) == first == {
+        "job_id": first["job_id"], "status": "validating"}
+    assert [j["job_id"] for j in bulk.list_jobs(t.tenant_id)["items"]] == [first["job_id"]]
+    s3.delete_object(Bucket=bucket, Key=key)
+    assert bulk.start_from_upload(bucket, key)["ignored"] == key
+    time.sleep(1.1)  # S3 keeps when an object was written to the second
+    s3.put_object(Bucket=bucket, Key=key, Body=b"email\nb@example.com\n")
+    second = bulk.start_from_upload(bucket, key)
+    assert second["job_id"] != first["job_id"] and second["status"] == "validating"
+    assert len(bulk.list_jobs(t.tenant_id)["items"]) == 2
+
+
 def test_a_repeated_upload_event_starts_nothing_again(t):
     job_id, key = upload(t, b"email\na@example.com\n")
     assert bulk.start_from_upload(get_settings().bucket("ingest"), key) == {

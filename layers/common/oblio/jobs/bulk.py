@@ -39,7 +39,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
-from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.exceptions import DoesNotExist, PutError, UpdateError
 from ulid import ULID
 
 from oblio.control import audit, exports, ledger, metering, records, suppression
@@ -204,10 +204,22 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
     except DoesNotExist:
         job = None
     if job is None:
-        job = BulkJobModel(tenant_id=tenant_id, job_id=str(ULID()), status="awaiting_upload",
-                           upload_key=key, dry_run=False, created_at=clock.iso(),
-                           requested_by="s3-upload", io={}, attempt=1)
-        job.save()
+        # a file dropped straight into S3: its job is named after this upload of it, so that
+        # the event delivered again (EventBridge and S3 deliver at least once) finds the job
+        # it made instead of making a second
+        version = objects.version_of(bucket, key)
+        if version is None:  # gone: erased by the job of an earlier delivery, or deleted
+            logger.info("bulk upload gone before its event", extra={"tenant_id": tenant_id})
+            return {"ignored": key, "reason": "the file is no longer there"}
+        job = BulkJobModel(tenant_id=tenant_id, job_id=dropped_job_id(key, *version),
+                           status="awaiting_upload", upload_key=key, dry_run=False,
+                           created_at=clock.iso(), requested_by="s3-upload", io={}, attempt=1)
+        try:
+            job.save(condition=BulkJobModel.job_id.does_not_exist())
+        except PutError as exc:
+            if not chunks.condition_failed(exc):
+                raise
+            job = BulkJobModel.get(tenant_id, job.job_id, consistent_read=True)
     if job.status != "awaiting_upload":
         return {"job_id": job.job_id, "status": job.status}  # a repeated event
     metering.bill_to(BulkEvent(tenant_id=tenant_id, job_id=job.job_id))
@@ -229,6 +241,14 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
         raise
     metering.started(attempt_of(job))
     return {"job_id": job.job_id, "status": "validating"}
+
+
+def dropped_job_id(key: str, written: float, version: str) -> str:
+    """The id of the job of a file dropped into S3: a ULID of when that upload was written
+    and of a hash of its key and version, the same for every delivery of its event, another
+    for another upload of the same key."""
+    digest = hashlib.sha256(f"{key}\n{version}".encode()).digest()[:10]
+    return str(ULID.from_bytes(int(written * 1000).to_bytes(6, "big") + digest))
 
 
 # -- validation --------------------------------------------------------------------------------

@@ -176,6 +176,22 @@ def size_of(bucket: str, key: str) -> int:
     return int(aws.bucket_client(bucket).head_object(Bucket=bucket, Key=key)["ContentLength"])
 
 
+def version_of(bucket: str, key: str) -> tuple[float, str] | None:
+    """What tells this upload of the object from another (HeadObject): when it was written
+    (epoch seconds) and its version id (its ETag where the bucket keeps no versions); None
+    when there is no such object (deleted, or never written)."""
+    s3 = aws.bucket_client(bucket)
+    try:
+        head = s3.head_object(Bucket=bucket, Key=key)
+    except s3.exceptions.ClientError as exc:
+        if exc.response["Error"]["Code"] in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+    version = head.get("VersionId")
+    return (head["LastModified"].timestamp(),
+            str(version if version and version != "null" else head.get("ETag", "")))
+
+
 def read_head(bucket: str, key: str, length: int) -> bytes:
     """The object's first `length` bytes (a ranged GetObject)."""
     resp = aws.bucket_client(bucket).get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{length - 1}")
