@@ -28,6 +28,7 @@ from constructs import Construct
 
 from infra.catalogue import Function
 from infra.cdk.config import ROOT
+from oblio.core.prices import LAMBDA_ARCHITECTURE
 
 BUILD = ROOT / "build" / "cdk" / "chalice"
 PROJECT = ROOT / "functions" / "api"
@@ -97,6 +98,8 @@ def chalice_api(scope: Construct, fn: Function, *, role_arn: str, layer_arn: str
         api = Chalice(scope, "Api", source_dir=str(project), stage_config=overrides)
     handler = api.get_resource("APIHandler")
     handler.add_property_override("FunctionName", function_name)
+    # on the processor the layer is built and Lambda is priced for (Chalice has no setting)
+    handler.add_property_override("Architectures", [LAMBDA_ARCHITECTURE])
     for key, value in {**chalice_env, **environment}.items():
         handler.add_property_override(f"Environment.Variables.{key}", value)
     return api, json.loads((project / ".chalice" / "config.json").read_text())["stages"][stage]

@@ -2,7 +2,8 @@
 out as `python/...` (what Lambda puts on sys.path from /opt/python).
 
 No Docker here: the dependencies are installed with `pip install --target` for the Lambda
-platform (manylinux x86_64, CPython 3.11, binary wheels only), pinned to the versions of this
+platform (manylinux aarch64, the functions' arm64: `oblio.core.prices.LAMBDA_ARCHITECTURE`;
+CPython 3.11, binary wheels only), pinned to the versions of this
 virtualenv (the versions the test suite ran on). The install is cached under
 build/cdk/layer/ by a hash of what goes in, so only the first synth (or a dependency
 change) needs PyPI. boto3/botocore/s3transfer are left to the Lambda runtime.
@@ -24,10 +25,13 @@ from importlib import metadata
 from pathlib import Path
 
 from infra.cdk.config import ROOT
+from oblio.core.prices import LAMBDA_ARCHITECTURE
 
 BUILD = ROOT / "build" / "cdk"
 SOURCE = ROOT / "layers" / "common" / "oblio"
-PLATFORM = "manylinux2014_x86_64"
+#: the wheels' platform for the functions' architecture
+PLATFORMS = {"arm64": "manylinux2014_aarch64", "x86_64": "manylinux2014_x86_64"}
+PLATFORM = PLATFORMS[LAMBDA_ARCHITECTURE]
 PYTHON = "3.11"
 #: in the Lambda Python runtime already; shipping them would only add ~100 MB to the layer
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")

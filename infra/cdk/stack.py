@@ -66,8 +66,12 @@ from infra.cdk.validate import (
     is_chalice,
     states,
 )
+from oblio.core.prices import LAMBDA_ARCHITECTURE
 
 PYTHON = lambda_.Runtime.PYTHON_3_11
+#: every function and the layer run on the architecture Lambda is priced for
+ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64,
+                "x86_64": lambda_.Architecture.X86_64}[LAMBDA_ARCHITECTURE]
 #: Distributed Map item readers read the manifests oblio writes, always to this bucket
 MANIFEST_BUCKET = "work"
 #: EventBridge target retries before an event goes to the dead-letter queue
@@ -282,7 +286,7 @@ class OblioStack(Stack):
             code=lambda_.Code.from_asset(str(path), asset_hash=digest,
                                          asset_hash_type=AssetHashType.CUSTOM),
             compatible_runtimes=[PYTHON],
-            compatible_architectures=[lambda_.Architecture.X86_64])
+            compatible_architectures=[ARCHITECTURE])
 
     def _environment(self) -> dict[str, str]:
         env = {"OBLIO_RESOURCE_PREFIX": self.prefix, "OBLIO_ACCOUNT_ID": Aws.ACCOUNT_ID,
@@ -323,7 +327,7 @@ class OblioStack(Stack):
         fn = lambda_.Function(
             self, f"{_id(f.name)}Function", function_name=self.physical("function", f.name),
             description=f.purpose[:256], runtime=PYTHON,
-            architecture=lambda_.Architecture.X86_64,
+            architecture=ARCHITECTURE,
             code=lambda_.Code.from_asset(str(FUNCTIONS / package),
                                          exclude=["__pycache__", "*.pyc"]),
             handler=".".join(handler), role=self.roles[f.name], layers=[self.layer],

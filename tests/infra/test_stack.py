@@ -209,6 +209,27 @@ def test_the_api_is_the_chalice_app_with_the_layer_and_its_own_role(
     assert "/v1/requests" in body["paths"]
 
 
+def test_every_function_and_the_layer_run_on_the_architecture_lambda_is_priced_for(
+        resources: dict[str, Any]) -> None:
+    """The price table prices Lambda's duration for one architecture (arm64, a fifth below
+    x86_64): every function of the catalogue is deployed on it, the layer is declared for
+    it, and its wheels are installed for its platform."""
+    from infra.cdk import layer
+    from oblio.core.prices import LAMBDA_ARCHITECTURE, PRICES
+
+    assert LAMBDA_ARCHITECTURE == "arm64" and "arm64" in PRICES["lambda.gb_second"].unit
+    functions = {**of_type(resources, "AWS::Lambda::Function"),
+                 **of_type(resources, "AWS::Serverless::Function")}  # the API's, by Chalice
+    mine = [f for f in functions.values()
+            if str(f["Properties"].get("FunctionName", "")).startswith(f"{PREFIX}-")]
+    assert len(mine) >= len(CATALOGUE.functions)
+    assert {tuple(f["Properties"].get("Architectures", ["x86_64"])) for f in mine} == {
+        ("arm64",)}
+    (lay,) = of_type(resources, "AWS::Lambda::LayerVersion").values()
+    assert lay["Properties"]["CompatibleArchitectures"] == ["arm64"]
+    assert layer.PLATFORM.endswith("_aarch64")
+
+
 # -- workflows --------------------------------------------------------------------------------
 
 

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 
 REGION = "us-east-1"
 AS_OF = "2026-12-04"
+#: the processor the functions run on (Graviton): the CDK stack deploys every function and
+#: the layer for it, and Lambda's duration is priced for it (a fifth below x86_64)
+LAMBDA_ARCHITECTURE = "arm64"
 
 
 @dataclass(frozen=True)
@@ -64,15 +67,15 @@ PRICES: dict[str, Price] = {
     "stepfunctions.express_gb_second": Price(
         0.00001667, "Express GB-second (64 MB chunks, 100 ms)", _SFN,
         "https://www.wring.co/blog/aws-step-functions-pricing-guide ($0.00001667/GB-s)"),
-    # Lambda, x86, first tier
+    # Lambda, arm64 (LAMBDA_ARCHITECTURE), first tier
     "lambda.request": Price(
         0.2e-6, "invocation", _LAMBDA,
         "https://docs.aws.amazon.com/whitepapers/latest/how-aws-pricing-works/lambda.html "
         "($0.20 per 1 million requests)"),
     "lambda.gb_second": Price(
-        0.0000166667, "GB-second of billed duration", _LAMBDA,
-        "https://cloudchipr.com/blog/aws-lambda-pricing ($0.0000166667 per GB-second, x86, "
-        "first 6 billion GB-s)"),
+        0.0000133334, "GB-second of billed duration (arm64)", _LAMBDA,
+        "https://cloudchipr.com/blog/aws-lambda-pricing ($0.0000133334 per GB-second, ARM, "
+        "first 7.5 billion GB-s; x86 $0.0000166667)"),
     # EventBridge custom events, one per 64 KB chunk of an entry
     "events.entry": Price(
         1e-6, "custom event entry (64 KB chunk)", _EVENTS,
