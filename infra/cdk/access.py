@@ -122,9 +122,10 @@ ACCESS: Mapping[str, Access] = MappingProxyType({
                             buckets={"work": ("list", "delete")}, events=True, email=True,
                             # a phone-verified self-service export's link goes to the topic
                             topics=("verification-codes",), encrypt=True),
-    # bulk.start_from_upload: creates or moves the job, starts bulk_erasure
+    # bulk.start_from_upload: creates or moves the job (a dropped file's named after its
+    # upload: HeadObject, with the listing that makes a missing file a 404), starts it
     "bulk_start": Access(tables={"tenants": "r", "bulk_jobs": "rw"},
-                         starts=("bulk_erasure",)),
+                         buckets={"ingest": ("get", "list")}, starts=("bulk_erasure",)),
     # bulk.validate: streams the upload, deletes it (every version), writes chunk manifests
     "bulk_validate": Access(tables={"tenants": "r", "bulk_jobs": "rw"},
                             buckets={"ingest": ("get", "list", "delete"), "work": ("put",)},

@@ -303,6 +303,14 @@ def test_a_dropped_files_event_delivered_again_finds_the_job_it_made(t):
     assert len(bulk.list_jobs(t.tenant_id)["items"]) == 2
 
 
+def test_the_upload_event_function_may_read_the_dropped_file():
+    """It names a dropped file's job after its HeadObject: without GetObject (and ListBucket,
+    which makes a missing file a 404, not a 403) every dropped file's event fails on AWS."""
+    from infra.cdk.access import ACCESS
+
+    assert set(ACCESS["bulk_start"].buckets["ingest"]) >= {"get", "list"}
+
+
 def test_a_repeated_upload_event_starts_nothing_again(t):
     job_id, key = upload(t, b"email\na@example.com\n")
     assert bulk.start_from_upload(get_settings().bucket("ingest"), key) == {

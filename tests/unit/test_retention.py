@@ -666,27 +666,70 @@ def test_a_report_killed_after_the_sweeps_end_was_written_releases_the_lock_when
     """The sweep's end is written before its work files go (never under a run resumed
     meanwhile); a report that dies between the two leaves its rerun to finish them: the
     lock released, the work files gone."""
-    from oblio.jobs import chunks, retention
+    from oblio.jobs import retention
     from oblio.store import objects
+
+    sid, mended = _reported_until_its_end(world, monkeypatch)
+    work = f"work/{world}/sweeps/{sid}/chunks/"
+    assert retention.load_sweep(world, sid).status == "completed"
+    with pytest.raises(Conflict):  # still locked
+        retention.start(world, "inactive", trigger="test")
+    mended()
+    assert retention.report(world, sid, attempt=1) == {"status": "completed"}
+    assert not objects.exists(f"{work}000000.json")
+    assert retention.start(world, "inactive", trigger="test")["resumed"] is False
+
+
+def test_a_start_whose_answer_was_lost_is_a_run_that_goes_on(world, monkeypatch):
+    """StartExecution made the execution and its answer was lost (it raised): the sweep is
+    the run AWS made, `running` with its lock, never recorded failed under a live run."""
+    from oblio.jobs import retention
+    from oblio.store import workflows
+
+    retention.put_policy(world, "inactive", {**GOOD}, actor="t")
+    real = workflows.start
+
+    def lost(sm: str, name: str, payload: dict[str, Any]) -> str:
+        real(sm, name, payload)
+        raise RuntimeError("connection reset after the request was sent")
+
+    monkeypatch.setattr(workflows, "start", lost)
+    out = retention.start(world, "inactive", trigger="test")
+    m = retention.load_sweep(world, out["sweep_id"])
+    assert (out["status"], m.status, m.error) == ("running", "running", None)
+    with pytest.raises(Conflict):
+        retention.start(world, "inactive", trigger="test")
+
+
+def test_a_failure_after_the_report_wrote_the_end_still_releases_the_lock(world, monkeypatch):
+    """Report wrote `completed`, then failed (not retried) before its work files went and the
+    lock was released: the failure step it leads to does both, and leaves the status."""
+    from oblio.jobs import retention
+
+    sid, mended = _reported_until_its_end(world, monkeypatch)
+    mended()
+    retention.fail(world, sid, {"Error": "RuntimeError", "Cause": "AccessDenied"}, attempt=1)
+    assert retention.load_sweep(world, sid).status == "completed"
+    assert retention.start(world, "inactive", trigger="test")["resumed"] is False
+
+
+def _reported_until_its_end(world: str, monkeypatch: Any) -> tuple[str, Any]:
+    """A sweep of one chunk whose report wrote `completed`, then raised before its work files
+    went (a timeout, a denied delete); returns its id and what mends `Work.clear`."""
+    from oblio.jobs import chunks, retention
 
     _contacts(world, [(900, False)])
     retention.put_policy(world, "inactive", {**GOOD}, actor="t")
     sid = retention.start(world, "inactive", trigger="test")["sweep_id"]
-    out = retention.find_candidates(world, sid, attempt=1)
-    work = f"work/{world}/sweeps/{sid}/chunks/"
-    retention.apply_chunk(world, sid, f"{work}000000.json", attempt=1)
-    real = chunks.Work.clear
+    assert retention.find_candidates(world, sid, attempt=1)["chunks"] == 1
+    retention.apply_chunk(world, sid, f"work/{world}/sweeps/{sid}/chunks/000000.json",
+                          attempt=1)
 
-    def killed(self: Any) -> None:
+    def broken(self: Any) -> None:
         raise RuntimeError("the invocation timed out")
 
-    monkeypatch.setattr(chunks.Work, "clear", killed)
+    real = chunks.Work.clear
+    monkeypatch.setattr(chunks.Work, "clear", broken)
     with pytest.raises(RuntimeError):
         retention.report(world, sid, attempt=1)
-    assert retention.load_sweep(world, sid).status == "completed"
-    with pytest.raises(Conflict):  # still locked
-        retention.start(world, "inactive", trigger="test")
-    monkeypatch.setattr(chunks.Work, "clear", real)
-    assert retention.report(world, sid, attempt=1) == {"status": "completed"}
-    assert not objects.exists(f"{work}000000.json") and out["chunks"] == 1
-    assert retention.start(world, "inactive", trigger="test")["resumed"] is False
+    return sid, lambda: monkeypatch.setattr(chunks.Work, "clear", real)

@@ -214,13 +214,15 @@ def write_on_run(record: Any, actions: list[Any], attempt: int | None) -> bool:
 
 
 def started_nothing(record: Callable[[], None], attempt: int) -> None:
-    """The StartExecution of a job's run `attempt` failed (the caller re-raises its error):
-    `record` the run failed, so that the job is not left `running` with nothing running, and
-    say its `io` is the calling invocation's (`metering.start_failed`). A failure to record
-    it is logged and does not hide the start's error."""
+    """The StartExecution of a job's run `attempt` failed (the caller re-raises its error)
+    and no execution of its name exists: `record` the run failed, so that the job is not
+    left `running` with nothing running, and say its `io` is the calling invocation's
+    (`metering.start_failed`). A failure to record it is logged, does not hide the start's
+    error, and notes nothing (the record still says `running`)."""
     try:
         record()
     except Exception as exc:  # noqa: BLE001 - the start's error is the one raised
         logger.warning("a run that did not start is not recorded failed",
                        extra={"raised": type(exc).__name__})
+        return
     metering.start_failed(attempt)

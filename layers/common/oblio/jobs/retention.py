@@ -408,12 +408,15 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             workflows.start("retention_sweep", f"sweep-{sweep_id}-{n}",
                             {"tenant_id": tenant_id, "sweep_id": sweep_id, "attempt": n})
         except Exception as exc:
-            # nothing runs: the sweep is failed now (the policy's next run resumes it), not
-            # `running` for good with nothing running
-            reason = (f"start_failed: the sweep's workflow did not start "
-                      f"({type(exc).__name__}); run the policy again to resume it")
-            chunks.started_nothing(lambda: _record_failure(m, n, "start_failed", reason), n)
-            raise
+            if not workflows.started("retention_sweep", f"sweep-{sweep_id}-{n}"):
+                # nothing runs: the sweep is failed now (the policy's next run resumes it),
+                # not `running` for good with nothing running
+                reason = (f"start_failed: the sweep's workflow did not start "
+                          f"({type(exc).__name__}); run the policy again to resume it")
+                chunks.started_nothing(lambda: _record_failure(m, n, "start_failed",
+                                                               reason), n)
+                raise
+            # AWS made it and its answer was lost: the run goes on
         metering.started(n)
     except Exception:
         _unlock(tenant_id, policy_id, sweep_id)
@@ -802,6 +805,10 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any], attempt: int | No
         _ended(m, after=1, attempt=attempt)  # its own run's end, counted once
         return {**_STALE, "status": m.status}
     n = attempt if attempt is not None else int(m.attempt or 1)
+    if m.status in ("completed", "completed_with_errors"):
+        # the report wrote the end, then failed before what follows it (and its failure
+        # came here): the work files go and the lock is released all the same
+        _close(m)
     out = chunks.fail(m.status, error, lambda code, reason: _record_failure(m, n, code,
                                                                             reason))
     # and the Failed state after it; once, however often the step runs

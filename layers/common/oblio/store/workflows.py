@@ -70,6 +70,17 @@ def start_once(state_machine: str, name: str, payload: dict[str, Any]) -> str:
         return execution_arn(state_machine, name)
 
 
+def started(state_machine: str, name: str) -> bool:
+    """Whether the execution `name` exists (a StartExecution that raised may have made it,
+    its answer lost); False when it cannot be told (its history unreadable)."""
+    sfn = aws.client("stepfunctions")
+    try:
+        sfn.describe_execution(executionArn=execution_arn(state_machine, name))
+    except Exception:  # noqa: BLE001 - cannot be told: the caller's error stands
+        return False
+    return True
+
+
 def execution_arn(state_machine: str, name: str) -> str:
     """The ARN of the (Standard) execution `name` of the catalogue's state machine."""
     return get_settings().state_machine_arn(state_machine).replace(
