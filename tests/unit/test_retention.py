@@ -684,16 +684,17 @@ def test_a_start_whose_answer_was_lost_is_a_run_that_goes_on(world, monkeypatch)
     """StartExecution made the execution and its answer was lost (it raised): the sweep is
     the run AWS made, `running` with its lock, never recorded failed under a live run."""
     from oblio.jobs import retention
-    from oblio.store import workflows
+    from oblio.store import aws as oblio_aws
 
     retention.put_policy(world, "inactive", {**GOOD}, actor="t")
-    real = workflows.start
+    sfn = oblio_aws.client("stepfunctions")
+    real = sfn.start_execution
 
-    def lost(sm: str, name: str, payload: dict[str, Any]) -> str:
-        real(sm, name, payload)
+    def lost(**kw: Any) -> dict[str, Any]:
+        real(**kw)
         raise RuntimeError("connection reset after the request was sent")
 
-    monkeypatch.setattr(workflows, "start", lost)
+    monkeypatch.setattr(sfn, "start_execution", lost)
     out = retention.start(world, "inactive", trigger="test")
     m = retention.load_sweep(world, out["sweep_id"])
     assert (out["status"], m.status, m.error) == ("running", "running", None)

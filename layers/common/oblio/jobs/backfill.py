@@ -110,13 +110,11 @@ def _start(m: BackfillModel) -> None:
     try:
         workflows.start("shadow_backfill", f"backfill-{m.backfill_id}-{n}", _input(m))
     except Exception as exc:
-        if not workflows.started("shadow_backfill", f"backfill-{m.backfill_id}-{n}"):
-            reason = (f"start_failed: the backfill's workflow did not start "
-                      f"({type(exc).__name__}); resume it (POST /v1/backfills/"
-                      f"{m.backfill_id}/resume)")
-            chunks.started_nothing(lambda: _record_failure(m, n, "start_failed", reason), n)
-            raise
-        # AWS made it and its answer was lost: the run goes on
+        reason = (f"start_failed: the backfill's workflow did not start "
+                  f"({type(exc).__name__}); resume it (POST /v1/backfills/{m.backfill_id}"
+                  "/resume)")
+        chunks.started_nothing(lambda: _record_failure(m, n, "start_failed", reason), n)
+        raise
     metering.started(n)
 
 

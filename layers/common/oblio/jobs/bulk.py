@@ -234,16 +234,15 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
         # rolled back: the run is the one it made, and this call is its starter now
         pass
     except Exception:
-        if not workflows.started("bulk_erasure", f"bulk-{job.job_id}"):
-            # nothing runs: the job waits for its file again, so that the event's retry (S3
-            # events are delivered again to a function that raised) starts it
-            try:
-                job.update(actions=[BulkJobModel.status.set("awaiting_upload")],
-                           condition=BulkJobModel.status == "validating")
-            except Exception as exc:  # noqa: BLE001 - the start's error is the one raised
-                logger.warning("a bulk job that did not start stays validating",
-                               extra={"job_id": job.job_id, "raised": type(exc).__name__})
-            raise
+        # nothing runs: the job waits for its file again, so that the event's retry (S3
+        # events are delivered again to a function that raised) starts it
+        try:
+            job.update(actions=[BulkJobModel.status.set("awaiting_upload")],
+                       condition=BulkJobModel.status == "validating")
+        except Exception as exc:  # noqa: BLE001 - the start's error is the one raised
+            logger.warning("a bulk job that did not start stays validating",
+                           extra={"job_id": job.job_id, "raised": type(exc).__name__})
+        raise
     metering.started(attempt_of(job))
     return {"job_id": job.job_id, "status": "validating"}
 

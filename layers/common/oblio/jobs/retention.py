@@ -408,15 +408,12 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             workflows.start("retention_sweep", f"sweep-{sweep_id}-{n}",
                             {"tenant_id": tenant_id, "sweep_id": sweep_id, "attempt": n})
         except Exception as exc:
-            if not workflows.started("retention_sweep", f"sweep-{sweep_id}-{n}"):
-                # nothing runs: the sweep is failed now (the policy's next run resumes it),
-                # not `running` for good with nothing running
-                reason = (f"start_failed: the sweep's workflow did not start "
-                          f"({type(exc).__name__}); run the policy again to resume it")
-                chunks.started_nothing(lambda: _record_failure(m, n, "start_failed",
-                                                               reason), n)
-                raise
-            # AWS made it and its answer was lost: the run goes on
+            # nothing runs: the sweep is failed now (the policy's next run resumes it), not
+            # `running` for good with nothing running
+            reason = (f"start_failed: the sweep's workflow did not start "
+                      f"({type(exc).__name__}); run the policy again to resume it")
+            chunks.started_nothing(lambda: _record_failure(m, n, "start_failed", reason), n)
+            raise
         metering.started(n)
     except Exception:
         _unlock(tenant_id, policy_id, sweep_id)

@@ -25,6 +25,12 @@ def start(state_machine: str, name: str, payload: dict[str, Any]) -> str:
             input=json.dumps(payload))
     except sfn.exceptions.ExecutionAlreadyExists:
         raise AlreadyStarted(name) from None
+    except Exception:
+        # a call that raised after AWS had made the execution (its answer lost) started it:
+        # the caller must not take the run for one that never began
+        if express(state_machine) or not _exists(execution_arn(state_machine, name)):
+            raise
+        resp = {"executionArn": execution_arn(state_machine, name)}
     arn: str = resp["executionArn"]
     aws.note("stepfunctions.express_executions" if express(state_machine)
              else "stepfunctions.standard_executions")
@@ -70,12 +76,10 @@ def start_once(state_machine: str, name: str, payload: dict[str, Any]) -> str:
         return execution_arn(state_machine, name)
 
 
-def started(state_machine: str, name: str) -> bool:
-    """Whether the execution `name` exists (a StartExecution that raised may have made it,
-    its answer lost); False when it cannot be told (its history unreadable)."""
-    sfn = aws.client("stepfunctions")
+def _exists(execution_arn: str) -> bool:
+    """Whether the (Standard) execution exists; False when it cannot be told."""
     try:
-        sfn.describe_execution(executionArn=execution_arn(state_machine, name))
+        aws.client("stepfunctions").describe_execution(executionArn=execution_arn)
     except Exception:  # noqa: BLE001 - cannot be told: the caller's error stands
         return False
     return True
