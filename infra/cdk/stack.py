@@ -76,6 +76,11 @@ ARCHITECTURE = {"arm64": lambda_.Architecture.ARM_64,
 MANIFEST_BUCKET = "work"
 #: EventBridge target retries before an event goes to the dead-letter queue
 TARGET_RETRIES = 8
+#: Lambda's own retries of an asynchronous invocation (EventBridge hands its event to the
+#: function's queue, then is done) before the event goes to the dead-letter queue, and how
+#: long an event may wait there for a try
+ASYNC_RETRIES = 2
+ASYNC_EVENT_AGE = Duration.hours(6)
 
 
 def _id(name: str) -> str:
@@ -140,8 +145,10 @@ class OblioStack(Stack):
         for f in catalogue.functions:
             if is_chalice(f):
                 self.api = self._api(f)
-        for rule in routes(catalogue, config.schedules):
+        rules = routes(catalogue, config.schedules)
+        for rule in rules:
             self._rule(rule)
+        self._async_failures(sorted({r.target[1] for r in rules if r.target[0] == "function"}))
         self._shadow_streams()
         self._alarms()
         self._dashboard()
@@ -603,14 +610,8 @@ class OblioStack(Stack):
                 sid="ReadShadowStreams", resources=arns,
                 actions=["dynamodb:DescribeStream", "dynamodb:GetRecords",
                          "dynamodb:GetShardIterator", "dynamodb:ListStreams"]))
-            # the failed batches' descriptions (ids and sequence numbers, no image) go to the
-            # dead-letter queue, encrypted with the deployment key: exact actions, no wildcard
-            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
-                sid="ShadowStreamFailures", resources=[self.dead_letters.queue_arn],
-                actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]))
-            self.roles["shadow_stream"].add_to_policy(iam.PolicyStatement(
-                sid="ShadowStreamFailuresKey", resources=[self.key.key_arn],
-                actions=["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]))
+            # the failed batches' descriptions (ids and sequence numbers, no image)
+            self._may_dead_letter(self.roles["shadow_stream"], "ShadowStreamFailures")
         for i, arn in enumerate(arns):
             lambda_.EventSourceMapping(
                 self, f"ShadowStream{i}", target=fn, event_source_arn=arn,
@@ -621,6 +622,29 @@ class OblioStack(Stack):
         CfnOutput(self, "ShadowStreamConsumer", value=self.physical("function", "shadow_stream"),
                   description="the function to attach to the streams of tenant tables with "
                               "identities stored as typed (context value shadow_stream_arns)")
+
+    def _async_failures(self, names: list[str]) -> None:
+        """The functions EventBridge invokes (asynchronously: bulk_start on a dropped CSV,
+        sweep_schedule at night): Lambda tries an event 3 times in all, as the local event
+        pump does, then sends it to the dead-letter queue instead of dropping it. The
+        record holds the event (a bucket and key, a schedule's input: no personal data) to
+        invoke the function with again; the dead-letter alarm says one is waiting."""
+        for name in names:
+            lambda_.EventInvokeConfig(
+                self, f"{_id(name)}AsyncFailures", function=self.functions[name],
+                retry_attempts=ASYNC_RETRIES, max_event_age=ASYNC_EVENT_AGE,
+                on_failure=_QueueDestination(self.dead_letters))
+            self._may_dead_letter(self.roles[name], "AsyncFailures")
+
+    def _may_dead_letter(self, role: iam.Role, sid: str) -> None:
+        """Let a function's role send to the dead-letter queue, encrypted with the
+        deployment key: exact actions, no wildcard (the CDK's own grant adds KMS ones)."""
+        role.add_to_policy(iam.PolicyStatement(
+            sid=sid, resources=[self.dead_letters.queue_arn],
+            actions=["sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]))
+        role.add_to_policy(iam.PolicyStatement(
+            sid=f"{sid}Key", resources=[self.key.key_arn],
+            actions=["kms:GenerateDataKey", "kms:Encrypt", "kms:Decrypt"]))
 
     def _function_names(self) -> list[tuple[str, str]]:
         return [(f.name, self.physical("function", f.name)) for f in self.catalogue.functions]
@@ -646,6 +670,12 @@ class OblioStack(Stack):
             self._alarm(f"{_id(name)}ErrorsAlarm", f"{name}-errors",
                         _lambda_metric("Errors", physical, five),
                         f"function {name} raised errors")
+        self._alarm("DeadLettersAlarm", "dead-letters",
+                    self.dead_letters.metric_approximate_number_of_messages_visible(
+                        period=five, statistic="Maximum"),
+                    "events wait in the dead-letter queue: an upload, a schedule, a rule "
+                    "target or a stream batch that could not be handled after its retries "
+                    "(README: When things fail, dead letters)")
         self._alarm("OverdueRequestsAlarm", "overdue-requests",
                     cw.Metric(namespace="oblio", metric_name="OverdueRequests",
                               statistic="Maximum", period=Duration.hours(1)),
@@ -691,6 +721,18 @@ class _QueueOnFailure:
 
     def bind(self, _target: Any, _handler: Any) -> lambda_.DlqDestinationConfig:
         return lambda_.DlqDestinationConfig(destination=self.queue.queue_arn)
+
+
+@jsii.implements(lambda_.IDestination)
+class _QueueDestination:
+    """An asynchronous invocation's on-failure destination: the queue, with the grants the
+    stack writes itself (`SqsDestination` would add KMS wildcards)."""
+
+    def __init__(self, queue: sqs.IQueue) -> None:
+        self.queue = queue
+
+    def bind(self, _scope: Any, _fn: Any, *, type: Any) -> lambda_.DestinationConfig:  # noqa: A002
+        return lambda_.DestinationConfig(destination=self.queue.queue_arn)
 
 
 def _lambda_metric(metric: str, function_name: str, period: Duration,

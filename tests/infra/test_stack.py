@@ -356,6 +356,41 @@ def test_targets_may_deliver_to_the_dead_letter_queue(resources: dict[str, Any])
         for s in policies[0]["Properties"]["PolicyDocument"]["Statement"])
 
 
+ASYNC_TARGETS = sorted({r.target[1] for r in routes(CATALOGUE) if r.target[0] == "function"})
+
+
+def test_some_function_is_invoked_by_a_rule() -> None:
+    assert {"bulk_start", "sweep_schedule"} <= set(ASYNC_TARGETS)
+
+
+@pytest.mark.parametrize("function", ASYNC_TARGETS)
+def test_an_event_a_function_fails_on_three_times_goes_to_the_dead_letter_queue(
+        resources: dict[str, Any], function: str) -> None:
+    # EventBridge hands the event to Lambda's queue and is done: its own dead-letter queue
+    # never sees the function fail. Without an on-failure destination Lambda drops the event
+    # after its two retries (a dropped CSV would wait in awaiting_upload for ever, a night's
+    # sweeps would not start, and nothing would say so)
+    fn = by_property(resources, "AWS::Lambda::Function", "FunctionName")[
+        name("function", function)]
+    dlq = by_property(resources, "AWS::SQS::Queue", "QueueName")[f"{PREFIX}-dead-letters"][0]
+    [config] = [r["Properties"] for r in of_type(resources, "AWS::Lambda::EventInvokeConfig")
+                .values() if r["Properties"]["FunctionName"] == {"Ref": fn[0]}]
+    assert config["MaximumRetryAttempts"] == 2
+    assert config["MaximumEventAgeInSeconds"] == 6 * 3600
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": [dlq, "Arn"]}
+    # Lambda sends the record with the function's role: it may, and may encrypt it
+    role = refs(fn[1]["Role"])
+    granted = [s for p in of_type(resources, "AWS::IAM::Policy").values()
+               if refs(p["Properties"]["Roles"]) & role
+               for s in p["Properties"]["PolicyDocument"]["Statement"]]
+    send = [s for s in granted if refs(s["Resource"]) == {dlq}]
+    assert any("sqs:SendMessage" in s["Action"] for s in send)
+    key = next(iter(of_type(resources, "AWS::KMS::Key")))
+    assert any("kms:GenerateDataKey" in s["Action"] for s in granted
+               if refs(s["Resource"]) == {key})
+
+
 def test_deployed_queues_are_the_catalogues_that_are_not_local_only(
         resources: dict[str, Any]) -> None:
     queues = set(by_property(resources, "AWS::SQS::Queue", "QueueName"))
@@ -376,7 +411,7 @@ def test_alarms_cover_failed_executions_function_errors_and_overdue_requests(
     alarms = by_property(resources, "AWS::CloudWatch::Alarm", "AlarmName")
     topic = next(k for k, v in of_type(resources, "AWS::SNS::Topic").items()
                  if v["Properties"]["TopicName"] == f"{PREFIX}-alarms")
-    expected = {f"{PREFIX}-overdue-requests",
+    expected = {f"{PREFIX}-overdue-requests", f"{PREFIX}-dead-letters",
                 *(f"{PREFIX}-{sm.name}-failed" for sm in CATALOGUE.state_machines),
                 *(f"{PREFIX}-{f.name}-errors" for f in CATALOGUE.functions)}
     assert expected <= set(alarms)
@@ -384,6 +419,13 @@ def test_alarms_cover_failed_executions_function_errors_and_overdue_requests(
         assert alarms[alarm_name][1]["AlarmActions"] == [{"Ref": topic}], alarm_name
     assert alarms[f"{PREFIX}-erasure-failed"][1]["MetricName"] == "ExecutionsFailed"
     assert alarms[f"{PREFIX}-overdue-requests"][1]["MetricName"] == "OverdueRequests"
+    dead = alarms[f"{PREFIX}-dead-letters"][1]
+    assert dead["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    assert dead["Threshold"] == 1 and dead["ComparisonOperator"] == \
+        "GreaterThanOrEqualToThreshold"
+    dlq = by_property(resources, "AWS::SQS::Queue", "QueueName")[f"{PREFIX}-dead-letters"][0]
+    assert dead["Dimensions"] == [{"Name": "QueueName",
+                                   "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
 
 
 def test_alarms_are_e_mailed_to_the_configured_address(template: Any) -> None:
