@@ -731,7 +731,7 @@ class _QueueDestination:
     def __init__(self, queue: sqs.IQueue) -> None:
         self.queue = queue
 
-    def bind(self, _scope: Any, _fn: Any, *, type: Any) -> lambda_.DestinationConfig:  # noqa: A002
+    def bind(self, _scope: Any, _fn: Any, *, type: Any) -> lambda_.DestinationConfig:
         return lambda_.DestinationConfig(destination=self.queue.queue_arn)
 
 
