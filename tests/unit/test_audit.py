@@ -229,3 +229,42 @@ def test_a_cursor_pages_only_for_the_tenant_it_was_given_to_and_only_as_it_was_g
             audit.verify(t.tenant_id, cursor=bad)
     with pytest.raises(Invalid):  # another tenant's chain, with this tenant's cursor
         audit.verify(other.tenant_id, cursor=cursor)
+
+
+# -- a guarded append -------------------------------------------------------------------------
+
+def test_an_append_is_made_only_while_its_guard_holds(module_aws, tenant):
+    """The end of a job's run is audited only while the job is on that run: the guard is a
+    condition on the job's record in the entry's own transaction, so a task that outlived
+    its run (the job was resumed meanwhile) appends nothing, and the chain is unbroken."""
+    from oblio.jobs import chunks
+    from oblio.store.models import RetentionSweepModel
+
+    sweep = RetentionSweepModel(tenant_id=tenant, sk="run#s1", sweep_id="s1", attempt=1)
+    sweep.save()
+    first = audit.append(tenant, "retention_sweep_completed", actor="oblio",
+                         guard=chunks.on_run(sweep, 1), once="sweep:s1:1:end")
+    assert first.id == _seq(1)
+    sweep.update(actions=[RetentionSweepModel.attempt.set(2)])  # resumed
+
+    with pytest.raises(audit.Refused):
+        audit.append(tenant, "retention_sweep_completed", actor="oblio",
+                     guard=chunks.on_run(sweep, 1))
+    # a keyed append made while the guard held is still answered, not appended again
+    assert audit.append(tenant, "retention_sweep_completed", actor="oblio",
+                        guard=chunks.on_run(sweep, 1), once="sweep:s1:1:end") == first
+    second = audit.append(tenant, "retention_sweep_completed", actor="oblio",
+                          guard=chunks.on_run(sweep, 2))
+    assert second.id == _seq(2)
+    assert audit.verify(tenant)["valid"] is True and audit.verify(tenant)["entries"] == 2
+
+
+def test_a_guard_on_a_record_that_is_not_there_refuses(module_aws, tenant):
+    from oblio.jobs import chunks
+    from oblio.store.models import BackfillModel
+
+    gone = BackfillModel(tenant_id=tenant, sk="run#b1", backfill_id="b1", attempt=2)
+    with pytest.raises(audit.Refused):
+        audit.append(tenant, "shadow_backfill_completed", actor="oblio",
+                     guard=chunks.on_run(gone, 2))
+    assert audit.entries(tenant)[0] == []

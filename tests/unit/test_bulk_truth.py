@@ -182,6 +182,46 @@ def test_a_chunk_or_failure_of_an_earlier_run_writes_nothing_to_the_job(t, monke
     assert "ConditionalCheckFailed" in str(refused.value.__cause__ or refused.value)
 
 
+def test_a_report_that_outlived_its_run_appends_and_ends_nothing(t, monkeypatch, announced):
+    """The report passed its check of the run, wrote its CSV, then the job was on another run
+    (retried meanwhile). Before, it read the job again and fenced its writes with the run it
+    read, the new one: it ended the new run `completed` and audited it. Now its end's entry
+    is appended only while its own run is the job's (guarded in the entry's transaction)
+    and every write is conditioned on its run: nothing is appended, sent or written."""
+    from oblio.store.models import BulkJobModel
+
+    job_id, _ = validated(t, ghosts(3))
+    for key in chunk_keys(job_id, t):
+        bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
+    real = bulk.write_report
+
+    def retried_meanwhile(job: Any, got: Any, key: str) -> int:
+        n = real(job, got, key)
+        job.update(actions=[BulkJobModel.attempt.set(2)])
+        return n
+
+    monkeypatch.setattr(bulk, "write_report", retried_meanwhile)
+    assert bulk.report(t.tenant_id, job_id, attempt=1) == {"status": "running", "stale": True}
+    job = bulk.load(t.tenant_id, job_id)
+    assert (job.status, job.audit_entry, job.audited_attempt) == ("running", None, None)
+    assert not {"bulk_erasure_completed", "bulk_erasure_failed"} & set(
+        audit_actions(t.tenant_id, job_id))
+    assert announced == []
+
+
+def test_a_failure_step_that_outlived_its_run_records_nothing(t, announced):
+    from oblio.store.models import BulkJobModel
+
+    job_id, _ = validated(t, ghosts(1))
+    job = bulk.load(t.tenant_id, job_id)
+    job.update(actions=[BulkJobModel.attempt.set(2)])  # after the failure step's check
+    assert bulk.finish_failed(job, "late", keep_work=True, attempt=1) is False
+    got = bulk.load(t.tenant_id, job_id)
+    assert (got.status, got.error) == ("running", None)
+    assert "bulk_erasure_failed" not in audit_actions(t.tenant_id, job_id)
+    assert announced == []
+
+
 def test_retry_refuses_a_running_or_completed_job(t):
     job_id, _ = validated(t, ghosts(1))
     with pytest.raises(Conflict) as running:

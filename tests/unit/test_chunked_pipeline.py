@@ -107,10 +107,17 @@ def test_the_failure_step_records_the_caught_error_by_name_and_message():
     error = {"Error": "TransientError", "Cause": json.dumps(
         {"errorType": "TransientError", "errorMessage": "S3 slowed down"})}
 
-    out = chunks.fail("running", error, lambda code, reason: recorded.append((code, reason)))
+    out = chunks.fail("running", error,
+                      lambda code, reason: recorded.append((code, reason)) or True)
 
     assert out == {"status": "failed"}
     assert recorded == [("TransientError", "TransientError: S3 slowed down")]
+
+
+def test_a_failure_step_that_recorded_nothing_does_not_answer_failed():
+    # the job is on another run now (resumed meanwhile): its record was not written
+    out = chunks.fail("running", {"Error": "Boom"}, lambda code, reason: False)
+    assert out == {"status": "running", "stale": True}
 
 
 @pytest.mark.parametrize("status", chunks.ENDED)

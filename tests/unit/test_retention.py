@@ -714,10 +714,9 @@ def test_a_failure_after_the_report_wrote_the_end_still_releases_the_lock(world,
     assert retention.start(world, "inactive", trigger="test")["resumed"] is False
 
 
-def _reported_until_its_end(world: str, monkeypatch: Any) -> tuple[str, Any]:
-    """A sweep of one chunk whose report wrote `completed`, then raised before its work files
-    went (a timeout, a denied delete); returns its id and what mends `Work.clear`."""
-    from oblio.jobs import chunks, retention
+def _one_chunk_done(world: str) -> str:
+    """A sweep of run 1 of one candidate, found and its one chunk applied; returns its id."""
+    from oblio.jobs import retention
 
     _contacts(world, [(900, False)])
     retention.put_policy(world, "inactive", {**GOOD}, actor="t")
@@ -725,6 +724,15 @@ def _reported_until_its_end(world: str, monkeypatch: Any) -> tuple[str, Any]:
     assert retention.find_candidates(world, sid, attempt=1)["chunks"] == 1
     retention.apply_chunk(world, sid, f"work/{world}/sweeps/{sid}/chunks/000000.json",
                           attempt=1)
+    return str(sid)
+
+
+def _reported_until_its_end(world: str, monkeypatch: Any) -> tuple[str, Any]:
+    """A sweep of one chunk whose report wrote `completed`, then raised before its work files
+    went (a timeout, a denied delete); returns its id and what mends `Work.clear`."""
+    from oblio.jobs import chunks, retention
+
+    sid = _one_chunk_done(world)
 
     def broken(self: Any) -> None:
         raise RuntimeError("the invocation timed out")
@@ -734,3 +742,94 @@ def _reported_until_its_end(world: str, monkeypatch: Any) -> tuple[str, Any]:
     with pytest.raises(RuntimeError):
         retention.report(world, sid, attempt=1)
     return sid, lambda: monkeypatch.setattr(chunks.Work, "clear", real)
+
+
+def _sweep_ends(world: str, sid: str) -> list[dict[str, Any]]:
+    from oblio.control import audit
+
+    return [e for e in map(audit.to_json, audit.entries(world, newest_first=False)[0])
+            if e["action"] == "retention_sweep_completed"
+            and (e.get("details") or {}).get("sweep_id") == sid]
+
+
+def test_a_report_that_outlived_its_run_appends_no_entry_and_ends_nothing(world, monkeypatch):
+    """The report passed its check of the run, then the sweep was resumed (its run is over):
+    its `retention_sweep_completed` entry would stand in the tenant's audit chain for a run
+    that did not write its end. The entry's append is guarded by the run, in its own
+    transaction: nothing is appended, nothing written, the lock is the new run's."""
+    from oblio.jobs import retention
+    from oblio.store.models import RetentionSweepModel
+
+    sid = _one_chunk_done(world)
+    real = retention.totals
+
+    def resumed_meanwhile(m: Any) -> Any:
+        m.update(actions=[RetentionSweepModel.attempt.set(2)])  # after the check
+        return real(m)
+
+    monkeypatch.setattr(retention, "totals", resumed_meanwhile)
+    with _metered(world, sid):
+        assert retention.report(world, sid, attempt=1)["stale"] is True
+    assert _sweep_ends(world, sid) == []
+    now = retention.load_sweep(world, sid)
+    assert (now.status, now.audit_entry, now.report_key) == ("running", None, None)
+    with pytest.raises(Conflict):  # still locked: run 2 goes on
+        retention.start(world, "inactive", trigger="test")
+
+
+def test_a_resumed_sweep_audits_its_own_end(world, monkeypatch):
+    """Run 1's report appended its entry, then failed before the end was written (its report
+    could not be stored): run 2's report appends its own entry, with its own counts, rather
+    than point at run 1's; each run's entry is appended once."""
+    from oblio.jobs import retention
+
+    sid = _one_chunk_done(world)
+    chunk = f"work/{world}/sweeps/{sid}/chunks/000000.json"
+
+    def denied(*a: Any, **k: Any) -> None:
+        raise RuntimeError("AccessDenied")
+
+    with monkeypatch.context() as m:
+        m.setattr(retention.objects, "put_encrypted", denied)
+        with pytest.raises(RuntimeError):
+            retention.report(world, sid, attempt=1)
+    first = retention.load_sweep(world, sid).audit_entry
+    assert [e["id"] for e in _sweep_ends(world, sid)] == [first]
+    retention.fail(world, sid, {"Error": "RuntimeError", "Cause": "AccessDenied"}, attempt=1)
+    assert retention.start(world, "inactive", trigger="test")["resumed"] is True
+    assert retention.load_sweep(world, sid).audit_entry is None
+
+    retention.find_candidates(world, sid, attempt=2)
+    retention.apply_chunk(world, sid, chunk, attempt=2)
+    assert retention.report(world, sid, attempt=2) == {"status": "completed"}
+    assert retention.report(world, sid, attempt=2) == {"status": "completed"}  # again
+    ends = _sweep_ends(world, sid)
+    done = retention.load_sweep(world, sid)
+    assert [e["id"] for e in ends] == [first, done.audit_entry] and first != done.audit_entry
+
+
+def test_a_failure_step_that_died_after_its_status_finishes_on_its_rerun(world, monkeypatch):
+    """The failure step wrote `failed`, then died before the policy's resume point and the
+    lock (a timeout): Step Functions runs it again, which finishes both; the run's
+    `retention_sweep_failed` entry stays one (appended first, keyed by the run)."""
+    from oblio.control import audit
+    from oblio.jobs import retention
+
+    sid = _one_chunk_done(world)
+
+    def dies(*a: Any, **k: Any) -> None:
+        raise RuntimeError("the invocation timed out")
+
+    with monkeypatch.context() as m:
+        m.setattr(retention, "_unlock", dies)
+        with pytest.raises(RuntimeError):
+            retention.fail(world, sid, {"Error": "Boom", "Cause": "x"}, attempt=1)
+    assert retention.load_sweep(world, sid).status == "failed"
+    with pytest.raises(Conflict):  # the lock is still held
+        retention.start(world, "inactive", trigger="test")
+    assert retention.fail(world, sid, {"Error": "Boom", "Cause": "x"}, attempt=1) == {
+        "status": "failed"}
+    failed = [e for e in map(audit.to_json, audit.entries(world, newest_first=False)[0])
+              if e["action"] == "retention_sweep_failed"]
+    assert len(failed) == 1 and failed[0]["details"]["attempt"] == 1
+    assert retention.start(world, "inactive", trigger="test")["resumed"] is True

@@ -381,6 +381,99 @@ def test_a_task_of_the_failed_run_does_nothing_to_the_resumed_backfill(dm):
     assert done["counts"]["items_written"] == 5
 
 
+def _backfill_ends(bid: str) -> list[str]:
+    from oblio.control import audit
+
+    return [e["id"] for e in map(audit.to_json, audit.entries("acme", newest_first=False)[0])
+            if e["action"] == "shadow_backfill_completed"
+            and (e.get("details") or {}).get("backfill_id") == bid]
+
+
+def _segments_done() -> str:
+    from oblio.control import metering
+    from oblio.jobs import backfill
+
+    _put(*_many(5))
+    with metering.invocation(kind="api"):
+        bid = backfill.create(world.principal("acme"), _body(segments=1))["backfill_id"]
+    while backfill.run_segment("acme", bid, TABLE, 0, attempt=1) != {"done": True}:
+        pass
+    return str(bid)
+
+
+def test_a_finish_that_outlived_its_run_appends_no_entry(dm, monkeypatch):
+    """Finish passed its check of the run, then the backfill was resumed: its
+    `shadow_backfill_completed` entry would stand for a run that did not end. The append is
+    guarded by the run in its own transaction: no entry, no status, the new run goes on."""
+    from oblio.jobs import backfill
+    from oblio.store.models import BackfillModel
+
+    bid = _segments_done()
+    real = backfill.totals
+
+    def resumed_meanwhile(rows: Any) -> Any:
+        backfill.load("acme", bid).update(actions=[BackfillModel.attempt.set(2)])
+        return real(rows)
+
+    monkeypatch.setattr(backfill, "totals", resumed_meanwhile)
+    assert backfill.finish("acme", bid, attempt=1)["stale"] is True
+    assert _backfill_ends(bid) == []
+    got = backfill.load("acme", bid)
+    assert (got.status, got.audit_entry) == ("running", None)
+
+
+def test_a_finish_run_again_after_dying_before_its_write_appends_one_entry(dm, monkeypatch):
+    """Finish appended its entry, then died before writing the status with it (a timeout):
+    Step Functions runs it again, which answers the same entry instead of appending a
+    second one (the append is keyed by the run)."""
+    from oblio.jobs import backfill, chunks
+
+    bid = _segments_done()
+    real = chunks.write_on_run
+
+    def dies(*a: Any, **k: Any) -> bool:
+        raise RuntimeError("the invocation timed out")
+
+    with monkeypatch.context() as m:
+        m.setattr(chunks, "write_on_run", dies)
+        with pytest.raises(RuntimeError):
+            backfill.finish("acme", bid, attempt=1)
+    assert chunks.write_on_run is real
+    assert len(_backfill_ends(bid)) == 1
+    assert backfill.finish("acme", bid, attempt=1) == {"status": "completed"}
+    assert _backfill_ends(bid) == [backfill.load("acme", bid).audit_entry]
+
+
+def test_a_failure_step_that_died_before_its_entry_writes_it_on_its_rerun(dm, monkeypatch):
+    """The failure step died before it appended `shadow_backfill_failed` (the audit log busy
+    past its retries). Before, it had written `failed` first, so its rerun found the run
+    ended and the entry was never written. Now the entry comes first (keyed by the run):
+    its rerun appends it, then writes the status."""
+    from oblio.control import audit
+    from oblio.jobs import backfill
+    from oblio.store.models import BackfillModel
+
+    _put(*_many(2))
+    bid = backfill.create(world.principal("acme"), _body(segments=1))["backfill_id"]
+    boom = {"Error": "States.Timeout", "Cause": "the segment timed out"}
+
+    def busy(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("the audit log is busy")
+
+    with monkeypatch.context() as m:
+        m.setattr(audit, "append", busy)
+        with pytest.raises(RuntimeError):
+            backfill.fail("acme", bid, boom, attempt=1)
+    assert backfill.load("acme", bid).status == "running"
+    assert backfill.fail("acme", bid, boom, attempt=1) == {"status": "failed"}
+    assert backfill.fail("acme", bid, boom, attempt=1) == {"status": "failed"}
+    failed = [e for e in map(audit.to_json, audit.entries("acme")[0])
+              if e["action"] == "shadow_backfill_failed"
+              and e["details"]["backfill_id"] == bid]
+    assert len(failed) == 1
+    assert BackfillModel.get("acme", backfill.load("acme", bid).sk).status == "failed"
+
+
 def test_a_backfill_whose_start_failed_is_failed_and_can_be_resumed(dm, monkeypatch):
     """StartExecution refused: the backfill is recorded failed at once, saying why, its
     `io` (this call's counts) complete; a resume starts it. Before, it stayed `running` with

@@ -5,7 +5,10 @@ never fork the chain. Entries name subjects by their HMAC reference only.
 
 An append may be keyed (`once=`): a marker item written in the same transaction makes a
 second append with the same key (a rerun of the same bulk chunk) append nothing and answer
-the first entry. A bulk chunk appends one entry for all its subjects (`commit_chunk`): the
+the first entry. An append may also be guarded (`guard=`): a condition on another item of
+oblio's tables, checked in the same transaction (a job's record still on the run of the task
+that appends its end), so that a task of a run that is over appends nothing. A bulk chunk
+appends one entry for all its subjects (`commit_chunk`): the
 root of a Merkle tree (core/merkle.py) over their certificates, which are stored as one
 object per chunk; `verify` recomputes each chunk's root from that object, and `included`
 proves one subject's certificate is in its chunk's entry."""
@@ -62,6 +65,21 @@ class Entry:
     hash: str
 
 
+@dataclass(frozen=True)
+class Guard:
+    """What must hold of one item of oblio's tables for an entry to be appended: `condition`
+    on the item of `model` with these keys, checked in the entry's transaction."""
+
+    model: Any
+    hash_key: Any
+    range_key: Any
+    condition: Any
+
+
+class Refused(Exception):
+    """An append's guard did not hold: nothing was appended."""
+
+
 def _appended(tenant_id: str, once: str) -> Entry | None:
     """The entry a keyed append already wrote, if any."""
     try:
@@ -73,10 +91,12 @@ def _appended(tenant_id: str, once: str) -> Entry | None:
 
 def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = None,
            subject_ref: str | None = None, details: dict[str, Any] | None = None,
-           once: str | None = None) -> Entry:
+           once: str | None = None, guard: Guard | None = None) -> Entry:
     """Append one entry to the tenant's chain; returns its id (sequence) and hash. With
     `once`, at most one entry is ever appended for that key: a repeated call answers the
-    entry the first one appended (its marker is written in the entry's transaction)."""
+    entry the first one appended (its marker is written in the entry's transaction). With
+    `guard`, the entry is appended only while its condition holds: `Refused` when it does
+    not (an entry appended before under `once` is still answered)."""
     details = json.loads(json.dumps(details or {}, default=str))
     if once is not None and (done := _appended(tenant_id, once)) is not None:
         return done
@@ -96,6 +116,9 @@ def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = 
         entry.hash = _digest(prev, _body(entry))
         try:
             with TransactWrite(connection=conn) as tx:
+                if guard is not None:  # first: its refusal is the first reason
+                    tx.condition_check(guard.model, guard.hash_key, guard.range_key,
+                                       condition=guard.condition)
                 if head is None:
                     tx.save(AuditModel(tenant_id=tenant_id, seq=HEAD, last=last + 1,
                                        hash=entry.hash),
@@ -109,12 +132,21 @@ def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = 
                     tx.save(AuditModel(tenant_id=tenant_id, seq=ONCE + once, last=last + 1,
                                        hash=entry.hash, action=action),
                             condition=AuditModel.seq.does_not_exist())
-        except TransactWriteError:
+        except TransactWriteError as exc:
             if once is not None and (done := _appended(tenant_id, once)) is not None:
                 return done  # a concurrent run of the same key appended it
+            if guard is not None and _guard_refused(exc):
+                raise Refused("the append's guard did not hold: nothing appended") from None
             continue
         return Entry(entry.seq, entry.hash)
     raise TransientError("the audit log is busy; try again")
+
+
+def _guard_refused(exc: TransactWriteError) -> bool:
+    """Whether the guard (the transaction's first item) is what refused it."""
+    reasons = exc.cancellation_reasons
+    return bool(reasons) and reasons[0] is not None and \
+        reasons[0].code == "ConditionalCheckFailed"
 
 
 def to_json(m: AuditModel) -> dict[str, Any]:

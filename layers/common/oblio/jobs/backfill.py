@@ -366,10 +366,17 @@ def finish(tenant_id: str, backfill_id: str, attempt: int | None = None) -> dict
         raise BackfillIncomplete(f"{len(rows) - done} of {len(rows)} segments did not "
                                  "finish; resume the backfill to go on")
     status = "completed_with_errors" if counts["items_left"] else "completed"
-    entry = m.audit_entry or audit.append(
-        tenant_id, "shadow_backfill_completed", actor="oblio",
-        details={"backfill_id": backfill_id, "status": status, "tables": m.tables,
-                 "counts": counts, "io": io}).id
+    n = attempt if attempt is not None else chunks.run_of(m)
+    try:
+        # once per run (a finish run again after dying before its write appends none), and
+        # only while the run is the backfill's: one that outlived its run appends nothing
+        entry = audit.append(
+            tenant_id, "shadow_backfill_completed", actor="oblio",
+            once=f"backfill:{backfill_id}:{n}:end", guard=chunks.on_run(m, n),
+            details={"backfill_id": backfill_id, "status": status, "tables": m.tables,
+                     "counts": counts, "io": io}).id
+    except audit.Refused:
+        return {"status": m.status, "stale": True}
     if not chunks.write_on_run(m, [BackfillModel.status.set(status),
                                    BackfillModel.completed_at.set(clock.iso()),
                                    BackfillModel.totals.set(counts),
@@ -397,17 +404,24 @@ def fail(tenant_id: str, backfill_id: str, error: dict[str, Any],
     return out
 
 
-def _record_failure(m: BackfillModel, attempt: int, code: str, reason: str) -> None:
-    """The backfill's run `attempt` failed: its status and error (if it is still the
-    backfill's run) and the audit entry."""
+def _record_failure(m: BackfillModel, attempt: int, code: str, reason: str) -> bool:
+    """The backfill's run `attempt` failed: the audit entry (once per run, and only while the
+    run is the backfill's), its status and error. False, and nothing written, once the
+    backfill is on another run (resumed meanwhile: the new run's status stands)."""
+    try:
+        audit.append(m.tenant_id, "shadow_backfill_failed", actor="oblio",
+                     once=f"backfill:{m.backfill_id}:{attempt}:failed",
+                     guard=chunks.on_run(m, attempt),
+                     details={"backfill_id": m.backfill_id, "code": code, "attempt": attempt})
+    except audit.Refused:
+        return False
     if not chunks.write_on_run(m, [BackfillModel.status.set("failed"),
                                    BackfillModel.error.set(reason[:500]),
                                    BackfillModel.completed_at.set(clock.iso())], attempt):
-        return  # resumed meanwhile: the new run's status stands
-    audit.append(m.tenant_id, "shadow_backfill_failed", actor="oblio",
-                 details={"backfill_id": m.backfill_id, "code": code, "attempt": attempt})
+        return False
     logger.warning("shadow backfill failed", extra={"backfill_id": m.backfill_id,
                                                      "code": code})
+    return True
 
 
 def _stale(m: BackfillModel, attempt: int | None) -> bool:

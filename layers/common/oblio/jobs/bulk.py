@@ -954,7 +954,8 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     if job.status in chunks.ENDED:  # run again after the job ended: counted once
         _ended(job)
         return {"status": job.status}
-    got = chunk_outcomes(job)
+    n = attempt if attempt is not None else attempt_of(job)  # this task's run, whatever
+    got = chunk_outcomes(job)                                 # the record says later
     key = f"reports/{tenant_id}/bulk-{job_id}.csv"
     lines = write_report(job, got, key)
     job = load(tenant_id, job_id)
@@ -973,59 +974,76 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
     counts = {k: int(getattr(job, k) or 0) for k in
               ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",
                "retained", "held")}
-    details = {"job_id": job_id, "status": status, "attempt": attempt_of(job),
+    details = {"job_id": job_id, "status": status, "attempt": n,
                "report_lines": lines, **counts,
                **({"chunks_failed": got.failed} if got.failed else {}),
                **({"chunks_missing": got.missing} if got.missing else {})}
-    _announce(job, "bulk_erasure_failed" if status == "failed" else "bulk_erasure_completed",
-              details)
-    job.update(actions=[
-        BulkJobModel.status.set(status), BulkJobModel.completed_at.set(clock.iso()),
-        BulkJobModel.report_key.set(key),
-        *([BulkJobModel.chunks_failed.set(set(got.failed))] if got.failed else []),
-        *([BulkJobModel.chunks_missing.set(set(got.missing))] if got.missing else []),
-        *([BulkJobModel.message.set(message)] if message else []),
-        *([BulkJobModel.error.set(message)] if status == "failed" and message else []),
-    ], condition=current(attempt_of(job)))
+    if not _announce(job, n, "bulk_erasure_failed" if status == "failed"
+                     else "bulk_erasure_completed", details) or not chunks.write_on_run(job, [
+            BulkJobModel.status.set(status), BulkJobModel.completed_at.set(clock.iso()),
+            BulkJobModel.report_key.set(key),
+            *([BulkJobModel.chunks_failed.set(set(got.failed))] if got.failed else []),
+            *([BulkJobModel.chunks_missing.set(set(got.missing))] if got.missing else []),
+            *([BulkJobModel.message.set(message)] if message else []),
+            *([BulkJobModel.error.set(message)] if status == "failed" and message else []),
+            ], n):
+        # the job was retried while this report ran: the new run's report ends it
+        _ended(job, attempt=n)
+        return {"status": job.status, "stale": True}
     if not got.not_done:
         _work(tenant_id, job_id).clear()
-    _ended(job)  # Report is the job's last task
+    _ended(job, attempt=n)  # Report is the job's last task
     return {"status": status, **({"chunks_failed": got.failed} if got.failed else {}),
             **({"chunks_missing": got.missing} if got.missing else {})}
 
 
-def _announce(job: BulkJobModel, action: str, details: dict[str, Any]) -> None:
-    """The audit entry and the BulkErasureCompleted event of the job's end, each written
-    once per run and recorded on the job before its status moves: a rerun of the step
-    finds them recorded and writes neither again (a crash between a write and its record
-    can repeat it: the event carries `event_id`, the same each time, for consumers to
-    drop a repeat)."""
-    n = attempt_of(job)
+def _announce(job: BulkJobModel, n: int, action: str, details: dict[str, Any]) -> bool:
+    """The audit entry and the BulkErasureCompleted event of the end of the job's run `n`,
+    each written once per run and recorded on the job before its status moves: a rerun of
+    the step finds them recorded and writes neither again (the entry is keyed by the run;
+    a crash between the event and its record can repeat it: the event carries `event_id`,
+    the same each time, for consumers to drop a repeat). False, and nothing written, once
+    the job is on another run (retried meanwhile: the entry's append is guarded by it)."""
     if int(job.audited_attempt or 0) != n:
-        entry = audit.append(job.tenant_id, action, actor="oblio", details=details)
-        job.update(actions=[BulkJobModel.audit_entry.set(entry.id),
-                            BulkJobModel.audited_attempt.set(n)], condition=current(n))
+        try:
+            entry = audit.append(job.tenant_id, action, actor="oblio", details=details,
+                                 once=f"bulk:{job.job_id}:{n}:end",
+                                 guard=chunks.on_run(job, n))
+        except audit.Refused:
+            return False
+        if not chunks.write_on_run(job, [BulkJobModel.audit_entry.set(entry.id),
+                                         BulkJobModel.audited_attempt.set(n)], n):
+            return False
     if int(job.announced_attempt or 0) != n:
         keep = ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",
                 "retained", "held", "chunks_failed", "chunks_missing")
         outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id,
                       status=details["status"], attempt=n, event_id=f"bulk-{job.job_id}-{n}",
                       **{k: v for k, v in details.items() if k in keep})
-        job.update(actions=[BulkJobModel.announced_attempt.set(n)], condition=current(n))
+        if not chunks.write_on_run(job, [BulkJobModel.announced_attempt.set(n)], n):
+            return False
+    return True
 
 
-def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False) -> None:
-    """End the job failed with `reason`; its work files go unless `keep_work` (chunk
-    manifests and saved plans: what a retry resumes from). The audit entry and event come
-    first, once per run."""
-    _announce(job, "bulk_erasure_failed", {"job_id": job.job_id, "status": "failed",
-                                           "attempt": attempt_of(job), "reason": reason})
-    job.update(actions=[BulkJobModel.status.set("failed"), BulkJobModel.error.set(reason),
-                        BulkJobModel.completed_at.set(clock.iso())],
-               condition=current(attempt_of(job)))
-    if not keep_work:
+def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False,
+                  attempt: int | None = None) -> bool:
+    """End the job's run `attempt` (None: the record's) failed with `reason`; its work files
+    go unless `keep_work` (chunk manifests and saved plans: what a retry resumes from). The
+    audit entry and event come first, once per run; a run that is no longer the job's
+    (retried meanwhile) writes nothing, keeps the files and answers False."""
+    n = attempt if attempt is not None else attempt_of(job)
+    done = _announce(job, n, "bulk_erasure_failed", {
+        "job_id": job.job_id, "status": "failed", "attempt": n, "reason": reason}) and \
+        chunks.write_on_run(job, [BulkJobModel.status.set("failed"),
+                                  BulkJobModel.error.set(reason),
+                                  BulkJobModel.completed_at.set(clock.iso())], n)
+    if not done:
+        logger.warning("a bulk job's run ended after the job was retried: nothing recorded",
+                       extra={"job_id": job.job_id, "task_attempt": n})
+    elif not keep_work:
         _work(job.tenant_id, job.job_id).clear()
-    _ended(job, after=1)  # and the Fail state after it
+    _ended(job, after=1, attempt=n)  # and the Fail state after it
+    return done
 
 
 def _ended(job: BulkJobModel, after: int = 0, attempt: int | None = None) -> None:
@@ -1053,7 +1071,7 @@ def fail(tenant_id: str, job_id: str, error: dict[str, Any],
     if job.status in chunks.ENDED:  # ended before (by Report, or by this step run again)
         _ended(job, after=1)
     return chunks.fail(job.status, error, lambda code, reason: finish_failed(
-        job, reason, keep_work=job.chunks is not None))
+        job, reason, keep_work=job.chunks is not None, attempt=attempt))
 
 
 # -- retry -------------------------------------------------------------------------------------

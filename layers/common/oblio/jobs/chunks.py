@@ -15,8 +15,9 @@ two kinds of job have in common lives here:
 - the failure step: the error the state machine caught, as the job records it;
 - runs (`attempt`): a retried or resumed job is a new run whose execution carries its number
   to every task; a task of an earlier run writes nothing to the job (`stale`), and every
-  write a task makes to the job is conditioned on its run being still the job's (`current`).
-  A backfill's runs are fenced the same way.
+  write a task makes to the job is conditioned on its run being still the job's (`current`),
+  and so is the audit entry of a run's end (`on_run`, a guard inside the entry's own
+  transaction). A backfill's runs are fenced the same way.
 
 Payloads carry references only (the keys of manifests), never what the manifests hold.
 """
@@ -29,7 +30,7 @@ from typing import Any
 
 from pynamodb.exceptions import PutError, UpdateError
 
-from oblio.control import metering
+from oblio.control import audit, metering
 from oblio.core.boundary import caught
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
@@ -161,13 +162,15 @@ def record_once(write: Callable[[], Any]) -> bool:
 
 
 def fail(status: str | None, error: dict[str, Any],
-         record: Callable[[str, str], None]) -> dict[str, Any]:
+         record: Callable[[str, str], bool]) -> dict[str, Any]:
     """The failure step of a job: `record(code, reason)` the error the state machine caught
-    (`reason` is `<error name>: <message>`), unless the job has ended."""
+    (`reason` is `<error name>: <message>`), unless the job has ended. `record` answers
+    False when it wrote nothing (the job is on another run now): so does the answer."""
     if status in ENDED:
         return {"status": status}
     code, message = caught(error)
-    record(code, f"{code}: {message}")
+    if not record(code, f"{code}: {message}"):
+        return {"status": status, "stale": True}
     return {"status": "failed"}
 
 
@@ -199,6 +202,17 @@ def stale(what: str, ids: dict[str, str], record: Any, attempt: int | None) -> b
     return False
 
 
+def on_run(record: Any, attempt: int | None) -> audit.Guard:
+    """The guard of an audit entry a task of run `attempt` (None: the record's own) appends
+    for its job: the job's record still on that run, checked in the entry's transaction, so
+    that a task that outlived its run (resumed meanwhile) appends nothing."""
+    model = type(record)
+    hash_key = getattr(record, model._hash_keyname)
+    range_key = getattr(record, model._range_keyname) if model._range_keyname else None
+    return audit.Guard(model, hash_key, range_key, current(
+        model, attempt if attempt is not None else run_of(record)))
+
+
 def write_on_run(record: Any, actions: list[Any], attempt: int | None) -> bool:
     """One write of a task of run `attempt` (None: the record's own) to its job's record,
     conditioned on the record being still on that run; False, and nothing written, once it
@@ -213,7 +227,7 @@ def write_on_run(record: Any, actions: list[Any], attempt: int | None) -> bool:
     return True
 
 
-def started_nothing(record: Callable[[], None], attempt: int) -> None:
+def started_nothing(record: Callable[[], object], attempt: int) -> None:
     """The StartExecution of a job's run `attempt` failed (the caller re-raises its error)
     and no execution of its name exists: `record` the run failed, so that the job is not
     left `running` with nothing running, and say its `io` is the calling invocation's

@@ -391,7 +391,8 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             m = resume
             m.update(actions=[RetentionSweepModel.status.set("running"),
                               RetentionSweepModel.attempt.add(1),
-                              RetentionSweepModel.error.remove()])
+                              RetentionSweepModel.error.remove(),
+                              RetentionSweepModel.audit_entry.remove()])
         else:
             spec = (plain(p.spec) or {})
             m = RetentionSweepModel(
@@ -768,10 +769,18 @@ def report(tenant_id: str, sweep_id: str, attempt: int | None = None) -> dict[st
     key = f"reports/{tenant_id}/retention-{sweep_id}.json"
     entry = m.audit_entry
     if not entry:
-        entry = audit.append(tenant_id, "retention_sweep_completed", actor="oblio",
-                             details={k: body[k] for k in ("sweep_id", "policy_id", "status",
-                                                           "action", "cutoff", "tables",
-                                                           "chunks")}).id
+        n = attempt if attempt is not None else chunks.run_of(m)
+        try:
+            # once per run (a resumed sweep's end is its own entry: a resume clears the
+            # last run's), and only while the run is the sweep's: a report that outlived
+            # its run appends nothing
+            entry = audit.append(
+                tenant_id, "retention_sweep_completed", actor="oblio",
+                once=f"sweep:{sweep_id}:{n}:end", guard=chunks.on_run(m, n),
+                details={k: body[k] for k in ("sweep_id", "policy_id", "status", "action",
+                                              "cutoff", "tables", "chunks")}).id
+        except audit.Refused:
+            return {**_STALE, "status": m.status}
         if not chunks.write_on_run(m, [RetentionSweepModel.audit_entry.set(entry)], attempt):
             return {**_STALE, "status": m.status}
     body["audit_entry"] = entry
@@ -806,6 +815,8 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any], attempt: int | No
         # the report wrote the end, then failed before what follows it (and its failure
         # came here): the work files go and the lock is released all the same
         _close(m)
+    elif m.status == "failed":
+        _release(m)  # this step, run again after it wrote the status: what followed it
     out = chunks.fail(m.status, error, lambda code, reason: _record_failure(m, n, code,
                                                                             reason))
     # and the Failed state after it; once, however often the step runs
@@ -820,25 +831,38 @@ def _close(m: RetentionSweepModel) -> None:
     _unlock(m.tenant_id, m.policy_id or "", m.sweep_id)
 
 
-def _record_failure(m: RetentionSweepModel, attempt: int, code: str, reason: str) -> None:
-    """The sweep's run `attempt` failed: its status and error (if it is still the sweep's
-    run), the policy's resume point, the lock released, the audit entry and the event."""
+def _record_failure(m: RetentionSweepModel, attempt: int, code: str, reason: str) -> bool:
+    """The sweep's run `attempt` failed: the audit entry (once per run, and only while the
+    run is the sweep's), its status and error, the policy's resume point and the lock
+    released, the event. False, and nothing written, once the sweep is on another run
+    (resumed meanwhile: the new run's lock and status stand)."""
     tenant_id, sweep_id = m.tenant_id, m.sweep_id
+    try:
+        audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
+                     once=f"sweep:{sweep_id}:{attempt}:failed", guard=chunks.on_run(m, attempt),
+                     details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code,
+                              "attempt": attempt})
+    except audit.Refused:
+        return False
     if not chunks.write_on_run(m, [RetentionSweepModel.status.set("failed"),
                                    RetentionSweepModel.error.set(reason[:500]),
                                    RetentionSweepModel.completed_at.set(clock.iso())],
                                attempt):
-        return  # resumed meanwhile: the new run's lock and status stand
-    with contextlib.suppress(NotFound):
-        load_policy(tenant_id, m.policy_id or "").update(
-            actions=[RetentionPolicyModel.resume_sweep.set(sweep_id)])
-    _unlock(tenant_id, m.policy_id or "", sweep_id)
-    audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
-                 details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code,
-                          "attempt": attempt})
+        return False
+    _release(m)
     outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
                   policy_id=m.policy_id, status="failed")
     logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
+    return True
+
+
+def _release(m: RetentionSweepModel) -> None:
+    """A failed sweep: the policy's next run resumes it, and its lock is released (both can
+    be done again: a failure step that died after writing the status finishes them)."""
+    with contextlib.suppress(NotFound):
+        load_policy(m.tenant_id, m.policy_id or "").update(
+            actions=[RetentionPolicyModel.resume_sweep.set(m.sweep_id)])
+    _unlock(m.tenant_id, m.policy_id or "", m.sweep_id)
 
 
 #: what a task of an earlier run answers (it did nothing)
