@@ -280,6 +280,26 @@ def test_a_csv_dropped_straight_into_the_bucket_gets_a_job_of_its_own(t):
     assert (job.status, job.upload_key, job.requested_by) == ("validating", key, "s3-upload")
 
 
+def test_a_file_named_as_a_job_elsewhere_under_the_prefix_is_a_job_of_its_own(t):
+    """A job made through the API waits for its file at its own key. A file elsewhere under
+    the tenant's prefix that is named as that job (`bulk/<tenant>/x/<job id>.csv`) is a
+    dropped file: a job of its own, and the waiting job still waits for its file. Before,
+    it started the waiting job on that other file."""
+    made = bulk.create_job(world.principal(t.tenant_id), parse(BulkBody, {"dry_run": True}))
+    bucket = made["upload_bucket"]
+    elsewhere = f"bulk/{t.tenant_id}/nested/{made['job_id']}.csv"
+    aws.client("s3").put_object(Bucket=bucket, Key=elsewhere, Body=b"email\na@example.com\n")
+
+    started = bulk.start_from_upload(bucket, elsewhere)
+
+    assert started["job_id"] != made["job_id"] and started["status"] == "validating"
+    other = bulk.load(t.tenant_id, started["job_id"])
+    assert (other.upload_key, other.requested_by, other.dry_run) == (
+        elsewhere, "s3-upload", False)
+    waiting = bulk.load(t.tenant_id, made["job_id"])
+    assert (waiting.status, waiting.upload_key) == ("awaiting_upload", made["upload_key"])
+
+
 def test_a_dropped_files_event_delivered_again_finds_the_job_it_made(t):
     """EventBridge delivers at least once: each delivery of a dropped file's event names the
     same job (after that upload of the file), so a second delivery starts nothing; once the

@@ -203,6 +203,10 @@ def start_from_upload(bucket: str, key: str) -> dict[str, Any]:
         job = BulkJobModel.get(tenant_id, job_id) if job_id else None
     except DoesNotExist:
         job = None
+    if job is not None and job.upload_key and job.upload_key != key:
+        # named as a job but not where that job's file goes (`bulk/<tenant>/x/<job>.csv`):
+        # a file dropped straight into S3, of a job of its own; it never starts another's
+        job = None
     if job is None:
         # a file dropped straight into S3: its job is named after this upload of it, so that
         # the event delivered again (EventBridge and S3 deliver at least once) finds the job
