@@ -87,6 +87,45 @@ def test_the_io_is_complete_once_the_last_steps_and_the_starters_counts_have_lan
     assert io["dynamodb.Query"] == 2 and io["lambda"]["invocations"] == 2
 
 
+def test_a_handed_over_run_is_complete_only_once_the_step_that_handed_it_over_has_counted(
+        t, monkeypatch):
+    """A large request's Work starts the Standard twin, then counts itself at its end; the
+    twin may run to its Finish first. Before, the twin's last step made the run complete
+    while Work's counts were still to land. Work says before the start that the run waits
+    for it (one write), and its own counts say they have landed."""
+    from oblio.control import metering
+    from oblio.core.boundary import TaskEvent
+    from oblio.pipeline import inline
+    from oblio.store import workflows
+
+    rid = _request(t)
+    ev = TaskEvent(request_id=rid, tenant_id=t.tenant_id)
+    with metering.invocation(kind="api"):  # the call that filed and started the run
+        metering.bill_to(ev)
+        metering.started(1)
+    twin_done = []
+
+    def start_once(machine: str, name: str, payload: dict) -> str:
+        # the twin runs to its end before Work has counted itself
+        with metering.invocation(metering.target_of(ev)):
+            _work(t)
+            metering.last_step(None, 1)
+        twin_done.append(meter.view(_record(t, rid)))
+        return f"arn:aws:states:eu-west-1:123456789012:execution:{machine}:{name}"
+
+    monkeypatch.setattr(workflows, "start_once", start_once)
+    from oblio.control import records
+    with metering.invocation(metering.target_of(ev)):  # Work
+        _work(t)
+        inline.hand_over(records.load(t.tenant_id, rid), "erase", 2)
+    [early] = twin_done
+    assert early["complete"] is False
+    assert any("handed this run over" in n for n in early["not_counted"])
+    io = meter.view(_record(t, rid))
+    assert io["complete"] is True and io["lambda"]["invocations"] == 3
+    assert not any("not recorded yet" in n for n in io["not_counted"])
+
+
 def test_a_request_run_again_is_complete_only_once_its_new_attempt_has_counted_itself(t):
     """The ends and starts are noted by attempt: a retried request's `io` waits for its new
     attempt's, and a late count of the failed attempt (its failure step's invocation ending

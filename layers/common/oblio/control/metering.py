@@ -140,6 +140,24 @@ def start_failed(attempt: int) -> None:
         aws.note(f"final:{attempt}")
 
 
+def handing_over(attempt: int) -> None:
+    """Say, before the running task starts another execution to carry the record's attempt
+    `attempt` on (a large request's Standard twin), that the attempt's `io` waits for this
+    invocation's counts too. Written on the record now, before the start, so that the
+    twin's last step cannot make the attempt complete while this invocation's counts are
+    still to land (they note, when they do, that they have)."""
+    bill = _bill.get()
+    if bill is None or bill.target is None:
+        return
+    table, key, attribute = bill.target
+    waits: dict[str, Any] = {f"note:handover:{attempt}": 1}
+    if attribute is None:
+        add_counts(table, key, waits)
+    else:
+        add_to_map(table, key, attribute, waits)
+    aws.note(f"handed:{attempt}")
+
+
 def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True,
            invocations: int = 1) -> None:
     counts: dict[str, Any] = dict(counter.owned)

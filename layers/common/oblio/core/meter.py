@@ -50,7 +50,8 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
                  for kind in ("read", "write")} for o in owned}
     estimated = bool(meter.get("units:estimated"))
     ended, started = _landed(meter, attempt)
-    done = ended and started
+    handed = _handed(meter, attempt)
+    done = ended and started and handed
     lam = {"invocations": int(meter.get("lambda:invocations", 0)),
            "ms": int(meter.get("lambda:ms", 0)),
            "gb_seconds": round(float(meter.get("lambda:mb_ms", 0)) / 1024 / 1000, 4)}
@@ -70,7 +71,7 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
         "dynamodb_units": {**units, "source": "estimated from item sizes (local stack)"
                            if estimated else "reported by DynamoDB"},
         "lambda": lam, "stepfunctions": sfn, "cost_usd": cost,
-        "complete": done, "not_counted": [*_pending(ended, started), *left_out]})
+        "complete": done, "not_counted": [*_pending(ended, started, handed), *left_out]})
     if per:
         out[per_name] = {
             "of": per,
@@ -79,12 +80,21 @@ def view(meter: dict[str, Any] | None, io: dict[str, Any] | None = None,
     return out
 
 
-def _pending(ended: bool, started: bool) -> list[str]:
+def _pending(ended: bool, started: bool, handed: bool = True) -> list[str]:
     """What a meter whose run is not all counted yet leaves out."""
     return [*([] if ended else ["the calls of steps not recorded yet (still running, or the "
                                 "last step has not ended)"]),
             *([] if started else ["the calls of the API call or event that started this run "
-                                  "(not recorded yet)"])]
+                                  "(not recorded yet)"]),
+            *([] if handed else ["the calls of the step that handed this run over to its "
+                                 "Standard workflow (not recorded yet)"])]
+
+
+def _handed(meter: dict[str, Any], attempt: int) -> bool:
+    """Whether the step that handed the attempt over to another execution (noted before it
+    started it) has counted itself; True when none did."""
+    return not meter.get(f"note:handover:{attempt}") or \
+        bool(meter.get(f"note:handed:{attempt}"))
 
 
 def _landed(meter: dict[str, Any], attempt: int) -> tuple[bool, bool]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oblio.control import records
+from oblio.control import metering, records
 from oblio.core.boundary import current_attempt
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
@@ -48,6 +48,9 @@ def hand_over(m: RequestModel, action: str, units: int) -> dict[str, Any]:
     (a cancel stops it). Named after the attempt like the first execution: this step run
     again finds the twin started and starts nothing."""
     attempt = current_attempt() or int(m.attempt or 1)
+    # the twin's last step may end before this invocation has counted itself: the
+    # attempt's `io` waits for both
+    metering.handing_over(attempt)
     arn = workflows.start_once(LARGE[action], f"{m.request_id}-{attempt}", {
         "request_id": m.request_id, "tenant_id": m.tenant_id, "attempt": attempt,
         "action": action})
