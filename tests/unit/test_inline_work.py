@@ -64,9 +64,8 @@ def test_work_run_twice_does_nothing_twice(t, mario):
         {k: v for k, v in first.items() if k.startswith(t.tenant_id)}
 
 
-def test_a_large_request_is_handed_over_to_the_standard_twin(t, mario, monkeypatch):
-    """Work applies nothing of a large request: it starts `erasure_large` (named after the
-    attempt, so Work run twice starts it once) and records its execution on the request."""
+def _twins(monkeypatch: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """The Standard twins Work starts, as (state machine, name, input)."""
     from oblio.store import workflows
 
     started: list[tuple[str, str, dict[str, Any]]] = []
@@ -79,6 +78,33 @@ def test_a_large_request_is_handed_over_to_the_standard_twin(t, mario, monkeypat
             ":stateMachine:", ":execution:") + f":{name}"
 
     monkeypatch.setattr(workflows, "start", start)
+    return started
+
+
+def test_a_small_request_planned_slowly_is_handed_over_too(t, mario, monkeypatch):
+    """Work's Express execution is capped at 5 minutes, retries included, and one that runs
+    out ends with no failure step (the request would say `running` for good). A plan that
+    took longer than `inline_budget_seconds` (throttled reads, many tables) hands even a
+    small request over to the Standard twin, which applies it with no such limit."""
+    from oblio.access import work as export_work
+
+    started = _twins(monkeypatch)
+    monkeypatch.setattr(get_settings(), "inline_budget_seconds", 0)
+    rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
+    assert inline.work(rid, t.tenant_id, "erase")["inline"] is False
+    m = records.load(t.tenant_id, rid)
+    assert inline.is_small(m)  # small: handed over for its time alone
+    assert not {u.id for u in work.planned_units(m)} & set(records.units_of(m))
+    xid = world.new_request(t, "access", {"email": "mario@example.com"}, action="export")
+    assert export_work.work(xid, t.tenant_id)["inline"] is False
+    assert [(mc, n) for mc, n, _ in started] == [("erasure_large", f"{rid}-1"),
+                                                 ("access_export_large", f"{xid}-1")]
+
+
+def test_a_large_request_is_handed_over_to_the_standard_twin(t, mario, monkeypatch):
+    """Work applies nothing of a large request: it starts `erasure_large` (named after the
+    attempt, so Work run twice starts it once) and records its execution on the request."""
+    started = _twins(monkeypatch)
     monkeypatch.setattr(get_settings(), "inline_unit_items", 0)
     rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
     out = inline.work(rid, t.tenant_id, "erase")

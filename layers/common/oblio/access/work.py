@@ -7,6 +7,7 @@ table and a made package are not made again."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from oblio.access import collect, package
@@ -19,13 +20,14 @@ def work(request_id: str, tenant_id: str) -> dict[str, Any]:
     # a small export's parts stay in memory, from collection to the package (no work file
     # PUT and GET per table); their outcomes and the package's are written in one update
     # once it is made, or not at all: a failed invocation's retry collects them again
+    began = time.monotonic()
     with records.outcomes_in_one_write(keep_on_failure=False), archives.holding_work_files():
         planned = plan.plan(request_id, tenant_id, "export")
         units: list[dict[str, str]] = planned["units"]
         if planned.get("cancelled"):
             return {"inline": True, "units": 0, "cancelled": True}
         m = records.load(tenant_id, request_id)
-        if not inline.is_small(m):
+        if not inline.stays_inline(m, began):
             return inline.hand_over(m, "export", len(units))
         for u in units:
             collect.collect(request_id, tenant_id, u)

@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     #: invocation (the Work step); a larger one hands over to the Map over its tables
     inline_unit_items: int = 500
     inline_request_items: int = 2000
+    #: a Work step whose plan took longer than this hands the request over too, however
+    #: small: its Express execution is capped at 5 minutes, retries included, and ends with
+    #: no failure step when it runs out (the request would stay `running`); what was slow to
+    #: plan (throttled reads, many tables) is slow to apply
+    inline_budget_seconds: float = Field(default=60.0, ge=0)
     #: a presigned URL lives this long
     presign_seconds: int = 300
     #: requests are due one month after receipt (Art. 12(3)); the extension limit is two months

@@ -5,7 +5,9 @@ Express in AWS. Its tables are claimed by one write of the request record, not o
 (`records.one_claim`), and their outcomes written by one more. A request with a table holding more than `inline_unit_items` of the
 subject's items, or more than `inline_request_items` in all, is handed over to the Standard
 twin of its state machine (`erasure_large`, `anonymisation_large`: Plan, which reuses the
-frozen plan, the Map over tables, Verify, Finish), which may run as long as it takes.
+frozen plan, the Map over tables, Verify, Finish), which may run as long as it takes; so is
+one whose planning took longer than `inline_budget_seconds` (its Express execution must end
+within 5 minutes).
 
 Every step it runs is the one the Map path runs, and each is repeatable: a retried Work
 reuses the plan, skips the units recorded done, and verifies again (so an Express
@@ -13,6 +15,7 @@ execution run twice changes nothing the second time)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from oblio.control import metering, records
@@ -43,6 +46,20 @@ def is_small(m: RequestModel) -> bool:
                  s.inline_request_items)
 
 
+def stays_inline(m: RequestModel, began: float) -> bool:
+    """Whether Work, which began planning at `began` (`time.monotonic()`), applies the
+    planned request itself: small, and planned within `inline_budget_seconds`, so that its
+    Express execution ends far inside its 5 minutes."""
+    if not is_small(m):
+        return False
+    took = time.monotonic() - began
+    if took > get_settings().inline_budget_seconds:
+        logger.info("planned slowly: handed over", extra={"request_id": m.request_id,
+                                                           "plan_seconds": round(took, 1)})
+        return False
+    return True
+
+
 def hand_over(m: RequestModel, action: str, units: int) -> dict[str, Any]:
     """Start the Standard twin for a large request and record its execution on the request
     (a cancel stops it). Named after the attempt like the first execution: this step run
@@ -64,13 +81,14 @@ def work(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Plan; when small, apply each unit and verify here (`inline`: the state machine goes
     straight to Finish); when large, start the Standard twin and record its execution on
     the request (a cancel stops it)."""
+    began = time.monotonic()
     with records.outcomes_in_one_write(), records.one_claim():
         planned = plan.plan(request_id, tenant_id, action)
         units: list[dict[str, str]] = planned["units"]
         if planned.get("cancelled"):
             return {"inline": True, "units": 0, "cancelled": True}
         m = records.load(tenant_id, request_id)
-        if not is_small(m):
+        if not stays_inline(m, began):
             return hand_over(m, action, len(units))
         skipped = [f"{u['tenant_id']}/{u['table']}" for u in units
                    if apply.apply(request_id, tenant_id, action, u).get("cancelled")]
