@@ -309,3 +309,35 @@ def test_a_small_exports_parts_past_what_memory_holds_go_to_the_work_bucket(t, m
     keys = work_keys(t, rid)
     assert f"work/{t.tenant_id}/{rid}/export/{t.tenant_id}/contacts.jsonl" in keys
     assert {"subject.json", "contacts.csv", "tickets.csv"} <= _archive_names(t, rid)
+
+
+def test_an_export_still_packaging_at_its_deadline_is_handed_over_and_made_whole(
+        t, mario, monkeypatch):
+    """A small export whose files take long to stream (gigabytes of documents) would run past
+    its Express execution's 5 minutes, which ends with no failure step. Past its deadline
+    Work aborts the archive's upload, records nothing of what it collected, and hands the
+    export over; the twin's steps then make the whole archive."""
+    from oblio.access import collect, package
+    from oblio.access import work as export_work
+    from oblio.control import exports
+    from oblio.pipeline import plan
+
+    started = _twins(monkeypatch)
+    monkeypatch.setattr(get_settings(), "inline_budget_seconds", 0)
+    monkeypatch.setattr(inline, "stays_inline", lambda m, began: True)  # planned in time
+    rid = world.new_request(t, "access", {"email": "mario@example.com"}, action="export")
+
+    assert export_work.work(rid, t.tenant_id)["inline"] is False
+    assert [(mc, n) for mc, n, _ in started] == [("access_export_large", f"{rid}-1")]
+    m = records.load(t.tenant_id, rid)
+    assert not set(records.units_of(m)) & {"_package", *(u.id for u in
+                                                           work.planned_units(m))}
+    archive = exports.archive_key(t.tenant_id, rid)
+    assert world.versions(get_settings().bucket("exports"), archive) == []  # aborted
+
+    # the twin: Plan (the frozen plan, or planned again), the Map's collects, Package
+    for u in plan.plan(rid, t.tenant_id, "export")["units"]:
+        collect.collect(rid, t.tenant_id, u)
+    made = package.package(rid, t.tenant_id)
+    assert made["files"] >= 1 and made["files_missing"] == 0
+    assert len(world.versions(get_settings().bucket("exports"), archive)) == 1
