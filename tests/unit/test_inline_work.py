@@ -22,6 +22,13 @@ def mario(demo_map, t) -> dict[str, Any]:
     return world.seed(demo_map, t.tenant_id, "mario@example.com", "+393331234567", "CRM-1")
 
 
+def found(t: Any, email: str) -> int:
+    from oblio.core import datamap
+    from oblio.pipeline import find
+
+    return find.walk(datamap.current(), t.tenant_id, {"email": email}).total
+
+
 def work_keys(t: Any, rid: str) -> list[str]:
     return sorted(world.keys_under(get_settings().bucket("work"), f"work/{t.tenant_id}/{rid}/"))
 
@@ -93,8 +100,15 @@ def test_a_small_request_planned_slowly_is_handed_over_too(t, mario, monkeypatch
     rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
     assert inline.work(rid, t.tenant_id, "erase")["inline"] is False
     m = records.load(t.tenant_id, rid)
-    assert inline.is_small(m)  # small: handed over for its time alone
-    assert not {u.id for u in work.planned_units(m)} & set(records.units_of(m))
+    assert m.plan is None  # the walk stopped at its first query: nothing planned, applied
+    assert found(t, "mario@example.com") > 0
+    # the twin plans it whole (no deadline there) and applies it
+    units = inline.plan.plan(rid, t.tenant_id, "erase")["units"]
+    assert inline.is_small(records.load(t.tenant_id, rid))  # small: handed over for its time
+    for u in units:
+        apply.apply(rid, t.tenant_id, "erase", u)
+    assert verify.verify(rid, t.tenant_id, "erase") == {"passed": True}
+    assert found(t, "mario@example.com") == 0
     xid = world.new_request(t, "access", {"email": "mario@example.com"}, action="export")
     assert export_work.work(xid, t.tenant_id)["inline"] is False
     assert [(mc, n) for mc, n, _ in started] == [("erasure_large", f"{rid}-1"),
@@ -320,11 +334,17 @@ def test_an_export_still_packaging_at_its_deadline_is_handed_over_and_made_whole
     from oblio.access import collect, package
     from oblio.access import work as export_work
     from oblio.control import exports
+    from oblio.core import deadline
     from oblio.pipeline import plan
 
     started = _twins(monkeypatch)
-    monkeypatch.setattr(get_settings(), "inline_budget_seconds", 0)
-    monkeypatch.setattr(inline, "stays_inline", lambda m, began: True)  # planned in time
+    real = package.package
+
+    def late(*a: Any, **k: Any) -> Any:  # planned and collected in time; then it is late
+        with deadline.until(0):
+            return real(*a, **k)
+
+    monkeypatch.setattr(package, "package", late)
     rid = world.new_request(t, "access", {"email": "mario@example.com"}, action="export")
 
     assert export_work.work(rid, t.tenant_id)["inline"] is False
@@ -338,6 +358,6 @@ def test_an_export_still_packaging_at_its_deadline_is_handed_over_and_made_whole
     # the twin: Plan (the frozen plan, or planned again), the Map's collects, Package
     for u in plan.plan(rid, t.tenant_id, "export")["units"]:
         collect.collect(rid, t.tenant_id, u)
-    made = package.package(rid, t.tenant_id)
+    made = real(rid, t.tenant_id)
     assert made["files"] >= 1 and made["files_missing"] == 0
     assert len(world.versions(get_settings().bucket("exports"), archive)) == 1

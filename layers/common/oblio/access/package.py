@@ -8,7 +8,6 @@ but S3 no longer holds is listed as missing in `subject.json`."""
 from __future__ import annotations
 
 import json
-import time
 import zipfile
 from datetime import datetime, timedelta
 from typing import IO, Any
@@ -24,7 +23,7 @@ from oblio.access.collect import (
 from oblio.control import exports, ledger, records, suppression
 from oblio.control.exports import archive_key, index_archive
 from oblio.control.tenants import get_tenant
-from oblio.core import clock, shadows
+from oblio.core import clock, deadline, shadows
 from oblio.core.datamap import DataMap
 from oblio.core.errors import NotFound, SubjectErased, TransientError
 from oblio.core.observability import logger
@@ -154,23 +153,12 @@ class _Json:
         self.out.write(raw)
 
 
-class PastDeadline(Exception):
-    """The package was still streaming at its deadline: its upload is aborted, nothing of it
-    is recorded (Work hands the export over to its Standard twin, which makes it)."""
-
-
-def _in_time(deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() > deadline:
-        raise PastDeadline("the archive was still streaming at its deadline")
-
-
-def package(request_id: str, tenant_id: str, deadline: float | None = None,
-            ) -> dict[str, Any]:
+def package(request_id: str, tenant_id: str) -> dict[str, Any]:
     """Stream the export into `exports/<tenant>/<request>.zip`; a package already made is not
     made again. Before it is made, and once it is written, the suppression list is read: when
     the subject was erased since the export was filed, the archive and the work files go
-    (`withdraw`). With `deadline` (`time.monotonic()`), `PastDeadline` once it is passed
-    between two files, or two chunks of one (the upload aborted, nothing recorded)."""
+    (`withdraw`). Under a deadline (`core.deadline`: Work's), `PastDeadline` once it has
+    passed, between two files or two chunks of one: the upload aborted, nothing recorded."""
     m = records.load(tenant_id, request_id)
     units = records.units_of(m)
     made = units.get("_package")
@@ -207,8 +195,7 @@ def package(request_id: str, tenant_id: str, deadline: float | None = None,
             zf.writestr(_stamp("README.txt", now),
                         readme(dm, m, planned, units, expires, ledgers))
             for u in planned:
-                included += _add_unit(zf, m, u, units.get(u.id) or {}, now, missing,
-                                      deadline)
+                included += _add_unit(zf, m, u, units.get(u.id) or {}, now, missing)
             for t, led in ledgers.items():
                 if led["history"]:
                     with zf.open(_stamp(f"{archive_prefix(tenant_id, t)}consents.csv", now), "w") as w:
@@ -304,11 +291,9 @@ def consent_ledgers(m: RequestModel) -> dict[str, dict[str, Any]]:
 
 
 def _add_unit(zf: zipfile.ZipFile, m: RequestModel, u: Unit, outcome: dict[str, Any],
-              now: datetime, missing: list[dict[str, str]],
-              deadline: float | None = None) -> int:
+              now: datetime, missing: list[dict[str, str]]) -> int:
     """A table's CSV and the files its items point to, streamed into the archive; returns how
-    many files it held, and adds those S3 no longer holds to `missing`. `PastDeadline` once
-    `deadline` is passed."""
+    many files it held, and adds those S3 no longer holds to `missing`."""
     prefix = archive_prefix(m.tenant_id, u.tenant_id)
     with zf.open(_stamp(f"{prefix}{u.table}.csv", now), "w") as w:
         write_csv(w, list(outcome.get("columns") or []),
@@ -317,7 +302,7 @@ def _add_unit(zf: zipfile.ZipFile, m: RequestModel, u: Unit, outcome: dict[str, 
     if not int(outcome.get("files", 0)):
         return included
     for line in archives.work_lines(part_key(m, u, "files.jsonl")):
-        _in_time(deadline)
+        deadline.check()
         ref = json.loads(line)
         found = archives.open_object(ref["bucket"], ref["key"])
         if found is None and ref.get("optional"):
@@ -330,7 +315,7 @@ def _add_unit(zf: zipfile.ZipFile, m: RequestModel, u: Unit, outcome: dict[str, 
         info.file_size = size  # lets zipfile choose ZIP64 for a large file
         with zf.open(info, "w") as w:
             for chunk in chunks:
-                _in_time(deadline)
+                deadline.check()
                 w.write(chunk)
         included += 1
     return included

@@ -27,10 +27,10 @@ class Settings(BaseSettings):
     #: invocation (the Work step); a larger one hands over to the Map over its tables
     inline_unit_items: int = 500
     inline_request_items: int = 2000
-    #: a Work step whose plan took longer than this hands the request over too, however
-    #: small: its Express execution is capped at 5 minutes, retries included, and ends with
-    #: no failure step when it runs out (the request would stay `running`); what was slow to
-    #: plan (throttled reads, many tables) is slow to apply
+    #: Work's deadline, from its start: a plan still walking then, or a small export still
+    #: streaming its archive, stops and the request is handed over too, however small
+    #: (`core.deadline`): its Express execution is capped at 5 minutes, retries included,
+    #: and ends with no failure step when it runs out (the request would stay `running`)
     inline_budget_seconds: float = Field(default=60.0, ge=0)
     #: a presigned URL lives this long
     presign_seconds: int = 300

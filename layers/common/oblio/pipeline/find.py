@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import clock, identity, layout, paths, shadows
+from oblio.core import clock, deadline, identity, layout, paths, shadows
 from oblio.core.datamap import DataMap, TableMap
 from oblio.store import tables as store
 
@@ -142,6 +142,7 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
                     values = _unique(identity.shadow_value(typed.identity, v, None)
                                      for v in values)
             for value in values:
+                deadline.check()  # a walk only reads: it may stop between two queries
                 fp.queries += 1
                 c = layout.condition(dm, t, f, tenant_id, value)
                 for item in store.query_key(c.table, c.partition, c.sort, index=c.index,

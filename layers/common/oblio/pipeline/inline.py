@@ -19,6 +19,7 @@ import time
 from typing import Any
 
 from oblio.control import metering, records
+from oblio.core import deadline
 from oblio.core.boundary import current_attempt
 from oblio.core.observability import logger
 from oblio.core.settings import get_settings
@@ -46,24 +47,23 @@ def is_small(m: RequestModel) -> bool:
                  s.inline_request_items)
 
 
-def stays_inline(m: RequestModel, began: float) -> bool:
-    """Whether Work, which began planning at `began` (`time.monotonic()`), applies the
-    planned request itself: small, and planned within `inline_budget_seconds`, so that its
-    Express execution ends far inside its 5 minutes."""
-    if not is_small(m):
-        return False
-    took = time.monotonic() - began
-    if took > get_settings().inline_budget_seconds:
-        logger.info("planned slowly: handed over", extra={"request_id": m.request_id,
-                                                           "plan_seconds": round(took, 1)})
-        return False
-    return True
+def deadline_of() -> float:
+    """Work's deadline (`time.monotonic()`), `inline_budget_seconds` from now: past it, a
+    plan still walking or an export still streaming its archive stops, and the request is
+    handed over, so that its Express execution ends far inside its 5 minutes."""
+    return time.monotonic() + get_settings().inline_budget_seconds
 
 
-def hand_over(m: RequestModel, action: str, units: int) -> dict[str, Any]:
-    """Start the Standard twin for a large request and record its execution on the request
-    (a cancel stops it). Named after the attempt like the first execution: this step run
-    again finds the twin started and starts nothing."""
+def stays_inline(m: RequestModel) -> bool:
+    """Whether Work applies the planned request itself: small, and planned before Work's
+    deadline (the walk checks it between queries; this, what follows the walk)."""
+    return is_small(m) and not deadline.passed()
+
+
+def hand_over(m: RequestModel, action: str, units: int, why: str = "large") -> dict[str, Any]:
+    """Start the Standard twin for a large request (or one past Work's deadline: `why`) and
+    record its execution on the request (a cancel stops it). Named after the attempt like
+    the first execution: this step run again finds the twin started and starts nothing."""
     attempt = current_attempt() or int(m.attempt or 1)
     # the twin's last step may end before this invocation has counted itself: the
     # attempt's `io` waits for both
@@ -73,26 +73,30 @@ def hand_over(m: RequestModel, action: str, units: int) -> dict[str, Any]:
         "action": action})
     records.fenced_update(m, [RequestModel.execution_arn.set(arn)])
     logger.info("handed over", extra={"request_id": m.request_id, "units": units,
-                                      "state_machine": LARGE[action]})
+                                      "state_machine": LARGE[action], "why": why})
     return {"inline": False, "units": units}
 
 
 def work(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     """Plan; when small, apply each unit and verify here (`inline`: the state machine goes
-    straight to Finish); when large, start the Standard twin and record its execution on
-    the request (a cancel stops it)."""
-    began = time.monotonic()
-    with records.outcomes_in_one_write(), records.one_claim():
-        planned = plan.plan(request_id, tenant_id, action)
-        units: list[dict[str, str]] = planned["units"]
-        if planned.get("cancelled"):
-            return {"inline": True, "units": 0, "cancelled": True}
-        m = records.load(tenant_id, request_id)
-        if not stays_inline(m, began):
-            return hand_over(m, action, len(units))
-        skipped = [f"{u['tenant_id']}/{u['table']}" for u in units
-                   if apply.apply(request_id, tenant_id, action, u).get("cancelled")]
-        if skipped:  # claimed at once, not begun: the request's progress says so
-            records.not_begun(m, skipped)
-        passed = verify.verify(request_id, tenant_id, action)
+    straight to Finish); when large, or still planning at Work's deadline, start the
+    Standard twin and record its execution on the request (a cancel stops it)."""
+    try:
+        with records.outcomes_in_one_write(), records.one_claim():
+            with deadline.until(deadline_of()):  # planning may stop; applying never does
+                planned = plan.plan(request_id, tenant_id, action)
+                units: list[dict[str, str]] = planned["units"]
+                if planned.get("cancelled"):
+                    return {"inline": True, "units": 0, "cancelled": True}
+                m = records.load(tenant_id, request_id)
+                if not stays_inline(m):
+                    return hand_over(m, action, len(units))
+            skipped = [f"{u['tenant_id']}/{u['table']}" for u in units
+                       if apply.apply(request_id, tenant_id, action, u).get("cancelled")]
+            if skipped:  # claimed at once, not begun: the request's progress says so
+                records.not_begun(m, skipped)
+            passed = verify.verify(request_id, tenant_id, action)
+    except deadline.PastDeadline:  # the walk stopped: nothing was planned or applied
+        return hand_over(records.load(tenant_id, request_id), action, 0,
+                         why="past its deadline")
     return {"inline": True, "units": len(units), "verification": passed}
