@@ -115,6 +115,23 @@ def test_a_small_request_planned_slowly_is_handed_over_too(t, mario, monkeypatch
                                                  ("access_export_large", f"{xid}-1")]
 
 
+def test_work_run_again_after_it_handed_over_hands_over_again(t, mario, monkeypatch):
+    """Work handed over (planned slowly), then its answer was lost and Step Functions ran it
+    again: the plan is reused and fast now, but the twin runs already. Work must not apply
+    the request inline beside it."""
+    started = _twins(monkeypatch)
+    rid = world.new_request(t, "erasure", {"email": "mario@example.com"}, action="erase")
+    monkeypatch.setattr(get_settings(), "inline_budget_seconds", 0)
+    assert inline.work(rid, t.tenant_id, "erase")["inline"] is False
+    inline.plan.plan(rid, t.tenant_id, "erase")  # the twin's Plan
+    monkeypatch.setattr(get_settings(), "inline_budget_seconds", 60)
+    assert inline.work(rid, t.tenant_id, "erase")["inline"] is False
+    m = records.load(t.tenant_id, rid)
+    assert not {u.id for u in work.planned_units(m)} & set(records.units_of(m))
+    assert [(mc, n) for mc, n, _ in started] == [("erasure_large", f"{rid}-1")]
+    assert found(t, "mario@example.com") > 0  # nothing applied by Work
+
+
 def test_a_large_request_is_handed_over_to_the_standard_twin(t, mario, monkeypatch):
     """Work applies nothing of a large request: it starts `erasure_large` (named after the
     attempt, so Work run twice starts it once) and records its execution on the request."""

@@ -798,6 +798,9 @@ def test_a_resumed_sweep_audits_its_own_end(world, monkeypatch):
     retention.fail(world, sid, {"Error": "RuntimeError", "Cause": "AccessDenied"}, attempt=1)
     assert retention.start(world, "inactive", trigger="test")["resumed"] is True
     assert retention.load_sweep(world, sid).audit_entry is None
+    # as a sweep resumed by an earlier release holds it: run 1's entry, no run named
+    retention.load_sweep(world, sid).update(actions=[
+        retention.RetentionSweepModel.audit_entry.set(first)])
 
     retention.find_candidates(world, sid, attempt=2)
     retention.apply_chunk(world, sid, chunk, attempt=2)
@@ -833,3 +836,19 @@ def test_a_failure_step_that_died_after_its_status_finishes_on_its_rerun(world, 
               if e["action"] == "retention_sweep_failed"]
     assert len(failed) == 1 and failed[0]["details"]["attempt"] == 1
     assert retention.start(world, "inactive", trigger="test")["resumed"] is True
+
+
+def test_a_step_of_the_failed_run_leaves_the_resumed_runs_lock(world):
+    """Run 1's failure step, run again by Step Functions, read the sweep before it was
+    resumed, then releases what run 1 held: the resumed run's lock (the same sweep) stays,
+    so a second sweep of the policy cannot start beside it."""
+    from oblio.jobs import retention
+
+    sid = _one_chunk_done(world)
+    retention.fail(world, sid, {"Error": "Boom", "Cause": "x"}, attempt=1)
+    before = retention.load_sweep(world, sid)  # read by the late step: failed, run 1
+    assert retention.start(world, "inactive", trigger="test")["resumed"] is True
+    retention._release(before, 1)
+    with pytest.raises(Conflict) as held:
+        retention.start(world, "inactive", trigger="test")
+    assert held.value.details["sweep_id"] == sid

@@ -33,7 +33,7 @@ def work(request_id: str, tenant_id: str) -> dict[str, Any]:
             if planned.get("cancelled"):
                 return {"inline": True, "units": 0, "cancelled": True}
             m = records.load(tenant_id, request_id)
-            if not inline.stays_inline(m):
+            if not inline.stays_inline(m, "export"):
                 return inline.hand_over(m, "export", len(units))
             for u in units:
                 collect.collect(request_id, tenant_id, u)

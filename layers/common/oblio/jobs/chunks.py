@@ -209,7 +209,9 @@ def on_run(record: Any, attempt: int | None) -> audit.Guard:
     model = type(record)
     hash_key = getattr(record, model._hash_keyname)
     range_key = getattr(record, model._range_keyname) if model._range_keyname else None
-    return audit.Guard(model, hash_key, range_key, current(
+    # the record itself, too: run 1's condition also holds of a record without a run kept
+    exists = getattr(model, model._hash_keyname).exists()
+    return audit.Guard(model, hash_key, range_key, exists & current(
         model, attempt if attempt is not None else run_of(record)))
 
 

@@ -342,11 +342,13 @@ def load_sweep(tenant_id: str, sweep_id: str) -> RetentionSweepModel:
         raise NotFound("no retention sweep with this id in this tenant") from None
 
 
-def _lock(tenant_id: str, policy_id: str, sweep_id: str) -> None:
-    """Take the policy's lock for `sweep_id`, or raise Conflict naming the sweep holding it."""
+def _lock(tenant_id: str, policy_id: str, sweep_id: str, attempt: int) -> None:
+    """Take the policy's lock for the run `attempt` of `sweep_id`, or raise Conflict naming
+    the sweep holding it."""
     now = int(clock.now().timestamp())
     lock = RetentionSweepModel(tenant_id=tenant_id, sk=f"lock#{policy_id}", sweep_id=sweep_id,
-                               policy_id=policy_id, expires=now + LOCK_SECONDS)
+                               policy_id=policy_id, expires=now + LOCK_SECONDS,
+                               attempt=attempt)
     try:
         lock.save(condition=RetentionSweepModel.sk.does_not_exist()
                   | (RetentionSweepModel.expires < now))
@@ -363,12 +365,16 @@ def _lock(tenant_id: str, policy_id: str, sweep_id: str) -> None:
                        details={"sweep_id": holder}) from None
 
 
-def _unlock(tenant_id: str, policy_id: str, sweep_id: str) -> None:
-    # another sweep's lock, or gone already: nothing to release
+def _unlock(tenant_id: str, policy_id: str, sweep_id: str, attempt: int) -> None:
+    """Release the lock of the run `attempt` of `sweep_id`. Another sweep's lock, the lock
+    of another run of this one (a step of run n, run again after the sweep was resumed:
+    the new run's lock stays), or none: nothing to release. A lock taken by an earlier
+    release names no run (0)."""
     with contextlib.suppress(DeleteError):
         RetentionSweepModel(tenant_id=tenant_id, sk=f"lock#{policy_id}",
                             sweep_id=sweep_id).delete(
-            condition=RetentionSweepModel.sweep_id == sweep_id)
+            condition=(RetentionSweepModel.sweep_id == sweep_id)
+            & RetentionSweepModel.attempt.is_in(attempt, 0))
 
 
 def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
@@ -385,7 +391,8 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
         except NotFound:
             pass
     sweep_id = resume.sweep_id if resume else str(ULID())
-    _lock(tenant_id, policy_id, sweep_id)
+    n = chunks.run_of(resume) + 1 if resume is not None else 1
+    _lock(tenant_id, policy_id, sweep_id, n)
     try:
         if resume is not None:
             m = resume
@@ -404,7 +411,6 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
         p.update(actions=[RetentionPolicyModel.last_sweep_id.set(sweep_id),
                           RetentionPolicyModel.resume_sweep.remove()])
         metering.bill_to(SweepEvent(tenant_id=tenant_id, sweep_id=sweep_id))
-        n = int(m.attempt)
         try:
             workflows.start("retention_sweep", f"sweep-{sweep_id}-{n}",
                             {"tenant_id": tenant_id, "sweep_id": sweep_id, "attempt": n})
@@ -417,7 +423,7 @@ def start(tenant_id: str, policy_id: str, trigger: str) -> dict[str, Any]:
             raise
         metering.started(n)
     except Exception:
-        _unlock(tenant_id, policy_id, sweep_id)
+        _unlock(tenant_id, policy_id, sweep_id, n)
         raise
     audit.append(tenant_id, "retention_sweep_started", actor=trigger,
                  details={"sweep_id": sweep_id, "policy_id": policy_id,
@@ -767,9 +773,11 @@ def report(tenant_id: str, sweep_id: str, attempt: int | None = None) -> dict[st
             "finished_at": clock.iso(), "attempts": int(m.attempt or 1), "chunks": done,
             "tables": tables, "io": io}
     key = f"reports/{tenant_id}/retention-{sweep_id}.json"
-    entry = m.audit_entry
+    n = attempt if attempt is not None else chunks.run_of(m)
+    # the entry this run appended (a sweep resumed by an earlier release may still hold its
+    # failed run's: that one is not this run's end)
+    entry = m.audit_entry if int(m.audited_attempt or 0) == n else None
     if not entry:
-        n = attempt if attempt is not None else chunks.run_of(m)
         try:
             # once per run (a resumed sweep's end is its own entry: a resume clears the
             # last run's), and only while the run is the sweep's: a report that outlived
@@ -780,8 +788,10 @@ def report(tenant_id: str, sweep_id: str, attempt: int | None = None) -> dict[st
                 details={k: body[k] for k in ("sweep_id", "policy_id", "status", "action",
                                               "cutoff", "tables", "chunks")}).id
         except audit.Refused:
+            _ended(m, attempt=attempt)  # its own run's end, counted once
             return {**_STALE, "status": m.status}
-        if not chunks.write_on_run(m, [RetentionSweepModel.audit_entry.set(entry)], attempt):
+        if not chunks.write_on_run(m, [RetentionSweepModel.audit_entry.set(entry),
+                                       RetentionSweepModel.audited_attempt.set(n)], attempt):
             return {**_STALE, "status": m.status}
     body["audit_entry"] = entry
     objects.put_encrypted(
@@ -816,7 +826,7 @@ def fail(tenant_id: str, sweep_id: str, error: dict[str, Any], attempt: int | No
         # came here): the work files go and the lock is released all the same
         _close(m)
     elif m.status == "failed":
-        _release(m)  # this step, run again after it wrote the status: what followed it
+        _release(m, n)  # this step, run again after it wrote the status: what followed it
     out = chunks.fail(m.status, error, lambda code, reason: _record_failure(m, n, code,
                                                                             reason))
     # and the Failed state after it; once, however often the step runs
@@ -828,7 +838,7 @@ def _close(m: RetentionSweepModel) -> None:
     """After a sweep's end is written (never before: not under a run resumed meanwhile): its
     work files go and the policy's lock is released; both can be done again."""
     _work(m.tenant_id, m.sweep_id).clear()
-    _unlock(m.tenant_id, m.policy_id or "", m.sweep_id)
+    _unlock(m.tenant_id, m.policy_id or "", m.sweep_id, chunks.run_of(m))
 
 
 def _record_failure(m: RetentionSweepModel, attempt: int, code: str, reason: str) -> bool:
@@ -849,20 +859,21 @@ def _record_failure(m: RetentionSweepModel, attempt: int, code: str, reason: str
                                    RetentionSweepModel.completed_at.set(clock.iso())],
                                attempt):
         return False
-    _release(m)
+    _release(m, attempt)
     outbound.emit("RetentionSweepCompleted", tenant_id, sweep_id=sweep_id,
                   policy_id=m.policy_id, status="failed")
     logger.warning("retention sweep failed", extra={"sweep_id": sweep_id, "code": code})
     return True
 
 
-def _release(m: RetentionSweepModel) -> None:
-    """A failed sweep: the policy's next run resumes it, and its lock is released (both can
-    be done again: a failure step that died after writing the status finishes them)."""
+def _release(m: RetentionSweepModel, attempt: int) -> None:
+    """The sweep's run `attempt` failed: the policy's next run resumes it, and the run's lock
+    is released (both can be done again: a failure step that died after writing the status
+    finishes them; one run again after the sweep was resumed leaves the new run's lock)."""
     with contextlib.suppress(NotFound):
         load_policy(m.tenant_id, m.policy_id or "").update(
             actions=[RetentionPolicyModel.resume_sweep.set(m.sweep_id)])
-    _unlock(m.tenant_id, m.policy_id or "", m.sweep_id)
+    _unlock(m.tenant_id, m.policy_id or "", m.sweep_id, attempt)
 
 
 #: what a task of an earlier run answers (it did nothing)

@@ -54,10 +54,19 @@ def deadline_of() -> float:
     return time.monotonic() + get_settings().inline_budget_seconds
 
 
-def stays_inline(m: RequestModel) -> bool:
-    """Whether Work applies the planned request itself: small, and planned before Work's
-    deadline (the walk checks it between queries; this, what follows the walk)."""
-    return is_small(m) and not deadline.passed()
+def stays_inline(m: RequestModel, action: str) -> bool:
+    """Whether Work applies the planned request itself: small, planned before Work's
+    deadline (the walk checks it between queries; this, what follows the walk), and not
+    handed over already. A Work run again after it handed over (its answer lost, a record
+    write throttled) hands over again, however fast it is now: never inline beside the
+    twin."""
+    return is_small(m) and not deadline.passed() and m.execution_arn != twin_arn(m, action)
+
+
+def twin_arn(m: RequestModel, action: str) -> str:
+    """The execution of the Standard twin of the request's current attempt."""
+    attempt = current_attempt() or int(m.attempt or 1)
+    return workflows.execution_arn(LARGE[action], f"{m.request_id}-{attempt}")
 
 
 def hand_over(m: RequestModel, action: str, units: int, why: str = "large") -> dict[str, Any]:
@@ -68,10 +77,14 @@ def hand_over(m: RequestModel, action: str, units: int, why: str = "large") -> d
     # the twin's last step may end before this invocation has counted itself: the
     # attempt's `io` waits for both
     metering.handing_over(attempt)
-    arn = workflows.start_once(LARGE[action], f"{m.request_id}-{attempt}", {
+    # recorded before the start: a Work run again hands over again (`stays_inline`), and a
+    # cancel stops the twin (one not started yet does nothing once it sees the cancel)
+    arn = twin_arn(m, action)
+    if m.execution_arn != arn:
+        records.fenced_update(m, [RequestModel.execution_arn.set(arn)])
+    workflows.start_once(LARGE[action], f"{m.request_id}-{attempt}", {
         "request_id": m.request_id, "tenant_id": m.tenant_id, "attempt": attempt,
         "action": action})
-    records.fenced_update(m, [RequestModel.execution_arn.set(arn)])
     logger.info("handed over", extra={"request_id": m.request_id, "units": units,
                                       "state_machine": LARGE[action], "why": why})
     return {"inline": False, "units": units}
@@ -89,7 +102,7 @@ def work(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                 if planned.get("cancelled"):
                     return {"inline": True, "units": 0, "cancelled": True}
                 m = records.load(tenant_id, request_id)
-                if not stays_inline(m):
+                if not stays_inline(m, action):
                     return hand_over(m, action, len(units))
             skipped = [f"{u['tenant_id']}/{u['table']}" for u in units
                        if apply.apply(request_id, tenant_id, action, u).get("cancelled")]

@@ -338,6 +338,8 @@ class RetentionSweepModel(CountedModel):
     meter = MapAttribute[str, Any](default=dict)
     report_key = UnicodeAttribute(null=True)
     audit_entry = UnicodeAttribute(null=True)
+    #: the run whose end `audit_entry` is (none: a run of an earlier release)
+    audited_attempt = NumberAttribute(null=True)
     error = UnicodeAttribute(null=True)
     expires = NumberAttribute(null=True)
 
