@@ -333,6 +333,79 @@ def _aws(args: argparse.Namespace) -> tuple[Any, Any, str]:
     return boto3.client("dynamodb", **kw), boto3.client("s3", **kw), kw["region_name"]
 
 
+def _dead_letters(args: argparse.Namespace) -> int:
+    """List the dead letters of the local stack's file or of a deployment's queue; with
+    `redrive`, invoke each one's function again with its event."""
+    import boto3
+
+    from infra import deadletters as dl
+    from oblio.core.naming import physical_name
+
+    redrive = args.dead_letters_command == "redrive"
+    sqs = lam = None
+    path: Path | None = None
+    if args.queue_url:
+        import os
+        import re
+
+        named = re.search(r"sqs\.([a-z0-9-]+)\.amazonaws", args.queue_url)
+        region = args.region or (named.group(1) if named else None) or os.environ.get(
+            "AWS_DEFAULT_REGION") or "eu-west-1"
+        sqs, lam = boto3.client("sqs", region_name=region), boto3.client(
+            "lambda", region_name=region)
+        letters = dl.from_queue(sqs, args.queue_url)
+        where = args.queue_url
+    else:
+        info = _state() if not args.file else {}
+        path = args.file or Path(info.get("dead_letters") or ".oblio/dead-letters.jsonl")
+        prefix = info.get("resource_prefix") or args.prefix
+        letters = dl.from_file(path, lambda fn: physical_name(prefix, "function", fn))
+        where = str(path)
+        if redrive:
+            info = info or _state()
+            lam = boto3.client("lambda", endpoint_url=info["aws_endpoint_url"],
+                               region_name=info["region"], aws_access_key_id="testing",
+                               aws_secret_access_key="testing")
+    print(f"{len(letters)} dead letter(s) in {where}")
+    for x in letters:
+        fix = "" if x.sendable else f"  ({dl.NOT_SENT.get(x.kind, dl.NOT_SENT['queue'])})"
+        print(f"  {x.kind:6} {x.function or '-'}  {x.at or '?'}  {x.error or '-'}{fix}")
+    if not redrive:
+        if sqs is not None:
+            dl.release(sqs, args.queue_url, letters)
+        return 0
+
+    def invoke(function: str, payload: bytes) -> str | None:
+        try:
+            if sqs is not None:  # AWS: queued again, with its retries and destination
+                got = lam.invoke(FunctionName=function, InvocationType="Event",
+                                 Payload=payload)
+                return None if got.get("StatusCode") == 202 else f"status {got['StatusCode']}"
+            got = lam.invoke(FunctionName=function, Payload=payload)  # locally: run now
+            if got.get("FunctionError"):
+                err = json.loads(got["Payload"].read() or b"{}")
+                return str(err.get("errorType") or got["FunctionError"])
+            return None
+        except Exception as exc:  # noqa: BLE001 - said, and the letter kept
+            return type(exc).__name__
+
+    sent, failed = dl.send(letters, invoke, only=args.function)
+    if sqs is not None:
+        for x in sent:
+            sqs.delete_message(QueueUrl=args.queue_url, ReceiptHandle=x.where)
+        dl.release(sqs, args.queue_url, [x for x in letters if x not in sent])
+    elif path is not None and sent:
+        dl.rewrite_file(path, sent)
+    left = len(letters) - len(sent)
+    how = "accepted by Lambda, which runs it with its retries" if sqs is not None \
+        else "ran without error"
+    print(f"sent again: {len(sent)} ({how}); failed again: {len(failed)}; "
+          f"left in {where}: {left}")
+    for x, error in failed:
+        print(f"  failed again: {x.function}: {error}")
+    return 1 if failed else 0
+
+
 def _datamap_check(args: argparse.Namespace) -> int:
     from oblio.core import datamap
     from oblio.core.errors import DataMapError
@@ -468,6 +541,29 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--api-key", help="default: the tenant's key in .oblio/local.json")
         p.add_argument("--poll", type=float, default=1.0, help=argparse.SUPPRESS)
     bf.set_defaults(fn=_backfill)
+    dls = sub.add_parser("dead-letters", help="the events that failed after their retries "
+                                              "(README: When things fail): list them, or "
+                                              "send them again")
+    dsub = dls.add_subparsers(dest="dead_letters_command", required=True)
+    for name, text in (("list", "every dead letter, by kind, function, time and error"),
+                       ("redrive", "invoke each one's function again with its event; those "
+                                   "sent leave the file or the queue")):
+        dp = dsub.add_parser(name, help=text)
+        dp.add_argument("--file", type=Path, default=None,
+                        help="the local stack's dead letters (default: the file of the "
+                             "stack in .oblio/local.json)")
+        dp.add_argument("--queue-url", default=None,
+                        help="a deployment's dead-letter queue (<prefix>-dead-letters; AWS "
+                             "credentials from the environment) instead of the local file")
+        dp.add_argument("--region", default=None, help="default: the queue URL's")
+        dp.add_argument("--prefix", default="oblio",
+                        help="the local resource prefix, with --file (default oblio)")
+        if name == "redrive":
+            dp.add_argument("--function", default=None,
+                            help="only the dead letters of this function (e.g. bulk_start)")
+        else:
+            dp.set_defaults(function=None)
+    dls.set_defaults(fn=_dead_letters)
     ten = sub.add_parser("tenants", help="create and list tenants (the operator key)")
     tsub = ten.add_subparsers(dest="tenants_command", required=True)
     tc = tsub.add_parser("create", help="a tenant with its first admin key (shown once)")

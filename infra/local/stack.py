@@ -96,11 +96,12 @@ def dead_letter(path: Path, queue: str, function: str, body: str, tries: int,
     import json as _json
     from datetime import UTC, datetime
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        f.write(_json.dumps({"at": datetime.now(UTC).isoformat(), "queue": queue,
-                             "function": function, "attempts": tries, "error": error,
-                             "body": body}) + "\n")
+    from infra.deadletters import locked
+
+    with locked(path) as f:  # `oblio dead-letters redrive` rewrites it under the same lock
+        f.write((_json.dumps({"at": datetime.now(UTC).isoformat(), "queue": queue,
+                              "function": function, "attempts": tries, "error": error,
+                              "body": body}) + "\n").encode("utf-8"))
 
 
 class EventPump(threading.Thread):
@@ -364,6 +365,10 @@ class LocalStack:
             # where the data map's tables and buckets are: the user's local AWS, or oblio's
             "data_endpoint_url": self.aws_endpoint or endpoint,
             "tenants": tenants, "operator_key": operator,
+            # what `oblio dead-letters` reads: the file the event pump writes, and how the
+            # catalogue's functions are named here
+            "dead_letters": str(self._pump.dead_letters.resolve()) if self._pump else None,
+            "resource_prefix": settings.resource_prefix,
         }
         if faults_info:
             self.info["faults"] = faults_info

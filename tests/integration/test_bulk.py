@@ -230,3 +230,46 @@ def test_the_bulk_erase_command_uploads_a_file_and_follows_the_job(stack, api, s
     assert code == 0, out
     assert '"erased": 1' in out and '"invalid": 1' in out
     assert api.get("/v1/subjects", email=subject["email"]).json()["total"] == 0
+
+
+def test_a_dropped_csv_whose_start_failed_three_times_is_a_dead_letter_redrive_starts_it(
+        api, subject, aws_client, settings, faults, stack, tmp_path, monkeypatch, capsys):
+    """bulk_start fails on the upload's event three times (as Lambda tries an asynchronous
+    event): the event is a dead letter, nothing is erased, and `oblio dead-letters redrive`
+    sends it again, which starts the job that erases her."""
+    import json
+
+    from infra import cli
+
+    dead = tmp_path / "dead-letters.jsonl"
+    monkeypatch.setattr(stack._pump, "dead_letters", dead)
+    faults.inject(Fault("bulk_start", "TransientError", "the tenants table is throttled",
+                        times=3))
+    aws_client("s3").put_object(Bucket=settings.bucket("ingest"),
+                                Key="bulk/demo/from-our-hr-system.csv",
+                                Body=f"email\n{subject['email']}\n".encode())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not dead.exists():
+        time.sleep(0.2)
+    [letter] = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert (letter["function"], letter["attempts"]) == ("bulk_start", 3)
+    assert subject["email"] not in dead.read_text()  # the event names the upload only
+    assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is True
+
+    state = tmp_path / "local.json"
+    state.write_text(json.dumps({**stack.info, "dead_letters": str(dead)}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "STATE", state)
+    assert cli.main(["dead-letters", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "1 dead letter(s)" in listed and "bulk_start" in listed
+    assert cli.main(["dead-letters", "redrive"]) == 0
+    said = capsys.readouterr().out
+    assert "sent again: 1" in said and "failed again: 0" in said
+    assert dead.read_text() == ""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if api.get("/v1/subjects", email=subject["email"]).json()["found"] is False:
+            break
+        time.sleep(0.5)
+    assert api.get("/v1/subjects", email=subject["email"]).json()["found"] is False
