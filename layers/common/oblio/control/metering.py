@@ -149,13 +149,17 @@ def handing_over(attempt: int) -> None:
     bill = _bill.get()
     if bill is None or bill.target is None:
         return
-    table, key, attribute = bill.target
-    waits: dict[str, Any] = {f"note:handover:{attempt}": 1}
-    if attribute is None:
-        add_counts(table, key, waits)
-    else:
-        add_to_map(table, key, attribute, waits)
+    _add(bill.target, {f"note:handover:{attempt}": 1})
     aws.note(f"handed:{attempt}")
+
+
+def _add(target: Target, counts: dict[str, Any]) -> None:
+    """Add `counts` to the record `target` names (its own attributes, or its meter map)."""
+    table, key, attribute = target
+    if attribute is None:
+        add_counts(table, key, counts)
+    else:
+        add_to_map(table, key, attribute, counts)
 
 
 def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True,
@@ -174,15 +178,11 @@ def _flush(target: Target, counter: aws.IoCounter, ms: int, task_ms: bool = True
     counts["oblio:dynamodb.UpdateItem"] = counts.get("oblio:dynamodb.UpdateItem", 0) + 1
     counts["units:oblio:write"] = round(counts.get("units:oblio:write", 0)
                                         + max(1, math.ceil(len(str(counts)) / 1024)), 2)
-    table, key, attribute = target
     try:
         with aws.counting():  # not counted twice by an open counter around this one
-            if attribute is None:
-                add_counts(table, key, counts)
-            else:
-                add_to_map(table, key, attribute, counts)
+            _add(target, counts)
     except Exception as exc:  # noqa: BLE001 - the work stands; its count is what is lost
-        logger.warning("calls not metered", extra={"table": table,
+        logger.warning("calls not metered", extra={"table": target[0],
                                                    "raised": type(exc).__name__})
 
 

@@ -367,15 +367,13 @@ def finish(tenant_id: str, backfill_id: str, attempt: int | None = None) -> dict
                                  "finish; resume the backfill to go on")
     status = "completed_with_errors" if counts["items_left"] else "completed"
     n = attempt if attempt is not None else chunks.run_of(m)
-    try:
-        # once per run (a finish run again after dying before its write appends none), and
-        # only while the run is the backfill's: one that outlived its run appends nothing
-        entry = audit.append(
-            tenant_id, "shadow_backfill_completed", actor="oblio",
-            once=f"backfill:{backfill_id}:{n}:end", guard=chunks.on_run(m, n),
-            details={"backfill_id": backfill_id, "status": status, "tables": m.tables,
-                     "counts": counts, "io": io}).id
-    except audit.Refused:
+    # once per run (a finish run again after dying before its write appends none), and only
+    # while the run is the backfill's: one that outlived its run appends nothing
+    entry = chunks.audit_end(m, n, "shadow_backfill_completed",
+                             f"backfill:{backfill_id}:{n}:end",
+                             {"backfill_id": backfill_id, "status": status,
+                              "tables": m.tables, "counts": counts, "io": io})
+    if entry is None:
         return {"status": m.status, "stale": True}
     if not chunks.write_on_run(m, [BackfillModel.status.set(status),
                                    BackfillModel.completed_at.set(clock.iso()),
@@ -408,12 +406,10 @@ def _record_failure(m: BackfillModel, attempt: int, code: str, reason: str) -> b
     """The backfill's run `attempt` failed: the audit entry (once per run, and only while the
     run is the backfill's), its status and error. False, and nothing written, once the
     backfill is on another run (resumed meanwhile: the new run's status stands)."""
-    try:
-        audit.append(m.tenant_id, "shadow_backfill_failed", actor="oblio",
-                     once=f"backfill:{m.backfill_id}:{attempt}:failed",
-                     guard=chunks.on_run(m, attempt),
-                     details={"backfill_id": m.backfill_id, "code": code, "attempt": attempt})
-    except audit.Refused:
+    if chunks.audit_end(m, attempt, "shadow_backfill_failed",
+                        f"backfill:{m.backfill_id}:{attempt}:failed",
+                        {"backfill_id": m.backfill_id, "code": code,
+                         "attempt": attempt}) is None:
         return False
     if not chunks.write_on_run(m, [BackfillModel.status.set("failed"),
                                    BackfillModel.error.set(reason[:500]),

@@ -1009,14 +1009,10 @@ def _announce(job: BulkJobModel, n: int, action: str, details: dict[str, Any]) -
     the same each time, for consumers to drop a repeat). False, and nothing written, once
     the job is on another run (retried meanwhile: the entry's append is guarded by it)."""
     if int(job.audited_attempt or 0) != n:
-        try:
-            entry = audit.append(job.tenant_id, action, actor="oblio", details=details,
-                                 once=f"bulk:{job.job_id}:{n}:end",
-                                 guard=chunks.on_run(job, n))
-        except audit.Refused:
-            return False
-        if not chunks.write_on_run(job, [BulkJobModel.audit_entry.set(entry.id),
-                                         BulkJobModel.audited_attempt.set(n)], n):
+        entry = chunks.audit_end(job, n, action, f"bulk:{job.job_id}:{n}:end", details)
+        if entry is None or not chunks.write_on_run(
+                job, [BulkJobModel.audit_entry.set(entry),
+                      BulkJobModel.audited_attempt.set(n)], n):
             return False
     if int(job.announced_attempt or 0) != n:
         keep = ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",

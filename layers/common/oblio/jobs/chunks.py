@@ -215,6 +215,18 @@ def on_run(record: Any, attempt: int | None) -> audit.Guard:
         model, attempt if attempt is not None else run_of(record)))
 
 
+def audit_end(record: Any, attempt: int, action: str, once: str,
+              details: dict[str, Any]) -> str | None:
+    """The audit entry of the end of the job's run `attempt` (its id): appended once for
+    the key `once`, and only while the run is the record's (`on_run`); None, and nothing
+    appended, once the job is on another run."""
+    try:
+        return audit.append(record.tenant_id, action, actor="oblio", once=once,
+                            guard=on_run(record, attempt), details=details).id
+    except audit.Refused:
+        return None
+
+
 def write_on_run(record: Any, actions: list[Any], attempt: int | None) -> bool:
     """One write of a task of run `attempt` (None: the record's own) to its job's record,
     conditioned on the record being still on that run; False, and nothing written, once it

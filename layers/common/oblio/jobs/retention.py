@@ -778,16 +778,14 @@ def report(tenant_id: str, sweep_id: str, attempt: int | None = None) -> dict[st
     # failed run's: that one is not this run's end)
     entry = m.audit_entry if int(m.audited_attempt or 0) == n else None
     if not entry:
-        try:
-            # once per run (a resumed sweep's end is its own entry: a resume clears the
-            # last run's), and only while the run is the sweep's: a report that outlived
-            # its run appends nothing
-            entry = audit.append(
-                tenant_id, "retention_sweep_completed", actor="oblio",
-                once=f"sweep:{sweep_id}:{n}:end", guard=chunks.on_run(m, n),
-                details={k: body[k] for k in ("sweep_id", "policy_id", "status", "action",
-                                              "cutoff", "tables", "chunks")}).id
-        except audit.Refused:
+        # once per run (a resumed sweep's end is its own entry: a resume clears the last
+        # run's), and only while the run is the sweep's: a report that outlived its run
+        # appends nothing
+        entry = chunks.audit_end(m, n, "retention_sweep_completed", f"sweep:{sweep_id}:{n}:end",
+                                 {k: body[k] for k in ("sweep_id", "policy_id", "status",
+                                                       "action", "cutoff", "tables",
+                                                       "chunks")})
+        if entry is None:
             _ended(m, attempt=attempt)  # its own run's end, counted once
             return {**_STALE, "status": m.status}
         if not chunks.write_on_run(m, [RetentionSweepModel.audit_entry.set(entry),
@@ -847,12 +845,10 @@ def _record_failure(m: RetentionSweepModel, attempt: int, code: str, reason: str
     released, the event. False, and nothing written, once the sweep is on another run
     (resumed meanwhile: the new run's lock and status stand)."""
     tenant_id, sweep_id = m.tenant_id, m.sweep_id
-    try:
-        audit.append(tenant_id, "retention_sweep_failed", actor="oblio",
-                     once=f"sweep:{sweep_id}:{attempt}:failed", guard=chunks.on_run(m, attempt),
-                     details={"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code,
-                              "attempt": attempt})
-    except audit.Refused:
+    if chunks.audit_end(m, attempt, "retention_sweep_failed",
+                        f"sweep:{sweep_id}:{attempt}:failed",
+                        {"sweep_id": sweep_id, "policy_id": m.policy_id, "code": code,
+                         "attempt": attempt}) is None:
         return False
     if not chunks.write_on_run(m, [RetentionSweepModel.status.set("failed"),
                                    RetentionSweepModel.error.set(reason[:500]),
