@@ -222,6 +222,49 @@ def test_a_failure_step_that_outlived_its_run_records_nothing(t, announced):
     assert announced == []
 
 
+def test_a_report_that_ended_the_run_then_failed_records_the_failure_too(t, monkeypatch,
+                                                                        announced):
+    """The report appended its `completed` entry and sent its event, then its status write
+    failed (a throttle that outlasted the step's retries) and the failure step came next.
+    Before, one marker stood for both ends: the failure step found the run's end already
+    audited and announced, and the job ended `failed` under a trail and an event that said
+    `completed`. Now the failure is appended and announced too, once, with its own key."""
+    from oblio.jobs import chunks
+
+    job_id, _ = validated(t, ghosts(3))
+    for key in chunk_keys(job_id, t):
+        bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
+    real = chunks.write_on_run
+
+    def throttled(record: Any, actions: list[Any], attempt: Any) -> bool:
+        if any(str(a.values[0]) == "status" for a in actions):
+            raise TransientError("throttled")
+        return real(record, actions, attempt)
+
+    with monkeypatch.context() as m:
+        m.setattr(chunks, "write_on_run", throttled)
+        for _ in range(2):  # the step and its retry
+            with pytest.raises(TransientError):
+                bulk.report(t.tenant_id, job_id, attempt=1)
+    assert audit_actions(t.tenant_id, job_id).count("bulk_erasure_completed") == 1
+    assert announced == [("completed", 1)]
+
+    for _ in range(2):  # the failure step, and that step run again
+        bulk.fail(t.tenant_id, job_id, {"Error": "TransientError", "Cause": "throttled"},
+                  attempt=1)
+
+    job = bulk.load(t.tenant_id, job_id)
+    assert job.status == "failed" and "throttled" in (job.error or "")
+    actions = audit_actions(t.tenant_id, job_id)  # newest first
+    assert actions[:2] == ["bulk_erasure_failed", "bulk_erasure_completed"]
+    assert actions.count("bulk_erasure_failed") == 1
+    failed = next(e for e in map(audit.to_json, audit.entries(t.tenant_id)[0])
+                  if e["action"] == "bulk_erasure_failed")
+    assert job.audit_entry == failed["id"] and "throttled" in failed["details"]["reason"]
+    assert announced == [("completed", 1), ("failed", 1)]
+    assert audit.verify(t.tenant_id)["valid"] is True
+
+
 def test_retry_refuses_a_running_or_completed_job(t):
     job_id, _ = validated(t, ghosts(1))
     with pytest.raises(Conflict) as running:

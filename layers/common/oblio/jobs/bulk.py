@@ -1003,26 +1003,43 @@ def report(tenant_id: str, job_id: str, attempt: int | None = None) -> dict[str,
 
 def _announce(job: BulkJobModel, n: int, action: str, details: dict[str, Any]) -> bool:
     """The audit entry and the BulkErasureCompleted event of the end of the job's run `n`,
-    each written once per run and recorded on the job before its status moves: a rerun of
-    the step finds them recorded and writes neither again (the entry is keyed by the run;
-    a crash between the event and its record can repeat it: the event carries `event_id`,
-    the same each time, for consumers to drop a repeat). False, and nothing written, once
-    the job is on another run (retried meanwhile: the entry's append is guarded by it)."""
-    if int(job.audited_attempt or 0) != n:
-        entry = chunks.audit_end(job, n, action, f"bulk:{job.job_id}:{n}:end", details)
+    each written once per run and end (`failed` or not) and recorded on the job before its
+    status moves: a rerun of the step finds them recorded and writes neither again (the
+    entry is keyed by the run and the end; a crash between the event and its record can
+    repeat it: the event carries `event_id`, the same each time, for consumers to drop a
+    repeat). A run whose report announced its end and then failed before writing the status
+    (the failure step came next) announces its failure as well: the trail and the events
+    end where the job does. False, and nothing written, once the job is on another run
+    (retried meanwhile: the entry's append is guarded by it)."""
+    status = details["status"]
+    end = "failed" if status == "failed" else "end"
+    if not _said(job.audited_attempt, job.audited_status, n, status):
+        entry = chunks.audit_end(job, n, action, f"bulk:{job.job_id}:{n}:{end}", details)
         if entry is None or not chunks.write_on_run(
                 job, [BulkJobModel.audit_entry.set(entry),
-                      BulkJobModel.audited_attempt.set(n)], n):
+                      BulkJobModel.audited_attempt.set(n),
+                      BulkJobModel.audited_status.set(status)], n):
             return False
-    if int(job.announced_attempt or 0) != n:
+    if not _said(job.announced_attempt, job.announced_status, n, status):
         keep = ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",
                 "retained", "held", "chunks_failed", "chunks_missing")
         outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id,
-                      status=details["status"], attempt=n, event_id=f"bulk-{job.job_id}-{n}",
+                      status=status, attempt=n,
+                      event_id=f"bulk-{job.job_id}-{n}" + ("-failed" if end == "failed"
+                                                            else ""),
                       **{k: v for k, v in details.items() if k in keep})
-        if not chunks.write_on_run(job, [BulkJobModel.announced_attempt.set(n)], n):
+        if not chunks.write_on_run(job, [BulkJobModel.announced_attempt.set(n),
+                                         BulkJobModel.announced_status.set(status)], n):
             return False
     return True
+
+
+def _said(attempt: float | None, status: str | None, n: int, now: str) -> bool:
+    """Whether the end `now` of run `n` was already written (audited or announced): the
+    run's end said before, a failure for a failure, an end for an end (a record written
+    before statuses were kept: any end of the run)."""
+    return int(attempt or 0) == n and (status is None or
+                                       (status == "failed") == (now == "failed"))
 
 
 def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False,

@@ -206,10 +206,14 @@ class BulkJobModel(CountedModel):
     chunks_failed = UnicodeSetAttribute(null=True)
     chunks_missing = UnicodeSetAttribute(null=True)
     #: the attempt whose end is recorded in the audit trail (`audit_entry`) and announced by
-    #: its event: a rerun of the report or failure step writes neither again
+    #: its event, and the status each said: a rerun of the report or failure step writes
+    #: neither again for the same end, but a run whose report ended it and then failed (its
+    #: status never written) records its failure too (none: written before statuses were kept)
     audit_entry = UnicodeAttribute(null=True)
     audited_attempt = NumberAttribute(null=True)
+    audited_status = UnicodeAttribute(null=True)
     announced_attempt = NumberAttribute(null=True)
+    announced_status = UnicodeAttribute(null=True)
 
 
 class SuppressionModel(ShardedModel):
