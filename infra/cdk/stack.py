@@ -81,6 +81,10 @@ TARGET_RETRIES = 8
 #: long an event may wait there for a try
 ASYNC_RETRIES = 2
 ASYNC_EVENT_AGE = Duration.hours(6)
+#: how long the dead-letter queue keeps a letter (SQS's longest), and when an alarm says one
+#: has waited long enough to be lost soon
+DEAD_LETTER_RETENTION_DAYS = 14
+DEAD_LETTER_WARNING_DAYS = 7
 
 
 def _id(name: str) -> str:
@@ -242,7 +246,8 @@ class OblioStack(Stack):
         # cdk-nag's SQS3 (a queue without a dead-letter queue) knows this one is one
         queue = sqs.Queue(self, "DeadLetters", queue_name=self.physical("queue", "dead-letters"),
                           encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.key,
-                          enforce_ssl=True, retention_period=Duration.days(14))
+                          enforce_ssl=True,
+                          retention_period=Duration.days(DEAD_LETTER_RETENTION_DAYS))
         return queue
 
     def _queue(self, name: str) -> sqs.Queue:
@@ -650,9 +655,10 @@ class OblioStack(Stack):
         return [(f.name, self.physical("function", f.name)) for f in self.catalogue.functions]
 
     def _alarm(self, construct_id: str, name: str, metric: cw.IMetric, description: str,
-               ) -> cw.Alarm:
+               threshold: float = 1) -> cw.Alarm:
         alarm = cw.Alarm(self, construct_id, alarm_name=f"{self.prefix}-{name}", metric=metric,
-                         threshold=1, evaluation_periods=1, alarm_description=description,
+                         threshold=threshold, evaluation_periods=1,
+                         alarm_description=description,
                          comparison_operator=cw.ComparisonOperator
                          .GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
                          treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
@@ -676,11 +682,38 @@ class OblioStack(Stack):
                     "events wait in the dead-letter queue: an upload, a schedule, a rule "
                     "target or a stream batch that could not be handled after its retries "
                     "(README: When things fail, dead letters)")
+        self._dead_letter_alarms(five)
         self._alarm("OverdueRequestsAlarm", "overdue-requests",
                     cw.Metric(namespace="oblio", metric_name="OverdueRequests",
                               statistic="Maximum", period=Duration.hours(1)),
                     "requests are past their due date (Art. 12(3)): "
                     "GET /v1/requests?overdue=true")
+
+    def _dead_letter_alarms(self, period: Duration) -> None:
+        """Beside the alarm that stays in ALARM while anything waits: one that fires again
+        for each new dead letter (an alarm already in ALARM notifies nobody of the next),
+        and one before the queue's retention deletes a letter nobody handled."""
+        queue = self.dead_letters
+        self._alarm("NewDeadLettersAlarm", "dead-letters-new", cw.MathExpression(
+            # sent by Lambda, EventBridge or an event source mapping (NumberOfMessagesSent),
+            # or moved there by a queue's redrive policy (which that metric leaves out: the
+            # count waiting went up)
+            expression="MAX([DIFF(waiting), sent])", label="new dead letters", period=period,
+            using_metrics={
+                "waiting": queue.metric_approximate_number_of_messages_visible(
+                    period=period, statistic="Maximum"),
+                "sent": queue.metric_number_of_messages_sent(period=period,
+                                                             statistic="Sum")}),
+            "a new event was put in the dead-letter queue since the last five minutes "
+            "(README: When things fail, dead letters)")
+        self._alarm("ExpiringDeadLettersAlarm", "dead-letters-expiring",
+                    queue.metric_approximate_age_of_oldest_message(period=period,
+                                                                   statistic="Maximum"),
+                    f"a dead letter has waited {DEAD_LETTER_WARNING_DAYS} days: the queue "
+                    f"deletes it after {DEAD_LETTER_RETENTION_DAYS} (at the latest: a letter "
+                    "a queue's redrive moved there counts from when it was first sent); "
+                    "list it and send it again (oblio dead-letters redrive) or handle it",
+                    threshold=Duration.days(DEAD_LETTER_WARNING_DAYS).to_seconds())
 
     def _dashboard(self) -> None:
         hour = Duration.hours(1)

@@ -428,6 +428,34 @@ def test_alarms_cover_failed_executions_function_errors_and_overdue_requests(
                                    "Value": {"Fn::GetAtt": [dlq, "QueueName"]}}]
 
 
+def test_each_new_dead_letter_alarms_again_and_one_about_to_expire_too(
+        resources: dict[str, Any]) -> None:
+    """The waiting alarm stays in ALARM while a letter waits, so the next letter notified
+    nobody, and a letter nobody handled was deleted by the queue's retention unannounced."""
+    alarms = by_property(resources, "AWS::CloudWatch::Alarm", "AlarmName")
+    dlq = by_property(resources, "AWS::SQS::Queue", "QueueName")[f"{PREFIX}-dead-letters"]
+    queue_name = [{"Name": "QueueName", "Value": {"Fn::GetAtt": [dlq[0], "QueueName"]}}]
+
+    new = alarms[f"{PREFIX}-dead-letters-new"][1]
+    [expression] = [m for m in new["Metrics"] if "Expression" in m]
+    assert expression["Expression"] == "MAX([DIFF(waiting), sent])"
+    stats = {m["Id"]: m["MetricStat"] for m in new["Metrics"] if "MetricStat" in m}
+    assert {k: (v["Metric"]["MetricName"], v["Stat"], v["Metric"]["Dimensions"])
+            for k, v in stats.items()} == {
+        "waiting": ("ApproximateNumberOfMessagesVisible", "Maximum", queue_name),
+        "sent": ("NumberOfMessagesSent", "Sum", queue_name)}
+    assert (new["Threshold"], new["TreatMissingData"]) == (1, "notBreaching")
+
+    expiring = alarms[f"{PREFIX}-dead-letters-expiring"][1]
+    assert expiring["MetricName"] == "ApproximateAgeOfOldestMessage"
+    assert expiring["Dimensions"] == queue_name
+    retention = dlq[1]["MessageRetentionPeriod"]
+    assert expiring["Threshold"] == 7 * 86400 < retention == 14 * 86400
+    topic = next(k for k, v in of_type(resources, "AWS::SNS::Topic").items()
+                 if v["Properties"]["TopicName"] == f"{PREFIX}-alarms")
+    assert new["AlarmActions"] == expiring["AlarmActions"] == [{"Ref": topic}]
+
+
 def test_alarms_are_e_mailed_to_the_configured_address(template: Any) -> None:
     template.has_resource_properties("AWS::SNS::Subscription", {
         "Protocol": "email", "Endpoint": CONTEXT["alarm_email"]})
