@@ -265,6 +265,52 @@ def test_a_report_that_ended_the_run_then_failed_records_the_failure_too(t, monk
     assert audit.verify(t.tenant_id)["valid"] is True
 
 
+def test_a_run_ended_by_the_release_before_statuses_were_kept_is_read_from_its_entry(
+        t, monkeypatch, announced):
+    """A record of the release before: its run's end audited and announced, no status kept,
+    then the status write failed. The failure is still appended and announced (its kept
+    entry, keyed `:end`, says `completed`)."""
+    from oblio.jobs import chunks
+
+    job_id, _ = validated(t, ghosts(3))
+    for key in chunk_keys(job_id, t):
+        bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
+    real = chunks.write_on_run
+
+    def throttled(record: Any, actions: list[Any], attempt: Any) -> bool:
+        if any(str(a.values[0]) == "status" for a in actions):
+            raise TransientError("throttled")
+        return real(record, actions, attempt)
+
+    with monkeypatch.context() as m:
+        m.setattr(chunks, "write_on_run", throttled)
+        with pytest.raises(TransientError):
+            bulk.report(t.tenant_id, job_id, attempt=1)
+    bulk.load(t.tenant_id, job_id).update(actions=[BulkJobModel.audited_status.remove(),
+                                                   BulkJobModel.announced_status.remove()])
+
+    bulk.fail(t.tenant_id, job_id, {"Error": "TransientError", "Cause": "throttled"},
+              attempt=1)
+
+    assert audit_actions(t.tenant_id, job_id)[:2] == ["bulk_erasure_failed",
+                                                      "bulk_erasure_completed"]
+    assert announced == [("completed", 1), ("failed", 1)]
+
+
+def test_a_failure_the_release_before_appended_under_its_one_key_is_not_appended_again(
+        t, announced):
+    job_id, _ = validated(t, ghosts(3))
+    # what that release's report appended for a job with no chunk done, before it died
+    # (nothing recorded on the job)
+    audit.append(t.tenant_id, "bulk_erasure_failed", actor="oblio",
+                 once=f"bulk:{job_id}:1:end", details={"job_id": job_id, "status": "failed"})
+
+    assert bulk.report(t.tenant_id, job_id, attempt=1)["status"] == "failed"
+
+    assert audit_actions(t.tenant_id, job_id).count("bulk_erasure_failed") == 1
+    assert bulk.load(t.tenant_id, job_id).status == "failed"
+
+
 def test_retry_refuses_a_running_or_completed_job(t):
     job_id, _ = validated(t, ghosts(1))
     with pytest.raises(Conflict) as running:

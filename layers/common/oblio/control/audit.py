@@ -89,6 +89,14 @@ def _appended(tenant_id: str, once: str) -> Entry | None:
     return Entry(_seq(int(m.last or 0)), m.hash or "")
 
 
+def appended_action(tenant_id: str, once: str) -> str | None:
+    """The action of the entry a keyed append already wrote under `once`, if any."""
+    try:
+        return AuditModel.get(tenant_id, ONCE + once, consistent_read=True).action
+    except DoesNotExist:
+        return None
+
+
 def append(tenant_id: str, action: str, *, actor: str, request_id: str | None = None,
            subject_ref: str | None = None, details: dict[str, Any] | None = None,
            once: str | None = None, guard: Guard | None = None) -> Entry:

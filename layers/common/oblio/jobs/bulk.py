@@ -1013,14 +1013,21 @@ def _announce(job: BulkJobModel, n: int, action: str, details: dict[str, Any]) -
     (retried meanwhile: the entry's append is guarded by it)."""
     status = details["status"]
     end = "failed" if status == "failed" else "end"
-    if not _said(job.audited_attempt, job.audited_status, n, status):
-        entry = chunks.audit_end(job, n, action, f"bulk:{job.job_id}:{n}:{end}", details)
+    once = f"bulk:{job.job_id}:{n}:{end}"
+    unkept = any(int(a or 0) == n and s is None for a, s in (
+        (job.audited_attempt, job.audited_status),
+        (job.announced_attempt, job.announced_status)))
+    legacy = _legacy_end(job, n) if end == "failed" or unkept else None
+    if legacy == "failed":  # a release that keyed both ends alike appended this failure
+        once = f"bulk:{job.job_id}:{n}:end"
+    if not _said(job.audited_attempt, job.audited_status, n, status, legacy):
+        entry = chunks.audit_end(job, n, action, once, details)
         if entry is None or not chunks.write_on_run(
                 job, [BulkJobModel.audit_entry.set(entry),
                       BulkJobModel.audited_attempt.set(n),
                       BulkJobModel.audited_status.set(status)], n):
             return False
-    if not _said(job.announced_attempt, job.announced_status, n, status):
+    if not _said(job.announced_attempt, job.announced_status, n, status, legacy):
         keep = ("rows_total", "erased", "not_found", "invalid", "duplicates", "failed",
                 "retained", "held", "chunks_failed", "chunks_missing")
         outbound.emit("BulkErasureCompleted", job.tenant_id, job_id=job.job_id,
@@ -1034,12 +1041,24 @@ def _announce(job: BulkJobModel, n: int, action: str, details: dict[str, Any]) -
     return True
 
 
-def _said(attempt: float | None, status: str | None, n: int, now: str) -> bool:
+def _said(attempt: float | None, status: str | None, n: int, now: str,
+          legacy: str | None) -> bool:
     """Whether the end `now` of run `n` was already written (audited or announced): the
-    run's end said before, a failure for a failure, an end for an end (a record written
-    before statuses were kept: any end of the run)."""
-    return int(attempt or 0) == n and (status is None or
-                                       (status == "failed") == (now == "failed"))
+    run's end said before, a failure for a failure, an end for an end. A record written
+    before statuses were kept says which by the entry the run appended (`legacy`: `failed`
+    or `end`, None when it appended none)."""
+    if int(attempt or 0) != n:
+        return False
+    said = status if status is not None else legacy
+    return said is not None and (said == "failed") == (now == "failed")
+
+
+def _legacy_end(job: BulkJobModel, n: int) -> str | None:
+    """Which end run `n`'s entry keyed `bulk:<job>:<n>:end` is (`failed` or `end`; None:
+    none was appended): a release before this one appended a failure under that key too."""
+    action = audit.appended_action(job.tenant_id, f"bulk:{job.job_id}:{n}:end")
+    return None if action is None else ("failed" if action == "bulk_erasure_failed"
+                                        else "end")
 
 
 def finish_failed(job: BulkJobModel, reason: str, keep_work: bool = False,
