@@ -85,6 +85,10 @@ ASYNC_EVENT_AGE = Duration.hours(6)
 #: has waited long enough to be lost soon
 DEAD_LETTER_RETENTION_DAYS = 14
 DEAD_LETTER_WARNING_DAYS = 7
+#: how long a queue whose redrive policy feeds the dead-letter queue keeps a message (SQS's
+#: default): a letter moved from it keeps its first enqueue time, so the dead-letter queue
+#: keeps it at least 10 days, past the warning
+SOURCE_RETENTION_DAYS = 4
 
 
 def _id(name: str) -> str:
@@ -253,7 +257,8 @@ class OblioStack(Stack):
     def _queue(self, name: str) -> sqs.Queue:
         return sqs.Queue(self, f"{_id(name)}Queue", queue_name=self.physical("queue", name),
                          encryption=sqs.QueueEncryption.KMS, encryption_master_key=self.key,
-                         enforce_ssl=True, retention_period=Duration.days(14),
+                         enforce_ssl=True,
+                         retention_period=Duration.days(SOURCE_RETENTION_DAYS),
                          dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=5,
                                                                queue=self.dead_letters))
 
@@ -692,13 +697,16 @@ class OblioStack(Stack):
     def _dead_letter_alarms(self, period: Duration) -> None:
         """Beside the alarm that stays in ALARM while anything waits: one that fires again
         for each new dead letter (an alarm already in ALARM notifies nobody of the next),
-        and one before the queue's retention deletes a letter nobody handled."""
+        and one before the queue's retention deletes a letter nobody handled (the queues
+        whose redrive moves letters there keep a message `SOURCE_RETENTION_DAYS`: a letter
+        keeps its first enqueue time when moved, so it has at least the difference left
+        there, more than the alarm's wait)."""
         queue = self.dead_letters
         self._alarm("NewDeadLettersAlarm", "dead-letters-new", cw.MathExpression(
             # sent by Lambda, EventBridge or an event source mapping (NumberOfMessagesSent),
             # or moved there by a queue's redrive policy (which that metric leaves out: the
             # count waiting went up)
-            expression="MAX([DIFF(waiting), sent])", label="new dead letters", period=period,
+            expression="IF(DIFF(waiting) > 0 || sent > 0, 1, 0)", label="new dead letters", period=period,
             using_metrics={
                 "waiting": queue.metric_approximate_number_of_messages_visible(
                     period=period, statistic="Maximum"),

@@ -438,7 +438,7 @@ def test_each_new_dead_letter_alarms_again_and_one_about_to_expire_too(
 
     new = alarms[f"{PREFIX}-dead-letters-new"][1]
     [expression] = [m for m in new["Metrics"] if "Expression" in m]
-    assert expression["Expression"] == "MAX([DIFF(waiting), sent])"
+    assert expression["Expression"] == "IF(DIFF(waiting) > 0 || sent > 0, 1, 0)"
     stats = {m["Id"]: m["MetricStat"] for m in new["Metrics"] if "MetricStat" in m}
     assert {k: (v["Metric"]["MetricName"], v["Stat"], v["Metric"]["Dimensions"])
             for k, v in stats.items()} == {
@@ -451,6 +451,12 @@ def test_each_new_dead_letter_alarms_again_and_one_about_to_expire_too(
     assert expiring["Dimensions"] == queue_name
     retention = dlq[1]["MessageRetentionPeriod"]
     assert expiring["Threshold"] == 7 * 86400 < retention == 14 * 86400
+    # a letter a queue's redrive moves keeps its first enqueue time: the queues it comes
+    # from keep a message 4 days, so it has 10 days or more left, past the warning's 7
+    sources = [q for name, q in by_property(resources, "AWS::SQS::Queue", "QueueName").items()
+               if q[1].get("RedrivePolicy")]
+    assert sources and all(q[1]["MessageRetentionPeriod"] == 4 * 86400 for q in sources)
+    assert retention - 4 * 86400 > expiring["Threshold"]
     topic = next(k for k, v in of_type(resources, "AWS::SNS::Topic").items()
                  if v["Properties"]["TopicName"] == f"{PREFIX}-alarms")
     assert new["AlarmActions"] == expiring["AlarmActions"] == [{"Ref": topic}]
