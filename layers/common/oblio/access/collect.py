@@ -19,7 +19,7 @@ from typing import IO, Any
 from boto3.dynamodb.types import Binary
 
 from oblio.control import records
-from oblio.core import clock, paths, shadows
+from oblio.core import clock, paths, pointers, shadows
 from oblio.core.cells import csv_safe
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.observability import logger
@@ -171,22 +171,30 @@ class TablePart:
         return out
 
     def _file(self, item: dict[str, Any], attr: str, bucket: str, value: Any,
-              files: list[dict[str, str]]) -> Any:
-        """A pointer (an object key, or a `{bucket, key}` map naming a declared bucket)
-        becomes the file's path in the archive; anything else stays as it is."""
-        declared = self.dm.physical_buckets(self.tenant_id)
-        own = self.dm.bucket(bucket, self.tenant_id)
-        if isinstance(value, str) and value:
-            where, key = own, value
-        elif isinstance(value, dict) and isinstance(value.get("key"), str) and value["key"] \
-                and (value.get("bucket") or own) in declared:
-            where, key = value.get("bucket") or own, value["key"]
-        else:
+              files: list[dict[str, Any]]) -> Any:
+        """A pointer (`core.pointers`: a key, a `{bucket, key}` map, an S3 URL, or a list or
+        set of them) becomes the path in the archive of each file it names of a declared
+        bucket. One that names a bucket the map does not declare, or that names no file
+        oblio can tell, stays as it is and is listed (`outside` / `unreadable`), so that the
+        archive says it holds no file for it rather than nothing at all."""
+        got = pointers.read(value, self.dm.bucket(bucket, self.tenant_id),
+                            self.dm.physical_buckets(self.tenant_id))
+        if not got:
             return value
-        path = self._path(item, attr, key)
-        files.append({"bucket": where, "key": key, "path": path, "table": self.name,
-                      "attribute": attr, "item": self.item_id(item)})
-        return path
+        out: list[Any] = []
+        for p in got:
+            where = {"table": self.name, "attribute": attr, "item": self.item_id(item)}
+            if p.kind != "file" or not p.bucket or not p.key:
+                files.append({**where, p.kind: True, "path": ""})
+                continue
+            path = self._path(item, attr, p.key)
+            files.append({"bucket": p.bucket, "key": p.key, "path": path, **where})
+            out.append(path)
+        if len(out) != len(got):
+            return value
+        is_many = isinstance(value, (list, tuple, set, frozenset))
+        return sorted(out) if isinstance(value, (set, frozenset)) else \
+            out if is_many else out[0]
 
     def _nested(self, item: dict[str, Any], pattern: paths.Pattern, value: Any,
                 files: list[dict[str, str]]) -> Any:

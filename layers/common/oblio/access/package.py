@@ -304,6 +304,13 @@ def _add_unit(zf: zipfile.ZipFile, m: RequestModel, u: Unit, outcome: dict[str, 
     for line in archives.work_lines(part_key(m, u, "files.jsonl")):
         deadline.check()
         ref = json.loads(line)
+        if ref.get("outside") or ref.get("unreadable"):
+            # a pointer oblio does not follow: no file of it is in the archive, and it says so
+            missing.append({**{k: ref[k] for k in ("table", "attribute", "item", "path")},
+                            "reason": "in a bucket the map does not declare"
+                            if ref.get("outside") else
+                            "its value names no file oblio can read"})
+            continue
         found = archives.open_object(ref["bucket"], ref["key"])
         if found is None and ref.get("optional"):
             continue  # a key template names a file by convention; none is there
@@ -372,7 +379,9 @@ def _subject_json(w: IO[bytes], dm: DataMap, m: RequestModel, planned: list[Unit
         j.close()
     j.field("files", {"included": included, "missing": missing,
                       "note": "a missing file is one that an item points to but that the "
-                              "storage no longer holds"})
+                              "storage no longer holds, or (with its reason) one that oblio "
+                              "does not read: in a bucket the data map does not declare, or "
+                              "named by a value that is not a file's key"})
     j.close()
     w.write(b"\n")
 

@@ -36,6 +36,7 @@ def problems(dm: DataMap) -> list[str]:
         out += _exemption_problems(dm, where, t)
         out += _role_problems(dm, where, t)
         out += _layout_problems(dm, where, t)
+        out += _key_identity_problems(where, t)
         for i, f in enumerate(t.find):
             fw = f"{where}, find #{i + 1}"
             if (f.identity is None) == (f.from_ is None):
@@ -104,15 +105,50 @@ def problems(dm: DataMap) -> list[str]:
                 out.append(f"{aw}: its shadow '{shadow}' would be {taken}; rename the "
                            "attribute (or the other one), or store it canonically")
             rewrites = t.on_erase == "anonymise" or t.on_anonymise == "anonymise"
-            if attr in t.key.names and a.anonymise not in (None, "keep") and rewrites:
+            # (a key that holds an identity is reported once, by _key_identity_problems)
+            if attr in t.key.names and a.anonymise not in (None, "keep") and rewrites \
+                    and not holds_identity(a):
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its rule is '{a.anonymise}'; make the rule 'keep' or "
                            "make on_erase and on_anonymise 'delete'")
             if attr in t.key.names and a.erase not in (None, "keep") and \
-                    t.on_erase == "anonymise":
+                    t.on_erase == "anonymise" and not holds_identity(a):
                 out.append(f"{aw}: it is part of the table's key, which cannot be rewritten in "
                            f"place, but its erase rule is '{a.erase}'; make the rule 'keep' or "
                            "make on_erase 'delete'")
+    return out
+
+
+def holds_identity(a: Attribute) -> bool:
+    """The attribute holds an identity of the item's subject (category identity, or an
+    identity kind), not another person's."""
+    return (a.category == "identity" or a.identity is not None) and not a.other_person
+
+
+def _key_identity_problems(where: str, t: TableMap) -> list[str]:
+    """A table rewritten in place (on_erase or on_anonymise 'anonymise') must not have an
+    identity attribute as its partition or sort key: DynamoDB cannot rewrite a key, so
+    every item called anonymised would still name the subject. (An identity carried inside
+    a key template is caught by the verification's leak check, not refused here.)"""
+    modes = [f"{s}: anonymise" for s, m in (("on_erase", t.on_erase),
+                                            ("on_anonymise", t.on_anonymise))
+             if m == "anonymise"]
+    out: list[str] = []
+    for kind, part in (("partition", t.key.partition_part), ("sort", t.key.sort_part)):
+        a = t.attributes.get(part.attribute) if part is not None else None
+        if not modes or part is None or a is None or not holds_identity(a):
+            continue
+        rules = sorted({r for r in (a.anonymise, a.erase) if r not in (None, "keep")})
+        also = f" (nor could its rule {' or '.join(repr(r) for r in rules)} be applied)" \
+            if rules else ""
+        kinds = f", identity '{a.identity}'" if a.identity else ""
+        out.append(f"{where}, attribute '{part.attribute}': it is part of the table's key "
+                   f"({kind}) and holds an identity (category '{a.category}'{kinds}), but "
+                   f"{' and '.join(modes)} rewrites the item in place, and a key cannot be "
+                   "rewritten: every item called anonymised would still name the "
+                   f"subject{also}; make on_erase and on_anonymise 'delete' (or 'retain', "
+                   "with the law that requires it), or key the table by an attribute that "
+                   "is not an identity")
     return out
 
 

@@ -13,7 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import clock, deadline, identity, layout, paths, shadows
+from oblio.core import clock, deadline, identity, layout, paths, pointers, shadows
 from oblio.core.datamap import DataMap, TableMap
 from oblio.store import tables as store
 
@@ -170,13 +170,12 @@ def walk(dm: DataMap, tenant_id: str, identities: dict[str, str],
 
 def s3_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | None = None,
             ) -> list[tuple[str, str]]:
-    """The (bucket, key) of every S3 object the items point to, at any path: a pointer is
-    an object key in the attribute's declared bucket, or a map `{bucket, key}` naming one of
-    the map's buckets. A pointer naming a bucket the map does not declare is not followed
-    (`outside_refs` counts those). A bucket named by a template of the tenant needs the
-    tenant."""
-    return [r for r in _pointers(dm, t, items, tenant_id)  # type: ignore[misc]
-            if r[0] is not None]
+    """The (bucket, key) of every S3 object the items point to, at any path (what a pointer
+    is: `core.pointers`). A pointer naming a bucket the map does not declare is not followed
+    (`outside_refs` counts those), nor is a value that names no file oblio can tell
+    (`unreadable_refs`). A bucket named by a template of the tenant needs the tenant."""
+    return [(p.bucket, p.key) for p in _pointers(dm, t, items, tenant_id)
+            if p.kind == "file" and p.bucket and p.key]
 
 
 def file_refs(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str,
@@ -204,23 +203,23 @@ def outside_refs(dm: DataMap, t: TableMap, items: Iterable[Item],
                  tenant_id: str | None = None) -> int:
     """How many pointers of the items name a bucket the map does not declare: files of the
     subject that oblio may not touch, reported rather than ignored."""
-    return sum(1 for r in _pointers(dm, t, items, tenant_id) if r[0] is None)
+    return sum(1 for p in _pointers(dm, t, items, tenant_id) if p.kind == "outside")
+
+
+def unreadable_refs(dm: DataMap, t: TableMap, items: Iterable[Item],
+                    tenant_id: str | None = None) -> int:
+    """How many values of the items' pointer attributes name no file oblio can tell (a
+    number, a map without a key, a URL that is not S3's): files that may be left, reported
+    rather than taken for none."""
+    return sum(1 for p in _pointers(dm, t, items, tenant_id) if p.kind == "unreadable")
 
 
 def _pointers(dm: DataMap, t: TableMap, items: Iterable[Item], tenant_id: str | None,
-              ) -> list[tuple[str | None, str]]:
+              ) -> list[pointers.Pointer]:
     declared = dm.physical_buckets(tenant_id)
-    out: list[tuple[str | None, str]] = []
-    for item in items:
-        for attr, bucket in t.s3_attributes().items():
-            for _, value in paths.values(item, attr):
-                if isinstance(value, str) and value:
-                    out.append((dm.bucket(bucket, tenant_id), value))
-                elif isinstance(value, dict) and isinstance(value.get("key"), str) \
-                        and value["key"]:
-                    named = value.get("bucket") or dm.bucket(bucket, tenant_id)
-                    out.append((named if named in declared else None, value["key"]))
-    return out
+    return [p for item in items for attr, bucket in t.s3_attributes().items()
+            for _, value in paths.values(item, attr)
+            for p in pointers.read(value, dm.bucket(bucket, tenant_id), declared)]
 
 
 def item_identities(t: TableMap, item: Item, region: str | None) -> dict[str, str]:

@@ -39,7 +39,8 @@ def unit_manifest(dm: datamap.DataMap, name: str, action: str, params: dict[str,
         else (found, [])
     manifest: dict[str, Any] = {"keys": [find.key_of(table, i) for i in items],
                                 "s3": find.s3_refs(dm, table, items, tenant_id),
-                                "outside": find.outside_refs(dm, table, items, tenant_id)}
+                                "outside": find.outside_refs(dm, table, items, tenant_id),
+                                "unreadable": find.unreadable_refs(dm, table, items, tenant_id)}
     if table.files:
         manifest.update(find.file_refs(dm, table, items, tenant_id))
     if held:  # on legal hold: not touched, counted with the reason

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from oblio.control.crypto import TenantKeys
-from oblio.core import paths, shadows
+from oblio.core import paths, shadows, templates
 from oblio.core.datamap import DataMap, TableMap
 from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.paths import Location
@@ -302,6 +302,20 @@ def value_refs(keys: TenantKeys, values: list[Any]) -> set[str]:
     case or surrounding blanks."""
     return {keys.hmac("value", str(v).strip().lower()) for v in paths.leaves(values)
             if isinstance(v, str | int) and str(v).strip()}
+
+
+def key_fields(t: TableMap, item: Item) -> list[Any]:
+    """The values a key template of the item carries beside the tenant (the e-mail inside
+    `USER#{email}`): what the key holds that its attribute's value alone does not show."""
+    out: list[Any] = []
+    for part in t.key.parts:
+        try:
+            tpl = part.parsed
+        except templates.TemplateError:
+            continue
+        got = tpl.match(item.get(part.attribute)) if tpl is not None else None
+        out += [v for f, v in (got or {}).items() if f != templates.TENANT]
+    return out
 
 
 def identifying_values(dm: DataMap, name: str, items: list[Item]) -> list[Any]:

@@ -18,6 +18,7 @@ from oblio.pipeline.rules import (
     Unit,
     changes_for,
     holds,
+    key_fields,
     retained_places,
     role_mode,
     role_remains,
@@ -70,13 +71,17 @@ def _remaining(dm: DataMap, t: Any, table: str, m: str, action: str, group: dict
             wrong = any(rule == "null" for _, rule, _, _ in retained_places(dm, t, item))
         elif m == "anonymise":
             # in a role, only what the role names is hers (the rest is about someone else)
-            # (a shadow is the canonical copy of the identity it shadows: checked with it)
-            own = [a for a in item if a not in t.key.names and not dm.is_marker(a)
+            # (a shadow is the canonical copy of the identity it shadows: checked with it);
+            # the key is compared too, and the fields its templates carry: an identity in
+            # the key survives a rewrite in place, and such an item is not anonymous
+            own = [a for a in item if not dm.is_marker(a)
                    and a != dm.tenant_attribute] if role is None else \
                 [*t.roles[role].attributes,
                  *(s for a, s in shadows.names(t).items() if a in t.roles[role].attributes)]
             values = [item[a] for a in own if a in item] if role is None else \
                 [v for a in own for _, v in paths.values(item, a)]
+            if role is None:
+                values += key_fields(t, item)
             leaked = bool(identifying and keys and value_refs(keys, values) & identifying)
             rest = to_remove(dm, t, item, action) if role is None else \
                 role_remains(t, role, item, action)
@@ -150,7 +155,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     ids = records.identities_of(m, tenant)
     params = request_params(m, tenant)
     remaining: dict[str, int] = {}
-    checked = files_left = lookups = outside = 0
+    checked = files_left = lookups = outside = unreadable = 0
     per_rule: dict[str, dict[str, int]] = {"pointer": {"objects": 0, "left": 0}}
     compared: dict[str, int] = {}
     #: (tenant, table) -> keys that stay by design (retained by law, on legal hold): a
@@ -174,6 +179,8 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
             if table_mode(dm, u.table, action, params) in ("delete", "anonymise"):
                 # pointers to buckets the map does not declare: the subject's files, left
                 outside += int(manifest.get("outside", 0))
+                # and values that name no file oblio can tell: they may be left
+                unreadable += int(manifest.get("unreadable", 0))
             r = _check(dm, action, u, manifest, marker=request_id, params=params,
                        keys=get_tenant(u.tenant_id).keys, identifying=identifying,
                        subject_ref=m.subject_ref or "")
@@ -217,13 +224,16 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
         archives_left = exports.archives_left(archived)
     fresh = action in ("erase", "anonymise")
     per_rule["pointer"]["outside_the_map"] = outside
+    per_rule["pointer"]["unreadable"] = unreadable
     files_checked = sum(f.get("objects", 0) + f.get("prefixes", 0) for f in per_rule.values())
-    outcome = {**verdict(planned=checked, files_planned=files_checked + len(archived),
-                         remaining=remaining,
-                         files_remaining=files_left + outside + archives_left,
+    # retained items are read back (their explicit erase rules checked) but stay by design:
+    # like held ones, they are not what a "passed" verification may be called on
+    outcome = {**verdict(planned=checked - exempt["retained"],
+                         files_planned=files_checked + len(archived), remaining=remaining,
+                         files_remaining=files_left + outside + unreadable + archives_left,
                          exempt=exempt["retained"] + exempt["held"]),
                "items_checked": checked, "remaining": remaining,
-               "files_remaining": files_left + outside + archives_left,
+               "files_remaining": files_left + outside + unreadable + archives_left,
                "identity_lookup_tenants": len(tenants),
                # what was checked, so that nobody reads "passed" into what was not
                "checked": {"items_read_back": checked,
