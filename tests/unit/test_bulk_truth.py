@@ -222,13 +222,9 @@ def test_a_failure_step_that_outlived_its_run_records_nothing(t, announced):
     assert announced == []
 
 
-def test_a_report_that_ended_the_run_then_failed_records_the_failure_too(t, monkeypatch,
-                                                                        announced):
-    """The report appended its `completed` entry and sent its event, then its status write
-    failed (a throttle that outlasted the step's retries) and the failure step came next.
-    Before, one marker stood for both ends: the failure step found the run's end already
-    audited and announced, and the job ended `failed` under a trail and an event that said
-    `completed`. Now the failure is appended and announced too, once, with its own key."""
+def reported_then_throttled(t: Any, monkeypatch: Any, tries: int) -> str:
+    """A job whose every chunk is done, its report run `tries` times: each appends (once)
+    and announces its end, then its status write fails (a throttle). Its id."""
     from oblio.jobs import chunks
 
     job_id, _ = validated(t, ghosts(3))
@@ -243,9 +239,20 @@ def test_a_report_that_ended_the_run_then_failed_records_the_failure_too(t, monk
 
     with monkeypatch.context() as m:
         m.setattr(chunks, "write_on_run", throttled)
-        for _ in range(2):  # the step and its retry
+        for _ in range(tries):
             with pytest.raises(TransientError):
                 bulk.report(t.tenant_id, job_id, attempt=1)
+    return job_id
+
+
+def test_a_report_that_ended_the_run_then_failed_records_the_failure_too(t, monkeypatch,
+                                                                        announced):
+    """The report appended its `completed` entry and sent its event, then its status write
+    failed (a throttle that outlasted the step's retries) and the failure step came next.
+    Before, one marker stood for both ends: the failure step found the run's end already
+    audited and announced, and the job ended `failed` under a trail and an event that said
+    `completed`. Now the failure is appended and announced too, once, with its own key."""
+    job_id = reported_then_throttled(t, monkeypatch, tries=2)  # the step and its retry
     assert audit_actions(t.tenant_id, job_id).count("bulk_erasure_completed") == 1
     assert announced == [("completed", 1)]
 
@@ -270,22 +277,7 @@ def test_a_run_ended_by_the_release_before_statuses_were_kept_is_read_from_its_e
     """A record of the release before: its run's end audited and announced, no status kept,
     then the status write failed. The failure is still appended and announced (its kept
     entry, keyed `:end`, says `completed`)."""
-    from oblio.jobs import chunks
-
-    job_id, _ = validated(t, ghosts(3))
-    for key in chunk_keys(job_id, t):
-        bulk.erase_chunk(t.tenant_id, job_id, key, attempt=1)
-    real = chunks.write_on_run
-
-    def throttled(record: Any, actions: list[Any], attempt: Any) -> bool:
-        if any(str(a.values[0]) == "status" for a in actions):
-            raise TransientError("throttled")
-        return real(record, actions, attempt)
-
-    with monkeypatch.context() as m:
-        m.setattr(chunks, "write_on_run", throttled)
-        with pytest.raises(TransientError):
-            bulk.report(t.tenant_id, job_id, attempt=1)
+    job_id = reported_then_throttled(t, monkeypatch, tries=1)
     bulk.load(t.tenant_id, job_id).update(actions=[BulkJobModel.audited_status.remove(),
                                                    BulkJobModel.announced_status.remove()])
 

@@ -21,6 +21,7 @@ from oblio.core.datamap import DataMap
 from oblio.core.identity import IDENTITY_KINDS
 from oblio.core.observability import count, logger
 from oblio.pipeline import outcome, rules
+from oblio.pipeline.apply import GONE
 from oblio.pipeline.work import frozen_map, work_prefix
 from oblio.store import objects, outbound
 from oblio.store.models import RequestModel, plain
@@ -61,6 +62,8 @@ def _counts(m: RequestModel, dm: DataMap) -> dict[str, dict[str, dict[str, int]]
         for name in dm.order:
             got = units.get(f"{t}/{name}", {})
             out[t][name] = {k: int(got.get(k, 0)) for k in rules.COUNTS}
+            if got.get(GONE):  # planned, and no longer there when the request acted
+                out[t][name][GONE] = int(got[GONE])
     return out
 
 
@@ -109,14 +112,17 @@ class Ending:
     found: bool
     #: what the audit entry records
     details: dict[str, Any]
-    #: the steps after the audit entry (certificate, suppression, the requester's e-mail),
-    #: each safe to repeat; returns what the result says beyond what every result says
+    #: the steps after the audit entry (certificate, the requester's e-mail), each safe to
+    #: repeat; returns what the result says beyond what every result says
     result: Callable[[audit.Entry], dict[str, Any]]
     #: the subject's events (Art. 17(2), 19), one for each tenant the request reached
     subject_events: tuple[str, ...] = ()
     event_fields: dict[str, Any] = field(default_factory=dict)
     #: what the result says right after `found` (what stays by design: retained, held)
     top: dict[str, Any] = field(default_factory=dict)
+    #: the steps the audit entry's completion claims (an erasure's suppression entries and
+    #: late archives), done before it is appended, each safe to repeat
+    before: Callable[[], None] = lambda: None
 
 
 def totals_of(counts: Counts, names: Iterable[str]) -> dict[str, int]:
@@ -151,15 +157,17 @@ def finish_request(request_id: str, tenant_id: str,
 
     1. `ending(m)`: what the request found and did, as the audit entry records it (for an
        erasure or objection after the consent ledger has changed: once, as unit `_consent`);
-    2. the audit entry, once (unit `_audit`: a retried finish reuses it);
-    3. `ending.result(entry)`: the steps after the entry (certificate, suppression entries,
-       the requester's e-mail) and the fields of the result that are its own;
-    4. the events to send written to the request's outbox (unit `_outbox`), and the request
+    2. `ending.before()`: the steps the completion entry claims done (an erasure's
+       suppression entries and late archives): a failure there leaves no completion entry;
+    3. the audit entry, once (unit `_audit`: a retried finish reuses it);
+    4. `ending.result(entry)`: the steps after the entry (certificate, the requester's
+       e-mail) and the fields of the result that are its own;
+    5. the events to send written to the request's outbox (unit `_outbox`), and the request
        ended with its status and result, conditionally on this attempt being current and the
-       request still open (a client that sees it completed can rely on 1-3);
-    5. each event of the outbox sent once (claimed as `_sent:<n>` on the request's sent
+       request still open (a client that sees it completed can rely on 1-4);
+    6. each event of the outbox sent once (claimed as `_sent:<n>` on the request's sent
        item, `records.send_once`);
-    6. the request's work files deleted, last (nothing above needs them on a retry).
+    7. the request's work files deleted, last (nothing above needs them on a retry).
 
     A task of an attempt that is no longer current is refused before it does anything. A
     request ended by something else (cancelled) is left alone."""
@@ -207,9 +215,10 @@ def _send(events: list[dict[str, Any]]) -> None:
 
 
 def _conclude(m: RequestModel, ending: Callable[[RequestModel], Ending]) -> str:
-    """Steps 1-4 of `finish_request`: the evidence, the outbox, the request ended."""
+    """Steps 1-5 of `finish_request`: the evidence, the outbox, the request ended."""
     request_id, tenant_id = m.request_id, m.tenant_id
     e = ending(m)
+    e.before()
     got = once(m, records.units_of(m), "_audit", lambda: _audit(m, e.details))
     entry = audit.Entry(got["id"], got["hash"])
     own = e.result(entry)
@@ -263,6 +272,9 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
     verification = units.get("_verification", {"passed": False, "reason": "not run"})
     counts = _counts(m, dm)
     totals = totals_of(counts, rules.COUNTS)
+    gone = sum(c.get(GONE, 0) for tables in counts.values() for c in tables.values())
+    if gone:
+        totals[GONE] = gone
     status = outcome.status_of(verification)
     options = records.options_of(m)
     body: dict[str, Any] = {
@@ -299,7 +311,12 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
         body["retained"], body["held"] = exempt["retained"], exempt["held"]
         body["legal_bases"] = sorted({e["legal_basis"] for e in exempt.get("exemptions", [])})
 
-    def result(entry: audit.Entry) -> dict[str, Any]:
+    # what the steps before the audit entry did (filled once per finish run)
+    done: dict[str, Any] = {}
+
+    def before() -> None:
+        if done:
+            return
         refs = plan_.get("identity_refs", {})
         suppressed = asked = 0
         # a subject found nowhere was not erased: the suppression list would say it was
@@ -316,6 +333,11 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
         # nothing is not withdrawn: nor is its archive taken here)
         late = once(m, units, "_late_archives", lambda: _late_archives(m, units, plan_)) \
             if action == "erase" and found else None
+        done.update(suppressed=suppressed, asked=asked, late=late)
+
+    def result(entry: audit.Entry) -> dict[str, Any]:
+        before()
+        suppressed, asked, late = done["suppressed"], done["asked"], done["late"]
         out: dict[str, Any] = {"verification": verification}
         if action in ("erase", "anonymise"):
             cert = certificate(
@@ -354,12 +376,15 @@ def _subject_ending(m: RequestModel, action: str) -> Ending:
             out["message"] = outcome.exemption_message(exempt)
         elif action == "anonymise" and totals["anonymised"] + totals["deleted"] == 0:
             out["message"] = "the subject was already anonymised: nothing changed"
+        elif gone:
+            out["message"] = (f"{gone} planned item(s) were no longer there when the request "
+                              "acted: nothing was done to them (see gone)")
         return out
 
     return Ending(status=status, counts=counts, totals=totals, found=found,
                   details=body, result=result, subject_events=SUBJECT_EVENTS.get(action, ()),
                   event_fields={"purposes": body["purposes"]} if action == "object" else {},
-                  top=exempt or {})
+                  top=exempt or {}, before=before)
 
 
 def _late_archives(m: RequestModel, units: dict[str, Any],

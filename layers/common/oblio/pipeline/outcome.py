@@ -58,7 +58,8 @@ def exemptions(dm: DataMap, counts: dict[str, dict[str, dict[str, int]]],
                units: dict[str, Any]) -> dict[str, Any]:
     """What an erasure or anonymisation left by design, for the top of its result and its
     certificate: items retained by law (per table, with the legal basis and period) and
-    items on legal hold (per table, with the reasons)."""
+    items on legal hold (per table, with the reasons, and the files left with the items found
+    on hold when the action ran)."""
     out: dict[str, Any] = {"retained": 0, "held": 0}
     retained: list[dict[str, Any]] = []
     holds: list[dict[str, Any]] = []
@@ -72,9 +73,16 @@ def exemptions(dm: DataMap, counts: dict[str, dict[str, dict[str, int]]],
                                  "period": t.retain.period if t.retain else None})
             if c.get("held"):
                 out["held"] += c["held"]
-                reasons = (units.get(f"{tenant}/{name}") or {}).get("held_reasons") or {}
-                holds.append({"tenant_id": tenant, "table": name, "held": c["held"],
-                              "reasons": {str(k): int(v) for k, v in reasons.items()}})
+                unit = units.get(f"{tenant}/{name}") or {}
+                reasons = unit.get("held_reasons") or {}
+                hold: dict[str, Any] = {
+                    "tenant_id": tenant, "table": name, "held": c["held"],
+                    "reasons": {str(k): int(v) for k, v in reasons.items()}}
+                # the files of items found on hold when the erasure ran, left with them
+                for k in ("files_held", "prefixes_held"):
+                    if unit.get(k):
+                        hold[k] = int(unit[k])
+                holds.append(hold)
     if retained:
         out["exemptions"] = retained
     if holds:
