@@ -37,6 +37,12 @@ EMAIL = "mario@example.com"
      [Pointer("outside", "someone-elses", "x.png")]),
     ("s3://demo-files/a/b c.pdf", [Pointer("file", OWN, "a/b c.pdf")]),
     ("s3://someone-elses/x.png", [Pointer("outside", "someone-elses", "x.png")]),
+    # an s3:// URL's key is everything after the bucket, '#' and '?' included
+    ("s3://demo-files/a/scan#2.pdf", [Pointer("file", OWN, "a/scan#2.pdf")]),
+    ("s3://demo-files/a/b?v=2.pdf", [Pointer("file", OWN, "a/b?v=2.pdf")]),
+    # a plain key that holds '://' further on is a key
+    ("imports/https://cdn.example.org/a.png",
+     [Pointer("file", OWN, "imports/https://cdn.example.org/a.png")]),
     ("https://demo-files.s3.eu-west-1.amazonaws.com/a/b%20c.pdf",
      [Pointer("file", OWN, "a/b c.pdf")]),
     ("https://demo-files.s3.amazonaws.com/a.pdf", [Pointer("file", OWN, "a.pdf")]),

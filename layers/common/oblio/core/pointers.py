@@ -22,6 +22,8 @@ Kind = Literal["file", "outside", "unreadable"]
 
 #: `<bucket>.s3.amazonaws.com`, `<bucket>.s3.<region>.amazonaws.com`, `<bucket>.s3-<region>...`
 _VIRTUAL = re.compile(r"^(?P<bucket>.+?)\.s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?$")
+#: a value read as a URL: one that starts with a scheme
+_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*://", re.IGNORECASE)
 #: `s3.amazonaws.com`, `s3.<region>.amazonaws.com`, `s3-<region>.amazonaws.com`
 _PATH_STYLE = re.compile(r"^s3(?:[.-][a-z0-9-]+)?\.amazonaws\.com(?:\.cn)?$")
 
@@ -44,7 +46,7 @@ def read(value: Any, own: str, declared: Collection[str]) -> list[Pointer]:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [p for v in value for p in read(v, own, declared)]
     if isinstance(value, str):
-        if "://" not in value:
+        if not _SCHEME.match(value):  # a key may hold '://' further on
             return [Pointer("file", own, value)]
         named = _url(value)
         return [_named(*named, declared)] if named else [Pointer("unreadable")]
@@ -64,10 +66,11 @@ def _named(bucket: str, key: str, declared: Collection[str]) -> Pointer:
 
 def _url(value: str) -> tuple[str, str] | None:
     """(bucket, key) of an S3 URL, or None for any other URL."""
+    if value.startswith("s3://"):
+        # everything after the bucket is the key, as written: '#' and '?' are its own
+        bucket, _, key = value[len("s3://"):].partition("/")
+        return (bucket, key) if bucket and key else None
     parts = urlsplit(value)
-    if parts.scheme == "s3":
-        key = parts.path.lstrip("/")
-        return (parts.netloc, key) if parts.netloc and key else None
     if parts.scheme not in ("https", "http"):
         return None
     host = (parts.hostname or "").lower()
