@@ -165,3 +165,22 @@ def test_no_erasure_completed_entry_before_what_it_claims_is_done(demo_map, t, m
     assert view["result"]["suppression_entries"] >= 1
     assert view["result"]["certificate"]["late_archives"] == {"found": 0, "deleted": 0,
                                                               "left": 0}
+
+
+def test_what_lies_under_a_held_item_s_prefix_is_spared_too(monkeypatch: Any) -> None:
+    """A held item owns the prefix u/1/: an object or a narrower prefix under it, named by
+    another item of the unit, is the held item's file too (S3 prefixes are plain string
+    prefixes), and stays."""
+    from types import SimpleNamespace
+
+    from oblio.pipeline import apply, find
+
+    manifest = {"s3": [["b", "u/1/doc.pdf"], ["b", "u/2/doc.pdf"]], "templated": [],
+                "prefixes": [["b", "u/1/"], ["b", "u/1/x/"], ["b", "u/2/"]]}
+    monkeypatch.setattr(find, "s3_refs", lambda *a, **k: [])
+    monkeypatch.setattr(find, "file_refs",
+                        lambda *a, **k: {"templated": [], "prefixes": [("b", "u/1/")]})
+    kept, files, prefixes = apply.spare_held(None, SimpleNamespace(files=[object()]),  # type: ignore[arg-type]
+                                             "tn", manifest, [{"id": "held"}])
+    assert kept["s3"] == [("b", "u/2/doc.pdf")] and kept["prefixes"] == [("b", "u/2/")]
+    assert (files, prefixes) == (1, 2)

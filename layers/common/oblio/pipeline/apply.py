@@ -166,7 +166,8 @@ def spare_held(dm: DataMap, t: TableMap, tenant_id: str, manifest: dict[str, Any
                late: list[Item]) -> tuple[dict[str, Any], int, int]:
     """The unit's files less those of the items found on legal hold at apply time (`late`,
     as read then: the objects they point to and their key templates name, their prefixes,
-    and any prefix one of their objects lies under); with how many named objects and how
+    any prefix one of those lies under, and any object or prefix under one of theirs); with
+    how many named objects and how
     many prefixes were spared. No AWS call: the refs come from the items already read."""
     refs = {k: [(b, x) for b, x in manifest.get(k, [])] for k in ("s3", "templated", "prefixes")}
     if not late:
@@ -177,10 +178,15 @@ def spare_held(dm: DataMap, t: TableMap, tenant_id: str, manifest: dict[str, Any
         rendered = find.file_refs(dm, t, late, tenant_id)
         named |= {(b, x) for b, x in rendered["templated"]}
         own = {(b, x) for b, x in rendered["prefixes"]}
-    kept = {k: [r for r in refs[k] if r not in named] for k in ("s3", "templated")}
+    def under_held(b: str, x: str) -> bool:  # an object or prefix under a held prefix
+        return any(ob == b and x.startswith(op) for ob, op in own)
+
+    kept = {k: [r for r in refs[k] if r not in named and not under_held(*r)]
+            for k in ("s3", "templated")}
     kept["prefixes"] = [
         (b, p) for b, p in refs["prefixes"]
-        if (b, p) not in own and not any(nb == b and nk.startswith(p) for nb, nk in named)
+        if (b, p) not in own and not under_held(b, p)
+        and not any(nb == b and nk.startswith(p) for nb, nk in named)
         and not any(ob == b and op.startswith(p) for ob, op in own)]
     files = len(set(refs["s3"]) | set(refs["templated"])) - \
         len(set(kept["s3"]) | set(kept["templated"]))
