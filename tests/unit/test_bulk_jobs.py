@@ -388,6 +388,22 @@ def test_each_erased_line_gets_a_request_record_with_its_certificate(demo_map, t
     assert m["subject_ref"] == row["subject_ref"]
 
 
+def test_a_line_whose_pointer_names_no_readable_file_is_not_certified_clean(demo_map, t):
+    """As a single erasure: a pointer oblio cannot follow may leave her file, so her line's
+    verification does not pass (before, the bulk path dropped such pointers and passed)."""
+    from oblio.store import tables as store
+
+    world.seed(demo_map, t.tenant_id, "gone@example.com")
+    doc = next(i for i in world.items("demo-documents", t.tenant_id) if i.get("s3_key"))
+    store.batch_put("demo-documents", [{**doc, "s3_key": "https://cdn.example.org/x.pdf"}])
+    job = run_job(t, b"email\ngone@example.com\n")
+    (row,) = report_rows(job)
+    m = records.to_json(records.load(t.tenant_id, row["request_id"]))
+    verification = m["result"]["certificate"]["verification"]
+    assert verification["passed"] is False and verification["remaining"]["documents"] == 1
+    assert job["status"] != "completed"
+
+
 def test_dry_run_rows_and_dry_run_jobs_erase_nothing(demo_map, t):
     world.seed(demo_map, t.tenant_id, "a@example.com")
     world.seed(demo_map, t.tenant_id, "b@example.com")
