@@ -10,7 +10,8 @@ export const RUNNING = ["received", "queued", "running", "finishing"];
 export const ENDED = ["completed", "completed_with_errors", "cancelled"];
 
 const COUNTS = [["matched", "Matched"], ["deleted", "Deleted"], ["anonymised", "Anonymised"],
-  ["updated", "Updated"], ["kept", "Kept"], ["exported", "Exported"], ["files_deleted", "Files deleted"]];
+  ["updated", "Updated"], ["kept", "Kept"], ["gone", "Gone since the plan"], ["exported", "Exported"],
+  ["files_deleted", "Files deleted"]];
 
 export function countsTable(caption, tables) {
   const rows = Object.entries(tables || {}).map(([name, t]) => ({ name, ...t }));
@@ -20,10 +21,20 @@ export function countsTable(caption, tables) {
   { empty: "No table was touched." });
 }
 
+/** passed, failed, or (passed: null) what was not a pass nor a failure: all exempt (kept by
+ * law or on hold), nothing to verify (nothing found) */
+function verdictBadge(v) {
+  if (v.passed === true) return badge("passed", "ok");
+  if (v.passed === null && ["all_exempt", "nothing_to_verify"].includes(v.outcome)) {
+    return badge(v.outcome, "info");
+  }
+  return badge("failed", "bad");
+}
+
 export function verificationView(v) {
   if (!v) return null;
   return h("section", { class: "verification", "aria-label": "Verification" },
-    h("h4", {}, "Verification ", v.passed ? badge("passed", "ok") : badge("failed", "bad")),
+    h("h4", {}, "Verification ", verdictBadge(v)),
     facts([
       ["Items read back", String(v.items_checked ?? "—")],
       ["Items remaining", Object.keys(v.remaining || {}).length ? JSON.stringify(v.remaining) : "none"],
