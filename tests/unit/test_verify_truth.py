@@ -135,3 +135,27 @@ def test_the_fields_a_key_template_carries_are_what_the_leak_check_compares(monk
     assert rules.key_fields(dm.tables["people"], item) == [EMAIL]
     assert rules.key_fields(dm.tables["contacts"], {"tenant_id": "demo",
                                                     "contact_id": "c1"}) == []
+
+
+def test_a_file_rule_an_item_lacks_the_attribute_for_is_said_not_passed_over(t: Any,
+                                                                            monkeypatch: Any
+                                                                            ) -> None:
+    """The contact lacks the attribute its prefix rule names: no file can be named for it,
+    nor checked. Before, the plan counted it (`unresolved`) and nothing said so: the
+    verification read '0 prefixes, 0 left'. Now it says how many (item, rule) pairs named no
+    file (`checked.files.unnamed`); it does not fail (such an item usually has no file)."""
+    data = copy.deepcopy(DEMO)
+    data["version"] = 2
+    contacts = data["tables"]["contacts"]
+    contacts["files"] = [{"bucket": "files", "prefix": "{tenant}/people/{folder_id}/"}]
+    contacts["attributes"]["folder_id"] = {"category": "technical", "anonymise": "keep"}
+    dm = datamap.parse(data)
+    monkeypatch.setattr(datamap, "current", lambda: dm)
+    store.batch_put("demo-contacts", [{"tenant_id": t.tenant_id, "contact_id": "c9",
+                                       "email": EMAIL}])
+    rid = world.new_request(t, "erasure", {"email": EMAIL}, action="erase")
+    view = world.run(rid, t.tenant_id, "erase")
+    files = view["result"]["verification"]["checked"]["files"]
+    assert files["unnamed"] == {"item_rules": 1}
+    assert files["prefix"] == {"prefixes": 0, "left": 0}
+    assert (view["status"], view["result"]["verification"]["passed"]) == ("completed", True)
