@@ -12,11 +12,13 @@ from oblio.control.tenants import get_tenant
 from oblio.core import clock, paths, shadows
 from oblio.core.datamap import DataMap
 from oblio.pipeline import find
+from oblio.pipeline.apply import spare_held
 from oblio.pipeline.find import Item
 from oblio.pipeline.outcome import verdict
 from oblio.pipeline.rules import (
     Unit,
     changes_for,
+    held,
     holds,
     key_fields,
     retained_places,
@@ -40,16 +42,18 @@ from oblio.store import tables as store
 def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
                    marker: str, params: dict[str, Any] | None = None,
                    keys: TenantKeys | None = None, identifying: set[str] | None = None,
-                   subject_ref: str = "") -> list[Item]:
+                   subject_ref: str = "", late_held: list[Item] | None = None) -> list[Item]:
     """Read the unit's items back; the keys of those not as the action left them: deleted
     ones must be gone; anonymised ones must carry the subject's marker, no attribute whose
     rule removes it and no value of the subject's identifying attributes; retained ones
     nothing their erase rules remove; updated ones must hold the new values. Items she is in
-    only in a role are checked by that role's rules."""
+    only in a role are checked by that role's rules. With `late_held`, an item a delete or
+    an anonymisation finds on legal hold (set after the plan: the apply read it again and
+    left it) is added there, not counted left."""
     t = dm.tables[unit.table]
     table = t.physical(unit.tenant_id)
     bad = _remaining(dm, t, table, table_mode(dm, unit.table, action, params), action,
-                     manifest, None, params, keys, identifying, subject_ref)
+                     manifest, None, params, keys, identifying, subject_ref, late_held)
     for role, group in sorted((manifest.get("roles") or {}).items()):
         bad += _remaining(dm, t, table, role_mode(dm, unit.table, role, action, params),
                           action, group, role, params, keys, identifying, subject_ref)
@@ -58,12 +62,16 @@ def remaining_keys(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any
 
 def _remaining(dm: DataMap, t: Any, table: str, m: str, action: str, group: dict[str, Any],
                role: str | None, params: dict[str, Any] | None, keys: TenantKeys | None,
-               identifying: set[str] | None, subject_ref: str) -> list[Item]:
+               identifying: set[str] | None, subject_ref: str,
+               late_held: list[Item] | None = None) -> list[Item]:
     item_keys: list[Item] = group["keys"]
     left = store.batch_get(table, item_keys) if item_keys and m != "none" else []
     mark = dm.marker(subject_ref, role)
     bad: list[Item] = []
     for item in left:
+        if late_held is not None and m in ("delete", "anonymise") and held(t, item):
+            late_held.append(item)  # on hold since the plan: left by the apply, by design
+            continue
         wrong = False
         if m == "delete":
             wrong = True
@@ -102,6 +110,7 @@ def check_unit(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
     """What `remaining_keys` finds, counted, and S3 objects with any version left (per file
     rule under `files` when the table has rules beside pointers)."""
     out = _check(dm, action, unit, manifest, marker, params, keys, identifying, subject_ref)
+    out.pop("late_held")
     if "templated" not in manifest and "prefixes" not in manifest:
         out.pop("files")
     return out
@@ -112,13 +121,18 @@ def _check(dm: DataMap, action: str, unit: Unit, manifest: dict[str, Any],
            keys: TenantKeys | None = None, identifying: set[str] | None = None,
            subject_ref: str = "") -> dict[str, Any]:
     m = table_mode(dm, unit.table, action, params)
+    late: list[Item] = []
     bad = remaining_keys(dm, action, unit, manifest, marker, params, keys, identifying,
-                         subject_ref)
+                         subject_ref, late_held=late)
+    if late:  # their files stay with them (as the apply left them): not checked as left
+        kept, _, _ = spare_held(dm, dm.tables[unit.table], unit.tenant_id, manifest, late)
+        manifest = {**manifest, **{k: v for k, v in kept.items() if k in manifest}}
     files = files_left(manifest) if m in ("delete", "anonymise") else {}
     checked = len(manifest["keys"]) + sum(len(g["keys"]) for g in
                                           (manifest.get("roles") or {}).values())
     return {"checked": checked, "items_remaining": len(bad),
-            "files_remaining": sum(f["left"] for f in files.values()), "files": files}
+            "files_remaining": sum(f["left"] for f in files.values()), "files": files,
+            "late_held": late}
 
 
 def _key(t: Any, item: Item) -> tuple[Any, ...]:
@@ -155,7 +169,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     ids = records.identities_of(m, tenant)
     params = request_params(m, tenant)
     remaining: dict[str, int] = {}
-    checked = files_left = lookups = outside = unreadable = unnamed = 0
+    checked = files_left = lookups = outside = unreadable = unnamed = late_held = 0
     per_rule: dict[str, dict[str, int]] = {"pointer": {"objects": 0, "left": 0}}
     compared: dict[str, int] = {}
     #: (tenant, table) -> keys that stay by design (retained by law, on legal hold): a
@@ -187,6 +201,10 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
                        keys=get_tenant(u.tenant_id).keys, identifying=identifying,
                        subject_ref=m.subject_ref or "")
             checked += r["checked"]
+            # on hold since the plan: stays by design, as one held at the plan does
+            mine.update(_key(tm, i) for i in r["late_held"])
+            exempt["held"] += len(r["late_held"])
+            late_held += len(r["late_held"])
             files_left += r["files_remaining"]
             for kind, got in r["files"].items():
                 rule = per_rule.setdefault(kind, dict.fromkeys(got, 0))
@@ -234,7 +252,7 @@ def verify(request_id: str, tenant_id: str, action: str) -> dict[str, Any]:
     files_checked = sum(f.get("objects", 0) + f.get("prefixes", 0) for f in per_rule.values())
     # retained items are read back (their explicit erase rules checked) but stay by design:
     # like held ones, they are not what a "passed" verification may be called on
-    outcome = {**verdict(planned=checked - exempt["retained"],
+    outcome = {**verdict(planned=checked - exempt["retained"] - late_held,
                          files_planned=files_checked + len(archived), remaining=remaining,
                          files_remaining=files_left + outside + unreadable + archives_left,
                          exempt=exempt["retained"] + exempt["held"]),
