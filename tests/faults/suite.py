@@ -423,7 +423,12 @@ def _check(stack: Any, world: dict[str, Any], figures: Figures) -> None:
         if not (result.get("certificate") or {}):
             figures.wrong_certificates.append(f"{r['kind']} {r['id']}: no certificate")
     # events, once each
-    events = _events(raw, world["settings"])
+    # a request says completed before its Finish sends its events (a send a fault failed is
+    # sent by the step's retry, seconds later): read until each completed one has its
+    # RequestCompleted, then until the queue is quiet (a duplicate still shows)
+    completed = {r["id"] for r in reqs
+                 if r.get("id") and r["final"].get("status") == "completed"}
+    events = _events(raw, world["settings"], completed)
     by_req: dict[str, Counter[str]] = {}
     by_ref: Counter[str] = Counter()
     for e in events:
@@ -486,11 +491,21 @@ def _check(stack: Any, world: dict[str, Any], figures: Figures) -> None:
     figures.audit_chain = dict(api.get("/v1/audit/verify").json())
 
 
-def _events(raw: Raw, settings: Any) -> list[dict[str, Any]]:
+def _events(raw: Raw, settings: Any, completed: set[str],
+            wait: float = 60.0) -> list[dict[str, Any]]:
+    """The events the queue got: read until every request of `completed` has its
+    RequestCompleted (for at most `wait` seconds) and then three quiet polls."""
     url = raw.sqs.get_queue_url(QueueName=f"{settings.resource_prefix}-events")["QueueUrl"]
     seen: list[dict[str, Any]] = []
     quiet = 0
-    while quiet < 3:
+    until = time.monotonic() + wait
+
+    def missing() -> bool:
+        told = {e.get("detail", {}).get("request_id") for e in seen
+                if e.get("detail-type") == "RequestCompleted"}
+        return bool(completed - told) and time.monotonic() < until
+
+    while quiet < 3 or missing():
         msgs = raw.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
                                        WaitTimeSeconds=1).get("Messages", [])
         if not msgs:
