@@ -87,10 +87,12 @@ def _apply_group(dm: DataMap, t: TableMap, table: str, m: str, action: str,
     counts["matched"] += len(item_keys) + len(group.get("held", []))
     counts["held"] += len(group.get("held", []))
     late: list[Item] = []
+    read: list[Item] | None = None  # the items as just read, when the hold check read them
     if t.legal_hold is not None and m in DESTRUCTIVE and item_keys:
         # a hold set since the plan still blocks: read the items again, leave the held ones
         present = store.batch_get(table, item_keys)
         late = [i for i in present if held(t, i)]
+        read = [i for i in present if not held(t, i)]
         now_held = [find.key_of(t, i) for i in late]
         if now_held:
             counts["held"] += len(now_held)
@@ -112,7 +114,8 @@ def _apply_group(dm: DataMap, t: TableMap, table: str, m: str, action: str,
         counts[GONE] += len(item_keys) - n
     elif m == "anonymise":
         mark = dm.marker(subject_ref, role)
-        items = store.batch_get(table, item_keys)
+        # read once: the hold check's read serves when it was made
+        items = read if read is not None else store.batch_get(table, item_keys)
         counts[GONE] += len(item_keys) - len(items)
         for item in items:
             done = item.get(mark)
